@@ -1,0 +1,114 @@
+"""The Python entry point: ``divtrace.score(samples)`` does what ``divtrace score`` does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from divtrace.errors import DivtraceError
+from divtrace.metrics import Metric
+from divtrace.metrics.embeddings import EmbeddingStore
+from divtrace.samples import DEFAULT_TASK, SampleRecord, read_samples
+from divtrace.scoring.bootstrap import BootstrapSettings
+from divtrace.scoring.pipeline import (
+    OFFLINE_METRICS,
+    ScoreResult,
+    StageProgress,
+    build_metrics,
+    score_records,
+    write_result,
+)
+from divtrace.settings import EmbedderSettings, NLISettings
+
+SamplesInput = str | Path | SampleRecord | Sequence[str | Path] | Sequence[SampleRecord]
+
+
+def score(
+    samples: SamplesInput,
+    *,
+    metrics: Sequence[str | Metric] | None = None,
+    embedder: str | EmbedderSettings | None = None,
+    nli_model: str | NLISettings | None = None,
+    ead_vocab_size: int | None = None,
+    ead_tokenizer: str | None = None,
+    bootstrap: BootstrapSettings | None = None,
+    use_cache: bool = True,
+    skip_invalid: bool = False,
+    checkpoint: str | None = None,
+    task: str | None = None,
+    out: str | Path | None = None,
+    progress: StageProgress | None = None,
+) -> ScoreResult:
+    """Score the diversity of sampled outputs, per prompt and per (checkpoint, task).
+
+    Args:
+        samples: sample files (JSONL, Parquet, lm-eval ``samples_*.jsonl``, lighteval details, or directories of
+            them) or :class:`SampleRecord` objects.
+        metrics: registry names or Metric objects; default EAD, SBERT and Vendi, plus NLI when ``nli_model`` is
+            given (the study's four metrics).
+        embedder: sentence-transformers id or path (default: the packaged all-MiniLM-L6-v2; the study used
+            ``sentence-transformers/all-mpnet-base-v2``).
+        nli_model: id or path of an MNLI classifier (the study used ``roberta-large-mnli``).
+        ead_vocab_size / ead_tokenizer: EAD's V, given directly or as the generator's tokenizer (default 50257).
+        bootstrap: CI settings (1000 percentile resamples over prompts, seed 1234).
+        use_cache: read/write the persistent embedding cache.
+        skip_invalid: skip (and report in ``settings["skipped_records"]``) records that break the schema.
+        checkpoint / task: labels for records that carry none (default: the file stem, and "default").
+        out: if given, write the result tables there (see :func:`write_result`).
+        progress: ``(stage, done, total)`` callback.
+
+    Returns:
+        A :class:`ScoreResult` with per-prompt, across-input and summary tables and the settings used.
+    """
+    records, problems = _load(samples, skip_invalid=skip_invalid, checkpoint=checkpoint, task=task)
+    nli = nli_model if isinstance(nli_model, NLISettings) else NLISettings(model=nli_model) if nli_model else None
+    if metrics is None:
+        metrics = [*OFFLINE_METRICS, "nli"] if nli else list(OFFLINE_METRICS)
+    metric_objects = build_metrics(
+        metrics, nli=nli or NLISettings(), ead_vocab_size=ead_vocab_size, ead_tokenizer=ead_tokenizer
+    )
+    store = None
+    if any(m.uses_embeddings for m in metric_objects):
+        settings = (
+            embedder
+            if isinstance(embedder, EmbedderSettings)
+            else EmbedderSettings(**({"model": embedder} if embedder else {}))
+        )
+        store = EmbeddingStore(settings, cache=None if use_cache else False)
+    result = score_records(records, metric_objects, embedder=store, bootstrap=bootstrap, progress=progress)
+    result.settings["skipped_records"] = [str(p) for p in problems]
+    if out is not None:
+        write_result(result, out)
+    return result
+
+
+def _load(
+    samples: SamplesInput, *, skip_invalid: bool, checkpoint: str | None, task: str | None
+) -> tuple[list[SampleRecord], list[Exception]]:
+    items = [samples] if isinstance(samples, str | Path | SampleRecord) else list(samples)
+    if not items:
+        raise DivtraceError("no samples given")
+    if all(isinstance(item, SampleRecord) for item in items):
+        records = [
+            item.model_copy(
+                update={
+                    "checkpoint": item.checkpoint or checkpoint or "default",
+                    "task": item.task or task or DEFAULT_TASK,
+                }
+            )
+            for item in items
+            if isinstance(item, SampleRecord)
+        ]
+        for record in records:
+            if len(record.scored_texts()) < 2:
+                raise DivtraceError(
+                    f"record {record.prompt_id!r} ({record.checkpoint}/{record.task}) has fewer than 2 "
+                    "responses; per-prompt diversity needs K >= 2"
+                )
+        return records, []
+    if any(isinstance(item, SampleRecord) for item in items):
+        raise DivtraceError("pass either sample files or SampleRecord objects, not both")
+    result = read_samples(
+        [Path(str(item)) for item in items], skip_invalid=skip_invalid, checkpoint=checkpoint, task=task
+    )
+    return result.records, list(result.problems)

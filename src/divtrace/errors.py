@@ -1,0 +1,36 @@
+"""Errors divtrace raises on bad input; each names where the problem is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DivtraceError(Exception):
+    """Base class of every error divtrace raises on purpose."""
+
+
+class SampleFormatError(DivtraceError):
+    """A sample file, or one record in it, does not satisfy the sample schema.
+
+    Attributes:
+        path: the file that holds the bad record.
+        line: 1-based line (JSONL) or row (Parquet) number; ``None`` when the whole file is bad.
+        field: the offending field, ``None`` when the record as a whole is bad (e.g. not JSON).
+        reason: what is wrong, in words.
+    """
+
+    def __init__(self, path: str | Path, line: int | None, field: str | None, reason: str) -> None:
+        self.path = str(path)
+        self.line = line
+        self.field = field
+        self.reason = reason
+        where = self.path
+        if line is not None:
+            where += f", line {line}"
+        if field is not None:
+            where += f", field '{field}'"
+        super().__init__(f"{where}: {reason}")
+
+
+class ModelLoadError(DivtraceError):
+    """A model (embedder, NLI classifier, generator) could not be loaded."""

@@ -1,0 +1,11 @@
+"""Diversity metrics: the registry, the built-in metrics and the shared embedding store.
+
+Importing this package registers the built-in metrics. A new metric is one module with a ``@register_metric``
+class (see ``lexical.py``); import it here to make it built in.
+"""
+
+from divtrace.metrics import lexical, semantic  # noqa: F401  (registers the metrics)
+from divtrace.metrics._base import Metric, ScoringContext
+from divtrace.metrics._registry import create_metric, metric_class, metric_names, register_metric
+
+__all__ = ["Metric", "ScoringContext", "create_metric", "metric_class", "metric_names", "register_metric"]

@@ -1,0 +1,66 @@
+"""The Metric interface every diversity metric implements, and the context metrics draw shared resources from."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from divtrace.metrics.embeddings import EmbeddingStore
+
+
+@dataclass
+class ScoringContext:
+    """Shared, already-loaded resources a metric may use while scoring.
+
+    ``embeddings`` is the process-wide embedding store (None when no metric needs embeddings).
+    """
+
+    embeddings: EmbeddingStore | None = None
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 embeddings of ``texts``, one row each, in order."""
+        if self.embeddings is None:
+            raise RuntimeError("this scoring run was set up without an embedder")
+        return self.embeddings.embed(texts)
+
+
+class Metric(ABC):
+    """A diversity metric over groups of texts; higher is always more diverse.
+
+    Per-input scoring passes the K responses of each prompt as one group; across-input scoring passes one group
+    made of the first response of every prompt. Implementations must be deterministic given their settings.
+    """
+
+    #: Registry name (``ead``, ``sbert``...).
+    name: ClassVar[str]
+    #: One line for ``divtrace metrics``.
+    description: ClassVar[str]
+    #: True when the metric reads sentence embeddings from :class:`ScoringContext`.
+    uses_embeddings: ClassVar[bool] = False
+    #: False for metrics that make no sense on source code (NLI).
+    suitable_for_code: ClassVar[bool] = True
+
+    def settings(self) -> dict[str, Any]:
+        """The options that determine this metric's numbers, recorded next to every score."""
+        return {}
+
+    def prepare(self) -> None:
+        """Load whatever the metric needs (models) before any scoring work; raise a clear error if impossible."""
+        return None
+
+    @abstractmethod
+    def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:
+        """Score each group of texts.
+
+        Args:
+            groups: one sequence of texts per prompt (every group has at least 2 texts).
+            context: shared resources (embeddings).
+
+        Returns:
+            float64 array with one diversity value per group, in the order given.
+        """

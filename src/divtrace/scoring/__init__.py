@@ -1,0 +1,1 @@
+"""The scoring pipeline: samples in, per-prompt scores and summaries out."""

