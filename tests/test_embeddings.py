@@ -55,9 +55,10 @@ def test_settings_that_change_vectors_do_not_share_cache_entries(tmp_path: Path)
     short = EmbeddingStore(EmbedderSettings(max_seq_length=4), cache=cache)
     short.embed(TEXTS[:2])
     assert short.stats.encoded == 2
-    assert EmbeddingStore(EmbedderSettings(batch_size=3), cache=cache).model_key == EmbeddingStore(
-        EmbedderSettings(), cache=cache
-    ).model_key  # batch size changes speed, not vectors
+    assert (
+        EmbeddingStore(EmbedderSettings(batch_size=3), cache=cache).model_key
+        == EmbeddingStore(EmbedderSettings(), cache=cache).model_key
+    )  # batch size changes speed, not vectors
 
 
 def test_unloadable_embedder_names_the_model(tmp_path: Path) -> None:

@@ -1,3 +1,34 @@
-"""divtrace: find where output diversity collapses along a post-training lineage."""
+"""divtrace: find where output diversity collapses along a post-training lineage.
+
+The obvious entry point is :func:`divtrace.score`; metrics live in a registry (:func:`metric_names`,
+:func:`create_metric`, :func:`register_metric`).
+"""
+
+from divtrace.api import score
+from divtrace.errors import DivtraceError, ModelLoadError, SampleFormatError
+from divtrace.metrics import Metric, ScoringContext, create_metric, metric_names, register_metric
+from divtrace.metrics.embeddings import EmbeddingStore
+from divtrace.samples import SampleRecord, read_samples, write_samples
+from divtrace.scoring.pipeline import ScoreResult
+from divtrace.settings import EmbedderSettings, NLISettings
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "DivtraceError",
+    "EmbedderSettings",
+    "EmbeddingStore",
+    "Metric",
+    "ModelLoadError",
+    "NLISettings",
+    "SampleFormatError",
+    "SampleRecord",
+    "ScoreResult",
+    "ScoringContext",
+    "create_metric",
+    "metric_names",
+    "read_samples",
+    "register_metric",
+    "score",
+    "write_samples",
+]

@@ -27,7 +27,7 @@ def score(
     samples: SamplesInput,
     *,
     metrics: Sequence[str | Metric] | None = None,
-    embedder: str | EmbedderSettings | None = None,
+    embedder: str | EmbedderSettings | EmbeddingStore | None = None,
     nli_model: str | NLISettings | None = None,
     ead_vocab_size: int | None = None,
     ead_tokenizer: str | None = None,
@@ -47,7 +47,8 @@ def score(
         metrics: registry names or Metric objects; default EAD, SBERT and Vendi, plus NLI when ``nli_model`` is
             given (the study's four metrics).
         embedder: sentence-transformers id or path (default: the packaged all-MiniLM-L6-v2; the study used
-            ``sentence-transformers/all-mpnet-base-v2``).
+            ``sentence-transformers/all-mpnet-base-v2``), settings, or a ready :class:`EmbeddingStore` (to share
+            one across calls or choose its cache).
         nli_model: id or path of an MNLI classifier (the study used ``roberta-large-mnli``).
         ead_vocab_size / ead_tokenizer: EAD's V, given directly or as the generator's tokenizer (default 50257).
         bootstrap: CI settings (1000 percentile resamples over prompts, seed 1234).
@@ -60,21 +61,26 @@ def score(
     Returns:
         A :class:`ScoreResult` with per-prompt, across-input and summary tables and the settings used.
     """
-    records, problems = _load(samples, skip_invalid=skip_invalid, checkpoint=checkpoint, task=task)
     nli = nli_model if isinstance(nli_model, NLISettings) else NLISettings(model=nli_model) if nli_model else None
     if metrics is None:
         metrics = [*OFFLINE_METRICS, "nli"] if nli else list(OFFLINE_METRICS)
     metric_objects = build_metrics(
         metrics, nli=nli or NLISettings(), ead_vocab_size=ead_vocab_size, ead_tokenizer=ead_tokenizer
     )
+    for metric in metric_objects:  # load every model first: a metric that cannot run fails before any work
+        metric.prepare()
+    records, problems = _load(samples, skip_invalid=skip_invalid, checkpoint=checkpoint, task=task)
     store = None
     if any(m.uses_embeddings for m in metric_objects):
-        settings = (
-            embedder
-            if isinstance(embedder, EmbedderSettings)
-            else EmbedderSettings(**({"model": embedder} if embedder else {}))
-        )
-        store = EmbeddingStore(settings, cache=None if use_cache else False)
+        if isinstance(embedder, EmbeddingStore):
+            store = embedder
+        else:
+            settings = (
+                embedder
+                if isinstance(embedder, EmbedderSettings)
+                else EmbedderSettings(**({"model": embedder} if embedder else {}))
+            )
+            store = EmbeddingStore(settings, cache=None if use_cache else False)
     result = score_records(records, metric_objects, embedder=store, bootstrap=bootstrap, progress=progress)
     result.settings["skipped_records"] = [str(p) for p in problems]
     if out is not None:

@@ -117,8 +117,7 @@ def list_metrics() -> None:
     table = Table("name", "description", "needs", title="divtrace metrics (higher = more diverse)")
     for name in metric_names():
         cls = metric_class(name)
-        needs = "embedder" if cls.uses_embeddings else "NLI model" if name == "nli" else "-"
-        table.add_row(name, cls.description, needs)
+        table.add_row(name, cls.description, "sentence embedder (--embedder)" if cls.uses_embeddings else cls.needs)
     Console().print(table)
 
 

@@ -44,13 +44,18 @@ class Metric(ABC):
     uses_embeddings: ClassVar[bool] = False
     #: False for metrics that make no sense on source code (NLI).
     suitable_for_code: ClassVar[bool] = True
+    #: What the metric needs besides the texts, for ``divtrace metrics`` ("-" for nothing).
+    needs: ClassVar[str] = "-"
 
     def settings(self) -> dict[str, Any]:
         """The options that determine this metric's numbers, recorded next to every score."""
         return {}
 
     def prepare(self) -> None:
-        """Load whatever the metric needs (models) before any scoring work; raise a clear error if impossible."""
+        """Load what the metric needs (models) before any scoring work; raise a clear error if impossible.
+
+        Must be idempotent: the pipeline may call it more than once.
+        """
         return None
 
     @abstractmethod

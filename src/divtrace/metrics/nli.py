@@ -1,0 +1,351 @@
+"""NLI diversity: how much the outputs of a group fail to entail one another (DESIGN.md, "Metrics", NLI).
+
+For every unordered pair of outputs (i < j) of a group, both outputs are split into sentences
+(:func:`split_sentences`) and up to ``sentences_per_pair`` aligned sentence positions are taken: all positions
+``p < min(len(s_i), len(s_j))`` when there are at most that many, otherwise a seeded choice without replacement
+(:func:`aligned_positions`; the seed depends only on ``NLISettings.seed``, the two texts and the pair's indices, so a
+pair's positions do not depend on the batch it is scored in). Each position is scored in both directions with an
+MNLI classifier, ``P(entailment) - P(contradiction)`` (softmax over the logits, label order read from the model's
+``config.id2label``). A pair's similarity is the mean over its positions and both directions, and the group's
+diversity is ``1 - mean pair similarity``: higher is more diverse, range [0, 2].
+
+A group with more than ``NLISettings.max_across_pairs`` pairs (across-input scoring over N prompts has N(N-1)/2) is
+scored on a seeded random subset of exactly ``max_across_pairs`` pairs (:func:`sampled_pairs`; the seed depends on
+``NLISettings.seed`` and the group's texts only).
+
+Every premise/hypothesis pair of every group is collected first, identical pairs are classified once, and the
+classifier runs over them longest first in batches of ``NLISettings.batch_size``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from divtrace.errors import ModelLoadError
+from divtrace.metrics._base import Metric, ScoringContext
+from divtrace.metrics._registry import register_metric
+from divtrace.settings import NLISettings
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+#: Outputs are split into sentences on this pattern (DESIGN.md); empty pieces are dropped after stripping.
+SENTENCE_SPLIT = r"[.!?]+\s+|\n+"
+_SENTENCE_RE = re.compile(SENTENCE_SPLIT)
+#: A progress bar is shown (when ``progress`` is on) only from this many classifier batches on.
+_PROGRESS_MIN_BATCHES = 20
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of ``text``: pieces between matches of :data:`SENTENCE_SPLIT`, stripped, empty ones dropped.
+
+    The separators (end punctuation followed by whitespace, or newlines) are removed; a final sentence keeps its
+    punctuation when nothing follows it. A text with no sentence at all is one sentence: ``text.strip()``.
+    """
+    pieces = [piece.strip() for piece in _SENTENCE_RE.split(text)]
+    sentences = [piece for piece in pieces if piece]
+    return sentences or [text.strip()]
+
+
+def _seeded_rng(*parts: Any) -> np.random.Generator:
+    """A numpy generator seeded from a SHA-256 of ``parts`` (JSON-encoded, so unambiguous and stable)."""
+    digest = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+def aligned_positions(
+    seed: int, text_i: str, text_j: str, i: int, j: int, n_common: int, sentences_per_pair: int
+) -> list[int]:
+    """The aligned sentence positions scored for the pair (i, j) of a group, in increasing order.
+
+    Args:
+        seed: ``NLISettings.seed``.
+        text_i, text_j: the two outputs (i < j).
+        i, j: their indices in the group.
+        n_common: ``min(len(sentences_i), len(sentences_j))``.
+        sentences_per_pair: the most positions to take.
+
+    Returns:
+        ``range(n_common)`` when ``n_common <= sentences_per_pair``, otherwise ``sentences_per_pair`` distinct
+        positions chosen without replacement by a generator seeded from (seed, text_i, text_j, i, j).
+    """
+    if n_common <= sentences_per_pair:
+        return list(range(n_common))
+    rng = _seeded_rng(seed, "positions", i, j, text_i, text_j)
+    return sorted(int(p) for p in rng.choice(n_common, size=sentences_per_pair, replace=False))
+
+
+def sampled_pairs(seed: int, texts: Sequence[str], max_pairs: int) -> list[tuple[int, int]]:
+    """The pairs (i < j) of a group that are scored: all of them, or a seeded subset of ``max_pairs``.
+
+    When the group has more than ``max_pairs`` pairs, exactly ``max_pairs`` distinct pairs are drawn without
+    replacement by a generator seeded from (seed, the group's texts), returned in (i, j) order. Memory stays
+    O(len(texts) + max_pairs) however large the group.
+    """
+    n = len(texts)
+    total = n * (n - 1) // 2
+    if total <= max_pairs:
+        return [(i, j) for i in range(n) for j in range(i + 1, n)]
+    hasher = hashlib.sha256(json.dumps([seed, "pairs", n]).encode())
+    for text in texts:
+        encoded = text.encode()
+        hasher.update(len(encoded).to_bytes(8, "little"))
+        hasher.update(encoded)
+    rng = np.random.default_rng(int.from_bytes(hasher.digest()[:16], "little"))
+    linear = np.sort(rng.choice(total, size=max_pairs, replace=False))
+    # Row i of the upper triangle starts at linear index i*n - i*(i+1)/2.
+    rows = np.arange(n, dtype=np.int64)
+    starts = rows * n - rows * (rows + 1) // 2
+    first = np.searchsorted(starts, linear, side="right") - 1
+    second = linear - starts[first] + first + 1
+    return [(int(a), int(b)) for a, b in zip(first, second, strict=True)]
+
+
+def nli_label_indices(id2label: dict[Any, str], model: str) -> tuple[int, int]:
+    """(entailment index, contradiction index) from a config's ``id2label``, matched case-insensitively.
+
+    A label containing ``entail`` is entailment (``not_entailment``-style labels lose to a plain one), a label
+    containing ``contradict`` is contradiction. Raises ModelLoadError naming ``model`` and the labels found when
+    either is missing or ambiguous.
+    """
+    labels = {int(index): str(label) for index, label in (id2label or {}).items()}
+
+    def find(stem: str) -> int | None:
+        hits = [index for index, label in labels.items() if stem in label.lower()]
+        if len(hits) > 1:
+            hits = [index for index in hits if not re.match(r"no[nt][\W_]*" + stem, labels[index].lower())]
+        return hits[0] if len(hits) == 1 else None
+
+    entail, contradict = find("entail"), find("contradict")
+    if entail is None or contradict is None or entail == contradict:
+        found = ", ".join(f"{index}: {label!r}" for index, label in sorted(labels.items())) or "none"
+        raise ModelLoadError(
+            f"NLI model {model!r} does not name its entailment and contradiction labels in config.id2label "
+            f"(labels found: {found}). Pass --nli-model with an id or local path of an MNLI classifier whose "
+            "config labels them (e.g. roberta-large-mnli)."
+        )
+    return entail, contradict
+
+
+@dataclass
+class LoadedNLIModel:
+    """An MNLI classifier ready to run: tokenizer, model (eval mode, on ``device``) and its label indices."""
+
+    tokenizer: PreTrainedTokenizerBase
+    model: PreTrainedModel
+    device: str
+    entailment: int
+    contradiction: int
+    #: Inputs are truncated to this many tokens: ``NLISettings.max_length`` capped at what the model accepts.
+    max_length: int
+
+
+_LOADED: dict[tuple[str, str | None, str], LoadedNLIModel] = {}
+
+
+def resolve_device(device: str | None) -> str:
+    """``device`` itself, or ``cuda`` when it is None and a GPU is available, else ``cpu``."""
+    if device is not None:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_nli_model(settings: NLISettings) -> LoadedNLIModel:
+    """The classifier of ``settings`` (model id or local path, revision), loaded once per process and device.
+
+    The config is read first, so a model without entailment/contradiction labels fails before its weights load.
+    Weights are used in float32 whatever dtype they were saved in. Raises ModelLoadError naming the model, why,
+    and how to fix it when anything cannot be loaded (not found, offline without a cached copy, not a classifier).
+    """
+    device = resolve_device(settings.device)
+    key = (settings.model, settings.revision, device)
+    if key in _LOADED:
+        return _LOADED[key]
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    name = settings.model
+    try:
+        config = AutoConfig.from_pretrained(name, revision=settings.revision)
+    except Exception as err:  # OSError (not found / offline), ValueError (not a model), HF hub errors
+        raise _load_error(name, err) from err
+    entailment, contradiction = nli_label_indices(getattr(config, "id2label", None) or {}, name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=settings.revision)
+        model = AutoModelForSequenceClassification.from_pretrained(name, revision=settings.revision, config=config)
+    except Exception as err:
+        raise _load_error(name, err) from err
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelLoadError(f"NLI model {name!r}: its tokenizer has no padding token, so it cannot batch")
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    try:
+        model = model.float().to(device).eval()
+    except Exception as err:  # e.g. "cuda" asked for on a machine without a GPU
+        raise ModelLoadError(f"NLI model {name!r} cannot be moved to device {device!r}: {err}") from err
+    limits = [settings.max_length, getattr(model.config, "max_position_embeddings", None)]
+    if 0 < (tokenizer.model_max_length or 0) < 1_000_000:  # tokenizers without a limit report a huge sentinel
+        limits.append(tokenizer.model_max_length)
+    max_length = min(int(limit) for limit in limits if limit)
+    loaded = LoadedNLIModel(tokenizer, model, device, entailment, contradiction, max_length)
+    _LOADED[key] = loaded
+    return loaded
+
+
+def _load_error(name: str, err: Exception) -> ModelLoadError:
+    return ModelLoadError(
+        f"cannot load NLI model {name!r} ({type(err).__name__}: {err}). Pass --nli-model with the id (needs the "
+        "Hugging Face hub, or a cached copy) or the local path of an MNLI sequence-pair classifier, such as "
+        "roberta-large-mnli."
+    )
+
+
+@dataclass
+class NLIStats:
+    """What the last ``score_groups`` call did.
+
+    Attributes:
+        pairs_per_group: output pairs scored in each group, in group order (capped at ``max_across_pairs``).
+        classifier_inputs: premise/hypothesis inputs over all pairs, positions and both directions.
+        unique_inputs: distinct (premise, hypothesis) inputs actually classified.
+        batches: classifier batches run.
+    """
+
+    pairs_per_group: list[int] = field(default_factory=list)
+    classifier_inputs: int = 0
+    unique_inputs: int = 0
+    batches: int = 0
+
+
+@register_metric
+class NLIDiversity(Metric):
+    """NLI diversity: 1 - mean over output pairs of P(entailment) - P(contradiction) (DESIGN.md, "NLI").
+
+    Args:
+        settings: the classifier and sampling options; ``NLISettings()`` (roberta-large-mnli) when None.
+        **overrides: ``NLISettings`` fields replacing those of ``settings`` (``NLIDiversity(model="path")``).
+
+    Attributes:
+        nli_settings: the effective :class:`NLISettings`.
+        progress: show a progress bar while classifying when there are many batches (off by default; the CLI
+            draws its own).
+        last_stats: :class:`NLIStats` of the latest ``score_groups`` call.
+    """
+
+    name = "nli"
+    description = "1 - mean P(entail) - P(contradict) between aligned sentences of output pairs (MNLI model)"
+    uses_embeddings = False
+    suitable_for_code = False
+    needs = "MNLI classifier (--nli-model)"
+
+    def __init__(self, settings: NLISettings | None = None, **overrides: Any) -> None:
+        base = settings or NLISettings()
+        if overrides:
+            base = NLISettings(**{**base.model_dump(), **overrides})
+        if base.sentences_per_pair < 1 or base.batch_size < 1 or base.max_across_pairs < 1 or base.max_length < 1:
+            raise ValueError("NLI needs sentences_per_pair, batch_size, max_across_pairs and max_length >= 1")
+        self.nli_settings = base
+        self.progress = False
+        self.last_stats = NLIStats()
+
+    def settings(self) -> dict[str, Any]:
+        """The NLI settings, the sentence pattern and, once the model is loaded, the effective truncation length."""
+        recorded = {**self.nli_settings.identity(), "sentence_split": SENTENCE_SPLIT}
+        key = (self.nli_settings.model, self.nli_settings.revision, resolve_device(self.nli_settings.device))
+        if key in _LOADED:
+            recorded["effective_max_length"] = _LOADED[key].max_length
+        return recorded
+
+    def prepare(self) -> None:
+        load_nli_model(self.nli_settings)
+
+    def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:
+        """Diversity of each group; groups with more than ``max_across_pairs`` pairs are scored on a seeded subset.
+
+        Groups with fewer than 2 texts have no pairs and score NaN. ``last_stats`` records what was done.
+        """
+        settings = self.nli_settings
+        inputs: dict[tuple[str, str], int] = {}
+        plans: list[tuple[np.ndarray, np.ndarray, int]] = []  # per group: input ids, pair id of each, pair count
+        stats = NLIStats()
+        sentence_cache: dict[str, list[str]] = {}
+
+        def sentences(text: str) -> list[str]:
+            if text not in sentence_cache:
+                sentence_cache[text] = split_sentences(text)
+            return sentence_cache[text]
+
+        for group in groups:
+            texts = list(group)
+            pairs = sampled_pairs(settings.seed, texts, settings.max_across_pairs)
+            input_ids: list[int] = []
+            pair_ids: list[int] = []
+            for pair_index, (i, j) in enumerate(pairs):
+                first, second = sentences(texts[i]), sentences(texts[j])
+                positions = aligned_positions(
+                    settings.seed, texts[i], texts[j], i, j, min(len(first), len(second)), settings.sentences_per_pair
+                )
+                for p in positions:
+                    for premise, hypothesis in ((first[p], second[p]), (second[p], first[p])):
+                        input_ids.append(inputs.setdefault((premise, hypothesis), len(inputs)))
+                        pair_ids.append(pair_index)
+            plans.append((np.asarray(input_ids, dtype=np.int64), np.asarray(pair_ids, dtype=np.int64), len(pairs)))
+            stats.pairs_per_group.append(len(pairs))
+            stats.classifier_inputs += len(input_ids)
+
+        stats.unique_inputs = len(inputs)
+        scores, stats.batches = self._classify(list(inputs))
+        self.last_stats = stats
+
+        result = np.full(len(plans), np.nan, dtype=np.float64)
+        for g, (input_ids, pair_ids, n_pairs) in enumerate(plans):
+            if n_pairs == 0:
+                continue
+            pair_sum = np.bincount(pair_ids, weights=scores[input_ids], minlength=n_pairs)
+            pair_count = np.bincount(pair_ids, minlength=n_pairs)
+            result[g] = 1.0 - float(np.mean(pair_sum / pair_count))
+        return result
+
+    def _classify(self, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, int]:
+        """P(entailment) - P(contradiction) of each (premise, hypothesis), float64, and the number of batches."""
+        scores = np.empty(len(pairs), dtype=np.float64)
+        if not pairs:
+            return scores, 0
+        import torch
+
+        loaded = load_nli_model(self.nli_settings)
+        size = self.nli_settings.batch_size
+        order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]), reverse=True)
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
+        with torch.inference_mode():
+            for batch in self._track(batches):
+                encoded = loaded.tokenizer(
+                    [pairs[k][0] for k in batch],
+                    [pairs[k][1] for k in batch],
+                    truncation=True,
+                    max_length=loaded.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                ).to(loaded.device)
+                logits = loaded.model(**encoded).logits
+                probabilities = torch.softmax(logits.double(), dim=-1).cpu().numpy()
+                scores[batch] = probabilities[:, loaded.entailment] - probabilities[:, loaded.contradiction]
+        return scores, len(batches)
+
+    def _track(self, batches: list[list[int]]) -> Iterator[list[int]]:
+        if not self.progress or len(batches) < _PROGRESS_MIN_BATCHES:
+            yield from batches
+            return
+        from rich.progress import track
+
+        yield from track(batches, description=f"NLI ({self.nli_settings.model})", transient=True)

@@ -1,0 +1,86 @@
+"""JSON Lines sample files: one JSON object per line, read line by line and written atomically."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from divtrace.errors import SampleFormatError
+from divtrace.io_atomic import atomic_output
+from divtrace.samples.schema import SampleRecord
+
+OnError = Callable[[SampleFormatError], None]
+"""Called with a per-record error instead of raising it; the bad record is then skipped."""
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def iter_jsonl_records(path: str | Path, *, on_error: OnError | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, object)`` for every non-blank line of a JSON Lines file.
+
+    Contract:
+        * Line numbers are 1-based and count every line, blank ones included; blank lines are skipped.
+        * A UTF-8 byte-order mark at the start of the file is ignored; ``\\r\\n`` line endings are accepted.
+        * A line that is not valid JSON, or whose JSON is not an object, is a per-record error: it is passed
+          to ``on_error`` and skipped when ``on_error`` is given, else raised.
+        * A line that is not valid UTF-8 makes the rest of the file unreadable: a :class:`SampleFormatError`
+          naming that line is always raised (the lines before it have already been yielded).
+        * A file that cannot be opened raises :class:`SampleFormatError` with ``line=None``.
+    """
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below; a generator cannot use a bare with-open here
+    except OSError as exc:
+        raise SampleFormatError(path, None, None, f"cannot open: {exc.strerror or exc}") from None
+    with handle:
+        for number, data in enumerate(handle, start=1):
+            if number == 1 and data.startswith(_BOM):
+                data = data[len(_BOM) :]
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise SampleFormatError(
+                    path,
+                    number,
+                    None,
+                    f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {exc.start + 1}); "
+                    "sample files must be UTF-8 encoded",
+                ) from None
+            if not text.strip():
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                error = SampleFormatError(path, number, None, f"malformed JSON: {exc.msg} at column {exc.colno}")
+                if on_error is None:
+                    raise error from None
+                on_error(error)
+                continue
+            if not isinstance(value, dict):
+                error = SampleFormatError(
+                    path, number, None, f"expected a JSON object per line, got {type(value).__name__}"
+                )
+                if on_error is None:
+                    raise error
+                on_error(error)
+                continue
+            yield number, value
+
+
+def record_to_json_dict(record: SampleRecord) -> dict[str, Any]:
+    """The JSON-compatible dict of ``record``: every declared field (nulls included) plus unknown fields."""
+    return record.model_dump(mode="json")
+
+
+def write_samples_jsonl(records: Iterable[SampleRecord], path: str | Path) -> None:
+    """Write ``records`` to ``path`` as UTF-8 JSON Lines, one record per line, atomically.
+
+    Contract: every field is written, nulls included, and non-ASCII text is kept as is, so that
+    :func:`iter_jsonl_records` followed by validation gives back equal records. ``path`` is replaced only once
+    the whole file has been written (see :func:`atomic_output`).
+    """
+    with atomic_output(path) as tmp, open(tmp, "x", encoding="utf-8", newline="\n") as out:
+        for record in records:
+            out.write(json.dumps(record_to_json_dict(record), ensure_ascii=False))
+            out.write("\n")

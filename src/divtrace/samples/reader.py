@@ -1,0 +1,216 @@
+"""Read sample records from any supported file (or directory of files), and write them by extension."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from divtrace.errors import SampleFormatError
+from divtrace.samples.jsonl import OnError, iter_jsonl_records, write_samples_jsonl
+from divtrace.samples.lighteval import is_lighteval_details_file, iter_lighteval_records
+from divtrace.samples.lmeval import is_lmeval_samples_file, iter_lmeval_records
+from divtrace.samples.parquet import iter_parquet_records, write_samples_parquet
+from divtrace.samples.schema import DEFAULT_TASK, SampleRecord
+from divtrace.samples.validate import record_from_dict
+
+FORMATS = ("auto", "jsonl", "parquet", "lm-eval", "lighteval")
+JSONL_SUFFIXES = (".jsonl", ".json")
+PARQUET_SUFFIXES = (".parquet",)
+
+
+@dataclass
+class ReadResult:
+    """What :func:`read_samples` found: the valid records, in input order, and the problems it skipped."""
+
+    records: list[SampleRecord] = field(default_factory=list)
+    problems: list[SampleFormatError] = field(default_factory=list)
+
+
+def detect_format(path: str | Path) -> str | None:
+    """The format of one file from its name: ``samples_*.jsonl`` -> ``"lm-eval"``, ``details_*.parquet`` ->
+    ``"lighteval"``, ``*.jsonl``/``*.json`` -> ``"jsonl"``, ``*.parquet`` -> ``"parquet"``, else ``None``."""
+    name = Path(path).name.lower()
+    if is_lmeval_samples_file(name):
+        return "lm-eval"
+    if is_lighteval_details_file(name):
+        return "lighteval"
+    if name.endswith(JSONL_SUFFIXES):
+        return "jsonl"
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    return None
+
+
+def _accepts(path: Path, fmt: str) -> bool:
+    """Whether a file found inside a directory belongs to ``fmt``."""
+    name = path.name
+    if name.startswith(".") or (name.startswith("results_") and name.endswith(".json")):
+        return False  # hidden/temporary files; lm-eval's and lighteval's aggregate results files
+    detected = detect_format(path)
+    if fmt == "auto":
+        return detected is not None
+    if fmt in ("jsonl", "lm-eval"):
+        return name.lower().endswith(JSONL_SUFFIXES)
+    return name.lower().endswith(PARQUET_SUFFIXES)
+
+
+def _directory_files(directory: Path, fmt: str) -> list[Path]:
+    files = [
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and _accepts(p, fmt) and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    ]
+    return sorted(files, key=lambda p: p.relative_to(directory).as_posix())
+
+
+def _as_list(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    if isinstance(paths, (str, Path)):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
+
+
+class _Reader:
+    """The state of one :func:`read_samples` call."""
+
+    def __init__(self, skip_invalid: bool, checkpoint: str | None, task: str | None) -> None:
+        self.skip_invalid = skip_invalid
+        self.checkpoint = checkpoint
+        self.task = task
+        self.result = ReadResult()
+        self.seen: dict[tuple[str | None, str | None, str], tuple[str, int | None]] = {}
+
+    def report(self, error: SampleFormatError) -> None:
+        if not self.skip_invalid:
+            raise error
+        self.result.problems.append(error)
+
+    def files(self, paths: list[Path], fmt: str) -> Iterator[tuple[Path, str]]:
+        for path in paths:
+            if path.is_dir():
+                found = _directory_files(path, fmt)
+                if not found:
+                    self.report(
+                        SampleFormatError(path, None, None, f"no sample files ({fmt} format) in this directory")
+                    )
+                for file in found:
+                    yield file, (detect_format(file) or fmt) if fmt == "auto" else fmt
+            elif not path.exists():
+                self.report(SampleFormatError(path, None, None, "no such file or directory"))
+            elif fmt == "auto":
+                detected = detect_format(path)
+                if detected is None:
+                    self.report(
+                        SampleFormatError(
+                            path, None, None, "unknown sample file type; use .jsonl, .json or .parquet, or pass fmt"
+                        )
+                    )
+                else:
+                    yield path, detected
+            else:
+                yield path, fmt
+
+    def rows(self, path: Path, fmt: str, on_error: OnError | None) -> Iterator[tuple[int, dict]]:
+        if fmt == "jsonl":
+            return iter_jsonl_records(path, on_error=on_error)
+        if fmt == "parquet":
+            return iter_parquet_records(path, on_error=on_error)
+        if fmt == "lm-eval":
+            return iter_lmeval_records(path, checkpoint=self.checkpoint, task=self.task, on_error=on_error)
+        return iter_lighteval_records(path, checkpoint=self.checkpoint, task=self.task, on_error=on_error)
+
+    def read_file(self, path: Path, fmt: str) -> None:
+        seen_rows = 0
+
+        def on_error(error: SampleFormatError) -> None:
+            nonlocal seen_rows
+            seen_rows += 1
+            self.report(error)
+
+        defaults = {"checkpoint": self.checkpoint or path.stem, "task": self.task or DEFAULT_TASK}
+        rows = self.rows(path, fmt, on_error if self.skip_invalid else None)
+        while True:
+            try:
+                line, raw = next(rows)
+            except StopIteration:
+                break
+            except SampleFormatError as error:  # the rest of the file is unreadable
+                self.report(error)
+                return
+            seen_rows += 1
+            try:
+                record = record_from_dict(raw, path, line, defaults)
+            except SampleFormatError as error:
+                self.report(error)
+                continue
+            self.add(record, path, line)
+        if seen_rows == 0:
+            self.report(SampleFormatError(path, None, None, "no records: the file is empty"))
+
+    def add(self, record: SampleRecord, path: Path, line: int | None) -> None:
+        key = (record.checkpoint, record.task, record.prompt_id)
+        first = self.seen.get(key)
+        if first is not None:
+            where = first[0] + (f", line {first[1]}" if first[1] is not None else "")
+            self.report(
+                SampleFormatError(
+                    path,
+                    line,
+                    "prompt_id",
+                    f"duplicate record for checkpoint '{key[0]}', task '{key[1]}', prompt_id '{key[2]}'; "
+                    f"first seen at {where}",
+                )
+            )
+            return
+        self.seen[key] = (str(path), line)
+        self.result.records.append(record)
+
+
+def read_samples(
+    paths: str | Path | Iterable[str | Path],
+    *,
+    fmt: str = "auto",
+    skip_invalid: bool = False,
+    checkpoint: str | None = None,
+    task: str | None = None,
+) -> ReadResult:
+    """Read and validate sample records from files and directories.
+
+    Contract:
+        * ``fmt`` is one of ``"auto"``, ``"jsonl"``, ``"parquet"``, ``"lm-eval"``, ``"lighteval"``. ``"auto"``
+          picks per file by name (see :func:`detect_format`). A directory means every supported file below it
+          (recursively, hidden files and ``results_*.json`` excluded), in sorted path order.
+        * A record without ``checkpoint`` gets the ``checkpoint`` argument, else the file's stem; one without
+          ``task`` gets the ``task`` argument, else :data:`DEFAULT_TASK`. For lm-eval and lighteval files the
+          arguments override what the importer infers from the file's name and directory.
+        * Errors: an empty file, a bad record, a duplicate ``(checkpoint, task, prompt_id)`` anywhere in the
+          input (the message names both places) or an unreadable file are :class:`SampleFormatError`. With
+          ``skip_invalid=False`` the first one is raised. With ``skip_invalid=True`` each is appended to
+          ``problems`` and the bad record skipped; when a file becomes unreadable at line N (e.g. not UTF-8),
+          that is one problem and the records before line N are kept.
+
+    Raises:
+        ValueError: ``fmt`` is not a known format.
+        SampleFormatError: see above (only when ``skip_invalid`` is false).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown sample format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    reader = _Reader(skip_invalid, checkpoint, task)
+    for path, file_fmt in reader.files(_as_list(paths), fmt):
+        reader.read_file(path, file_fmt)
+    return reader.result
+
+
+def write_samples(records: Iterable[SampleRecord], path: str | Path) -> None:
+    """Write ``records`` to ``path`` atomically, as JSON Lines (``.jsonl``/``.json``) or Parquet (``.parquet``).
+
+    Raises:
+        ValueError: the extension is neither.
+    """
+    name = Path(path).name.lower()
+    if name.endswith(JSONL_SUFFIXES):
+        write_samples_jsonl(records, path)
+    elif name.endswith(PARQUET_SUFFIXES):
+        write_samples_parquet(records, path)
+    else:
+        raise ValueError(f"cannot tell the sample format of {path}: use a .jsonl, .json or .parquet name")

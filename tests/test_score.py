@@ -1,0 +1,147 @@
+"""`divtrace score` and `divtrace.score` end to end: real files, the packaged embedder, the real CLI process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import divtrace
+from divtrace.metrics import ScoringContext, create_metric
+from divtrace.metrics.embedding_cache import EmbeddingCache
+from divtrace.metrics.embeddings import EmbeddingStore
+from divtrace.settings import EmbedderSettings
+
+EXAMPLE = Path(__file__).parents[1] / "examples" / "quickstart_samples.jsonl"
+
+BASE = [
+    [
+        "The lighthouse keeper watched the storm roll in.",
+        "Waves broke on the rocks below the old tower.",
+        "A ship's horn sounded somewhere in the fog.",
+        "She lit the lamp as the sun went down.",
+    ],
+    [
+        "Rain smells like wet earth and cut grass.",
+        "Petrichor rises from the warm pavement.",
+        "The air turns sweet and metallic before a storm.",
+        "It smells like my grandmother's garden.",
+    ],
+    [
+        "Practice every day and read other people's code.",
+        "Write tests before you fix a bug.",
+        "Learn to use a debugger early.",
+        "Ask questions; nobody knows everything.",
+    ],
+]
+COLLAPSED = [[group[0]] * 3 + [group[1]] for group in BASE]
+
+
+def write_jsonl(path: Path, groups: list[list[str]], **extra: str) -> Path:
+    with path.open("w") as handle:
+        for i, outputs in enumerate(groups):
+            handle.write(
+                json.dumps({"prompt_id": f"p{i}", "prompt": f"prompt {i}", "outputs": outputs, **extra}) + "\n"
+            )
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "DIVTRACE_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "divtrace.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
+
+
+@pytest.mark.slow
+def test_cli_json_summary_ranks_the_collapsed_checkpoint_lower(tmp_path: Path, env: dict[str, str]) -> None:
+    base = write_jsonl(tmp_path / "base.jsonl", BASE)
+    tuned = write_jsonl(tmp_path / "tuned.jsonl", COLLAPSED)
+    out = tmp_path / "scores"
+    proc = run_cli("score", str(base), str(tuned), "--format", "json", "--out", str(out), env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = pd.DataFrame(json.loads(proc.stdout))
+    assert set(summary["metric"]) == {"ead", "sbert", "vendi"}
+    assert set(summary["checkpoint"]) == {"base", "tuned"}  # labelled by file name
+    means = summary.pivot(index="metric", columns="checkpoint", values="mean")
+    assert (means["tuned"] < means["base"]).all()
+    assert ((summary["ci_low"] <= summary["mean"]) & (summary["mean"] <= summary["ci_high"])).all()
+
+    per_prompt = pd.read_parquet(out / "per_prompt.parquet")
+    assert len(per_prompt) == 2 * 3 * 3
+    ead = per_prompt[(per_prompt.metric == "ead") & (per_prompt.checkpoint == "tuned")]["value"].to_numpy()
+    np.testing.assert_allclose(ead, create_metric("ead").score_groups(COLLAPSED, ScoringContext()), atol=1e-12)
+    assert (out / "summary.csv").exists() and (out / "across_input.parquet").exists()
+    settings = json.loads((out / "score_settings.json").read_text())
+    assert settings["settings"]["bootstrap"]["seed"] == 1234
+    assert settings["settings"]["metrics"]["ead"]["vocab_size"] == 50257
+    assert settings["settings"]["embedder"]["cache_key"]
+
+
+@pytest.mark.slow
+def test_cli_table_on_the_bundled_real_outputs_with_four_metrics(
+    tmp_path: Path, env: dict[str, str], tiny_nli_model: Path
+) -> None:
+    proc = run_cli("score", str(EXAMPLE), "--nli-model", str(tiny_nli_model), env=env)
+    assert proc.returncode == 0, proc.stderr
+    for metric in ("ead", "sbert", "vendi", "nli"):
+        assert metric in proc.stdout
+    assert "95% bootstrap CI" in proc.stdout
+
+
+def test_cli_unloadable_nli_model_fails_before_any_work(tmp_path: Path, env: dict[str, str]) -> None:
+    base = write_jsonl(tmp_path / "base.jsonl", BASE)
+    proc = run_cli("score", str(base), "--nli-model", str(tmp_path / "missing-nli"), env=env)
+    assert proc.returncode == 2
+    assert "missing-nli" in proc.stderr
+    assert not (tmp_path / "cache" / "embeddings.sqlite3").exists()  # nothing was embedded
+
+
+def test_cli_bad_input_names_file_line_and_field(tmp_path: Path, env: dict[str, str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        json.dumps({"prompt_id": "a", "prompt": "p", "outputs": ["x y", "y z"]})
+        + "\n"
+        + json.dumps({"prompt_id": "b", "prompt": "p", "outputs": ["only one"]})
+        + "\n"
+    )
+    proc = run_cli("score", str(bad), "--metrics", "ead", env=env)
+    assert proc.returncode == 2
+    assert "bad.jsonl" in proc.stderr and "line 2" in proc.stderr and "outputs" in proc.stderr
+
+    skipped = run_cli("score", str(bad), "--metrics", "ead", "--skip-invalid", "--format", "csv", env=env)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "line 2" in skipped.stderr
+    assert pd.read_csv(pd.io.common.StringIO(skipped.stdout))["n_prompts"].tolist() == [1]
+
+
+def test_api_scores_records_and_is_deterministic(tmp_path: Path) -> None:
+    records = [
+        divtrace.SampleRecord(prompt_id=f"p{i}", prompt="q", outputs=g, checkpoint="c", task="t")
+        for i, g in enumerate(BASE)
+    ]
+    store = EmbeddingStore(EmbedderSettings(), cache=EmbeddingCache(tmp_path / "c.sqlite3"))
+    first = divtrace.score(records, metrics=["ead", "sbert", "vendi", "distinct"], embedder=store)
+    second = divtrace.score(records, metrics=["ead", "sbert", "vendi", "distinct"], embedder=store)
+    pd.testing.assert_frame_equal(first.summary, second.summary)
+    assert second.embedding_stats["encoded"] == first.embedding_stats["encoded"] == 12
+    vendi = first.summary.set_index("metric").loc["vendi"]
+    assert 1.0 <= vendi["mean"] <= 4.0
+    across = first.across_input.set_index("metric")
+    assert across.loc["sbert", "n_prompts"] == 3
+
+
+def test_api_rejects_records_with_one_output() -> None:
+    record = divtrace.SampleRecord(prompt_id="p", prompt="q", outputs=["just one"])
+    with pytest.raises(divtrace.DivtraceError, match="fewer than 2"):
+        divtrace.score([record], metrics=["ead"])
