@@ -10,8 +10,18 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from divtrace.errors import DivtraceError
 
@@ -107,6 +117,140 @@ def score(
         Console().print(_summary_table(summary))
     if out is not None:
         stderr.print(f"tables written to {out}")
+
+
+class ThinkingOption(str, enum.Enum):
+    """``--thinking``: leave chain-of-thought to the model, or suppress it with an empty pre-filled block."""
+
+    native = "native"
+    suppressed = "suppressed"
+
+
+@app.command()
+def generate(
+    model: Annotated[str, typer.Option(help="quickstart:NAME, hub id, local dir, .gguf file, or served model name")],
+    out: Annotated[Path, typer.Option(help="run directory; samples go to OUT/samples/CHECKPOINT/TASK/")],
+    prompts: Annotated[
+        Path | None, typer.Option(help="prompts file: JSONL with 'prompt' (and 'prompt_id'), or one per line")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="samples per prompt")] = 16,
+    n: Annotated[int | None, typer.Option("-n", help="use only the first N prompts")] = None,
+    temperature: Annotated[float, typer.Option(help="sampling temperature (> 0)")] = 0.6,
+    top_p: Annotated[float, typer.Option(help="nucleus sampling mass")] = 0.95,
+    top_k: Annotated[int | None, typer.Option(help="top-k filtering (default: off)")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="tokens per sample at most")] = 512,
+    stop: Annotated[list[str] | None, typer.Option(help="stop string (repeatable)")] = None,
+    seed: Annotated[int, typer.Option(help="base seed; each sample's seed derives from it")] = 1234,
+    thinking: Annotated[ThinkingOption, typer.Option(help="chain-of-thought: native or suppressed")] = (
+        ThinkingOption.native
+    ),
+    system_prompt: Annotated[str | None, typer.Option(help="system message (chat template) or preamble")] = None,
+    chat_template: Annotated[
+        bool | None, typer.Option("--chat-template/--no-chat-template", help="default: on when the model has one")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="transformers, vllm or openai")] = "transformers",
+    checkpoint: Annotated[str | None, typer.Option(help="checkpoint label (default: from the model ref)")] = None,
+    task_label: Annotated[str | None, typer.Option("--task-label", help="task label (default: prompts file stem)")] = (
+        None
+    ),
+    shard_size: Annotated[int, typer.Option(help="prompts per stored shard (the unit of resumption)")] = 8,
+    device: Annotated[str | None, typer.Option(help="transformers/vllm: device (default cuda if available)")] = None,
+    dtype: Annotated[str | None, typer.Option(help="transformers/vllm: float32, bfloat16, float16")] = None,
+    batch_size: Annotated[int, typer.Option(help="transformers: samples per forward batch")] = 32,
+    threads: Annotated[int | None, typer.Option(help="transformers: torch CPU threads")] = None,
+    tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model")] = 1,
+    base_url: Annotated[str | None, typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1")] = None,
+    endpoint: Annotated[str, typer.Option(help="openai: completions or chat")] = "completions",
+    max_concurrency: Annotated[int, typer.Option(help="openai: requests in flight at most")] = 8,
+) -> None:
+    """Sample K outputs per prompt from one checkpoint; resumable (finished shards are never redone)."""
+    from divtrace.generate.backends import create_generator
+    from divtrace.generate.params import SamplingParams
+    from divtrace.generate.prompts import read_prompts
+    from divtrace.generate.runner import RenderOptions, generate_samples
+    from divtrace.generate.store import safe_name
+    from divtrace.generate.thinking import ThinkingMode
+
+    try:
+        if prompts is None:
+            raise DivtraceError("give the prompts with --prompts FILE")
+        items = read_prompts(prompts)[:n] if n is not None else read_prompts(prompts)
+        params = SamplingParams(
+            k=k,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            max_new_tokens=max_new_tokens,
+            stop=tuple(stop or ()),
+            seed=seed,
+        )
+        options: dict[str, object] = {}
+        if backend == "transformers":
+            options = {"device": device, "dtype": dtype, "batch_size": batch_size, "threads": threads}
+        elif backend == "vllm":
+            options = {"dtype": dtype, "tensor_parallel_size": tensor_parallel_size}
+        elif backend == "openai":
+            if base_url is None:
+                raise DivtraceError("the openai backend needs --base-url")
+            options = {"base_url": base_url, "endpoint": endpoint, "max_concurrency": max_concurrency}
+        with stderr.status(f"loading {model} ({backend})"):
+            generator = create_generator(backend, model, **options)
+        label = checkpoint or safe_name(model.removeprefix("quickstart:"))
+        task_name = task_label or prompts.stem
+        with _sample_progress() as progress:
+            bar = progress.add_task(f"{label} / {task_name}", total=None)
+
+            def report(event: str, value: int) -> None:
+                if event == "total":
+                    progress.update(bar, total=value)
+                elif event == "skipped":
+                    progress.update(bar, total=(progress.tasks[bar].total or 0) - value)
+                else:
+                    progress.advance(bar, value)
+
+            summary = generate_samples(
+                generator,
+                items,
+                params,
+                out_dir=out,
+                checkpoint=label,
+                task=task_name,
+                render=RenderOptions(system_prompt, chat_template, ThinkingMode(thinking.value)),
+                shard_size=shard_size,
+                progress=report,
+            )
+        generator.close()
+    except DivtraceError as err:
+        stderr.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(code=2) from err
+    except ValueError as err:  # pydantic validation of the sampling options
+        stderr.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(code=2) from err
+    stderr.print(
+        f"{summary.samples_written} samples written in {summary.written_shards} shard(s); "
+        f"{summary.skipped_shards} of {summary.shards} shard(s) were already done -> {out}"
+    )
+
+
+class _SamplesPerSecond(ProgressColumn):
+    """Rich progress column: samples drawn per second (rich's own speed estimate of the task)."""
+
+    def render(self, task: Task) -> Text:
+        return Text(
+            "-- samples/s" if task.speed is None else f"{task.speed:.2f} samples/s", style="progress.data.speed"
+        )
+
+
+def _sample_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _SamplesPerSecond(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=stderr,
+    )
 
 
 @app.command("metrics")
