@@ -130,6 +130,7 @@ class ThinkingOption(str, enum.Enum):
 def generate(
     model: Annotated[str, typer.Option(help="quickstart:NAME, hub id, local dir, .gguf file, or served model name")],
     out: Annotated[Path, typer.Option(help="run directory; samples go to OUT/samples/CHECKPOINT/TASK/")],
+    revision: Annotated[str | None, typer.Option(help="hub revision (branch, tag or commit) of --model")] = None,
     prompts: Annotated[
         Path | None, typer.Option(help="prompts file: JSONL with 'prompt' (and 'prompt_id'), or one per line")
     ] = None,
@@ -161,7 +162,17 @@ def generate(
     tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model")] = 1,
     base_url: Annotated[str | None, typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1")] = None,
     endpoint: Annotated[str, typer.Option(help="openai: completions or chat")] = "completions",
-    max_concurrency: Annotated[int, typer.Option(help="openai: requests in flight at most")] = 8,
+    max_concurrency: Annotated[int, typer.Option(help="openai: requests in flight at most")] = 16,
+    max_retries: Annotated[int, typer.Option(help="openai: retries (with backoff) on 429/5xx/connection errors")] = 5,
+    n_mode: Annotated[str, typer.Option(help="openai: auto (detect servers that ignore n), native or separate")] = (
+        "auto"
+    ),
+    tokenizer: Annotated[
+        str | None, typer.Option(help="openai completions: tokenizer id/path to render the chat template locally")
+    ] = None,
+    extra_sampling_params: Annotated[
+        bool, typer.Option(help="openai: send top_k etc. in extra_body (vLLM/SGLang servers)")
+    ] = False,
 ) -> None:
     """Sample K outputs per prompt from one checkpoint; resumable (finished shards are never redone)."""
     from divtrace.generate.backends import create_generator
@@ -186,13 +197,27 @@ def generate(
         )
         options: dict[str, object] = {}
         if backend == "transformers":
-            options = {"device": device, "dtype": dtype, "batch_size": batch_size, "threads": threads}
+            options = {
+                "revision": revision,
+                "device": device,
+                "dtype": dtype,
+                "batch_size": batch_size,
+                "threads": threads,
+            }
         elif backend == "vllm":
-            options = {"dtype": dtype, "tensor_parallel_size": tensor_parallel_size}
+            options = {"revision": revision, "dtype": dtype, "tensor_parallel_size": tensor_parallel_size}
         elif backend == "openai":
             if base_url is None:
                 raise DivtraceError("the openai backend needs --base-url")
-            options = {"base_url": base_url, "endpoint": endpoint, "max_concurrency": max_concurrency}
+            options = {
+                "base_url": base_url,
+                "endpoint": endpoint,
+                "max_concurrency": max_concurrency,
+                "max_retries": max_retries,
+                "n_mode": n_mode,
+                "tokenizer": tokenizer,
+                "extra_sampling_params": extra_sampling_params,
+            }
         with stderr.status(f"loading {model} ({backend})"):
             generator = create_generator(backend, model, **options)
         label = checkpoint or safe_name(model.removeprefix("quickstart:"))

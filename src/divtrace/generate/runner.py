@@ -1,0 +1,181 @@
+"""Generate K samples per prompt for one (checkpoint, task), shard by shard, resuming finished work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from divtrace.generate.params import SamplingParams, sample_seed
+from divtrace.generate.prompts import PromptItem
+from divtrace.generate.protocol import Completion, GenerationRequest, Generator
+from divtrace.generate.store import sample_key, shard_is_finished, shard_path
+from divtrace.generate.thinking import ThinkingMode, prompt_opens_thinking, split_reasoning
+from divtrace.samples import SampleRecord, write_samples
+
+#: ``(event, value)`` callback: ``("total", samples)`` once, ``("skipped", samples)`` for finished shards,
+#: ``("advance", samples)`` as samples are drawn.
+GenerationProgress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How task prompts become model inputs."""
+
+    system_prompt: str | None = None
+    chat_template: bool | None = None
+    thinking: ThinkingMode = ThinkingMode.native
+
+
+@dataclass
+class GenerationSummary:
+    """What a :func:`generate_samples` call did: shards in the plan, found finished, and written now."""
+
+    shards: int = 0
+    skipped_shards: int = 0
+    written_shards: int = 0
+    samples_written: int = 0
+    paths: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _PlannedPrompt:
+    item: PromptItem
+    rendered: str
+    messages: tuple[dict[str, str], ...] | None
+    seeds: tuple[int, ...]
+    keys: tuple[str, ...]
+
+
+def generate_samples(
+    generator: Generator,
+    prompts: Sequence[PromptItem],
+    params: SamplingParams,
+    *,
+    out_dir: str | Path,
+    checkpoint: str,
+    task: str,
+    render: RenderOptions | None = None,
+    shard_size: int = 8,
+    progress: GenerationProgress | None = None,
+) -> GenerationSummary:
+    """Draw ``params.k`` samples for every prompt and store them as shards of ``shard_size`` prompts.
+
+    Contract:
+    - the backend's effective parameters are checked first (``generator.check``); a backend that would change a
+      requested parameter raises :class:`~divtrace.generate.params.UnsupportedSamplingError` before any work;
+    - sample ``k`` of prompt ``p`` is drawn with seed ``sample_seed(params.seed, p.prompt_id, k)``;
+    - a shard whose file already holds the expected sample keys is skipped; every other shard is generated in
+      full and written atomically, so killing the process at any moment and calling again with the same
+      arguments finishes the work with no sample duplicated or missing;
+    - each record holds the raw ``outputs``, ``reasoning`` and ``responses`` (thinking stripped), seeds, finish
+      reasons, token counts, the effective ``sampling`` and the ``model_ref``, plus ``rendered_prompt`` and
+      ``sample_keys``.
+    """
+    if shard_size < 1:
+        raise ValueError("shard_size must be >= 1")
+    render = render or RenderOptions()
+    effective = generator.check(params)
+    model_ref = generator.model_ref()
+    planned = [_plan(generator, item, params, render, effective, model_ref) for item in prompts]
+    uses_template = planned[0].messages is not None if planned else False
+    sampling = {
+        **effective,
+        "chat_template": uses_template,
+        "system_prompt": render.system_prompt,
+        "thinking": render.thinking.value,
+    }
+    summary = GenerationSummary()
+    shards = [planned[start : start + shard_size] for start in range(0, len(planned), shard_size)]
+    summary.shards = len(shards)
+    if progress is not None:
+        progress("total", len(planned) * params.k)
+    for index, shard in enumerate(shards):
+        path = shard_path(out_dir, checkpoint, task, index)
+        if shard_is_finished(path, [list(p.keys) for p in shard]):
+            summary.skipped_shards += 1
+            if progress is not None:
+                progress("skipped", len(shard) * params.k)
+            continue
+        requests = [
+            GenerationRequest(
+                prompt_id=p.item.prompt_id,
+                prompt=p.item.prompt,
+                rendered=p.rendered,
+                seeds=p.seeds,
+                sample_indices=tuple(range(params.k)),
+                messages=p.messages,
+            )
+            for p in shard
+        ]
+        advance = (lambda n: progress("advance", n)) if progress is not None else None
+        completions = generator.generate(requests, params, advance)
+        records = [
+            _record(p, done, checkpoint, task, sampling, model_ref) for p, done in zip(shard, completions, strict=True)
+        ]
+        _remove_stale_temporaries(path)
+        write_samples(records, path)
+        summary.written_shards += 1
+        summary.samples_written += sum(len(r.outputs) for r in records)
+        summary.paths.append(path)
+    return summary
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files a killed earlier run left for this shard (atomic writes name them ``.NAME.*.tmp``)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def _plan(
+    generator: Generator,
+    item: PromptItem,
+    params: SamplingParams,
+    render: RenderOptions,
+    effective: dict[str, Any],
+    model_ref: dict[str, Any],
+) -> _PlannedPrompt:
+    rendered, messages = generator.render(
+        item.prompt, system_prompt=render.system_prompt, chat_template=render.chat_template, thinking=render.thinking
+    )
+    seeds = tuple(sample_seed(params.seed, item.prompt_id, k) for k in range(params.k))
+    keyed_sampling = {**effective, "system_prompt": render.system_prompt, "thinking": render.thinking.value}
+    keys = tuple(sample_key(model_ref, rendered, keyed_sampling, seed, k) for k, seed in enumerate(seeds))
+    return _PlannedPrompt(item, rendered, messages, seeds, keys)
+
+
+def _record(
+    planned: _PlannedPrompt,
+    completions: list[Completion],
+    checkpoint: str,
+    task: str,
+    sampling: dict[str, Any],
+    model_ref: dict[str, Any],
+) -> SampleRecord:
+    if len(completions) != len(planned.seeds):
+        raise RuntimeError(
+            f"backend returned {len(completions)} samples for prompt {planned.item.prompt_id!r}, "
+            f"{len(planned.seeds)} requested"
+        )
+    opened = prompt_opens_thinking(planned.rendered)
+    split = [split_reasoning(c.text, opened) for c in completions]
+    return SampleRecord(
+        prompt_id=planned.item.prompt_id,
+        prompt=planned.item.prompt,
+        outputs=[c.text for c in completions],
+        checkpoint=checkpoint,
+        task=task,
+        sample_seeds=[c.seed for c in completions],
+        finish_reasons=[c.finish_reason for c in completions],
+        output_tokens=[c.output_tokens for c in completions]
+        if all(c.output_tokens is not None for c in completions)
+        else None,
+        reasoning=[reasoning for reasoning, _ in split],
+        responses=[response for _, response in split],
+        sampling=sampling,
+        model_ref=model_ref,
+        references=planned.item.references,
+        rendered_prompt=planned.rendered,
+        sample_keys=list(planned.keys),
+    )

@@ -1,0 +1,69 @@
+"""Where generated samples live, their cache keys, and which shards are already finished.
+
+A run directory holds ``samples/<checkpoint>/<task>/shard-<index>.parquet``: one file per finished shard (a chunk
+of consecutive prompts), written atomically, so a file either holds a whole shard or does not exist. Each record
+carries ``sample_keys``: per sample, the hash of everything that determines it (DESIGN.md, "Cache key of a
+sample"). A shard counts as finished only when its file holds exactly the expected keys; a file made with other
+settings is an error, never silently mixed in or overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from divtrace.errors import DivtraceError
+
+SAMPLES_DIR = "samples"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+def sample_key(
+    model_ref: dict[str, Any], rendered_prompt: str, sampling: dict[str, Any], seed: int, sample_index: int
+) -> str:
+    """Hex sha256 over the canonical JSON of (model ref, rendered prompt, effective sampling, seed, index).
+
+    Every input is part of the key, so two different samples never share one (see lm-evaluation-harness issues
+    3046 and 3881 for what a looser key does).
+    """
+    payload = json.dumps(
+        [model_ref, rendered_prompt, sampling, seed, sample_index], sort_keys=True, ensure_ascii=False, default=str
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def safe_name(label: str) -> str:
+    """``label`` made safe as one path component (runs of other characters become ``_``)."""
+    cleaned = _UNSAFE.sub("_", label).strip("._")
+    return cleaned or "_"
+
+
+def shard_path(out_dir: str | Path, checkpoint: str, task: str, index: int) -> Path:
+    """The file of shard ``index`` of (checkpoint, task) under ``out_dir``."""
+    return Path(out_dir) / SAMPLES_DIR / safe_name(checkpoint) / safe_name(task) / f"shard-{index:05d}.parquet"
+
+
+def shard_is_finished(path: Path, expected_keys: list[list[str]]) -> bool:
+    """True when ``path`` exists and holds exactly ``expected_keys`` (per prompt, per sample, in order).
+
+    Returns False when the file does not exist. Raises DivtraceError naming the file when it exists but holds
+    other samples (other model, prompts or settings): the user must choose another output directory.
+    """
+    if not path.is_file():
+        return False
+    try:
+        found = pq.read_table(path, columns=["sample_keys"]).column("sample_keys").to_pylist()
+        found = [json.loads(cell) for cell in found]
+    except Exception as err:  # unreadable file or no key column: not ours to overwrite
+        raise DivtraceError(f"{path}: not a divtrace sample shard ({type(err).__name__}: {err})") from err
+    if found != expected_keys:
+        raise DivtraceError(
+            f"{path} holds samples made with a different model, prompts or sampling settings than this run; "
+            "use another --out directory (or delete the file to regenerate it)"
+        )
+    return True

@@ -1,0 +1,549 @@
+"""The openai backend against real servers on 127.0.0.1, never a mocked HTTP layer.
+
+- llm-katan (PyPI) serves the quickstart SmolLM2 directory on /v1/chat/completions only. It ignores ``n``,
+  ``seed``, ``top_p`` and ``stop``, and always answers ``finish_reason="stop"``.
+- ``transformers serve`` (part of transformers) serves the same directory on /v1/completions too. It ignores
+  ``n``, honours ``seed`` (one global generator), ``top_p`` and ``stop`` (keeping the stop string in the text) and
+  rejects fields it does not know (HTTP 422).
+- A stdlib loopback HTTP server answers scripted errors (429, 503, a hang) and forwards the rest to llm-katan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from divtrace.errors import DivtraceError
+from divtrace.generate.backends import create_generator
+from divtrace.generate.backends.openai_compat import OpenAIGenerator, OpenAIServerError, readable_chat
+from divtrace.generate.models import resolve_model
+from divtrace.generate.params import SamplingParams, UnsupportedSamplingError, sample_seed
+from divtrace.generate.protocol import Completion, GenerationRequest
+from divtrace.generate.thinking import EMPTY_THINKING_BLOCK, ThinkingMode
+from divtrace.samples import read_samples
+
+MODEL = "quickstart:smollm2-135m-instruct"
+SERVED = "smollm2"
+PROMPTS = ["Write one line about the sea.", "Invent a name for a cat.", "Describe a cloud."]
+STARTUP_TIMEOUT_S = 180
+#: Sampling that gives distinct short samples from a 135M model and keeps each request under a second on CPU.
+PARAMS = SamplingParams(k=4, temperature=1.0, top_p=0.95, max_new_tokens=16, seed=7)
+
+
+# ----- real servers -----
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServerProcess:
+    """A server started as its own process group; ``wait_ready`` polls ``/health`` until it answers 200."""
+
+    def __init__(self, name: str, command: list[str], port: int, log: Path) -> None:
+        self.name = name
+        self.port = port
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+        self.log = log
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",  # one core per server: the machine is shared
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        with log.open("wb") as sink:
+            self.process = subprocess.Popen(
+                command, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        self._ready = False
+
+    def wait_ready(self) -> ServerProcess:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not self._ready:
+            if self.process.poll() is not None:
+                pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"{self.name} not ready after {STARTUP_TIMEOUT_S} s:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
+                    self._ready = answer.status == 200
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.5)
+        return self
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The quickstart SmolLM2 directory, with a generation_config.json that samples: ``do_sample`` and no top-k.
+
+    Both servers call ``model.generate`` with the model's generation config underneath the request's fields:
+    ``transformers serve`` never sets ``do_sample`` (without it every request is greedy, whatever the
+    temperature) and transformers adds ``top_k=50`` when the config leaves it unset.
+    """
+    source = Path(resolve_model(MODEL).load_path)
+    served = tmp_path_factory.mktemp("served") / "smollm2-135m-instruct"
+    served.mkdir()
+    for path in source.iterdir():
+        if path.name != "generation_config.json":
+            (served / path.name).symlink_to(path)
+    config = json.loads((source / "generation_config.json").read_text())
+    (served / "generation_config.json").write_text(json.dumps({**config, "do_sample": True, "top_k": 0}))
+    return str(served)
+
+
+@pytest.fixture(scope="session")
+def launched(model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServerProcess]]:
+    """Both servers, launched at once so they load in parallel; each fixture below waits for its own."""
+    logs = tmp_path_factory.mktemp("servers")
+    servers: dict[str, ServerProcess] = {}
+    if importlib.util.find_spec("llm_katan") is not None:
+        port = free_port()
+        servers["katan"] = ServerProcess(
+            "llm-katan",
+            [
+                sys.executable, "-m", "llm_katan.cli",
+                "--model", model_dir, "--served-model-name", SERVED,
+                "--backend", "transformers", "--device", "cpu", "--no-quantize",
+                "--host", "127.0.0.1", "--port", str(port),
+                "--providers", "openai", "--disable-dashboard",
+                "--stats-file", str(logs / "katan-stats.json"), "--log-level", "WARNING",
+            ],
+            port,
+            logs / "llm-katan.log",
+        )  # fmt: skip
+    if _transformers_serve_available():
+        port = free_port()
+        servers["tserve"] = ServerProcess(
+            "transformers serve",
+            [
+                sys.executable, "-m", "transformers.cli.transformers", "serve", model_dir,
+                "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+            ],
+            port,
+            logs / "transformers-serve.log",
+        )  # fmt: skip
+    yield servers
+    for server in servers.values():
+        server.stop()
+
+
+def _transformers_serve_available() -> bool:
+    from transformers.utils.import_utils import is_serve_available
+
+    return bool(is_serve_available())
+
+
+@pytest.fixture(scope="session")
+def katan(launched: dict[str, ServerProcess]) -> ServerProcess:
+    if "katan" not in launched:
+        pytest.skip("llm-katan is not installed: pip install 'llm-katan>=0.22,<1' (it is in the test extra)")
+    return launched["katan"].wait_ready()
+
+
+@pytest.fixture(scope="session")
+def tserve(launched: dict[str, ServerProcess]) -> ServerProcess:
+    if "tserve" not in launched:
+        pytest.skip("transformers serve needs fastapi, uvicorn and openai: pip install fastapi uvicorn openai")
+    return launched["tserve"].wait_ready()
+
+
+# ----- a loopback server that fails on purpose -----
+
+
+class FlakyServer:
+    """A real HTTP server on 127.0.0.1 that answers POSTs from a script, then a default action.
+
+    Actions: an HTTP status (an OpenAI-style error body), ``"proxy"`` (forward to ``upstream`` and relay the
+    answer) or ``"hang"`` (answer nothing for ``hang_s`` seconds). GETs are always forwarded (404 without an
+    upstream). ``posts`` lists the status answered to each POST (0 for a hang).
+    """
+
+    def __init__(
+        self, script: list[int | str], default: int | str = "proxy", upstream: str | None = None, hang_s: float = 3.0
+    ) -> None:
+        self.script = list(script)
+        self.default = default
+        self.upstream = upstream
+        self.hang_s = hang_s
+        self.posts: list[int] = []
+        self._lock = threading.Lock()
+        flaky = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:
+                self._relay(*flaky.forward("GET", self.path, None, self.headers.get("Authorization")))
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with flaky._lock:
+                    action = flaky.script.pop(0) if flaky.script else flaky.default
+                if action == "hang":
+                    flaky.posts.append(0)
+                    time.sleep(flaky.hang_s)
+                    return
+                if action == "proxy":
+                    status, payload = flaky.forward("POST", self.path, body, self.headers.get("Authorization"))
+                else:
+                    status = int(action)
+                    payload = json.dumps({"error": {"message": f"scripted {status}", "type": "server_error"}})
+                    payload = payload.encode()
+                flaky.posts.append(status)
+                self._relay(status, payload)
+
+            def _relay(self, status: int, payload: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def forward(self, method: str, path: str, body: bytes | None, auth: str | None) -> tuple[int, bytes]:
+        if self.upstream is None:
+            return 404, b'{"error": {"message": "no upstream"}}'
+        headers = {"Content-Type": "application/json", "Authorization": auth or "Bearer x"}
+        request = urllib.request.Request(self.upstream + path.removeprefix("/v1"), body, headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                return answer.status, answer.read()
+        except urllib.error.HTTPError as err:
+            return err.code, err.read()
+
+    def __enter__(self) -> FlakyServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ----- helpers -----
+
+
+def requests_for(generator: OpenAIGenerator, params: SamplingParams, prompts: list[str]) -> list[GenerationRequest]:
+    """Requests as the runner builds them: rendered by the generator, one seed per sample."""
+    out = []
+    for i, prompt in enumerate(prompts):
+        rendered, messages = generator.render(prompt, system_prompt=None, chat_template=None, thinking="native")
+        prompt_id = f"q{i}"
+        out.append(
+            GenerationRequest(
+                prompt_id=prompt_id,
+                prompt=prompt,
+                rendered=rendered,
+                seeds=tuple(sample_seed(params.seed, prompt_id, k) for k in range(params.k)),
+                sample_indices=tuple(range(params.k)),
+                messages=messages,
+            )
+        )
+    return out
+
+
+def assert_one_per_seed(requests: list[GenerationRequest], results: list[list[Completion]], k: int) -> None:
+    assert len(results) == len(requests)
+    for request, completions in zip(requests, results, strict=True):
+        assert len(completions) == k
+        assert [c.seed for c in completions] == list(request.seeds)  # separate requests: each its own seed
+        assert all(c.finish_reason in ("stop", "length") for c in completions)
+        texts = [c.text for c in completions]
+        assert len(set(texts)) == k, texts  # K distinct samples
+
+
+# ----- completions endpoint (transformers serve) -----
+
+
+@pytest.mark.slow
+def test_completions_endpoint_draws_k_distinct_samples(tserve: ServerProcess, model_dir: str) -> None:
+    generator = OpenAIGenerator(
+        model_dir, base_url=tserve.base_url, endpoint="completions", tokenizer=MODEL, max_retries=2
+    )
+    rendered, messages = generator.render("Name a fruit.", chat_template=None)
+    assert rendered.endswith("<|im_start|>assistant\n")  # the tokenizer's chat template, rendered locally
+    assert messages is not None and messages[-1] == {"role": "user", "content": "Name a fruit."}
+
+    effective = generator.check(PARAMS)
+    assert effective["n_handling"] == "separate"  # transformers serve ignores n: the probe saw one choice
+    assert generator.n_support() == (False, "probe: server ignored n (1 choice for n=2)")
+    assert effective["endpoint"] == "completions" and effective["tokenizer"] == MODEL
+
+    requests = requests_for(generator, PARAMS, PROMPTS[:2])
+    done: list[int] = []
+    results = generator.generate(requests, PARAMS, done.append)
+    assert_one_per_seed(requests, results, PARAMS.k)
+    assert sum(done) == 2 * PARAMS.k
+    for completion in (c for per in results for c in per):
+        # transformers serve reports honest finish reasons and a per-request token count
+        assert completion.output_tokens is not None and 1 <= completion.output_tokens <= PARAMS.max_new_tokens
+        assert (completion.finish_reason == "length") == (completion.output_tokens == PARAMS.max_new_tokens)
+    generator.close()
+    with pytest.raises(DivtraceError, match="closed"):
+        generator.generate(requests, PARAMS)
+
+
+@pytest.mark.slow
+def test_completions_seeds_reach_the_server_and_stop_strings_are_cut(tserve: ServerProcess, model_dir: str) -> None:
+    # max_concurrency=1: transformers serve seeds one global generator, so only serial requests are reproducible
+    generator = OpenAIGenerator(model_dir, base_url=tserve.base_url, max_concurrency=1, max_retries=2)
+    params = PARAMS.model_copy(update={"k": 3, "stop": ("e",)})
+    requests = requests_for(generator, params, ["Once upon a time"])
+    assert requests[0].rendered == "Once upon a time" and requests[0].messages is None  # no tokenizer: plain text
+    first = generator.generate(requests, params)
+    again = generator.generate(requests, params)
+    assert [c.text for c in first[0]] == [c.text for c in again[0]]  # same seeds, same samples
+    assert all("e" not in c.text and c.finish_reason in ("stop", "length") for c in first[0])
+    # transformers serve keeps the stop string in the text: cut here, finish "stop", token count unknown
+    assert any(c.finish_reason == "stop" and c.output_tokens is None for c in first[0])
+
+
+@pytest.mark.slow
+def test_strict_server_refuses_vllm_only_fields(tserve: ServerProcess, model_dir: str) -> None:
+    # extra_sampling_params sends top_k in extra_body: transformers serve answers 422 instead of ignoring it
+    generator = OpenAIGenerator(model_dir, base_url=tserve.base_url, extra_sampling_params=True, max_retries=2)
+    with pytest.raises(OpenAIServerError, match=r"HTTP 422.*top_k") as caught:
+        generator.check(PARAMS.model_copy(update={"top_k": 20}))
+    assert caught.value.attempts == 1  # a 4xx is never retried
+    # suppressed thinking on the chat endpoint needs continue_final_message, which this server rejects
+    chat = OpenAIGenerator(model_dir, base_url=tserve.base_url, endpoint="chat", n_mode="separate", max_retries=2)
+    rendered, messages = chat.render("Name a fruit.", thinking=ThinkingMode.suppressed)
+    request = GenerationRequest("q0", "Name a fruit.", rendered, (1,), (0,), messages)
+    with pytest.raises(OpenAIServerError, match="continue_final_message"):
+        chat.generate([request], PARAMS)
+
+
+# ----- chat endpoint (llm-katan) -----
+
+
+@pytest.mark.slow
+def test_chat_endpoint_draws_k_distinct_samples_and_records_effective_params(katan: ServerProcess) -> None:
+    generator = create_generator("openai", SERVED, base_url=katan.base_url, endpoint="chat", max_retries=2)
+    assert isinstance(generator, OpenAIGenerator)
+    params = PARAMS.model_copy(update={"stop": ("\n\n",)})
+    effective = generator.check(params)
+    assert effective == {
+        "temperature": 1.0,
+        "top_p": 0.95,
+        "top_k": None,
+        "max_new_tokens": 16,
+        "stop": ["\n\n"],
+        "seed": 7,
+        "k": 4,
+        "backend": "openai",
+        "openai_version": openai.__version__,
+        "base_url": katan.base_url,
+        "served_model": SERVED,
+        "endpoint": "chat",
+        "tokenizer": None,
+        "n_handling": "separate",
+        "seeding": "one request per sample, seeded with the sample's own seed; "
+        "whether the server honours the request seed is up to the server",
+        "extra_body": {},
+        "server_model": {"owned_by": "llm-katan"},
+    }
+    # /v1/models metadata without its per-call "created" time: the reference is stable across calls
+    assert generator.model_ref() == {"id": SERVED, "base_url": katan.base_url, "owned_by": "llm-katan"}
+    assert generator.check(params) == effective
+
+    requests = requests_for(generator, params, PROMPTS[:2])
+    assert requests[0].messages == ({"role": "user", "content": "Write one line about the sea."},)
+    assert requests[0].rendered == "<|user|>\nWrite one line about the sea.\n<|assistant|>\n"
+    done: list[int] = []
+    results = generator.generate(requests, params, done.append)
+    assert_one_per_seed(requests, results, params.k)
+    assert sum(done) == 2 * params.k
+    for completion in (c for per in results for c in per):
+        # llm-katan ignores stop: the text is cut here, and the server's token count no longer applies
+        assert "\n\n" not in completion.text
+        assert completion.output_tokens is not None or completion.finish_reason == "stop"
+
+
+@pytest.mark.slow
+def test_server_ignoring_n_is_detected_during_generation(katan: ServerProcess) -> None:
+    # no check() first: the first n=3 request comes back with one choice, then every sample is its own request
+    with FlakyServer([], upstream=katan.base_url) as counting:
+        generator = OpenAIGenerator(SERVED, base_url=counting.base_url, endpoint="chat", max_concurrency=4)
+        params = PARAMS.model_copy(update={"k": 3, "max_new_tokens": 8})
+        requests = requests_for(generator, params, PROMPTS)
+        done: list[int] = []
+        results = generator.generate(requests, params, done.append)
+        assert generator.check(params)["n_handling"] == "separate"  # remembered: no new probe
+    assert generator.n_support() == (False, "server ignored n: 1 choice(s) for n=3")
+    assert_one_per_seed(requests, results, 3)
+    assert sum(done) == 9
+    # one n=3 request (its single answer discarded), then 3 x 3 single requests; no probe, no other n=3 request
+    assert counting.posts == [200] * 10
+
+
+@pytest.mark.slow
+def test_native_n_mode_refuses_a_server_that_ignores_n(katan: ServerProcess) -> None:
+    generator = OpenAIGenerator(SERVED, base_url=katan.base_url, endpoint="chat", n_mode="native")
+    with pytest.raises(UnsupportedSamplingError, match="ignores n"):
+        generator.check(PARAMS)
+    requests = requests_for(generator, PARAMS, PROMPTS[:1])
+    with pytest.raises(UnsupportedSamplingError, match="ignores n"):
+        generator.generate(requests, PARAMS)
+
+
+@pytest.mark.slow
+def test_retries_429_then_503_then_succeeds(katan: ServerProcess) -> None:
+    with FlakyServer([429, 503], upstream=katan.base_url) as flaky:
+        generator = OpenAIGenerator(
+            SERVED, base_url=flaky.base_url, endpoint="chat", n_mode="separate", max_concurrency=1, max_retries=3
+        )
+        params = PARAMS.model_copy(update={"k": 2, "max_new_tokens": 8})
+        requests = requests_for(generator, params, PROMPTS[:1])
+        started = time.monotonic()
+        results = generator.generate(requests, params)
+        elapsed = time.monotonic() - started
+    assert flaky.posts == [429, 503, 200, 200]  # the first sample was sent three times, the second once
+    assert [len(per) for per in results] == [2]
+    assert elapsed >= 0.3 * (1 + 2)  # exponential backoff: ~0.5 s then ~1 s, minus up to 25% jitter
+
+
+@pytest.mark.slow
+def test_generate_from_a_thread_and_from_a_running_event_loop(katan: ServerProcess) -> None:
+    generator = OpenAIGenerator(SERVED, base_url=katan.base_url, endpoint="chat", n_mode="separate")
+    params = PARAMS.model_copy(update={"k": 1, "max_new_tokens": 4})
+    requests = requests_for(generator, params, PROMPTS[:1])
+    from_thread: list[list[list[Completion]]] = []
+    worker = threading.Thread(target=lambda: from_thread.append(generator.generate(requests, params)))
+    worker.start()
+    worker.join(timeout=120)
+
+    async def caller() -> list[list[Completion]]:
+        return generator.generate(requests, params)  # a synchronous call inside a running loop
+
+    from_loop = asyncio.run(caller())
+    assert [len(per) for per in from_thread[0]] == [1]
+    assert [len(per) for per in from_loop] == [1]
+
+
+# ----- failures that must end, with a clear error -----
+
+
+def test_server_that_keeps_failing_raises_after_the_retry_budget() -> None:
+    with FlakyServer([], default=503) as failing:
+        generator = OpenAIGenerator("m", base_url=failing.base_url, n_mode="separate", max_retries=2)
+        params = PARAMS.model_copy(update={"k": 1})
+        requests = [GenerationRequest("q0", "Hi", "Hi", (1,), (0,))]
+        started = time.monotonic()
+        with pytest.raises(OpenAIServerError, match=r"HTTP 503 on /completions after 3 attempt\(s\)") as caught:
+            generator.generate(requests, params)
+        elapsed = time.monotonic() - started
+    assert isinstance(caught.value, DivtraceError)
+    assert (caught.value.status_code, caught.value.attempts) == (503, 3)
+    assert failing.posts == [503, 503, 503]
+    assert elapsed < 10
+
+
+def test_unreachable_server_and_request_timeout_raise_clear_errors() -> None:
+    params = PARAMS.model_copy(update={"k": 1})
+    requests = [GenerationRequest("q0", "Hi", "Hi", (1,), (0,))]
+    closed = OpenAIGenerator("m", base_url=f"http://127.0.0.1:{free_port()}", max_retries=1)
+    assert closed.base_url.endswith("/v1")
+    with pytest.raises(OpenAIServerError, match="cannot reach the OpenAI-compatible server") as caught:
+        closed.generate(requests, params)
+    assert caught.value.status_code is None
+    with pytest.raises(OpenAIServerError, match="cannot reach"):
+        closed.model_ref()
+
+    with FlakyServer([], default="hang", hang_s=3.0) as hanging:
+        slow = OpenAIGenerator("m", base_url=hanging.base_url, timeout=0.3, max_retries=1)
+        started = time.monotonic()
+        with pytest.raises(OpenAIServerError, match=r"timed out \(0.3 s\) on each of 2 attempt"):
+            slow.generate(requests, params)
+        assert time.monotonic() - started < 3
+    assert hanging.posts == [0, 0]
+
+
+def test_top_k_is_refused_without_extra_sampling_params() -> None:
+    generator = OpenAIGenerator("m", base_url=f"http://127.0.0.1:{free_port()}/v1")
+    params = SamplingParams(top_k=20)
+    with pytest.raises(UnsupportedSamplingError, match="top_k=20"):
+        generator.check(params)  # refused before any request
+    with pytest.raises(UnsupportedSamplingError, match="top_k=20"):
+        generator.generate([GenerationRequest("q0", "Hi", "Hi", (1,), (0,))], params)
+    assert SamplingParams().top_k is None  # the study's default sampling needs no top_k
+
+
+def test_rendering_per_endpoint() -> None:
+    chat = OpenAIGenerator("m", endpoint="chat")
+    rendered, messages = chat.render("Q?", system_prompt="Be brief.", thinking=ThinkingMode.suppressed)
+    assert messages == (
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Q?"},
+        {"role": "assistant", "content": EMPTY_THINKING_BLOCK},
+    )
+    assert rendered == "<|system|>\nBe brief.\n<|user|>\nQ?\n<|assistant|>\n" + EMPTY_THINKING_BLOCK
+    assert readable_chat(messages) == rendered
+    with pytest.raises(DivtraceError, match="always applies the server's chat template"):
+        chat.render("Q?", chat_template=False)
+
+    plain = OpenAIGenerator("m")
+    assert plain.render("Q?", system_prompt="Be brief.") == ("Be brief.\n\nQ?", None)
+    assert plain.render("Q?", thinking=ThinkingMode.suppressed) == ("Q?" + EMPTY_THINKING_BLOCK, None)
+    with pytest.raises(DivtraceError, match="without a tokenizer"):
+        plain.render("Q?", chat_template=True)
+    with pytest.raises(DivtraceError, match="unknown n_mode"):
+        OpenAIGenerator("m", n_mode="sometimes")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_cli_generate_through_a_server(katan: ServerProcess, tmp_path: Path) -> None:
+    """``divtrace generate --backend openai`` end to end: a real CLI process, a real server, stored shards."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS[:2]) + "\n")
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "divtrace.cli", "generate", "--backend", "openai", "--model", SERVED,
+        "--base-url", katan.base_url, "--endpoint", "chat", "--prompts", str(prompts), "-k", "3",
+        "--max-new-tokens", "8", "--temperature", "1.0", "--out", str(out), "--checkpoint", "served",
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    records = read_samples(out / "samples").records
+    assert [r.prompt for r in records] == PROMPTS[:2]
+    for record in records:
+        assert record.checkpoint == "served" and len(record.outputs) == 3 and len(set(record.outputs)) > 1
+        assert record.sampling and record.sampling["backend"] == "openai"
+        assert record.sampling["n_handling"] == "separate"  # llm-katan ignores n: detected by the probe

@@ -1,0 +1,178 @@
+"""The transformers backend on the packaged quickstart models, offline: real weights, real CLI processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from divtrace.generate.backends.transformers_backend import TransformersGenerator
+from divtrace.generate.models import resolve_model
+from divtrace.generate.params import SamplingParams
+from divtrace.generate.prompts import PromptItem, read_prompts
+from divtrace.generate.runner import RenderOptions, generate_samples
+from divtrace.generate.thinking import ThinkingMode
+from divtrace.samples import read_samples
+
+INSTRUCT = "quickstart:smollm2-135m-instruct"
+BASE = "quickstart:gemma-3-270m"
+PROMPTS = [
+    "Name a fruit.",
+    "Write one line about the sea.",
+    "Give a tip for sleeping well.",
+    "Invent a name for a cat.",
+    "Describe a cloud.",
+    "Say something kind.",
+]
+
+
+@pytest.fixture(scope="module")
+def instruct() -> TransformersGenerator:
+    return TransformersGenerator(INSTRUCT, threads=2)
+
+
+@pytest.fixture
+def prompts_file(tmp_path: Path) -> Path:
+    path = tmp_path / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"prompt_id": f"q{i}", "prompt": p}) + "\n" for i, p in enumerate(PROMPTS)))
+    return path
+
+
+def divtrace_cli(*args: str, **popen: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "divtrace.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,  # type: ignore[arg-type]
+    )
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    process = divtrace_cli(*args)
+    stdout, stderr = process.communicate(timeout=600)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def test_k_distinct_samples_and_full_records(instruct: TransformersGenerator, tmp_path: Path) -> None:
+    params = SamplingParams(k=4, temperature=0.9, max_new_tokens=12, seed=3)
+    items = [PromptItem(f"q{i}", p) for i, p in enumerate(PROMPTS[:2])]
+    summary = generate_samples(instruct, items, params, out_dir=tmp_path, checkpoint="smol", task="demo")
+    assert (summary.shards, summary.written_shards, summary.samples_written) == (1, 1, 8)
+    records = read_samples(tmp_path / "samples").records
+    assert [r.prompt_id for r in records] == ["q0", "q1"]
+    for record in records:
+        assert len(record.outputs) == 4 and len(set(record.outputs)) == 4
+        assert record.responses == record.outputs and record.reasoning == [None] * 4
+        assert len(set(record.sample_seeds or [])) == 4
+        assert all(0 < n <= 12 for n in record.output_tokens or [])
+        assert set(record.finish_reasons or []) <= {"stop", "length"}
+        sampling = record.sampling or {}
+        assert sampling["temperature"] == 0.9 and sampling["top_p"] == 0.95 and sampling["top_k"] is None
+        assert sampling["max_new_tokens"] == 12 and sampling["seed"] == 3 and sampling["chat_template"] is True
+        assert sampling["backend"] == "transformers" and sampling["thinking"] == "native"
+        assert record.model_ref and len(record.model_ref["file_sha256"]) == 64
+        assert record.rendered_prompt.startswith("<|im_start|>")  # type: ignore[attr-defined]
+        assert len(set(record.sample_keys)) == 4  # type: ignore[attr-defined]
+
+
+def test_same_seed_same_samples_other_seed_other_samples(instruct: TransformersGenerator, tmp_path: Path) -> None:
+    items = [PromptItem("q0", PROMPTS[0]), PromptItem("q1", PROMPTS[1])]
+
+    def draw(seed: int, out: str, shard_size: int) -> list[list[str]]:
+        params = SamplingParams(k=3, max_new_tokens=10, seed=seed)
+        generate_samples(
+            instruct, items, params, out_dir=tmp_path / out, checkpoint="c", task="t", shard_size=shard_size
+        )
+        return [r.outputs for r in read_samples(tmp_path / out / "samples").records]
+
+    first = draw(11, "a", shard_size=2)
+    assert draw(11, "b", shard_size=1) == first  # other shards and batches: the same samples
+    assert draw(12, "c", shard_size=2) != first
+
+
+def test_stop_strings_and_suppressed_thinking(instruct: TransformersGenerator, tmp_path: Path) -> None:
+    params = SamplingParams(k=3, max_new_tokens=24, stop=(" ", "\n"), seed=5)
+    render = RenderOptions(system_prompt="Answer briefly.", thinking=ThinkingMode.suppressed)
+    generate_samples(
+        instruct, [PromptItem("q0", PROMPTS[2])], params, out_dir=tmp_path, checkpoint="c", task="t", render=render
+    )
+    [record] = read_samples(tmp_path / "samples").records
+    assert all(" " not in o and "\n" not in o for o in record.outputs)
+    assert "stop" in (record.finish_reasons or [])
+    assert record.rendered_prompt.endswith("<think>\n</think>\n")  # type: ignore[attr-defined]
+    assert "Answer briefly." in record.rendered_prompt  # type: ignore[attr-defined]
+    assert record.sampling and record.sampling["stop"] == [" ", "\n"] and record.sampling["thinking"] == "suppressed"
+
+
+def test_cached_quickstart_load_is_fast() -> None:
+    resolve_model(INSTRUCT)  # converts once (cached afterwards)
+    code = (  # the load itself, after the imports (torch and transformers take seconds to import on their own)
+        "from divtrace.generate.backends.transformers_backend import TransformersGenerator; import time;"
+        f"t = time.perf_counter(); TransformersGenerator({INSTRUCT!r}); print(time.perf_counter() - t)"
+    )
+    seconds = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert seconds < 8.0
+
+
+def test_cli_resumes_after_sigkill_without_duplicates(prompts_file: Path, tmp_path: Path) -> None:
+    args = ["generate", "--model", INSTRUCT, "--prompts", str(prompts_file), "-k", "2", "--max-new-tokens", "16"]
+    args += ["--shard-size", "1", "--seed", "9"]
+    complete = run_cli(*args, "--out", str(tmp_path / "complete"))
+    assert complete.returncode == 0, complete.stderr
+
+    out = tmp_path / "killed"
+    shards = out / "samples" / "smollm2-135m-instruct" / "prompts"
+    process = divtrace_cli(*args, "--out", str(out), start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (shards / "shard-00001.parquet").exists():
+        assert process.poll() is None, process.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)  # mid-run: shard 2 (or later) is being generated or written
+    process.wait()
+    before = {p.name: p.stat().st_mtime_ns for p in shards.glob("shard-*.parquet")}
+    assert 2 <= len(before) < len(PROMPTS)
+
+    resumed = run_cli(*args, "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(before)} of {len(PROMPTS)} shard(s) were already done" in resumed.stderr
+    after = {p.name: p.stat().st_mtime_ns for p in shards.glob("shard-*.parquet")}
+    assert {name: after[name] for name in before} == before  # finished shards were not regenerated
+    assert not list(shards.glob(".*"))  # no temporary file left behind
+
+    records = read_samples(out / "samples").records
+    assert sorted(r.prompt_id for r in records) == [f"q{i}" for i in range(len(PROMPTS))]
+    assert all(len(r.outputs) == 2 for r in records)
+    reference = {r.prompt_id: r.outputs for r in read_samples(tmp_path / "complete" / "samples").records}
+    assert {r.prompt_id: r.outputs for r in records} == reference  # same samples as the uninterrupted run
+
+    again = run_cli(*args, "--out", str(out))
+    assert "0 samples written" in again.stderr
+    changed = run_cli(*args[:-1], "10", "--out", str(out))  # another seed into the same directory
+    assert changed.returncode == 2 and "different model, prompts or sampling settings" in changed.stderr
+
+
+@pytest.mark.slow
+def test_base_quickstart_model_without_chat_template(tmp_path: Path) -> None:
+    prompts = tmp_path / "base.txt"
+    prompts.write_text("The capital of France is\nOnce upon a time\n")
+    result = run_cli(
+        "generate", "--model", BASE, "--prompts", str(prompts), "-k", "3", "--max-new-tokens", "8",
+        "--out", str(tmp_path / "out"), "--threads", "2",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    records = read_samples(tmp_path / "out" / "samples").records
+    assert len(records) == 2
+    for record in records:
+        assert len(set(record.outputs)) == 3
+        assert record.sampling and record.sampling["chat_template"] is False
+        assert record.rendered_prompt == record.prompt  # type: ignore[attr-defined]
+        assert record.model_ref and record.model_ref["id"] == BASE
+    assert [i.prompt for i in read_prompts(prompts)] == [r.prompt for r in records]

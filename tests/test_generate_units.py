@@ -1,0 +1,136 @@
+"""Generation building blocks that need no model: parameters, seeds, keys, thinking, prompts files, the sampler."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+
+from divtrace.errors import SampleFormatError
+from divtrace.generate.backends.transformers_backend import SeededRowSampler
+from divtrace.generate.params import SamplingParams, sample_seed
+from divtrace.generate.prompts import read_prompts
+from divtrace.generate.store import safe_name, sample_key, shard_path
+from divtrace.generate.thinking import (
+    EMPTY_THINKING_BLOCK,
+    ThinkingMode,
+    apply_thinking,
+    prompt_opens_thinking,
+    split_reasoning,
+)
+
+
+def test_split_reasoning_cases() -> None:
+    assert split_reasoning("<think>\nhmm, 2+2\n</think>\n\nIt is 4.") == ("hmm, 2+2", "It is 4.")
+    assert split_reasoning("hmm, 2+2</think>It is 4.", opened_in_prompt=True) == ("hmm, 2+2", "It is 4.")
+    assert split_reasoning("hmm, 2+2</think>It is 4.") == ("hmm, 2+2", "It is 4.")  # lone close tag
+    assert split_reasoning("<think>still thinking when the budget ran out") == (
+        "still thinking when the budget ran out",
+        "",
+    )
+    assert split_reasoning("still thinking", opened_in_prompt=True) == ("still thinking", "")
+    assert split_reasoning("  plain answer\n") == (None, "  plain answer\n")
+    assert split_reasoning(EMPTY_THINKING_BLOCK + "Answer") == ("", "Answer")
+
+
+def test_apply_thinking_prefills_an_empty_block_once() -> None:
+    prompt = "<|user|>hi<|assistant|>\n"
+    assert apply_thinking(prompt, ThinkingMode.native) == prompt
+    suppressed = apply_thinking(prompt, ThinkingMode.suppressed)
+    assert suppressed == prompt + "<think>\n</think>\n"
+    assert not prompt_opens_thinking(suppressed)
+    assert apply_thinking("x<think>\n", ThinkingMode.suppressed) == "x<think>\n</think>\n"
+    assert apply_thinking(suppressed, ThinkingMode.suppressed) == suppressed
+    assert prompt_opens_thinking("x<think>\n") and not prompt_opens_thinking("x")
+
+
+def test_sampling_params_refuse_greedy_and_bad_values() -> None:
+    with pytest.raises(ValidationError):
+        SamplingParams(temperature=0.0)
+    with pytest.raises(ValidationError):
+        SamplingParams(top_p=1.5)
+    with pytest.raises(ValidationError):
+        SamplingParams(stop=("",))
+    with pytest.raises(ValidationError):
+        SamplingParams(nucleus=0.9)  # type: ignore[call-arg]  (unknown fields are errors, not ignored)
+    study = SamplingParams()
+    assert (study.k, study.temperature, study.top_p, study.seed) == (16, 0.6, 0.95, 1234)
+
+
+def test_sample_seeds_are_stable_and_distinct() -> None:
+    assert sample_seed(1234, "p0", 0) == sample_seed(1234, "p0", 0)
+    seeds = {sample_seed(1234, f"p{p}", k) for p in range(50) for k in range(16)}
+    assert len(seeds) == 800 and all(0 <= s < 2**63 for s in seeds)
+    assert sample_seed(1, "p0", 0) != sample_seed(2, "p0", 0)
+
+
+def test_sample_key_covers_every_input() -> None:
+    base = ({"id": "m", "revision": "r"}, "prompt", {"temperature": 0.6}, 7, 0)
+    key = sample_key(*base)
+    variants = [
+        ({"id": "m", "revision": "r2"}, "prompt", {"temperature": 0.6}, 7, 0),
+        ({"id": "m", "revision": "r"}, "prompt ", {"temperature": 0.6}, 7, 0),
+        ({"id": "m", "revision": "r"}, "prompt", {"temperature": 0.7}, 7, 0),
+        ({"id": "m", "revision": "r"}, "prompt", {"temperature": 0.6}, 8, 0),
+        ({"id": "m", "revision": "r"}, "prompt", {"temperature": 0.6}, 7, 1),
+    ]
+    assert len({key, *(sample_key(*v) for v in variants)}) == 6
+    assert shard_path("out", "a/b", "t t", 3) == Path("out/samples/a_b/t_t/shard-00003.parquet")
+    assert safe_name("..") == "_"
+
+
+def test_read_prompts_formats_and_errors(tmp_path: Path) -> None:
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(json.dumps({"prompt": "a", "prompt_id": 7}) + "\n\n" + json.dumps({"prompt": "b"}) + "\n")
+    items = read_prompts(jsonl)
+    assert [(i.prompt_id, i.prompt) for i in items] == [("7", "a"), ("p2", "b")]
+    text = tmp_path / "p.txt"
+    text.write_text("first\n\nsecond\n")
+    assert [(i.prompt_id, i.prompt) for i in read_prompts(text)] == [("p0", "first"), ("p2", "second")]
+
+    cases = {
+        '{"prompt": "a"}\n{"prompt": \n': (2, None, "not valid JSON"),
+        '{"prompt_id": "x"}\n': (1, "prompt", "missing"),
+        '{"prompt": "a", "prompt_id": "x"}\n{"prompt": "b", "prompt_id": "x"}\n': (2, "prompt_id", "duplicate"),
+        '{"prompt": "a", "references": [1]}\n': (1, "references", "object"),
+    }
+    for content, (line, field, reason) in cases.items():
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(content)
+        with pytest.raises(SampleFormatError, match=reason) as caught:
+            read_prompts(bad)
+        assert (caught.value.line, caught.value.field, caught.value.path) == (line, field, str(bad))
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(SampleFormatError, match="UTF-8"):
+        read_prompts(latin)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n")
+    with pytest.raises(SampleFormatError, match="no prompts"):
+        read_prompts(empty)
+
+
+def test_seeded_row_sampler_draws_from_the_warped_distribution() -> None:
+    """Many rows (one seed each) over one logits vector: frequencies match transformers' warped softmax."""
+    logits = torch.tensor([[2.0, 1.5, 1.0, 0.0, -1.0, -3.0]])
+    rows = 20000
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(0.7), TopPLogitsWarper(0.9)])
+    expected = torch.softmax(warpers(torch.zeros(1, 1, dtype=torch.long), logits.clone()), dim=-1)[0].numpy()
+    uniforms = torch.stack(
+        [torch.rand(1, generator=torch.Generator().manual_seed(s), dtype=torch.float64) for s in range(rows)]
+    )
+    sampler = SeededRowSampler(uniforms, warpers, prompt_length=1)
+    scores = sampler(torch.zeros(rows, 1, dtype=torch.long), logits.repeat(rows, 1))
+    assert torch.isfinite(scores).sum(dim=1).eq(1).all()  # exactly one finite score per row: the drawn token
+    drawn = scores.argmax(dim=1).numpy()
+    frequencies = np.bincount(drawn, minlength=6) / rows
+    assert expected[-2:].sum() == 0  # top-p removed the tail ...
+    assert frequencies[expected == 0].sum() == 0  # ... and it is never drawn
+    assert np.abs(frequencies - expected).max() < 0.015  # 20000 draws: standard error < 0.0036
+    again = sampler(torch.zeros(rows, 1, dtype=torch.long), logits.repeat(rows, 1)).argmax(dim=1).numpy()
+    assert (again == drawn).all()
