@@ -134,13 +134,21 @@ def generate(
     prompts: Annotated[
         Path | None, typer.Option(help="prompts file: JSONL with 'prompt' (and 'prompt_id'), or one per line")
     ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="a task (divtrace tasks) or task .yaml file: its prompts, stops and length")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="directory with task data (TASK.jsonl/.parquet) for offline use")
+    ] = None,
     k: Annotated[int, typer.Option("-k", help="samples per prompt")] = 16,
     n: Annotated[int | None, typer.Option("-n", help="use only the first N prompts")] = None,
     temperature: Annotated[float, typer.Option(help="sampling temperature (> 0)")] = 0.6,
     top_p: Annotated[float, typer.Option(help="nucleus sampling mass")] = 0.95,
     top_k: Annotated[int | None, typer.Option(help="top-k filtering (default: off)")] = None,
-    max_new_tokens: Annotated[int, typer.Option(help="tokens per sample at most")] = 512,
-    stop: Annotated[list[str] | None, typer.Option(help="stop string (repeatable)")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="tokens per sample at most (default: task's, or 512)")] = (
+        None
+    ),
+    stop: Annotated[list[str] | None, typer.Option(help="stop string, repeatable (default: the task's)")] = None,
     seed: Annotated[int, typer.Option(help="base seed; each sample's seed derives from it")] = 1234,
     thinking: Annotated[ThinkingOption, typer.Option(help="chain-of-thought: native or suppressed")] = (
         ThinkingOption.native
@@ -183,16 +191,28 @@ def generate(
     from divtrace.generate.thinking import ThinkingMode
 
     try:
-        if prompts is None:
-            raise DivtraceError("give the prompts with --prompts FILE")
-        items = read_prompts(prompts)[:n] if n is not None else read_prompts(prompts)
+        if (prompts is None) == (task is None):
+            raise DivtraceError("give the prompts with exactly one of --prompts FILE and --task NAME")
+        task_stop: tuple[str, ...] = ()
+        task_max_new_tokens = 512
+        if task is not None:
+            from divtrace.tasks import get_task, load_prompts
+
+            chosen = get_task(task)
+            items, origin = load_prompts(chosen, data_dir, n)
+            stderr.print(f"task {chosen.name}: {origin}")
+            task_stop, task_max_new_tokens, default_label = chosen.stop, chosen.max_new_tokens, chosen.name
+        else:
+            assert prompts is not None
+            items = read_prompts(prompts)[:n] if n is not None else read_prompts(prompts)
+            default_label = prompts.stem
         params = SamplingParams(
             k=k,
             temperature=temperature,
             top_p=top_p,
             top_k=top_k,
-            max_new_tokens=max_new_tokens,
-            stop=tuple(stop or ()),
+            max_new_tokens=max_new_tokens if max_new_tokens is not None else task_max_new_tokens,
+            stop=tuple(stop) if stop is not None else task_stop,
             seed=seed,
         )
         options: dict[str, object] = {}
@@ -221,7 +241,7 @@ def generate(
         with stderr.status(f"loading {model} ({backend})"):
             generator = create_generator(backend, model, **options)
         label = checkpoint or safe_name(model.removeprefix("quickstart:"))
-        task_name = task_label or prompts.stem
+        task_name = task_label or default_label
         with _sample_progress() as progress:
             bar = progress.add_task(f"{label} / {task_name}", total=None)
 
@@ -276,6 +296,55 @@ def _sample_progress() -> Progress:
         TimeRemainingColumn(),
         console=stderr,
     )
+
+
+tasks_app = typer.Typer(help="The task suite: list tasks, show a rendered prompt.", no_args_is_help=False)
+app.add_typer(tasks_app, name="tasks")
+
+
+@tasks_app.callback(invoke_without_command=True)
+def list_tasks(context: typer.Context) -> None:
+    """List the tasks: family, N, data source, verifier."""
+    if context.invoked_subcommand is not None:
+        return
+    from divtrace.tasks import all_tasks
+
+    table = Table("task", "family", "N", "source", "verifiable", "stop", "max tokens", title="divtrace tasks")
+    for task in all_tasks():
+        table.add_row(
+            task.name,
+            task.family,
+            str(task.default_n),
+            task.source.describe(),
+            task.verifier or "no",
+            ", ".join(repr(s) for s in task.stop) or "-",
+            str(task.max_new_tokens),
+        )
+    Console().print(table)
+
+
+@tasks_app.command("show")
+def show_task(
+    name: Annotated[str, typer.Argument(help="task name or task .yaml file")],
+    data_dir: Annotated[Path | None, typer.Option(help="directory with TASK.jsonl/.parquet for offline use")] = None,
+    index: Annotated[int, typer.Option(help="which prompt to render")] = 0,
+) -> None:
+    """Render one prompt of a task exactly as it is fed to a model without a chat template."""
+    from divtrace.tasks import get_task, load_prompts
+
+    try:
+        task = get_task(name)
+        items, origin = load_prompts(task, data_dir, index + 1)
+    except DivtraceError as err:
+        stderr.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(code=2) from err
+    if index >= len(items):
+        stderr.print(f"[bold red]error:[/] task {task.name} has only {len(items)} prompt(s)")
+        raise typer.Exit(code=2)
+    item = items[index]
+    stderr.print(f"task {task.name} ({task.family}), prompt {item.prompt_id} from {origin}")
+    stderr.print(f"stop: {list(task.stop)}  max new tokens: {task.max_new_tokens}  verifier: {task.verifier}")
+    sys.stdout.write(item.prompt + ("" if item.prompt.endswith("\n") else "\n"))
 
 
 @app.command("metrics")

@@ -1,0 +1,105 @@
+"""Tasks from YAML files: a prompts file, a template and an optional verifier, without writing Python.
+
+Example ``my_task.yaml``::
+
+    name: capitals
+    prompts: capitals.jsonl          # JSONL or Parquet rows, relative to this file
+    template: "Q: What is the capital of {country}?\\nA:"
+    id_field: id                     # optional: row field with a stable id (else the row index)
+    n: 50                            # optional: prompts used by default (else all rows)
+    stop: ["\\n"]                    # optional
+    max_new_tokens: 64               # optional
+    verifier: gsm8k                  # optional: a registered verifier name
+    references: [answer]             # row fields handed to the verifier
+    family: custom                   # optional
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from divtrace.errors import DivtraceError
+from divtrace.tasks.base import DataSource, Task, template_format
+from divtrace.tasks.sources import read_table_rows
+
+
+class TaskFile(BaseModel):
+    """The schema of a task YAML file (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    prompts: Path
+    template: str = Field(min_length=1)
+    id_field: str | None = None
+    n: int | None = Field(None, ge=1)
+    stop: list[str] = Field(default_factory=list)
+    max_new_tokens: int = Field(512, ge=1)
+    verifier: str | None = None
+    references: list[str] = Field(default_factory=list)
+    family: str = "custom"
+    description: str = ""
+    code: bool = False
+
+    @field_validator("verifier")
+    @classmethod
+    def _known_verifier(cls, value: str | None) -> str | None:
+        if value is not None:
+            from divtrace.tasks.verifiers import verifier_names
+
+            if value not in verifier_names():
+                raise ValueError(f"unknown verifier {value!r}; known: {', '.join(verifier_names())}")
+        return value
+
+
+def load_task_file(path: str | Path) -> Task:
+    """The task described by a YAML file.
+
+    Raises DivtraceError naming the file and the offending key (or the YAML line) for any problem: not YAML,
+    unknown or missing keys, a prompts file that does not exist, a template field the rows lack.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DivtraceError(f"{path}: task file not found") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise DivtraceError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise DivtraceError(f"{path}: a task file is a mapping of keys (name, prompts, template, ...)")
+    try:
+        spec = TaskFile.model_validate(raw)
+    except ValidationError as err:
+        problems = "; ".join(f"key '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in err.errors())
+        raise DivtraceError(f"{path}: {problems}") from None
+    prompts = spec.prompts if spec.prompts.is_absolute() else path.parent / spec.prompts
+    if not prompts.exists():
+        raise DivtraceError(f"{path}: key 'prompts': {prompts} does not exist")
+    rows = read_table_rows(prompts)
+    if not rows:
+        raise DivtraceError(f"{path}: key 'prompts': {prompts} holds no rows")
+    render = template_format(spec.template)
+    try:
+        render(rows[0])
+    except DivtraceError as err:
+        raise DivtraceError(f"{path}: key 'template': {err}") from None
+    return Task(
+        name=spec.name,
+        family=spec.family,
+        source=DataSource(local_file=prompts),
+        prompt_format=render,
+        template=spec.template,
+        default_n=spec.n or len(rows),
+        stop=tuple(spec.stop),
+        max_new_tokens=spec.max_new_tokens,
+        verifier=spec.verifier,
+        id_field=spec.id_field,
+        reference_fields=tuple(spec.references),
+        code=spec.code,
+        description=spec.description,
+    )
