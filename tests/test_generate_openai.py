@@ -105,7 +105,7 @@ class ServerProcess:
                 self.process.wait(timeout=15)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The quickstart SmolLM2 directory, with a generation_config.json that samples: ``do_sample`` and no top-k.
 
@@ -124,7 +124,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(served)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def launched(model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServerProcess]]:
     """Both servers, launched at once so they load in parallel; each fixture below waits for its own."""
     logs = tmp_path_factory.mktemp("servers")
@@ -166,14 +166,14 @@ def _transformers_serve_available() -> bool:
     return bool(is_serve_available())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def katan(launched: dict[str, ServerProcess]) -> ServerProcess:
     if "katan" not in launched:
         pytest.skip("llm-katan is not installed: pip install 'llm-katan>=0.22,<1' (it is in the test extra)")
     return launched["katan"].wait_ready()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tserve(launched: dict[str, ServerProcess]) -> ServerProcess:
     if "tserve" not in launched:
         pytest.skip("transformers serve needs fastapi, uvicorn and openai: pip install fastapi uvicorn openai")

@@ -298,6 +298,158 @@ def _sample_progress() -> Progress:
     )
 
 
+@app.command()
+def verify(
+    inputs: Annotated[list[Path], typer.Argument(help="sample files or directories (JSONL, Parquet, lm-eval...)")],
+    out: Annotated[Path | None, typer.Option(help="directory for verdicts.parquet and verify_summary.*")] = None,
+    task: Annotated[str | None, typer.Option(help="task name or task .yaml for every record (default: its own)")] = (
+        None
+    ),
+    data_dir: Annotated[
+        Path | None, typer.Option(help="task data for records without references (imported samples)")
+    ] = None,
+    output_format: Annotated[OutputFormat, typer.Option("--format", help="how to print the summary")] = (
+        OutputFormat.table
+    ),
+    skip_invalid: Annotated[bool, typer.Option(help="report and skip records that break the schema")] = False,
+) -> None:
+    """Check each sample against its task's reference: a verdict per sample; accuracy, pass@k, majority vote."""
+    from divtrace.samples import read_samples
+    from divtrace.tasks.verify import verify_records, write_verify_result
+
+    try:
+        read = read_samples(inputs, skip_invalid=skip_invalid)
+        for problem in read.problems:
+            stderr.print(f"[yellow]skipped:[/] {problem}")
+        with _progress() as progress:
+            bars: dict[str, int] = {}
+
+            def report(name: str, done: int, total: int) -> None:
+                if name not in bars:
+                    bars[name] = progress.add_task(f"verify {name}", total=total)
+                progress.update(bars[name], completed=done, total=total)
+
+            result = verify_records(read.records, task=task, data_dir=data_dir, progress=report)
+        if out is not None:
+            write_verify_result(result, out)
+    except DivtraceError as err:
+        stderr.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(code=2) from err
+    for line in result.skipped:
+        stderr.print(f"[yellow]not verifiable:[/] {line}")
+    summary = result.summary
+    if output_format is OutputFormat.json:
+        sys.stdout.write(json.dumps(json.loads(summary.to_json(orient="records")), indent=2) + "\n")
+    elif output_format is OutputFormat.csv:
+        sys.stdout.write(summary.to_csv(index=False))
+    else:
+        table = Table(title="correctness per checkpoint and task")
+        for column in summary.columns:
+            table.add_column(str(column), justify="left" if column in ("checkpoint", "task", "verifier") else "right")
+        for row in summary.itertuples(index=False):
+            table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+        Console().print(table)
+    if out is not None:
+        stderr.print(f"verdicts written to {out}")
+
+
+@app.command()
+def run(
+    study: Annotated[str | None, typer.Argument(help="study .yaml file or preset (default: quickstart)")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory (default: runs/STUDY-NAME)")] = None,
+    dry_run: Annotated[bool, typer.Option(help="print the plan (shards, samples, tokens, time) and stop")] = False,
+) -> None:
+    """Run a study end to end: plan, generate, verify, score, analyze, report; resumable, skipping done work."""
+    from divtrace.executors.local import run_study
+    from divtrace.runs.layout import RunLayout
+    from divtrace.runs.plan import ASSUMED_TOKENS_PER_S, estimate_seconds, plan_study
+    from divtrace.runs.stages import plan_tasks
+    from divtrace.study import load_study
+
+    try:
+        chosen = load_study(study or "quickstart")
+        if chosen.executor.type == "ray":
+            stderr.print(
+                "[yellow]note:[/] this study asks for the ray executor, which is not available yet; running locally"
+            )
+        directory = out or Path("runs") / chosen.name
+        with stderr.status("loading task data"):
+            tasks = plan_tasks(chosen)
+        rows = plan_study(chosen, RunLayout(directory), tasks)
+        table = Table("checkpoint", "task", "backend", "prompts", "K", "samples", "shards", "max tokens", "status",
+                      title=f"plan of study {chosen.name} -> {directory}")  # fmt: skip
+        for row in rows:
+            table.add_row(row.checkpoint, row.task, row.backend, str(row.prompts), str(row.k), str(row.samples),
+                          str(row.shards), f"{row.max_tokens:,}", "done" if row.done else "to do")  # fmt: skip
+        todo = [row for row in rows if not row.done]
+        seconds = estimate_seconds(rows)
+        (Console() if dry_run else stderr).print(table)
+        (Console() if dry_run else stderr).print(
+            f"{sum(r.samples for r in todo):,} samples to generate, at most {sum(r.max_tokens for r in todo):,} "
+            f"tokens; estimate <= {seconds / 60:.1f} min at "
+            + ", ".join(f"{b} {ASSUMED_TOKENS_PER_S[b]:,.0f} tok/s" for b in sorted({r.backend for r in todo}))
+            + (" (nothing to generate)" if not todo else "")
+        )
+        if chosen.caveat:
+            stderr.print(f"[bold yellow]caveat:[/] {chosen.caveat}")
+        if dry_run:
+            return
+        with _sample_progress() as progress:
+            bars: dict[str, int] = {}
+
+            def report(stage: str, description: str, done: int, total: int) -> None:
+                label = f"{stage}: {description}"
+                if label not in bars:
+                    bars[label] = progress.add_task(label, total=total or None)
+                progress.update(bars[label], completed=done, total=total or None)
+
+            reports = run_study(
+                chosen, directory, tasks=tasks, progress=report, on_stage=lambda name: stderr.log(f"stage {name}")
+            )
+    except DivtraceError as err:
+        stderr.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(code=2) from err
+    for stage_report in reports:
+        stderr.print(f"{stage_report.stage}: ran {len(stage_report.ran)}, already done {len(stage_report.skipped)}")
+    stderr.print(f"report: {directory / 'report' / 'index.html'}  summary: {directory / 'report' / 'summary.md'}")
+
+
+@app.command()
+def lineages() -> None:
+    """Show the built-in study presets and their checkpoint graphs."""
+    from divtrace.study import PRESETS
+
+    for name, make in PRESETS.items():
+        study = make()
+        graph = study.graph()
+        table = Table("checkpoint", "model", "stage", "parent / variant of", "thinking", "backend",
+                      title=f"{name}: {study.description}")  # fmt: skip
+        for checkpoint in study.checkpoints:
+            relation = checkpoint.parent or (f"variant of {checkpoint.variant_of}" if checkpoint.variant_of else "-")
+            table.add_row(checkpoint.name, checkpoint.model, checkpoint.stage, relation, checkpoint.thinking,
+                          checkpoint.backend)  # fmt: skip
+        Console().print(table)
+        for leaf, path in graph.lineages().items():
+            Console().print(f"  lineage {leaf}: {' -> '.join(path)}")
+        if study.caveat:
+            Console().print(f"  [yellow]caveat:[/] {study.caveat}")
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="where to write the starter study")] = Path("study.yaml"),
+    force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False,
+) -> None:
+    """Write a commented starter study file."""
+    from divtrace.study import STARTER_STUDY
+
+    if path.exists() and not force:
+        stderr.print(f"[bold red]error:[/] {path} exists (use --force to overwrite)")
+        raise typer.Exit(code=2)
+    path.write_text(STARTER_STUDY)
+    stderr.print(f"wrote {path}; edit it, then: divtrace run {path} --dry-run")
+
+
 tasks_app = typer.Typer(help="The task suite: list tasks, show a rendered prompt.", no_args_is_help=False)
 app.add_typer(tasks_app, name="tasks")
 

@@ -44,6 +44,9 @@ class Metric(ABC):
     uses_embeddings: ClassVar[bool] = False
     #: False for metrics that make no sense on source code (NLI).
     suitable_for_code: ClassVar[bool] = True
+    #: True when the value depends on the number of texts in a group by construction (Vendi: 1..K), so groups of
+    #: different sizes are not comparable (the quality-filtered decomposition skips such metrics).
+    k_dependent: ClassVar[bool] = False
     #: What the metric needs besides the texts, for ``divtrace metrics`` ("-" for nothing).
     needs: ClassVar[str] = "-"
 

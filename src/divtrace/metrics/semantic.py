@@ -59,6 +59,7 @@ class Vendi(Metric):
     name = "vendi"
     description = "Vendi score, effective number of modes among the K outputs (semantic, depends on K)"
     uses_embeddings = True
+    k_dependent = True
 
     def settings(self) -> dict[str, Any]:
         return {"eigenvalue_floor": VENDI_EIGEN_FLOOR}

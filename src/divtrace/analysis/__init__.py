@@ -1,0 +1,42 @@
+"""The analyze stage: where along a lineage diversity drops, by how much, and why.
+
+One entry point, :func:`analyze` (per-prompt scores, verdicts and the lineage graph in; an :class:`AnalysisResult`
+of tables out), :func:`write_analysis` to store it and :func:`headline_table` for the study's Table 1. The
+building blocks live one concept per module: ``lineage`` (means, retained, edge deltas, collapse sites), ``qfd``
+(quality-filtered decomposition), ``cot`` (thinking ablation), ``curves`` (diversity vs k, pass@k).
+"""
+
+from divtrace.analysis.cot import THINKING_COLUMNS, thinking_ablation
+from divtrace.analysis.curves import CURVE_COLUMNS, PASSK_COLUMNS, diversity_curves, pass_at_k, passk_table
+from divtrace.analysis.lineage import (
+    CHECKPOINT_MEANS_COLUMNS,
+    COLLAPSE_COLUMNS,
+    EDGE_COLUMNS,
+    HEADLINE_COLUMNS,
+    RETAINED_COLUMNS,
+    bootstrap_means,
+)
+from divtrace.analysis.qfd import QFD_COLUMNS, quality_filtered_decomposition
+from divtrace.analysis.run import AnalysisResult, analyze, headline_table, write_analysis
+
+__all__ = [
+    "CHECKPOINT_MEANS_COLUMNS",
+    "COLLAPSE_COLUMNS",
+    "CURVE_COLUMNS",
+    "EDGE_COLUMNS",
+    "HEADLINE_COLUMNS",
+    "PASSK_COLUMNS",
+    "QFD_COLUMNS",
+    "RETAINED_COLUMNS",
+    "THINKING_COLUMNS",
+    "AnalysisResult",
+    "analyze",
+    "bootstrap_means",
+    "diversity_curves",
+    "headline_table",
+    "pass_at_k",
+    "passk_table",
+    "quality_filtered_decomposition",
+    "thinking_ablation",
+    "write_analysis",
+]

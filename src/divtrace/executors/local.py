@@ -1,0 +1,58 @@
+"""The local executor: every stage in this process, in order, skipping work that is already done."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from divtrace.io_atomic import write_atomic
+from divtrace.runs.layout import RunLayout
+from divtrace.runs.stages import (
+    PlannedTask,
+    RunProgress,
+    StageReport,
+    plan_tasks,
+    stage_analyze,
+    stage_generate,
+    stage_report,
+    stage_score,
+    stage_verify,
+)
+from divtrace.study import Study
+
+#: Called when a stage starts, with its name.
+StageStart = Callable[[str], None]
+
+
+def run_study(
+    study: Study,
+    out: str | Path,
+    *,
+    tasks: list[PlannedTask] | None = None,
+    progress: RunProgress | None = None,
+    on_stage: StageStart | None = None,
+) -> list[StageReport]:
+    """Run plan -> generate -> verify -> score -> analyze -> report for ``study`` into the run directory ``out``.
+
+    The resolved study is frozen as ``out/study.yaml``. Each stage skips the units whose outputs are complete
+    and current, so re-running a finished study does no work and an interrupted one resumes. Returns what each
+    stage ran and skipped.
+    """
+    layout = RunLayout(out)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    text = study.to_yaml()
+    if not layout.study_file.exists() or layout.study_file.read_text() != text:
+        write_atomic(layout.study_file, lambda tmp: tmp.write_text(text))
+    planned = tasks if tasks is not None else plan_tasks(study)
+    reports = []
+    for name, stage in (
+        ("generate", lambda: stage_generate(study, layout, planned, progress)),
+        ("verify", lambda: stage_verify(study, layout, planned, progress)),
+        ("score", lambda: stage_score(study, layout, planned, progress)),
+        ("analyze", lambda: stage_analyze(study, layout, planned)),
+        ("report", lambda: stage_report(study, layout, planned)),
+    ):
+        if on_stage is not None:
+            on_stage(name)
+        reports.append(stage())
+    return reports

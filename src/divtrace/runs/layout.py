@@ -1,0 +1,101 @@
+"""The run directory: where each stage writes, and the completion markers that make every stage resumable.
+
+::
+
+    RUN/study.yaml                                  the frozen, resolved study
+    RUN/samples/<checkpoint>/<task>/shard-*.parquet generation shards (+ _complete.json)
+    RUN/verdicts/<checkpoint>/<task>.parquet        one row per sample (+ .json marker)
+    RUN/scores/<checkpoint>/<task>.parquet          one row per prompt x metric x subset (+ .json marker)
+    RUN/analysis/*.parquet, *.csv                   the analysis tables (+ _complete.json)
+    RUN/report/index.html, summary.md               the report (+ _complete.json)
+
+A marker holds the fingerprint of everything its output was computed from; a stage whose marker matches is
+skipped without loading any model, so running a finished study again does no work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from divtrace.generate.store import SAMPLES_DIR, safe_name
+from divtrace.io_atomic import write_json_atomic
+
+
+def fingerprint(value: Any) -> str:
+    """Hex sha256 of the canonical JSON of ``value`` (sorted keys; non-JSON values by ``str``)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def files_fingerprint(paths: Iterable[Path]) -> str:
+    """Hex sha256 over the names and bytes of ``paths`` (in the order given)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+class RunLayout:
+    """Paths of one run directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def study_file(self) -> Path:
+        """The frozen study."""
+        return self.root / "study.yaml"
+
+    def samples_dir(self, checkpoint: str, task: str) -> Path:
+        """Generation shards of (checkpoint, task)."""
+        return self.root / SAMPLES_DIR / safe_name(checkpoint) / safe_name(task)
+
+    def sample_files(self, checkpoint: str, task: str) -> list[Path]:
+        """The finished shards of (checkpoint, task), in order."""
+        return sorted(self.samples_dir(checkpoint, task).glob("shard-*.parquet"))
+
+    def generation_marker(self, checkpoint: str, task: str) -> Path:
+        """Marker of a finished (checkpoint, task) generation."""
+        return self.samples_dir(checkpoint, task) / "_complete.json"
+
+    def verdicts_file(self, checkpoint: str, task: str) -> Path:
+        """Verdicts of (checkpoint, task)."""
+        return self.root / "verdicts" / safe_name(checkpoint) / f"{safe_name(task)}.parquet"
+
+    def scores_file(self, checkpoint: str, task: str) -> Path:
+        """Per-prompt scores of (checkpoint, task)."""
+        return self.root / "scores" / safe_name(checkpoint) / f"{safe_name(task)}.parquet"
+
+    @property
+    def analysis_dir(self) -> Path:
+        """The analysis tables."""
+        return self.root / "analysis"
+
+    @property
+    def report_dir(self) -> Path:
+        """The report."""
+        return self.root / "report"
+
+
+def marker_for(output: Path) -> Path:
+    """The marker file of an output file or directory."""
+    return output / "_complete.json" if output.suffix == "" else output.with_suffix(".json")
+
+
+def is_done(marker: Path, key: str) -> bool:
+    """True when ``marker`` exists and records fingerprint ``key``."""
+    try:
+        return json.loads(marker.read_text())["fingerprint"] == key
+    except (FileNotFoundError, ValueError, KeyError, TypeError):
+        return False
+
+
+def mark_done(marker: Path, key: str, **facts: Any) -> None:
+    """Record that the output of ``marker`` is complete for fingerprint ``key`` (plus facts for people)."""
+    write_json_atomic({"fingerprint": key, **facts}, marker)

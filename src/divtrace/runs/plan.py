@@ -1,0 +1,68 @@
+"""The plan of a study run: shards, samples and an estimate of tokens and time, before anything runs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from divtrace.runs.layout import RunLayout, is_done
+from divtrace.runs.stages import PlannedTask, generation_key, sampling_for
+from divtrace.study import Study
+
+#: Rough generation throughput (tokens/s) per backend used for the time estimate; measured on the 2-core CPU
+#: machine for transformers (benchmarks/bench_generate.py, a 135M model, 32 rows per batch). GPU figures are
+#: assumptions for a 7B model on one H100-class GPU until the Ray/vLLM benchmarks replace them.
+ASSUMED_TOKENS_PER_S = {"transformers": 96.0, "vllm": 2500.0, "openai": 500.0}
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One (checkpoint, task) unit of generation."""
+
+    checkpoint: str
+    task: str
+    backend: str
+    prompts: int
+    k: int
+    shards: int
+    max_new_tokens: int
+    done: bool
+
+    @property
+    def samples(self) -> int:
+        """Samples to draw (prompts x K)."""
+        return self.prompts * self.k
+
+    @property
+    def max_tokens(self) -> int:
+        """Upper bound on generated tokens (every sample reaching max_new_tokens)."""
+        return self.samples * self.max_new_tokens
+
+
+def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> list[PlanRow]:
+    """One row per (checkpoint, task), with whether its generation is already complete in ``layout``."""
+    rows = []
+    for checkpoint in study.checkpoints:
+        for planned in tasks:
+            params = sampling_for(study, planned)
+            done = is_done(
+                layout.generation_marker(checkpoint.name, planned.name), generation_key(study, checkpoint, planned)
+            )
+            rows.append(
+                PlanRow(
+                    checkpoint=checkpoint.name,
+                    task=planned.name,
+                    backend=checkpoint.backend,
+                    prompts=len(planned.prompts),
+                    k=params.k,
+                    shards=math.ceil(len(planned.prompts) / study.shard_size),
+                    max_new_tokens=params.max_new_tokens,
+                    done=done,
+                )
+            )
+    return rows
+
+
+def estimate_seconds(rows: list[PlanRow]) -> float:
+    """Upper-bound generation time of the rows still to do, at :data:`ASSUMED_TOKENS_PER_S`."""
+    return sum(row.max_tokens / ASSUMED_TOKENS_PER_S[row.backend] for row in rows if not row.done)

@@ -1,0 +1,353 @@
+"""The stages of a study run: generate, verify, score, analyze, report; each resumable and skipping done work.
+
+Every stage reads only what the stage before it wrote (DESIGN.md, data flow), from the run directory, and writes
+its outputs atomically with a completion marker (see :mod:`divtrace.runs.layout`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from divtrace.generate.params import SamplingParams
+from divtrace.generate.prompts import PromptItem
+from divtrace.generate.runner import RenderOptions, generate_samples
+from divtrace.generate.thinking import ThinkingMode
+from divtrace.io_atomic import write_table_atomic
+from divtrace.runs.layout import RunLayout, files_fingerprint, fingerprint, is_done, mark_done, marker_for
+from divtrace.samples import SampleRecord, read_samples
+from divtrace.study import CheckpointSpec, Study, TaskSpec
+from divtrace.tasks import get_task, load_prompts
+from divtrace.tasks.base import Task
+
+#: ``(stage, description, done, total)``: progress of a stage, in its own unit (samples, prompts, shards).
+RunProgress = Callable[[str, str, int, int], None]
+
+
+@dataclass
+class PlannedTask:
+    """A task of the study with its prompts loaded."""
+
+    spec: TaskSpec
+    task: Task
+    prompts: list[PromptItem]
+    origin: str
+
+    @property
+    def name(self) -> str:
+        """The task's label in every table."""
+        return self.task.name
+
+
+@dataclass
+class StageReport:
+    """What a stage did: units of work run now and skipped as already done."""
+
+    stage: str
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def plan_tasks(study: Study) -> list[PlannedTask]:
+    """Load every task's prompts (first N rows; the study's ``n`` overrides the task's N)."""
+    planned = []
+    for spec in study.tasks:
+        task = get_task(spec.name)
+        prompts, origin = load_prompts(task, study.data_dir, spec.n)
+        planned.append(PlannedTask(spec, task, prompts, origin))
+    return planned
+
+
+def sampling_for(study: Study, planned: PlannedTask) -> SamplingParams:
+    """The sampling parameters of one task: the study's, with the task's stops and length unless overridden."""
+    sampling = study.sampling
+    max_new_tokens = sampling.max_new_tokens or planned.spec.max_new_tokens or planned.task.max_new_tokens
+    return SamplingParams(
+        k=sampling.k,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        top_k=sampling.top_k,
+        max_new_tokens=max_new_tokens,
+        stop=planned.task.stop,
+        seed=sampling.seed,
+    )
+
+
+def generation_key(study: Study, checkpoint: CheckpointSpec, planned: PlannedTask) -> str:
+    """Fingerprint of everything a (checkpoint, task) generation depends on (settings and prompt texts)."""
+    return fingerprint(
+        {
+            "checkpoint": checkpoint.model_dump(mode="json"),
+            "sampling": sampling_for(study, planned).model_dump(mode="json"),
+            "shard_size": study.shard_size,
+            "prompts": [(p.prompt_id, p.prompt) for p in planned.prompts],
+        }
+    )
+
+
+def stage_generate(
+    study: Study, layout: RunLayout, tasks: list[PlannedTask], progress: RunProgress | None = None
+) -> StageReport:
+    """Generate the samples of every (checkpoint, task) not already complete; a model is loaded only if needed."""
+    from divtrace.generate.backends import create_generator
+
+    report = StageReport("generate")
+    for checkpoint in study.checkpoints:
+        todo = []
+        for planned in tasks:
+            unit = f"{checkpoint.name}/{planned.name}"
+            if is_done(
+                layout.generation_marker(checkpoint.name, planned.name), generation_key(study, checkpoint, planned)
+            ):
+                report.skipped.append(unit)
+            else:
+                todo.append(planned)
+        if not todo:
+            continue
+        if progress is not None:
+            progress("generate", f"loading {checkpoint.name}", 0, 0)
+        generator = create_generator(checkpoint.backend, checkpoint.model, **_backend_options(checkpoint))
+        try:
+            for planned in todo:
+                params = sampling_for(study, planned)
+                description = f"{checkpoint.name} / {planned.name}"
+                counter = _Counter(progress, "generate", description)
+                generate_samples(
+                    generator,
+                    planned.prompts,
+                    params,
+                    out_dir=layout.root,
+                    checkpoint=checkpoint.name,
+                    task=planned.name,
+                    render=RenderOptions(
+                        checkpoint.system_prompt, checkpoint.chat_template, ThinkingMode(checkpoint.thinking)
+                    ),
+                    shard_size=study.shard_size,
+                    progress=counter,
+                )
+                mark_done(
+                    layout.generation_marker(checkpoint.name, planned.name),
+                    generation_key(study, checkpoint, planned),
+                    prompts=len(planned.prompts),
+                    k=params.k,
+                )
+                report.ran.append(f"{checkpoint.name}/{planned.name}")
+        finally:
+            generator.close()
+    return report
+
+
+def _backend_options(checkpoint: CheckpointSpec) -> dict[str, Any]:
+    options = dict(checkpoint.options)
+    if checkpoint.backend in ("transformers", "vllm") and checkpoint.revision is not None:
+        options.setdefault("revision", checkpoint.revision)
+    return options
+
+
+class _Counter:
+    """Adapts :func:`generate_samples` progress events to :data:`RunProgress`."""
+
+    def __init__(self, progress: RunProgress | None, stage: str, description: str) -> None:
+        self.progress, self.stage, self.description = progress, stage, description
+        self.total = 0
+        self.done = 0
+
+    def __call__(self, event: str, value: int) -> None:
+        if event == "total":
+            self.total = value
+        else:
+            self.done += value
+        if self.progress is not None:
+            self.progress(self.stage, self.description, self.done, self.total)
+
+
+def read_task_samples(layout: RunLayout, checkpoint: str, task: str) -> list[SampleRecord]:
+    """The stored samples of (checkpoint, task), in prompt order."""
+    files = layout.sample_files(checkpoint, task)
+    return read_samples(files).records if files else []
+
+
+def stage_verify(
+    study: Study, layout: RunLayout, tasks: list[PlannedTask], progress: RunProgress | None = None
+) -> StageReport:
+    """Verify the samples of every verifiable (checkpoint, task) whose verdicts are missing or stale."""
+    from divtrace.tasks.verify import verify_records
+
+    report = StageReport("verify")
+    for checkpoint in study.checkpoints:
+        for planned in (t for t in tasks if t.task.verifiable):
+            unit = f"{checkpoint.name}/{planned.name}"
+            output = layout.verdicts_file(checkpoint.name, planned.name)
+            key = files_fingerprint(layout.sample_files(checkpoint.name, planned.name))
+            if is_done(marker_for(output), key):
+                report.skipped.append(unit)
+                continue
+            records = read_task_samples(layout, checkpoint.name, planned.name)
+
+            def tick(_task: str, done: int, total: int, unit: str = unit) -> None:
+                if progress is not None:
+                    progress("verify", unit, done, total)
+
+            result = verify_records(records, task=str(planned.spec.name), data_dir=study.data_dir, progress=tick)
+            verdicts = result.verdicts.assign(checkpoint=checkpoint.name, task=planned.name)
+            write_table_atomic(verdicts, output)
+            mark_done(marker_for(output), key, samples=len(verdicts))
+            report.ran.append(unit)
+    return report
+
+
+def read_verdicts(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> pd.DataFrame:
+    """Every stored verdict of the study (empty when no task is verifiable)."""
+    frames = [
+        pd.read_parquet(path)
+        for checkpoint in study.checkpoints
+        for planned in tasks
+        if (path := layout.verdicts_file(checkpoint.name, planned.name)).exists()
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def stage_score(
+    study: Study, layout: RunLayout, tasks: list[PlannedTask], progress: RunProgress | None = None
+) -> StageReport:
+    """Score every (checkpoint, task) whose scores are missing or stale; models load only when needed."""
+    from divtrace.metrics.embeddings import EmbeddingStore
+    from divtrace.scoring.pipeline import build_metrics
+    from divtrace.scoring.subsets import score_subsets
+    from divtrace.settings import EmbedderSettings, NLISettings
+
+    report = StageReport("score")
+    metric_settings = {"metrics": study.metrics, "embedder": study.embedder, "nli_model": study.nli_model}
+    code_tasks = frozenset(t.name for t in tasks if t.task.code)
+    metrics = None
+    store = None
+    for checkpoint in study.checkpoints:
+        for planned in tasks:
+            unit = f"{checkpoint.name}/{planned.name}"
+            output = layout.scores_file(checkpoint.name, planned.name)
+            inputs = layout.sample_files(checkpoint.name, planned.name)
+            verdicts_path = layout.verdicts_file(checkpoint.name, planned.name)
+            if verdicts_path.exists():
+                inputs = [*inputs, verdicts_path]
+            key = fingerprint({"inputs": files_fingerprint(inputs), "settings": metric_settings})
+            if is_done(marker_for(output), key):
+                report.skipped.append(unit)
+                continue
+            if metrics is None:
+                nli = NLISettings(model=study.nli_model) if study.nli_model else None
+                metrics = build_metrics(study.metrics, nli=nli)
+                for metric in metrics:
+                    metric.prepare()
+                if any(m.uses_embeddings for m in metrics):
+                    settings = EmbedderSettings(**({"model": study.embedder} if study.embedder else {}))
+                    store = EmbeddingStore(settings)
+            records = read_task_samples(layout, checkpoint.name, planned.name)
+            correct = None
+            if verdicts_path.exists():
+                verdicts = pd.read_parquet(verdicts_path).sort_values(["prompt_id", "sample_index"])
+                correct = {
+                    (checkpoint.name, planned.name, str(prompt_id)): list(group["correct"])
+                    for prompt_id, group in verdicts.groupby("prompt_id", sort=False)
+                }
+            if progress is not None:
+                progress("score", unit, 0, 1)
+            scores = score_subsets(records, metrics, embedder=store, correct=correct, code_tasks=code_tasks)
+            write_table_atomic(scores, output)
+            mark_done(marker_for(output), key, rows=len(scores))
+            if progress is not None:
+                progress("score", unit, 1, 1)
+            report.ran.append(unit)
+    return report
+
+
+def read_scores(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> pd.DataFrame:
+    """Every stored per-prompt score of the study."""
+    frames = [
+        pd.read_parquet(path)
+        for checkpoint in study.checkpoints
+        for planned in tasks
+        if (path := layout.scores_file(checkpoint.name, planned.name)).exists()
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _stage_inputs(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> list[Path]:
+    paths = []
+    for checkpoint in study.checkpoints:
+        for planned in tasks:
+            for path in (
+                layout.scores_file(checkpoint.name, planned.name),
+                layout.verdicts_file(checkpoint.name, planned.name),
+            ):
+                if path.exists():
+                    paths.append(path)
+    return paths
+
+
+def stage_analyze(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> StageReport:
+    """Compute the analysis tables from the stored scores and verdicts (skipped when they did not change)."""
+    from divtrace.analysis.run import analyze, write_analysis
+
+    report = StageReport("analyze")
+    key = fingerprint({"inputs": files_fingerprint(_stage_inputs(layout, study, tasks)), "graph": study.checkpoints})
+    if is_done(marker_for(layout.analysis_dir), key):
+        report.skipped.append("analysis")
+        return report
+    result = analyze(read_scores(layout, study, tasks), read_verdicts(layout, study, tasks), study.graph())
+    write_analysis(result, layout.analysis_dir)
+    mark_done(marker_for(layout.analysis_dir), key)
+    report.ran.append("analysis")
+    return report
+
+
+def stage_report(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> StageReport:
+    """Write the HTML report and summary.md from the analysis (skipped when nothing changed)."""
+    from divtrace.analysis.run import analyze
+    from divtrace.report import write_report
+
+    report = StageReport("report")
+    inputs = _stage_inputs(layout, study, tasks)
+    key = fingerprint({"inputs": files_fingerprint(inputs), "study": study.model_dump(mode="json")})
+    if is_done(marker_for(layout.report_dir), key):
+        report.skipped.append("report")
+        return report
+    scores = read_scores(layout, study, tasks)
+    analysis = analyze(scores, read_verdicts(layout, study, tasks), study.graph())
+    samples = [
+        record
+        for checkpoint in study.checkpoints
+        for planned in tasks
+        for record in read_task_samples(layout, checkpoint.name, planned.name)
+    ]
+    write_report(
+        layout.report_dir,
+        analysis=analysis,
+        samples=samples,
+        per_prompt_scores=scores,
+        graph=study.graph(),
+        study_info=study_info(study, tasks),
+    )
+    mark_done(marker_for(layout.report_dir), key)
+    report.ran.append("report")
+    return report
+
+
+def study_info(study: Study, tasks: list[PlannedTask]) -> dict[str, Any]:
+    """What the report header shows about the study."""
+    from divtrace.settings import PACKAGED_MINILM
+
+    return {
+        "name": study.name,
+        "description": study.description,
+        "caveat": study.caveat,
+        "checkpoints": [c.model_dump(mode="json") for c in study.checkpoints],
+        "tasks": {t.name: t.origin for t in tasks},
+        "metrics": study.metrics,
+        "embedder": study.embedder or PACKAGED_MINILM,
+        "nli_model": study.nli_model,
+        "sampling": study.sampling.model_dump(mode="json"),
+    }

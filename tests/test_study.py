@@ -1,0 +1,113 @@
+"""Study files and the lineage graph: presets, validation errors naming the key, the starter study, the plan."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from divtrace.errors import DivtraceError
+from divtrace.lineage import CheckpointNode, LineageGraph
+from divtrace.study import PRESETS, STARTER_STUDY, load_study, parse_study
+
+
+def test_lineage_graph_edges_lineages_and_variants() -> None:
+    graph = LineageGraph(
+        [
+            CheckpointNode("base", "base"),
+            CheckpointNode("sft", "sft", "base"),
+            CheckpointNode("dpo", "dpo", "sft"),
+            CheckpointNode("zero", "rl-zero", "base"),
+            CheckpointNode("dpo-nothink", "dpo", variant_of="dpo", thinking="suppressed"),
+        ]
+    )
+    assert graph.edges() == [("base", "sft"), ("sft", "dpo"), ("base", "zero")]
+    assert graph.lineages() == {"dpo": ["base", "sft", "dpo"], "zero": ["base", "zero"]}
+    assert graph.thinking_pairs() == [("dpo", "dpo-nothink")]
+    assert graph.base_of("dpo-nothink") == "base"
+    with pytest.raises(DivtraceError, match="defined twice"):
+        LineageGraph([CheckpointNode("a", "base"), CheckpointNode("a", "sft")])
+    with pytest.raises(DivtraceError, match="cycle"):
+        LineageGraph([CheckpointNode("a", "sft", "b"), CheckpointNode("b", "sft", "a")])
+    with pytest.raises(DivtraceError, match="parent 'x' is not defined"):
+        LineageGraph([CheckpointNode("a", "sft", "x")])
+
+
+def test_presets() -> None:
+    olmo = PRESETS["olmo3-7b"]()
+    names = [c.name for c in olmo.checkpoints]
+    assert len([c for c in olmo.checkpoints if c.variant_of is None]) == 13
+    assert {c.name for c in olmo.checkpoints if c.thinking == "suppressed"} == {
+        "think-sft-nothink", "think-dpo-nothink", "think-nothink",
+    }  # fmt: skip
+    assert olmo.checkpoint("base").model == "allenai/Olmo-3-1025-7B" and len(olmo.tasks) == 15
+    assert (olmo.sampling.k, olmo.sampling.temperature, olmo.sampling.top_p, olmo.sampling.seed) == (
+        16,
+        0.6,
+        0.95,
+        1234,
+    )
+    assert olmo.graph().lineages()["think"] == ["base", "think-sft", "think-dpo", "think"]
+    assert len(set(names)) == len(names)
+    quick = load_study("quickstart")
+    assert quick.caveat and "not a lineage" in quick.caveat.lower()
+    assert [c.model for c in quick.checkpoints] == ["quickstart:gemma-3-270m", "quickstart:smollm2-135m-instruct"]
+
+
+def test_round_trip_and_starter(tmp_path: Path) -> None:
+    quick = load_study("quickstart")
+    path = tmp_path / "frozen.yaml"
+    path.write_text(quick.to_yaml())
+    assert load_study(path) == quick
+    starter = tmp_path / "study.yaml"
+    starter.write_text(STARTER_STUDY)
+    study = load_study(starter)
+    assert study.graph().lineages() == {"dpo": ["base", "sft", "dpo"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s["checkpoints"][1].update(parent="nobody"), "checkpoints.1.parent: 'nobody' is not a checkpoint"),
+        (lambda s: s["checkpoints"][0].update(colour="red"), "key 'checkpoints.0.colour': Extra inputs"),
+        (lambda s: s["sampling"].update(k=1), "key 'sampling.k'"),
+        (lambda s: s["sampling"].update(temperature=0), "key 'sampling.temperature'"),
+        (lambda s: s.update(metrics=["ead", "vibes"]), "metrics: unknown \\['vibes'\\]"),
+        (lambda s: s.update(metrics=["nli"]), "nli_model: the nli metric needs"),
+        (lambda s: s["checkpoints"][0].update(backend="tgi"), "key 'checkpoints.0.backend'"),
+        (lambda s: s.pop("tasks"), "key 'tasks': Field required"),
+    ],
+)
+def test_validation_errors_name_the_key(change, message: str) -> None:  # type: ignore[no-untyped-def]
+    raw = yaml.safe_load(STARTER_STUDY)
+    change(raw)
+    with pytest.raises(DivtraceError, match=message):
+        parse_study(raw, "study.yaml")
+
+
+def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\ncheckpoints: [\n")
+    with pytest.raises(DivtraceError, match=r"bad.yaml, line \d+: not valid YAML"):
+        load_study(path)
+    with pytest.raises(DivtraceError, match="no such study file"):
+        load_study(tmp_path / "missing.yaml")
+
+
+def test_cli_init_lineages_and_dry_run(tmp_path: Path) -> None:
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "divtrace.cli", *args], capture_output=True, text=True,
+                              cwd=tmp_path, env={"COLUMNS": "250", "PATH": ""})  # fmt: skip
+
+    assert cli("init").returncode == 0 and (tmp_path / "study.yaml").exists()
+    assert cli("init").returncode == 2  # never overwrites silently
+    shown = cli("lineages")
+    assert "olmo3-7b" in shown.stdout and "quickstart" in shown.stdout and "base -> think-sft" in shown.stdout
+    plan = cli("run", "--dry-run", "--out", str(tmp_path / "run"))
+    assert plan.returncode == 0, plan.stderr
+    assert "gemma-3-270m" in plan.stdout and "open_ended" in plan.stdout and "arithmetic" in plan.stdout
+    assert "samples to generate" in plan.stdout and "to do" in plan.stdout
+    assert not (tmp_path / "run" / "samples").exists()  # a dry run does nothing

@@ -1,0 +1,99 @@
+"""`divtrace verify`: verdicts per sample and accuracy / pass@k / majority vote per (checkpoint, task)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from divtrace.errors import DivtraceError
+from divtrace.samples import SampleRecord, write_samples
+from divtrace.tasks.verify import verify_records, write_verify_result
+
+FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
+JANET = {"answer": "Janet sells 16 - 3 - 4 = 9 duck eggs a day.\n#### 18"}
+ROBE = {"answer": "It takes 2/2=1 bolt of white fiber\n#### 3"}
+
+
+def records() -> list[SampleRecord]:
+    return [
+        SampleRecord(
+            prompt_id="0", prompt="Janet...", checkpoint="sft", task="gsm8k", references=JANET,
+            outputs=["She makes 9 * 2 = 18 dollars.\n#### 18", "The answer is 16.", "#### 18", "18"],
+        ),
+        SampleRecord(
+            prompt_id="1", prompt="A robe...", checkpoint="sft", task="gsm8k", references=ROBE,
+            outputs=["It takes 2 + 1 = 3 bolts. The answer is 3.", "#### 4", "I think 4", "import os; os.abort()"],
+        ),
+    ]  # fmt: skip
+
+
+def test_verdicts_and_summary_match_hand_counts() -> None:
+    result = verify_records(records())
+    verdicts = result.verdicts
+    assert list(verdicts["correct"]) == [True, False, True, True, True, False, False, False]
+    assert list(verdicts["extracted"][:4]) == ["18", "16", "18", "18"]
+    [row] = result.summary.to_dict(orient="records")
+    assert (row["checkpoint"], row["task"], row["prompts"], row["k"]) == ("sft", "gsm8k", 2, 4)
+    assert row["accuracy_first"] == 1.0
+    # prompt 0: 3 of 4 correct; prompt 1: 1 of 4. pass@1 = mean(3/4, 1/4)
+    # pass@2 = mean(1 - C(1,2)/C(4,2), 1 - C(3,2)/C(4,2)) = mean(1, 1 - 3/6)
+    assert row["pass@1"] == pytest.approx(0.5)
+    assert row["pass@2"] == pytest.approx((1.0 + (1 - 3 / 6)) / 2)
+    assert row["pass@4"] == pytest.approx(1.0)
+    # prompt 0 votes 18 (correct); prompt 1: 3, 4, 4 -> 4 wins (incorrect)
+    assert row["majority_vote"] == pytest.approx(0.5)
+    assert row["prompts_with_2_correct"] == 1
+
+
+def test_references_are_looked_up_for_imported_samples(tmp_path: Path) -> None:
+    imported = [r.model_copy(update={"references": None}) for r in records()]
+    result = verify_records(imported, data_dir=FIXTURES)
+    assert list(result.verdicts["correct"]) == list(verify_records(records()).verdicts["correct"])
+    unknown = [records()[0].model_copy(update={"references": None, "prompt_id": "999"})]
+    with pytest.raises(DivtraceError, match=r"'999'.*no references"):
+        verify_records(unknown, data_dir=FIXTURES)
+
+
+def test_unverifiable_tasks_are_reported_not_failed() -> None:
+    creative = SampleRecord(prompt_id="a", prompt="p", outputs=["x", "y"], checkpoint="c", task="writingprompts")
+    result = verify_records([*records(), creative])
+    assert len(result.summary) == 1 and result.skipped and "writingprompts" in result.skipped[0]
+
+
+def test_ifeval_summary_has_the_official_accuracies() -> None:
+    row = json.loads((FIXTURES / "ifeval.jsonl").read_text().splitlines()[1])  # no_comma only
+    record = SampleRecord(
+        prompt_id=str(row["key"]), prompt=row["prompt"], checkpoint="c", task="ifeval", references=row,
+        outputs=["Hark thou shalt see Kyoto", "Hark, thou shalt see Kyoto"],
+    )  # fmt: skip
+    result = verify_records([record])
+    assert list(result.verdicts["correct"]) == [True, False]
+    summary = result.summary.iloc[0]
+    assert summary["accuracy_first"] == 1.0 and pd.isna(summary["majority_vote"])
+    assert {"prompt_level_strict", "prompt_level_loose"} <= set(result.summary.columns) or any(
+        "strict" in column for column in result.summary.columns
+    )
+
+
+def test_cli_verify_writes_tables(tmp_path: Path) -> None:
+    samples = tmp_path / "samples.jsonl"
+    write_samples(records(), samples)
+    out = tmp_path / "verify"
+    result = subprocess.run(
+        [sys.executable, "-m", "divtrace.cli", "verify", str(samples), "--out", str(out), "--format", "json"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary[0]["pass@1"] == pytest.approx(0.5)
+    assert len(pd.read_parquet(out / "verdicts.parquet")) == 8
+    assert (out / "verify_summary.csv").exists() and (out / "verify_settings.json").exists()
+    write_verify_result(verify_records(records()), tmp_path / "again")
+    assert pd.read_parquet(tmp_path / "again" / "verify_summary.parquet").equals(
+        pd.read_parquet(out / "verify_summary.parquet")
+    )
