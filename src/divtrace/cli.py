@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import json
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -24,6 +26,9 @@ from rich.table import Table
 from rich.text import Text
 
 from divtrace.errors import DivtraceError
+
+if TYPE_CHECKING:
+    from divtrace.runs.stages import RunProgress, StageReport
 
 app = typer.Typer(
     name="divtrace",
@@ -394,24 +399,209 @@ def run(
             stderr.print(f"[bold yellow]caveat:[/] {chosen.caveat}")
         if dry_run:
             return
-        with _sample_progress() as progress:
-            bars: dict[str, int] = {}
-
-            def report(stage: str, description: str, done: int, total: int) -> None:
-                label = f"{stage}: {description}"
-                if label not in bars:
-                    bars[label] = progress.add_task(label, total=total or None)
-                progress.update(bars[label], completed=done, total=total or None)
-
+        with _stage_progress() as progress:
             reports = run_study(
-                chosen, directory, tasks=tasks, progress=report, on_stage=lambda name: stderr.log(f"stage {name}")
+                chosen, directory, tasks=tasks, progress=progress, on_stage=lambda name: stderr.log(f"stage {name}")
             )
     except DivtraceError as err:
         stderr.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(code=2) from err
+    _print_outcome(reports, directory)
+
+
+@contextlib.contextmanager
+def _stage_progress() -> Iterator[RunProgress]:
+    """A progress display for the stages of a run; yields the :data:`RunProgress` callback that drives it.
+
+    The libraries' own bars (transformers' "Loading weights") would tear it, so they are turned off.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    with _sample_progress() as progress:
+        bars: dict[str, int] = {}
+
+        def report(stage: str, description: str, done: int, total: int) -> None:
+            label = f"{stage}: {description}"
+            if label not in bars:
+                bars[label] = progress.add_task(label, total=total or None)
+            progress.update(bars[label], completed=done, total=total or None)
+
+        yield report
+
+
+def _run_stages(stages: list[tuple[str, Callable[[RunProgress], StageReport]]]) -> list[StageReport]:
+    """Run ``stages`` in order under one progress display; what each did."""
+    reports = []
+    with _stage_progress() as progress:
+        for name, stage in stages:
+            stderr.log(f"stage {name}")
+            reports.append(stage(progress))
+    return reports
+
+
+def _print_outcome(reports: list[StageReport], directory: Path) -> None:
+    """What each stage did, the headline table (retained diversity and collapse sites), and where the report is."""
     for stage_report in reports:
         stderr.print(f"{stage_report.stage}: ran {len(stage_report.ran)}, already done {len(stage_report.skipped)}")
-    stderr.print(f"report: {directory / 'report' / 'index.html'}  summary: {directory / 'report' / 'summary.md'}")
+    headline = directory / "analysis" / "collapse_sites.parquet"
+    retained = directory / "analysis" / "retained.parquet"
+    if headline.exists() and retained.exists():
+        Console().print(_collapse_table(headline, retained))
+    report_dir = directory / "report"
+    if (report_dir / "index.html").exists():
+        stderr.print(f"report: {report_dir / 'index.html'}  summary: {report_dir / 'summary.md'}")
+
+
+def _collapse_table(sites_path: Path, retained_path: Path) -> Table:
+    """Per lineage, task and metric: the leaf's retained diversity and the stage that lost the most."""
+    import pandas as pd
+
+    sites = pd.read_parquet(sites_path)
+    retained = pd.read_parquet(retained_path)
+    table = Table(
+        "lineage", "task", "metric", "retained % of base [95% CI]", "collapse site", "change, % of base [95% CI]",
+        title="where diversity collapses (leaf of each lineage vs its base)",
+    )  # fmt: skip
+    kept = retained.set_index(["checkpoint", "task", "metric"])
+    for row in sites.sort_values(["lineage", "task", "metric"]).itertuples(index=False):
+        key = (row.lineage, row.task, row.metric)
+        if key in kept.index:
+            leaf = kept.loc[key]
+            kept_text = (
+                f"{100 * leaf.retained:.1f} [{100 * leaf.retained_ci_low:.1f}, {100 * leaf.retained_ci_high:.1f}]"
+            )
+        else:
+            kept_text = "-"
+        site = f"{row.parent} -> {row.child} ({row.stage})" if isinstance(row.child, str) else "-"
+        change = (
+            f"{row.delta_pct_base:+.1f} [{row.delta_pct_base_ci_low:+.1f}, {row.delta_pct_base_ci_high:+.1f}]"
+            + (" *" if row.significant else "")
+            if row.delta_pct_base == row.delta_pct_base
+            else "-"
+        )
+        table.add_row(str(row.lineage), str(row.task), str(row.metric), kept_text, site, change)
+    table.caption = "* the 95% paired bootstrap CI excludes 0"
+    return table
+
+
+@app.command()
+def analyze(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="sample files or directories (JSONL/Parquet with a checkpoint column, lm-eval samples_*.jsonl, "
+            "lighteval details); NAME=PATH sets the checkpoint of PATH's records"
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="run directory for the imported samples, scores, analysis, report")],
+    lineage: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="a chain of checkpoints, base first: 'base>sft>dpo>rl' (NAME:STAGE sets a stage label); "
+            "repeat for branches"
+        ),
+    ] = None,
+    variant: Annotated[
+        list[str] | None, typer.Option(help="NAME=OF: NAME is checkpoint OF sampled with thinking suppressed")
+    ] = None,
+    study: Annotated[Path | None, typer.Option(help="take the lineage (and metrics) from this study file")] = None,
+    metrics: Annotated[str | None, typer.Option(help="comma-separated metrics (default: ead,sbert,vendi)")] = None,
+    embedder: Annotated[str | None, typer.Option(help="sentence-transformers id or path")] = None,
+    nli_model: Annotated[str | None, typer.Option(help="id or path of an MNLI classifier (adds nli)")] = None,
+    task: Annotated[str | None, typer.Option(help="task label for records without one")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="task data, for verifying records without references")] = (None),
+    verify: Annotated[bool, typer.Option(help="verify verifiable tasks (needed for the decomposition)")] = True,
+    report: Annotated[bool, typer.Option(help="also write report/index.html and summary.md")] = True,
+    skip_invalid: Annotated[bool, typer.Option(help="report and skip records that break the schema")] = False,
+) -> None:
+    """Analyze samples generated elsewhere along a lineage: verify, score, analyze (and report), resumably."""
+    from divtrace.runs.imported import (
+        SampleSource,
+        import_samples,
+        imported_study,
+        parse_lineage,
+        read_sources,
+        run_tasks,
+    )
+    from divtrace.runs.layout import RunLayout
+    from divtrace.runs.stages import stage_analyze, stage_report, stage_score, stage_verify
+    from divtrace.study import load_study
+
+    try:
+        if study is not None and lineage:
+            raise DivtraceError("give the lineage either with --study or with --lineage, not both")
+        base_study = load_study(str(study)) if study is not None else None
+        checkpoints = base_study.checkpoints if base_study is not None else parse_lineage(lineage or [], variant or [])
+        names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+        if names is None and base_study is not None:
+            names = base_study.metrics
+        if nli_model and names is not None and "nli" not in names:
+            names = [*names, "nli"]
+        elif nli_model and names is None:
+            names = ["ead", "sbert", "vendi", "nli"]
+        sources = [SampleSource.parse(text) for text in inputs]
+        with stderr.status("reading samples"):
+            records, problems = read_sources(sources, skip_invalid=skip_invalid)
+        if task is not None:
+            records = [r if r.task and r.task != "default" else r.model_copy(update={"task": task}) for r in records]
+        for problem in problems:
+            stderr.print(f"[yellow]skipped:[/] {problem}")
+        chosen = imported_study(
+            [c.model_copy(update={"model": "imported"}) if base_study is not None else c for c in checkpoints],
+            records,
+            metrics=names,
+            embedder=embedder or (base_study.embedder if base_study else None),
+            nli_model=nli_model or (base_study.nli_model if base_study else None),
+            data_dir=str(data_dir) if data_dir else None,
+        )
+        layout = RunLayout(out)
+        imported = import_samples(chosen, records, layout)
+        stderr.print(
+            f"imported {sum(imported.counts.values())} prompts: "
+            + ", ".join(f"{c}/{t} {n}" for (c, t), n in sorted(imported.counts.items()))
+        )
+        tasks = run_tasks(chosen)
+        stages: list[tuple[str, Callable[[RunProgress], StageReport]]] = []
+        if verify:
+            stages.append(("verify", lambda p: stage_verify(chosen, layout, tasks, p)))
+        stages += [
+            ("score", lambda p: stage_score(chosen, layout, tasks, p)),
+            ("analyze", lambda p: stage_analyze(chosen, layout, tasks)),
+        ]
+        if report:
+            stages.append(("report", lambda p: stage_report(chosen, layout, tasks)))
+        reports = _run_stages(stages)
+    except DivtraceError as err:
+        stderr.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(code=2) from err
+    _print_outcome(reports, out)
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory of divtrace run or divtrace analyze")],
+) -> None:
+    """(Re)write RUN/report/index.html and summary.md from the run directory's stored analysis."""
+    from divtrace.runs.imported import IMPORTED_MODEL, run_tasks
+    from divtrace.runs.layout import RunLayout
+    from divtrace.runs.stages import stage_report
+    from divtrace.study import load_study
+
+    layout = RunLayout(run_dir)
+    try:
+        if not layout.study_file.exists():
+            raise DivtraceError(
+                f"{layout.study_file}: not found; is {run_dir} a run directory of divtrace run/analyze?"
+            )
+        chosen = load_study(str(layout.study_file))
+        imported = all(c.model == IMPORTED_MODEL for c in chosen.checkpoints)
+        tasks = run_tasks(chosen, "imported" if imported else "generated by divtrace run")
+        reports = _run_stages([("report", lambda p: stage_report(chosen, layout, tasks))])
+    except DivtraceError as err:
+        stderr.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(code=2) from err
+    _print_outcome(reports, run_dir)
 
 
 @app.command()

@@ -1,9 +1,10 @@
 """The analyze stage: where along a lineage diversity drops, by how much, and why.
 
 One entry point, :func:`analyze` (per-prompt scores, verdicts and the lineage graph in; an :class:`AnalysisResult`
-of tables out), :func:`write_analysis` to store it and :func:`headline_table` for the study's Table 1. The
-building blocks live one concept per module: ``lineage`` (means, retained, edge deltas, collapse sites), ``qfd``
-(quality-filtered decomposition), ``cot`` (thinking ablation), ``curves`` (diversity vs k, pass@k).
+of tables out); :func:`write_analysis` and :func:`read_analysis` store and load it; :func:`headline_table` gives
+the study's Table 1. The building blocks live one concept per module: ``lineage`` (means, retained, edge deltas,
+collapse sites), ``qfd`` (quality-filtered decomposition), ``cot`` (thinking ablation), ``curves`` (diversity vs
+k, pass@k).
 """
 
 from divtrace.analysis.cot import THINKING_COLUMNS, thinking_ablation
@@ -17,7 +18,7 @@ from divtrace.analysis.lineage import (
     bootstrap_means,
 )
 from divtrace.analysis.qfd import QFD_COLUMNS, quality_filtered_decomposition
-from divtrace.analysis.run import AnalysisResult, analyze, headline_table, write_analysis
+from divtrace.analysis.run import AnalysisResult, analyze, headline_table, read_analysis, write_analysis
 
 __all__ = [
     "CHECKPOINT_MEANS_COLUMNS",
@@ -37,6 +38,7 @@ __all__ = [
     "pass_at_k",
     "passk_table",
     "quality_filtered_decomposition",
+    "read_analysis",
     "thinking_ablation",
     "write_analysis",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,27 @@ def write_analysis(result: AnalysisResult, out_dir: str | Path) -> list[Path]:
         written.append(write_table_atomic(table, out / f"{name}.csv"))
     written.append(write_json_atomic(result.settings, out / "analysis_settings.json"))
     return written
+
+
+def read_analysis(out_dir: str | Path) -> AnalysisResult:
+    """The tables :func:`write_analysis` wrote to ``out_dir`` (Parquet), as an :class:`AnalysisResult`.
+
+    Raises:
+        DivtraceError: a table or ``analysis_settings.json`` is missing (naming the file).
+    """
+    out = Path(out_dir)
+    tables = {}
+    for item in fields(AnalysisResult):
+        if item.name == "settings":
+            continue
+        path = out / f"{item.name}.parquet"
+        if not path.exists():
+            raise DivtraceError(f"{path}: analysis table missing; run `divtrace analyze` again")
+        tables[item.name] = pd.read_parquet(path)
+    settings_path = out / "analysis_settings.json"
+    if not settings_path.exists():
+        raise DivtraceError(f"{settings_path}: analysis settings missing; run `divtrace analyze` again")
+    return AnalysisResult(**tables, settings=json.loads(settings_path.read_text(encoding="utf-8")))
 
 
 def _normalise_scores(scores: pd.DataFrame) -> pd.DataFrame:

@@ -305,18 +305,23 @@ def stage_analyze(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> 
 
 
 def stage_report(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> StageReport:
-    """Write the HTML report and summary.md from the analysis (skipped when nothing changed)."""
-    from divtrace.analysis.run import analyze
+    """Write the HTML report and summary.md from the stored analysis (skipped when nothing changed)."""
+    from divtrace.analysis.run import read_analysis
     from divtrace.report import write_report
 
     report = StageReport("report")
     inputs = _stage_inputs(layout, study, tasks)
-    key = fingerprint({"inputs": files_fingerprint(inputs), "study": study.model_dump(mode="json")})
+    analysis_marker = marker_for(layout.analysis_dir)
+    key = fingerprint(
+        {
+            "inputs": files_fingerprint(inputs),
+            "analysis": analysis_marker.read_text() if analysis_marker.exists() else None,
+            "study": study.model_dump(mode="json"),
+        }
+    )
     if is_done(marker_for(layout.report_dir), key):
         report.skipped.append("report")
         return report
-    scores = read_scores(layout, study, tasks)
-    analysis = analyze(scores, read_verdicts(layout, study, tasks), study.graph())
     samples = [
         record
         for checkpoint in study.checkpoints
@@ -325,9 +330,9 @@ def stage_report(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> S
     ]
     write_report(
         layout.report_dir,
-        analysis=analysis,
+        analysis=read_analysis(layout.analysis_dir),
         samples=samples,
-        per_prompt_scores=scores,
+        per_prompt_scores=read_scores(layout, study, tasks),
         graph=study.graph(),
         study_info=study_info(study, tasks),
     )

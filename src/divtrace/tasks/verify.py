@@ -116,15 +116,28 @@ def verify_records(
     return VerifyResult(verdict_frame, summary, skipped, {"verifiers": verifiers, "task_override": task})
 
 
+def record_references(references: dict[str, Any]) -> dict[str, Any]:
+    """A record's references in the task's own row schema.
+
+    Samples imported from lm-evaluation-harness carry ``{"target": ..., "doc": {the dataset row}}``; the
+    verifiers read the row's fields (GSM8K ``answer``, HumanEval ``test``...), so the row's fields are lifted to
+    the top level (fields already at the top level win). Other references are returned as they are.
+    """
+    doc = references.get("doc")
+    if not isinstance(doc, dict):
+        return dict(references)
+    return {**doc, **{key: value for key, value in references.items() if key != "doc"}}
+
+
 def _references(group: list[SampleRecord], task: Task, data_dir: str | Path | None) -> list[dict[str, Any]]:
     if all(record.references is not None for record in group):
-        return [dict(record.references or {}) for record in group]
+        return [record_references(record.references or {}) for record in group]
     items, origin = load_prompts(task, data_dir, n=10**9)
     by_id = {item.prompt_id: item.references or {} for item in items}
     found: list[dict[str, Any]] = []
     for record in group:
         if record.references is not None:
-            found.append(dict(record.references))
+            found.append(record_references(record.references))
         elif record.prompt_id in by_id:
             found.append(by_id[record.prompt_id])
         else:

@@ -1,0 +1,502 @@
+"""The self-contained HTML report (``index.html``) and its Markdown summary (``summary.md``).
+
+:func:`write_report` turns an analysis result, the samples and the per-prompt scores into one HTML file that opens
+from disk with no network: every figure is an inline SVG (see :mod:`divtrace.report.plots`), the style sheet is
+inline, there is no script. Model outputs are untrusted text: the template autoescapes everything that is not one
+of our own figures.
+
+The analysis tables reach the figures through :func:`report_tables`, which fills in any column a table lacks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import pandas as pd
+from markupsafe import Markup
+
+from divtrace.analysis import (
+    CHECKPOINT_MEANS_COLUMNS,
+    COLLAPSE_COLUMNS,
+    CURVE_COLUMNS,
+    EDGE_COLUMNS,
+    HEADLINE_COLUMNS,
+    PASSK_COLUMNS,
+    QFD_COLUMNS,
+    RETAINED_COLUMNS,
+    THINKING_COLUMNS,
+    AnalysisResult,
+)
+from divtrace.errors import DivtraceError
+from divtrace.io_atomic import write_atomic
+from divtrace.lineage import LineageGraph
+from divtrace.report import plots
+from divtrace.report.summary_md import render_summary_md
+from divtrace.samples import SampleRecord
+
+_DASH = "\N{EN DASH}"
+_MIN_OUTPUT_CHARS = 200
+
+#: The columns of each analysis table (the analysis package's own lists: one source of truth).
+_COLUMNS: dict[str, list[str]] = {
+    "checkpoint_means": CHECKPOINT_MEANS_COLUMNS,
+    "retained": RETAINED_COLUMNS,
+    "edges": EDGE_COLUMNS,
+    "collapse_sites": COLLAPSE_COLUMNS,
+    "qfd": QFD_COLUMNS,
+    "thinking": THINKING_COLUMNS,
+    "curves": CURVE_COLUMNS,
+    "passk": PASSK_COLUMNS,
+    "headline": HEADLINE_COLUMNS,
+}
+
+
+def report_tables(analysis: Any) -> AnalysisResult:
+    """``analysis`` (an ``AnalysisResult`` or a mapping of its DataFrames) with every table and column present.
+
+    A table is looked up as an attribute, then as a mapping key; a table that is absent or None is empty, and
+    columns of the analysis schema that a table lacks are added as NaN (so an empty or older table still renders).
+    """
+    tables = {}
+    for field in fields(AnalysisResult):
+        if field.name == "settings":
+            continue
+        frame = getattr(analysis, field.name, None)
+        if frame is None and isinstance(analysis, Mapping):
+            frame = analysis.get(field.name)
+        frame = pd.DataFrame() if frame is None else frame.copy()
+        for name in _COLUMNS[field.name]:
+            if name not in frame.columns:
+                frame[name] = np.nan
+        tables[field.name] = frame.reset_index(drop=True)
+    settings = getattr(analysis, "settings", None)
+    return AnalysisResult(**tables, settings=settings if isinstance(settings, dict) else {})
+
+
+def study_info_of(study: Any) -> dict[str, Any]:
+    """The ``study_info`` dict of :func:`write_report` from a :class:`divtrace.study.Study`."""
+    return {
+        "name": study.name,
+        "description": study.description,
+        "caveat": study.caveat,
+        "tasks": [task.name for task in study.tasks],
+        "metrics": list(study.metrics),
+        "embedder": study.embedder,
+        "nli_model": study.nli_model,
+        "sampling": study.sampling.model_dump(mode="json"),
+        "checkpoints": [
+            {"name": c.name, "model": c.model, "revision": c.revision, "backend": c.backend} for c in study.checkpoints
+        ],
+    }
+
+
+def write_report(
+    out_dir: str | Path,
+    *,
+    analysis: Any,
+    samples: Sequence[SampleRecord] | pd.DataFrame,
+    per_prompt_scores: pd.DataFrame,
+    graph: LineageGraph,
+    study_info: Mapping[str, Any],
+    primary_metric: str | None = None,
+    drilldown_lineages: Sequence[str] | None = None,
+    drilldown_n: int = 1,
+    max_output_chars: int = 1000,
+    max_drilldown_chars: int = 2_000_000,
+) -> Path:
+    """Write ``out_dir/index.html`` (self-contained, no network) and ``out_dir/summary.md``; return the HTML path.
+
+    Args:
+        out_dir: created if missing; both files are written atomically.
+        analysis: an ``AnalysisResult`` (or a mapping of its DataFrames), read through :func:`report_tables`.
+        samples: the sample records (or a DataFrame with checkpoint, task, prompt_id, prompt and responses or
+            outputs), for the drill-down; only the prompts shown are used.
+        per_prompt_scores: checkpoint, task, prompt_id, metric, value (and ``subset``: only ``all`` rows are
+            used), to rank prompts by how much their diversity changed from base to leaf.
+        graph: the study's lineage graph.
+        study_info: ``name`` and optionally ``caveat`` (shown at the top), ``description``, ``tasks``,
+            ``metrics``, ``embedder``, ``nli_model``, ``sampling`` (dict), ``checkpoints`` (list of dicts with
+            ``name`` and e.g. ``model``); see :func:`study_info_of`.
+        primary_metric: the metric the lineage diagram is coloured by and the drill-down ranks prompts by
+            (default: sbert if present, else the study's first metric).
+        drilldown_lineages: the lineages (named by their leaf) to drill into; default every lineage.
+        drilldown_n: prompts shown per lineage and task at each end (most and least collapsed).
+        max_output_chars: a longer output (or prompt) in the drill-down shows its first 70% and last 30% of this
+            many characters around a marked cut (the final answer is usually at the end).
+        max_drilldown_chars: budget for all drill-down text; when the outputs shown would exceed it, the per-output
+            limit is lowered (to no less than 200 characters) and the page says so.
+
+    Raises:
+        DivtraceError: ``drilldown_lineages`` names a leaf that is not a lineage of ``graph``, or
+            ``primary_metric`` has no per-prompt scores.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tables = report_tables(analysis)
+    context = build_context(
+        tables,
+        samples=samples,
+        per_prompt_scores=per_prompt_scores,
+        graph=graph,
+        study_info=study_info,
+        primary_metric=primary_metric,
+        drilldown_lineages=drilldown_lineages,
+        drilldown_n=drilldown_n,
+        max_output_chars=max_output_chars,
+        max_drilldown_chars=max_drilldown_chars,
+    )
+    html = render_html(context)
+    path = out / "index.html"
+    write_atomic(path, lambda tmp: tmp.write_text(html, encoding="utf-8"))
+    summary = render_summary_md(
+        tables.headline, study_info=study_info, collapse_sites=tables.collapse_sites, metrics=context["metrics"]
+    )
+    write_atomic(out / "summary.md", lambda tmp: tmp.write_text(summary, encoding="utf-8"))
+    return path
+
+
+def render_html(context: Mapping[str, Any]) -> str:
+    """The template rendered with ``context`` (autoescaped; figures are passed as :class:`Markup`)."""
+    source = (resources.files("divtrace.report") / "templates" / "index.html.j2").read_text(encoding="utf-8")
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["pct"] = _pct
+    env.filters["num"] = _num
+    return env.from_string(source).render(**context)
+
+
+def build_context(
+    tables: AnalysisResult,
+    *,
+    samples: Sequence[SampleRecord] | pd.DataFrame,
+    per_prompt_scores: pd.DataFrame,
+    graph: LineageGraph,
+    study_info: Mapping[str, Any],
+    primary_metric: str | None,
+    drilldown_lineages: Sequence[str] | None,
+    drilldown_n: int,
+    max_output_chars: int,
+    max_drilldown_chars: int = 2_000_000,
+) -> dict[str, Any]:
+    """Everything the template needs: study header, figures (SVG :class:`Markup`), tables, drill-down."""
+    metrics = _ordered(study_info.get("metrics") or [], _values(tables, "metric"))
+    tasks = _ordered(study_info.get("tasks") or [], _values(tables, "task"))
+    lineages = {leaf: path for leaf, path in graph.lineages().items() if len(path) > 1}
+
+    unknown = sorted(set(drilldown_lineages or []) - set(lineages))
+    if unknown:
+        raise DivtraceError(
+            f"drilldown_lineages: {unknown} are not lineages (their leaves) of this graph: {list(lineages)}"
+        )
+    scored = set(per_prompt_scores["metric"].astype(str)) if "metric" in per_prompt_scores.columns else set()
+    if primary_metric is not None and primary_metric not in scored:
+        raise DivtraceError(f"primary_metric: {primary_metric!r} has no per-prompt scores; scored: {sorted(scored)}")
+    primary = primary_metric or ("sbert" if "sbert" in metrics else (metrics[0] if metrics else None))
+
+    figures = build_figures(tables, graph, metrics, tasks, primary)
+    chosen = {leaf: path for leaf, path in lineages.items() if drilldown_lineages is None or leaf in drilldown_lineages}
+    drilldown, output_chars = (
+        build_drilldown(per_prompt_scores, samples, chosen, primary, drilldown_n, max_output_chars, max_drilldown_chars)
+        if primary is not None
+        else ([], max_output_chars)
+    )
+    return {
+        "study": _study_header(study_info, graph),
+        "generated": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "metrics": metrics,
+        "tasks": tasks,
+        "lineages": lineages,
+        "figures": figures,
+        "collapse_sites": _records(tables.collapse_sites.sort_values(["lineage", "task", "metric"]))
+        if len(tables.collapse_sites)
+        else [],
+        "qfd_undefined": _records(tables.qfd[tables.qfd["residual_share"].isna() & tables.qfd["note"].notna()]),
+        "primary_metric": primary,
+        "drilldown": drilldown,
+        "drilldown_cut": output_chars if output_chars < max_output_chars else None,
+    }
+
+
+def build_figures(
+    tables: AnalysisResult, graph: LineageGraph, metrics: Sequence[str], tasks: Sequence[str], primary: str | None
+) -> dict[str, Any]:
+    """Every figure as SVG :class:`Markup`, keyed by section; a section without data gets None or an empty list.
+
+    ``lineage`` is coloured by ``primary`` (every metric when None); ``heatmaps`` and ``qfd`` are lists of
+    (metric, svg), ``curves`` of (task, svg), ``waterfalls`` of {lineage, path, svg}; ``thinking`` one figure.
+    """
+    order = _checkpoint_order(graph)
+    colours = plots.checkpoint_colours(order)
+    figures: dict[str, Any] = {"lineage": None, "heatmaps": [], "waterfalls": [], "qfd": [], "thinking": None}
+    figures["curves"] = []
+    retained = tables.retained.dropna(subset=["retained"])
+    if len(retained):
+        figures["lineage"] = Markup(plots.plot_lineage(graph, retained, [primary] if primary else metrics))
+        for metric in metrics:
+            if (retained["metric"] == metric).any():
+                figures["heatmaps"].append((metric, Markup(plots.plot_heatmap(retained, metric, order, tasks))))
+    edges = tables.edges.dropna(subset=["delta_pct_base"])
+    for leaf, path in graph.lineages().items():
+        on_path = edges[edges["child"].isin(path[1:])]
+        if len(path) > 1 and len(on_path):
+            present = [m for m in metrics if (on_path["metric"] == m).any()]
+            task_list = [t for t in tasks if (on_path["task"] == t).any()]
+            figure = plots.plot_waterfall(on_path, path, present, task_list)
+            figures["waterfalls"].append({"lineage": leaf, "path": path, "svg": Markup(figure)})
+    qfd_defined = tables.qfd.dropna(subset=["residual_share"])
+    for metric in metrics:
+        if (qfd_defined["metric"] == metric).any():
+            figures["qfd"].append((metric, Markup(plots.plot_qfd(qfd_defined, metric))))
+    thinking = tables.thinking.dropna(subset=["diversity_on", "diversity_suppressed"], how="all")
+    if len(thinking):
+        figures["thinking"] = Markup(plots.plot_thinking(thinking, metrics))
+    curves = tables.curves.dropna(subset=["mean"])
+    passk = tables.passk.dropna(subset=["pass_at_k"])
+    for task in tasks:
+        if (curves["task"] == task).any() or (passk["task"] == task).any():
+            figures["curves"].append((task, Markup(plots.plot_curves(curves, passk, task, metrics, colours))))
+    return figures
+
+
+def build_drilldown(
+    per_prompt_scores: pd.DataFrame,
+    samples: Sequence[SampleRecord] | pd.DataFrame,
+    lineages: Mapping[str, Sequence[str]],
+    metric: str,
+    n: int,
+    max_chars: int,
+    budget_chars: int | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """Per lineage (base -> leaf) and task: the ``n`` prompts whose ``metric`` dropped most and the ``n`` least.
+
+    Returns one dict per (lineage, task) with ``base``, ``leaf``, ``task``, ``n_prompts`` and ``most``/``least``:
+    lists of ``{prompt_id, prompt, base_value, leaf_value, delta, base_outputs, leaf_outputs}``; outputs are
+    ``[{text, count}]`` with identical responses merged (plain, unescaped strings, cut to ``max_chars``), or None
+    when the samples lack that prompt. Only ``subset == "all"`` scores are used when the column exists; prompts
+    need a finite value for both checkpoints. When the distinct texts shown would exceed ``budget_chars``,
+    ``max_chars`` is lowered until they fit (not below 200). Returns ``(blocks, the max_chars applied)``.
+    """
+    scores = per_prompt_scores
+    if "subset" in scores.columns:
+        scores = scores[scores["subset"] == "all"]
+    scores = scores[scores["metric"] == metric]
+    blocks = []
+    for leaf, path in lineages.items():
+        base = path[0]
+        for task, frame in scores[scores["checkpoint"].isin([base, leaf])].groupby("task", sort=True):
+            wide = frame.pivot_table(index="prompt_id", columns="checkpoint", values="value", aggfunc="mean")
+            if base not in wide.columns or leaf not in wide.columns:
+                continue
+            wide = wide[[base, leaf]].dropna()
+            if wide.empty:
+                continue
+            wide = wide.assign(delta=wide[leaf] - wide[base]).sort_values("delta", kind="stable")
+            most = list(wide.index[:n])
+            least = [p for p in wide.index[::-1][:n] if p not in most]
+            blocks.append(
+                {
+                    "lineage": leaf,
+                    "base": base,
+                    "leaf": leaf,
+                    "task": str(task),
+                    "n_prompts": len(wide),
+                    "most": most,
+                    "least": least,
+                    "wide": wide,
+                }
+            )
+    wanted = {
+        (checkpoint, block["task"], str(p))
+        for block in blocks
+        for p in block["most"] + block["least"]
+        for checkpoint in (block["base"], block["leaf"])
+    }
+    texts = _sample_texts(samples, wanted)
+    if budget_chars is not None:
+        lengths = np.array([len(t) for prompt, outputs in texts.values() for t in {prompt, *outputs}], dtype=np.int64)
+        max_chars = _fit_budget(lengths, max_chars, budget_chars)
+    for block in blocks:
+        wide = block.pop("wide")
+        for kind in ("most", "least"):
+            block[kind] = [
+                _drill_entry(wide, p, block["base"], block["leaf"], block["task"], texts, max_chars)
+                for p in block[kind]
+            ]
+    return blocks, max_chars
+
+
+def _fit_budget(lengths: np.ndarray, max_chars: int, budget: int) -> int:
+    """The largest cut length L <= ``max_chars`` with sum(min(length, L)) <= ``budget`` (at least 200)."""
+    if int(np.minimum(lengths, max_chars).sum()) <= budget:
+        return max_chars
+    low, high = _MIN_OUTPUT_CHARS, max_chars
+    while low < high:
+        middle = (low + high + 1) // 2
+        if int(np.minimum(lengths, middle).sum()) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _drill_entry(
+    wide: pd.DataFrame,
+    prompt_id: Any,
+    base: str,
+    leaf: str,
+    task: str,
+    texts: Mapping[tuple[str, str, str], tuple[str, list[str]]],
+    max_chars: int,
+) -> dict[str, Any]:
+    """One drill-down prompt: its text, base and leaf values, and both sides' outputs (None when not sampled)."""
+    prompt, base_outputs = texts.get((base, task, str(prompt_id)), (None, None))
+    leaf_prompt, leaf_outputs = texts.get((leaf, task, str(prompt_id)), (None, None))
+    return {
+        "prompt_id": str(prompt_id),
+        "prompt": _cut(prompt if prompt is not None else leaf_prompt, max_chars),
+        "base_value": float(wide.at[prompt_id, base]),
+        "leaf_value": float(wide.at[prompt_id, leaf]),
+        "delta": float(wide.at[prompt_id, "delta"]),
+        "base_outputs": _grouped(base_outputs, max_chars),
+        "leaf_outputs": _grouped(leaf_outputs, max_chars),
+    }
+
+
+def _sample_texts(
+    samples: Sequence[SampleRecord] | pd.DataFrame, wanted: set[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], tuple[str, list[str]]]:
+    """``{(checkpoint, task, prompt_id): (prompt, responses)}`` for the ``wanted`` keys found in ``samples``.
+
+    The texts are ``responses`` (reasoning stripped, what the metrics saw) when present, else ``outputs``.
+    """
+    out: dict[tuple[str, str, str], tuple[str, list[str]]] = {}
+    if isinstance(samples, pd.DataFrame):
+        for row in samples.to_dict("records"):
+            key = (str(row.get("checkpoint") or ""), str(row.get("task") or ""), str(row["prompt_id"]))
+            if key not in wanted:
+                continue
+            responses = row.get("responses")
+            texts = responses if _is_list(responses) else row.get("outputs")
+            out[key] = (str(row.get("prompt", "")), [str(t) for t in (texts if _is_list(texts) else [])])
+        return out
+    for record in samples:
+        key = (record.checkpoint or "", record.task or "", record.prompt_id)
+        if key in wanted:
+            out[key] = (record.prompt, list(record.scored_texts()))
+    return out
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple, np.ndarray))
+
+
+def _grouped(texts: Sequence[str] | None, max_chars: int) -> list[dict[str, Any]] | None:
+    """Identical responses merged, in order of first appearance: ``[{text, count}]`` (None stays None)."""
+    if texts is None:
+        return None
+    counts: dict[str, int] = {}
+    for text in texts:
+        counts[text] = counts.get(text, 0) + 1
+    return [{"text": _cut(text, max_chars), "count": count} for text, count in counts.items()]
+
+
+def _cut(text: str | None, max_chars: int) -> str | None:
+    """``text`` unchanged up to ``max_chars``; else its head (70%) and tail (30%) around a marked cut."""
+    if text is None or len(text) <= max_chars:
+        return text
+    head = int(max_chars * 0.7)
+    tail = max_chars - head
+    return f"{text[:head]} [… {len(text) - max_chars} characters cut …] {text[len(text) - tail :]}"
+
+
+def _study_header(study_info: Mapping[str, Any], graph: LineageGraph) -> dict[str, Any]:
+    extra = {str(c.get("name")): c for c in study_info.get("checkpoints") or [] if isinstance(c, Mapping)}
+    checkpoints = []
+    for name in _checkpoint_order(graph):
+        node = graph.nodes[name]
+        details = {k: v for k, v in extra.get(name, {}).items() if k != "name" and v not in (None, "")}
+        checkpoints.append(
+            {
+                "name": name,
+                "stage": node.stage,
+                "parent": node.parent or (f"variant of {node.variant_of}" if node.variant_of else ""),
+                "thinking": node.thinking,
+                "details": ", ".join(f"{k}: {v}" for k, v in details.items()),
+            }
+        )
+    embedder = study_info.get("embedder")
+    if isinstance(embedder, Mapping):
+        embedder = ", ".join(f"{k}: {v}" for k, v in embedder.items())
+    sampling = study_info.get("sampling") or {}
+    return {
+        "name": str(study_info.get("name") or "divtrace study"),
+        "description": study_info.get("description") or "",
+        "caveat": study_info.get("caveat") or "",
+        "embedder": embedder or "default",
+        "nli_model": study_info.get("nli_model") or "",
+        "sampling": dict(sampling) if isinstance(sampling, Mapping) else {"settings": sampling},
+        "checkpoints": checkpoints,
+    }
+
+
+def _checkpoint_order(graph: LineageGraph) -> list[str]:
+    """Tree checkpoints depth-first from each base (so a lineage reads left to right), each variant after its source."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        order.append(name)
+        order.extend(v.name for v in graph.variants() if v.variant_of == name)
+        for child in graph.children(name):
+            visit(child)
+
+    for node in graph.tree_nodes():
+        if node.parent is None:
+            visit(node.name)
+    return order
+
+
+def _values(tables: AnalysisResult, column: str) -> list[str]:
+    seen: list[str] = []
+    for frame in tables.tables().values():
+        if column in frame.columns:
+            seen.extend(str(v) for v in frame[column].dropna().unique())
+    return list(dict.fromkeys(seen))
+
+
+def _ordered(preferred: Sequence[Any], present: Sequence[str]) -> list[str]:
+    """``present`` values, those named in ``preferred`` first in its order, the rest sorted."""
+    names = [getattr(item, "name", item) for item in preferred]
+    first = [str(n) for n in names if str(n) in present]
+    return first + sorted(set(present) - set(first))
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: (None if _isnan(v) else v) for k, v in row.items()} for row in frame.to_dict("records")]
+
+
+def _isnan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    """A percentage already in percent units (``12.3`` -> ``12.3%``); an en dash when missing."""
+    if value is None or _isnan(value):
+        return _DASH
+    return f"{float(value):.{digits}f}%"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    if value is None or _isnan(value):
+        return _DASH
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.{digits}f}"

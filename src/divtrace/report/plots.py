@@ -1,0 +1,383 @@
+"""The report's figures: one small function per figure, each returning an inline SVG string.
+
+Every function takes the report's canonical tables (column names as documented on
+:func:`divtrace.report.html.report_tables`) and returns an ``<svg>`` element (no XML prolog), ready to be
+inlined in HTML: text stays text (``svg.fonttype = none``), element ids are prefixed so that many figures can
+share one page. Figures are built with :class:`matplotlib.figure.Figure` directly (no pyplot, no global
+backend state). Nothing here reads files or the network.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import re
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Colormap, Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from divtrace.lineage import LineageGraph
+
+#: Colour map of retained diversity (red: collapsed, green: kept).
+RETAINED_CMAP = "RdYlGn"
+_SVG_RC = {
+    "svg.fonttype": "none",
+    "svg.image_inline": True,
+    "svg.hashsalt": "divtrace",
+    "font.size": 9,
+    "axes.titlesize": 10,
+}
+_figure_ids = itertools.count(1)
+
+
+def svg_of(fig: Figure) -> str:
+    """``fig`` as an inline ``<svg>`` element with ids made unique to this figure."""
+    buffer = io.StringIO()
+    with matplotlib.rc_context(_SVG_RC):
+        fig.savefig(buffer, format="svg", bbox_inches="tight")
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]
+    prefix = f"f{next(_figure_ids)}-"
+    text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m.group(1)}"', text)
+    text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}{m.group(1)})", text)
+    text = re.sub(r'href="#([^"]+)"', lambda m: f'href="#{prefix}{m.group(1)}"', text)
+    return text
+
+
+def checkpoint_colours(checkpoints: Sequence[str]) -> dict[str, tuple[float, float, float, float]]:
+    """A stable colour per checkpoint (tab10, or tab20 beyond 10 checkpoints)."""
+    cmap = matplotlib.colormaps["tab10" if len(checkpoints) <= 10 else "tab20"]
+    return {name: cmap(i % cmap.N) for i, name in enumerate(checkpoints)}
+
+
+def retained_norm(values: Sequence[float] | np.ndarray) -> Normalize:
+    """A colour scale for retained fractions that always spans at least [0.4, 1.1]."""
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    low = min(0.4, float(finite.min())) if finite.size else 0.4
+    high = max(1.1, float(finite.max())) if finite.size else 1.1
+    return Normalize(vmin=low, vmax=high)
+
+
+def tree_layout(graph: LineageGraph) -> dict[str, tuple[float, float]]:
+    """(x, y) per checkpoint: x = depth from the base; leaves on consecutive rows, parents centred on children.
+
+    Variants (``variant_of``) are laid out as extra children of the checkpoint they vary. Several bases are
+    stacked one under the other.
+    """
+    kids: dict[str, list[str]] = {name: [] for name in graph.nodes}
+    roots = []
+    for node in graph.nodes.values():
+        source = node.variant_of or node.parent
+        if source is None:
+            roots.append(node.name)
+        else:
+            kids[source].append(node.name)
+    positions: dict[str, tuple[float, float]] = {}
+    next_row = [0.0]
+
+    def place(name: str, depth: int) -> float:
+        if not kids[name]:
+            row = next_row[0]
+            next_row[0] += 1.0
+        else:
+            row = float(np.mean([place(child, depth + 1) for child in kids[name]]))
+        positions[name] = (float(depth), -row)
+        return row
+
+    for root in roots:
+        place(root, 0)
+        next_row[0] += 0.5
+    return positions
+
+
+def plot_lineage(graph: LineageGraph, retained: pd.DataFrame, metrics: Sequence[str]) -> str:
+    """The lineage tree, one panel per metric, nodes coloured by retained diversity averaged over tasks.
+
+    ``retained``: columns checkpoint, task, metric, retained (fraction of the base). Edges are labelled with the
+    child's stage; a thinking-suppressed variant hangs off its checkpoint with a dashed line.
+    """
+    positions = tree_layout(graph)
+    per_node = retained.groupby(["metric", "checkpoint"])["retained"].mean() if len(retained) else pd.Series()
+    norm = retained_norm(per_node.to_numpy() if len(per_node) else [])
+    cmap = matplotlib.colormaps[RETAINED_CMAP]
+    depth = max(x for x, _ in positions.values()) + 1
+    rows = -min(y for _, y in positions.values()) + 1
+    panels = max(len(metrics), 1)
+    fig = Figure(figsize=(max(6.0, 2.3 * depth + 1.5), panels * max(2.2, 0.8 * rows + 0.9)))
+    axes = fig.subplots(panels, 1, squeeze=False)[:, 0]
+    for ax, metric in zip(axes, list(metrics) or [""], strict=True):
+        values = {
+            name: float(per_node.get((metric, name), np.nan)) if len(per_node) else np.nan for name in graph.nodes
+        }
+        for node in graph.nodes.values():
+            source = node.variant_of or node.parent
+            if source is None:
+                continue
+            (x0, y0), (x1, y1) = positions[source], positions[node.name]
+            dashed = node.variant_of is not None
+            ax.annotate(
+                "",
+                xy=(x1, y1),
+                xytext=(x0, y0),
+                arrowprops={
+                    "arrowstyle": "-|>",
+                    "color": "0.45",
+                    "shrinkA": 14,
+                    "shrinkB": 14,
+                    "linestyle": "--" if dashed else "-",
+                    "connectionstyle": "arc3,rad=0",
+                },
+            )
+            label = "thinking off" if dashed else node.stage
+            lx, ly = x0 + 0.6 * (x1 - x0), y0 + 0.6 * (y1 - y0)  # nearer the child: fanned-out labels stay apart
+            ax.text(lx, ly + 0.06, label, ha="center", va="bottom", fontsize=8, color="0.25")
+        for name, (x, y) in positions.items():
+            value = values[name]
+            colour = cmap(norm(value)) if math.isfinite(value) else (0.85, 0.85, 0.85, 1.0)
+            ax.scatter([x], [y], s=700, color=colour, edgecolors="0.2", linewidths=0.8, zorder=3)
+            text = f"{value:.0%}" if math.isfinite(value) else "n/a"
+            ax.text(x, y, text, ha="center", va="center", fontsize=7, zorder=4, color=_ink(colour))
+            ax.text(x, y - 0.3, name, ha="center", va="top", fontsize=8, zorder=4)
+        ax.set_xlim(-0.5, depth - 0.5)
+        ax.set_ylim(-rows + 0.3, 0.6)
+        ax.set_axis_off()
+        ax.set_title(f"retained {metric} diversity (mean over tasks)" if metric else "retained diversity")
+        mappable = ScalarMappable(norm=norm, cmap=cmap)
+        fig.colorbar(mappable, ax=ax, fraction=0.025, pad=0.01, label="retained (fraction of base)")
+    return _finish(fig)
+
+
+def plot_heatmap(
+    retained: pd.DataFrame, metric: str, checkpoints: Sequence[str], tasks: Sequence[str] | None = None
+) -> str:
+    """Task x checkpoint heatmap of retained ``metric`` diversity (% of the base), annotated with the values.
+
+    ``retained``: columns checkpoint, task, metric, retained. Columns follow ``checkpoints`` (tree order), rows
+    ``tasks`` (default: sorted).
+    """
+    frame = retained[retained["metric"] == metric]
+    table = frame.pivot_table(index="task", columns="checkpoint", values="retained", aggfunc="mean")
+    table = table.reindex(columns=[c for c in checkpoints if c in table.columns])
+    if tasks is not None:
+        table = table.reindex(index=[t for t in tasks if t in table.index])
+    norm = retained_norm(table.to_numpy().ravel())
+    cmap: Colormap = matplotlib.colormaps[RETAINED_CMAP]
+    fig = Figure(figsize=(max(5.0, 0.85 * table.shape[1] + 2.5), max(2.0, 0.38 * table.shape[0] + 1.4)))
+    ax = fig.subplots()
+    image = ax.imshow(table.to_numpy(dtype=float), cmap=cmap, norm=norm, aspect="auto")
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=35, ha="right")
+    ax.set_yticks(range(table.shape[0]), table.index)
+    for (row, col), value in np.ndenumerate(table.to_numpy(dtype=float)):
+        if math.isfinite(value):
+            ax.text(col, row, f"{value:.0%}", ha="center", va="center", fontsize=7, color=_ink(cmap(norm(value))))
+    ax.set_title(f"{metric}: retained diversity (% of base)")
+    fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+    return _finish(fig)
+
+
+def plot_waterfall(edges: pd.DataFrame, path: Sequence[str], metrics: Sequence[str], tasks: Sequence[str]) -> str:
+    """Stage waterfall of one lineage (``path`` = base ... leaf), one panel per metric, one bar per task.
+
+    Each stage's bar floats from the diversity before the stage to after it, as % of the base (starting at
+    100%); the error bar is the stage's 95% CI. ``edges``: columns parent, child, stage, task, metric,
+    delta_pct_base, delta_pct_base_ci_low, delta_pct_base_ci_high.
+    """
+    pairs = list(itertools.pairwise(path))
+    stages = dict(zip(edges["child"], edges["stage"], strict=True))
+    cmap = matplotlib.colormaps["tab10" if len(tasks) <= 10 else "tab20"]
+    width = 0.8 / max(len(tasks), 1)
+    panels = max(len(metrics), 1)
+    ncols = min(panels, 2)
+    nrows = math.ceil(panels / ncols)
+    fig = Figure(figsize=(ncols * max(5.0, 1.4 * (len(pairs) + 1) + 0.2 * len(tasks)), 2.8 * nrows))
+    grid = fig.subplots(nrows, ncols, squeeze=False)
+    axes = list(grid.ravel())
+    for spare in axes[panels:]:
+        spare.set_axis_off()
+    colours = [cmap(t % cmap.N) for t in range(len(tasks))]
+    for ax, metric in zip(axes, metrics, strict=False):
+        rows = {
+            (r.parent, r.child, r.task): r
+            for r in edges[edges["metric"] == metric].itertuples(index=False)
+            if math.isfinite(r.delta_pct_base)
+        }
+        bars: list[tuple[float, float, float, int]] = []  # x, bottom, height, task index
+        errors: list[tuple[float, float, float, float]] = []  # x, y, below, above
+        finals: list[tuple[float, float, int]] = []
+        for t, task in enumerate(tasks):
+            level = 100.0
+            offset = (t - (len(tasks) - 1) / 2) * width
+            for i, (parent, child) in enumerate(pairs):
+                row = rows.get((parent, child, task))
+                if row is None:
+                    continue
+                delta = float(row.delta_pct_base)
+                bars.append((i + offset, level, delta, t))
+                low, high = float(row.delta_pct_base_ci_low), float(row.delta_pct_base_ci_high)
+                if math.isfinite(low) and math.isfinite(high):
+                    end = level + delta
+                    errors.append((i + offset, end, max(end - level - low, 0.0), max(level + high - end, 0.0)))
+                level += delta
+            if any(b[3] == t for b in bars):
+                finals.append((len(pairs) + offset, level, t))
+        if bars:
+            x, bottom, height, index = zip(*bars, strict=True)
+            ax.bar(
+                x, height, width=width, bottom=bottom, color=[colours[t] for t in index], edgecolor="0.3", linewidth=0.4
+            )
+        if errors:
+            x, y, below, above = zip(*errors, strict=True)
+            ax.errorbar(x, y, yerr=[below, above], fmt="none", ecolor="0.1", capsize=2, elinewidth=0.8)
+        if finals:
+            x, level, index = zip(*finals, strict=True)
+            ax.bar(x, level, width=width, color=[colours[t] for t in index], alpha=0.55, edgecolor="0.3", linewidth=0.4)
+        ax.axhline(100, color="0.5", linestyle="--", linewidth=0.8)
+        labels = [f"{stages.get(child, '')}\n{parent}→{child}" for parent, child in pairs] + ["retained\n(leaf)"]
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_ylabel("% of base")
+        ax.set_title(f"{metric}: change per stage, % of base (95% CI)")
+    if len(tasks) > 1:
+        handles = [Patch(color=colours[t], label=task) for t, task in enumerate(tasks)]
+        fig.legend(
+            handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="task"
+        )
+    return _finish(fig)
+
+
+def plot_qfd(qfd: pd.DataFrame, metric: str) -> str:
+    """Quality-filtered decomposition of ``metric``: per (checkpoint, task), quality-control vs residual share.
+
+    ``qfd``: columns base, checkpoint, task, metric, delta_all, quality_control_share, residual_share. The two shares
+    sum to 1 and are stacked from 0; ΔD_all is written next to each bar.
+    """
+    frame = qfd[qfd["metric"] == metric].reset_index(drop=True)
+    labels = [f"{row.checkpoint} · {row.task}" for row in frame.itertuples()]
+    fig = Figure(figsize=(7.5, max(1.8, 0.32 * len(frame) + 1.2)))
+    ax = fig.subplots()
+    y = np.arange(len(frame))
+    quality = frame["quality_control_share"].to_numpy(dtype=float)
+    residual = frame["residual_share"].to_numpy(dtype=float)
+    ax.barh(y, quality, color="#e08214", label="quality control (wrong answers removed)")
+    ax.barh(y, residual, left=np.nan_to_num(quality), color="#4575b4", label="residual (correct answers narrowed)")
+    for yi, delta in zip(y, frame["delta_all"].to_numpy(dtype=float), strict=True):
+        if math.isfinite(delta):
+            ax.text(1.02, yi, f"ΔD_all {delta:+.3f}", va="center", fontsize=7, transform=ax.get_yaxis_transform())
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.axvline(0, color="0.3", linewidth=0.6)
+    ax.axvline(1, color="0.3", linewidth=0.6, linestyle=":")
+    ax.set_xlabel("share of the diversity loss (base → checkpoint)")
+    ax.set_title(f"{metric}: quality-filtered decomposition")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    return _finish(fig)
+
+
+def plot_thinking(thinking: pd.DataFrame, metrics: Sequence[str]) -> str:
+    """Chain-of-thought ablation: diversity (one panel per metric) and accuracy, thinking on vs suppressed.
+
+    ``thinking``: columns checkpoint, variant, task, metric, diversity_on, diversity_suppressed,
+    accuracy_on, accuracy_suppressed. Bars are grouped by (checkpoint, task).
+    """
+    groups = thinking[["checkpoint", "task"]].drop_duplicates().reset_index(drop=True)
+    labels = [f"{row.checkpoint}\n{row.task}" for row in groups.itertuples()]
+    accuracy = thinking.drop_duplicates(["checkpoint", "task"]).set_index(["checkpoint", "task"])
+    has_accuracy = bool(accuracy[["accuracy_on", "accuracy_suppressed"]].notna().any().any())
+    present = [m for m in metrics if m in set(thinking["metric"])]
+    panels = len(present) + int(has_accuracy)
+    fig = Figure(figsize=(max(6.0, 0.9 * len(groups) + 2), 2.5 * max(panels, 1)))
+    axes = fig.subplots(max(panels, 1), 1, squeeze=False)[:, 0]
+    x = np.arange(len(groups))
+    for ax, metric in zip(axes, present, strict=False):
+        frame = thinking[thinking["metric"] == metric].set_index(["checkpoint", "task"])
+        keys = list(groups.itertuples(index=False, name=None))
+        on = [float(frame.loc[k, "diversity_on"]) if k in frame.index else np.nan for k in keys]
+        off = [float(frame.loc[k, "diversity_suppressed"]) if k in frame.index else np.nan for k in keys]
+        ax.bar(x - 0.2, on, width=0.4, color="#1b7837", label="thinking on")
+        ax.bar(x + 0.2, off, width=0.4, color="#af8dc3", label="thinking suppressed")
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_ylabel(metric)
+        ax.set_title(f"{metric} diversity of the responses")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if has_accuracy:
+        ax = axes[len(present)]
+        keys = list(groups.itertuples(index=False, name=None))
+        ax.bar(x - 0.2, [accuracy.loc[k, "accuracy_on"] for k in keys], width=0.4, color="#1b7837", label="thinking on")
+        ax.bar(
+            x + 0.2,
+            [accuracy.loc[k, "accuracy_suppressed"] for k in keys],
+            width=0.4,
+            color="#af8dc3",
+            label="thinking suppressed",
+        )
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("accuracy")
+        ax.set_title("accuracy")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _finish(fig)
+
+
+def plot_curves(
+    curves: pd.DataFrame,
+    passk: pd.DataFrame,
+    task: str,
+    metrics: Sequence[str],
+    colours: Mapping[str, tuple[float, float, float, float]],
+) -> str:
+    """Diversity vs K for one task (one panel per metric, one line per checkpoint, 95% CI band), plus pass@k.
+
+    ``curves``: columns checkpoint, task, metric, k, mean, ci_low, ci_high. ``passk``: columns checkpoint,
+    task, k, pass_at_k, repeated rows (one per metric) allowed; its panel is drawn only when the task has pass@k rows.
+    """
+    frame = curves[curves["task"] == task]
+    present = [m for m in metrics if m in set(frame["metric"])]
+    pk = passk[passk["task"] == task].drop_duplicates(["checkpoint", "k"]) if len(passk) else passk
+    panels = len(present) + int(len(pk) > 0)
+    fig = Figure(figsize=(3.3 * max(panels, 1) + 1.5, 2.8))
+    axes = fig.subplots(1, max(panels, 1), squeeze=False)[0]
+    for ax, metric in zip(axes, present, strict=False):
+        for checkpoint, group in _by_checkpoint(frame[frame["metric"] == metric], colours):
+            colour = colours.get(str(checkpoint), (0.3, 0.3, 0.3, 1.0))
+            ax.plot(group["k"], group["mean"], marker="o", markersize=3, color=colour, label=str(checkpoint))
+            ax.fill_between(group["k"], group["ci_low"], group["ci_high"], color=colour, alpha=0.15, linewidth=0)
+        ax.set_xlabel("k (samples per prompt)")
+        ax.set_title(metric)
+    if len(pk):
+        ax = axes[len(present)]
+        for checkpoint, group in _by_checkpoint(pk, colours):
+            colour = colours.get(str(checkpoint), (0.3, 0.3, 0.3, 1.0))
+            ax.plot(group["k"], group["pass_at_k"], marker="s", markersize=3, color=colour, label=str(checkpoint))
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("k")
+        ax.set_title("pass@k")
+    if panels:
+        handles, names = axes[0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+    fig.suptitle(task)
+    return _finish(fig)
+
+
+def _by_checkpoint(frame: pd.DataFrame, order: Mapping[str, object]) -> list[tuple[str, pd.DataFrame]]:
+    """``frame`` split by checkpoint, in ``order`` (then any others), each part sorted by k."""
+    names = [n for n in order if (frame["checkpoint"] == n).any()]
+    names += sorted(set(frame["checkpoint"].astype(str)) - set(names))
+    return [(n, frame[frame["checkpoint"] == n].sort_values("k")) for n in names]
+
+
+def _ink(background: tuple[float, ...]) -> str:
+    """Black or white text, whichever reads better on ``background`` (RGB(A) in [0, 1])."""
+    red, green, blue = background[:3]
+    return "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+
+
+def _finish(fig: Figure) -> str:
+    fig.tight_layout()
+    return svg_of(fig)

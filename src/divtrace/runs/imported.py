@@ -1,0 +1,233 @@
+"""Samples generated elsewhere (lm-eval, lighteval, plain JSONL/Parquet) turned into a run directory.
+
+``divtrace analyze`` imports the samples into the same layout ``divtrace run`` writes (RUN/samples/<checkpoint>/
+<task>/shard-00000.parquet, plus a frozen ``study.yaml`` describing the lineage), so verification, scoring, the
+analysis and the report are the very same stages, resumable and skipping done work, and ``divtrace report RUN``
+works on either kind of run directory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from divtrace.errors import DivtraceError
+from divtrace.generate.store import shard_path
+from divtrace.io_atomic import write_atomic
+from divtrace.runs.layout import RunLayout, files_fingerprint, fingerprint, is_done, mark_done
+from divtrace.runs.stages import PlannedTask
+from divtrace.samples import SampleRecord, read_samples
+from divtrace.samples.parquet import write_samples_parquet
+from divtrace.study import CheckpointSpec, Study, TaskSpec
+from divtrace.tasks import get_task
+from divtrace.tasks.base import DataSource, Task
+
+#: ``model`` of every checkpoint of an imported study: the samples were generated elsewhere.
+IMPORTED_MODEL = "imported"
+_NODE = re.compile(r"^\s*(?P<name>[^:>\s][^:>]*?)\s*(?::\s*(?P<stage>[^:>\s]+)\s*)?$")
+
+
+@dataclass(frozen=True)
+class SampleSource:
+    """One input of ``divtrace analyze``: a file or directory, and the checkpoint label its records get.
+
+    ``checkpoint`` (from ``NAME=PATH`` on the command line) replaces whatever the records or the importer say;
+    None keeps the records' own label (a ``checkpoint`` column, or what the lm-eval/lighteval importer infers).
+    """
+
+    path: Path
+    checkpoint: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> SampleSource:
+        """``PATH`` or ``NAME=PATH`` (only when PATH exists and ``NAME=PATH`` as a whole does not)."""
+        name, sep, rest = text.partition("=")
+        if sep and name and rest and not Path(text).exists():
+            return cls(Path(rest), name)
+        return cls(Path(text))
+
+
+@dataclass
+class ImportReport:
+    """What an import found: records per (checkpoint, task), and the problems skipped (``--skip-invalid``)."""
+
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def parse_lineage(specs: Sequence[str], variants: Sequence[str] = ()) -> list[CheckpointSpec]:
+    """Checkpoints from ``--lineage`` chains and ``--variant`` pairs.
+
+    A chain is ``base>sft>dpo>rl``; a checkpoint may carry its stage label as ``name:stage`` (default: ``base``
+    for a chain's first checkpoint, its own name otherwise). Several chains share checkpoints by name, so
+    ``base>sft>dpo`` and ``base>rlzero:rl-zero`` make a tree. A variant ``NAME=OF`` declares NAME the same
+    weights as OF sampled with thinking suppressed (the thinking ablation).
+
+    Raises:
+        DivtraceError: a malformed chain or variant, a stage given twice differently, or a checkpoint with two
+            parents.
+    """
+    nodes: dict[str, CheckpointSpec] = {}
+    for spec in specs:
+        parts = spec.split(">")
+        parent: str | None = None
+        for position, part in enumerate(parts):
+            match = _NODE.match(part)
+            if match is None:
+                raise DivtraceError(
+                    f"--lineage {spec!r}: {part!r} is not a checkpoint name (expected NAME or NAME:STAGE)"
+                )
+            name = match["name"]
+            stage = match["stage"] or ("base" if position == 0 else name)
+            known = nodes.get(name)
+            if known is None:
+                nodes[name] = CheckpointSpec(name=name, model=IMPORTED_MODEL, stage=stage, parent=parent)
+            else:
+                if known.parent != parent:
+                    raise DivtraceError(
+                        f"--lineage {spec!r}: checkpoint {name!r} has parent {parent!r} here and {known.parent!r} "
+                        "in an earlier chain"
+                    )
+                if match["stage"] and match["stage"] != known.stage:
+                    raise DivtraceError(f"--lineage {spec!r}: checkpoint {name!r} has two stage labels")
+            parent = name
+    for variant in variants:
+        name, sep, source = (part.strip() for part in variant.partition("="))
+        if not sep or not name or not source:
+            raise DivtraceError(f"--variant {variant!r}: expected NAME=OF (NAME sampled with thinking suppressed)")
+        if source not in nodes:
+            raise DivtraceError(f"--variant {variant!r}: {source!r} is not a checkpoint of the lineage")
+        if name in nodes:
+            raise DivtraceError(f"--variant {variant!r}: {name!r} is already a checkpoint of the lineage")
+        nodes[name] = CheckpointSpec(
+            name=name, model=IMPORTED_MODEL, stage=nodes[source].stage, variant_of=source, thinking="suppressed"
+        )
+    if not nodes:
+        raise DivtraceError("give the lineage: --lineage base>sft>dpo (repeatable), or --study FILE")
+    return list(nodes.values())
+
+
+def read_sources(
+    sources: Sequence[SampleSource], *, skip_invalid: bool = False
+) -> tuple[list[SampleRecord], list[str]]:
+    """Every record of ``sources`` (checkpoint labels applied) and the problems skipped.
+
+    Raises:
+        SampleFormatError: bad input (naming file, line and field) unless ``skip_invalid``.
+        DivtraceError: the same (checkpoint, task, prompt_id) in two inputs.
+    """
+    records: list[SampleRecord] = []
+    problems: list[str] = []
+    seen: dict[tuple[str, str, str], Path] = {}
+    for source in sources:
+        if not source.path.exists():
+            raise DivtraceError(f"{source.path}: no such file or directory")
+        read = read_samples(source.path, skip_invalid=skip_invalid)
+        problems += read.problems
+        for record in read.records:
+            if source.checkpoint is not None:
+                record = record.model_copy(update={"checkpoint": source.checkpoint})
+            key = (record.checkpoint or "", record.task or "", record.prompt_id)
+            if key in seen:
+                raise DivtraceError(
+                    f"{source.path}: checkpoint {key[0]!r}, task {key[1]!r}, prompt {key[2]!r} is also in {seen[key]}; "
+                    "label the inputs as NAME=PATH if they are different checkpoints"
+                )
+            seen[key] = source.path
+            records.append(record)
+    return records, problems
+
+
+def imported_study(
+    checkpoints: Sequence[CheckpointSpec],
+    records: Sequence[SampleRecord],
+    *,
+    name: str = "imported",
+    metrics: Sequence[str] | None = None,
+    embedder: str | None = None,
+    nli_model: str | None = None,
+    data_dir: str | None = None,
+) -> Study:
+    """The study that describes imported samples: the lineage, the tasks found, the metrics to compute.
+
+    Sampling settings stay at their defaults in the study: the effective ones are recorded on every record.
+
+    Raises:
+        DivtraceError: a checkpoint of the lineage has no samples (the message lists those that do).
+    """
+    found = sorted({record.checkpoint or "" for record in records})
+    missing = [c.name for c in checkpoints if c.name not in found]
+    if missing:
+        raise DivtraceError(
+            f"no samples for checkpoint(s) {missing} of the lineage; the samples have checkpoints {found} "
+            "(label an input as NAME=PATH to set its checkpoint)"
+        )
+    tasks = sorted({record.task or "" for record in records})
+    return Study(
+        name=name,
+        description=f"samples imported from elsewhere: {len(records)} prompts, checkpoints {', '.join(found)}",
+        checkpoints=list(checkpoints),
+        tasks=[TaskSpec(name=task) for task in tasks],
+        metrics=list(metrics) if metrics else Study.model_fields["metrics"].get_default(call_default_factory=True),
+        embedder=embedder,
+        nli_model=nli_model,
+        data_dir=data_dir,
+    )
+
+
+def import_samples(study: Study, records: Sequence[SampleRecord], layout: RunLayout) -> ImportReport:
+    """Write the records of the study's checkpoints into ``layout`` (one shard per checkpoint and task).
+
+    A (checkpoint, task) whose stored shard already holds exactly these records is left alone, so importing the
+    same files again changes nothing downstream. Records of checkpoints outside the study are not imported.
+    """
+    report = ImportReport()
+    wanted = {checkpoint.name for checkpoint in study.checkpoints}
+    groups: dict[tuple[str, str], list[SampleRecord]] = {}
+    for record in records:
+        if record.checkpoint in wanted:
+            groups.setdefault((record.checkpoint or "", record.task or ""), []).append(record)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    text = study.to_yaml()
+    if not layout.study_file.exists() or layout.study_file.read_text() != text:
+        write_atomic(layout.study_file, lambda tmp: tmp.write_text(text))
+    for (checkpoint, task), group in sorted(groups.items()):
+        group.sort(key=lambda record: record.prompt_id)
+        key = fingerprint([record.model_dump(mode="json") for record in group])
+        marker = layout.generation_marker(checkpoint, task)
+        path = shard_path(layout.root, checkpoint, task, 0)
+        if not (is_done(marker, key) and path.exists()):
+            for stale in layout.sample_files(checkpoint, task):
+                stale.unlink()
+            write_atomic(path, lambda tmp, group=group: write_samples_parquet(group, tmp))
+            mark_done(marker, key, prompts=len(group), imported=True, shard=files_fingerprint([path]))
+        report.counts[(checkpoint, task)] = len(group)
+    return report
+
+
+def run_tasks(study: Study, origin: str = "imported") -> list[PlannedTask]:
+    """The study's tasks for the stages after generation (verify, score, analyze, report): no prompts loaded.
+
+    ``origin`` is what the report says about where each task's samples came from.
+
+    A task name the registry does not know (an imported task such as ``gsm8k_cot``) becomes an unverifiable
+    custom task, scored like any other.
+    """
+    planned = []
+    for spec in study.tasks:
+        try:
+            task = get_task(spec.name)
+        except DivtraceError:
+            task = Task(
+                name=spec.name,
+                family="custom",
+                source=DataSource(),
+                prompt_format=lambda row: str(row.get("prompt", "")),
+                template="{prompt}",
+                default_n=0,
+                description="imported samples of a task divtrace does not know (not verifiable)",
+            )
+        planned.append(PlannedTask(spec, task, [], origin))
+    return planned

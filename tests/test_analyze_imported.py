@@ -1,0 +1,182 @@
+"""``divtrace analyze`` and ``divtrace report`` on samples generated elsewhere (lm-eval files, plain JSONL).
+
+The lm-eval files are written in lm-eval's real layout (see tests/test_importers.py); the base checkpoint's outputs
+are varied and half of them wrong, the "sft" checkpoint's are one correct answer repeated, so diversity must drop
+along base -> sft, and verification must see the difference in accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from divtrace.cli import app
+from divtrace.errors import DivtraceError
+from divtrace.runs.imported import SampleSource, parse_lineage
+from tests.test_importers import write_lmeval
+
+K = 4
+N_DOCS = 6
+OPENINGS = ("First she counts", "Let us add", "Adding the two days", "The total is easy")
+FRUIT = ("apples", "pears", "plums", "figs")
+
+
+def gsm8k_line(doc_id: int, outputs: list[str]) -> dict:
+    """One lm-eval gsm8k sample line (the document is an openai/gsm8k row: question, answer ending in #### N)."""
+    question = f"Natalia sold {doc_id + 48} clips in April and {doc_id} in May. How many clips did she sell?"
+    context = f"Question: {question}\nAnswer:"
+    return {
+        "doc_id": doc_id,
+        "doc": {"question": question, "answer": f"She sold {doc_id + 48} + {doc_id}. #### {2 * doc_id + 48}"},
+        "target": f"She sold {doc_id + 48} + {doc_id}. #### {2 * doc_id + 48}",
+        "arguments": {"gen_args_0": {"arg_0": context, "arg_1": {"until": ["Question:"], "do_sample": True}}},
+        "resps": [outputs],
+        "filtered_resps": [outputs],
+        "filter": "strict-match",
+    }
+
+
+def base_outputs(doc_id: int) -> list[str]:
+    """Varied outputs; samples 0 and 1 are right, 2 and 3 wrong."""
+    answer = 2 * doc_id + 48
+    return [
+        f"{OPENINGS[k]} {FRUIT[k]} and {doc_id} baskets on day {k}, giving #### {answer if k < 2 else answer + k}"
+        for k in range(K)
+    ]
+
+
+def sft_outputs(doc_id: int) -> list[str]:
+    """One correct answer, K times."""
+    return [f"She sold {doc_id + 48} + {doc_id} = {2 * doc_id + 48} clips. #### {2 * doc_id + 48}"] * K
+
+
+@pytest.fixture
+def lmeval_files(tmp_path: Path) -> tuple[Path, Path]:
+    base = write_lmeval(
+        tmp_path / "lm-eval", "org__base-7b", "gsm8k", [gsm8k_line(i, base_outputs(i)) for i in range(N_DOCS)]
+    )
+    sft = write_lmeval(
+        tmp_path / "lm-eval", "org__sft-7b", "gsm8k", [gsm8k_line(i, sft_outputs(i)) for i in range(N_DOCS)]
+    )
+    return base, sft
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "400"})  # no wrapped messages
+    return result.exit_code, result.output + (str(result.exception) if result.exception else "")
+
+
+def test_parse_lineage_chains_stages_and_variants() -> None:
+    nodes = {c.name: c for c in parse_lineage(["base>sft>dpo:preference>rl", "base>zero:rl-zero"], ["rl-off=rl"])}
+    assert [(n.name, n.stage, n.parent) for n in nodes.values() if n.variant_of is None] == [
+        ("base", "base", None),
+        ("sft", "sft", "base"),
+        ("dpo", "preference", "sft"),
+        ("rl", "rl", "dpo"),
+        ("zero", "rl-zero", "base"),
+    ]
+    assert (nodes["rl-off"].variant_of, nodes["rl-off"].thinking, nodes["rl-off"].parent) == ("rl", "suppressed", None)
+
+
+@pytest.mark.parametrize(
+    ("chains", "variants", "message"),
+    [
+        (["a>b", "c>b"], [], "has parent"),
+        (["a>b:sft", "a>b:dpo"], [], "two stage labels"),
+        (["a>>b"], [], "is not a checkpoint name"),
+        (["a>b"], ["x"], "expected NAME=OF"),
+        (["a>b"], ["x=c"], "not a checkpoint of the lineage"),
+        ([], [], "give the lineage"),
+    ],
+)
+def test_parse_lineage_errors(chains: list[str], variants: list[str], message: str) -> None:
+    with pytest.raises(DivtraceError, match=message):
+        parse_lineage(chains, variants)
+
+
+def test_sample_source_labels(tmp_path: Path) -> None:
+    path = tmp_path / "x.jsonl"
+    path.write_text("")
+    assert SampleSource.parse(f"sft={path}") == SampleSource(path, "sft")
+    assert SampleSource.parse(str(path)) == SampleSource(path)
+    odd = tmp_path / "a=b.jsonl"
+    odd.write_text("")
+    assert SampleSource.parse(str(odd)) == SampleSource(odd)  # an existing path with '=' stays a path
+
+
+def test_analyze_lmeval_samples_end_to_end(lmeval_files: tuple[Path, Path], tmp_path: Path) -> None:
+    base, sft = lmeval_files
+    run = tmp_path / "run"
+    code, output = invoke("analyze", f"base={base}", f"sft={sft}", "--lineage", "base>sft", "--out", str(run))
+    assert code == 0, output
+
+    verdicts = pd.read_parquet(run / "verdicts" / "base" / "gsm8k.parquet")
+    assert len(verdicts) == N_DOCS * K
+    assert verdicts.groupby("sample_index")["correct"].all().tolist() == [True, True, False, False]
+    assert pd.read_parquet(run / "verdicts" / "sft" / "gsm8k.parquet")["correct"].all()
+
+    retained = pd.read_parquet(run / "analysis" / "retained.parquet").set_index(["checkpoint", "metric"])
+    for metric in ("ead", "sbert"):
+        assert retained.loc[("sft", metric), "retained"] < 0.5  # one answer repeated: diversity collapsed
+        assert retained.loc[("base", metric), "retained"] == pytest.approx(1.0)
+    sites = pd.read_parquet(run / "analysis" / "collapse_sites.parquet")
+    assert set(sites["child"]) == {"sft"}
+    qfd = pd.read_parquet(run / "analysis" / "qfd.parquet")
+    assert set(qfd["checkpoint"]) == {"sft"} and (qfd["task"] == "gsm8k").all()
+    html = (run / "report" / "index.html").read_text(encoding="utf-8")
+    assert "base" in html and "sft" in html and "<svg" in html
+    assert "collapse" in (run / "report" / "summary.md").read_text(encoding="utf-8").lower()
+    assert "where diversity collapses" in output
+
+    outputs = sorted(p for p in run.rglob("*") if p.is_file())
+    before = {p: p.stat().st_mtime_ns for p in outputs}
+    code, output = invoke("analyze", f"base={base}", f"sft={sft}", "--lineage", "base>sft", "--out", str(run))
+    assert code == 0, output
+    for stage in ("verify", "score", "analyze", "report"):
+        assert f"{stage}: ran 0" in output
+    assert {p: p.stat().st_mtime_ns for p in outputs} == before  # the second run wrote nothing
+
+    (run / "report" / "_complete.json").unlink()
+    (run / "report" / "index.html").unlink()
+    code, output = invoke("report", str(run))
+    assert code == 0, output
+    assert "report: ran 1" in output and (run / "report" / "index.html").exists()
+
+
+def test_analyze_plain_jsonl_with_checkpoint_column(tmp_path: Path) -> None:
+    samples = Path(__file__).resolve().parents[1] / "examples" / "quickstart_samples.jsonl"
+    run = tmp_path / "run"
+    chain = "gemma-3-270m-base>smollm2-135m-instruct:instruct"
+    code, output = invoke("analyze", str(samples), "--lineage", chain, "--out", str(run), "--no-report")
+    assert code == 0, output
+    assert not (run / "report").exists()
+    study = (run / "study.yaml").read_text()
+    assert "stage: instruct" in study and "model: imported" in study
+    means = pd.read_parquet(run / "analysis" / "checkpoint_means.parquet")
+    assert set(means["checkpoint"]) == {"gemma-3-270m-base", "smollm2-135m-instruct"}
+    assert set(means["metric"]) == {"ead", "sbert", "vendi"}
+    assert not (run / "verdicts").exists()  # open-ended: nothing to verify
+
+
+def test_analyze_errors_name_what_is_wrong(lmeval_files: tuple[Path, Path], tmp_path: Path) -> None:
+    base, sft = lmeval_files
+    code, output = invoke("analyze", str(base), str(sft), "--lineage", "base>sft", "--out", str(tmp_path / "r"))
+    assert code == 2
+    assert "no samples for checkpoint(s) ['base', 'sft']" in output and "org__base-7b" in output
+
+    code, output = invoke("analyze", f"base={base}", f"base={sft}", "--lineage", "base>sft", "--out", str(tmp_path))
+    assert code == 2 and "is also in" in output
+
+    study = tmp_path / "study.yaml"
+    study.write_text(
+        json.dumps({"name": "s", "checkpoints": [{"name": "base", "model": "m"}], "tasks": [{"name": "gsm8k"}]})
+    )
+    code, output = invoke("analyze", str(base), "--study", str(study), "--lineage", "a>b", "--out", str(tmp_path / "r"))
+    assert code == 2 and "not both" in output
+
+    code, output = invoke("report", str(tmp_path / "nothing"))
+    assert code == 2 and "study.yaml: not found; is" in output
