@@ -2,11 +2,12 @@
 
 Per-sample seeds in batched generation: ``transformers`` samples every row of a batch from one global RNG, so a
 sample would depend on the rows it shares a batch with. No library option gives each row its own generator, so
-this module does it by hand (:class:`SeededRowSampler`): the standard temperature/top-k/top-p warpers of
-transformers are applied, then each row draws its next token by inverse-CDF sampling with a uniform from its own
-``torch.Generator`` (seeded with the sample's seed), and generation runs in greedy mode over scores whose only
-finite entry is the drawn token. This is exact sampling from the warped distribution (the same distribution
-``do_sample=True`` samples from) with one independent, reproducible random stream per sample.
+this module does it by hand (:class:`SeededRowSampler`): transformers' temperature and top-k warpers and the
+top-p rule of its ``TopPLogitsWarper`` (computed without a full sort, :mod:`.nucleus`) are applied, then each
+row draws its next token by inverse-CDF sampling with a uniform from its own ``torch.Generator`` (seeded with
+the sample's seed), and generation runs in greedy mode over scores whose only finite entry is the drawn token.
+This is exact sampling from the warped distribution (the same distribution ``do_sample=True`` samples from) with
+one independent, reproducible random stream per sample.
 
 The K samples of a prompt are K rows of the batch (the prompt repeated, as ``num_return_sequences`` does), and
 rows of several prompts share a batch (left padding).
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from divtrace.errors import ModelLoadError
+from divtrace.generate.backends.nucleus import NucleusFilter
 from divtrace.generate.models import ResolvedModel, resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
@@ -195,7 +197,6 @@ class TransformersGenerator(TokenizerRendering):
             LogitsProcessorList,
             TemperatureLogitsWarper,
             TopKLogitsWarper,
-            TopPLogitsWarper,
         )
 
         # Chat templates already contain the special tokens; plain prompts get the tokenizer's usual BOS.
@@ -213,7 +214,7 @@ class TransformersGenerator(TokenizerRendering):
         if params.top_k is not None:
             warpers.append(TopKLogitsWarper(params.top_k))
         if params.top_p < 1.0:
-            warpers.append(TopPLogitsWarper(params.top_p))
+            warpers.append(NucleusFilter(params.top_p))  # TopPLogitsWarper's rule without a full sort
         config = GenerationConfig(
             do_sample=False,
             max_new_tokens=params.max_new_tokens,
