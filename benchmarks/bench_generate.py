@@ -11,7 +11,8 @@ ignored on both sides, so both do the same amount of work whatever they sample):
 Rounds alternate (baseline, divtrace, baseline, divtrace, ...) and the median of each side is compared.
 
 Run: ``python benchmarks/bench_generate.py [--model quickstart:smollm2-135m-instruct --prompts 8 --k 8
---max-new-tokens 32 --rounds 3]``. Prints a table and writes ``benchmarks/results/generate.json``.
+--max-new-tokens 32 --rounds 3 --out FILE]``. Prints a table and writes ``benchmarks/results/generate.json``
+(``generate-gemma-3-270m.json`` holds the run with ``--model quickstart:gemma-3-270m --rounds 2``).
 """
 
 from __future__ import annotations

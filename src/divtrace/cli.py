@@ -391,7 +391,7 @@ def run(
         (Console() if dry_run else stderr).print(table)
         (Console() if dry_run else stderr).print(
             f"{sum(r.samples for r in todo):,} samples to generate, at most {sum(r.max_tokens for r in todo):,} "
-            f"tokens; estimate <= {seconds / 60:.1f} min at "
+            f"tokens; estimate ~{seconds / 60:.1f} min at "
             + ", ".join(f"{b} {ASSUMED_TOKENS_PER_S[b]:,.0f} tok/s" for b in sorted({r.backend for r in todo}))
             + (" (nothing to generate)" if not todo else "")
         )
@@ -413,11 +413,15 @@ def run(
 def _stage_progress() -> Iterator[RunProgress]:
     """A progress display for the stages of a run; yields the :data:`RunProgress` callback that drives it.
 
-    The libraries' own bars (transformers' "Loading weights") would tear it, so they are turned off.
+    The libraries' own bars (transformers' "Loading weights", tqdm in the GGUF conversion) would tear it, so
+    they are turned off.
     """
+    import os
+
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # read by tqdm when a bar is created
     with _sample_progress() as progress:
         bars: dict[str, int] = {}
 

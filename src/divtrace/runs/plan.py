@@ -9,10 +9,11 @@ from divtrace.runs.layout import RunLayout, is_done
 from divtrace.runs.stages import PlannedTask, generation_key, sampling_for
 from divtrace.study import Study
 
-#: Rough generation throughput (tokens/s) per backend used for the time estimate; measured on the 2-core CPU
-#: machine for transformers (benchmarks/bench_generate.py, a 135M model, 32 rows per batch). GPU figures are
-#: assumptions for a 7B model on one H100-class GPU until the Ray/vLLM benchmarks replace them.
-ASSUMED_TOKENS_PER_S = {"transformers": 96.0, "vllm": 2500.0, "openai": 500.0}
+#: Rough generation throughput (tokens/s) per backend used for the time estimate. transformers: measured on the
+#: 2-core CPU machine with the slower packaged model (benchmarks/bench_generate.py --model quickstart:gemma-3-270m:
+#: 48 tok/s, 32 rows per batch; SmolLM2-135M does 101). GPU figures are assumptions for a 7B model on one
+#: H100-class GPU until measured vLLM figures replace them.
+ASSUMED_TOKENS_PER_S = {"transformers": 48.0, "vllm": 2500.0, "openai": 500.0}
 
 
 @dataclass(frozen=True)
@@ -64,5 +65,6 @@ def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> lis
 
 
 def estimate_seconds(rows: list[PlanRow]) -> float:
-    """Upper-bound generation time of the rows still to do, at :data:`ASSUMED_TOKENS_PER_S`."""
+    """Generation time of the rows still to do if every sample ran to max_new_tokens at
+    :data:`ASSUMED_TOKENS_PER_S` (a rough figure: real throughput depends on the model and the hardware)."""
     return sum(row.max_tokens / ASSUMED_TOKENS_PER_S[row.backend] for row in rows if not row.done)
