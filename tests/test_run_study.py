@@ -15,24 +15,15 @@ from typer.testing import CliRunner
 
 from divtrace.cli import app
 from divtrace.samples import read_samples
-from divtrace.study import SamplingSpec, TaskSpec, quickstart_study
+from divtrace.study import small_quickstart_study
 
 PROMPTS = 3
 K = 3
 
 
 def small_quickstart(path: Path) -> Path:
-    """The quickstart study with 3 prompts per task, K = 3 and 8 new tokens, as a study file."""
-    study = quickstart_study()
-    study = study.model_copy(
-        update={
-            "name": "small-quickstart",
-            "tasks": [TaskSpec(name=task.name, n=PROMPTS) for task in study.tasks],
-            "sampling": SamplingSpec(k=K, temperature=0.8, top_p=0.95, max_new_tokens=8, seed=7),
-            "shard_size": 2,
-        }
-    )
-    path.write_text(study.to_yaml())
+    """The quickstart with 3 prompts per task, K = 3 and 8 new tokens, 2 prompts per shard, as a study file."""
+    path.write_text(small_quickstart_study(PROMPTS, K, 8, shard_size=2, seed=7).to_yaml())
     return path
 
 

@@ -124,6 +124,13 @@ def score(
         stderr.print(f"tables written to {out}")
 
 
+class ExecutorOption(str, enum.Enum):
+    """``--executor``: this process, or a Ray cluster."""
+
+    local = "local"
+    ray = "ray"
+
+
 class ThinkingOption(str, enum.Enum):
     """``--thinking``: leave chain-of-thought to the model, or suppress it with an empty pre-filled block."""
 
@@ -363,6 +370,12 @@ def run(
     study: Annotated[str | None, typer.Argument(help="study .yaml file or preset (default: quickstart)")] = None,
     out: Annotated[Path | None, typer.Option(help="run directory (default: runs/STUDY-NAME)")] = None,
     dry_run: Annotated[bool, typer.Option(help="print the plan (shards, samples, tokens, time) and stop")] = False,
+    executor: Annotated[
+        ExecutorOption | None, typer.Option(help="where the work runs (default: the study's executor)")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="ray: the cluster address (HOST:PORT or 'auto'; default: the study's)")
+    ] = None,
 ) -> None:
     """Run a study end to end: plan, generate, verify, score, analyze, report; resumable, skipping done work."""
     from divtrace.executors.local import run_study
@@ -373,10 +386,7 @@ def run(
 
     try:
         chosen = load_study(study or "quickstart")
-        if chosen.executor.type == "ray":
-            stderr.print(
-                "[yellow]note:[/] this study asks for the ray executor, which is not available yet; running locally"
-            )
+        use_ray = (executor.value if executor is not None else chosen.executor.type) == "ray"
         directory = out or Path("runs") / chosen.name
         with stderr.status("loading task data"):
             tasks = plan_tasks(chosen)
@@ -400,9 +410,21 @@ def run(
         if dry_run:
             return
         with _stage_progress() as progress:
-            reports = run_study(
-                chosen, directory, tasks=tasks, progress=progress, on_stage=lambda name: stderr.log(f"stage {name}")
-            )
+            if use_ray:
+                from divtrace.executors.ray_executor import run_study_ray
+
+                reports = run_study_ray(
+                    chosen,
+                    directory,
+                    address=address,
+                    tasks=tasks,
+                    progress=progress,
+                    on_stage=lambda name: stderr.log(f"stage {name} (ray)"),
+                )
+            else:
+                reports = run_study(
+                    chosen, directory, tasks=tasks, progress=progress, on_stage=lambda name: stderr.log(f"stage {name}")
+                )
     except DivtraceError as err:
         stderr.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(code=2) from err

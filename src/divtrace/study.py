@@ -58,11 +58,19 @@ class SamplingSpec(_Strict):
 
 
 class ExecutorSpec(_Strict):
-    """Where the work runs: ``local`` (default) or ``ray`` (address of a running cluster, or None to start one)."""
+    """Where the work runs: ``local`` (default) or ``ray`` (address of a running cluster, or None to start one).
+
+    The Ray settings: ``gpus_per_model`` GPUs per generator actor (None: a vLLM checkpoint's
+    ``tensor_parallel_size``, else 1 on a cluster with GPUs, 0 on a CPU cluster or for the openai backend),
+    ``cpus_per_worker`` CPUs per actor or task (also its torch thread count), ``replicas`` actors per checkpoint
+    (and scorer actors).
+    """
 
     type: Literal["local", "ray"] = "local"
     address: str | None = None
-    gpus_per_model: float = Field(1.0, ge=0)
+    gpus_per_model: float | None = Field(None, ge=0)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    replicas: int = Field(1, ge=1)
 
 
 class Study(_Strict):
@@ -183,6 +191,22 @@ def quickstart_study() -> Study:
         sampling=SamplingSpec(k=8, temperature=0.8, top_p=0.95, max_new_tokens=48, seed=1234),
         metrics=["ead", "sbert", "vendi"],
         shard_size=8,
+    )
+
+
+def small_quickstart_study(
+    prompts: int, k: int, max_new_tokens: int, *, shard_size: int = 1, seed: int = 1234, name: str = "small-quickstart"
+) -> Study:
+    """The quickstart cut down to ``prompts`` prompts per task, K = ``k``, ``max_new_tokens`` tokens (tests and
+    benchmarks that need the real end-to-end path in seconds)."""
+    study = quickstart_study()
+    return study.model_copy(
+        update={
+            "name": name,
+            "tasks": [TaskSpec(name=task.name, n=prompts) for task in study.tasks],
+            "sampling": SamplingSpec(k=k, temperature=0.8, top_p=0.95, max_new_tokens=max_new_tokens, seed=seed),
+            "shard_size": shard_size,
+        }
     )
 
 

@@ -48,6 +48,96 @@ class _PlannedPrompt:
     keys: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class ShardPlan:
+    """The shards of one (checkpoint, task): prompts rendered and keyed, and what every record will say.
+
+    Built where the model's tokenizer is (:func:`plan_shards`); a shard is then drawn by :func:`generate_shard`
+    wherever that generator lives (this process, or a Ray actor) and written by whoever owns the run directory.
+    """
+
+    checkpoint: str
+    task: str
+    shards: tuple[tuple[_PlannedPrompt, ...], ...]
+    sampling: dict[str, Any]
+    model_ref: dict[str, Any]
+
+    def shard_keys(self, index: int) -> list[list[str]]:
+        """The sample keys of shard ``index``, per prompt (what :func:`shard_is_finished` checks)."""
+        return [list(p.keys) for p in self.shards[index]]
+
+    def shard_samples(self, index: int) -> int:
+        """Samples in shard ``index``."""
+        return sum(len(p.seeds) for p in self.shards[index])
+
+
+def plan_shards(
+    generator: Generator,
+    prompts: Sequence[PromptItem],
+    params: SamplingParams,
+    *,
+    checkpoint: str,
+    task: str,
+    render: RenderOptions | None = None,
+    shard_size: int = 8,
+) -> ShardPlan:
+    """Check the backend's effective parameters, render and key every prompt, cut them into shards.
+
+    Raises :class:`~divtrace.generate.params.UnsupportedSamplingError` when the backend would change a requested
+    parameter (before any work).
+    """
+    if shard_size < 1:
+        raise ValueError("shard_size must be >= 1")
+    render = render or RenderOptions()
+    effective = generator.check(params)
+    model_ref = generator.model_ref()
+    planned = [_plan(generator, item, params, render, effective, model_ref) for item in prompts]
+    uses_template = planned[0].messages is not None if planned else False
+    sampling = {
+        **effective,
+        "chat_template": uses_template,
+        "system_prompt": render.system_prompt,
+        "thinking": render.thinking.value,
+    }
+    shards = tuple(tuple(planned[start : start + shard_size]) for start in range(0, len(planned), shard_size))
+    return ShardPlan(checkpoint, task, shards, sampling, model_ref)
+
+
+def generate_shard(
+    generator: Generator,
+    plan: ShardPlan,
+    index: int,
+    params: SamplingParams,
+    advance: Callable[[int], None] | None = None,
+) -> list[SampleRecord]:
+    """Draw every sample of shard ``index`` of ``plan`` (sample k of prompt p with its planned seed)."""
+    shard = plan.shards[index]
+    requests = [
+        GenerationRequest(
+            prompt_id=p.item.prompt_id,
+            prompt=p.item.prompt,
+            rendered=p.rendered,
+            seeds=p.seeds,
+            sample_indices=tuple(range(params.k)),
+            messages=p.messages,
+        )
+        for p in shard
+    ]
+    completions = generator.generate(requests, params, advance)
+    return [
+        _record(p, done, plan.checkpoint, plan.task, plan.sampling, plan.model_ref)
+        for p, done in zip(shard, completions, strict=True)
+    ]
+
+
+def write_shard(records: Sequence[SampleRecord], out_dir: str | Path, checkpoint: str, task: str, index: int) -> Path:
+    """Write shard ``index`` of (checkpoint, task) atomically, clearing temporaries a killed run left; its path."""
+    path = shard_path(out_dir, checkpoint, task, index)
+    _remove_stale_temporaries(path)
+    write_samples(records, path)
+    return path
+
+
 def generate_samples(
     generator: Generator,
     prompts: Sequence[PromptItem],
@@ -73,52 +163,24 @@ def generate_samples(
       reasons, token counts, the effective ``sampling`` and the ``model_ref``, plus ``rendered_prompt`` and
       ``sample_keys``.
     """
-    if shard_size < 1:
-        raise ValueError("shard_size must be >= 1")
-    render = render or RenderOptions()
-    effective = generator.check(params)
-    model_ref = generator.model_ref()
-    planned = [_plan(generator, item, params, render, effective, model_ref) for item in prompts]
-    uses_template = planned[0].messages is not None if planned else False
-    sampling = {
-        **effective,
-        "chat_template": uses_template,
-        "system_prompt": render.system_prompt,
-        "thinking": render.thinking.value,
-    }
-    summary = GenerationSummary()
-    shards = [planned[start : start + shard_size] for start in range(0, len(planned), shard_size)]
-    summary.shards = len(shards)
+    plan = plan_shards(
+        generator, prompts, params, checkpoint=checkpoint, task=task, render=render, shard_size=shard_size
+    )
+    summary = GenerationSummary(shards=len(plan.shards))
     if progress is not None:
-        progress("total", len(planned) * params.k)
-    for index, shard in enumerate(shards):
+        progress("total", sum(plan.shard_samples(i) for i in range(len(plan.shards))))
+    for index in range(len(plan.shards)):
         path = shard_path(out_dir, checkpoint, task, index)
-        if shard_is_finished(path, [list(p.keys) for p in shard]):
+        if shard_is_finished(path, plan.shard_keys(index)):
             summary.skipped_shards += 1
             if progress is not None:
-                progress("skipped", len(shard) * params.k)
+                progress("skipped", plan.shard_samples(index))
             continue
-        requests = [
-            GenerationRequest(
-                prompt_id=p.item.prompt_id,
-                prompt=p.item.prompt,
-                rendered=p.rendered,
-                seeds=p.seeds,
-                sample_indices=tuple(range(params.k)),
-                messages=p.messages,
-            )
-            for p in shard
-        ]
         advance = (lambda n: progress("advance", n)) if progress is not None else None
-        completions = generator.generate(requests, params, advance)
-        records = [
-            _record(p, done, checkpoint, task, sampling, model_ref) for p, done in zip(shard, completions, strict=True)
-        ]
-        _remove_stale_temporaries(path)
-        write_samples(records, path)
+        records = generate_shard(generator, plan, index, params, advance)
+        summary.paths.append(write_shard(records, out_dir, checkpoint, task, index))
         summary.written_shards += 1
         summary.samples_written += sum(len(r.outputs) for r in records)
-        summary.paths.append(path)
     return summary
 
 

@@ -48,22 +48,40 @@ def shard_path(out_dir: str | Path, checkpoint: str, task: str, index: int) -> P
     return Path(out_dir) / SAMPLES_DIR / safe_name(checkpoint) / safe_name(task) / f"shard-{index:05d}.parquet"
 
 
-def shard_is_finished(path: Path, expected_keys: list[list[str]]) -> bool:
-    """True when ``path`` exists and holds exactly ``expected_keys`` (per prompt, per sample, in order).
+def read_shard_keys(path: Path) -> list[list[str]] | None:
+    """The sample keys stored in shard ``path`` (per prompt, per sample, in order); None when there is no file.
 
-    Returns False when the file does not exist. Raises DivtraceError naming the file when it exists but holds
-    other samples (other model, prompts or settings): the user must choose another output directory.
+    Raises DivtraceError naming the file when it is unreadable or has no key column (not ours to overwrite).
     """
     if not path.is_file():
-        return False
+        return None
     try:
         found = pq.read_table(path, columns=["sample_keys"]).column("sample_keys").to_pylist()
-        found = [json.loads(cell) for cell in found]
-    except Exception as err:  # unreadable file or no key column: not ours to overwrite
+        return [json.loads(cell) for cell in found]
+    except Exception as err:
         raise DivtraceError(f"{path}: not a divtrace sample shard ({type(err).__name__}: {err})") from err
+
+
+def keys_match(path: Path, found: list[list[str]] | None, expected_keys: list[list[str]]) -> bool:
+    """Whether the keys ``found`` in shard ``path`` are ``expected_keys`` (False when ``found`` is None).
+
+    Raises DivtraceError naming the file when it holds other samples (other model, prompts or settings): the user
+    must choose another output directory.
+    """
+    if found is None:
+        return False
     if found != expected_keys:
         raise DivtraceError(
             f"{path} holds samples made with a different model, prompts or sampling settings than this run; "
             "use another --out directory (or delete the file to regenerate it)"
         )
     return True
+
+
+def shard_is_finished(path: Path, expected_keys: list[list[str]]) -> bool:
+    """True when ``path`` exists and holds exactly ``expected_keys`` (per prompt, per sample, in order).
+
+    Returns False when the file does not exist. Raises DivtraceError naming the file when it exists but holds
+    other samples (other model, prompts or settings), or is not a divtrace shard.
+    """
+    return keys_match(path, read_shard_keys(path), expected_keys)

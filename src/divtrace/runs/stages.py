@@ -110,7 +110,7 @@ def stage_generate(
             continue
         if progress is not None:
             progress("generate", f"loading {checkpoint.name}", 0, 0)
-        generator = create_generator(checkpoint.backend, checkpoint.model, **_backend_options(checkpoint))
+        generator = create_generator(checkpoint.backend, checkpoint.model, **backend_options(checkpoint))
         try:
             for planned in todo:
                 params = sampling_for(study, planned)
@@ -141,7 +141,8 @@ def stage_generate(
     return report
 
 
-def _backend_options(checkpoint: CheckpointSpec) -> dict[str, Any]:
+def backend_options(checkpoint: CheckpointSpec) -> dict[str, Any]:
+    """The backend constructor keywords of a checkpoint (its options, plus its revision for local backends)."""
     options = dict(checkpoint.options)
     if checkpoint.backend in ("transformers", "vllm") and checkpoint.revision is not None:
         options.setdefault("revision", checkpoint.revision)
@@ -171,32 +172,66 @@ def read_task_samples(layout: RunLayout, checkpoint: str, task: str) -> list[Sam
     return read_samples(files).records if files else []
 
 
+@dataclass(frozen=True)
+class StageUnit:
+    """One (checkpoint, task) of a stage after generation: where its output goes and the fingerprint it needs."""
+
+    checkpoint: str
+    task: PlannedTask
+    output: Path
+    key: str
+
+    @property
+    def name(self) -> str:
+        """``checkpoint/task``, for progress and reports."""
+        return f"{self.checkpoint}/{self.task.name}"
+
+    def save(self, table: pd.DataFrame, **facts: Any) -> None:
+        """Write the unit's table atomically, then its completion marker."""
+        write_table_atomic(table, self.output)
+        mark_done(marker_for(self.output), self.key, **facts)
+
+
+def verify_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], report: StageReport) -> list[StageUnit]:
+    """The verifiable (checkpoint, task) units whose verdicts are missing or stale (the others go to ``report``)."""
+    pending = []
+    for checkpoint in study.checkpoints:
+        for planned in (t for t in tasks if t.task.verifiable):
+            output = layout.verdicts_file(checkpoint.name, planned.name)
+            key = files_fingerprint(layout.sample_files(checkpoint.name, planned.name))
+            unit = StageUnit(checkpoint.name, planned, output, key)
+            if is_done(marker_for(output), key):
+                report.skipped.append(unit.name)
+            else:
+                pending.append(unit)
+    return pending
+
+
+def compute_verdicts(
+    records: list[SampleRecord], checkpoint: str, planned: PlannedTask, data_dir: str | None, progress: Any = None
+) -> pd.DataFrame:
+    """One verdict per sample of ``records`` (one checkpoint and task), labelled with both."""
+    from divtrace.tasks.verify import verify_records
+
+    result = verify_records(records, task=str(planned.spec.name), data_dir=data_dir, progress=progress)
+    return result.verdicts.assign(checkpoint=checkpoint, task=planned.name)
+
+
 def stage_verify(
     study: Study, layout: RunLayout, tasks: list[PlannedTask], progress: RunProgress | None = None
 ) -> StageReport:
     """Verify the samples of every verifiable (checkpoint, task) whose verdicts are missing or stale."""
-    from divtrace.tasks.verify import verify_records
-
     report = StageReport("verify")
-    for checkpoint in study.checkpoints:
-        for planned in (t for t in tasks if t.task.verifiable):
-            unit = f"{checkpoint.name}/{planned.name}"
-            output = layout.verdicts_file(checkpoint.name, planned.name)
-            key = files_fingerprint(layout.sample_files(checkpoint.name, planned.name))
-            if is_done(marker_for(output), key):
-                report.skipped.append(unit)
-                continue
-            records = read_task_samples(layout, checkpoint.name, planned.name)
+    for unit in verify_units(study, layout, tasks, report):
+        records = read_task_samples(layout, unit.checkpoint, unit.task.name)
 
-            def tick(_task: str, done: int, total: int, unit: str = unit) -> None:
-                if progress is not None:
-                    progress("verify", unit, done, total)
+        def tick(_task: str, done: int, total: int, name: str = unit.name) -> None:
+            if progress is not None:
+                progress("verify", name, done, total)
 
-            result = verify_records(records, task=str(planned.spec.name), data_dir=study.data_dir, progress=tick)
-            verdicts = result.verdicts.assign(checkpoint=checkpoint.name, task=planned.name)
-            write_table_atomic(verdicts, output)
-            mark_done(marker_for(output), key, samples=len(verdicts))
-            report.ran.append(unit)
+        verdicts = compute_verdicts(records, unit.checkpoint, unit.task, study.data_dir, tick)
+        unit.save(verdicts, samples=len(verdicts))
+        report.ran.append(unit.name)
     return report
 
 
@@ -211,56 +246,89 @@ def read_verdicts(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def stage_score(
-    study: Study, layout: RunLayout, tasks: list[PlannedTask], progress: RunProgress | None = None
-) -> StageReport:
-    """Score every (checkpoint, task) whose scores are missing or stale; models load only when needed."""
-    from divtrace.metrics.embeddings import EmbeddingStore
-    from divtrace.scoring.pipeline import build_metrics
-    from divtrace.scoring.subsets import score_subsets
-    from divtrace.settings import EmbedderSettings, NLISettings
-
-    report = StageReport("score")
-    metric_settings = {"metrics": study.metrics, "embedder": study.embedder, "nli_model": study.nli_model}
-    code_tasks = frozenset(t.name for t in tasks if t.task.code)
-    metrics = None
-    store = None
+def score_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], report: StageReport) -> list[StageUnit]:
+    """The (checkpoint, task) units whose scores are missing or stale (the others go to ``report``)."""
+    settings = {"metrics": study.metrics, "embedder": study.embedder, "nli_model": study.nli_model}
+    pending = []
     for checkpoint in study.checkpoints:
         for planned in tasks:
-            unit = f"{checkpoint.name}/{planned.name}"
             output = layout.scores_file(checkpoint.name, planned.name)
             inputs = layout.sample_files(checkpoint.name, planned.name)
             verdicts_path = layout.verdicts_file(checkpoint.name, planned.name)
             if verdicts_path.exists():
                 inputs = [*inputs, verdicts_path]
-            key = fingerprint({"inputs": files_fingerprint(inputs), "settings": metric_settings})
+            key = fingerprint({"inputs": files_fingerprint(inputs), "settings": settings})
+            unit = StageUnit(checkpoint.name, planned, output, key)
             if is_done(marker_for(output), key):
-                report.skipped.append(unit)
-                continue
-            if metrics is None:
-                nli = NLISettings(model=study.nli_model) if study.nli_model else None
-                metrics = build_metrics(study.metrics, nli=nli)
-                for metric in metrics:
-                    metric.prepare()
-                if any(m.uses_embeddings for m in metrics):
-                    settings = EmbedderSettings(**({"model": study.embedder} if study.embedder else {}))
-                    store = EmbeddingStore(settings)
-            records = read_task_samples(layout, checkpoint.name, planned.name)
-            correct = None
-            if verdicts_path.exists():
-                verdicts = pd.read_parquet(verdicts_path).sort_values(["prompt_id", "sample_index"])
-                correct = {
-                    (checkpoint.name, planned.name, str(prompt_id)): list(group["correct"])
-                    for prompt_id, group in verdicts.groupby("prompt_id", sort=False)
-                }
-            if progress is not None:
-                progress("score", unit, 0, 1)
-            scores = score_subsets(records, metrics, embedder=store, correct=correct, code_tasks=code_tasks)
-            write_table_atomic(scores, output)
-            mark_done(marker_for(output), key, rows=len(scores))
-            if progress is not None:
-                progress("score", unit, 1, 1)
-            report.ran.append(unit)
+                report.skipped.append(unit.name)
+            else:
+                pending.append(unit)
+    return pending
+
+
+def correct_flags(layout: RunLayout, checkpoint: str, task: str) -> dict[tuple[str, str, str], list[bool]] | None:
+    """``{(checkpoint, task, prompt_id): correct per sample}`` from the stored verdicts; None when unverified."""
+    path = layout.verdicts_file(checkpoint, task)
+    if not path.exists():
+        return None
+    verdicts = pd.read_parquet(path).sort_values(["prompt_id", "sample_index"])
+    return {
+        (checkpoint, task, str(prompt_id)): list(group["correct"])
+        for prompt_id, group in verdicts.groupby("prompt_id", sort=False)
+    }
+
+
+class Scorer:
+    """The study's metrics and embedding store, loaded once (on first use) and reused for every unit."""
+
+    def __init__(self, metrics: list[str], embedder: str | None, nli_model: str | None) -> None:
+        self.names, self.embedder, self.nli_model = metrics, embedder, nli_model
+        self.metrics: list[Any] | None = None
+        self.store: Any = None
+
+    def _load(self) -> None:
+        from divtrace.metrics.embeddings import EmbeddingStore
+        from divtrace.scoring.pipeline import build_metrics
+        from divtrace.settings import EmbedderSettings, NLISettings
+
+        nli = NLISettings(model=self.nli_model) if self.nli_model else None
+        self.metrics = build_metrics(self.names, nli=nli)
+        for metric in self.metrics:
+            metric.prepare()
+        if any(m.uses_embeddings for m in self.metrics):
+            self.store = EmbeddingStore(EmbedderSettings(**({"model": self.embedder} if self.embedder else {})))
+
+    def score(
+        self,
+        records: list[SampleRecord],
+        correct: dict[tuple[str, str, str], list[bool]] | None,
+        code_tasks: frozenset[str],
+    ) -> pd.DataFrame:
+        """Per-prompt scores of ``records`` for every metric and subset (see :func:`score_subsets`)."""
+        from divtrace.scoring.subsets import score_subsets
+
+        if self.metrics is None:
+            self._load()
+        assert self.metrics is not None
+        return score_subsets(records, self.metrics, embedder=self.store, correct=correct, code_tasks=code_tasks)
+
+
+def stage_score(
+    study: Study, layout: RunLayout, tasks: list[PlannedTask], progress: RunProgress | None = None
+) -> StageReport:
+    """Score every (checkpoint, task) whose scores are missing or stale; models load only when needed."""
+    report = StageReport("score")
+    code_tasks = frozenset(t.name for t in tasks if t.task.code)
+    scorer = Scorer(study.metrics, study.embedder, study.nli_model)
+    for unit in score_units(study, layout, tasks, report):
+        if progress is not None:
+            progress("score", unit.name, 0, 1)
+        records = read_task_samples(layout, unit.checkpoint, unit.task.name)
+        scores = scorer.score(records, correct_flags(layout, unit.checkpoint, unit.task.name), code_tasks)
+        unit.save(scores, rows=len(scores))
+        if progress is not None:
+            progress("score", unit.name, 1, 1)
+        report.ran.append(unit.name)
     return report
 
 

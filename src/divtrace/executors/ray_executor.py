@@ -1,0 +1,378 @@
+"""The Ray executor: the stages of the local executor, with generation, verification and scoring spread over a
+Ray cluster (``executor: ray`` in the study, or ``divtrace run --executor ray --address HOST:PORT``).
+
+- **Generation**: work is cut into shards of (checkpoint, task, prompt chunk), the same shards the local executor
+  writes. Each checkpoint gets ``executor.replicas`` actors that load its model once and draw shard after shard
+  (resources from the study: ``executor.gpus_per_model`` GPUs, ``executor.cpus_per_worker`` CPUs each).
+  Checkpoints are taken in study order and an actor is killed as soon as its checkpoint has no shard left, so
+  every model is loaded once per replica and the next checkpoint's actors take the freed resources.
+- **Verification** runs as CPU tasks, one per (checkpoint, task); **scoring** on ``executor.replicas`` actors
+  that keep the sentence encoder (and NLI model) loaded across units.
+- **Writing** happens only here, in the driver, which owns the run directory: a shard or table arrives whole
+  from a worker and is written atomically with its completion marker, as it finishes. A worker killed mid-shard
+  loses that shard only: Ray restarts the actor (``max_restarts``) and retries the call (``max_task_retries``);
+  the run directory never holds a partial or a duplicated shard, and markers make a re-run skip finished work.
+
+Samples are identical to the local executor's: every sample is drawn with its own seed, whatever worker or batch
+it lands in. Workers must be able to import divtrace (same environment on every node, or a Ray runtime_env).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from divtrace.errors import DivtraceError
+from divtrace.generate.params import SamplingParams
+from divtrace.generate.prompts import PromptItem
+from divtrace.generate.runner import RenderOptions, write_shard
+from divtrace.generate.store import keys_match, read_shard_keys, shard_path
+from divtrace.generate.thinking import ThinkingMode
+from divtrace.io_atomic import write_atomic
+from divtrace.runs.layout import RunLayout, is_done, mark_done
+from divtrace.runs.stages import (
+    PlannedTask,
+    RunProgress,
+    StageReport,
+    StageUnit,
+    backend_options,
+    correct_flags,
+    generation_key,
+    plan_tasks,
+    read_task_samples,
+    sampling_for,
+    score_units,
+    stage_analyze,
+    stage_report,
+    verify_units,
+)
+from divtrace.samples import SampleRecord
+from divtrace.study import CheckpointSpec, Study
+
+#: Called when a stage starts, with its name.
+StageStart = Callable[[str], None]
+#: How often Ray restarts a dead actor and retries the call it was running.
+MAX_RETRIES = 3
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as err:
+        raise DivtraceError("the ray executor needs Ray: pip install 'divtrace[ray]'") from err
+    return ray
+
+
+class ShardGenerator:
+    """A Ray actor body: one checkpoint's model, loaded once, drawing shard after shard."""
+
+    def __init__(self, checkpoint: dict[str, Any], threads: int | None) -> None:
+        from divtrace.generate.backends import create_generator
+
+        spec = CheckpointSpec.model_validate(checkpoint)
+        options = backend_options(spec)
+        if spec.backend == "transformers" and threads is not None:
+            options.setdefault("threads", threads)
+        self.generator = create_generator(spec.backend, spec.model, **options)
+        self.render = RenderOptions(spec.system_prompt, spec.chat_template, ThinkingMode(spec.thinking))
+        self.checkpoint = spec.name
+
+    def pid(self) -> int:
+        """The worker process id (tests kill it)."""
+        return os.getpid()
+
+    def generate(
+        self,
+        task: str,
+        prompts: list[PromptItem],
+        params: SamplingParams,
+        path: str,
+        found_keys: list[list[str]] | None,
+    ) -> list[SampleRecord] | None:
+        """The records of one shard, or None when ``found_keys`` (the keys stored at ``path``) are already these."""
+        from divtrace.generate.runner import generate_shard, plan_shards
+
+        plan = plan_shards(
+            self.generator,
+            prompts,
+            params,
+            checkpoint=self.checkpoint,
+            task=task,
+            render=self.render,
+            shard_size=max(1, len(prompts)),
+        )
+        if keys_match(Path(path), found_keys, plan.shard_keys(0)):
+            return None
+        return generate_shard(self.generator, plan, 0, params)
+
+    def close(self) -> None:
+        """Release the model."""
+        self.generator.close()
+
+
+class UnitScorer:
+    """A Ray actor body: the study's metrics and encoder, loaded once, scoring unit after unit."""
+
+    def __init__(self, metrics: list[str], embedder: str | None, nli_model: str | None, threads: int | None) -> None:
+        from divtrace.runs.stages import Scorer
+
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.scorer = Scorer(metrics, embedder, nli_model)
+
+    def score(self, records: list[SampleRecord], correct: Any, code_tasks: frozenset[str]) -> Any:
+        """Per-prompt scores of one unit."""
+        return self.scorer.score(records, correct, code_tasks)
+
+
+def _verify_unit(records: list[SampleRecord], checkpoint: str, planned: PlannedTask, data_dir: str | None) -> Any:
+    """A Ray task body: the verdicts of one unit."""
+    from divtrace.runs.stages import compute_verdicts
+
+    return compute_verdicts(records, checkpoint, planned, data_dir)
+
+
+@dataclass
+class _Shard:
+    checkpoint: str
+    task: PlannedTask
+    index: int
+    prompts: list[PromptItem]
+    params: SamplingParams
+
+    @property
+    def samples(self) -> int:
+        return len(self.prompts) * self.params.k
+
+
+class RayExecutor:
+    """Runs a study's stages on a Ray cluster (see the module documentation)."""
+
+    def __init__(self, study: Study, out: str | Path, *, address: str | None = None) -> None:
+        self.study = study
+        self.layout = RunLayout(out)
+        self.address = address if address is not None else study.executor.address
+        self.ray = _ray()
+        self.owns_connection = False
+
+    # ----------------------------------------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> RayExecutor:
+        self.owns_connection = not self.ray.is_initialized()
+        if self.owns_connection:
+            self.ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.owns_connection:  # a caller's own Ray session stays up
+            self.ray.shutdown()
+
+    def run(
+        self,
+        tasks: list[PlannedTask] | None = None,
+        progress: RunProgress | None = None,
+        on_stage: StageStart | None = None,
+    ) -> list[StageReport]:
+        """Every stage, in order; the same run directory and markers as the local executor."""
+        layout = self.layout
+        layout.root.mkdir(parents=True, exist_ok=True)
+        text = self.study.to_yaml()
+        if not layout.study_file.exists() or layout.study_file.read_text() != text:
+            write_atomic(layout.study_file, lambda tmp: tmp.write_text(text))
+        planned = tasks if tasks is not None else plan_tasks(self.study)
+        reports = []
+        for name, stage in (
+            ("generate", lambda: self.generate(planned, progress)),
+            ("verify", lambda: self.verify(planned, progress)),
+            ("score", lambda: self.score(planned, progress)),
+            ("analyze", lambda: stage_analyze(self.study, layout, planned)),
+            ("report", lambda: stage_report(self.study, layout, planned)),
+        ):
+            if on_stage is not None:
+                on_stage(name)
+            reports.append(stage())
+        return reports
+
+    # ----------------------------------------------------------------------------------------------- generate
+
+    def gpus_for(self, checkpoint: CheckpointSpec) -> float:
+        """GPUs per generator actor of ``checkpoint`` (see :class:`divtrace.study.ExecutorSpec`)."""
+        if self.study.executor.gpus_per_model is not None:
+            return self.study.executor.gpus_per_model
+        if checkpoint.backend == "openai":
+            return 0.0
+        if checkpoint.backend == "vllm":
+            return float(checkpoint.options.get("tensor_parallel_size", 1))
+        return 1.0 if self.ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+
+    def _actor_options(self, checkpoint: CheckpointSpec) -> dict[str, Any]:
+        return {
+            "num_cpus": self.study.executor.cpus_per_worker,
+            "num_gpus": self.gpus_for(checkpoint),
+            "max_restarts": MAX_RETRIES,
+            "max_task_retries": MAX_RETRIES,
+        }
+
+    def generate(self, tasks: list[PlannedTask], progress: RunProgress | None = None) -> StageReport:
+        """Draw every unfinished shard on generator actors, checkpoint by checkpoint; write each as it arrives."""
+        ray = self.ray
+        report = StageReport("generate")
+        shards: dict[str, list[_Shard]] = {}
+        for checkpoint in self.study.checkpoints:
+            for planned in tasks:
+                unit = f"{checkpoint.name}/{planned.name}"
+                key = generation_key(self.study, checkpoint, planned)
+                if is_done(self.layout.generation_marker(checkpoint.name, planned.name), key):
+                    report.skipped.append(unit)
+                    continue
+                params = sampling_for(self.study, planned)
+                size = self.study.shard_size
+                for index, start in enumerate(range(0, len(planned.prompts), size)):
+                    chunk = planned.prompts[start : start + size]
+                    shards.setdefault(checkpoint.name, []).append(
+                        _Shard(checkpoint.name, planned, index, chunk, params)
+                    )
+                report.ran.append(unit)
+        if not shards:
+            return report
+        threads = max(1, int(self.study.executor.cpus_per_worker))
+        actors: dict[str, list[Any]] = {}
+        pending: dict[Any, _Shard] = {}
+        for name, items in shards.items():  # study order: Ray places actors as resources free up
+            spec = self.study.checkpoint(name)
+            remote = ray.remote(ShardGenerator).options(**self._actor_options(spec))
+            replicas = max(1, min(self.study.executor.replicas, len(items)))
+            actors[name] = [remote.remote(spec.model_dump(mode="json"), threads) for _ in range(replicas)]
+            for position, shard in enumerate(items):
+                path = shard_path(self.layout.root, shard.checkpoint, shard.task.name, shard.index)
+                future = actors[name][position % replicas].generate.remote(
+                    shard.task.name, shard.prompts, shard.params, str(path), read_shard_keys(path)
+                )
+                pending[future] = shard
+        left = {name: len(items) for name, items in shards.items()}
+        units: dict[tuple[str, str], list[_Shard]] = {}
+        for items in shards.values():
+            for shard in items:
+                units.setdefault((shard.checkpoint, shard.task.name), []).append(shard)
+        finished: dict[tuple[str, str], int] = dict.fromkeys(units, 0)
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                shard = pending.pop(ready[0])
+                records = self._get(ready[0], f"generating {shard.checkpoint}/{shard.task.name} shard {shard.index}")
+                if records is not None:
+                    write_shard(records, self.layout.root, shard.checkpoint, shard.task.name, shard.index)
+                unit = (shard.checkpoint, shard.task.name)
+                finished[unit] += 1
+                if progress is not None:
+                    done = sum(s.samples for s in units[unit][: finished[unit]])
+                    progress("generate", f"{unit[0]} / {unit[1]}", done, sum(s.samples for s in units[unit]))
+                if finished[unit] == len(units[unit]):
+                    mark_done(
+                        self.layout.generation_marker(*unit),
+                        generation_key(self.study, self.study.checkpoint(shard.checkpoint), shard.task),
+                        prompts=len(shard.task.prompts),
+                        k=shard.params.k,
+                    )
+                left[shard.checkpoint] -= 1
+                if left[shard.checkpoint] == 0:  # free the resources for the next checkpoint's actors
+                    for actor in actors.pop(shard.checkpoint):
+                        ray.kill(actor)
+        finally:
+            for group in actors.values():
+                for actor in group:
+                    ray.kill(actor)
+        return report
+
+    def _get(self, future: Any, what: str) -> Any:
+        try:
+            return self.ray.get(future)
+        except self.ray.exceptions.RayError as err:
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, DivtraceError):
+                raise cause from err
+            raise DivtraceError(f"ray executor: {what} failed: {err}") from err
+
+    # ------------------------------------------------------------------------------------------ verify, score
+
+    def _save_as_they_finish(
+        self, pending: dict[Any, StageUnit], report: StageReport, progress: RunProgress | None, count: str
+    ) -> None:
+        """Wait for every unit's table; save each (table + marker) as it arrives, recording its length as ``count``."""
+        total = len(pending)
+        while pending:
+            ready, _ = self.ray.wait(list(pending), num_returns=1)
+            unit = pending.pop(ready[0])
+            table = self._get(ready[0], f"{report.stage} {unit.name}")
+            unit.save(table, **{count: len(table)})
+            report.ran.append(unit.name)
+            if progress is not None:
+                progress(report.stage, "units", len(report.ran), total)
+
+    def verify(self, tasks: list[PlannedTask], progress: RunProgress | None = None) -> StageReport:
+        """Verify every pending unit as a CPU task; write each unit's verdicts as they arrive."""
+        report = StageReport("verify")
+        units = verify_units(self.study, self.layout, tasks, report)
+        if not units:
+            return report
+        remote = self.ray.remote(_verify_unit).options(
+            num_cpus=self.study.executor.cpus_per_worker, max_retries=MAX_RETRIES
+        )
+        pending = {
+            remote.remote(
+                read_task_samples(self.layout, u.checkpoint, u.task.name), u.checkpoint, u.task, self.study.data_dir
+            ): u
+            for u in units
+        }
+        self._save_as_they_finish(pending, report, progress, "samples")
+        return report
+
+    def score(self, tasks: list[PlannedTask], progress: RunProgress | None = None) -> StageReport:
+        """Score every pending unit on scorer actors that keep the encoder loaded; write as results arrive."""
+        report = StageReport("score")
+        units = score_units(self.study, self.layout, tasks, report)
+        if not units:
+            return report
+        spec = self.study.executor
+        remote = self.ray.remote(UnitScorer).options(
+            num_cpus=spec.cpus_per_worker, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES
+        )
+        threads = max(1, int(spec.cpus_per_worker))
+        scorers = [
+            remote.remote(self.study.metrics, self.study.embedder, self.study.nli_model, threads)
+            for _ in range(max(1, min(spec.replicas, len(units))))
+        ]
+        code_tasks = frozenset(t.name for t in tasks if t.task.code)
+        pending = {}
+        for position, unit in enumerate(units):
+            records = read_task_samples(self.layout, unit.checkpoint, unit.task.name)
+            correct = correct_flags(self.layout, unit.checkpoint, unit.task.name)
+            future = scorers[position % len(scorers)].score.remote(records, correct, code_tasks)
+            pending[future] = unit
+        try:
+            self._save_as_they_finish(pending, report, progress, "rows")
+        finally:
+            for scorer in scorers:
+                self.ray.kill(scorer)
+        return report
+
+
+def run_study_ray(
+    study: Study,
+    out: str | Path,
+    *,
+    address: str | None = None,
+    tasks: list[PlannedTask] | None = None,
+    progress: RunProgress | None = None,
+    on_stage: StageStart | None = None,
+) -> list[StageReport]:
+    """Run ``study`` into the run directory ``out`` on the Ray cluster at ``address`` (default: the study's
+    ``executor.address``; None starts a local Ray instance). Same outputs, markers and resumption as
+    :func:`divtrace.executors.local.run_study`."""
+    with RayExecutor(study, out, address=address) as executor:
+        return executor.run(tasks, progress, on_stage)
