@@ -43,11 +43,13 @@ def start_cluster(workers: int, temp: Path) -> tuple[str, float]:
         port = sock.getsockname()[1]
     ray = str(Path(sys.executable).with_name("ray"))
     started = time.perf_counter()
-    subprocess.run(
+    done = subprocess.run(
         [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", f"--num-cpus={workers}",
          "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"],
-        check=True, capture_output=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
+        capture_output=True, text=True, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"},
     )  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"ray start failed:\n{done.stderr[-2000:]}")
     return f"127.0.0.1:{port}", time.perf_counter() - started
 
 
@@ -75,7 +77,8 @@ def main() -> None:
     rows.append({"executor": "local", "workers": 1, "run_s": round(time.perf_counter() - started, 2)})
     reference = all_samples(root / "local")
     for workers in args.workers:
-        address, startup = start_cluster(workers, root / f"ray-tmp-{workers}")
+        # Ray's socket paths live under the temp dir and must stay under 108 bytes (AF_UNIX): keep it short.
+        address, startup = start_cluster(workers, Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp")))
         try:
             spec = ExecutorSpec(type="ray", address=address, replicas=max(1, workers // 2), cpus_per_worker=1)
             started = time.perf_counter()

@@ -9,10 +9,12 @@ with every shard complete, none duplicated, and a second run must do nothing.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -48,11 +50,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ray_address() -> Iterator[str]:
     """A local Ray cluster: a head node on 127.0.0.1 with 4 CPU workers, stopped afterwards."""
     ray_cli = Path(sys.executable).with_name("ray")
     port = free_port()
-    temp = tmp_path_factory.mktemp("ray")
+    temp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # Ray's socket paths under it must stay < 108 bytes
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     start = [str(ray_cli), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=4",
              "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"]  # fmt: skip
@@ -61,6 +63,7 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def samples_of(run: Path) -> dict[tuple[str, str, str], list[str]]:
