@@ -111,3 +111,19 @@ def test_cli_init_lineages_and_dry_run(tmp_path: Path) -> None:
     assert "gemma-3-270m" in plan.stdout and "open_ended" in plan.stdout and "arithmetic" in plan.stdout
     assert "samples to generate" in plan.stdout and "to do" in plan.stdout
     assert not (tmp_path / "run" / "samples").exists()  # a dry run does nothing
+
+
+def test_dry_run_without_task_data_plans_from_the_study(tmp_path: Path) -> None:
+    """Offline, the olmo3-7b tasks cannot load: --dry-run still plans (each task's N), a real run refuses."""
+    env = {"COLUMNS": "250", "PATH": "", "HF_ENDPOINT": "http://127.0.0.1:9", "DIVTRACE_DATA_DIR": str(tmp_path)}
+    plan = subprocess.run([sys.executable, "-m", "divtrace.cli", "run", "olmo3-7b", "--dry-run"], capture_output=True,
+                          text=True, cwd=tmp_path, env=env)  # fmt: skip
+    assert plan.returncode == 0, plan.stderr
+    assert "task data is not available here" in plan.stderr and "--data-dir" in plan.stderr
+    # 16 checkpoints x K=16 x the 15 tasks' N (500 x 11 + 164 + 479 + 817 + 541) = 1,920,256 samples
+    assert "1,920,256 samples to generate" in plan.stdout
+    assert " h at vllm 2,500 tok/s" in plan.stdout
+    run = subprocess.run([sys.executable, "-m", "divtrace.cli", "run", "olmo3-7b", "--out", str(tmp_path / "r")],
+                         capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
+    assert run.returncode == 2 and "Provide it offline" in run.stderr
+    assert not (tmp_path / "r" / "samples").exists()

@@ -380,7 +380,7 @@ def run(
     """Run a study end to end: plan, generate, verify, score, analyze, report; resumable, skipping done work."""
     from divtrace.executors.local import run_study
     from divtrace.runs.layout import RunLayout
-    from divtrace.runs.plan import ASSUMED_TOKENS_PER_S, estimate_seconds, plan_study
+    from divtrace.runs.plan import ASSUMED_TOKENS_PER_S, estimate_seconds, plan_study, plan_without_data
     from divtrace.runs.stages import plan_tasks
     from divtrace.study import load_study
 
@@ -388,9 +388,15 @@ def run(
         chosen = load_study(study or "quickstart")
         use_ray = (executor.value if executor is not None else chosen.executor.type) == "ray"
         directory = out or Path("runs") / chosen.name
-        with stderr.status("loading task data"):
-            tasks = plan_tasks(chosen)
-        rows = plan_study(chosen, RunLayout(directory), tasks)
+        try:
+            with stderr.status("loading task data"):
+                tasks = plan_tasks(chosen)
+            rows = plan_study(chosen, RunLayout(directory), tasks)
+        except DivtraceError as err:
+            if not dry_run:
+                raise
+            stderr.print(f"[yellow]note:[/] task data is not available here, so the plan uses each task's N: {err}")
+            rows = plan_without_data(chosen)
         table = Table("checkpoint", "task", "backend", "prompts", "K", "samples", "shards", "max tokens", "status",
                       title=f"plan of study {chosen.name} -> {directory}")  # fmt: skip
         for row in rows:
@@ -401,7 +407,7 @@ def run(
         (Console() if dry_run else stderr).print(table)
         (Console() if dry_run else stderr).print(
             f"{sum(r.samples for r in todo):,} samples to generate, at most {sum(r.max_tokens for r in todo):,} "
-            f"tokens; estimate ~{seconds / 60:.1f} min at "
+            f"tokens; estimate ~{_duration(seconds)} at "
             + ", ".join(f"{b} {ASSUMED_TOKENS_PER_S[b]:,.0f} tok/s" for b in sorted({r.backend for r in todo}))
             + (" (nothing to generate)" if not todo else "")
         )
@@ -725,6 +731,13 @@ def list_metrics() -> None:
         cls = metric_class(name)
         table.add_row(name, cls.description, "sentence embedder (--embedder)" if cls.uses_embeddings else cls.needs)
     Console().print(table)
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min`` or ``131.1 h``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 def _progress() -> Progress:

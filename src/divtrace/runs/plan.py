@@ -68,3 +68,24 @@ def estimate_seconds(rows: list[PlanRow]) -> float:
     """Generation time of the rows still to do if every sample ran to max_new_tokens at
     :data:`ASSUMED_TOKENS_PER_S` (a rough figure: real throughput depends on the model and the hardware)."""
     return sum(row.max_tokens / ASSUMED_TOKENS_PER_S[row.backend] for row in rows if not row.done)
+
+
+def plan_without_data(study: Study) -> list[PlanRow]:
+    """The plan from the study alone, for ``--dry-run`` where task data cannot be loaded: N is the study's override
+    or the task's default (the real N may be smaller when a dataset has fewer rows); nothing counts as done."""
+    from divtrace.runs.cost import cost_rows
+
+    backends = {checkpoint.name: checkpoint.backend for checkpoint in study.checkpoints}
+    return [
+        PlanRow(
+            checkpoint=row.checkpoint,
+            task=row.task,
+            backend=backends[row.checkpoint],
+            prompts=row.prompts,
+            k=row.k,
+            shards=math.ceil(row.prompts / study.shard_size),
+            max_new_tokens=row.max_new_tokens,
+            done=False,
+        )
+        for row in sorted(cost_rows(study), key=lambda row: list(backends).index(row.checkpoint))
+    ]
