@@ -113,13 +113,7 @@ def score(
 
     for problem in result.settings.get("skipped_records", []):
         stderr.print(f"[yellow]skipped:[/] {problem}")
-    summary = result.summary
-    if output_format is OutputFormat.json:
-        sys.stdout.write(json.dumps(json.loads(summary.to_json(orient="records")), indent=2) + "\n")
-    elif output_format is OutputFormat.csv:
-        sys.stdout.write(summary.to_csv(index=False))
-    else:
-        Console().print(_summary_table(summary))
+    _print_summary(result.summary, output_format, _summary_table)
     if out is not None:
         stderr.print(f"tables written to {out}")
 
@@ -349,18 +343,7 @@ def verify(
         raise typer.Exit(code=2) from err
     for line in result.skipped:
         stderr.print(f"[yellow]not verifiable:[/] {line}")
-    summary = result.summary
-    if output_format is OutputFormat.json:
-        sys.stdout.write(json.dumps(json.loads(summary.to_json(orient="records")), indent=2) + "\n")
-    elif output_format is OutputFormat.csv:
-        sys.stdout.write(summary.to_csv(index=False))
-    else:
-        table = Table(title="correctness per checkpoint and task")
-        for column in summary.columns:
-            table.add_column(str(column), justify="left" if column in ("checkpoint", "task", "verifier") else "right")
-        for row in summary.itertuples(index=False):
-            table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
-        Console().print(table)
+    _print_summary(result.summary, output_format, _verify_table)
     if out is not None:
         stderr.print(f"verdicts written to {out}")
 
@@ -549,6 +532,7 @@ def analyze(
 ) -> None:
     """Analyze samples generated elsewhere along a lineage: verify, score, analyze (and report), resumably."""
     from divtrace.runs.imported import (
+        IMPORTED_MODEL,
         SampleSource,
         import_samples,
         imported_study,
@@ -580,7 +564,7 @@ def analyze(
         for problem in problems:
             stderr.print(f"[yellow]skipped:[/] {problem}")
         chosen = imported_study(
-            [c.model_copy(update={"model": "imported"}) if base_study is not None else c for c in checkpoints],
+            [c.model_copy(update={"model": IMPORTED_MODEL}) if base_study is not None else c for c in checkpoints],
             records,
             metrics=names,
             embedder=embedder or (base_study.embedder if base_study else None),
@@ -749,6 +733,25 @@ def _progress() -> Progress:
         console=stderr,
         transient=True,
     )
+
+
+def _print_summary(summary, output_format: OutputFormat, as_table: Callable[..., Table]) -> None:  # type: ignore[no-untyped-def]
+    """A summary DataFrame on stdout: JSON records, CSV, or the rich table ``as_table`` makes of it."""
+    if output_format is OutputFormat.json:
+        sys.stdout.write(json.dumps(json.loads(summary.to_json(orient="records")), indent=2) + "\n")
+    elif output_format is OutputFormat.csv:
+        sys.stdout.write(summary.to_csv(index=False))
+    else:
+        Console().print(as_table(summary))
+
+
+def _verify_table(summary) -> Table:  # type: ignore[no-untyped-def]
+    table = Table(title="correctness per checkpoint and task")
+    for column in summary.columns:
+        table.add_column(str(column), justify="left" if column in ("checkpoint", "task", "verifier") else "right")
+    for row in summary.itertuples(index=False):
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    return table
 
 
 def _summary_table(summary) -> Table:  # type: ignore[no-untyped-def]

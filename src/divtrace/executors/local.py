@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from divtrace.io_atomic import write_atomic
 from divtrace.runs.layout import RunLayout
 from divtrace.runs.stages import (
     PlannedTask,
@@ -22,6 +21,8 @@ from divtrace.study import Study
 
 #: Called when a stage starts, with its name.
 StageStart = Callable[[str], None]
+#: A stage that works on units: (study, layout, tasks, progress) -> what it ran and skipped.
+UnitStage = Callable[[Study, RunLayout, list[PlannedTask], RunProgress | None], StageReport]
 
 
 def run_study(
@@ -31,24 +32,25 @@ def run_study(
     tasks: list[PlannedTask] | None = None,
     progress: RunProgress | None = None,
     on_stage: StageStart | None = None,
+    generate: UnitStage = stage_generate,
+    verify: UnitStage = stage_verify,
+    score: UnitStage = stage_score,
 ) -> list[StageReport]:
     """Run plan -> generate -> verify -> score -> analyze -> report for ``study`` into the run directory ``out``.
 
     The resolved study is frozen as ``out/study.yaml``. Each stage skips the units whose outputs are complete
-    and current, so re-running a finished study does no work and an interrupted one resumes. Returns what each
-    stage ran and skipped.
+    and current, so re-running a finished study does no work and an interrupted one resumes. Another executor
+    passes its own ``generate``, ``verify`` and ``score`` (same outputs and markers, work done elsewhere).
+    Returns what each stage ran and skipped.
     """
     layout = RunLayout(out)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    text = study.to_yaml()
-    if not layout.study_file.exists() or layout.study_file.read_text() != text:
-        write_atomic(layout.study_file, lambda tmp: tmp.write_text(text))
+    layout.freeze_study(study.to_yaml())
     planned = tasks if tasks is not None else plan_tasks(study)
     reports = []
     for name, stage in (
-        ("generate", lambda: stage_generate(study, layout, planned, progress)),
-        ("verify", lambda: stage_verify(study, layout, planned, progress)),
-        ("score", lambda: stage_score(study, layout, planned, progress)),
+        ("generate", lambda: generate(study, layout, planned, progress)),
+        ("verify", lambda: verify(study, layout, planned, progress)),
+        ("score", lambda: score(study, layout, planned, progress)),
         ("analyze", lambda: stage_analyze(study, layout, planned)),
         ("report", lambda: stage_report(study, layout, planned)),
     ):

@@ -20,18 +20,18 @@ it lands in. Workers must be able to import divtrace (same environment on every 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from divtrace.errors import DivtraceError
+from divtrace.executors.local import StageStart, run_study
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.runner import RenderOptions, write_shard
 from divtrace.generate.store import keys_match, read_shard_keys, shard_path
 from divtrace.generate.thinking import ThinkingMode
-from divtrace.io_atomic import write_atomic
 from divtrace.runs.layout import RunLayout, is_done, mark_done
 from divtrace.runs.stages import (
     PlannedTask,
@@ -41,19 +41,14 @@ from divtrace.runs.stages import (
     backend_options,
     correct_flags,
     generation_key,
-    plan_tasks,
     read_task_samples,
     sampling_for,
     score_units,
-    stage_analyze,
-    stage_report,
     verify_units,
 )
 from divtrace.samples import SampleRecord
 from divtrace.study import CheckpointSpec, Study
 
-#: Called when a stage starts, with its name.
-StageStart = Callable[[str], None]
 #: How often Ray restarts a dead actor and retries the call it was running.
 MAX_RETRIES = 3
 
@@ -178,25 +173,17 @@ class RayExecutor:
         progress: RunProgress | None = None,
         on_stage: StageStart | None = None,
     ) -> list[StageReport]:
-        """Every stage, in order; the same run directory and markers as the local executor."""
-        layout = self.layout
-        layout.root.mkdir(parents=True, exist_ok=True)
-        text = self.study.to_yaml()
-        if not layout.study_file.exists() or layout.study_file.read_text() != text:
-            write_atomic(layout.study_file, lambda tmp: tmp.write_text(text))
-        planned = tasks if tasks is not None else plan_tasks(self.study)
-        reports = []
-        for name, stage in (
-            ("generate", lambda: self.generate(planned, progress)),
-            ("verify", lambda: self.verify(planned, progress)),
-            ("score", lambda: self.score(planned, progress)),
-            ("analyze", lambda: stage_analyze(self.study, layout, planned)),
-            ("report", lambda: stage_report(self.study, layout, planned)),
-        ):
-            if on_stage is not None:
-                on_stage(name)
-            reports.append(stage())
-        return reports
+        """Every stage, in order: the local executor's sequence with this cluster's generate, verify and score."""
+        return run_study(
+            self.study,
+            self.layout.root,
+            tasks=tasks,
+            progress=progress,
+            on_stage=on_stage,
+            generate=lambda _study, _layout, planned, report: self.generate(planned, report),
+            verify=lambda _study, _layout, planned, report: self.verify(planned, report),
+            score=lambda _study, _layout, planned, report: self.score(planned, report),
+        )
 
     # ----------------------------------------------------------------------------------------------- generate
 
@@ -254,12 +241,12 @@ class RayExecutor:
                     shard.task.name, shard.prompts, shard.params, str(path), read_shard_keys(path)
                 )
                 pending[future] = shard
-        left = {name: len(items) for name, items in shards.items()}
-        units: dict[tuple[str, str], list[_Shard]] = {}
-        for items in shards.values():
-            for shard in items:
-                units.setdefault((shard.checkpoint, shard.task.name), []).append(shard)
-        finished: dict[tuple[str, str], int] = dict.fromkeys(units, 0)
+        shards_left = Counter((s.checkpoint, s.task.name) for s in pending.values())  # per unit
+        unit_samples: Counter[tuple[str, str]] = Counter()
+        for s in pending.values():
+            unit_samples[s.checkpoint, s.task.name] += s.samples
+        samples_done: Counter[tuple[str, str]] = Counter()
+        left = Counter(s.checkpoint for s in pending.values())  # per checkpoint
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
@@ -268,11 +255,11 @@ class RayExecutor:
                 if records is not None:
                     write_shard(records, self.layout.root, shard.checkpoint, shard.task.name, shard.index)
                 unit = (shard.checkpoint, shard.task.name)
-                finished[unit] += 1
+                shards_left[unit] -= 1
+                samples_done[unit] += shard.samples
                 if progress is not None:
-                    done = sum(s.samples for s in units[unit][: finished[unit]])
-                    progress("generate", f"{unit[0]} / {unit[1]}", done, sum(s.samples for s in units[unit]))
-                if finished[unit] == len(units[unit]):
+                    progress("generate", f"{unit[0]} / {unit[1]}", samples_done[unit], unit_samples[unit])
+                if shards_left[unit] == 0:
                     mark_done(
                         self.layout.generation_marker(*unit),
                         generation_key(self.study, self.study.checkpoint(shard.checkpoint), shard.task),

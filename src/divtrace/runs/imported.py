@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from divtrace.errors import DivtraceError
+from divtrace.generate.runner import write_shard
 from divtrace.generate.store import shard_path
-from divtrace.io_atomic import write_atomic
 from divtrace.runs.layout import RunLayout, files_fingerprint, fingerprint, is_done, mark_done
 from divtrace.runs.stages import PlannedTask
 from divtrace.samples import SampleRecord, read_samples
-from divtrace.samples.parquet import write_samples_parquet
 from divtrace.study import CheckpointSpec, Study, TaskSpec
 from divtrace.tasks import get_task
 from divtrace.tasks.base import DataSource, Task
@@ -189,10 +188,7 @@ def import_samples(study: Study, records: Sequence[SampleRecord], layout: RunLay
     for record in records:
         if record.checkpoint in wanted:
             groups.setdefault((record.checkpoint or "", record.task or ""), []).append(record)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    text = study.to_yaml()
-    if not layout.study_file.exists() or layout.study_file.read_text() != text:
-        write_atomic(layout.study_file, lambda tmp: tmp.write_text(text))
+    layout.freeze_study(study.to_yaml())
     for (checkpoint, task), group in sorted(groups.items()):
         group.sort(key=lambda record: record.prompt_id)
         key = fingerprint([record.model_dump(mode="json") for record in group])
@@ -201,7 +197,7 @@ def import_samples(study: Study, records: Sequence[SampleRecord], layout: RunLay
         if not (is_done(marker, key) and path.exists()):
             for stale in layout.sample_files(checkpoint, task):
                 stale.unlink()
-            write_atomic(path, lambda tmp, group=group: write_samples_parquet(group, tmp))
+            write_shard(group, layout.root, checkpoint, task, 0)
             mark_done(marker, key, prompts=len(group), imported=True, shard=files_fingerprint([path]))
         report.counts[(checkpoint, task)] = len(group)
     return report

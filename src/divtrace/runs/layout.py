@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from divtrace.generate.store import SAMPLES_DIR, safe_name
-from divtrace.io_atomic import write_json_atomic
+from divtrace.io_atomic import write_atomic, write_json_atomic
 
 
 def fingerprint(value: Any) -> str:
@@ -51,6 +51,12 @@ class RunLayout:
     def study_file(self) -> Path:
         """The frozen study."""
         return self.root / "study.yaml"
+
+    def freeze_study(self, study_yaml: str) -> None:
+        """Write ``study.yaml`` (creating the run directory), unless it already holds exactly this text."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.study_file.exists() or self.study_file.read_text() != study_yaml:
+            write_atomic(self.study_file, lambda tmp: tmp.write_text(study_yaml))
 
     def samples_dir(self, checkpoint: str, task: str) -> Path:
         """Generation shards of (checkpoint, task)."""

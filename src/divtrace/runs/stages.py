@@ -235,15 +235,25 @@ def stage_verify(
     return report
 
 
-def read_verdicts(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> pd.DataFrame:
-    """Every stored verdict of the study (empty when no task is verifiable)."""
-    frames = [
-        pd.read_parquet(path)
+def _existing_unit_files(study: Study, tasks: list[PlannedTask], *where: Callable[[str, str], Path]) -> list[Path]:
+    """For every (checkpoint, task), the files ``where(checkpoint, task)`` that exist, in study order."""
+    return [
+        path
         for checkpoint in study.checkpoints
         for planned in tasks
-        if (path := layout.verdicts_file(checkpoint.name, planned.name)).exists()
+        for place in where
+        if (path := place(checkpoint.name, planned.name)).exists()
     ]
+
+
+def _read_tables(paths: list[Path]) -> pd.DataFrame:
+    frames = [pd.read_parquet(path) for path in paths]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_verdicts(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> pd.DataFrame:
+    """Every stored verdict of the study (empty when no task is verifiable)."""
+    return _read_tables(_existing_unit_files(study, tasks, layout.verdicts_file))
 
 
 def score_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], report: StageReport) -> list[StageUnit]:
@@ -334,26 +344,11 @@ def stage_score(
 
 def read_scores(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> pd.DataFrame:
     """Every stored per-prompt score of the study."""
-    frames = [
-        pd.read_parquet(path)
-        for checkpoint in study.checkpoints
-        for planned in tasks
-        if (path := layout.scores_file(checkpoint.name, planned.name)).exists()
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _read_tables(_existing_unit_files(study, tasks, layout.scores_file))
 
 
 def _stage_inputs(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> list[Path]:
-    paths = []
-    for checkpoint in study.checkpoints:
-        for planned in tasks:
-            for path in (
-                layout.scores_file(checkpoint.name, planned.name),
-                layout.verdicts_file(checkpoint.name, planned.name),
-            ):
-                if path.exists():
-                    paths.append(path)
-    return paths
+    return _existing_unit_files(study, tasks, layout.scores_file, layout.verdicts_file)
 
 
 def stage_analyze(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> StageReport:
