@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from divtrace.errors import DivtraceError
+from divtrace.generate.stops import StopPolicy
 
 if TYPE_CHECKING:
     from divtrace.runs.stages import RunProgress, StageReport
@@ -151,10 +152,16 @@ def generate(
     temperature: Annotated[float, typer.Option(help="sampling temperature (> 0)")] = 0.6,
     top_p: Annotated[float, typer.Option(help="nucleus sampling mass")] = 0.95,
     top_k: Annotated[int | None, typer.Option(help="top-k filtering (default: off)")] = None,
-    max_new_tokens: Annotated[int | None, typer.Option(help="tokens per sample at most (default: task's, or 512)")] = (
-        None
-    ),
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="tokens per sample at most (default: the task's, or 512 with --prompts)")
+    ] = (None),
     stop: Annotated[list[str] | None, typer.Option(help="stop string, repeatable (default: the task's)")] = None,
+    stops: Annotated[
+        StopPolicy,
+        typer.Option(
+            help="where stop strings apply: auto (completion prompts only, not chat templates), always, never"
+        ),
+    ] = StopPolicy.auto,
     seed: Annotated[int, typer.Option(help="base seed; each sample's seed derives from it")] = 1234,
     thinking: Annotated[ThinkingOption, typer.Option(help="chain-of-thought: native or suppressed")] = (
         ThinkingOption.native
@@ -266,7 +273,7 @@ def generate(
                 out_dir=out,
                 checkpoint=label,
                 task=task_name,
-                render=RenderOptions(system_prompt, chat_template, ThinkingMode(thinking.value)),
+                render=RenderOptions(system_prompt, chat_template, ThinkingMode(thinking.value), stops),
                 shard_size=shard_size,
                 progress=report,
             )

@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from divtrace.errors import DivtraceError
 from divtrace.generate.params import STUDY_K, STUDY_SEED, STUDY_TEMPERATURE, STUDY_TOP_P
+from divtrace.generate.stops import StopPolicy
 from divtrace.lineage import CheckpointNode, LineageGraph
+
+#: The stop policies a study or checkpoint may name (:class:`~divtrace.generate.stops.StopPolicy`).
+StopPolicyName = Literal["auto", "always", "never"]
 
 
 class _Strict(BaseModel):
@@ -35,15 +39,28 @@ class CheckpointSpec(_Strict):
     thinking: Literal["native", "suppressed"] = "native"
     chat_template: bool | None = Field(None, description="None: use the tokenizer's template when it has one")
     system_prompt: str | None = None
+    stops: StopPolicyName | None = Field(None, description="stop policy for this checkpoint (default: the study's)")
     options: dict[str, Any] = Field(default_factory=dict, description="backend options (dtype, base_url, ...)")
 
 
 class TaskSpec(_Strict):
-    """A task of the study and its prompt count (default: the task's N)."""
+    """A task of the study, its prompt count (default: the task's N) and generation settings (default: the task's).
+
+    ``stop`` replaces the task's stop sequences (``[]`` for none); the study's stop policy still decides which
+    prompts they apply to.
+    """
 
     name: str = Field(min_length=1, description="a task name (divtrace tasks) or a task .yaml path")
     n: int | None = Field(None, ge=1)
     max_new_tokens: int | None = Field(None, ge=1, description="default: the task's")
+    stop: list[str] | None = Field(None, description="default: the task's stop sequences")
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not s for s in value):
+            raise ValueError("stop strings must not be empty")
+        return value
 
 
 class SamplingSpec(_Strict):
@@ -53,7 +70,9 @@ class SamplingSpec(_Strict):
     temperature: float = Field(STUDY_TEMPERATURE, gt=0)
     top_p: float = Field(STUDY_TOP_P, gt=0, le=1)
     top_k: int | None = Field(None, ge=1)
-    max_new_tokens: int | None = Field(None, ge=1, description="overrides every task's default when set")
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="every task's cap when set (a task's own max_new_tokens in the study wins)"
+    )
     seed: int = Field(STUDY_SEED, ge=0)
 
 
@@ -74,7 +93,12 @@ class ExecutorSpec(_Strict):
 
 
 class Study(_Strict):
-    """A whole study. ``caveat`` is shown at the top of the report (e.g. a cross-family comparison)."""
+    """A whole study. ``caveat`` is shown at the top of the report (e.g. a cross-family comparison).
+
+    ``stops`` is the stop policy (:class:`~divtrace.generate.stops.StopPolicy`): ``auto`` (the study's) applies a
+    task's stop sequences to completion prompts only, not to chat-template checkpoints; a checkpoint's own
+    ``stops`` wins over it.
+    """
 
     name: str = Field(min_length=1)
     description: str = ""
@@ -82,6 +106,7 @@ class Study(_Strict):
     checkpoints: list[CheckpointSpec] = Field(min_length=1)
     tasks: list[TaskSpec] = Field(min_length=1)
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
+    stops: StopPolicyName = "auto"
     metrics: list[str] = Field(default_factory=lambda: ["ead", "sbert", "vendi"])
     embedder: str | None = None
     nli_model: str | None = None
@@ -112,6 +137,10 @@ class Study(_Strict):
         return LineageGraph(
             CheckpointNode(c.name, c.stage, c.parent, c.variant_of, c.thinking) for c in self.checkpoints
         )
+
+    def stop_policy(self, checkpoint: CheckpointSpec) -> StopPolicy:
+        """The stop policy of ``checkpoint``: its own, else the study's."""
+        return StopPolicy(checkpoint.stops or self.stops)
 
     def checkpoint(self, name: str) -> CheckpointSpec:
         """The checkpoint called ``name``."""

@@ -30,6 +30,7 @@ from divtrace.executors.local import StageStart, run_study
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.runner import RenderOptions, write_shard
+from divtrace.generate.stops import StopPolicy
 from divtrace.generate.store import keys_match, read_shard_keys, shard_path
 from divtrace.generate.thinking import ThinkingMode
 from divtrace.runs.layout import RunLayout, is_done, mark_done
@@ -64,7 +65,7 @@ def _ray() -> Any:
 class ShardGenerator:
     """A Ray actor body: one checkpoint's model, loaded once, drawing shard after shard."""
 
-    def __init__(self, checkpoint: dict[str, Any], threads: int | None) -> None:
+    def __init__(self, checkpoint: dict[str, Any], threads: int | None, stops: str = "auto") -> None:
         from divtrace.generate.backends import create_generator
 
         spec = CheckpointSpec.model_validate(checkpoint)
@@ -72,7 +73,9 @@ class ShardGenerator:
         if spec.backend == "transformers" and threads is not None:
             options.setdefault("threads", threads)
         self.generator = create_generator(spec.backend, spec.model, **options)
-        self.render = RenderOptions(spec.system_prompt, spec.chat_template, ThinkingMode(spec.thinking))
+        self.render = RenderOptions(
+            spec.system_prompt, spec.chat_template, ThinkingMode(spec.thinking), StopPolicy(stops)
+        )
         self.checkpoint = spec.name
 
     def pid(self) -> int:
@@ -101,7 +104,7 @@ class ShardGenerator:
         )
         if keys_match(Path(path), found_keys, plan.shard_keys(0)):
             return None
-        return generate_shard(self.generator, plan, 0, params)
+        return generate_shard(self.generator, plan, 0)
 
     def close(self) -> None:
         """Release the model."""
@@ -234,7 +237,8 @@ class RayExecutor:
             spec = self.study.checkpoint(name)
             remote = ray.remote(ShardGenerator).options(**self._actor_options(spec))
             replicas = max(1, min(self.study.executor.replicas, len(items)))
-            actors[name] = [remote.remote(spec.model_dump(mode="json"), threads) for _ in range(replicas)]
+            stops = self.study.stop_policy(spec).value
+            actors[name] = [remote.remote(spec.model_dump(mode="json"), threads, stops) for _ in range(replicas)]
             for position, shard in enumerate(items):
                 path = shard_path(self.layout.root, shard.checkpoint, shard.task.name, shard.index)
                 future = actors[name][position % replicas].generate.remote(

@@ -10,6 +10,7 @@ from typing import Any
 from divtrace.generate.params import SamplingParams, sample_seed
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import Completion, GenerationRequest, Generator
+from divtrace.generate.stops import StopPolicy, effective_stops
 from divtrace.generate.store import sample_key, shard_is_finished, shard_path
 from divtrace.generate.thinking import ThinkingMode, prompt_opens_thinking, split_reasoning
 from divtrace.samples import SampleRecord, write_samples
@@ -21,11 +22,16 @@ GenerationProgress = Callable[[str, int], None]
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """How task prompts become model inputs."""
+    """How task prompts become model inputs, and whether the task's stop sequences apply to them.
+
+    ``stops`` is the stop policy (:class:`~divtrace.generate.stops.StopPolicy`): by default a task's stops apply
+    to completion prompts only, not to prompts rendered with a chat template.
+    """
 
     system_prompt: str | None = None
     chat_template: bool | None = None
     thinking: ThinkingMode = ThinkingMode.native
+    stops: StopPolicy = StopPolicy.auto
 
 
 @dataclass
@@ -59,6 +65,7 @@ class ShardPlan:
     checkpoint: str
     task: str
     shards: tuple[tuple[_PlannedPrompt, ...], ...]
+    params: SamplingParams
     sampling: dict[str, Any]
     model_ref: dict[str, Any]
 
@@ -81,37 +88,47 @@ def plan_shards(
     render: RenderOptions | None = None,
     shard_size: int = 8,
 ) -> ShardPlan:
-    """Check the backend's effective parameters, render and key every prompt, cut them into shards.
+    """Render every prompt, apply the stop policy, check the backend's effective parameters, key every prompt and
+    cut the prompts into shards.
 
-    Raises :class:`~divtrace.generate.params.UnsupportedSamplingError` when the backend would change a requested
-    parameter (before any work).
+    ``params.stop`` are the task's stop sequences; the plan's ``params`` carry the ones in effect
+    (:func:`~divtrace.generate.stops.effective_stops` for the prompts' rendering), which are recorded on every
+    sample and are part of every sample key. Raises :class:`~divtrace.generate.params.UnsupportedSamplingError`
+    when the backend would change a requested parameter (before any work).
     """
     if shard_size < 1:
         raise ValueError("shard_size must be >= 1")
     render = render or RenderOptions()
+    rendered = [_render(generator, item, render) for item in prompts]
+    uses_template = rendered[0][1] is not None if rendered else False
+    params = params.model_copy(update={"stop": effective_stops(params.stop, render.stops, uses_template)})
     effective = generator.check(params)
     model_ref = generator.model_ref()
-    planned = [_plan(generator, item, params, render, effective, model_ref) for item in prompts]
-    uses_template = planned[0].messages is not None if planned else False
+    planned = [
+        _plan(item, text, messages, params, render, effective, model_ref)
+        for item, (text, messages) in zip(prompts, rendered, strict=True)
+    ]
     sampling = {
         **effective,
         "chat_template": uses_template,
+        "stop_policy": render.stops.value,
         "system_prompt": render.system_prompt,
         "thinking": render.thinking.value,
     }
     shards = tuple(tuple(planned[start : start + shard_size]) for start in range(0, len(planned), shard_size))
-    return ShardPlan(checkpoint, task, shards, sampling, model_ref)
+    return ShardPlan(checkpoint, task, shards, params, sampling, model_ref)
 
 
 def generate_shard(
     generator: Generator,
     plan: ShardPlan,
     index: int,
-    params: SamplingParams,
     advance: Callable[[int], None] | None = None,
 ) -> list[SampleRecord]:
-    """Draw every sample of shard ``index`` of ``plan`` (sample k of prompt p with its planned seed)."""
+    """Draw every sample of shard ``index`` of ``plan`` (sample k of prompt p with its planned seed, with the
+    plan's effective parameters)."""
     shard = plan.shards[index]
+    params = plan.params
     requests = [
         GenerationRequest(
             prompt_id=p.item.prompt_id,
@@ -177,7 +194,7 @@ def generate_samples(
                 progress("skipped", plan.shard_samples(index))
             continue
         advance = (lambda n: progress("advance", n)) if progress is not None else None
-        records = generate_shard(generator, plan, index, params, advance)
+        records = generate_shard(generator, plan, index, advance)
         summary.paths.append(write_shard(records, out_dir, checkpoint, task, index))
         summary.written_shards += 1
         summary.samples_written += sum(len(r.outputs) for r in records)
@@ -190,17 +207,23 @@ def _remove_stale_temporaries(path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def _render(
+    generator: Generator, item: PromptItem, render: RenderOptions
+) -> tuple[str, tuple[dict[str, str], ...] | None]:
+    return generator.render(
+        item.prompt, system_prompt=render.system_prompt, chat_template=render.chat_template, thinking=render.thinking
+    )
+
+
 def _plan(
-    generator: Generator,
     item: PromptItem,
+    rendered: str,
+    messages: tuple[dict[str, str], ...] | None,
     params: SamplingParams,
     render: RenderOptions,
     effective: dict[str, Any],
     model_ref: dict[str, Any],
 ) -> _PlannedPrompt:
-    rendered, messages = generator.render(
-        item.prompt, system_prompt=render.system_prompt, chat_template=render.chat_template, thinking=render.thinking
-    )
     seeds = tuple(sample_seed(params.seed, item.prompt_id, k) for k in range(params.k))
     keyed_sampling = {**effective, "system_prompt": render.system_prompt, "thinking": render.thinking.value}
     keys = tuple(sample_key(model_ref, rendered, keyed_sampling, seed, k) for k, seed in enumerate(seeds))

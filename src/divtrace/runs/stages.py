@@ -63,17 +63,33 @@ def plan_tasks(study: Study) -> list[PlannedTask]:
 
 
 def sampling_for(study: Study, planned: PlannedTask) -> SamplingParams:
-    """The sampling parameters of one task: the study's, with the task's stops and length unless overridden."""
+    """The sampling parameters of one task: the study's, with the task's stops and token cap.
+
+    The cap is the study task's ``max_new_tokens``, else the study's ``sampling.max_new_tokens``, else the task's
+    own; the stops are the study task's ``stop``, else the task's (before the stop policy, which
+    :func:`render_options` carries).
+    """
     sampling = study.sampling
-    max_new_tokens = sampling.max_new_tokens or planned.spec.max_new_tokens or planned.task.max_new_tokens
+    max_new_tokens = planned.spec.max_new_tokens or sampling.max_new_tokens or planned.task.max_new_tokens
+    stop = planned.task.stop if planned.spec.stop is None else tuple(planned.spec.stop)
     return SamplingParams(
         k=sampling.k,
         temperature=sampling.temperature,
         top_p=sampling.top_p,
         top_k=sampling.top_k,
         max_new_tokens=max_new_tokens,
-        stop=planned.task.stop,
+        stop=stop,
         seed=sampling.seed,
+    )
+
+
+def render_options(study: Study, checkpoint: CheckpointSpec) -> RenderOptions:
+    """How ``checkpoint`` renders the study's prompts: system prompt, chat template, thinking mode, stop policy."""
+    return RenderOptions(
+        checkpoint.system_prompt,
+        checkpoint.chat_template,
+        ThinkingMode(checkpoint.thinking),
+        study.stop_policy(checkpoint),
     )
 
 
@@ -82,6 +98,7 @@ def generation_key(study: Study, checkpoint: CheckpointSpec, planned: PlannedTas
     return fingerprint(
         {
             "checkpoint": checkpoint.model_dump(mode="json"),
+            "stop_policy": study.stop_policy(checkpoint).value,
             "sampling": sampling_for(study, planned).model_dump(mode="json"),
             "shard_size": study.shard_size,
             "prompts": [(p.prompt_id, p.prompt) for p in planned.prompts],
@@ -123,9 +140,7 @@ def stage_generate(
                     out_dir=layout.root,
                     checkpoint=checkpoint.name,
                     task=planned.name,
-                    render=RenderOptions(
-                        checkpoint.system_prompt, checkpoint.chat_template, ThinkingMode(checkpoint.thinking)
-                    ),
+                    render=render_options(study, checkpoint),
                     shard_size=study.shard_size,
                     progress=counter,
                 )

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from divtrace.errors import DivtraceError
 from divtrace.generate.prompts import PromptItem
 
 #: Renders one dataset row as the prompt text.
 PromptFormat = Callable[[Mapping[str, Any]], str]
+#: Keeps (True) or drops (False) one dataset row before prompts are selected.
+RowFilter = Callable[[Mapping[str, Any]], bool]
+
+#: How the N prompts of a task are chosen from its (filtered) rows: ``first`` N in dataset order, or the first N
+#: of a seeded shuffle (``shuffled``), which is what lighteval 0.12-0.13 (the study's harness) does for every
+#: task: ``random.Random(42).shuffle(docs)`` then ``docs[:max_samples]``.
+Selection = Literal["first", "shuffled"]
+#: lighteval's shuffle seed (``LightevalTask.get_docs``).
+SHUFFLE_SEED = 42
 
 
 @dataclass(frozen=True)
@@ -67,12 +77,17 @@ class Task:
         source: where the rows come from.
         prompt_format: renders a row as the prompt (the study's format for the task).
         template: the prompt format as text, for people (``divtrace tasks show``).
-        default_n: prompts used by default (the study's N), the first N rows of the split in dataset order.
-        stop: stop sequences; ``max_new_tokens``: the sample length cap.
+        default_n: prompts used by default (the study's N).
+        stop: stop sequences of a completion prompt, exact spacing included (they apply to prompts fed without a
+            chat template; see :mod:`divtrace.generate.stops`); ``max_new_tokens``: the sample length cap.
         verifier: registry name of the verifier, or None when the task is not verifiable.
         id_field: the row field holding a stable id (row index when None).
         reference_fields: the row fields handed to the verifier (``PromptItem.references``).
         code: True for code tasks (NLI is not computed on them).
+        row_filter: drops rows before selection (PRISM's balanced, non-greeting, mostly-ASCII rows); None keeps all.
+        filter_description: the filter in words, for ``divtrace tasks show``.
+        selection: ``first`` N rows, or the first N of lighteval's seeded shuffle (``shuffled``, seed
+            :data:`SHUFFLE_SEED`); the chosen rows keep their dataset order either way.
     """
 
     name: str
@@ -88,6 +103,9 @@ class Task:
     reference_fields: tuple[str, ...] = ()
     code: bool = False
     description: str = ""
+    row_filter: RowFilter | None = field(default=None, compare=False)
+    filter_description: str = ""
+    selection: Selection = "first"
 
     @property
     def verifiable(self) -> bool:
@@ -98,15 +116,37 @@ class Task:
         """The prompt for one dataset row."""
         return self.prompt_format(row)
 
-    def prompt_items(self, rows: Sequence[Mapping[str, Any]], n: int | None = None) -> list[PromptItem]:
-        """The first ``n`` (default: ``default_n``) rows as prompts with ids and verifier references.
+    def kept_rows(self, rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        """``rows`` that pass the task's filter, in dataset order (all of them without a filter)."""
+        if self.row_filter is None:
+            return list(rows)
+        return [row for row in rows if self.row_filter(row)]
 
-        Raises DivtraceError when ids repeat or a reference field is missing, naming the row.
+    def selected_indices(self, count: int, n: int | None = None) -> list[int]:
+        """Which of ``count`` (filtered) rows are the task's prompts, in dataset order.
+
+        ``n`` (default: ``default_n``) rows at most: the first ones, or for ``selection == "shuffled"`` the first
+        ``n`` of ``random.Random(SHUFFLE_SEED).shuffle(range(count))``, as lighteval draws its documents.
         """
-        limit = self.default_n if n is None else n
+        limit = min(self.default_n if n is None else n, count)
+        if self.selection == "first":
+            return list(range(limit))
+        order = list(range(count))
+        random.Random(SHUFFLE_SEED).shuffle(order)
+        return sorted(order[:limit])
+
+    def prompt_items(self, rows: Sequence[Mapping[str, Any]], n: int | None = None) -> list[PromptItem]:
+        """The task's ``n`` (default: ``default_n``) prompts with ids and verifier references.
+
+        Rows are filtered (:meth:`kept_rows`), then selected (:meth:`selected_indices`); a row without an id field
+        is identified by its index among the filtered rows. Raises DivtraceError when ids repeat or a reference
+        field is missing, naming the row.
+        """
+        kept = self.kept_rows(rows)
         items: list[PromptItem] = []
         seen: set[str] = set()
-        for index, row in enumerate(rows[:limit]):
+        for index in self.selected_indices(len(kept), n):
+            row = kept[index]
             prompt_id = str(row[self.id_field]) if self.id_field and row.get(self.id_field) is not None else str(index)
             if prompt_id in seen:
                 raise DivtraceError(f"task {self.name}: duplicate prompt id {prompt_id!r} (row {index})")

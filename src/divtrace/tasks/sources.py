@@ -10,7 +10,7 @@ from typing import Any
 
 from divtrace.errors import DivtraceError
 from divtrace.generate.prompts import PromptItem
-from divtrace.tasks.base import Task
+from divtrace.tasks.base import SHUFFLE_SEED, Task
 
 #: ``--data-dir`` default: the ``DIVTRACE_DATA_DIR`` environment variable.
 DATA_DIR_ENV = "DIVTRACE_DATA_DIR"
@@ -127,10 +127,17 @@ def _load_from_hub(task: Task, data_dir: str | Path | None) -> tuple[list[dict[s
 
 
 def load_prompts(task: Task, data_dir: str | Path | None = None, n: int | None = None) -> tuple[list[PromptItem], str]:
-    """The first ``n`` (default: the task's N) prompts of ``task`` with verifier references, and their origin.
+    """The ``n`` (default: the task's N) prompts of ``task`` with verifier references, and their origin.
 
-    A source with fewer rows than asked gives all of its rows (the origin string says how many there were).
+    Rows pass the task's filter, then are selected as the task says (:meth:`Task.selected_indices`). A source with
+    fewer rows than asked gives all of its rows; the origin string says how many there were, how many the filter
+    kept and how they were selected.
     """
     rows, origin = load_rows(task, data_dir)
     items = task.prompt_items(rows, n)
-    return items, f"{origin} ({len(items)} of {len(rows)} rows)"
+    counts = [f"{len(items)} of {len(rows)} rows"]
+    if task.row_filter is not None:
+        counts.append(f"{len(task.kept_rows(rows))} kept by the filter")
+    if task.selection == "shuffled":
+        counts.append(f"lighteval's shuffle, seed {SHUFFLE_SEED}")
+    return items, f"{origin} ({'; '.join(counts)})"
