@@ -17,6 +17,7 @@ from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem, read_prompts
 from divtrace.generate.runner import RenderOptions, generate_samples
+from divtrace.generate.stops import StopPolicy
 from divtrace.generate.thinking import ThinkingMode
 from divtrace.samples import read_samples
 
@@ -99,7 +100,7 @@ def test_same_seed_same_samples_other_seed_other_samples(instruct: TransformersG
 
 def test_stop_strings_and_suppressed_thinking(instruct: TransformersGenerator, tmp_path: Path) -> None:
     params = SamplingParams(k=3, max_new_tokens=24, stop=(" ", "\n"), seed=5)
-    render = RenderOptions(system_prompt="Answer briefly.", thinking=ThinkingMode.suppressed)
+    render = RenderOptions(system_prompt="Answer briefly.", thinking=ThinkingMode.suppressed, stops=StopPolicy.always)
     generate_samples(
         instruct, [PromptItem("q0", PROMPTS[2])], params, out_dir=tmp_path, checkpoint="c", task="t", render=render
     )
@@ -109,6 +110,31 @@ def test_stop_strings_and_suppressed_thinking(instruct: TransformersGenerator, t
     assert record.rendered_prompt.endswith("<think>\n</think>\n")  # type: ignore[attr-defined]
     assert "Answer briefly." in record.rendered_prompt  # type: ignore[attr-defined]
     assert record.sampling and record.sampling["stop"] == [" ", "\n"] and record.sampling["thinking"] == "suppressed"
+
+
+def test_stop_policy_auto_applies_stops_to_completion_prompts_only(
+    instruct: TransformersGenerator, tmp_path: Path
+) -> None:
+    params = SamplingParams(k=3, max_new_tokens=16, stop=(" ",), seed=5)
+    item = [PromptItem("q0", PROMPTS[1])]
+    records = {}
+    for label, render in {
+        "chat-auto": RenderOptions(),
+        "chat-always": RenderOptions(stops=StopPolicy.always),
+        "plain-auto": RenderOptions(chat_template=False),
+        "plain-never": RenderOptions(chat_template=False, stops=StopPolicy.never),
+    }.items():
+        generate_samples(instruct, item, params, out_dir=tmp_path, checkpoint=label, task="t", render=render)
+        [records[label]] = read_samples(tmp_path / "samples" / label).records
+    used = {label: (r.sampling or {}).get("stop") for label, r in records.items()}
+    assert used == {"chat-auto": [], "chat-always": [" "], "plain-auto": [" "], "plain-never": []}
+    assert all((r.sampling or {}).get("stop_policy") for r in records.values())
+    # the stops in effect change the samples and their keys: where they apply no output holds a space
+    assert any(" " in output for output in records["chat-auto"].outputs)
+    assert not any(" " in output for output in records["chat-always"].outputs)
+    assert not any(" " in output for output in records["plain-auto"].outputs)
+    keys = {label: tuple(r.sample_keys) for label, r in records.items()}  # type: ignore[attr-defined]
+    assert keys["chat-auto"] != keys["chat-always"] and keys["plain-auto"] != keys["plain-never"]
 
 
 def test_cached_quickstart_load_is_fast() -> None:

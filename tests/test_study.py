@@ -11,7 +11,9 @@ import yaml
 
 from divtrace.errors import DivtraceError
 from divtrace.lineage import CheckpointNode, LineageGraph
+from divtrace.runs.stages import PlannedTask, generation_key, render_options, sampling_for
 from divtrace.study import PRESETS, STARTER_STUDY, load_study, parse_study
+from divtrace.tasks import get_task
 
 
 def test_lineage_graph_edges_lineages_and_variants() -> None:
@@ -57,6 +59,28 @@ def test_presets() -> None:
     assert [c.model for c in quick.checkpoints] == ["quickstart:gemma-3-270m", "quickstart:smollm2-135m-instruct"]
 
 
+def test_generation_settings_come_from_the_task_unless_the_study_overrides_them() -> None:
+    raw = yaml.safe_load(STARTER_STUDY)  # gsm8k and writingprompts
+    raw["checkpoints"][1]["stops"] = "always"
+    raw["tasks"][1].update(stop=["\nTHE END"], max_new_tokens=2000)
+    study = parse_study(raw)
+    gsm8k, writing = (PlannedTask(spec, get_task(spec.name), [], "") for spec in study.tasks)
+    assert sampling_for(study, gsm8k).stop == ("\nQuestion:", "\n\nQuestion")
+    assert sampling_for(study, gsm8k).max_new_tokens == 32768
+    assert sampling_for(study, writing).stop == ("\nTHE END",) and sampling_for(study, writing).max_new_tokens == 2000
+    # a study-wide cap applies to every task but one that sets its own
+    capped = parse_study({**raw, "sampling": {**raw["sampling"], "max_new_tokens": 64}})
+    assert [sampling_for(capped, PlannedTask(t, get_task(t.name), [], "")).max_new_tokens for t in capped.tasks] == [
+        64,
+        2000,
+    ]
+    policies = {c.name: render_options(study, c).stops.value for c in study.checkpoints}
+    assert policies == {"base": "auto", "sft": "always", "dpo": "auto"}
+    assert render_options(parse_study({**raw, "stops": "never"}), study.checkpoints[2]).stops.value == "never"
+    changed = {c.name: generation_key(parse_study({**raw, "stops": "never"}), c, gsm8k) for c in study.checkpoints}
+    assert {c.name: generation_key(study, c, gsm8k) for c in study.checkpoints}["dpo"] != changed["dpo"]
+
+
 def test_round_trip_and_starter(tmp_path: Path) -> None:
     quick = load_study("quickstart")
     path = tmp_path / "frozen.yaml"
@@ -79,6 +103,9 @@ def test_round_trip_and_starter(tmp_path: Path) -> None:
         (lambda s: s.update(metrics=["nli"]), "nli_model: the nli metric needs"),
         (lambda s: s["checkpoints"][0].update(backend="tgi"), "key 'checkpoints.0.backend'"),
         (lambda s: s.pop("tasks"), "key 'tasks': Field required"),
+        (lambda s: s.update(stops="sometimes"), "key 'stops'"),
+        (lambda s: s["checkpoints"][1].update(stops="often"), "key 'checkpoints.1.stops'"),
+        (lambda s: s["tasks"][0].update(stop=[""]), "key 'tasks.0.stop': stop strings must not be empty"),
     ],
 )
 def test_validation_errors_name_the_key(change, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -123,6 +150,10 @@ def test_dry_run_without_task_data_plans_from_the_study(tmp_path: Path) -> None:
     # 16 checkpoints x K=16 x the 15 tasks' N (500 x 11 + 164 + 479 + 817 + 541) = 1,920,256 samples
     assert "1,920,256 samples to generate" in plan.stdout
     assert " h at vllm 2,500 tok/s" in plan.stdout
+    # the study's token caps: per checkpoint and sample, 32768 x (500 x 10 tasks + 164 + 479 + 541) + 2048 x 500
+    # (CRUXEval) + 512 x 817 (TruthfulQA) = 204,079,616 tokens; x K = 16 x 16 checkpoints
+    assert "at most 52,244,381,696 tokens" in plan.stdout
+    assert "GPU-hours at one GPU per model" in plan.stdout
     run = subprocess.run([sys.executable, "-m", "divtrace.cli", "run", "olmo3-7b", "--out", str(tmp_path / "r")],
                          capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
     assert run.returncode == 2 and "Provide it offline" in run.stderr

@@ -26,11 +26,7 @@ STUDY_N = {
 def test_the_study_tasks_and_their_defaults() -> None:
     assert task_names()[:15] == list(STUDY_N)
     assert {t.name: t.default_n for t in all_tasks() if t.name in STUDY_N} == STUDY_N
-    assert get_task("humaneval").stop == ("\nclass", "\ndef", "\n#", "\nif __name__")
-    assert get_task("truthfulqa").stop == ("\nQ:", "\n\n") and get_task("truthfulqa").max_new_tokens == 512
-    assert get_task("cruxeval").max_new_tokens == 2048
-    assert get_task("xsum").stop == ("\n",) and get_task("tldr").stop == ("\n\n",)
-    assert get_task("alpaca").stop == ("\n\n###",)
+    # prompts, stops and token caps: tests/test_task_fidelity.py
     verifiable = {t.name: t.verifier for t in all_tasks() if t.verifiable and t.name in STUDY_N}  # not YAML ones
     assert verifiable == {
         "humaneval": "humaneval", "mbpp": "mbpp", "cruxeval": "cruxeval", "gsm8k": "gsm8k",
@@ -41,7 +37,7 @@ def test_the_study_tasks_and_their_defaults() -> None:
         get_task("nope")
 
 
-@pytest.mark.parametrize("name", [n for n in STUDY_N if n != "humaneval"])
+@pytest.mark.parametrize("name", [n for n in STUDY_N if n not in ("humaneval", "prism")])  # prism: a filter
 def test_every_task_renders_its_fixture_rows(name: str) -> None:
     task = get_task(name)
     items, origin = load_prompts(task, FIXTURES)
@@ -52,36 +48,6 @@ def test_every_task_renders_its_fixture_rows(name: str) -> None:
         assert item.prompt.strip()
         if task.reference_fields:
             assert item.references == {f: row[f] for f in task.reference_fields}
-
-
-def test_prompt_formats_are_the_studys() -> None:
-    def first(name: str) -> str:
-        return load_prompts(get_task(name), FIXTURES, 1)[0][0].prompt
-
-    gsm8k = read_table_rows(FIXTURES / "gsm8k.jsonl")[0]
-    assert first("gsm8k") == f"Question: {gsm8k['question']}\n\nAnswer:"
-    tldr = read_table_rows(FIXTURES / "tldr.jsonl")[0]
-    assert first("tldr") == f"SUBREDDIT: r/{tldr['subreddit']}\nTITLE: {tldr['title']}\nPOST: {tldr['post']}\nTL;DR:"
-    xsum = read_table_rows(FIXTURES / "xsum.jsonl")[0]
-    assert first("xsum") == f"ARTICLE: {xsum['document']}\nTL;DR:"
-    crux = read_table_rows(FIXTURES / "cruxeval.jsonl")[0]
-    assert first("cruxeval") == (
-        f"Given the following Python function:\n\n```python\n{crux['code']}\n```\n\n"
-        f"What is the output of `f({crux['input']})`?"
-    )
-    mbpp = read_table_rows(FIXTURES / "mbpp.jsonl")[0]
-    assert first("mbpp") == f'"""\n{mbpp["text"]}\n"""\n'
-    assert first("math_geometry").startswith("Problem: Two chords") and first("math_geometry").endswith("\n\nSolution:")
-    assert first("truthfulqa") == "Q: What happens to you if you eat watermelon seeds?\nA:"
-    assert first("writingprompts").endswith("one person you have never met.\n\n")
-    assert first("prism") == "What do you think about the death penalty?"
-    assert first("wildbench") == "Write a short product description for a reusable water bottle."
-    alpaca = load_prompts(get_task("alpaca"), FIXTURES)[0]
-    assert "### Input:" not in alpaca[0].prompt and "### Input:\nThe cat is on the table." in alpaca[1].prompt
-    assert alpaca[0].prompt.startswith("Below is an instruction that describes a task. Write a response")
-    assert alpaca[1].prompt.endswith("### Response:\n")
-    ifeval = load_prompts(get_task("ifeval"), FIXTURES)[0][1]
-    assert ifeval.prompt_id == "1001" and ifeval.references and ifeval.references["instruction_id_list"]
 
 
 def test_humaneval_comes_from_the_installed_package() -> None:
@@ -148,11 +114,14 @@ def test_cli_tasks_list_and_show() -> None:
     listing = subprocess.run([sys.executable, "-m", "divtrace.cli", "tasks"], capture_output=True, text=True,
                              env={"COLUMNS": "200", "PATH": ""}, check=True)  # fmt: skip
     assert all(name in listing.stdout for name in STUDY_N)
+    assert "'\\nclass ', '\\ndef ', '\\n#', '\\nif __name__'" in listing.stdout  # HumanEval's, spaces visible
+    assert "500 shuffled filtered" in listing.stdout  # PRISM
     shown = subprocess.run(
         [sys.executable, "-m", "divtrace.cli", "tasks", "show", "gsm8k", "--data-dir", str(FIXTURES), "--index", "1"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env={"COLUMNS": "300", "PATH": ""},
     )  # fmt: skip
     assert shown.stdout.startswith("Question: A robe takes 2 bolts") and shown.stdout.endswith("Answer:\n")
+    assert "['\\nQuestion:', '\\n\\nQuestion']" in shown.stderr and "max new tokens: 32768" in shown.stderr
 
 
 @pytest.mark.slow
@@ -165,5 +134,9 @@ def test_generate_with_a_task_carries_references(tmp_path: Path) -> None:
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     [record] = read_samples(tmp_path / "samples").records
-    assert record.task == "gsm8k" and record.prompt.startswith("Question: Janet")
-    assert record.references and record.references["answer"].endswith("#### 18")
+    # -n 1: the first prompt of lighteval's seeded shuffle of the two fixture rows is the second row
+    assert record.task == "gsm8k" and record.prompt.startswith("Question: A robe takes 2 bolts")
+    assert record.references and record.references["answer"].endswith("#### 3")
+    # a chat-template checkpoint: the task's stops do not apply (stop policy auto), as the record says
+    assert record.sampling and record.sampling["chat_template"] is True and record.sampling["stop"] == []
+    assert record.sampling["stop_policy"] == "auto"

@@ -401,6 +401,13 @@ def run(
             + ", ".join(f"{b} {ASSUMED_TOKENS_PER_S[b]:,.0f} tok/s" for b in sorted({r.backend for r in todo}))
             + (" (nothing to generate)" if not todo else "")
         )
+        vllm_tokens = sum(row.max_tokens for row in todo if row.backend == "vllm")
+        if vllm_tokens:
+            (Console() if dry_run else stderr).print(
+                f"vLLM rows: ~{vllm_tokens / ASSUMED_TOKENS_PER_S['vllm'] / 3600:,.0f} GPU-hours at one GPU per model "
+                f"and an ASSUMED {ASSUMED_TOKENS_PER_S['vllm']:,.0f} tok/s, if every sample ran to its task's cap "
+                "(the max tokens column; most outputs end sooner, at a stop or end of sequence)"
+            )
         if chosen.caveat:
             stderr.print(f"[bold yellow]caveat:[/] {chosen.caveat}")
         if dry_run:
@@ -669,21 +676,27 @@ app.add_typer(tasks_app, name="tasks")
 
 @tasks_app.callback(invoke_without_command=True)
 def list_tasks(context: typer.Context) -> None:
-    """List the tasks: family, N, data source, verifier."""
+    """List the tasks: family, N and how they are chosen, data source, verifier, stops and token cap."""
     if context.invoked_subcommand is not None:
         return
     from divtrace.tasks import all_tasks
 
-    table = Table("task", "family", "N", "source", "verifiable", "stop", "max tokens", title="divtrace tasks")
+    table = Table(
+        "task", "family", "N", "source", "verifiable", "stop (completion prompts)", "max tokens",
+        title="divtrace tasks",
+        caption="N: the first N rows, or the first N of lighteval's seeded shuffle (shuffled), after any filter. "
+        "Stops apply to prompts without a chat template (stop policy auto; a study's `stops` changes it).",
+    )  # fmt: skip
     for task in all_tasks():
+        chosen = f"{task.default_n} {task.selection}" + (" filtered" if task.row_filter is not None else "")
         table.add_row(
             task.name,
             task.family,
-            str(task.default_n),
+            chosen,
             task.source.describe(),
             task.verifier or "no",
             ", ".join(repr(s) for s in task.stop) or "-",
-            str(task.max_new_tokens),
+            f"{task.max_new_tokens:,}",
         )
     Console().print(table)
 
@@ -692,14 +705,16 @@ def list_tasks(context: typer.Context) -> None:
 def show_task(
     name: Annotated[str, typer.Argument(help="task name or task .yaml file")],
     data_dir: Annotated[Path | None, typer.Option(help="directory with TASK.jsonl/.parquet for offline use")] = None,
-    index: Annotated[int, typer.Option(help="which prompt to render")] = 0,
+    index: Annotated[
+        int, typer.Option(help="which of the task's prompts to render (0: the first, in dataset order)")
+    ] = 0,
 ) -> None:
     """Render one prompt of a task exactly as it is fed to a model without a chat template."""
     from divtrace.tasks import get_task, load_prompts
 
     try:
         task = get_task(name)
-        items, origin = load_prompts(task, data_dir, index + 1)
+        items, origin = load_prompts(task, data_dir)
     except DivtraceError as err:
         stderr.print(f"[bold red]error:[/] {err}")
         raise typer.Exit(code=2) from err
@@ -708,7 +723,14 @@ def show_task(
         raise typer.Exit(code=2)
     item = items[index]
     stderr.print(f"task {task.name} ({task.family}), prompt {item.prompt_id} from {origin}")
-    stderr.print(f"stop: {list(task.stop)}  max new tokens: {task.max_new_tokens}  verifier: {task.verifier}")
+    stderr.print(
+        f"stop (completion prompts only under the default stop policy): {list(task.stop)}  "
+        f"max new tokens: {task.max_new_tokens}  verifier: {task.verifier}"
+    )
+    stderr.print(
+        f"prompts: {task.default_n}, {task.selection}"
+        + (f"; filter: {task.filter_description}" if task.filter_description else "")
+    )
     sys.stdout.write(item.prompt + ("" if item.prompt.endswith("\n") else "\n"))
 
 
