@@ -67,6 +67,7 @@ def in_thread(fn: Any, *args: Any) -> Any:
         ("The answer is:\n\n$$\\frac{3}{4}$$", ("\\frac{3}{4}", "answer_phrase")),
         ("the answer is 3.5. Next question", ("3.5", "answer_phrase")),
         ("The answer is 5.\nWait, the answer is 6.", ("5", "answer_phrase")),  # the first phrase
+        ("To get the answer: we add them.\nThe answer is 7.", ("7", "answer_phrase")),  # prose is no answer
         ("#### 18\n\nQuestion: Tom has 42 apples.\n#### 42", ("18", "hash")),  # the first ####
         ("####\n18", ("18", "hash")),
         ("\\boxed{3} and later #### 4", ("4", "hash")),  # #### comes before boxes whatever the position

@@ -56,6 +56,8 @@ _ANSWER_PHRASE_RE = re.compile(r"(?i)\b(?:final\s+answer|the\s+answer|answer)\s*
 _NUMBER_RE = re.compile(r"(?<![\w.])(?:-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|-?\.\d+)")
 #: What may stand between "the answer is" and its number: spaces, Markdown bold, a dollar sign, a math opener.
 _PHRASE_NUMBER_RE = re.compile(r"(?:\s|\*|\$|\\\(|\\\[|\{)*(-?\$?(?:\d|\.\d)[\d,]*(?:\.\d+)?)")
+#: How an answer written without a math span may start: a number, a sign, a LaTeX command, a bracket.
+_ANSWER_START_RE = re.compile(r"[-+\d.\\(\[{]")
 _MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
 _PLAIN_NUMBER_RE = re.compile(r"(-?)(\d*)(?:\.(\d+))?")
@@ -129,7 +131,9 @@ def first_hash_answer(text: str) -> str | None:
 
 
 def _clean_phrase(rest: str) -> str | None:
-    """The answer in the text after "the answer is": the first math span, else up to the end of the sentence."""
+    """The answer in the text after "the answer is": the first math span of its line, else a number-like start
+    (``-3``, ``\\frac12``, ``(1, 2)``) or a single word up to the end of the sentence; None for prose ("answer: we
+    first compute..."), so that a later phrase can give the answer."""
     lines = rest.split("\n")
     line = lines[0].strip()
     if not line.strip("* "):
@@ -142,12 +146,16 @@ def _clean_phrase(rest: str) -> str | None:
         end = _SENTENCE_END_RE.search(line)
         if end is not None:
             line = line[: end.start()]
+        line = line.strip().rstrip(".,;:!").strip("* \t")
+        if not _ANSWER_START_RE.match(line) and (len(line.split()) > 1 or len(line) > 20):
+            return None
     line = line.strip().rstrip(".,;:!").strip("* \t")
     return line or None
 
 
 def _phrase_answers(text: str) -> Iterator[str]:
-    """The answers after each "the answer is" / "final answer:" / "answer:" of ``text``, in order."""
+    """The answers after each "the answer is" / "final answer:" / "answer:" of ``text`` that is followed by one
+    (see :func:`_clean_phrase`), in order."""
     for match in _ANSWER_PHRASE_RE.finditer(text):
         cleaned = _clean_phrase(text[match.end() : match.end() + 2_000])
         if cleaned is not None:
