@@ -14,8 +14,10 @@ from divtrace.tasks.verifiers.aggregate import (
     default_k_levels,
     first_sample_correct,
     ifeval_accuracy,
+    majority_correct,
     majority_vote,
     majority_vote_correct,
+    more_than_half_correct,
     pass_at_k,
     summarize_prompt,
     summarize_verdicts,
@@ -61,18 +63,54 @@ def test_pass_at_k_rejects_bad_arguments() -> None:
             pass_at_k(n, c, k)
 
 
-def test_majority_vote_and_ties() -> None:
+def test_majority_vote_as_the_study() -> None:
     # A clear majority that is correct.
     assert majority_vote(["18", "17", "18", None], [True, False, True, False]) == ("18", True)
-    # Tie between "17" and "18" (2 votes each): the answer seen first ("17") wins, and it is wrong.
-    assert majority_vote(["17", "18", "18", "17"], [False, True, True, False]) == ("17", False)
-    assert majority_vote(["18", "17", "17", "18"], [True, False, False, True]) == ("18", True)
-    # Samples without an answer do not vote, however many they are.
-    assert majority_vote([None, None, "5"], [False, False, True]) == ("5", True)
+    assert majority_vote(["17", "17", "18"], [False, False, True]) == ("17", False)
+    # A tie between the two most frequent answers is no majority: not correct, whichever came first.
+    assert majority_vote(["17", "18", "18", "17"], [False, True, True, False]) == (None, False)
+    assert majority_vote(["18", "17", "17", "18"], [True, False, False, True]) == (None, False)
+    # The unparseable samples vote together, as one answer.
+    assert majority_vote([None, None, "5"], [False, False, True]) == (None, False)
+    assert majority_vote([None, "5", "5"], [False, True, True]) == ("5", True)
+    assert majority_vote([None, "5"], [False, True]) == (None, False)  # a tie with "unparseable"
     assert majority_vote([None, None], [False, False]) == (None, False)
+    assert majority_vote([], []) == (None, False)
     assert majority_vote_correct(["a", "b", "b"], [True, False, False]) is False
     with pytest.raises(ValueError):
         majority_vote(["a"], [True, False])
+
+
+def test_majority_vote_k16_tie_is_not_correct() -> None:
+    # K = 16: 8 samples say 18 (correct), 8 say 17. Under "first seen wins" this prompt was counted correct.
+    answers = ["18", "17"] * 8
+    flags = [answer == "18" for answer in answers]
+    assert majority_vote(answers, flags) == (None, False)
+    # One more vote for 18 (9 to 7) is a correct majority.
+    answers[1] = "18"
+    assert majority_vote(answers, [answer == "18" for answer in answers]) == ("18", True)
+
+
+def test_majority_vote_k16_unparseable_outvote_the_correct_answer() -> None:
+    # K = 16: 9 samples have no answer, 7 say 18 (correct). When unparseable samples abstained, 18 won.
+    answers: list[str | None] = [None] * 9 + ["18"] * 7
+    flags = [answer == "18" for answer in answers]
+    assert majority_vote(answers, flags) == (None, False)
+    # Spread over distinct wrong answers instead, the 9 do not outvote the 7.
+    spread = [str(i) for i in range(9)] + ["18"] * 7
+    assert majority_vote(spread, [answer == "18" for answer in spread]) == ("18", True)
+
+
+def test_more_than_half_correct() -> None:
+    assert more_than_half_correct([True] * 9 + [False] * 7)
+    assert not more_than_half_correct([True] * 8 + [False] * 8)  # exactly half is not more than half
+    assert not more_than_half_correct([])
+    # Two of three correct, with three different answers: a majority of correct samples, but no voted answer.
+    verdicts = [Verdict(True, "a"), Verdict(True, "b"), Verdict(False, "c")]
+    assert majority_correct(verdicts, "more_than_half")
+    assert not majority_correct(verdicts, "vote")
+    with pytest.raises(ValueError, match="rule"):
+        majority_correct(verdicts, "plurality")  # type: ignore[arg-type]
 
 
 def test_first_sample_correct() -> None:
@@ -101,9 +139,14 @@ def test_summarize_prompt_votes_with_the_normalized_answer() -> None:
     summary = summarize_prompt(verdicts, ks=[1, 2, 5, 8])
     assert (summary.n, summary.correct, summary.accuracy) == (5, 2, 0.4)
     assert summary.first_correct is False
-    # "3" and "1/2" tie with 2 votes; "3" was seen first.
-    assert (summary.majority_answer, summary.majority_correct) == ("3", False)
+    # "3" and "1/2" (\frac12 and 0.5 vote together) tie with 2 votes each: no majority.
+    assert (summary.majority_answer, summary.majority_correct) == (None, False)
     assert summary.pass_at == pytest.approx({1: 0.4, 2: 0.7, 5: 1.0})  # k = 8 > n is left out
+    one_more = summarize_prompt([*verdicts, Verdict(True, "1/2", extra={"method": "boxed", "normalized": "1/2"})])
+    assert (one_more.majority_answer, one_more.majority_correct) == ("1/2", True)
+    # Under the "more_than_half" rule there is no voted answer: 2 of 5 correct is no majority.
+    by_half = summarize_prompt(verdicts, majority_rule="more_than_half")
+    assert (by_half.majority_answer, by_half.majority_correct) == (None, False)
     with pytest.raises(ValueError):
         summarize_prompt([])
 
@@ -132,6 +175,9 @@ def test_summarize_verdicts_tables() -> None:
         rows.append(("base", "gsm8k", "p1", index, correct, answer, json.dumps({"method": "hash"})))
     for index, (correct, answer) in reversed(list(enumerate([(False, "4"), (False, "5")]))):
         rows.append(("base", "gsm8k", "p2", index, correct, answer, None))
+    # sft/truthfulqa: 2 of 3 correct, three different texts (its verifier's rule: more than half correct).
+    for index, (correct, text) in enumerate([(True, "nothing happens"), (True, "they pass through"), (False, "x")]):
+        rows.append(("sft", "truthfulqa", "q1", index, correct, text, None))
     # sft/ifeval: one prompt, two samples.
     for index, (strict, loose) in enumerate([([True, False], [True, True]), ([True, True], [True, True])]):
         extra = {"strict": strict, "loose": loose, "prompt_level_strict": all(strict), "prompt_level_loose": True}
@@ -147,7 +193,7 @@ def test_summarize_verdicts_tables() -> None:
     assert p1["pass@1"] == pytest.approx(0.5)
     assert p1["pass@2"] == pytest.approx(1 - math.comb(2, 2) / math.comb(4, 2))
     p2 = per_prompt.set_index("prompt_id").loc["p2"]
-    assert p2["majority_answer"] == "4"  # tie: sample 0 came first, whatever the row order
+    assert pd.isna(p2["majority_answer"]) and not p2["majority_correct"]  # "4" and "5" tie: no majority
     assert math.isnan(p2["pass@4"])  # k > n
 
     gsm8k = per_group.set_index("task").loc["gsm8k"]
@@ -159,6 +205,13 @@ def test_summarize_verdicts_tables() -> None:
     assert gsm8k["pass@4"] == pytest.approx(1.0)  # only p1 has 4 samples
     assert gsm8k["prompts_with_2_correct"] == 1
     assert math.isnan(gsm8k["ifeval_prompt_level_strict"])
+
+    truthfulqa = per_prompt.set_index("prompt_id").loc["q1"]
+    assert truthfulqa["majority_correct"] and pd.isna(truthfulqa["majority_answer"])
+    assert per_group.set_index("task").loc["truthfulqa", "majority_vote"] == pytest.approx(1.0)
+    # The rule can be given per task (here the vote, where three different texts make no majority).
+    _, voted = summarize_verdicts(frame, majority_rules={"truthfulqa": "vote"})
+    assert voted.set_index("task").loc["truthfulqa", "majority_vote"] == pytest.approx(0.0)
 
     ifeval = per_group.set_index("task").loc["ifeval"]
     assert ifeval["accuracy"] == pytest.approx(0.5)

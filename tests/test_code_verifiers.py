@@ -9,12 +9,16 @@ import pytest
 from divtrace.tasks.verifiers import code as code_verifiers  # registers humaneval, mbpp, cruxeval
 from divtrace.tasks.verifiers.base import create_verifier
 from divtrace.tasks.verifiers.code import (
+    DEFAULT_MEMORY_MB,
     CRUXEvalVerifier,
     HumanEvalVerifier,
     MBPPVerifier,
+    align_function_name,
     cruxeval_prediction,
-    humaneval_code,
-    mbpp_code,
+    defines,
+    expected_function_name,
+    extract_code,
+    fenced_blocks,
 )
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -92,6 +96,8 @@ HOSTILE = {
 
 
 def test_registered_by_name() -> None:
+    assert DEFAULT_MEMORY_MB == 256  # the study's RLIMIT_AS
+    assert HumanEvalVerifier().limits.memory_mb == 256 and HumanEvalVerifier().limits.timeout_s == 10
     assert code_verifiers.HumanEvalVerifier.name == "humaneval"
     assert isinstance(create_verifier("humaneval"), HumanEvalVerifier)
     assert isinstance(create_verifier("mbpp", timeout_s=5), MBPPVerifier)
@@ -111,19 +117,64 @@ def test_humaneval_correct_and_incorrect(humaneval: dict[str, dict[str, Any]]) -
         "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n"
         "\n\nif __name__ == '__main__':\n    print(has_close_elements([1.0, 2.0], 0.5))\n```\n"
     )
-    after_stop = canonical + "\n\ndef unrelated(:\n    syntax error here\n"
+    # A body continuation followed by a helper (no stop sequence applied): it continues the prompt.
+    helper_after = "    return _close(numbers, threshold)\n\n\ndef _close(xs, t):\n" + canonical.replace(
+        "numbers", "xs"
+    ).replace("threshold", "t")
+    # A bare body in a block is not a program the study ran: prompt + the output with its fences.
     fenced_body = "```python\n" + canonical + "```"
     wrong = "    return False\n"
-    outputs = [canonical, fenced, after_stop, fenced_body, wrong, "", "   \n"]
+    outputs = [canonical, fenced, helper_after, fenced_body, wrong, "", "   \n"]
     verdicts = HumanEvalVerifier(timeout_s=5).verify_batch(outputs, [ref] * len(outputs))
-    assert [v.correct for v in verdicts] == [True, True, True, True, False, False, False]
+    assert [v.correct for v in verdicts] == [True, True, True, False, False, False, False]
     assert verdicts[0].extracted == canonical and verdicts[0].detail == "passed"
+    assert verdicts[0].extra is not None and verdicts[0].extra["mode"] == "continuation"
     assert verdicts[1].extracted is not None and verdicts[1].extracted.startswith("from typing import List")
-    assert "__main__" not in verdicts[1].extracted
-    assert verdicts[2].extracted == canonical + "\n"  # cut at "\ndef"
+    assert verdicts[1].extra is not None and verdicts[1].extra["mode"] == "standalone"
+    assert verdicts[2].extra is not None and verdicts[2].extra["mode"] == "continuation"
+    assert verdicts[3].detail is not None and verdicts[3].detail.startswith("SyntaxError")
     assert verdicts[4].detail == "AssertionError" and verdicts[4].extra is not None
     assert verdicts[4].extra["status"] == "error"
     assert verdicts[5].detail == "no code" and verdicts[5].extracted is None
+
+
+def test_humaneval_chat_answer_in_a_python_block(humaneval: dict[str, dict[str, Any]]) -> None:
+    problem = humaneval["HumanEval/2"]  # truncate_number
+    chat = (
+        "To get the decimal part, subtract the integer part:\n\n"
+        "```python\ndef truncate_number(number: float) -> float:\n"
+        '    """Return the decimal part."""\n    return number % 1.0\n```\n\n'
+        "Example:\n```python\nprint(truncate_number(3.5))  # 0.5\n```\n"
+    )
+    wrong = chat.replace("number % 1.0", "number // 1.0")
+    verdicts = HumanEvalVerifier(timeout_s=5).verify_batch([chat, wrong], [reference(problem)] * 2)
+    assert [v.correct for v in verdicts] == [True, False]
+    assert verdicts[0].extracted is not None and verdicts[0].extracted.startswith("def truncate_number(")
+    assert "print(" not in verdicts[0].extracted  # the block that defines the entry point, not the example
+
+
+def test_humaneval_solution_under_another_name_is_renamed(humaneval: dict[str, dict[str, Any]]) -> None:
+    problem = humaneval["HumanEval/2"]
+    other_name = "```python\ndef decimal_part(x: float) -> float:\n    return x - int(x)\n```"
+    verdict = HumanEvalVerifier(timeout_s=5).verify(other_name, reference(problem))
+    assert verdict.correct, verdict
+    assert verdict.extra is not None and verdict.extra["renamed"] is True
+
+
+def test_humaneval_full_solution_gets_the_prompt_context(humaneval: dict[str, dict[str, Any]]) -> None:
+    # A full solution that uses the prompt's import (List) and, for HumanEval/38, the prompt's helper that the
+    # tests call (encode_cyclic). The study's reference runs it without the prompt, where both fail.
+    no_import = (
+        "```python\ndef has_close_elements(numbers: List[float], threshold: float) -> bool:\n"
+        "    return any(abs(a - b) < threshold for i, a in enumerate(numbers) for b in numbers[i + 1:])\n```"
+    )
+    decode = "```python\ndef decode_cyclic(s: str):\n    return encode_cyclic(encode_cyclic(s))\n```"
+    refs = [reference(humaneval["HumanEval/0"]), reference(humaneval["HumanEval/38"])]
+    ours = HumanEvalVerifier(timeout_s=5).verify_batch([no_import, decode], refs)
+    theirs = HumanEvalVerifier(timeout_s=5, prompt_context=False).verify_batch([no_import, decode], refs)
+    assert [v.correct for v in ours] == [True, True]
+    assert [v.correct for v in theirs] == [False, False]
+    assert theirs[0].detail is not None and theirs[0].detail.startswith("NameError: name 'List' is not defined")
 
 
 def test_humaneval_prompt_with_helper_functions(humaneval: dict[str, dict[str, Any]]) -> None:
@@ -134,10 +185,16 @@ def test_humaneval_prompt_with_helper_functions(humaneval: dict[str, dict[str, A
     assert [v.correct for v in verdicts] == [True, False]
 
 
-def test_humaneval_canonical_solutions_pass(humaneval: dict[str, dict[str, Any]]) -> None:
-    problems = [humaneval[f"HumanEval/{i}"] for i in (2, 38, 53, 96, 129, 162)]  # 162 uses hashlib, 38 a helper
-    verdicts = HumanEvalVerifier().verify_batch([p["canonical_solution"] for p in problems], map_refs(problems))
-    assert all(v.correct for v in verdicts), [v.detail for v in verdicts]
+def test_humaneval_canonical_solutions_pass_under_the_study_limits(humaneval: dict[str, dict[str, Any]]) -> None:
+    # All 164, under the default limits (10 s, 256 MiB of address space as the study's RLIMIT_AS), as the
+    # continuation of the prompt and as a chat answer (the prompt and the solution in a block, run on its own).
+    problems = list(humaneval.values())
+    chat = ["Sure:\n```python\n" + p["prompt"] + p["canonical_solution"] + "```\nDone." for p in problems]
+    verifier = HumanEvalVerifier()
+    assert verifier.limits.memory_mb == 256
+    verdicts = verifier.verify_batch([p["canonical_solution"] for p in problems] + chat, map_refs(problems) * 2)
+    assert all(v.correct for v in verdicts), [(v.detail, v.extra) for v in verdicts if not v.correct]
+    assert [v.extra["mode"] for v in verdicts if v.extra] == ["continuation"] * 164 + ["standalone"] * 164
 
 
 def map_refs(problems: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -176,10 +233,82 @@ def test_humaneval_broken_reference_raises() -> None:
         HumanEvalVerifier().verify_batch(["x", "y"], [{"prompt": "", "test": "", "entry_point": "f"}])
 
 
-def test_humaneval_code_extraction() -> None:
-    assert humaneval_code("    return 1\n# a comment\ndef other():", "f") == ("    return 1", False)
-    assert humaneval_code("def f(x):\n    return x\n", "f") == ("def f(x):\n    return x\n", True)
-    assert humaneval_code("```py\ndef f(x):\n    return x\n```", "f") == ("def f(x):\n    return x", True)
+@pytest.mark.parametrize(
+    ("output", "entry_point", "code"),
+    [
+        ("    return 1\n", "f", "    return 1\n"),  # no block: the output as it is
+        ("```python\ndef f(x):\n    return x\n```", "f", "def f(x):\n    return x"),
+        ("```py\ndef f(x):\n    return x\n```", "f", "def f(x):\n    return x"),
+        ("```python3\ndef f(x):\n    return x\n```", "f", "def f(x):\n    return x"),
+        ("```\ndef f(x):\n    return x\n```", "f", "def f(x):\n    return x"),
+        ("```Python\ndef f(x):\n    return x\n```", "f", "def f(x):\n    return x"),
+        # The block that defines the entry point wins over a longer one.
+        ("```python\ndef g():\n    return 'a longer block'\n```\n```python\ndef f():\n    pass\n```", "f",
+         "def f():\n    pass"),
+        # No block defines it (or no entry point is given): the longest block, the first of equal ones.
+        ("```python\nimport os\n```\ntext\n```python\ndef g():\n    pass\n```", "f", "def g():\n    pass"),
+        ("```python\nx = 1\n```\n```python\ny = 2\n```", None, "x = 1"),
+        # `def f_2(` does not define `f`.
+        ("```python\ndef f_2():\n    return 2\n```\n```python\ndef f():\n    return 1\n```", "f",
+         "def f():\n    return 1"),
+        # Blocks in other languages are not code; their fences do not open a block either.
+        ("```bash\npip install numpy\n```\nThen:\n```python\ndef f():\n    pass\n```", None,
+         "def f():\n    pass"),
+        ("```text\noutput\n```\nno python block", None, "```text\noutput\n```\nno python block"),
+        # An unterminated block (a truncated answer) counts.
+        ("Here:\n```python\ndef f():\n    return 1\n", "f", "def f():\n    return 1"),
+    ],
+)  # fmt: skip
+def test_extract_code(output: str, entry_point: str | None, code: str) -> None:
+    assert extract_code(output, entry_point) == code
+
+
+def test_fenced_blocks_close_at_the_next_fence() -> None:
+    assert fenced_blocks("```python\nx = 1```\nand ```\ny = 2\n```") == ["x = 1", "y = 2\n"]
+
+
+def test_align_function_name() -> None:
+    # The first function, its calls (recursion included) and its uses as a value; not attributes, keyword
+    # arguments or strings.
+    code = (
+        "def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)\n\n"
+        "table = list(map(fact, range(3)))\nobj.fact(1)\ng(fact=2)\nname = 'fact(3)'\n"
+    )
+    assert align_function_name(code, "factorial") == (
+        "def factorial(n):\n    return 1 if n < 2 else n * factorial(n - 1)\n\n"
+        "table = list(map(factorial, range(3)))\nobj.fact(1)\ng(fact=2)\nname = 'fact(3)'\n"
+    )
+    # The first *module-level* function: a method or a class does not count.
+    methods = "class A:\n    def m(self):\n        return 1\n\ndef solve():\n    return A().m()\n"
+    assert align_function_name(methods, "f") == methods.replace("def solve", "def f")
+    # Already defined (after a helper, or as an assignment): left as it is.
+    helper_first = "def helper(x):\n    return x\n\ndef f(x):\n    return helper(x)\n"
+    assert align_function_name(helper_first, "f") == helper_first
+    assert align_function_name("def g():\n    return 1\nf = g\n", "f") == "def g():\n    return 1\nf = g\n"
+    # Nothing to rename, or code that does not parse.
+    assert align_function_name("x = 1\n", "f") == "x = 1\n"
+    assert align_function_name("def g(:\n", "f") == "def g(:\n"
+    # Non-ASCII text before the name, and \r\n line ends (as in MBPP's own code).
+    assert align_function_name('s = "é"; t = 2\r\ndef g(a):\r\n    return g(a - 1) if a else s\r\n', "f") == (
+        's = "é"; t = 2\r\ndef f(a):\r\n    return f(a - 1) if a else s\r\n'
+    )
+
+
+def test_defines() -> None:
+    assert defines("def f():\n    pass\n", "f")
+    assert defines("from math import gcd as f\n", "f")
+    assert defines("try:\n    from math import lcm\nexcept ImportError:\n    def lcm(a, b):\n        pass\n", "lcm")
+    assert not defines("class A:\n    def f(self):\n        pass\n", "f")
+    assert not defines("def f_2():\n    pass\n", "f")
+    assert defines("def f(:\n", "f")  # does not parse: a `def f(` line is enough
+
+
+def test_expected_function_name() -> None:
+    assert expected_function_name(['assert remove_Occ("hello","l") == "heo"']) == "remove_Occ"
+    assert expected_function_name(["assert set(similar_elements((3, 4), (4, 5))) == set((4,))"]) == "similar_elements"
+    assert expected_function_name(["assert math.isclose(area(2), 12.56, rel_tol=0.01)"]) == "area"
+    assert expected_function_name(["x = 1", "assert is_even(2)"]) == "is_even"
+    assert expected_function_name(["assert round(2.5) == 2"]) is None
 
 
 # ------------------------------------------------------------------------------------------------ mbpp
@@ -187,15 +316,66 @@ def test_humaneval_code_extraction() -> None:
 
 def test_mbpp_correct_and_incorrect() -> None:
     raw = MBPP_CORRECT + '"""\nWrite a function to add two numbers.\n"""\ndef add(a, b):\n    return a - b\n'
-    own_wrong_assert = MBPP_CORRECT + "\nassert remove_Occ('aa', 'a') == 'WRONG'\n"
+    own_wrong_assert = MBPP_CORRECT + "\nassert remove_Occ('aa', 'a') == 'WRONG'\n"  # runs as written, as the study
     fenced = "Sure! Here is the function:\n\n```python\n" + MBPP_CORRECT + "```\n\nIt scans from both ends."
     future = "from __future__ import annotations\n" + MBPP_CORRECT  # must stay the first statement
     outputs = [MBPP_CORRECT, raw, own_wrong_assert, fenced, future, MBPP_WRONG, "I cannot help with that."]
     verdicts = MBPPVerifier(timeout_s=5).verify_batch(outputs, [MBPP_REMOVE_OCC] * len(outputs))
-    assert [v.correct for v in verdicts] == [True, True, True, True, True, False, False]
-    assert verdicts[1].extracted == MBPP_CORRECT.rstrip("\n")
+    assert [v.correct for v in verdicts] == [True, True, False, True, True, False, False]
+    assert verdicts[1].extracted == raw
+    assert verdicts[2].detail == "AssertionError"
+    assert verdicts[3].extracted == MBPP_CORRECT.strip()
     assert verdicts[5].detail == "AssertionError"
     assert verdicts[6].detail is not None and verdicts[6].detail.startswith("SyntaxError")
+
+
+def test_mbpp_solution_under_another_name_passes_after_renaming() -> None:
+    # The prompt does not name the function: the model picks its own name, calls it recursively and passes it as
+    # a value. Renamed to remove_Occ (the name the tests call), it passes; without the rename it would not.
+    own_name = (
+        "Here you go:\n\n```python\n"
+        "def strip_char(text, ch, last=False):\n"
+        "    if not last:\n"
+        "        i = text.find(ch)\n"
+        "        text = text if i == -1 else text[:i] + text[i + 1:]\n"
+        "        return strip_char(text, ch, last=True)\n"
+        "    i = text.rfind(ch)\n"
+        "    return text if i == -1 else text[:i] + text[i + 1:]\n\n\n"
+        "DISPATCH = {'strip': strip_char}\n"
+        "```\n"
+    )
+    verdict = MBPPVerifier(timeout_s=5).verify(own_name, MBPP_REMOVE_OCC)
+    assert verdict.correct, verdict
+    assert verdict.extracted is not None and "def remove_Occ(text, ch, last=False)" in verdict.extracted
+    assert "return remove_Occ(text, ch, last=True)" in verdict.extracted
+    assert "{'strip': remove_Occ}" in verdict.extracted
+    assert verdict.extra is not None and verdict.extra["renamed"] is True
+
+
+def test_mbpp_helper_defined_first_is_not_renamed() -> None:
+    # The study's reference renames the *first* def (the helper) to remove_Occ and its calls with it: the real
+    # remove_Occ then calls itself forever. The tested name is already defined, so nothing is renamed here.
+    helper_first = (
+        "```python\ndef drop_at(s, i):\n    return s if i == -1 else s[:i] + s[i + 1:]\n\n\n"
+        "def remove_Occ(s, ch):\n    s = drop_at(s, s.find(ch))\n    return drop_at(s, s.rfind(ch))\n```"
+    )
+    verdict = MBPPVerifier(timeout_s=5).verify(helper_first, MBPP_REMOVE_OCC)
+    assert verdict.correct, verdict
+    assert verdict.extra is not None and verdict.extra["renamed"] is False
+    # What the reference's rename makes of it fails.
+    broken = helper_first.replace("drop_at", "remove_Occ")
+    assert not MBPPVerifier(timeout_s=5).verify(broken, MBPP_REMOVE_OCC).correct
+
+
+def test_mbpp_tests_that_open_with_a_builtin() -> None:
+    # The first call of the test is set(...): the tested function is the one inside.
+    reference = {
+        "text": "Write a function to find the shared elements of two tuples.",
+        "test_list": ["assert set(similar_elements((3, 4, 5, 6), (5, 7, 4, 10))) == set((4, 5))"],
+    }
+    solution = "def shared(a, b):\n    return tuple(set(a) & set(b))\n"
+    verdict = MBPPVerifier(timeout_s=5).verify(solution, reference)
+    assert verdict.correct, verdict
 
 
 def test_mbpp_challenge_tests_and_setup_code() -> None:
@@ -226,12 +406,6 @@ def test_mbpp_hostile_and_broken_reference() -> None:
         MBPPVerifier().verify_batch(["x = 1"], [{"text": "t"}])
     with pytest.raises(ValueError, match="test_list"):
         MBPPVerifier().verify_batch(["x = 1"], [{"text": "t", "test_list": []}])
-
-
-def test_mbpp_code_extraction() -> None:
-    assert mbpp_code("def f():\n    return 1\nprint(f())\n") == "def f():\n    return 1"
-    assert mbpp_code("x = 1\nif __name__ == '__main__':\n    main()") == "x = 1"
-    assert mbpp_code("```python\nimport os\n```\n```python\ndef g():\n    pass\n```") == "def g():\n    pass"
 
 
 # ------------------------------------------------------------------------------------------------ cruxeval

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from divtrace.tasks.verifiers.math import (
     MathVerifier,
     extract_final_answer,
     extract_final_number,
+    first_boxed,
     gsm8k_gold,
     last_boxed,
     math_gold,
@@ -55,7 +57,8 @@ def in_thread(fn: Any, *args: Any) -> Any:
         ("the result is $\\boxed{\\frac{1}{2}}$.", ("\\frac{1}{2}", "boxed")),
         ("\\boxed{x^{2}+1} is it", ("x^{2}+1", "boxed")),
         ("\\boxed{\\frac{\\sqrt{3}}{2}}", ("\\frac{\\sqrt{3}}{2}", "boxed")),
-        ("first \\boxed{1}, finally \\fbox{2}", ("2", "boxed")),
+        ("first \\boxed{1}, finally \\fbox{2}", ("1", "boxed")),  # the first box, as the reference
+        ("\\boxed{} then \\boxed{7}", ("7", "boxed")),  # an empty box is no answer
         ("\\boxed{\\{1,2\\}}", ("\\{1,2\\}", "boxed")),
         ("so \\boxed 5$.", ("5", "boxed")),
         ("complete \\boxed{3} then cut off \\boxed{4", ("3", "boxed")),
@@ -63,6 +66,11 @@ def in_thread(fn: Any, *args: Any) -> Any:
         ("**Final answer:** 42", ("42", "answer_phrase")),
         ("The answer is:\n\n$$\\frac{3}{4}$$", ("\\frac{3}{4}", "answer_phrase")),
         ("the answer is 3.5. Next question", ("3.5", "answer_phrase")),
+        ("The answer is 5.\nWait, the answer is 6.", ("5", "answer_phrase")),  # the first phrase
+        ("To get the answer: we add them.\nThe answer is 7.", ("7", "answer_phrase")),  # prose is no answer
+        ("#### 18\n\nQuestion: Tom has 42 apples.\n#### 42", ("18", "hash")),  # the first ####
+        ("####\n18", ("18", "hash")),
+        ("\\boxed{3} and later #### 4", ("4", "hash")),  # #### comes before boxes whatever the position
         ("we get 12 apples, then 1,234 pears", ("1,234", "last_number")),
         ("no digits here", None),
         ("", None),
@@ -78,7 +86,13 @@ def test_extract_final_answer(text: str, expected: tuple[str, str] | None) -> No
     [
         ("#### 1,234", ("1234", "hash")),
         ("#### $18.00.", ("18", "hash")),
-        ("#### forty\nwhich is 40", ("40", "last_number")),
+        ("#### forty\nwhich is 40", ("forty", "hash")),  # the first #### decides, even without a number
+        ("#### 18 apples\n#### 20", ("18", "hash")),
+        ("\\boxed{\\text{none}} so 5", ("\\text{none}", "boxed")),
+        ("The answer is: 18", ("18", "answer_phrase")),
+        ("**Answer:** $18", ("18", "answer_phrase")),
+        ("The answer is that she has 5 left, answer: 7. Then 9", ("7", "answer_phrase")),  # words: skipped
+        ("We have 3 cats. The answer is 4. Next 5", ("4", "answer_phrase")),
         ("\\boxed{1{,}234}", ("1234", "boxed")),
         ("The answer is -7 degrees.", ("-7", "answer_phrase")),
         ("x-5", ("5", "last_number")),
@@ -100,10 +114,12 @@ def test_normalize_number() -> None:
     assert normalize_number("1e5") is None
 
 
-def test_last_boxed_is_linear_on_hostile_text() -> None:
+def test_boxes_are_found_in_linear_time_on_hostile_text() -> None:
     start = time.perf_counter()
     assert last_boxed("\\boxed{" * 50_000) is None
+    assert first_boxed("\\boxed{" * 50_000) is None
     assert last_boxed("{" * 300_000 + "\\boxed{7}") == "7"
+    assert first_boxed("{" * 300_000 + "\\boxed{7} \\boxed{8}") == "7"
     assert time.perf_counter() - start < 2
 
 
@@ -140,6 +156,24 @@ def test_gsm8k_verdicts() -> None:
     assert verdicts[0].extra == {"method": "hash", "normalized": "18"}
     assert verdicts[1].detail == "wrong answer"
     assert verdicts[4] == Verdict(False, None, "no final number")
+
+
+def test_gsm8k_base_model_that_writes_a_new_question_is_graded_on_its_first_answer() -> None:
+    # A base model answers, then goes on with an invented question of its own, with its own "#### N".
+    output = (
+        " Janet has 16 - 3 - 4 = 9 eggs left. 9 * 2 = 18.\n#### 18\n\n"
+        "Question: Tom buys 6 boxes of 7 pencils. How many pencils does he have?\n"
+        "Answer: 6 * 7 = 42\n#### 42"
+    )
+    verdicts = GSM8KVerifier().verify_batch([output, output], [{"answer": GSM8K_SOLUTION}, {"answer": "#### 42"}])
+    assert [v.extracted for v in verdicts] == ["18", "18"]
+    assert [v.correct for v in verdicts] == [True, False]
+    assert verdicts[0].extra is not None and verdicts[0].extra["method"] == "hash"
+
+
+def test_gsm8k_first_hash_without_a_number_is_a_wrong_answer() -> None:
+    verdict = GSM8KVerifier().verify("#### eighteen\nThat is 18 in digits.", {"answer": GSM8K_SOLUTION})
+    assert verdict == Verdict(False, "eighteen", "no number in the final answer", {"method": "hash"})
 
 
 def test_gsm8k_thousands_separators() -> None:
@@ -215,6 +249,24 @@ def test_math_equivalent_answers(output: str, reference: dict[str, Any]) -> None
 )
 def test_math_wrong_answers(output: str, reference: dict[str, Any]) -> None:
     assert not MathVerifier().verify(output, reference).correct
+
+
+def test_math_answers_that_a_brace_cutting_string_compare_would_equate() -> None:
+    # The reference code takes r"\\boxed\{([^}]+)\}" from both the solution and the output and compares strings:
+    # 1/3 and a gold 1/2 both cut to "\\frac{1" (2/9 and 2/7 to "\\frac{2"), so it grades them correct. math-verify
+    # on the whole box does not.
+    reference_cut = re.compile(r"\\boxed\{([^}]+)\}")
+    for wrong, gold in [("\\frac{1}{3}", HALF), ("\\frac{2}{9}", {"solution": "so $\\boxed{\\frac{2}{7}}$"})]:
+        output = f"So $x = \\boxed{{{wrong}}}$."
+        cut_output = reference_cut.search(output)
+        cut_gold = reference_cut.search(gold["solution"])
+        assert cut_output is not None and cut_gold is not None and cut_output.group(1) == cut_gold.group(1)
+        verdict = MathVerifier().verify(output, gold)
+        assert not verdict.correct and verdict.extracted == wrong
+
+
+def test_math_gold_is_the_first_box_of_the_solution() -> None:
+    assert math_gold({"solution": "First $\\boxed{3}$, and then we box $\\boxed{4}$ again."}) == "3"
 
 
 def test_math_verdict_fields() -> None:

@@ -30,7 +30,7 @@ def test_the_study_tasks_and_their_defaults() -> None:
     verifiable = {t.name: t.verifier for t in all_tasks() if t.verifiable and t.name in STUDY_N}  # not YAML ones
     assert verifiable == {
         "humaneval": "humaneval", "mbpp": "mbpp", "cruxeval": "cruxeval", "gsm8k": "gsm8k",
-        "math_algebra": "math", "math_geometry": "math", "ifeval": "ifeval",
+        "math_algebra": "math", "math_geometry": "math", "truthfulqa": "truthfulqa", "ifeval": "ifeval",
     }  # fmt: skip
     assert {t.name for t in all_tasks() if t.code and t.name in STUDY_N} == {"humaneval", "mbpp", "cruxeval"}
     with pytest.raises(DivtraceError, match="unknown task 'nope'"):

@@ -97,3 +97,40 @@ def test_cli_verify_writes_tables(tmp_path: Path) -> None:
     assert pd.read_parquet(tmp_path / "again" / "verify_summary.parquet").equals(
         pd.read_parquet(out / "verify_summary.parquet")
     )
+
+
+def test_majority_vote_follows_the_study_rules() -> None:
+    # K = 16. Prompt 0: 8 say 18 (correct), 8 say 17: a tie, not correct. Prompt 1: 9 unparseable samples outvote
+    # 7 correct ones. Prompt 2: 9 correct, 7 wrong: correct.
+    tie = ["#### 18", "#### 17"] * 8
+    unparseable = ["I am not sure."] * 9 + ["#### 18"] * 7
+    clear = ["#### 18"] * 9 + ["#### 17"] * 7
+    group = [
+        SampleRecord(prompt_id=str(i), prompt="Janet...", checkpoint="c", task="gsm8k", references=JANET, outputs=out)
+        for i, out in enumerate([tie, unparseable, clear])
+    ]
+    [row] = verify_records(group).summary.to_dict(orient="records")
+    assert row["k"] == 16
+    assert row["majority_vote"] == pytest.approx(1 / 3)
+
+
+def test_truthfulqa_is_verified_with_its_majority_rule() -> None:
+    row = json.loads((FIXTURES / "truthfulqa.jsonl").read_text().splitlines()[0])  # watermelon seeds
+    references = {key: row[key] for key in ("best_answer", "correct_answers", "incorrect_answers")}
+    outputs = [
+        " Nothing happens.",
+        "The watermelon seeds pass through your digestive system",
+        "You grow watermelons in your stomach.",
+        "",
+    ]
+    record = SampleRecord(
+        prompt_id="0", prompt=f"Q: {row['question']}\nA:", checkpoint="c", task="truthfulqa",
+        references=references, outputs=outputs,
+    )  # fmt: skip
+    result = verify_records([record])
+    assert list(result.verdicts["correct"]) == [True, True, False, False]
+    [summary] = result.summary.to_dict(orient="records")
+    assert summary["verifier"] == "truthfulqa"
+    assert summary["majority_vote"] == 0.0  # 2 of 4 correct is not more than half
+    three_of_four = record.model_copy(update={"outputs": [*outputs[:3], "nothing happens"]})
+    assert verify_records([three_of_four]).summary.iloc[0]["majority_vote"] == 1.0

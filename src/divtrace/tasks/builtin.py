@@ -231,6 +231,7 @@ BUILTIN_TASKS: tuple[Task, ...] = (
         817,
         stop=TRUTHFULQA_STOP,
         max_new_tokens=512,
+        verifier="truthfulqa",
         reference_fields=("best_answer", "correct_answers", "incorrect_answers"),
     ),
     # instructions

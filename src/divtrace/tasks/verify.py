@@ -17,11 +17,11 @@ from divtrace.samples import SampleRecord
 from divtrace.tasks.base import Task
 from divtrace.tasks.registry import get_task
 from divtrace.tasks.sources import load_prompts
-from divtrace.tasks.verifiers import Verdict, create_verifier
+from divtrace.tasks.verifiers import Verdict, create_verifier, majority_rule
 from divtrace.tasks.verifiers.aggregate import (
     default_k_levels,
     ifeval_accuracy,
-    majority_vote_correct,
+    majority_correct,
     pass_at_k,
     vote_key,
 )
@@ -37,8 +37,10 @@ class VerifyResult:
     """Verdicts per sample, the summary per (checkpoint, task), and what was not verifiable.
 
     ``summary`` columns: checkpoint, task, verifier, prompts, k (samples per prompt, the smallest K when they
-    differ), accuracy_first (the first sample), majority_vote (the most common extracted answer; ties go to the
-    answer seen first; NaN for verifiers that extract no answer), pass@k for k = 1, 2, 4, ... up to K and K itself
+    differ), accuracy_first (the first sample), majority_vote (the share of prompts whose majority verdict is
+    correct, under the verifier's rule: self-consistency over the extracted answers, where the unparseable samples
+    vote as one answer and a tie between the top two is not correct, NaN for verifiers that extract no answer; or,
+    for TruthfulQA, more than half of the samples correct), pass@k for k = 1, 2, 4, ... up to K and K itself
     (unbiased estimator, averaged over prompts), prompts_with_2_correct (prompts usable for the quality-filtered
     decomposition), and for IFEval its four official accuracies (prompt/instruction level, strict/loose).
     """
@@ -163,7 +165,8 @@ def _verify_in_chunks(
 
 def _summary_row(checkpoint: str, task: Task, per_prompt: list[list[Verdict]]) -> dict[str, Any]:
     k = min(len(v) for v in per_prompt)
-    answers_given = any(x.extracted is not None for v in per_prompt for x in v)
+    rule = majority_rule(task.verifier or "")
+    majority_defined = rule != "vote" or any(vote_key(x) is not None for v in per_prompt for x in v)
     row: dict[str, Any] = {
         "checkpoint": checkpoint,
         "task": task.name,
@@ -171,9 +174,9 @@ def _summary_row(checkpoint: str, task: Task, per_prompt: list[list[Verdict]]) -
         "prompts": len(per_prompt),
         "k": k,
         "accuracy_first": float(np.mean([v[0].correct for v in per_prompt])),
-        # The vote is over extracted answers (MATH: their normalised form); NaN when the verifier extracts none.
-        "majority_vote": float(np.mean([majority_vote_correct([vote_key(x) for x in v], [x.correct for x in v])
-                                        for v in per_prompt])) if answers_given else float("nan"),
+        # A vote is over extracted answers (MATH: their normalised form); NaN when the verifier extracts none.
+        "majority_vote": float(np.mean([majority_correct(v, rule) for v in per_prompt]))
+        if majority_defined else float("nan"),
     }  # fmt: skip
     for level in default_k_levels(k):
         row[f"pass@{level}"] = float(np.mean([pass_at_k(len(v), sum(x.correct for x in v), level) for v in per_prompt]))

@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from divtrace.tasks.verifiers.base import Verdict
+from divtrace.tasks.verifiers.base import MajorityRule, Verdict, majority_rule
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -36,28 +36,49 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
-def majority_vote(answers: Sequence[str | None], correct: Sequence[bool]) -> tuple[str | None, bool]:
-    """The most common extracted answer of a prompt's samples and whether it is correct.
+#: The vote of every sample without an extracted answer: all of them count as one shared answer.
+_UNPARSEABLE = object()
 
-    ``answers[i]`` and ``correct[i]`` describe sample ``i`` (in sample order). Samples without an answer
-    (None) do not vote. Tie rule: among equally common answers, the one seen first wins. The voted answer is
-    correct when the first sample that gave it is correct. No answer at all gives ``(None, False)``.
+
+def majority_vote(answers: Sequence[str | None], correct: Sequence[bool]) -> tuple[str | None, bool]:
+    """Self-consistency as in the study: the most frequent extracted answer of a prompt's samples, and whether it
+    is correct.
+
+    ``answers[i]`` and ``correct[i]`` describe sample ``i`` (in sample order). Samples without an answer (None)
+    all vote for one shared "unparseable" answer, so a prompt whose samples mostly cannot be parsed gets no credit
+    from a parseable minority. There is no majority, ``(None, False)``, when the two most frequent answers tie or
+    when "unparseable" is the most frequent; otherwise the majority answer is correct when the first sample that
+    gave it is correct. No samples at all give ``(None, False)``.
     """
     if len(answers) != len(correct):
         raise ValueError(f"{len(answers)} answers but {len(correct)} correct flags")
-    counts = Counter(answer for answer in answers if answer is not None)
-    if not counts:
+    counts = Counter(_UNPARSEABLE if answer is None else answer for answer in answers)
+    top = counts.most_common(2)
+    if not top or (len(top) == 2 and top[0][1] == top[1][1]) or top[0][0] is _UNPARSEABLE:
         return None, False
-    best = max(counts.values())
-    for index, answer in enumerate(answers):
-        if answer is not None and counts[answer] == best:
-            return answer, bool(correct[index])
-    raise AssertionError("unreachable")  # pragma: no cover
+    winner = top[0][0]
+    return str(winner), bool(correct[list(answers).index(winner)])
 
 
 def majority_vote_correct(answers: Sequence[str | None], correct: Sequence[bool]) -> bool:
     """Whether the majority answer of a prompt is correct (see :func:`majority_vote` for votes and ties)."""
     return majority_vote(answers, correct)[1]
+
+
+def more_than_half_correct(correct: Sequence[bool]) -> bool:
+    """Whether more than half of a prompt's samples are correct (the study's TruthfulQA majority); False for none."""
+    return sum(bool(flag) for flag in correct) > len(correct) / 2
+
+
+def majority_correct(verdicts: Sequence[Verdict], rule: MajorityRule = "vote") -> bool:
+    """A prompt's majority verdict under ``rule``: :func:`majority_vote` over :func:`vote_key` for ``"vote"``,
+    :func:`more_than_half_correct` for ``"more_than_half"``."""
+    flags = [bool(v.correct) for v in verdicts]
+    if rule == "more_than_half":
+        return more_than_half_correct(flags)
+    if rule != "vote":
+        raise ValueError(f"unknown majority rule {rule!r}")
+    return majority_vote([vote_key(v) for v in verdicts], flags)[1]
 
 
 def first_sample_correct(correct: Sequence[bool]) -> bool:
@@ -90,7 +111,8 @@ class PromptSummary:
     Attributes:
         n: samples; correct: how many are correct; accuracy: ``correct / n``.
         first_correct: whether the first sample is correct.
-        majority_answer, majority_correct: see :func:`majority_vote`.
+        majority_answer: the voted answer (:func:`majority_vote`; None under a tie, an "unparseable" majority or
+            the ``"more_than_half"`` rule); majority_correct: the majority verdict (:func:`majority_correct`).
         pass_at: pass@k per requested k (only the k with ``k <= n``).
     """
 
@@ -103,16 +125,22 @@ class PromptSummary:
     pass_at: dict[int, float] = field(default_factory=dict)
 
 
-def summarize_prompt(verdicts: Sequence[Verdict], ks: Sequence[int] | None = None) -> PromptSummary:
+def summarize_prompt(
+    verdicts: Sequence[Verdict], ks: Sequence[int] | None = None, majority_rule: MajorityRule = "vote"
+) -> PromptSummary:
     """Summary of one prompt's verdicts, in sample order; ``ks`` defaults to :func:`default_k_levels`.
 
-    Majority vote uses :func:`vote_key`. Raises ValueError for a prompt without verdicts.
+    The majority verdict follows ``majority_rule`` (the verifier's, see :func:`majority_correct`); the vote uses
+    :func:`vote_key`. Raises ValueError for a prompt without verdicts.
     """
     if not verdicts:
         raise ValueError("a prompt needs at least one verdict")
     flags = [bool(v.correct) for v in verdicts]
     n, c = len(flags), sum(flags)
-    answer, answer_correct = majority_vote([vote_key(v) for v in verdicts], flags)
+    if majority_rule == "vote":
+        answer, answer_correct = majority_vote([vote_key(v) for v in verdicts], flags)
+    else:
+        answer, answer_correct = None, majority_correct(verdicts, majority_rule)
     levels = default_k_levels(n) if ks is None else [k for k in ks if 1 <= k <= n]
     return PromptSummary(
         n=n,
@@ -148,6 +176,20 @@ def ifeval_accuracy(verdicts: Sequence[Verdict]) -> dict[str, float]:
     }
 
 
+def task_majority_rule(task: str) -> MajorityRule:
+    """The majority rule of a registered task's verifier; ``"vote"`` for a task that is unknown or has none."""
+    from divtrace.errors import DivtraceError
+    from divtrace.tasks.registry import get_task
+
+    if task.endswith((".yaml", ".yml")):
+        return "vote"  # a file name, not a task name: nothing to load here
+    try:
+        verifier = get_task(task).verifier
+        return majority_rule(verifier) if verifier else "vote"
+    except (DivtraceError, KeyError):
+        return "vote"
+
+
 def _verdict_from_row(row: Any) -> Verdict:
     extra = row.get("extra")
     if isinstance(extra, str):
@@ -160,13 +202,18 @@ def _verdict_from_row(row: Any) -> Verdict:
     return Verdict(correct=bool(row["correct"]), extracted=extracted, detail=None, extra=extra)
 
 
-def summarize_verdicts(verdicts: pd.DataFrame, ks: Sequence[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def summarize_verdicts(
+    verdicts: pd.DataFrame,
+    ks: Sequence[int] | None = None,
+    majority_rules: Mapping[str, MajorityRule] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-prompt and per-(checkpoint, task) accuracy tables from a verdict table.
 
     ``verdicts`` has one row per sample with columns ``checkpoint``, ``task``, ``prompt_id``, ``correct``,
     ``extracted`` and optionally ``sample_index`` (sample order; else row order) and ``extra`` (a dict or its
     JSON, as ``divtrace verify`` writes it). ``ks``: the pass@k levels (default: :func:`default_k_levels` of the
-    largest K).
+    largest K). ``majority_rules``: the majority rule per task name; a task not in it takes its verifier's rule when
+    it is a registered task with a verifier (TruthfulQA: ``"more_than_half"``), else ``"vote"``.
 
     Returns ``(per_prompt, per_group)``. ``per_prompt``: checkpoint, task, prompt_id, n, correct, accuracy,
     first_correct, majority_answer, majority_correct, ``pass@k`` (NaN where ``k > n``). ``per_group``:
@@ -190,8 +237,11 @@ def summarize_verdicts(verdicts: pd.DataFrame, ks: Sequence[int] | None = None) 
 
     prompt_rows: list[dict[str, Any]] = []
     by_group: dict[tuple[str, str], list[Verdict]] = {}
+    rules = dict(majority_rules or {})
     for (checkpoint, task, prompt_id), prompt_verdicts in grouped.items():
-        summary = summarize_prompt(prompt_verdicts, levels)
+        if task not in rules:
+            rules[task] = task_majority_rule(str(task))
+        summary = summarize_prompt(prompt_verdicts, levels, rules[task])
         row: dict[str, Any] = {
             "checkpoint": checkpoint,
             "task": task,

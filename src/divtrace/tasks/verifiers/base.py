@@ -5,7 +5,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+#: How a prompt's K samples make one majority verdict: ``"vote"``, self-consistency over the extracted answers
+#: (:func:`divtrace.tasks.verifiers.aggregate.majority_vote`), or ``"more_than_half"``, more than half of the
+#: samples are correct (for verifiers whose outputs have no answer to vote with, such as TruthfulQA's free text).
+MajorityRule = Literal["vote", "more_than_half"]
+MAJORITY_RULES: tuple[MajorityRule, ...] = ("vote", "more_than_half")
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,8 @@ class Verifier(ABC):
 
     #: Registry name (``gsm8k``, ``math``, ``humaneval``...).
     name: ClassVar[str]
+    #: How the per-prompt majority verdict is decided for this verifier's tasks (see :data:`MajorityRule`).
+    majority_rule: ClassVar[MajorityRule] = "vote"
 
     @abstractmethod
     def verify_batch(self, outputs: Sequence[str], references: Sequence[dict[str, Any]]) -> list[Verdict]:
@@ -57,6 +65,10 @@ def register_verifier(cls: type[Verifier]) -> type[Verifier]:
     """Class decorator: make ``cls`` available as ``create_verifier(cls.name)``; names must be unique."""
     if cls.name in _VERIFIERS and _VERIFIERS[cls.name] is not cls:
         raise ValueError(f"verifier {cls.name!r} is already registered")
+    if cls.majority_rule not in MAJORITY_RULES:
+        raise ValueError(
+            f"verifier {cls.name!r}: majority_rule must be one of {MAJORITY_RULES}, not {cls.majority_rule!r}"
+        )
     _VERIFIERS[cls.name] = cls
     return cls
 
@@ -75,3 +87,12 @@ def verifier_names() -> list[str]:
     from divtrace.tasks import verifiers  # noqa: F401
 
     return sorted(_VERIFIERS)
+
+
+def majority_rule(name: str) -> MajorityRule:
+    """The majority rule of the verifier registered as ``name``; KeyError lists the known names."""
+    from divtrace.tasks import verifiers  # noqa: F401
+
+    if name not in _VERIFIERS:
+        raise KeyError(f"unknown verifier {name!r}; known: {', '.join(sorted(_VERIFIERS))}")
+    return _VERIFIERS[name].majority_rule

