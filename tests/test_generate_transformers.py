@@ -70,7 +70,8 @@ def test_k_distinct_samples_and_full_records(instruct: TransformersGenerator, tm
     assert [r.prompt_id for r in records] == ["q0", "q1"]
     for record in records:
         assert len(record.outputs) == 4 and len(set(record.outputs)) == 4
-        assert record.responses == record.outputs and record.reasoning == [None] * 4
+        assert record.responses == [output.strip() for output in record.outputs] and record.reasoning == [None] * 4
+        assert record.thinking_unclosed == [False] * 4
         assert len(set(record.sample_seeds or [])) == 4
         assert all(0 < n <= 12 for n in record.output_tokens or [])
         assert set(record.finish_reasons or []) <= {"stop", "length"}

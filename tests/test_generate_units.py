@@ -21,21 +21,23 @@ from divtrace.generate.thinking import (
     ThinkingMode,
     apply_thinking,
     prompt_opens_thinking,
-    split_reasoning,
+    split_thinking,
 )
 
 
-def test_split_reasoning_cases() -> None:
-    assert split_reasoning("<think>\nhmm, 2+2\n</think>\n\nIt is 4.") == ("hmm, 2+2", "It is 4.")
-    assert split_reasoning("hmm, 2+2</think>It is 4.", opened_in_prompt=True) == ("hmm, 2+2", "It is 4.")
-    assert split_reasoning("hmm, 2+2</think>It is 4.") == ("hmm, 2+2", "It is 4.")  # lone close tag
-    assert split_reasoning("<think>still thinking when the budget ran out") == (
-        "still thinking when the budget ran out",
-        "",
+def test_split_thinking_of_generated_outputs() -> None:
+    """The generator's cases (the full rule is tested in test_thinking.py)."""
+    assert split_thinking("<think>\nhmm, 2+2\n</think>\n\nIt is 4.") == ("It is 4.", "hmm, 2+2", False)
+    assert split_thinking("hmm, 2+2</think>It is 4.", opened_in_prompt=True) == ("It is 4.", "hmm, 2+2", False)
+    # the budget ran out while thinking: the text is kept (not emptied) and flagged
+    assert split_thinking("<think>still thinking when the budget ran out") == (
+        "<think>still thinking when the budget ran out",
+        None,
+        True,
     )
-    assert split_reasoning("still thinking", opened_in_prompt=True) == ("still thinking", "")
-    assert split_reasoning("  plain answer\n") == (None, "  plain answer\n")
-    assert split_reasoning(EMPTY_THINKING_BLOCK + "Answer") == ("", "Answer")
+    assert split_thinking("still thinking", opened_in_prompt=True) == ("still thinking", None, True)
+    assert split_thinking("  plain answer\n") == ("plain answer", None, False)
+    assert split_thinking(EMPTY_THINKING_BLOCK + "Answer") == ("Answer", "", False)
 
 
 def test_apply_thinking_prefills_an_empty_block_once() -> None:

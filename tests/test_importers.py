@@ -325,10 +325,14 @@ def test_lighteval_current_layout_without_ids_uses_row_numbers(tmp_path: Path) -
         row["model_response"]["input"] = None
         row["model_response"]["reasonings"] = []
         row["model_response"]["text_post_processed"] = None
-    record = read_samples(write_lighteval(tmp_path, "m", rows)).records[1]
+    path = write_lighteval(tmp_path, "m", rows)
+    record = read_samples(path).records[1]
     assert record.prompt_id == "1"
     assert record.prompt == "<|user|>what is 1 + 1?<|assistant|>"  # doc.full_prompt
-    assert record.responses is None and record.reasoning is None
+    # no post-processed text logged: divtrace strips the raw text by the study's rule
+    assert record.responses == [f"2 (try {j})" for j in range(4)] and record.reasoning == ["add"] * 4
+    raw = read_samples(path, strip_thinking=False).records[1]
+    assert raw.responses is None and raw.reasoning is None and raw.thinking_unclosed is None
 
 
 def test_lighteval_loglikelihood_rows_are_rejected(tmp_path: Path) -> None:

@@ -84,7 +84,7 @@ def test_round_trip_keeps_every_field(tmp_path: Path, suffix: str) -> None:
     records = heterogeneous_records()
     path = tmp_path / f"samples{suffix}"
     write_samples(records, path)
-    result = read_samples(path)
+    result = read_samples(path, strip_thinking=False)  # the file as stored (stripping derives fields)
     assert result.problems == []
     assert result.records == records
     assert [r.model_dump() for r in result.records] == [r.model_dump() for r in records]
@@ -96,9 +96,20 @@ def test_round_trip_keeps_every_field(tmp_path: Path, suffix: str) -> None:
 def test_round_trip_jsonl_to_parquet_to_jsonl(tmp_path: Path) -> None:
     records = heterogeneous_records()
     write_samples(records, tmp_path / "a.jsonl")
-    write_samples(read_samples(tmp_path / "a.jsonl").records, tmp_path / "b.parquet")
-    write_samples(read_samples(tmp_path / "b.parquet").records, tmp_path / "c.jsonl")
+    write_samples(read_samples(tmp_path / "a.jsonl", strip_thinking=False).records, tmp_path / "b.parquet")
+    write_samples(read_samples(tmp_path / "b.parquet", strip_thinking=False).records, tmp_path / "c.jsonl")
     assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "c.jsonl").read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_records_read_with_stripping_round_trip_unchanged(tmp_path: Path, suffix: str) -> None:
+    """Reading derives responses and thinking_unclosed once; written and read again, nothing changes."""
+    write_samples(heterogeneous_records(), tmp_path / "a.jsonl")
+    first = read_samples(tmp_path / "a.jsonl").records
+    assert first[1].responses == ["4", "four"] and first[1].thinking_unclosed == [False, False]
+    assert first[0].responses == full_record("a").responses  # responses already there are kept
+    write_samples(first, tmp_path / f"b{suffix}")
+    assert read_samples(tmp_path / f"b{suffix}").records == first
 
 
 def test_parquet_column_types(tmp_path: Path) -> None:
@@ -107,6 +118,7 @@ def test_parquet_column_types(tmp_path: Path) -> None:
     schema = pq.read_schema(path)
     assert schema.field("outputs").type == pa.list_(pa.string())
     assert schema.field("responses").type == pa.list_(pa.string())
+    assert schema.field("thinking_unclosed").type == pa.list_(pa.bool_())
     assert schema.field("output_tokens").type == pa.list_(pa.int64())
     for name in ("sampling", "model_ref", "references", "run_note"):
         assert schema.field(name).type == pa.string()
@@ -187,6 +199,9 @@ BAD_RECORDS = [
     pytest.param({"prompt_id": "x", "outputs": ["a", "b"]}, "prompt", "missing", id="missing-prompt"),
     pytest.param(good(prompt=3), "prompt", "must be a string", id="prompt-int"),
     pytest.param(good(responses=["a"]), "responses", "has 1 item(s) but outputs has 2", id="responses-length"),
+    pytest.param(
+        good(thinking_unclosed=[True]), "thinking_unclosed", "has 1 item(s) but outputs has 2", id="unclosed-length"
+    ),
     pytest.param(good(output_tokens=[1, 2, 3]), "output_tokens", "one item per output", id="tokens-length"),
     pytest.param(good(sample_seeds=["s", 1]), "sample_seeds[0]", "valid integer", id="seed-not-int"),
     pytest.param(good(sampling=[1]), "sampling", "valid dictionary", id="sampling-not-dict"),

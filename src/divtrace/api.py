@@ -9,6 +9,7 @@ from divtrace.errors import DivtraceError
 from divtrace.metrics import Metric
 from divtrace.metrics.embeddings import EmbeddingStore
 from divtrace.samples import DEFAULT_TASK, SampleRecord, read_samples
+from divtrace.samples.thinking import split_record_thinking
 from divtrace.scoring.bootstrap import BootstrapSettings
 from divtrace.scoring.pipeline import (
     OFFLINE_METRICS,
@@ -38,6 +39,7 @@ def score(
     task: str | None = None,
     out: str | Path | None = None,
     progress: StageProgress | None = None,
+    strip_thinking: bool = True,
 ) -> ScoreResult:
     """Score the diversity of sampled outputs, per prompt and per (checkpoint, task).
 
@@ -57,6 +59,9 @@ def score(
         checkpoint / task: labels for records that carry none (default: the file stem, and "default").
         out: if given, write the result tables there (see :func:`write_result`).
         progress: ``(stage, done, total)`` callback.
+        strip_thinking: remove chain-of-thought from the outputs before scoring, as the study did (see
+            :mod:`divtrace.samples.thinking`; responses a record already carries are kept) and flag unclosed
+            thinking (counted in the summary's ``unclosed_thinking``). False scores the records as they are.
 
     Returns:
         A :class:`ScoreResult` with per-prompt, across-input and summary tables and the settings used.
@@ -69,7 +74,9 @@ def score(
     )
     for metric in metric_objects:  # load every model first: a metric that cannot run fails before any work
         metric.prepare()
-    records, problems = _load(samples, skip_invalid=skip_invalid, checkpoint=checkpoint, task=task)
+    records, problems = _load(
+        samples, skip_invalid=skip_invalid, checkpoint=checkpoint, task=task, strip_thinking=strip_thinking
+    )
     store = None
     if any(m.uses_embeddings for m in metric_objects):
         if isinstance(embedder, EmbeddingStore):
@@ -83,24 +90,28 @@ def score(
             store = EmbeddingStore(settings, cache=None if use_cache else False)
     result = score_records(records, metric_objects, embedder=store, bootstrap=bootstrap, progress=progress)
     result.settings["skipped_records"] = [str(p) for p in problems]
+    result.settings["strip_thinking"] = strip_thinking
     if out is not None:
         write_result(result, out)
     return result
 
 
 def _load(
-    samples: SamplesInput, *, skip_invalid: bool, checkpoint: str | None, task: str | None
+    samples: SamplesInput, *, skip_invalid: bool, checkpoint: str | None, task: str | None, strip_thinking: bool
 ) -> tuple[list[SampleRecord], list[Exception]]:
     items = [samples] if isinstance(samples, str | Path | SampleRecord) else list(samples)
     if not items:
         raise DivtraceError("no samples given")
     if all(isinstance(item, SampleRecord) for item in items):
         records = [
-            item.model_copy(
-                update={
-                    "checkpoint": item.checkpoint or checkpoint or "default",
-                    "task": item.task or task or DEFAULT_TASK,
-                }
+            split_record_thinking(
+                item.model_copy(
+                    update={
+                        "checkpoint": item.checkpoint or checkpoint or "default",
+                        "task": item.task or task or DEFAULT_TASK,
+                    }
+                ),
+                strip=strip_thinking,
             )
             for item in items
             if isinstance(item, SampleRecord)
@@ -115,6 +126,10 @@ def _load(
     if any(isinstance(item, SampleRecord) for item in items):
         raise DivtraceError("pass either sample files or SampleRecord objects, not both")
     result = read_samples(
-        [Path(str(item)) for item in items], skip_invalid=skip_invalid, checkpoint=checkpoint, task=task
+        [Path(str(item)) for item in items],
+        skip_invalid=skip_invalid,
+        checkpoint=checkpoint,
+        task=task,
+        strip_thinking=strip_thinking,
     )
     return result.records, list(result.problems)

@@ -40,6 +40,17 @@ app = typer.Typer(
 stderr = Console(stderr=True)
 
 
+#: ``--strip-thinking/--no-strip-thinking`` of the commands that read samples (score, verify, analyze).
+StripThinkingOption = Annotated[
+    bool,
+    typer.Option(
+        "--strip-thinking/--no-strip-thinking",
+        help="remove <think>...</think> chain-of-thought from the outputs before verifying and scoring, as the "
+        "study did, and count outputs whose thinking never closed (off: the samples as stored)",
+    ),
+]
+
+
 class OutputFormat(str, enum.Enum):
     """How ``divtrace score`` prints its summary."""
 
@@ -78,6 +89,7 @@ def score(
     no_cache: Annotated[bool, typer.Option(help="do not read or write the embedding cache")] = False,
     seed: Annotated[int, typer.Option(help="seed of the bootstrap CIs")] = 1234,
     resamples: Annotated[int, typer.Option(help="bootstrap resamples")] = 1000,
+    strip_thinking: StripThinkingOption = True,
 ) -> None:
     """Score the diversity of K sampled outputs per prompt; print a summary per (checkpoint, task, metric)."""
     from divtrace.api import score as score_samples
@@ -107,6 +119,7 @@ def score(
                 task=task,
                 out=out,
                 progress=report,
+                strip_thinking=strip_thinking,
             )
     except DivtraceError as err:
         stderr.print(f"[bold red]error:[/] {err}")
@@ -325,13 +338,14 @@ def verify(
         OutputFormat.table
     ),
     skip_invalid: Annotated[bool, typer.Option(help="report and skip records that break the schema")] = False,
+    strip_thinking: StripThinkingOption = True,
 ) -> None:
     """Check each sample against its task's reference: a verdict per sample; accuracy, pass@k, majority vote."""
     from divtrace.samples import read_samples
     from divtrace.tasks.verify import verify_records, write_verify_result
 
     try:
-        read = read_samples(inputs, skip_invalid=skip_invalid)
+        read = read_samples(inputs, skip_invalid=skip_invalid, strip_thinking=strip_thinking)
         for problem in read.problems:
             stderr.print(f"[yellow]skipped:[/] {problem}")
         with _progress() as progress:
@@ -342,7 +356,10 @@ def verify(
                     bars[name] = progress.add_task(f"verify {name}", total=total)
                 progress.update(bars[name], completed=done, total=total)
 
-            result = verify_records(read.records, task=task, data_dir=data_dir, progress=report)
+            result = verify_records(
+                read.records, task=task, data_dir=data_dir, progress=report, strip_thinking=strip_thinking
+            )
+        result.settings["strip_thinking"] = strip_thinking
         if out is not None:
             write_verify_result(result, out)
     except DivtraceError as err:
@@ -543,6 +560,7 @@ def analyze(
     verify: Annotated[bool, typer.Option(help="verify verifiable tasks (needed for the decomposition)")] = True,
     report: Annotated[bool, typer.Option(help="also write report/index.html and summary.md")] = True,
     skip_invalid: Annotated[bool, typer.Option(help="report and skip records that break the schema")] = False,
+    strip_thinking: StripThinkingOption = True,
 ) -> None:
     """Analyze samples generated elsewhere along a lineage: verify, score, analyze (and report), resumably."""
     from divtrace.runs.imported import (
@@ -572,7 +590,7 @@ def analyze(
             names = ["ead", "sbert", "vendi", "nli"]
         sources = [SampleSource.parse(text) for text in inputs]
         with stderr.status("reading samples"):
-            records, problems = read_sources(sources, skip_invalid=skip_invalid)
+            records, problems = read_sources(sources, skip_invalid=skip_invalid, strip_thinking=strip_thinking)
         if task is not None:
             records = [r if r.task and r.task != "default" else r.model_copy(update={"task": task}) for r in records]
         for problem in problems:
@@ -586,7 +604,7 @@ def analyze(
             data_dir=str(data_dir) if data_dir else None,
         )
         layout = RunLayout(out)
-        imported = import_samples(chosen, records, layout)
+        imported = import_samples(chosen, records, layout, strip_thinking=strip_thinking)
         stderr.print(
             f"imported {sum(imported.counts.values())} prompts: "
             + ", ".join(f"{c}/{t} {n}" for (c, t), n in sorted(imported.counts.items()))
@@ -779,13 +797,20 @@ def _verify_table(summary) -> Table:  # type: ignore[no-untyped-def]
     for column in summary.columns:
         table.add_column(str(column), justify="left" if column in ("checkpoint", "task", "verifier") else "right")
     for row in summary.itertuples(index=False):
-        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+        table.add_row(
+            *(
+                f"{v:.4f}" if isinstance(v, float) else _count(v) if column == "unclosed_thinking" else str(v)
+                for column, v in zip(summary.columns, row, strict=True)
+            )
+        )
+    _caption_unclosed(table, summary)
     return table
 
 
 def _summary_table(summary) -> Table:  # type: ignore[no-untyped-def]
     table = Table(title="diversity per checkpoint and task (mean over prompts, 95% bootstrap CI)")
-    for column in ("checkpoint", "task", "metric", "prompts", "mean", "95% CI", "std", "across-input"):
+    columns = ("checkpoint", "task", "metric", "prompts", "mean", "95% CI", "std", "across-input", "unclosed_thinking")
+    for column in columns:
         table.add_column(column, justify="right" if column not in ("checkpoint", "task", "metric") else "left")
     for row in summary.itertuples(index=False):
         table.add_row(
@@ -797,8 +822,39 @@ def _summary_table(summary) -> Table:  # type: ignore[no-untyped-def]
             f"[{row.ci_low:.4f}, {row.ci_high:.4f}]",
             f"{row.std:.4f}",
             f"{row.across_input:.4f}",
+            _count(getattr(row, "unclosed_thinking", None)),
         )
+    _caption_unclosed(table, summary)
     return table
+
+
+def _known_count(value: object) -> int | None:
+    """A nullable count (None, NaN or pandas NA: unknown) as an int or None."""
+    import pandas as pd
+
+    return None if value is None or pd.isna(value) else int(value)  # type: ignore[arg-type]
+
+
+def _count(value: object) -> str:
+    """A nullable count as text: ``-`` when unknown."""
+    known = _known_count(value)
+    return "-" if known is None else str(known)
+
+
+def _caption_unclosed(table: Table, summary) -> None:  # type: ignore[no-untyped-def]
+    """A warning under ``table`` naming each (checkpoint, task) with outputs whose thinking never closed."""
+    if "unclosed_thinking" not in summary.columns:
+        return
+    cells = summary.drop_duplicates(["checkpoint", "task"])
+    counts = [(r.checkpoint, r.task, _known_count(r.unclosed_thinking)) for r in cells.itertuples(index=False)]
+    flagged = [(checkpoint, task, n) for checkpoint, task, n in counts if n]
+    if flagged:
+        table.caption = (
+            "unclosed_thinking: outputs whose <think> block never closed (scored as they are, not emptied) in "
+            + ", ".join(f"{c}/{t}: {n}" for c, t, n in flagged)
+            + " (checkpoint/task). The token cap (max_new_tokens) may be too small there."
+        )
+        table.caption_justify = "left"
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ _BOOTSTRAP_BUDGET = 8_000_000
 
 CHECKPOINT_MEANS_COLUMNS = [
     "checkpoint", "task", "metric", "stage", "n_prompts", "mean", "std", "ci_low", "ci_high", "mean_n_outputs",
+    "unclosed_thinking",
 ]  # fmt: skip
 RETAINED_COLUMNS = [
     "checkpoint", "task", "metric", "stage", "base", "n_prompts", "n_dropped", "mean", "mean_base",
@@ -204,8 +205,11 @@ def checkpoint_means(scores: pd.DataFrame, graph: LineageGraph | None, settings:
 
     Returns columns :data:`CHECKPOINT_MEANS_COLUMNS`: ``stage`` from the graph (None for a checkpoint not in it),
     ``n_prompts`` finite values, ``mean``, ``std`` (ddof 1), ``ci_low``/``ci_high`` (bootstrap CI of the mean over
-    prompts, in ``prompt_id`` order) and ``mean_n_outputs`` (mean number of outputs the values were computed on).
+    prompts, in ``prompt_id`` order), ``mean_n_outputs`` (mean number of outputs the values were computed on) and
+    ``unclosed_thinking``: the outputs of the checkpoint x task whose thinking never closed, summed over its
+    prompts (the same for every metric; <NA> when the scores lack the per-prompt count, e.g. older score tables).
     """
+    unclosed = unclosed_per_cell(scores)
     rows = scores[(scores["subset"] == "all") & np.isfinite(scores["value"].to_numpy(dtype=np.float64))]
     rows = rows.sort_values("prompt_id", kind="stable")  # the resamples must not depend on input row order
     groups = {key: frame for key, frame in rows.groupby(["checkpoint", "task", "metric"], sort=True)}
@@ -230,9 +234,26 @@ def checkpoint_means(scores: pd.DataFrame, graph: LineageGraph | None, settings:
                 "ci_low": float(estimate.low[0]),
                 "ci_high": float(estimate.high[0]),
                 "mean_n_outputs": float(frame["n_outputs"].mean()),
+                "unclosed_thinking": unclosed.get((checkpoint, task)),
             }
         )
-    return pd.DataFrame(records, columns=CHECKPOINT_MEANS_COLUMNS)
+    means = pd.DataFrame(records, columns=CHECKPOINT_MEANS_COLUMNS)
+    means["unclosed_thinking"] = means["unclosed_thinking"].astype("Int64")
+    return means
+
+
+def unclosed_per_cell(scores: pd.DataFrame) -> dict[tuple[str, str], int]:
+    """``{(checkpoint, task): outputs whose thinking never closed}`` from the per-prompt ``unclosed_thinking`` of
+    the scores (subset ``all``, each prompt once); a cell without any known count is left out."""
+    if "unclosed_thinking" not in scores.columns:
+        return {}
+    rows = scores[scores["subset"] == "all"].drop_duplicates(["checkpoint", "task", "prompt_id"])
+    counts = pd.to_numeric(rows["unclosed_thinking"], errors="coerce")
+    known = rows.assign(unclosed_thinking=counts).dropna(subset=["unclosed_thinking"])
+    return {
+        (str(checkpoint), str(task)): int(frame["unclosed_thinking"].sum())
+        for (checkpoint, task), frame in known.groupby(["checkpoint", "task"], sort=True)
+    }
 
 
 def retained_table(

@@ -27,6 +27,8 @@ from divtrace.lineage import LineageGraph
 from divtrace.scoring.bootstrap import BootstrapSettings
 
 SCORE_COLUMNS = ["checkpoint", "task", "prompt_id", "metric", "subset", "value", "n_outputs"]
+#: Optional score column: the prompt's outputs whose thinking never closed (older score tables lack it).
+OPTIONAL_SCORE_COLUMNS = ["unclosed_thinking"]
 VERDICT_INPUT_COLUMNS = ["checkpoint", "task", "prompt_id", "sample_index", "correct"]
 
 
@@ -181,7 +183,7 @@ def _normalise_scores(scores: pd.DataFrame) -> pd.DataFrame:
     missing = [column for column in SCORE_COLUMNS if column not in scores.columns]
     if missing:
         raise DivtraceError(f"scores table lacks column(s) {missing}; expected {SCORE_COLUMNS}")
-    frame = scores[SCORE_COLUMNS].copy()
+    frame = scores[SCORE_COLUMNS + [c for c in OPTIONAL_SCORE_COLUMNS if c in scores.columns]].copy()
     for column in ("checkpoint", "task", "prompt_id", "metric", "subset"):
         if not pd.api.types.is_string_dtype(frame[column]):
             frame[column] = frame[column].astype(str)

@@ -6,7 +6,7 @@ builds one by name (``transformers``, ``vllm``, ``openai``) without importing th
 
 from divtrace.generate.params import SamplingParams, UnsupportedSamplingError
 from divtrace.generate.protocol import Completion, GenerationRequest, Generator
-from divtrace.generate.thinking import ThinkingMode, split_reasoning
+from divtrace.generate.thinking import ThinkingMode, split_thinking
 
 __all__ = [
     "Completion",
@@ -15,5 +15,5 @@ __all__ = [
     "SamplingParams",
     "ThinkingMode",
     "UnsupportedSamplingError",
-    "split_reasoning",
+    "split_thinking",
 ]

@@ -12,7 +12,7 @@ from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import Completion, GenerationRequest, Generator
 from divtrace.generate.stops import StopPolicy, effective_stops
 from divtrace.generate.store import sample_key, shard_is_finished, shard_path
-from divtrace.generate.thinking import ThinkingMode, prompt_opens_thinking, split_reasoning
+from divtrace.generate.thinking import ThinkingMode, prompt_opens_thinking, split_thinking
 from divtrace.samples import SampleRecord, write_samples
 
 #: ``(event, value)`` callback: ``("total", samples)`` once, ``("skipped", samples)`` for finished shards,
@@ -244,7 +244,7 @@ def _record(
             f"{len(planned.seeds)} requested"
         )
     opened = prompt_opens_thinking(planned.rendered)
-    split = [split_reasoning(c.text, opened) for c in completions]
+    split = [split_thinking(c.text, opened) for c in completions]
     return SampleRecord(
         prompt_id=planned.item.prompt_id,
         prompt=planned.item.prompt,
@@ -256,8 +256,9 @@ def _record(
         output_tokens=[c.output_tokens for c in completions]
         if all(c.output_tokens is not None for c in completions)
         else None,
-        reasoning=[reasoning for reasoning, _ in split],
-        responses=[response for _, response in split],
+        reasoning=[s.reasoning for s in split],
+        responses=[s.response for s in split],
+        thinking_unclosed=[s.unclosed for s in split],
         sampling=sampling,
         model_ref=model_ref,
         references=planned.item.references,

@@ -41,6 +41,7 @@ from divtrace.lineage import LineageGraph
 from divtrace.report import plots
 from divtrace.report.summary_md import render_summary_md
 from divtrace.samples import SampleRecord
+from divtrace.samples.thinking import unclosed_count
 
 _DASH = "\N{EN DASH}"
 _MIN_OUTPUT_CHARS = 200
@@ -157,7 +158,11 @@ def write_report(
     path = out / "index.html"
     write_atomic(path, lambda tmp: tmp.write_text(html, encoding="utf-8"))
     summary = render_summary_md(
-        tables.headline, study_info=study_info, collapse_sites=tables.collapse_sites, metrics=context["metrics"]
+        tables.headline,
+        study_info=study_info,
+        collapse_sites=tables.collapse_sites,
+        metrics=context["metrics"],
+        unclosed_thinking=context["unclosed_thinking"],
     )
     write_atomic(out / "summary.md", lambda tmp: tmp.write_text(summary, encoding="utf-8"))
     return path
@@ -221,7 +226,48 @@ def build_context(
         "primary_metric": primary,
         "drilldown": drilldown,
         "drilldown_cut": output_chars if output_chars < max_output_chars else None,
+        "unclosed_thinking": unclosed_thinking_cells(samples, tables.checkpoint_means),
     }
+
+
+def unclosed_thinking_cells(
+    samples: Sequence[SampleRecord] | pd.DataFrame, checkpoint_means: pd.DataFrame
+) -> list[dict[str, Any]]:
+    """The (checkpoint, task) cells with outputs whose thinking never closed, for the report's warning.
+
+    Each is ``{checkpoint, task, unclosed, outputs}`` (``outputs``: the cell's number of outputs, None when only
+    the analysis table says). Counted from the samples' ``thinking_unclosed`` (records without it count as
+    unknown); when no sample says, from ``checkpoint_means.unclosed_thinking`` (NaN there: unknown, as in
+    analysis tables written before the column existed). Sorted by checkpoint, then task.
+    """
+    counts: dict[tuple[str, str], list[int]] = {}
+    if isinstance(samples, pd.DataFrame):
+        if "thinking_unclosed" in samples.columns:
+            for row in samples.to_dict("records"):
+                flags = row.get("thinking_unclosed")
+                if _is_list(flags):
+                    cell = counts.setdefault((str(row.get("checkpoint") or ""), str(row.get("task") or "")), [0, 0])
+                    cell[0] += int(sum(bool(flag) for flag in flags))
+                    cell[1] += len(flags)
+    else:
+        for record in samples:
+            found = unclosed_count(record)
+            if found is not None:
+                cell = counts.setdefault((record.checkpoint or "", record.task or ""), [0, 0])
+                cell[0] += found
+                cell[1] += len(record.outputs)
+    if counts:
+        rows = [{"checkpoint": c, "task": t, "unclosed": n, "outputs": total} for (c, t), (n, total) in counts.items()]
+    elif "unclosed_thinking" in checkpoint_means.columns:
+        known = checkpoint_means.dropna(subset=["unclosed_thinking"]).drop_duplicates(["checkpoint", "task"])
+        rows = [
+            {"checkpoint": str(r["checkpoint"]), "task": str(r["task"]), "unclosed": int(r["unclosed_thinking"]),
+             "outputs": None}
+            for r in known.to_dict("records")
+        ]  # fmt: skip
+    else:
+        rows = []
+    return sorted((r for r in rows if r["unclosed"] > 0), key=lambda r: (r["checkpoint"], r["task"]))
 
 
 def build_figures(

@@ -22,6 +22,7 @@ def render_summary_md(
     study_info: Mapping[str, Any],
     collapse_sites: pd.DataFrame | None = None,
     metrics: Sequence[str] | None = None,
+    unclosed_thinking: Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
     """The Markdown summary of a study.
 
@@ -32,6 +33,9 @@ def render_summary_md(
         collapse_sites: optional; columns lineage, task, metric, parent, child, stage, delta_pct_base and its CI
             (``delta_pct_base_ci_low``/``_high``), loss_share.
         metrics: order of the metrics in each table (others follow, sorted).
+        unclosed_thinking: optional; ``{checkpoint, task, unclosed, outputs}`` per (checkpoint, task) with outputs
+            whose thinking never closed (see :func:`divtrace.report.html.unclosed_thinking_cells`): a warning
+            naming each, since the token cap may be too small there.
 
     Returns:
         Markdown text: title, caveat, then per lineage a table ``task | metric | <stage> loss ... | retained``,
@@ -40,6 +44,19 @@ def render_summary_md(
     lines = [f"# {_cell(study_info.get('name') or 'divtrace study')}: diversity along the lineage", ""]
     if study_info.get("caveat"):
         lines += [f"> **Caveat:** {_cell(study_info['caveat'])}", ""]
+    if unclosed_thinking:
+        lines += [
+            "> **Unclosed thinking:** some outputs opened a `<think>` block that never closed (most likely the "
+            "generation hit the token cap while thinking). Their responses keep the unfinished thinking, as the "
+            "study's stripping does, so metrics and verifiers see unfinished reasoning instead of an answer (usually a "
+            "wrong one). The token cap (max_new_tokens) may be too small for:",
+            ">",
+        ]
+        for cell in unclosed_thinking:
+            of = f" of {cell['outputs']}" if cell.get("outputs") else ""
+            where = f"{_cell(cell['checkpoint'])} \N{MULTIPLICATION SIGN} {_cell(cell['task'])}"
+            lines.append(f"> - {where}: {cell['unclosed']}{of} outputs")
+        lines.append("")
     if study_info.get("description"):
         lines += [_cell(study_info["description"]), ""]
     lines += [

@@ -109,9 +109,12 @@ def parse_lineage(specs: Sequence[str], variants: Sequence[str] = ()) -> list[Ch
 
 
 def read_sources(
-    sources: Sequence[SampleSource], *, skip_invalid: bool = False
+    sources: Sequence[SampleSource], *, skip_invalid: bool = False, strip_thinking: bool = True
 ) -> tuple[list[SampleRecord], list[str]]:
     """Every record of ``sources`` (checkpoint labels applied) and the problems skipped.
+
+    ``strip_thinking``: chain-of-thought removed from the outputs as the study did, unclosed thinking flagged
+    (see :func:`~divtrace.samples.read_samples`); False keeps the records as stored.
 
     Raises:
         SampleFormatError: bad input (naming file, line and field) unless ``skip_invalid``.
@@ -123,7 +126,7 @@ def read_sources(
     for source in sources:
         if not source.path.exists():
             raise DivtraceError(f"{source.path}: no such file or directory")
-        read = read_samples(source.path, skip_invalid=skip_invalid)
+        read = read_samples(source.path, skip_invalid=skip_invalid, strip_thinking=strip_thinking)
         problems += read.problems
         for record in read.records:
             if source.checkpoint is not None:
@@ -176,11 +179,15 @@ def imported_study(
     )
 
 
-def import_samples(study: Study, records: Sequence[SampleRecord], layout: RunLayout) -> ImportReport:
+def import_samples(
+    study: Study, records: Sequence[SampleRecord], layout: RunLayout, *, strip_thinking: bool = True
+) -> ImportReport:
     """Write the records of the study's checkpoints into ``layout`` (one shard per checkpoint and task).
 
-    A (checkpoint, task) whose stored shard already holds exactly these records is left alone, so importing the
-    same files again changes nothing downstream. Records of checkpoints outside the study are not imported.
+    A (checkpoint, task) whose stored shard already holds exactly these records (read with the same
+    ``strip_thinking``) is left alone, so importing the same files again changes nothing downstream. Records of
+    checkpoints outside the study are not imported. ``strip_thinking`` is recorded in each generation marker, and
+    the later stages read the shard with it (see :func:`divtrace.runs.stages.read_task_samples`).
     """
     report = ImportReport()
     wanted = {checkpoint.name for checkpoint in study.checkpoints}
@@ -191,14 +198,23 @@ def import_samples(study: Study, records: Sequence[SampleRecord], layout: RunLay
     layout.freeze_study(study.to_yaml())
     for (checkpoint, task), group in sorted(groups.items()):
         group.sort(key=lambda record: record.prompt_id)
-        key = fingerprint([record.model_dump(mode="json") for record in group])
+        key = fingerprint(
+            {"records": [record.model_dump(mode="json") for record in group], "strip_thinking": strip_thinking}
+        )
         marker = layout.generation_marker(checkpoint, task)
         path = shard_path(layout.root, checkpoint, task, 0)
         if not (is_done(marker, key) and path.exists()):
             for stale in layout.sample_files(checkpoint, task):
                 stale.unlink()
             write_shard(group, layout.root, checkpoint, task, 0)
-            mark_done(marker, key, prompts=len(group), imported=True, shard=files_fingerprint([path]))
+            mark_done(
+                marker,
+                key,
+                prompts=len(group),
+                imported=True,
+                shard=files_fingerprint([path]),
+                strip_thinking=strip_thinking,
+            )
         report.counts[(checkpoint, task)] = len(group)
     return report
 

@@ -6,6 +6,7 @@ its outputs atomically with a completion marker (see :mod:`divtrace.runs.layout`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,9 +183,26 @@ class _Counter:
 
 
 def read_task_samples(layout: RunLayout, checkpoint: str, task: str) -> list[SampleRecord]:
-    """The stored samples of (checkpoint, task), in prompt order."""
+    """The stored samples of (checkpoint, task), in prompt order.
+
+    Chain-of-thought is stripped on reading (responses already stored are kept; see
+    :func:`~divtrace.samples.read_samples`) unless the samples were imported with stripping off
+    (``divtrace analyze --no-strip-thinking`` records ``"strip_thinking": false`` in the generation marker).
+    """
     files = layout.sample_files(checkpoint, task)
-    return read_samples(files).records if files else []
+    if not files:
+        return []
+    return read_samples(files, strip_thinking=stripping_recorded(layout, checkpoint, task)).records
+
+
+def stripping_recorded(layout: RunLayout, checkpoint: str, task: str) -> bool:
+    """The ``strip_thinking`` recorded when the samples of (checkpoint, task) were stored (True when not recorded:
+    divtrace's own generation always strips, and run directories written before the setting existed)."""
+    try:
+        facts = json.loads(layout.generation_marker(checkpoint, task).read_text())
+    except (FileNotFoundError, ValueError):
+        return True
+    return facts.get("strip_thinking", True) is not False if isinstance(facts, dict) else True
 
 
 @dataclass(frozen=True)
@@ -228,7 +246,10 @@ def compute_verdicts(
     """One verdict per sample of ``records`` (one checkpoint and task), labelled with both."""
     from divtrace.tasks.verify import verify_records
 
-    result = verify_records(records, task=str(planned.spec.name), data_dir=data_dir, progress=progress)
+    # The records come from read_task_samples, which already applied the run's chain-of-thought setting.
+    result = verify_records(
+        records, task=str(planned.spec.name), data_dir=data_dir, progress=progress, strip_thinking=False
+    )
     return result.verdicts.assign(checkpoint=checkpoint, task=planned.name)
 
 

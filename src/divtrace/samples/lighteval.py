@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 
 from divtrace.errors import SampleFormatError
 from divtrace.samples.jsonl import OnError
+from divtrace.samples.thinking import split_thinking
 
 SOURCE = "lighteval"
 _TIMESTAMP = r"\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}(?:\.\d+)?"
@@ -127,7 +128,7 @@ def _golds(choices: Any, gold_index: Any) -> list[Any] | None:
 
 
 def _current_row(
-    row: Mapping[str, Any], path: str | Path, line: int, checkpoint: str, task: str | None
+    row: Mapping[str, Any], path: str | Path, line: int, checkpoint: str, task: str | None, strip_thinking: bool
 ) -> dict[str, Any]:
     doc = _decode(row.get("doc"))
     response = _decode(row.get("model_response"))
@@ -154,6 +155,10 @@ def _current_row(
     prompt_id = str(doc_id) if doc_id not in (None, "") else str(line - 1)
 
     post = response.get("text_post_processed")
+    post = list(post) if isinstance(post, list) and len(post) == len(outputs) else None
+    # The study stripped lighteval's final text (the post-processed one when logged) by its rule again.
+    if strip_thinking and (post is None or all(isinstance(text, str) for text in post)):
+        post = [split_thinking(text).response for text in (post if post is not None else outputs)]
     reasonings = response.get("reasonings")
     tokens = response.get("output_tokens")
     record: dict[str, Any] = {
@@ -162,7 +167,7 @@ def _current_row(
         "outputs": outputs,
         "checkpoint": checkpoint,
         "task": task or doc.get("task_name") or None,
-        "responses": list(post) if isinstance(post, list) and len(post) == len(outputs) else None,
+        "responses": post,
         "reasoning": (
             list(reasonings)
             if isinstance(reasonings, list)
@@ -192,7 +197,7 @@ def _current_row(
 
 
 def _older_row(
-    row: Mapping[str, Any], path: str | Path, line: int, checkpoint: str, task: str | None
+    row: Mapping[str, Any], path: str | Path, line: int, checkpoint: str, task: str | None, strip_thinking: bool
 ) -> dict[str, Any]:
     outputs = _text_list(row.get("predictions"), path, line, "predictions")
     prompt = row.get("full_prompt") or row.get("example")
@@ -220,6 +225,7 @@ def iter_lighteval_records(
     checkpoint: str | None = None,
     task: str | None = None,
     on_error: OnError | None = None,
+    strip_thinking: bool = True,
 ) -> Iterator[tuple[int, dict]]:
     """Yield ``(row_number, raw_record)`` for each row of a lighteval ``details_<task>_<ts>.parquet`` file.
 
@@ -231,6 +237,10 @@ def iter_lighteval_records(
         * ``prompt`` is the model input when logged, else ``doc.full_prompt``/``full_prompt``, else the query;
           ``sampling`` = ``{"source": "lighteval", "requested": <generation fields of the Doc>}``; ``references``
           keeps the gold data; ``origin`` keeps the file name, row and per-sample metrics.
+        * ``responses``: with ``strip_thinking`` (default), lighteval's final text (``text_post_processed`` when
+          logged, else ``text``) passed through :func:`~divtrace.samples.thinking.split_thinking`, as the study
+          did (lighteval removes only complete ``<think>…</think>`` pairs, not a lone ``</think>``); without it,
+          ``text_post_processed`` as logged (None when absent). The older layout logs no post-processed text.
         * Per-row errors go to ``on_error`` when given (the row is skipped), else are raised; an unreadable file
           always raises.
     """
@@ -252,7 +262,7 @@ def iter_lighteval_records(
             for row in batch.to_pylist():
                 number += 1
                 try:
-                    record = convert(row, file, number, checkpoint, task)
+                    record = convert(row, file, number, checkpoint, task, strip_thinking)
                 except SampleFormatError as error:
                     if on_error is None:
                         raise

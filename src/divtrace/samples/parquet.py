@@ -37,6 +37,7 @@ BASE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("output_tokens", _INTS),
     pa.field("reasoning", _STRINGS),
     pa.field("responses", _STRINGS),
+    pa.field("thinking_unclosed", pa.list_(pa.bool_())),
     *(pa.field(name, pa.string()) for name in DICT_FIELDS),
 )
 _BASE_NAMES = frozenset(f.name for f in BASE_FIELDS)
@@ -73,7 +74,7 @@ def records_to_table(records: Iterable[SampleRecord]) -> pa.Table:
     schema = pa.schema(
         [*BASE_FIELDS, *(pa.field(name, pa.string()) for name in extras)],
         metadata={
-            SCHEMA_VERSION_KEY: b"1",
+            SCHEMA_VERSION_KEY: b"2",  # 2: the thinking_unclosed column (files of version 1 lack it)
             JSON_COLUMNS_KEY: json.dumps([*DICT_FIELDS, *extras]).encode(),
         },
     )

@@ -12,6 +12,7 @@ from divtrace.samples.lighteval import is_lighteval_details_file, iter_lighteval
 from divtrace.samples.lmeval import is_lmeval_samples_file, iter_lmeval_records
 from divtrace.samples.parquet import iter_parquet_records, write_samples_parquet
 from divtrace.samples.schema import DEFAULT_TASK, SampleRecord
+from divtrace.samples.thinking import split_record_thinking
 from divtrace.samples.validate import record_from_dict
 
 FORMATS = ("auto", "jsonl", "parquet", "lm-eval", "lighteval")
@@ -73,8 +74,9 @@ def _as_list(paths: str | Path | Iterable[str | Path]) -> list[Path]:
 class _Reader:
     """The state of one :func:`read_samples` call."""
 
-    def __init__(self, skip_invalid: bool, checkpoint: str | None, task: str | None) -> None:
+    def __init__(self, skip_invalid: bool, checkpoint: str | None, task: str | None, strip_thinking: bool) -> None:
         self.skip_invalid = skip_invalid
+        self.strip_thinking = strip_thinking
         self.checkpoint = checkpoint
         self.task = task
         self.result = ReadResult()
@@ -117,7 +119,9 @@ class _Reader:
             return iter_parquet_records(path, on_error=on_error)
         if fmt == "lm-eval":
             return iter_lmeval_records(path, checkpoint=self.checkpoint, task=self.task, on_error=on_error)
-        return iter_lighteval_records(path, checkpoint=self.checkpoint, task=self.task, on_error=on_error)
+        return iter_lighteval_records(
+            path, checkpoint=self.checkpoint, task=self.task, on_error=on_error, strip_thinking=self.strip_thinking
+        )
 
     def read_file(self, path: Path, fmt: str) -> None:
         seen_rows = 0
@@ -143,7 +147,7 @@ class _Reader:
             except SampleFormatError as error:
                 self.report(error)
                 continue
-            self.add(record, path, line)
+            self.add(split_record_thinking(record, strip=self.strip_thinking), path, line)
         if seen_rows == 0:
             self.report(SampleFormatError(path, None, None, "no records: the file is empty"))
 
@@ -173,6 +177,7 @@ def read_samples(
     skip_invalid: bool = False,
     checkpoint: str | None = None,
     task: str | None = None,
+    strip_thinking: bool = True,
 ) -> ReadResult:
     """Read and validate sample records from files and directories.
 
@@ -188,6 +193,13 @@ def read_samples(
           ``skip_invalid=False`` the first one is raised. With ``skip_invalid=True`` each is appended to
           ``problems`` and the bad record skipped; when a file becomes unreadable at line N (e.g. not UTF-8),
           that is one problem and the records before line N are kept.
+        * ``strip_thinking`` (default): every record goes through
+          :func:`~divtrace.samples.thinking.split_record_thinking`: a record without ``responses`` gets them
+          (its outputs with chain-of-thought removed as the study did, see :mod:`divtrace.samples.thinking`),
+          one without ``thinking_unclosed`` gets the per-output flag; ``responses`` a file already carries are
+          kept (lighteval's own post-processed text is stripped by the same rule, as the study did). With
+          ``strip_thinking=False`` records are returned as stored: the responses a file carries (for lighteval
+          its ``text_post_processed``), else the raw outputs, are scored; unclosed thinking is not checked.
 
     Raises:
         ValueError: ``fmt`` is not a known format.
@@ -195,7 +207,7 @@ def read_samples(
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown sample format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    reader = _Reader(skip_invalid, checkpoint, task)
+    reader = _Reader(skip_invalid, checkpoint, task, strip_thinking)
     for path, file_fmt in reader.files(_as_list(paths), fmt):
         reader.read_file(path, file_fmt)
     return reader.result

@@ -17,8 +17,10 @@ class SampleRecord(BaseModel):
     """K raw outputs for one prompt, plus what is needed to reproduce them.
 
     ``responses`` (outputs with reasoning stripped) is what every metric sees; when it is absent the raw
-    ``outputs`` are scored. ``sampling`` holds the *effective* sampling parameters; ``model_ref`` identifies the
-    exact weights. Unknown fields are kept (``extra="allow"``) so that a round trip loses nothing.
+    ``outputs`` are scored. ``thinking_unclosed`` flags, per output, a thinking block that never closed (see
+    :mod:`divtrace.samples.thinking`; None: not checked, e.g. read with stripping off). ``sampling`` holds the
+    *effective* sampling parameters; ``model_ref`` identifies the exact weights. Unknown fields are kept
+    (``extra="allow"``) so that a round trip loses nothing.
     """
 
     model_config = ConfigDict(extra="allow", frozen=False)
@@ -33,6 +35,7 @@ class SampleRecord(BaseModel):
     output_tokens: list[int] | None = None
     reasoning: list[str | None] | None = None
     responses: list[str] | None = None
+    thinking_unclosed: list[bool] | None = None
     sampling: dict[str, Any] | None = None
     model_ref: dict[str, Any] | None = None
     references: dict[str, Any] | None = Field(default=None, description="task-specific gold data, if any")

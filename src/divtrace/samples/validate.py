@@ -18,7 +18,7 @@ from divtrace.samples.schema import SampleRecord
 MIN_OUTPUTS = 2
 """Per-input diversity compares the K outputs of one prompt with each other, so K must be at least 2."""
 
-PER_OUTPUT_FIELDS = ("responses", "reasoning", "finish_reasons", "output_tokens", "sample_seeds")
+PER_OUTPUT_FIELDS = ("responses", "reasoning", "thinking_unclosed", "finish_reasons", "output_tokens", "sample_seeds")
 """Optional fields holding one item per output; when present they must be as long as ``outputs``."""
 
 
@@ -105,8 +105,8 @@ def record_from_dict(
           that are absent or null in ``raw``; a value present in ``raw`` always wins.
         * ``prompt_id`` must be a non-empty string; an integer is accepted and converted to its decimal string.
         * ``prompt`` must be a string; ``outputs`` a list of at least 2 strings.
-        * ``responses``, ``reasoning``, ``finish_reasons``, ``output_tokens`` and ``sample_seeds``, when
-          present and not null, must have exactly one item per output.
+        * ``responses``, ``reasoning``, ``thinking_unclosed``, ``finish_reasons``, ``output_tokens`` and
+          ``sample_seeds``, when present and not null, must have exactly one item per output.
         * Everything else is type-checked by the pydantic model; unknown fields are kept.
 
     Raises:

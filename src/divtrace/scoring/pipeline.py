@@ -19,6 +19,7 @@ from divtrace.io_atomic import write_json_atomic, write_table_atomic
 from divtrace.metrics import Metric, ScoringContext, create_metric
 from divtrace.metrics.embeddings import EmbeddingStore
 from divtrace.samples import SampleRecord
+from divtrace.samples.thinking import unclosed_total
 from divtrace.scoring.bootstrap import BootstrapSettings, bootstrap_mean_ci
 from divtrace.settings import EmbedderSettings, NLISettings
 
@@ -40,7 +41,9 @@ class ScoreResult:
     Attributes:
         per_prompt: one row per (checkpoint, task, prompt_id, metric): ``k`` responses and the ``value``.
         across_input: one row per (checkpoint, task, metric): the metric over the first response of each prompt.
-        summary: one row per (checkpoint, task, metric): prompts, mean, std, 95% bootstrap CI, across-input.
+        summary: one row per (checkpoint, task, metric): prompts, mean, std, 95% bootstrap CI, across-input, and
+            ``unclosed_thinking``: the (checkpoint, task)'s outputs whose thinking never closed (the same for every
+            metric; <NA> when no record says, e.g. read with stripping off).
         settings: every option that determined the numbers (metrics, embedder and its cache key, bootstrap).
         embedding_stats: what the embedding store did (texts asked for, unique, from cache, encoded).
     """
@@ -138,6 +141,7 @@ def score_records(
     per_prompt = pd.concat(per_prompt_frames, ignore_index=True)
     across = pd.DataFrame(across_rows, columns=["checkpoint", "task", "metric", "n_prompts", "value"])
     summary = summarise(per_prompt, across, bootstrap)
+    summary["unclosed_thinking"] = _unclosed_column(summary, records)
     settings = {
         "metrics": {m.name: m.settings() for m in metrics},
         "embedder": (
@@ -180,6 +184,16 @@ def summarise(per_prompt: pd.DataFrame, across: pd.DataFrame, bootstrap: Bootstr
     )
     across_values = across.rename(columns={"value": "across_input"})[["checkpoint", "task", "metric", "across_input"]]
     return summary.merge(across_values, on=["checkpoint", "task", "metric"], how="left")
+
+
+def _unclosed_column(summary: pd.DataFrame, records: Sequence[SampleRecord]) -> pd.Series:
+    """Per summary row, the unclosed-thinking count of its (checkpoint, task) (nullable integers)."""
+    cells: dict[tuple[str, str], list[SampleRecord]] = {}
+    for record in records:
+        cells.setdefault((record.checkpoint or "", record.task or ""), []).append(record)
+    counts = {cell: unclosed_total(group) for cell, group in cells.items()}
+    values = [counts.get((row.checkpoint, row.task)) for row in summary.itertuples(index=False)]
+    return pd.Series(values, index=summary.index, dtype="Int64")
 
 
 def _first_responses(records: Sequence[SampleRecord]) -> dict[tuple[str, str], list[str]]:

@@ -1,6 +1,7 @@
 """Per-prompt diversity over subsets of the K responses: all, the correct ones, and the first k (curves).
 
-Rows (one per checkpoint, task, prompt, metric, subset): ``value`` and ``n_outputs`` (the group size). Subsets:
+Rows (one per checkpoint, task, prompt, metric, subset): ``value``, ``n_outputs`` (the group size) and
+``unclosed_thinking`` (the prompt's outputs whose thinking never closed, <NA> when the record does not say). Subsets:
 
 - ``all``: the K responses;
 - ``correct``: the responses verified correct, for prompts with at least 2 of them (quality-filtered
@@ -21,8 +22,9 @@ import pandas as pd
 from divtrace.metrics import Metric, ScoringContext
 from divtrace.metrics.embeddings import EmbeddingStore
 from divtrace.samples import SampleRecord
+from divtrace.samples.thinking import unclosed_count
 
-SUBSET_COLUMNS = ["checkpoint", "task", "prompt_id", "metric", "subset", "value", "n_outputs"]
+SUBSET_COLUMNS = ["checkpoint", "task", "prompt_id", "metric", "subset", "value", "n_outputs", "unclosed_thinking"]
 #: ``(checkpoint, task, prompt_id) -> one bool per response``.
 Correctness = Mapping[tuple[str, str, str], Sequence[bool]]
 
@@ -87,6 +89,9 @@ def score_subsets(
                     "subset": subset,
                     "value": float(value),
                     "n_outputs": len(texts),
+                    "unclosed_thinking": unclosed_count(record),
                 }
             )
-    return pd.DataFrame(rows, columns=SUBSET_COLUMNS)
+    frame = pd.DataFrame(rows, columns=SUBSET_COLUMNS)
+    frame["unclosed_thinking"] = frame["unclosed_thinking"].astype("Int64")
+    return frame

@@ -14,6 +14,7 @@ import pandas as pd
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
 from divtrace.samples import SampleRecord
+from divtrace.samples.thinking import split_record_thinking, unclosed_total
 from divtrace.tasks.base import Task
 from divtrace.tasks.registry import get_task
 from divtrace.tasks.sources import load_prompts
@@ -29,7 +30,9 @@ from divtrace.tasks.verifiers.aggregate import (
 #: ``(task, done, total)`` callback, called as samples are verified.
 VerifyProgress = Callable[[str, int, int], None]
 
-VERDICT_COLUMNS = ["checkpoint", "task", "prompt_id", "sample_index", "correct", "extracted", "detail", "extra"]
+VERDICT_COLUMNS = [
+    "checkpoint", "task", "prompt_id", "sample_index", "correct", "extracted", "detail", "extra", "thinking_unclosed",
+]  # fmt: skip
 
 
 @dataclass
@@ -42,7 +45,10 @@ class VerifyResult:
     vote as one answer and a tie between the top two is not correct, NaN for verifiers that extract no answer; or,
     for TruthfulQA, more than half of the samples correct), pass@k for k = 1, 2, 4, ... up to K and K itself
     (unbiased estimator, averaged over prompts), prompts_with_2_correct (prompts usable for the quality-filtered
-    decomposition), and for IFEval its four official accuracies (prompt/instruction level, strict/loose).
+    decomposition), and for IFEval its four official accuracies (prompt/instruction level, strict/loose), then
+    ``unclosed_thinking``: samples whose thinking never closed (their response kept the unfinished thinking, so
+    they are most likely wrong; many of them mean the token cap is too small); <NA> when no record says (read
+    with stripping off). ``verdicts`` has the per-sample flag ``thinking_unclosed`` (None when not known).
     """
 
     verdicts: pd.DataFrame
@@ -57,6 +63,7 @@ def verify_records(
     task: str | None = None,
     data_dir: str | Path | None = None,
     progress: VerifyProgress | None = None,
+    strip_thinking: bool = True,
 ) -> VerifyResult:
     """Verify every sample of ``records`` (what metrics see: ``responses``, else ``outputs``).
 
@@ -66,13 +73,16 @@ def verify_records(
         data_dir: where to find task data for records without ``references`` (imported samples): the
             references are then looked up by ``prompt_id`` in the task's data.
         progress: called as samples are verified.
+        strip_thinking: pass each record through :func:`~divtrace.samples.thinking.split_record_thinking` first
+            (chain-of-thought removed as the study did where a record has no ``responses``; unclosed thinking
+            flagged). False verifies the records as they are (e.g. already read with the setting wanted).
 
     Records of tasks without a verifier are listed in ``skipped`` (not an error). A record without references
     whose prompt id is not in the task's data is an error naming the record. A hostile or malformed output is an
     incorrect verdict, never a crash.
     """
     groups: dict[tuple[str, str], list[SampleRecord]] = {}
-    for record in records:
+    for record in (split_record_thinking(r, strip=strip_thinking) for r in records):
         name = task or record.task
         if not name:
             raise DivtraceError(f"record {record.prompt_id!r} has no task: pass --task")
@@ -99,6 +109,7 @@ def verify_records(
             mine = verdicts[position : position + len(record.scored_texts())]
             position += len(mine)
             per_prompt.append(mine)
+            flags = record.thinking_unclosed or [None] * len(mine)
             for index, verdict in enumerate(mine):
                 verdict_rows.append(
                     {
@@ -110,11 +121,15 @@ def verify_records(
                         "extracted": verdict.extracted,
                         "detail": verdict.detail,
                         "extra": json.dumps(verdict.extra, sort_keys=True, default=str) if verdict.extra else None,
+                        "thinking_unclosed": flags[index] if index < len(flags) else None,
                     }
                 )
-        summary_rows.append(_summary_row(checkpoint, chosen, per_prompt))
+        unclosed = unclosed_total(group)
+        summary_rows.append({**_summary_row(checkpoint, chosen, per_prompt), "unclosed_thinking": unclosed})
     verdict_frame = pd.DataFrame(verdict_rows, columns=VERDICT_COLUMNS)
     summary = pd.DataFrame(summary_rows)
+    if "unclosed_thinking" in summary.columns:
+        summary["unclosed_thinking"] = summary["unclosed_thinking"].astype("Int64")
     return VerifyResult(verdict_frame, summary, skipped, {"verifiers": verifiers, "task_override": task})
 
 
