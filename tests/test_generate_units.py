@@ -36,7 +36,7 @@ def test_split_thinking_of_generated_outputs() -> None:
         True,
     )
     assert split_thinking("still thinking", opened_in_prompt=True) == ("still thinking", None, True)
-    assert split_thinking("  plain answer\n") == ("plain answer", None, False)
+    assert split_thinking("  plain answer\n") == ("  plain answer\n", None, False)  # no tag: left as generated
     assert split_thinking(EMPTY_THINKING_BLOCK + "Answer") == ("Answer", "", False)
 
 

@@ -56,7 +56,9 @@ RULE_CASES = [
     pytest.param("thinking, cap hit", True, "thinking, cap hit", None, True, id="opened-in-prompt-no-tag"),
     pytest.param("", True, "", None, True, id="opened-in-prompt-empty-output"),
     pytest.param("#### 18", False, "#### 18", None, False, id="no-tags"),
-    pytest.param("  \n #### 18 \n\n", False, "#### 18", None, False, id="whitespace-no-tags"),
+    # no thinking tag: the output is left as generated (a code continuation keeps its indentation; docs/fidelity.md)
+    pytest.param("  \n #### 18 \n\n", False, "  \n #### 18 \n\n", None, False, id="whitespace-no-tags"),
+    pytest.param("    return a + b\n", False, "    return a + b\n", None, False, id="code-continuation"),
     pytest.param("\n<think>\n  a  \n</think>\n\n  B  \n", False, "B", "a", False, id="whitespace-around-block"),
     pytest.param("<think>\n</think>\nB", False, "B", "", False, id="empty-block"),
     pytest.param("a</think>b<think>c</think>d", True, "bd", "a\n\nc", False, id="closing-only-then-block"),
@@ -225,7 +227,8 @@ def test_plain_files_with_think_outputs(tmp_path: Path, suffix: str) -> None:
     ]
     write_samples(plain, tmp_path / f"think{suffix}")
     records = read_samples(tmp_path / f"think{suffix}").records
-    assert [r.responses for r in records] == [["4", "four"], ["<think>add", "6"], ["kept", "8"]]
+    # " 6 " holds no thinking tag: it is left as it is
+    assert [r.responses for r in records] == [["4", "four"], ["<think>add", " 6 "], ["kept", "8"]]
     assert [r.thinking_unclosed for r in records] == [[False, False], [True, False], [False, False]]
     off = read_samples(tmp_path / f"think{suffix}", strip_thinking=False).records
     assert [r.responses for r in off] == [None, None, ["kept", "8"]]

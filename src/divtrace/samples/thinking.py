@@ -6,7 +6,13 @@ The rule is the published study's (FIDELITY.md, "Chain-of-thought stripping"):
    repeated while such a pair is left);
 2. then, when a ``</think>`` is left and no ``<think>`` is (the chat template opened the block in the prompt),
    everything up to and including that first ``</think>`` is dropped;
-3. the result is stripped of surrounding whitespace.
+3. the result is stripped of surrounding whitespace, when the output held a thinking tag.
+
+Step 3 differs from the study on purpose: the reference strips *every* output, which turns a base model's HumanEval
+continuation ``"    return a + b\n"`` into ``"return a + b"``, a SyntaxError once appended to the prompt, so every
+base-model continuation fails. An output without any thinking tag is therefore left exactly as generated. Metrics
+are blind to surrounding whitespace (EAD splits on whitespace, the sentence encoders' tokenizers drop it), so this
+changes verdicts of code continuations only (docs/fidelity.md).
 
 A thinking block that never closes (an opening ``<think>`` without a later ``</think>``, or no ``</think>`` at all
 while the rendered prompt opened a block) is left in the response as the study left it: the text is *not*
@@ -33,7 +39,8 @@ class ThinkingSplit(NamedTuple):
     """One output split by :func:`split_thinking`."""
 
     response: str
-    """What metrics and verifiers see: the output with its thinking removed, stripped of surrounding whitespace."""
+    """What metrics and verifiers see: the output with its thinking removed and surrounding whitespace stripped (an
+    output without any thinking tag is returned unchanged)."""
     reasoning: str | None
     """The removed thinking (blocks joined by a blank line, each stripped); None when nothing was removed."""
     unclosed: bool
@@ -60,7 +67,7 @@ def split_thinking(output: str, opened_in_prompt: bool = False) -> ThinkingSplit
         "a</think>B"                    -> ("B", "a", False)       # the prompt opened the block
         "<think>still thinking"         -> ("<think>still thinking", None, True)
         "still thinking" (opened_in_prompt=True) -> ("still thinking", None, True)
-        "  plain  "                     -> ("plain", None, False)
+        "    return x\n"               -> ("    return x\n", None, False)   # no tag: unchanged
     """
     text = output
     removed: list[str] = []
@@ -79,7 +86,8 @@ def split_thinking(output: str, opened_in_prompt: bool = False) -> ThinkingSplit
             text = text[close + len(THINK_CLOSE) :]
     unclosed = still_open or (opened_in_prompt and THINK_CLOSE not in output)
     reasoning = "\n\n".join(part.strip() for part in removed if part.strip()) if removed else None
-    return ThinkingSplit(text.strip(), reasoning, unclosed)
+    tagged = THINK_OPEN in output or THINK_CLOSE in output
+    return ThinkingSplit(text.strip() if tagged else text, reasoning, unclosed)
 
 
 def record_prompt_opens_thinking(record: SampleRecord) -> bool:
