@@ -257,3 +257,25 @@ def test_worker_threads_agree_with_the_main_thread(verifier: IFEvalVerifier) -> 
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = list(pool.map(lambda pair: verifier.verify(*pair), pairs))
     assert got == expected
+
+
+def test_constraints_the_studys_heuristics_pass_unchecked(verifier: IFEvalVerifier) -> None:
+    """Why divtrace uses Google's checks (docs/fidelity.md): the study's re-implementation passes any response for
+    a constraint it does not know (``change_case:capital_word_frequency``, ``nth_paragraph_first_word``) and for a
+    non-English ``language:response_language``. Google's checks fail these responses."""
+    hindi = {
+        "key": 9101,
+        "prompt": "Describe a monsoon day. Your ENTIRE response should be in Hindi, no other language is allowed.",
+        "instruction_id_list": ["language:response_language"],
+        "kwargs": [kwargs(language="hi")],
+    }
+    english = "The rain fell all day long and the streets turned into small rivers under a grey sky."
+    assert strict_loose(verifier, english, hindi) == ([False], [False])
+    paragraphs = {
+        "key": 9102,
+        "prompt": "Write 2 paragraphs separated by a blank line. The second one must start with the word 'Finally'.",
+        "instruction_id_list": ["length_constraints:nth_paragraph_first_word"],
+        "kwargs": [kwargs(num_paragraphs=2, nth_paragraph=2, first_word="finally")],
+    }
+    assert strict_loose(verifier, "It rained all day.\n\nThen the sun came out.", paragraphs) == ([False], [False])
+    assert strict_loose(verifier, "It rained all day.\n\nFinally the sun came out.", paragraphs) == ([True], [True])
