@@ -34,7 +34,7 @@ from divtrace.runs.stages import read_task_samples
 from divtrace.samples import SampleRecord, read_samples, write_samples
 from divtrace.samples.thinking import split_record_thinking, split_thinking, unclosed_total
 from divtrace.scoring.bootstrap import BootstrapSettings
-from divtrace.scoring.subsets import score_subsets
+from divtrace.scoring.scorer import ScoreOptions, Scorer
 from divtrace.tasks.verify import verify_records
 from tests.test_importers import TASK, current_rows, lmeval_line, write_lighteval, write_lmeval
 from tests.test_report import make_graph, make_study
@@ -303,7 +303,7 @@ def test_run_tables_carry_the_count_and_old_tables_read_as_unknown() -> None:
         split_record_thinking(SampleRecord(prompt_id=f"p{i}", prompt="q", outputs=o, checkpoint="c", task="t"))
         for i, o in enumerate(GROUPS)
     ]
-    scores = score_subsets(records, [create_metric("ead")], embedder=None)
+    scores = Scorer([create_metric("ead")], options=ScoreOptions(subsets=("all", "curves"))).score(records).per_prompt
     assert scores.groupby("prompt_id")["unclosed_thinking"].first().tolist() == [0, 1]
     means = checkpoint_means(scores, None, BootstrapSettings(resamples=20))
     assert means["unclosed_thinking"].tolist() == [1]

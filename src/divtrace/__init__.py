@@ -9,7 +9,7 @@ from divtrace.errors import DivtraceError, ModelLoadError, SampleFormatError
 from divtrace.metrics import Metric, ScoringContext, create_metric, metric_names, register_metric
 from divtrace.metrics.embeddings import EmbeddingStore
 from divtrace.samples import SampleRecord, read_samples, write_samples
-from divtrace.scoring.pipeline import ScoreResult
+from divtrace.scoring.scorer import ScoreResult
 from divtrace.settings import EmbedderSettings, NLISettings
 
 __version__ = "0.1.0"

@@ -5,18 +5,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pandas as pd
+
 from divtrace.errors import DivtraceError
 from divtrace.metrics import Metric
 from divtrace.metrics.embeddings import EmbeddingStore
 from divtrace.samples import DEFAULT_TASK, SampleRecord, read_samples
 from divtrace.samples.thinking import split_record_thinking
 from divtrace.scoring.bootstrap import BootstrapSettings
-from divtrace.scoring.pipeline import (
+from divtrace.scoring.scorer import (
+    ACROSS_INPUT_PROMPTS,
+    ACROSS_INPUT_SEED,
     OFFLINE_METRICS,
+    ScoreOptions,
+    Scorer,
     ScoreResult,
     StageProgress,
     build_metrics,
-    score_records,
+    verdicts_from_table,
     write_result,
 )
 from divtrace.settings import EmbedderSettings, NLISettings
@@ -29,10 +35,14 @@ def score(
     *,
     metrics: Sequence[str | Metric] | None = None,
     embedder: str | EmbedderSettings | EmbeddingStore | None = None,
+    code_embedder: str | EmbedderSettings | EmbeddingStore | None = None,
     nli_model: str | NLISettings | None = None,
     ead_vocab_size: int | None = None,
     ead_tokenizer: str | None = None,
     bootstrap: BootstrapSettings | None = None,
+    verdicts: pd.DataFrame | None = None,
+    across_input_prompts: int = ACROSS_INPUT_PROMPTS,
+    across_input_seed: int = ACROSS_INPUT_SEED,
     use_cache: bool = True,
     skip_invalid: bool = False,
     checkpoint: str | None = None,
@@ -51,9 +61,15 @@ def score(
         embedder: sentence-transformers id or path (default: the packaged all-MiniLM-L6-v2; the study used
             ``sentence-transformers/all-mpnet-base-v2``), settings, or a ready :class:`EmbeddingStore` (to share
             one across calls or choose its cache).
+        code_embedder: the encoder of the code-embedding metrics (``code-sbert``, ``code-vendi``; the study used
+            ``microsoft/unixcoder-base``), as an id or path, settings, or a ready store.
         nli_model: id or path of an MNLI classifier (the study used ``roberta-large-mnli``).
         ead_vocab_size / ead_tokenizer: EAD's V, given directly or as the generator's tokenizer (default 50257).
         bootstrap: CI settings (1000 percentile resamples over prompts, seed 1234).
+        verdicts: a verdict table (``divtrace verify``'s ``verdicts.parquet``): adds the ``correct`` subset (the
+            correct responses of prompts with at least 2) and lets answer metrics score the extracted answers.
+        across_input_prompts / across_input_seed: the across-input score uses the first response of at most this
+            many prompts, sampled with this seed (the study's 500 and 1234).
         use_cache: read/write the persistent embedding cache.
         skip_invalid: skip (and report in ``settings["skipped_records"]``) records that break the schema.
         checkpoint / task: labels for records that carry none (default: the file stem, and "default").
@@ -72,23 +88,23 @@ def score(
     metric_objects = build_metrics(
         metrics, nli=nli or NLISettings(), ead_vocab_size=ead_vocab_size, ead_tokenizer=ead_tokenizer
     )
-    for metric in metric_objects:  # load every model first: a metric that cannot run fails before any work
-        metric.prepare()
+    scorer = Scorer(
+        metric_objects,
+        embedder=_embedder(embedder),
+        code_embedder=_embedder(code_embedder) if code_embedder is not None else None,
+        options=ScoreOptions(
+            subsets=("all", "correct") if verdicts is not None else ("all",),
+            across_input_prompts=across_input_prompts,
+            across_input_seed=across_input_seed,
+            bootstrap=bootstrap or BootstrapSettings(),
+        ),
+        use_cache=use_cache,
+    )
+    scorer.prepare()  # every model loads first: a metric that cannot run fails before any work
     records, problems = _load(
         samples, skip_invalid=skip_invalid, checkpoint=checkpoint, task=task, strip_thinking=strip_thinking
     )
-    store = None
-    if any(m.uses_embeddings for m in metric_objects):
-        if isinstance(embedder, EmbeddingStore):
-            store = embedder
-        else:
-            settings = (
-                embedder
-                if isinstance(embedder, EmbedderSettings)
-                else EmbedderSettings(**({"model": embedder} if embedder else {}))
-            )
-            store = EmbeddingStore(settings, cache=None if use_cache else False)
-    result = score_records(records, metric_objects, embedder=store, bootstrap=bootstrap, progress=progress)
+    result = scorer.score(records, verdicts_from_table(verdicts) if verdicts is not None else None, progress=progress)
     result.settings["skipped_records"] = [str(p) for p in problems]
     result.settings["strip_thinking"] = strip_thinking
     if out is not None:
@@ -133,3 +149,10 @@ def _load(
         strip_thinking=strip_thinking,
     )
     return result.records, list(result.problems)
+
+
+def _embedder(embedder: str | EmbedderSettings | EmbeddingStore | None) -> EmbedderSettings | EmbeddingStore:
+    """A ready store as it is; an id or path as settings (None: the packaged default encoder)."""
+    if isinstance(embedder, EmbeddingStore | EmbedderSettings):
+        return embedder
+    return EmbedderSettings(**({"model": embedder} if embedder else {}))

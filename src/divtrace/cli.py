@@ -81,13 +81,23 @@ def score(
     nli_model: Annotated[
         str | None, typer.Option(help="id or path of an MNLI classifier (study: roberta-large-mnli)")
     ] = None,
+    code_embedder: Annotated[
+        str | None, typer.Option(help="encoder of code-sbert/code-vendi (study: microsoft/unixcoder-base)")
+    ] = None,
+    verdicts: Annotated[
+        Path | None,
+        typer.Option(help="verdicts.parquet of divtrace verify: adds the correct subset and the answer metrics"),
+    ] = None,
+    across_input_prompts: Annotated[
+        int, typer.Option(help="across-input: first outputs of at most this many prompts (sampled with --seed)")
+    ] = 500,
     vocab_size: Annotated[int | None, typer.Option(help="EAD vocabulary size V (default 50257)")] = None,
     tokenizer: Annotated[str | None, typer.Option(help="take EAD's V from this tokenizer's size")] = None,
     checkpoint: Annotated[str | None, typer.Option(help="checkpoint label for records without one")] = None,
     task: Annotated[str | None, typer.Option(help="task label for records without one")] = None,
     skip_invalid: Annotated[bool, typer.Option(help="report and skip records that break the schema")] = False,
     no_cache: Annotated[bool, typer.Option(help="do not read or write the embedding cache")] = False,
-    seed: Annotated[int, typer.Option(help="seed of the bootstrap CIs")] = 1234,
+    seed: Annotated[int, typer.Option(help="seed of the bootstrap CIs and of the across-input sample")] = 1234,
     resamples: Annotated[int, typer.Option(help="bootstrap resamples")] = 1000,
     strip_thinking: StripThinkingOption = True,
 ) -> None:
@@ -105,11 +115,22 @@ def score(
                     tasks[stage] = progress.add_task(stage, total=total)
                 progress.update(tasks[stage], completed=done, total=total)
 
+            verdict_table = None
+            if verdicts is not None:
+                import pandas as pd
+
+                if not verdicts.is_file():
+                    raise DivtraceError(f"{verdicts}: no such verdicts file (divtrace verify writes verdicts.parquet)")
+                verdict_table = pd.read_parquet(verdicts)
             result = score_samples(
                 inputs,
                 metrics=names,
                 embedder=embedder,
+                code_embedder=code_embedder,
                 nli_model=nli_model,
+                verdicts=verdict_table,
+                across_input_prompts=across_input_prompts,
+                across_input_seed=seed,
                 ead_vocab_size=vocab_size,
                 ead_tokenizer=tokenizer,
                 bootstrap=BootstrapSettings(resamples=resamples, seed=seed),
@@ -631,10 +652,10 @@ def report_command(
     run_dir: Annotated[Path, typer.Argument(help="a run directory of divtrace run or divtrace analyze")],
 ) -> None:
     """(Re)write RUN/report/index.html and summary.md from the run directory's stored analysis."""
-    from divtrace.runs.imported import IMPORTED_MODEL, run_tasks
+    from divtrace.runs.imported import run_tasks
     from divtrace.runs.layout import RunLayout
     from divtrace.runs.stages import stage_report
-    from divtrace.study import load_study
+    from divtrace.study import IMPORTED_MODEL, load_study
 
     layout = RunLayout(run_dir)
     try:
@@ -813,10 +834,11 @@ def _summary_table(summary) -> Table:  # type: ignore[no-untyped-def]
     for column in columns:
         table.add_column(column, justify="right" if column not in ("checkpoint", "task", "metric") else "left")
     for row in summary.itertuples(index=False):
+        subset = getattr(row, "subset", "all")
         table.add_row(
             row.checkpoint,
             row.task,
-            row.metric,
+            row.metric if subset == "all" else f"{row.metric} ({subset})",
             str(row.n_prompts),
             f"{row.mean:.4f}",
             f"[{row.ci_low:.4f}, {row.ci_high:.4f}]",

@@ -18,6 +18,9 @@ from divtrace.generate.params import STUDY_K, STUDY_SEED, STUDY_TEMPERATURE, STU
 from divtrace.generate.stops import StopPolicy
 from divtrace.lineage import CheckpointNode, LineageGraph
 
+#: ``model`` of every checkpoint of an imported study: the samples were generated elsewhere.
+IMPORTED_MODEL = "imported"
+
 #: The stop policies a study or checkpoint may name (:class:`~divtrace.generate.stops.StopPolicy`).
 StopPolicyName = Literal["auto", "always", "never"]
 
@@ -109,6 +112,7 @@ class Study(_Strict):
     stops: StopPolicyName = "auto"
     metrics: list[str] = Field(default_factory=lambda: ["ead", "sbert", "vendi"])
     embedder: str | None = None
+    code_embedder: str | None = Field(None, description="encoder of the code-embedding metrics (unixcoder)")
     nli_model: str | None = None
     data_dir: str | None = None
     shard_size: int = Field(8, ge=1)

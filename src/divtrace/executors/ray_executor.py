@@ -40,11 +40,12 @@ from divtrace.runs.stages import (
     StageReport,
     StageUnit,
     backend_options,
-    correct_flags,
+    checkpoint_vocab_size,
     generation_key,
     read_task_samples,
     sampling_for,
     score_units,
+    stored_verdicts,
     verify_units,
 )
 from divtrace.samples import SampleRecord
@@ -112,20 +113,22 @@ class ShardGenerator:
 
 
 class UnitScorer:
-    """A Ray actor body: the study's metrics and encoder, loaded once, scoring unit after unit."""
+    """A Ray actor body: the study's scorer (metrics and encoders), loaded once, scoring unit after unit."""
 
-    def __init__(self, metrics: list[str], embedder: str | None, nli_model: str | None, threads: int | None) -> None:
-        from divtrace.runs.stages import Scorer
+    def __init__(self, study: dict[str, Any], threads: int | None) -> None:
+        from divtrace.runs.stages import study_scorer
 
         if threads is not None:
             import torch
 
             torch.set_num_threads(threads)
-        self.scorer = Scorer(metrics, embedder, nli_model)
+        self.scorer = study_scorer(Study.model_validate(study))
 
-    def score(self, records: list[SampleRecord], correct: Any, code_tasks: frozenset[str]) -> Any:
-        """Per-prompt scores of one unit."""
-        return self.scorer.score(records, correct, code_tasks)
+    def score(self, records: list[SampleRecord], verdicts: Any, vocab_size: int | None) -> Any:
+        """The score table of one unit (see :func:`divtrace.runs.stages.score_unit`)."""
+        from divtrace.runs.stages import score_unit
+
+        return score_unit(self.scorer, records, verdicts, vocab_size)
 
 
 def _verify_unit(records: list[SampleRecord], checkpoint: str, planned: PlannedTask, data_dir: str | None) -> Any:
@@ -334,16 +337,14 @@ class RayExecutor:
             num_cpus=spec.cpus_per_worker, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES
         )
         threads = max(1, int(spec.cpus_per_worker))
-        scorers = [
-            remote.remote(self.study.metrics, self.study.embedder, self.study.nli_model, threads)
-            for _ in range(max(1, min(spec.replicas, len(units))))
-        ]
-        code_tasks = frozenset(t.name for t in tasks if t.task.code)
+        study = self.study.model_dump(mode="json")
+        scorers = [remote.remote(study, threads) for _ in range(max(1, min(spec.replicas, len(units))))]
         pending = {}
         for position, unit in enumerate(units):
             records = read_task_samples(self.layout, unit.checkpoint, unit.task.name)
-            correct = correct_flags(self.layout, unit.checkpoint, unit.task.name)
-            future = scorers[position % len(scorers)].score.remote(records, correct, code_tasks)
+            verdicts = stored_verdicts(self.layout, unit.checkpoint, unit.task.name)
+            vocab_size = checkpoint_vocab_size(self.study.checkpoint(unit.checkpoint))
+            future = scorers[position % len(scorers)].score.remote(records, verdicts, vocab_size)
             pending[future] = unit
         try:
             self._save_as_they_finish(pending, report, progress, "rows")

@@ -13,6 +13,7 @@ import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, distribution, version
 from pathlib import Path
 from typing import Any
@@ -189,3 +190,24 @@ def converted_gguf_dir(gguf: Path, digest: str | None = None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise ModelLoadError(f"cannot convert GGUF file {gguf} to safetensors: {type(err).__name__}: {err}") from err
     return target
+
+
+@lru_cache(maxsize=32)
+def generator_vocab_size(ref: str, revision: str | None = None) -> int | None:
+    """``tokenizer.vocab_size`` of the tokenizer of model reference ``ref`` (quickstart, GGUF, local directory or hub
+    id), the V of the study's EAD; None when it cannot be loaded here (not a model reference, or a hub model that is
+    not cached while the hub is unreachable)."""
+    from transformers import AutoTokenizer
+
+    from divtrace.tasks.sources import hub_reachable
+
+    try:
+        resolved = resolve_model(ref, revision)
+        local_only = not Path(resolved.load_path).is_dir() and not hub_reachable()
+        tokenizer = AutoTokenizer.from_pretrained(
+            resolved.load_path, revision=resolved.revision, local_files_only=local_only
+        )
+    except Exception:  # any loading failure means "unknown": the caller falls back to the study's default V
+        return None
+    size = getattr(tokenizer, "vocab_size", None)
+    return int(size) if isinstance(size, int) and size > 1 else None

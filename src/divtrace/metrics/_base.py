@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -17,16 +17,26 @@ if TYPE_CHECKING:
 class ScoringContext:
     """Shared, already-loaded resources a metric may use while scoring.
 
-    ``embeddings`` is the process-wide embedding store (None when no metric needs embeddings).
+    ``embeddings`` is the process-wide sentence-embedding store and ``code_embeddings`` the code encoder's (None
+    when no metric needs them). ``vocab_size`` is the generator tokenizer's vocabulary size of the records being
+    scored, when known (EAD's V unless the metric was given its own).
     """
 
     embeddings: EmbeddingStore | None = None
+    code_embeddings: EmbeddingStore | None = None
+    vocab_size: int | None = None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 embeddings of ``texts``, one row each, in order."""
         if self.embeddings is None:
             raise RuntimeError("this scoring run was set up without an embedder")
         return self.embeddings.embed(texts)
+
+    def embed_code(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 code embeddings of ``texts`` (the code embedder's), one row each, in order."""
+        if self.code_embeddings is None:
+            raise RuntimeError("this scoring run was set up without a code embedder")
+        return self.code_embeddings.embed(texts)
 
 
 class Metric(ABC):
@@ -49,6 +59,13 @@ class Metric(ABC):
     k_dependent: ClassVar[bool] = False
     #: What the metric needs besides the texts, for ``divtrace metrics`` ("-" for nothing).
     needs: ClassVar[str] = "-"
+    #: ``texts``: groups are a prompt's responses; ``answers``: groups are the answers extracted from them by the
+    #: task's verifier (None for an unparseable sample).
+    input: ClassVar[Literal["texts", "answers"]] = "texts"
+    #: True for metrics of source code (AST, code embeddings): a study scores them on code tasks only.
+    code_only: ClassVar[bool] = False
+    #: True when the metric reads code embeddings (:meth:`ScoringContext.embed_code`).
+    uses_code_embeddings: ClassVar[bool] = False
 
     def settings(self) -> dict[str, Any]:
         """The options that determine this metric's numbers, recorded next to every score."""
@@ -60,6 +77,11 @@ class Metric(ABC):
         Must be idempotent: the pipeline may call it more than once.
         """
         return None
+
+    def group_diagnostics(self, groups: Sequence[Sequence[Any]], context: ScoringContext) -> dict[str, np.ndarray]:
+        """Per-group facts a metric reports besides its value (``parse_rate`` of the AST metrics): one float array
+        per name, aligned with ``groups``. Default: none."""
+        return {}
 
     @abstractmethod
     def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:

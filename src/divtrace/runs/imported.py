@@ -19,12 +19,10 @@ from divtrace.generate.store import shard_path
 from divtrace.runs.layout import RunLayout, files_fingerprint, fingerprint, is_done, mark_done
 from divtrace.runs.stages import PlannedTask
 from divtrace.samples import SampleRecord, read_samples
-from divtrace.study import CheckpointSpec, Study, TaskSpec
+from divtrace.study import IMPORTED_MODEL, CheckpointSpec, Study, TaskSpec
 from divtrace.tasks import get_task
 from divtrace.tasks.base import DataSource, Task
 
-#: ``model`` of every checkpoint of an imported study: the samples were generated elsewhere.
-IMPORTED_MODEL = "imported"
 _NODE = re.compile(r"^\s*(?P<name>[^:>\s][^:>]*?)\s*(?::\s*(?P<stage>[^:>\s]+)\s*)?$")
 
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -21,9 +21,15 @@ from divtrace.generate.thinking import ThinkingMode
 from divtrace.io_atomic import write_table_atomic
 from divtrace.runs.layout import RunLayout, files_fingerprint, fingerprint, is_done, mark_done, marker_for
 from divtrace.samples import SampleRecord, read_samples
-from divtrace.study import CheckpointSpec, Study, TaskSpec
+from divtrace.study import IMPORTED_MODEL, CheckpointSpec, Study, TaskSpec
 from divtrace.tasks import get_task, load_prompts
 from divtrace.tasks.base import Task
+
+if TYPE_CHECKING:
+    from divtrace.scoring.scorer import Scorer
+
+#: Bumped when the scorer computes different numbers from the same inputs, so stored scores are redone.
+SCORER_VERSION = 2
 
 #: ``(stage, description, done, total)``: progress of a stage, in its own unit (samples, prompts, shards).
 RunProgress = Callable[[str, str, int, int], None]
@@ -294,7 +300,13 @@ def read_verdicts(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> 
 
 def score_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], report: StageReport) -> list[StageUnit]:
     """The (checkpoint, task) units whose scores are missing or stale (the others go to ``report``)."""
-    settings = {"metrics": study.metrics, "embedder": study.embedder, "nli_model": study.nli_model}
+    settings = {
+        "metrics": study.metrics,
+        "embedder": study.embedder,
+        "code_embedder": study.code_embedder,
+        "nli_model": study.nli_model,
+        "scorer": SCORER_VERSION,
+    }
     pending = []
     for checkpoint in study.checkpoints:
         for planned in tasks:
@@ -312,51 +324,49 @@ def score_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], repor
     return pending
 
 
-def correct_flags(layout: RunLayout, checkpoint: str, task: str) -> dict[tuple[str, str, str], list[bool]] | None:
-    """``{(checkpoint, task, prompt_id): correct per sample}`` from the stored verdicts; None when unverified."""
+def stored_verdicts(layout: RunLayout, checkpoint: str, task: str) -> pd.DataFrame | None:
+    """The stored verdict table of (checkpoint, task); None when it was not verified."""
     path = layout.verdicts_file(checkpoint, task)
-    if not path.exists():
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def checkpoint_vocab_size(checkpoint: CheckpointSpec) -> int | None:
+    """The vocabulary size of ``checkpoint``'s tokenizer (EAD's V, as the study took it from the generator), or
+    None when it is unknown here (imported samples, a served model without a ``tokenizer`` option)."""
+    from divtrace.generate.models import generator_vocab_size
+
+    if checkpoint.backend == "openai":
+        tokenizer = checkpoint.options.get("tokenizer")
+        return generator_vocab_size(str(tokenizer)) if tokenizer else None
+    if checkpoint.model == IMPORTED_MODEL:
         return None
-    verdicts = pd.read_parquet(path).sort_values(["prompt_id", "sample_index"])
-    return {
-        (checkpoint, task, str(prompt_id)): list(group["correct"])
-        for prompt_id, group in verdicts.groupby("prompt_id", sort=False)
-    }
+    return generator_vocab_size(checkpoint.model, checkpoint.revision)
 
 
-class Scorer:
-    """The study's metrics and embedding store, loaded once (on first use) and reused for every unit."""
+def study_scorer(study: Study) -> Scorer:
+    """The one scorer (:class:`~divtrace.scoring.scorer.Scorer`) of a study: its metrics, embedders and NLI
+    model, every subset (all, correct, curves); models load on first use."""
+    from divtrace.scoring.scorer import ScoreOptions, Scorer, build_metrics
+    from divtrace.settings import EmbedderSettings, NLISettings
 
-    def __init__(self, metrics: list[str], embedder: str | None, nli_model: str | None) -> None:
-        self.names, self.embedder, self.nli_model = metrics, embedder, nli_model
-        self.metrics: list[Any] | None = None
-        self.store: Any = None
+    metrics = build_metrics(study.metrics, nli=NLISettings(model=study.nli_model) if study.nli_model else None)
+    return Scorer(
+        metrics,
+        embedder=EmbedderSettings(**({"model": study.embedder} if study.embedder else {})),
+        code_embedder=EmbedderSettings(model=study.code_embedder) if study.code_embedder else None,
+        options=ScoreOptions(subsets=("all", "correct", "curves")),
+    )
 
-    def _load(self) -> None:
-        from divtrace.metrics.embeddings import EmbeddingStore
-        from divtrace.scoring.pipeline import build_metrics
-        from divtrace.settings import EmbedderSettings, NLISettings
 
-        nli = NLISettings(model=self.nli_model) if self.nli_model else None
-        self.metrics = build_metrics(self.names, nli=nli)
-        for metric in self.metrics:
-            metric.prepare()
-        if any(m.uses_embeddings for m in self.metrics):
-            self.store = EmbeddingStore(EmbedderSettings(**({"model": self.embedder} if self.embedder else {})))
+def score_unit(
+    scorer: Scorer, records: list[SampleRecord], verdicts: pd.DataFrame | None, vocab_size: int | None
+) -> pd.DataFrame:
+    """The stored score table of one (checkpoint, task): per-prompt rows of every subset plus the across-input
+    rows (see :func:`~divtrace.scoring.scorer.unit_table`)."""
+    from divtrace.scoring.scorer import unit_table, verdicts_from_table
 
-    def score(
-        self,
-        records: list[SampleRecord],
-        correct: dict[tuple[str, str, str], list[bool]] | None,
-        code_tasks: frozenset[str],
-    ) -> pd.DataFrame:
-        """Per-prompt scores of ``records`` for every metric and subset (see :func:`score_subsets`)."""
-        from divtrace.scoring.subsets import score_subsets
-
-        if self.metrics is None:
-            self._load()
-        assert self.metrics is not None
-        return score_subsets(records, self.metrics, embedder=self.store, correct=correct, code_tasks=code_tasks)
+    lookup = verdicts_from_table(verdicts) if verdicts is not None else None
+    return unit_table(scorer.score(records, lookup, vocab_size=vocab_size))
 
 
 def stage_score(
@@ -364,14 +374,17 @@ def stage_score(
 ) -> StageReport:
     """Score every (checkpoint, task) whose scores are missing or stale; models load only when needed."""
     report = StageReport("score")
-    code_tasks = frozenset(t.name for t in tasks if t.task.code)
-    scorer = Scorer(study.metrics, study.embedder, study.nli_model)
-    for unit in score_units(study, layout, tasks, report):
+    units = score_units(study, layout, tasks, report)
+    scorer = study_scorer(study) if units else None
+    for unit in units:
+        assert scorer is not None
         if progress is not None:
             progress("score", unit.name, 0, 1)
         records = read_task_samples(layout, unit.checkpoint, unit.task.name)
-        scores = scorer.score(records, correct_flags(layout, unit.checkpoint, unit.task.name), code_tasks)
-        unit.save(scores, rows=len(scores))
+        vocab_size = checkpoint_vocab_size(study.checkpoint(unit.checkpoint))
+        verdicts = stored_verdicts(layout, unit.checkpoint, unit.task.name)
+        scores = score_unit(scorer, records, verdicts, vocab_size)
+        unit.save(scores, rows=len(scores), vocab_size=vocab_size)
         if progress is not None:
             progress("score", unit.name, 1, 1)
         report.ran.append(unit.name)
