@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
@@ -30,10 +30,12 @@ class ScoringContext:
 
 
 class Metric(ABC):
-    """A diversity metric over groups of texts; higher is always more diverse.
+    """A diversity metric over groups of texts (or of extracted answers); higher is always more diverse.
 
     Per-input scoring passes the K responses of each prompt as one group; across-input scoring passes one group
     made of the first response of every prompt. Implementations must be deterministic given their settings.
+    A metric whose :attr:`input` is ``"answers"`` is given, instead of texts, the answers extracted from the same
+    samples by the verify stage (``str``, or None for a sample without one).
     """
 
     #: Registry name (``ead``, ``sbert``...).
@@ -49,6 +51,9 @@ class Metric(ABC):
     k_dependent: ClassVar[bool] = False
     #: What the metric needs besides the texts, for ``divtrace metrics`` ("-" for nothing).
     needs: ClassVar[str] = "-"
+    #: What a group holds: ``"texts"``, the responses; ``"answers"``, each response's extracted answer
+    #: (``str | None``, None for an unparseable sample), in the same order.
+    input: ClassVar[Literal["texts", "answers"]] = "texts"
 
     def settings(self) -> dict[str, Any]:
         """The options that determine this metric's numbers, recorded next to every score."""
@@ -66,7 +71,8 @@ class Metric(ABC):
         """Score each group of texts.
 
         Args:
-            groups: one sequence of texts per prompt (every group has at least 2 texts).
+            groups: one sequence of texts per prompt (every group has at least 2 texts); extracted answers
+                (``str | None``) instead for metrics whose :attr:`input` is ``"answers"``.
             context: shared resources (embeddings).
 
         Returns:
