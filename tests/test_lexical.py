@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import random
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
+from transformers import AutoTokenizer
 
 from divtrace.metrics import ScoringContext, create_metric
 from divtrace.metrics.lexical import EAD, DistinctN
@@ -16,10 +18,10 @@ CONTEXT = ScoringContext()
 
 
 def reference_ead(responses: list[str], n: int, vocab: int) -> float:
-    """EAD_n exactly as facebookresearch/rlfh-gen-div computes it (lines_to_ngrams + the EAD formula)."""
+    """EAD_n as the study's code computes it: delete "." and "\\n", ``str.split()``, the EAD formula (unclipped)."""
     ngrams = []
     for s in responses:
-        words = [e for e in s.replace(".", "").replace("\n", "").split(" ") if e != ""]
+        words = s.replace(".", "").replace("\n", "").split()
         ngrams.extend(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
     distinct, total = len(set(ngrams)), len(ngrams)
     try:
@@ -31,6 +33,49 @@ def reference_ead(responses: list[str], n: int, vocab: int) -> float:
 def test_words_follow_the_reference_tokenisation() -> None:
     assert words_of("Hello world.\nNext  line. ") == ["Hello", "worldNext", "line"]
     assert words_of("...\n") == []
+    # Any whitespace separates words (tabs, several spaces, a carriage return); a newline is deleted, which
+    # joins the words either side of it, so "\r\n" still separates (by its "\r") and a lone "\n" does not.
+    assert words_of("a\tb  a\r\nc") == ["a", "b", "a", "c"]
+    assert words_of("a\nc") == ["ac"]
+    assert words_of("x \t y\u00a0z") == ["x", "y", "z"]  # str.split() also splits on no-break space
+
+
+def test_ead_hand_computed_with_tabs_and_double_spaces() -> None:
+    # "a\tb  a" -> [a b a]; "a b.\tc" -> "a b\tc" -> [a b c]  (splitting on " " alone would give ["a\tb", "a"]).
+    # V = 10. n=1: a b a a b c  -> U=3 T=6;  n=2: ab ba ab bc -> U=3 T=4;  n=3: aba abc -> U=2 T=2;  n=4,5: none.
+    # EAD_1 = 3 / (10 (1 - 0.9^6)) = 3 / 4.68559 = 0.64026...
+    # EAD_2 = 3 / (10 (1 - 0.9^4)) = 3 / 3.439   = 0.87235...
+    # EAD_3 = 2 / (10 (1 - 0.9^2)) = 2 / 1.9     = 1.0526... -> clipped to 1
+    # mean over n = 1..5 = (0.64026 + 0.87235 + 1 + 0 + 0) / 5 = 0.50252...
+    def ead_n(u: int, t: int) -> Fraction:
+        return Fraction(u) / (10 * (1 - Fraction(9, 10) ** t))
+
+    expected = (ead_n(3, 6) + ead_n(3, 4) + Fraction(1) + 0 + 0) / 5
+    assert float(expected) == pytest.approx(0.502521, abs=1e-6)
+    value = EAD(vocab_size=10).score_groups([["a\tb  a", "a b.\tc"]], CONTEXT)[0]
+    assert value == pytest.approx(float(expected), abs=1e-12)
+
+
+def test_ead_records_the_vocabulary_size_it_used(tmp_path: Path, tiny_nli_model: Path) -> None:
+    assert EAD().settings()["vocab_size"] == 50257 and EAD().settings()["vocab_size_source"] == "default"
+    assert EAD(vocab_size=100).settings() | {"words": None} == {
+        "vocab_size": 100,
+        "vocab_size_source": "given",
+        "tokenizer": None,
+        "n_max": 5,
+        "words": None,
+    }
+    assert "str.split()" in EAD().settings()["words"]
+    # A tokenizer gives V = tokenizer.vocab_size (as the study's code reads it): added tokens are not counted.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_nli_model)
+    base_size = tokenizer.vocab_size
+    tokenizer.add_tokens(["zebra"])
+    assert len(tokenizer) == base_size + 1
+    tokenizer.save_pretrained(tmp_path / "tok")
+    metric = EAD(tokenizer=str(tmp_path / "tok"))
+    assert metric.vocab_size == base_size == 43  # 4 special tokens + 39 words
+    assert metric.settings()["vocab_size"] == 43 and metric.settings()["vocab_size_source"] == "tokenizer"
+    assert EAD(vocab_size=7, tokenizer=str(tmp_path / "tok")).settings()["vocab_size"] == 7  # an explicit V wins
 
 
 def test_ead_hand_computed_small_vocabulary() -> None:
@@ -56,7 +101,8 @@ def test_ead_matches_reference_on_random_text() -> None:
     vocab = [f"w{i}" for i in range(60)]
     groups = [
         [
-            " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 30))) + rng.choice([".", "\n", ""])
+            rng.choice([" ", "  ", "\t", " \n"]).join(rng.choice(vocab) for _ in range(rng.randint(0, 30)))
+            + rng.choice([".", "\n", "", "\t"])
             for _ in range(rng.randint(2, 8))
         ]
         for _ in range(40)

@@ -6,8 +6,11 @@ as NLI but exercise the real code path (tokenizer, batching, softmax, label orde
 
 from __future__ import annotations
 
+import random
+from functools import lru_cache
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +23,7 @@ from divtrace.metrics import ScoringContext, create_metric
 from divtrace.metrics.nli import (
     NLIDiversity,
     aligned_positions,
+    draw_positions,
     nli_label_indices,
     sampled_pairs,
     split_sentences,
@@ -33,10 +37,15 @@ GROUP = [
 ]
 
 
+@lru_cache(maxsize=4)
+def _plain_model(model_dir: Path) -> tuple[Any, Any]:
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return tokenizer, AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+
+
 def hand_pair_score(model_dir: Path, premise: str, hypothesis: str, entail: int, contradict: int) -> float:
     """P(entailment) - P(contradiction) of one input, computed directly with transformers (no divtrace code)."""
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    tokenizer, model = _plain_model(model_dir)
     with torch.inference_mode():
         logits = model(**tokenizer(premise, hypothesis, return_tensors="pt")).logits[0].double()
     probs = torch.softmax(logits, dim=-1).numpy()
@@ -47,8 +56,22 @@ def test_split_sentences_follows_the_design_pattern() -> None:
     assert split_sentences("One. Two! Three? Four") == ["One", "Two", "Three", "Four"]
     assert split_sentences("a...  b\n\nc.") == ["a", "b", "c."]
     assert split_sentences("3.14 is pi. yes") == ["3.14 is pi", "yes"]  # no whitespace after the first "."
-    assert split_sentences("   ") == [""]
     assert split_sentences("no end punctuation") == ["no end punctuation"]
+
+
+def test_split_sentences_follows_the_study_code_on_edge_cases() -> None:
+    assert split_sentences("") == [] and split_sentences("   ") == [] and split_sentences(" \n\t\r") == []
+    assert split_sentences("a\tb. c\r\nd") == ["a b", "c", "d"]  # "\t" and "\r" become spaces first
+    assert split_sentences("... ") == ["..."]  # nothing between separators: the stripped text is the sentence
+
+
+def test_draw_positions_follows_random_sample() -> None:
+    rng = random.Random(5)
+    assert draw_positions(rng, 3, 3) == [0, 1, 2] and draw_positions(rng, 2, 3) == [0, 1]
+    assert rng.getstate() == random.Random(5).getstate()  # no more positions than wanted: nothing is drawn
+    expected = random.Random(5)
+    assert draw_positions(rng, 10, 3) == expected.sample(range(10), 3)
+    assert draw_positions(rng, 7, 3) == expected.sample(range(7), 3)  # the generator advances draw after draw
 
 
 def test_aligned_positions_are_all_or_a_seeded_subset() -> None:
@@ -145,3 +168,143 @@ def test_unloadable_model_fails_before_reading_samples(tmp_path: Path) -> None:
     not_nli = build_tiny_nli_model(tmp_path / "plain", id2label={})
     with pytest.raises(ModelLoadError, match="entailment and contradiction"):
         NLIDiversity(model=str(not_nli)).prepare()
+
+
+class TableNLI(NLIDiversity):
+    """The NLI metric with its classifier replaced by a table: the pooling arithmetic checked with exact numbers.
+
+    P(entail) - P(contradict) of (premise, hypothesis): a sentence "c..." against anything is -1; "aP" against "bP"
+    (P a digit) is 1 and "bP" against "aP" is 0.5, so an (a, b) position averages 0.75, unless ``by_position``:
+    then both directions of position P score P / 10.
+    """
+
+    def __init__(self, by_position: bool = False, **overrides: Any) -> None:
+        super().__init__(model="table", **overrides)
+        self.by_position = by_position
+        self.classified: list[tuple[str, str]] = []
+
+    def similarity(self, premise: str, hypothesis: str) -> float:
+        if "c" in (premise[0], hypothesis[0]):
+            return -1.0
+        if self.by_position:
+            return int(premise[1:]) / 10
+        return 1.0 if premise[0] == "a" else 0.5
+
+    def _classify(self, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, int]:
+        self.classified.extend(pairs)
+        return np.array([self.similarity(p, h) for p, h in pairs], dtype=np.float64), 1
+
+
+A3, B3, C1 = "a0. a1. a2", "b0. b1. b2", "c0"
+
+
+def test_pooling_over_positions_and_over_pairs_hand_computed() -> None:
+    # Pairs: (A3, B3) 3 positions, each (1 + 0.5) / 2 = 0.75; (A3, C1) and (B3, C1) 1 position each, -1.
+    # positions (default, the study's code): 1 - (0.75 + 0.75 + 0.75 - 1 - 1) / 5 = 1 - 0.05 = 0.95
+    # pairs (the paper text):               1 - (0.75 - 1 - 1) / 3          = 1 + 1.25 / 3 = 17 / 12
+    group = [A3, B3, C1]
+    pooled = TableNLI()
+    assert pooled.score_groups([group], ScoringContext())[0] == pytest.approx(0.95, abs=1e-12)
+    assert pooled.last_stats.positions == 5 and pooled.last_stats.classifier_inputs == 10
+    per_pair = TableNLI(pooling="pairs")
+    assert per_pair.score_groups([group], ScoringContext())[0] == pytest.approx(17 / 12, abs=1e-12)
+    # With the same number of positions in every pair, the two agree: (A3, B3) alone is 1 - 0.75 either way.
+    for pooling in ("positions", "pairs"):
+        assert TableNLI(pooling=pooling).score_groups([[A3, B3]], ScoringContext())[0] == pytest.approx(0.25)
+
+
+def test_pairs_with_an_empty_output_are_skipped() -> None:
+    # 6 pairs, 5 of them with "" or a whitespace-only output: only (A3, B3) is scored, 1 - 0.75 = 0.25 under both
+    # poolings (an empty pair scored as anything would move the value).
+    group = [A3, "", " \n\t", B3]
+    for pooling in ("positions", "pairs"):
+        metric = TableNLI(pooling=pooling)
+        assert metric.score_groups([group], ScoringContext())[0] == pytest.approx(0.25, abs=1e-12)
+        assert metric.last_stats.pairs_per_group == [6] and metric.last_stats.skipped_pairs_per_group == [5]
+        assert all(premise and hypothesis for premise, hypothesis in metric.classified)
+
+
+def test_a_group_without_a_scorable_pair_is_nan() -> None:
+    metric = TableNLI()
+    values = metric.score_groups([["", "  "], [A3, ""], [A3], [A3, C1]], ScoringContext())
+    assert np.isnan(values[0]) and np.isnan(values[1]) and np.isnan(values[2])
+    assert values[3] == pytest.approx(2.0)  # (A3, C1): one position, similarity -1
+    assert metric.last_stats.skipped_pairs_per_group == [1, 1, 0, 0]
+
+
+def test_positions_drawn_per_pair_by_default_with_seed_1234() -> None:
+    # Six sentences each: 3 of the 6 positions are drawn; position P scores P / 10 both ways, so the value is
+    # 1 - mean(P / 10 over the drawn P) (+ the (x, C1) pairs at -1 each, position 0).
+    six_a = ". ".join(f"a{p}" for p in range(6))
+    six_b = ". ".join(f"b{p}" for p in range(6))
+    metric = TableNLI(by_position=True)
+    [alone] = metric.score_groups([[six_a, six_b]], ScoringContext())
+    chosen = aligned_positions(1234, six_a, six_b, 0, 1, 6, 3)
+    assert len(chosen) == 3 and alone == pytest.approx(1 - sum(chosen) / 30, abs=1e-12)
+    # The same pair scores the same whatever else is in the batch.
+    together = metric.score_groups([[A3, B3], [six_a, six_b], [six_a, six_b]], ScoringContext())
+    assert together[1] == together[2] == alone
+    recorded = metric.settings()
+    assert recorded["seed"] == 1234 and recorded["position_draws"] == "per-pair"
+    assert recorded["pooling"] == "positions" and recorded["sentences_per_pair"] == 3
+
+
+def test_stream_draws_advance_one_generator_as_the_study_code_does() -> None:
+    # One random.Random(seed) for the call: (six_a, six_b) draws random.Random(1234).sample(range(6), 3); the pairs
+    # with C1 have 1 common position and draw nothing; the second group's (six_a, six_b) takes the next draw.
+    six_a = ". ".join(f"a{p}" for p in range(6))
+    six_b = ". ".join(f"b{p}" for p in range(6))
+    metric = TableNLI(by_position=True, position_draws="stream")
+    first, second = metric.score_groups([[six_a, six_b, C1], [six_a, six_b, C1]], ScoringContext())
+    rng = random.Random(1234)
+    draw_1, draw_2 = rng.sample(range(6), 3), rng.sample(range(6), 3)
+    assert draw_1 != draw_2
+    # 5 pooled positions: the 3 drawn (P / 10 each) and the two C1 pairs (-1 each).
+    assert first == pytest.approx(1 - (sum(draw_1) / 10 - 2) / 5, abs=1e-12)
+    assert second == pytest.approx(1 - (sum(draw_2) / 10 - 2) / 5, abs=1e-12)
+    # A fresh generator per call: scoring again gives the same numbers; another seed, other draws.
+    assert metric.score_groups([[six_a, six_b, C1]], ScoringContext())[0] == first
+    other = TableNLI(by_position=True, position_draws="stream", seed=7)
+    [seven] = other.score_groups([[six_a, six_b]], ScoringContext())
+    assert seven == pytest.approx(1 - sum(random.Random(7).sample(range(6), 3)) / 30, abs=1e-12)
+    assert other.settings()["seed"] == 7 and other.settings()["position_draws"] == "stream"
+
+
+def test_every_option_is_recorded() -> None:
+    recorded = NLIDiversity(pooling="pairs", seed=99, sentences_per_pair=2, batch_size=8).settings()
+    assert {
+        k: recorded[k] for k in ("pooling", "seed", "sentences_per_pair", "position_draws", "max_across_pairs")
+    } == {
+        "pooling": "pairs",
+        "seed": 99,
+        "sentences_per_pair": 2,
+        "position_draws": "per-pair",
+        "max_across_pairs": 2000,
+    }
+    assert "batch_size" not in recorded and "device" not in recorded  # speed only, not identity
+    assert recorded["empty_pairs"] == "skipped" and recorded["no_scorable_pair"] == "nan"
+    with pytest.raises(ValueError):
+        NLIDiversity(pooling="mean")
+
+
+def test_real_classifier_pooled_and_per_pair_hand_computed(tiny_nli_model: Path) -> None:
+    # GROUP has 2 sentences per output; "water boils" has 1, so its pairs have 1 position and the others 2.
+    group = [*GROUP, "water boils"]
+    sims: dict[tuple[int, int], list[float]] = {}
+    for i, j in combinations(range(len(group)), 2):
+        first, second = split_sentences(group[i]), split_sentences(group[j])
+        sims[i, j] = [
+            (
+                hand_pair_score(tiny_nli_model, first[p], second[p], 2, 0)
+                + hand_pair_score(tiny_nli_model, second[p], first[p], 2, 0)
+            )
+            / 2
+            for p in range(min(len(first), len(second)))
+        ]
+    pooled = 1 - np.mean([s for values in sims.values() for s in values])  # 3 * 2 + 3 * 1 = 9 positions
+    per_pair = 1 - np.mean([np.mean(values) for values in sims.values()])  # 6 pairs
+    assert abs(pooled - per_pair) > 1e-4
+    [value] = NLIDiversity(model=str(tiny_nli_model)).score_groups([group], ScoringContext())
+    assert value == pytest.approx(pooled, abs=1e-6)
+    [value] = NLIDiversity(model=str(tiny_nli_model), pooling="pairs").score_groups([group], ScoringContext())
+    assert value == pytest.approx(per_pair, abs=1e-6)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,16 +54,33 @@ class EmbedderSettings(FrozenSettings):
     device: str | None = None
 
 
+#: The seed of the published study's random choices (its ``DIVERSITY_RANDOM_SEED`` default).
+STUDY_SEED = 1234
+
+
 class NLISettings(FrozenSettings):
-    """How the NLI diversity metric runs: an MNLI-style sequence-pair classifier and its sentence sampling."""
+    """How the NLI diversity metric runs: an MNLI-style sequence-pair classifier, its sentence sampling and pooling.
+
+    See :mod:`divtrace.metrics.nli` for what each option does; the defaults are the published study's.
+    """
 
     _not_identity = frozenset({"batch_size", "device"})
 
     model: str = PAPER_NLI_MODEL
     revision: str | None = None
     max_length: int = 512
+    #: The most aligned sentence positions scored per output pair (a seeded choice when there are more).
     sentences_per_pair: int = 3
-    seed: int = 0
+    #: Seed of every random choice of the metric (sentence positions, pair subsets).
+    seed: int = STUDY_SEED
+    #: ``"positions"``: 1 - mean over every (pair, position) similarity of the group pooled, so a pair weighs as
+    #: many positions as it has (the study's code); ``"pairs"``: 1 - mean over pairs of each pair's mean over its
+    #: positions (the paper text's reading).
+    pooling: Literal["positions", "pairs"] = "positions"
+    #: ``"per-pair"``: each pair's positions drawn by a generator seeded from (seed, the pair), the same in any
+    #: batch; ``"stream"``: one ``random.Random(seed)`` per ``score_groups`` call, advanced pair after pair as the
+    #: study's code does (reproduces a reference run given its exact sequence of groups).
+    position_draws: Literal["per-pair", "stream"] = "per-pair"
     #: Across-input NLI over N prompts has N(N-1)/2 pairs; at most this many (seeded choice) are scored.
     max_across_pairs: int = 2000
     batch_size: int = 32

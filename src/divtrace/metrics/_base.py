@@ -40,10 +40,12 @@ class ScoringContext:
 
 
 class Metric(ABC):
-    """A diversity metric over groups of texts; higher is always more diverse.
+    """A diversity metric over groups of texts (or of extracted answers); higher is always more diverse.
 
     Per-input scoring passes the K responses of each prompt as one group; across-input scoring passes one group
     made of the first response of every prompt. Implementations must be deterministic given their settings.
+    A metric whose :attr:`input` is ``"answers"`` is given, instead of texts, the answers extracted from the same
+    samples by the verify stage (``str``, or None for a sample without one).
     """
 
     #: Registry name (``ead``, ``sbert``...).
@@ -88,7 +90,8 @@ class Metric(ABC):
         """Score each group of texts.
 
         Args:
-            groups: one sequence of texts per prompt (every group has at least 2 texts).
+            groups: one sequence of texts per prompt (every group has at least 2 texts); extracted answers
+                (``str | None``) instead for metrics whose :attr:`input` is ``"answers"``.
             context: shared resources (embeddings).
 
         Returns:

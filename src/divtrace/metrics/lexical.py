@@ -11,7 +11,7 @@ import numpy as np
 from divtrace.errors import ModelLoadError
 from divtrace.metrics._base import Metric, ScoringContext
 from divtrace.metrics._registry import register_metric
-from divtrace.metrics.ngrams import ngram_counts
+from divtrace.metrics.ngrams import WORDS_RULE, ngram_counts
 
 #: Vocabulary size used when the generator's tokenizer is unknown (GPT-2's), as in the published study.
 DEFAULT_VOCAB_SIZE = 50257
@@ -19,11 +19,15 @@ DEFAULT_VOCAB_SIZE = 50257
 
 @lru_cache(maxsize=8)
 def tokenizer_vocab_size(tokenizer: str) -> int:
-    """``len(tokenizer)`` of a Hugging Face tokenizer (id or local path)."""
+    """``tokenizer.vocab_size`` of a Hugging Face tokenizer (id or local path), as the study's EAD reads it.
+
+    That is the base vocabulary, without tokens added on top of it (``len(tokenizer)`` counts those too).
+    Raises ModelLoadError when the tokenizer cannot be loaded.
+    """
     try:
         from transformers import AutoTokenizer
 
-        return len(AutoTokenizer.from_pretrained(tokenizer))
+        return int(AutoTokenizer.from_pretrained(tokenizer).vocab_size)
     except Exception as err:
         raise ModelLoadError(f"cannot load tokenizer {tokenizer!r} to size EAD's vocabulary: {err}") from err
 
@@ -44,35 +48,58 @@ def expectation_adjusted_distinct(distinct: np.ndarray, total: np.ndarray, vocab
 class EAD(Metric):
     """Expectation-adjusted distinct n-grams, averaged over n = 1..n_max (DESIGN.md, "EAD").
 
+    Per group and n: delete "." and "\\n" from every output and split on any whitespace
+    (:func:`divtrace.metrics.ngrams.words_of`); pool the n-grams of the group's outputs (none crosses two outputs);
+    EAD_n = U / (V (1 - ((V-1)/V)^T)) with U distinct and T total n-grams, clipped to [0, 1], 0 when T = 0. The
+    group's value is the mean of EAD_1..EAD_n_max.
+
     Args:
-        vocab_size: V of the formula; default the size of ``tokenizer`` if given, else 50257.
-        tokenizer: a Hugging Face tokenizer whose size is V (the generator's tokenizer).
+        vocab_size: V of the formula. When None: ``tokenizer.vocab_size`` of ``tokenizer`` if given, else 50257
+            (GPT-2's, the study's fallback).
+        tokenizer: a Hugging Face tokenizer (the generator's) whose ``vocab_size`` is V.
         n_max: the largest n (the study uses 5).
     """
 
     name = "ead"
-    description = "expectation-adjusted distinct 1..5-grams (lexical)"
+    description = "expectation-adjusted distinct 1..5-grams over whitespace words (lexical; V recorded)"
 
     def __init__(self, vocab_size: int | None = None, tokenizer: str | None = None, n_max: int = 5) -> None:
-        if vocab_size is None:
-            vocab_size = tokenizer_vocab_size(tokenizer) if tokenizer else DEFAULT_VOCAB_SIZE
+        if vocab_size is not None:
+            source = "given"
+        elif tokenizer:
+            vocab_size, source = tokenizer_vocab_size(tokenizer), "tokenizer"
+        else:
+            vocab_size, source = DEFAULT_VOCAB_SIZE, "default"
         if vocab_size < 2 or n_max < 1:
             raise ValueError("EAD needs vocab_size >= 2 and n_max >= 1")
-        self.vocab_size = vocab_size
+        self.vocab_size = int(vocab_size)
+        self.vocab_size_source = source
         self.tokenizer = tokenizer
         self.n_max = n_max
 
     def settings(self) -> dict[str, Any]:
-        return {"vocab_size": self.vocab_size, "tokenizer": self.tokenizer, "n_max": self.n_max}
+        """V actually used (``vocab_size``), where it came from (``given``, ``tokenizer`` or ``default``: 50257), the
+        tokenizer named, n_max and the tokenisation rule."""
+        return {
+            "vocab_size": self.vocab_size,
+            "vocab_size_source": self.vocab_size_source,
+            "tokenizer": self.tokenizer,
+            "n_max": self.n_max,
+            "words": WORDS_RULE,
+        }
 
     def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:
+        """The EAD of each group (see the class docstring), float64, in the order given."""
         distinct, total = ngram_counts(groups, self.n_max)
         return expectation_adjusted_distinct(distinct, total, self.vocab_size).mean(axis=1)
 
 
 @register_metric
 class DistinctN(Metric):
-    """Distinct n-grams / total n-grams over a group's pooled outputs, averaged over n = 1..n_max."""
+    """Distinct n-grams / total n-grams over a group's pooled outputs, averaged over n = 1..n_max.
+
+    Words as EAD's (:func:`divtrace.metrics.ngrams.words_of`); an n without n-grams counts 0.
+    """
 
     name = "distinct"
     description = "distinct 1..5-grams over all n-grams (lexical, length-sensitive)"
@@ -83,7 +110,8 @@ class DistinctN(Metric):
         self.n_max = n_max
 
     def settings(self) -> dict[str, Any]:
-        return {"n_max": self.n_max}
+        """n_max and the tokenisation rule."""
+        return {"n_max": self.n_max, "words": WORDS_RULE}
 
     def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:
         distinct, total = ngram_counts(groups, self.n_max)

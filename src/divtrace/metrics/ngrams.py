@@ -1,9 +1,9 @@
 """Word n-gram counting shared by the lexical metrics (EAD, distinct-n).
 
-Tokenisation follows the reference implementation of the published metrics (Kirk et al. 2024,
-facebookresearch/rlfh-gen-div ``lines_to_ngrams``): delete every "." and "\\n", split on the space character,
-drop empty strings. n-grams never cross the boundary between two outputs; the n-grams of a group's outputs are
-pooled.
+Tokenisation follows the code that produced the published study's numbers (Karouzos, Tan, Aletras 2026,
+``lines_to_ngrams`` of its diversity metrics): delete every "." and "\\n", then split on any run of whitespace
+(``str.split()``: spaces, tabs, "\\r", ...). Deleting "\\n" joins the words either side of it ("a\\nb" is one word
+"ab"). n-grams never cross the boundary between two outputs; the n-grams of a group's outputs are pooled.
 
 Counting is written by hand (no library counts distinct n-grams per group in bulk): words become integer ids,
 an n-gram's id is built from the (n-1)-gram id and the next word by ``np.unique``, so every n is exact and the
@@ -17,10 +17,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+#: The tokenisation rule, as recorded in the lexical metrics' settings.
+WORDS_RULE = "delete '.' and '\\n', then str.split() (any whitespace)"
+
 
 def words_of(text: str) -> list[str]:
-    """The words of ``text`` as the reference EAD implementation sees them."""
-    return [word for word in text.replace(".", "").replace("\n", "").split(" ") if word]
+    """The words of ``text`` as the study's EAD sees them: "." and "\\n" deleted, then ``str.split()``."""
+    return text.replace(".", "").replace("\n", "").split()
 
 
 def ngram_counts(groups: Sequence[Sequence[str]], n_max: int) -> tuple[np.ndarray, np.ndarray]:

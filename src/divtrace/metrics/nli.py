@@ -1,17 +1,33 @@
 """NLI diversity: how much the outputs of a group fail to entail one another (DESIGN.md, "Metrics", NLI).
 
-For every unordered pair of outputs (i < j) of a group, both outputs are split into sentences
-(:func:`split_sentences`) and up to ``sentences_per_pair`` aligned sentence positions are taken: all positions
-``p < min(len(s_i), len(s_j))`` when there are at most that many, otherwise a seeded choice without replacement
-(:func:`aligned_positions`; the seed depends only on ``NLISettings.seed``, the two texts and the pair's indices, so a
-pair's positions do not depend on the batch it is scored in). Each position is scored in both directions with an
-MNLI classifier, ``P(entailment) - P(contradiction)`` (softmax over the logits, label order read from the model's
-``config.id2label``). A pair's similarity is the mean over its positions and both directions, and the group's
-diversity is ``1 - mean pair similarity``: higher is more diverse, range [0, 2].
+Rules (the defaults are those of the code that produced the published numbers; every option is an
+:class:`~divtrace.settings.NLISettings` field, recorded in ``settings()``):
 
-A group with more than ``NLISettings.max_across_pairs`` pairs (across-input scoring over N prompts has N(N-1)/2) is
-scored on a seeded random subset of exactly ``max_across_pairs`` pairs (:func:`sampled_pairs`; the seed depends on
-``NLISettings.seed`` and the group's texts only).
+- Sentences (:func:`split_sentences`): "\\r" and "\\t" become spaces, the text is split on
+  :data:`SENTENCE_SPLIT`, pieces are stripped and empty ones dropped. An empty or whitespace-only output has no
+  sentence.
+- Pairs: every unordered pair of outputs (i < j) of a group; a group with more than ``max_across_pairs`` pairs
+  (across-input scoring over N prompts has N(N-1)/2) is scored on a seeded subset of exactly ``max_across_pairs``
+  (:func:`sampled_pairs`). A pair where either output has no sentence is skipped: it is not scored at all.
+- Positions: the aligned sentence positions ``p < n = min(len(s_i), len(s_j))``; all of them when
+  ``n <= sentences_per_pair``, otherwise ``sentences_per_pair`` of them drawn uniformly without replacement
+  (:func:`draw_positions`). ``position_draws`` says which generator draws: ``"per-pair"`` (default) seeds one per
+  pair from (seed, i, j, the two texts) (:func:`aligned_positions`), so a pair's positions never depend on the rest
+  of the batch; ``"stream"`` uses one ``random.Random(seed)`` per ``score_groups`` call, advanced only by pairs with
+  more than ``sentences_per_pair`` common positions, group after group and pair after pair in (i, j) order, as the
+  study's code does with its single generator.
+- Similarity of a position: ``P(entailment) - P(contradiction)`` (softmax over the logits; label order read from
+  the model's ``config.id2label``) for (s_i[p], s_j[p]) and for (s_j[p], s_i[p]), averaged.
+- Pooling: ``"positions"`` (default): diversity = 1 - mean of every (pair, position) similarity of the group in
+  one list, so a pair with 3 positions weighs three times a pair with 1; ``"pairs"``: 1 - mean over pairs of each
+  pair's mean similarity. Range [0, 2], higher is more diverse.
+- A group without any scorable pair (fewer than 2 outputs, or at most one output with a sentence) scores NaN.
+
+Where divtrace departs from the study's code, deliberately: the code scores a group without a scorable pair 0.0
+(the least diverse value possible, for nothing measured) where divtrace gives NaN; the code draws positions from
+one generator for a whole run (the across-input groups first, then every prompt), so a prompt's positions depend
+on everything scored before it, which ``"stream"`` reproduces only when given that same sequence of groups; and the
+code scores every pair across inputs (``max_across_pairs`` caps them here).
 
 Every premise/hypothesis pair of every group is collected first, identical pairs are classified once, and the
 classifier runs over them longest first in batches of ``NLISettings.batch_size``.
@@ -21,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,31 +56,44 @@ if TYPE_CHECKING:
 #: Outputs are split into sentences on this pattern (DESIGN.md); empty pieces are dropped after stripping.
 SENTENCE_SPLIT = r"[.!?]+\s+|\n+"
 _SENTENCE_RE = re.compile(SENTENCE_SPLIT)
+#: What happens to a text before it is split (recorded in the settings).
+SENTENCE_PREPARE = "'\\r' and '\\t' replaced by spaces"
 #: A progress bar is shown (when ``progress`` is on) only from this many classifier batches on.
 _PROGRESS_MIN_BATCHES = 20
 
 
 def split_sentences(text: str) -> list[str]:
-    """The sentences of ``text``: pieces between matches of :data:`SENTENCE_SPLIT`, stripped, empty ones dropped.
+    """The sentences of ``text``, as the study's code splits them.
 
-    The separators (end punctuation followed by whitespace, or newlines) are removed; a final sentence keeps its
-    punctuation when nothing follows it. A text with no sentence at all is one sentence: ``text.strip()``.
+    "\\r" and "\\t" are replaced by spaces; the pieces between matches of :data:`SENTENCE_SPLIT` (end punctuation
+    followed by whitespace, or newlines) are stripped and empty ones dropped. A final sentence keeps its punctuation
+    when nothing follows it. When no piece is left the stripped text is the one sentence (``"... "`` -> ``["..."]``);
+    an empty or whitespace-only text has no sentence (``[]``).
     """
-    pieces = [piece.strip() for piece in _SENTENCE_RE.split(text)]
-    sentences = [piece for piece in pieces if piece]
-    return sentences or [text.strip()]
+    cleaned = text.replace("\r", " ").replace("\t", " ")
+    sentences = [piece.strip() for piece in _SENTENCE_RE.split(cleaned) if piece.strip()]
+    if sentences:
+        return sentences
+    stripped = cleaned.strip()
+    return [stripped] if stripped else []
 
 
-def _seeded_rng(*parts: Any) -> np.random.Generator:
-    """A numpy generator seeded from a SHA-256 of ``parts`` (JSON-encoded, so unambiguous and stable)."""
-    digest = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+def draw_positions(rng: random.Random, n_common: int, sentences_per_pair: int) -> list[int]:
+    """The aligned positions of one pair drawn with ``rng``, in the order drawn.
+
+    ``list(range(n_common))`` without touching ``rng`` when ``n_common <= sentences_per_pair``; otherwise
+    ``rng.sample(range(n_common), sentences_per_pair)``: distinct positions, uniformly without replacement, advancing
+    ``rng`` as the study's code does.
+    """
+    if n_common <= sentences_per_pair:
+        return list(range(n_common))
+    return rng.sample(range(n_common), sentences_per_pair)
 
 
 def aligned_positions(
     seed: int, text_i: str, text_j: str, i: int, j: int, n_common: int, sentences_per_pair: int
 ) -> list[int]:
-    """The aligned sentence positions scored for the pair (i, j) of a group, in increasing order.
+    """The aligned sentence positions scored for the pair (i, j) of a group under ``position_draws="per-pair"``.
 
     Args:
         seed: ``NLISettings.seed``.
@@ -73,13 +103,12 @@ def aligned_positions(
         sentences_per_pair: the most positions to take.
 
     Returns:
-        ``range(n_common)`` when ``n_common <= sentences_per_pair``, otherwise ``sentences_per_pair`` distinct
-        positions chosen without replacement by a generator seeded from (seed, text_i, text_j, i, j).
+        In increasing order, :func:`draw_positions` with a ``random.Random`` seeded from a SHA-256 of
+        (seed, i, j, text_i, text_j): all of ``range(n_common)`` when ``n_common <= sentences_per_pair``.
     """
-    if n_common <= sentences_per_pair:
-        return list(range(n_common))
-    rng = _seeded_rng(seed, "positions", i, j, text_i, text_j)
-    return sorted(int(p) for p in rng.choice(n_common, size=sentences_per_pair, replace=False))
+    digest = hashlib.sha256(json.dumps([seed, "positions", i, j, text_i, text_j], ensure_ascii=False).encode())
+    rng = random.Random(int.from_bytes(digest.digest()[:16], "little"))
+    return sorted(draw_positions(rng, n_common, sentences_per_pair))
 
 
 def sampled_pairs(seed: int, texts: Sequence[str], max_pairs: int) -> list[tuple[int, int]]:
@@ -215,13 +244,17 @@ class NLIStats:
     """What the last ``score_groups`` call did.
 
     Attributes:
-        pairs_per_group: output pairs scored in each group, in group order (capped at ``max_across_pairs``).
+        pairs_per_group: output pairs considered in each group, in group order (capped at ``max_across_pairs``).
+        skipped_pairs_per_group: of those, the pairs skipped because an output has no sentence.
+        positions: aligned (pair, position) similarities computed over all groups.
         classifier_inputs: premise/hypothesis inputs over all pairs, positions and both directions.
         unique_inputs: distinct (premise, hypothesis) inputs actually classified.
         batches: classifier batches run.
     """
 
     pairs_per_group: list[int] = field(default_factory=list)
+    skipped_pairs_per_group: list[int] = field(default_factory=list)
+    positions: int = 0
     classifier_inputs: int = 0
     unique_inputs: int = 0
     batches: int = 0
@@ -229,10 +262,14 @@ class NLIStats:
 
 @register_metric
 class NLIDiversity(Metric):
-    """NLI diversity: 1 - mean over output pairs of P(entailment) - P(contradiction) (DESIGN.md, "NLI").
+    """NLI diversity: 1 - mean P(entailment) - P(contradiction) over aligned sentences of output pairs.
+
+    The rules are in the module docstring (:mod:`divtrace.metrics.nli`); by default every (pair, position)
+    similarity of a group is pooled into one mean (``pooling="positions"``), positions are drawn per pair with seed
+    1234, at most 3 per pair, and pairs with an empty output are skipped.
 
     Args:
-        settings: the classifier and sampling options; ``NLISettings()`` (roberta-large-mnli) when None.
+        settings: the classifier, sampling and pooling options; ``NLISettings()`` (roberta-large-mnli) when None.
         **overrides: ``NLISettings`` fields replacing those of ``settings`` (``NLIDiversity(model="path")``).
 
     Attributes:
@@ -243,7 +280,7 @@ class NLIDiversity(Metric):
     """
 
     name = "nli"
-    description = "1 - mean P(entail) - P(contradict) between aligned sentences of output pairs (MNLI model)"
+    description = "1 - mean P(entail) - P(contradict) over aligned sentences of output pairs, pooled (MNLI model)"
     uses_embeddings = False
     suitable_for_code = False
     needs = "MNLI classifier (--nli-model)"
@@ -259,8 +296,16 @@ class NLIDiversity(Metric):
         self.last_stats = NLIStats()
 
     def settings(self) -> dict[str, Any]:
-        """The NLI settings, the sentence pattern and, once the model is loaded, the effective truncation length."""
-        recorded = {**self.nli_settings.identity(), "sentence_split": SENTENCE_SPLIT}
+        """Every NLI setting that determines the numbers (model, revision, max_length, sentences_per_pair, seed,
+        pooling, position_draws, max_across_pairs), the sentence rule and, once the model is loaded, the effective
+        truncation length."""
+        recorded = {
+            **self.nli_settings.identity(),
+            "sentence_prepare": SENTENCE_PREPARE,
+            "sentence_split": SENTENCE_SPLIT,
+            "empty_pairs": "skipped",
+            "no_scorable_pair": "nan",
+        }
         key = (self.nli_settings.model, self.nli_settings.revision, resolve_device(self.nli_settings.device))
         if key in _LOADED:
             recorded["effective_max_length"] = _LOADED[key].max_length
@@ -270,13 +315,17 @@ class NLIDiversity(Metric):
         load_nli_model(self.nli_settings)
 
     def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:
-        """Diversity of each group; groups with more than ``max_across_pairs`` pairs are scored on a seeded subset.
+        """Diversity of each group, float64, in the order given (rules: module docstring).
 
-        Groups with fewer than 2 texts have no pairs and score NaN. ``last_stats`` records what was done.
+        A group without a scorable pair (fewer than 2 texts, or fewer than 2 with a sentence) scores NaN.
+        ``last_stats`` records what was done.
         """
         settings = self.nli_settings
+        by_pair = settings.pooling == "pairs"
+        stream = random.Random(settings.seed) if settings.position_draws == "stream" else None
         inputs: dict[tuple[str, str], int] = {}
-        plans: list[tuple[np.ndarray, np.ndarray, int]] = []  # per group: input ids, pair id of each, pair count
+        # Per group: the classifier input of each direction, and the unit (a position, or a pair) it averages into.
+        plans: list[tuple[np.ndarray, np.ndarray]] = []
         stats = NLIStats()
         sentence_cache: dict[str, list[str]] = {}
 
@@ -289,18 +338,31 @@ class NLIDiversity(Metric):
             texts = list(group)
             pairs = sampled_pairs(settings.seed, texts, settings.max_across_pairs)
             input_ids: list[int] = []
-            pair_ids: list[int] = []
-            for pair_index, (i, j) in enumerate(pairs):
+            unit_ids: list[int] = []
+            scored_pairs = scored_positions = skipped = 0
+            for i, j in pairs:
                 first, second = sentences(texts[i]), sentences(texts[j])
-                positions = aligned_positions(
-                    settings.seed, texts[i], texts[j], i, j, min(len(first), len(second)), settings.sentences_per_pair
-                )
+                n_common = min(len(first), len(second))
+                if n_common == 0:
+                    skipped += 1
+                    continue
+                if stream is not None:
+                    positions = draw_positions(stream, n_common, settings.sentences_per_pair)
+                else:
+                    positions = aligned_positions(
+                        settings.seed, texts[i], texts[j], i, j, n_common, settings.sentences_per_pair
+                    )
                 for p in positions:
+                    unit = scored_pairs if by_pair else scored_positions
                     for premise, hypothesis in ((first[p], second[p]), (second[p], first[p])):
                         input_ids.append(inputs.setdefault((premise, hypothesis), len(inputs)))
-                        pair_ids.append(pair_index)
-            plans.append((np.asarray(input_ids, dtype=np.int64), np.asarray(pair_ids, dtype=np.int64), len(pairs)))
+                        unit_ids.append(unit)
+                    scored_positions += 1
+                scored_pairs += 1
+            plans.append((np.asarray(input_ids, dtype=np.int64), np.asarray(unit_ids, dtype=np.int64)))
             stats.pairs_per_group.append(len(pairs))
+            stats.skipped_pairs_per_group.append(skipped)
+            stats.positions += scored_positions
             stats.classifier_inputs += len(input_ids)
 
         stats.unique_inputs = len(inputs)
@@ -308,12 +370,12 @@ class NLIDiversity(Metric):
         self.last_stats = stats
 
         result = np.full(len(plans), np.nan, dtype=np.float64)
-        for g, (input_ids, pair_ids, n_pairs) in enumerate(plans):
-            if n_pairs == 0:
+        for g, (input_ids, unit_ids) in enumerate(plans):
+            if input_ids.size == 0:
                 continue
-            pair_sum = np.bincount(pair_ids, weights=scores[input_ids], minlength=n_pairs)
-            pair_count = np.bincount(pair_ids, minlength=n_pairs)
-            result[g] = 1.0 - float(np.mean(pair_sum / pair_count))
+            unit_sum = np.bincount(unit_ids, weights=scores[input_ids])
+            unit_count = np.bincount(unit_ids)
+            result[g] = 1.0 - float(np.mean(unit_sum / unit_count))
         return result
 
     def _classify(self, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, int]:
