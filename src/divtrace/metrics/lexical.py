@@ -54,8 +54,10 @@ class EAD(Metric):
     group's value is the mean of EAD_1..EAD_n_max.
 
     Args:
-        vocab_size: V of the formula. When None: ``tokenizer.vocab_size`` of ``tokenizer`` if given, else 50257
-            (GPT-2's, the study's fallback).
+        vocab_size: V of the formula. When None: ``tokenizer.vocab_size`` of ``tokenizer`` if given, else the
+            generator's vocabulary size the scorer knows for the records (``ScoringContext.vocab_size``: what
+            ``divtrace run`` passes, as the study took V from each model's tokenizer), else 50257 (GPT-2's, the
+            study's fallback). :meth:`vocab_size_for` says which V a context gets.
         tokenizer: a Hugging Face tokenizer (the generator's) whose ``vocab_size`` is V.
         n_max: the largest n (the study uses 5).
     """
@@ -69,7 +71,7 @@ class EAD(Metric):
         elif tokenizer:
             vocab_size, source = tokenizer_vocab_size(tokenizer), "tokenizer"
         else:
-            vocab_size, source = DEFAULT_VOCAB_SIZE, "default"
+            vocab_size, source = DEFAULT_VOCAB_SIZE, "default"  # unless the scoring context knows the generator's
         if vocab_size < 2 or n_max < 1:
             raise ValueError("EAD needs vocab_size >= 2 and n_max >= 1")
         self.vocab_size = int(vocab_size)
@@ -88,10 +90,17 @@ class EAD(Metric):
             "words": WORDS_RULE,
         }
 
+    def vocab_size_for(self, context: ScoringContext) -> int:
+        """The V used under ``context``: this metric's own when given or taken from its tokenizer, else the
+        context's generator vocabulary size when known, else 50257."""
+        if self.vocab_size_source == "default" and context.vocab_size is not None:
+            return int(context.vocab_size)
+        return self.vocab_size
+
     def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:
         """The EAD of each group (see the class docstring), float64, in the order given."""
         distinct, total = ngram_counts(groups, self.n_max)
-        return expectation_adjusted_distinct(distinct, total, self.vocab_size).mean(axis=1)
+        return expectation_adjusted_distinct(distinct, total, self.vocab_size_for(context)).mean(axis=1)
 
 
 @register_metric

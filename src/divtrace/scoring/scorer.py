@@ -335,7 +335,7 @@ class Scorer:
         per_prompt["unclosed_thinking"] = per_prompt["unclosed_thinking"].astype("Int64")
         across = pd.DataFrame(across_rows, columns=ACROSS_COLUMNS)
         summary = summarise(per_prompt, across, self.options.bootstrap)
-        settings = {**self.settings(), "vocab_size": vocab_size}
+        settings = {**self.settings(), "generator_vocab_size": vocab_size}
         stats = vars(self.embedder.stats).copy() if self.embedder is not None else {}
         return ScoreResult(per_prompt, across, summary, settings, stats)
 

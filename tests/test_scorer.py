@@ -1,0 +1,152 @@
+"""The one scorer: the same samples give the same numbers through the Python API, ``divtrace score`` and a run
+directory (``divtrace analyze``); subsets, across-input sampling, code-ness and answers as the scorer defines them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import divtrace
+from divtrace.cli import app
+from divtrace.metrics import create_metric
+from divtrace.samples import SampleRecord
+from divtrace.scoring.scorer import (
+    ACROSS_INPUT,
+    SampleVerdicts,
+    ScoreOptions,
+    Scorer,
+    across_input_sample,
+    verdicts_from_table,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quickstart_samples.jsonl"
+CHAIN = "gemma-3-270m-base>smollm2-135m-instruct:instruct"
+
+
+@pytest.mark.slow
+def test_the_same_samples_give_the_same_numbers_through_every_entry_point(tmp_path: Path) -> None:
+    api = divtrace.score(EXAMPLE, metrics=["ead", "sbert", "vendi"])
+    cli = subprocess.run(
+        [sys.executable, "-m", "divtrace.cli", "score", str(EXAMPLE), "--format", "json"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    run = tmp_path / "run"
+    result = CliRunner().invoke(app, ["analyze", str(EXAMPLE), "--lineage", CHAIN, "--out", str(run), "--no-report"])
+    assert result.exit_code == 0, result.output
+    stored = pd.concat(pd.read_parquet(path) for path in sorted((run / "scores").rglob("*.parquet")))
+
+    keys = ["checkpoint", "task", "prompt_id", "metric"]
+    from_api = api.per_prompt.set_index(keys)["value"].sort_index()
+    from_run = stored[stored["subset"] == "all"].set_index(keys)["value"].sort_index()
+    assert len(from_api) == 16 * 3 and from_api.index.equals(from_run.index)
+    np.testing.assert_allclose(from_run.to_numpy(), from_api.to_numpy(), rtol=0, atol=1e-9)
+
+    across_api = api.across_input.set_index(["checkpoint", "task", "metric"])["value"].sort_index()
+    across_run = stored[stored["subset"] == ACROSS_INPUT].set_index(["checkpoint", "task", "metric"])["value"]
+    np.testing.assert_allclose(across_run.sort_index().to_numpy(), across_api.to_numpy(), atol=1e-9)
+    summary_cli = pd.DataFrame(json.loads(cli.stdout)).set_index(["checkpoint", "task", "metric"]).sort_index()
+    summary_api = api.summary.set_index(["checkpoint", "task", "metric"]).sort_index()
+    np.testing.assert_allclose(summary_cli["mean"].to_numpy(), summary_api["mean"].to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(summary_cli["across_input"].to_numpy(), across_api.to_numpy(), atol=1e-9)
+    means = pd.read_parquet(run / "analysis" / "checkpoint_means.parquet").set_index(["checkpoint", "task", "metric"])
+    np.testing.assert_allclose(
+        means.loc[summary_api.index, "mean"].to_numpy(), summary_api["mean"].to_numpy(), atol=1e-9
+    )
+
+
+def records(n_prompts: int, checkpoint: str = "c", task: str = "t") -> list[SampleRecord]:
+    return [
+        SampleRecord(
+            prompt_id=f"p{i:02d}", prompt="q", outputs=[f"answer {i} one", f"answer {i} two"], checkpoint=checkpoint,
+            task=task,
+        )
+        for i in range(n_prompts)
+    ]  # fmt: skip
+
+
+def test_across_input_uses_at_most_the_cap_drawn_with_the_seed() -> None:
+    ids = [f"p{i:02d}" for i in (6, 0, 5, 1, 4, 2, 3)]  # arrival order differs from id order
+    # RandomState(1234).choice(7, 5, replace=False) picks positions of the id-sorted list
+    picked = np.random.RandomState(1234).choice(7, size=5, replace=False)
+    expected_ids = sorted(f"p{int(i):02d}" for i in picked)
+    chosen = across_input_sample(ids, 5, 1234)
+    assert sorted(ids[p] for p in chosen) == expected_ids and chosen == sorted(chosen)
+    assert across_input_sample(ids, 7, 1234) == list(range(7))
+    scorer = Scorer([create_metric("distinct")], options=ScoreOptions(across_input_prompts=5))
+    both = scorer.score(records(7, "a") + records(7, "b"))
+    assert both.across_input["n_prompts"].tolist() == [5, 5]
+    assert both.settings["across_input"] == {"max_prompts": 5, "seed": 1234}
+    # the across-input group is the first output of the sampled prompts: recompute it with the metric alone
+    firsts = [[f"answer {int(i[1:])} one" for i in expected_ids]]
+    direct = create_metric("distinct").score_groups(firsts, scorer_context())
+    assert both.across_input["value"].tolist() == pytest.approx([direct[0], direct[0]])
+
+
+def scorer_context():  # type: ignore[no-untyped-def]
+    from divtrace.metrics import ScoringContext
+
+    return ScoringContext()
+
+
+def test_subsets_correct_and_curves_and_answer_metrics() -> None:
+    outputs = ["x is 4", "x is 4", "x is 5", "no idea", "x is 4", "x is 6"]
+    record = SampleRecord(prompt_id="0", prompt="q", outputs=outputs, checkpoint="c", task="gsm8k")
+    verdict = SampleVerdicts((True, True, False, False, True, False), ("4", "4", "5", None, "4", "6"))
+    metrics = [create_metric(name) for name in ("distinct", "vendi", "answer-distinct", "answer-entropy")]
+    scorer = Scorer(metrics, options=ScoreOptions(subsets=("all", "correct", "curves")))
+    rows = scorer.score([record], {("c", "gsm8k", "0"): verdict}).per_prompt.set_index(["metric", "subset"])
+    assert set(rows.loc["vendi"].index) == {"all", "correct", "k=2", "k=4"}  # V_c is scored
+    assert rows.loc[("vendi", "correct"), "n_outputs"] == 3
+    assert rows.loc[("vendi", "correct"), "value"] == pytest.approx(1.0, abs=1e-5)  # three identical answers
+    # answers 4, 4, 5, unparseable, 4, 6: four distinct; among the correct ones: one
+    assert rows.loc[("answer-distinct", "all"), "value"] == 4
+    assert rows.loc[("answer-distinct", "correct"), "value"] == 1
+    p = np.array([3, 1, 1, 1]) / 6
+    assert rows.loc[("answer-entropy", "all"), "value"] == pytest.approx(float(-(p * np.log(p)).sum()))
+    # without verdicts an answer metric scores nothing, and no correct subset exists
+    bare = scorer.score([record]).per_prompt
+    assert set(bare["metric"]) == {"distinct", "vendi"} and "correct" not in set(bare["subset"])
+
+
+def test_code_ness_comes_from_the_task_registry() -> None:
+    class NotForCode(type(create_metric("distinct"))):  # type: ignore[misc]
+        name = "distinct-not-for-code"
+        suitable_for_code = False
+
+    class CodeOnly(type(create_metric("distinct"))):  # type: ignore[misc]
+        name = "distinct-code-only"
+        code_only = True
+
+    scorer = Scorer([NotForCode(), CodeOnly()])
+    scored = scorer.score(records(2, task="humaneval") + records(2, task="gsm8k") + records(2, task="mine"))
+    cells = scored.per_prompt.groupby("metric")["task"].unique().map(sorted).to_dict()
+    # humaneval is a code task, gsm8k is not, "mine" is unknown to the registry (scored by both)
+    assert cells == {"distinct-not-for-code": ["gsm8k", "mine"], "distinct-code-only": ["humaneval", "mine"]}
+
+
+def test_ead_takes_the_generators_vocabulary_size() -> None:
+    given = Scorer([create_metric("ead")]).score(records(3), vocab_size=49152)
+    explicit = Scorer([create_metric("ead", vocab_size=49152)]).score(records(3))
+    default = Scorer([create_metric("ead")]).score(records(3))
+    assert given.per_prompt["value"].tolist() == explicit.per_prompt["value"].tolist()
+    assert given.per_prompt["value"].tolist() != default.per_prompt["value"].tolist()
+    assert given.settings["generator_vocab_size"] == 49152 and default.settings["generator_vocab_size"] is None
+
+
+def test_verdicts_from_a_verify_table_vote_with_the_normalised_answer() -> None:
+    table = pd.DataFrame(
+        {
+            "checkpoint": ["c"] * 3, "task": ["math"] * 3, "prompt_id": ["0"] * 3, "sample_index": [2, 0, 1],
+            "correct": [False, True, True], "extracted": [None, "\\frac12", "0.5"],
+            "extra": [None, json.dumps({"normalized": "1/2"}), json.dumps({"normalized": "1/2"})],
+        }
+    )  # fmt: skip
+    assert verdicts_from_table(table) == {("c", "math", "0"): SampleVerdicts((True, True, False), ("1/2", "1/2", None))}
