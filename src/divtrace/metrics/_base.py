@@ -17,16 +17,26 @@ if TYPE_CHECKING:
 class ScoringContext:
     """Shared, already-loaded resources a metric may use while scoring.
 
-    ``embeddings`` is the process-wide embedding store (None when no metric needs embeddings).
+    ``embeddings`` is the process-wide sentence-embedding store (None when no metric needs embeddings).
+    ``code_embeddings`` is the store of the code embedder (by default
+    ``EmbeddingStore(CodeEmbedderSettings())``, the study's UniXcoder), read by the metrics whose
+    ``uses_code_embeddings`` is True (None when no such metric runs).
     """
 
     embeddings: EmbeddingStore | None = None
+    code_embeddings: EmbeddingStore | None = None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 embeddings of ``texts``, one row each, in order."""
         if self.embeddings is None:
             raise RuntimeError("this scoring run was set up without an embedder")
         return self.embeddings.embed(texts)
+
+    def embed_code(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised float32 code embeddings of ``texts`` (already extracted programs), one row each, in order."""
+        if self.code_embeddings is None:
+            raise RuntimeError("this scoring run was set up without a code embedder (ScoringContext.code_embeddings)")
+        return self.code_embeddings.embed(texts)
 
 
 class Metric(ABC):
@@ -40,10 +50,15 @@ class Metric(ABC):
     name: ClassVar[str]
     #: One line for ``divtrace metrics``.
     description: ClassVar[str]
-    #: True when the metric reads sentence embeddings from :class:`ScoringContext`.
+    #: True when the metric reads sentence embeddings from :class:`ScoringContext` (``embed``).
     uses_embeddings: ClassVar[bool] = False
+    #: True when the metric reads code embeddings from :class:`ScoringContext` (``embed_code``).
+    uses_code_embeddings: ClassVar[bool] = False
     #: False for metrics that make no sense on source code (NLI).
     suitable_for_code: ClassVar[bool] = True
+    #: True for metrics that only make sense on source code (AST and code-embedding metrics): a study run applies
+    #: them to code tasks only; ``divtrace score`` applies them to whatever it is given.
+    code_only: ClassVar[bool] = False
     #: True when the value depends on the number of texts in a group by construction (Vendi: 1..K), so groups of
     #: different sizes are not comparable (the quality-filtered decomposition skips such metrics).
     k_dependent: ClassVar[bool] = False
@@ -72,3 +87,16 @@ class Metric(ABC):
         Returns:
             float64 array with one diversity value per group, in the order given.
         """
+
+    def group_diagnostics(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> dict[str, np.ndarray]:
+        """Side numbers about each group, reported beside the metric's values (e.g. ``parse_rate`` of the AST metrics).
+
+        Args:
+            groups: the same groups as given to :meth:`score_groups`.
+            context: shared resources.
+
+        Returns:
+            name -> float64 array with one value per group, in the order given; empty (the default) when the
+            metric has none.
+        """
+        return {}
