@@ -18,6 +18,8 @@ PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
 PAPER_EMBEDDER = "sentence-transformers/all-mpnet-base-v2"
 #: The NLI model of the published study.
 PAPER_NLI_MODEL = "roberta-large-mnli"
+#: The code embedder of the published study (code-sbert, code-vendi): UniXcoder, a plain RoBERTa-style encoder.
+PAPER_CODE_EMBEDDER = "microsoft/unixcoder-base"
 
 
 class FrozenSettings(BaseModel):
@@ -52,6 +54,33 @@ class EmbedderSettings(FrozenSettings):
     max_seq_length: int | None = Field(default=None, description="None keeps the model's own limit")
     batch_size: int = 64
     device: str | None = None
+    #: How token vectors become one vector. None: as the model directory says (a sentence-transformers model's own
+    #: modules; sentence-transformers' default, mean pooling, for a plain transformers encoder). A mode: the
+    #: directory's transformer with exactly this pooling over the non-padding tokens (special tokens included),
+    #: whatever sentence-transformers modules the directory declares.
+    pooling: Literal["mean", "cls", "max"] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """As :meth:`FrozenSettings.identity`, but ``pooling`` is left out while None, so the fingerprints (and
+        embedding caches) of settings made before the field existed stay valid."""
+        identity = super().identity()
+        if identity.get("pooling") is None:
+            identity.pop("pooling", None)
+        return identity
+
+
+class CodeEmbedderSettings(EmbedderSettings):
+    """The code embedder of code-sbert and code-vendi: the study's UniXcoder, as its reference loaded it.
+
+    The reference (``scripts/compute_code_diversity.py``) loads ``microsoft/unixcoder-base`` with
+    ``SentenceTransformer(...)`` (a plain encoder, so sentence-transformers adds mean pooling over the attention
+    mask, special tokens included), sets ``max_seq_length = 512`` and encodes with ``normalize_embeddings=True``;
+    these defaults say the same explicitly. No UniXcoder mode token (``<encoder-only>``) is added.
+    """
+
+    model: str = PAPER_CODE_EMBEDDER
+    max_seq_length: int | None = 512
+    pooling: Literal["mean", "cls", "max"] | None = "mean"
 
 
 #: The seed of the published study's random choices (its ``DIVERSITY_RANDOM_SEED`` default).

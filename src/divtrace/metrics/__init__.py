@@ -4,7 +4,14 @@ Importing this package registers the built-in metrics. A new metric is one modul
 class (see ``lexical.py``); import it here to make it built in.
 """
 
-from divtrace.metrics import answers, lexical, nli, semantic  # noqa: F401  (registers the metrics)
+from divtrace.metrics import (  # noqa: F401  (registers the metrics)
+    answers,
+    code_ast,
+    code_semantic,
+    lexical,
+    nli,
+    semantic,
+)
 from divtrace.metrics._base import Metric, ScoringContext
 from divtrace.metrics._registry import create_metric, metric_class, metric_names, register_metric
 

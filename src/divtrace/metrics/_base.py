@@ -52,10 +52,15 @@ class Metric(ABC):
     name: ClassVar[str]
     #: One line for ``divtrace metrics``.
     description: ClassVar[str]
-    #: True when the metric reads sentence embeddings from :class:`ScoringContext`.
+    #: True when the metric reads sentence embeddings from :class:`ScoringContext` (``embed``).
     uses_embeddings: ClassVar[bool] = False
+    #: True when the metric reads code embeddings from :class:`ScoringContext` (``embed_code``).
+    uses_code_embeddings: ClassVar[bool] = False
     #: False for metrics that make no sense on source code (NLI).
     suitable_for_code: ClassVar[bool] = True
+    #: True for metrics that only make sense on source code (AST and code-embedding metrics): a study run applies
+    #: them to code tasks only; ``divtrace score`` applies them to whatever it is given.
+    code_only: ClassVar[bool] = False
     #: True when the value depends on the number of texts in a group by construction (Vendi: 1..K), so groups of
     #: different sizes are not comparable (the quality-filtered decomposition skips such metrics).
     k_dependent: ClassVar[bool] = False
@@ -64,10 +69,6 @@ class Metric(ABC):
     #: ``texts``: groups are a prompt's responses; ``answers``: groups are the answers extracted from them by the
     #: task's verifier (None for an unparseable sample).
     input: ClassVar[Literal["texts", "answers"]] = "texts"
-    #: True for metrics of source code (AST, code embeddings): a study scores them on code tasks only.
-    code_only: ClassVar[bool] = False
-    #: True when the metric reads code embeddings (:meth:`ScoringContext.embed_code`).
-    uses_code_embeddings: ClassVar[bool] = False
 
     def settings(self) -> dict[str, Any]:
         """The options that determine this metric's numbers, recorded next to every score."""
@@ -79,11 +80,6 @@ class Metric(ABC):
         Must be idempotent: the pipeline may call it more than once.
         """
         return None
-
-    def group_diagnostics(self, groups: Sequence[Sequence[Any]], context: ScoringContext) -> dict[str, np.ndarray]:
-        """Per-group facts a metric reports besides its value (``parse_rate`` of the AST metrics): one float array
-        per name, aligned with ``groups``. Default: none."""
-        return {}
 
     @abstractmethod
     def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:
@@ -97,3 +93,16 @@ class Metric(ABC):
         Returns:
             float64 array with one diversity value per group, in the order given.
         """
+
+    def group_diagnostics(self, groups: Sequence[Sequence[Any]], context: ScoringContext) -> dict[str, np.ndarray]:
+        """Side numbers about each group, reported beside the metric's values (e.g. ``parse_rate`` of the AST metrics).
+
+        Args:
+            groups: the same groups as given to :meth:`score_groups`.
+            context: shared resources.
+
+        Returns:
+            name -> float64 array with one value per group, in the order given; empty (the default) when the
+            metric has none.
+        """
+        return {}

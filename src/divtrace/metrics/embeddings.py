@@ -1,4 +1,5 @@
-"""Sentence embeddings for the semantic metrics: one encoder per process, each unique text encoded once ever.
+"""Sentence (and code) embeddings for the semantic metrics: one encoder per process, each unique text encoded once
+ever.
 
 ``EmbeddingStore.embed`` deduplicates its input, serves what it has already seen from memory, then from the
 persistent :class:`EmbeddingCache`, and encodes only the rest, longest texts batched together.
@@ -60,10 +61,30 @@ def load_sentence_transformer(settings: EmbedderSettings) -> SentenceTransformer
                 f"cannot load embedder {settings.model!r} ({type(err).__name__}: {err}). Pass --embedder with a "
                 "sentence-transformers model id (needs the Hugging Face hub) or a local model directory."
             ) from err
+        if settings.pooling is not None:
+            model = with_pooling(model, settings.pooling, settings.device)
         if settings.max_seq_length is not None:
             model.max_seq_length = settings.max_seq_length
         _LOADED[key] = model
     return _LOADED[key]
+
+
+def with_pooling(model: SentenceTransformer, mode: str, device: str | None = None) -> SentenceTransformer:
+    """``model``'s first module (the transformer) followed by exactly one pooling layer of ``mode``.
+
+    Whatever came after the transformer (the directory's own pooling, dense or normalisation layers) is dropped,
+    so a plain encoder directory and a sentence-transformers directory of the same weights embed alike.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    try:  # sentence-transformers >= 6
+        from sentence_transformers.sentence_transformer.modules import Pooling
+    except ImportError:  # 3.x - 5.x
+        from sentence_transformers.models import Pooling
+
+    transformer = model[0]
+    dimension_of = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension
+    return SentenceTransformer(modules=[transformer, Pooling(dimension_of(), mode)], device=device)
 
 
 def model_key(settings: EmbedderSettings) -> str:
