@@ -25,7 +25,7 @@ from divtrace.scoring.scorer import (
     verdicts_from_table,
     write_result,
 )
-from divtrace.settings import EmbedderSettings, NLISettings
+from divtrace.settings import CodeEmbedderSettings, EmbedderSettings, NLISettings
 
 SamplesInput = str | Path | SampleRecord | Sequence[str | Path] | Sequence[SampleRecord]
 
@@ -91,7 +91,7 @@ def score(
     scorer = Scorer(
         metric_objects,
         embedder=_embedder(embedder),
-        code_embedder=_embedder(code_embedder) if code_embedder is not None else None,
+        code_embedder=_embedder(code_embedder, code=True) if code_embedder is not None else None,
         options=ScoreOptions(
             subsets=("all", "correct") if verdicts is not None else ("all",),
             across_input_prompts=across_input_prompts,
@@ -151,8 +151,12 @@ def _load(
     return result.records, list(result.problems)
 
 
-def _embedder(embedder: str | EmbedderSettings | EmbeddingStore | None) -> EmbedderSettings | EmbeddingStore:
-    """A ready store as it is; an id or path as settings (None: the packaged default encoder)."""
+def _embedder(
+    embedder: str | EmbedderSettings | EmbeddingStore | None, *, code: bool = False
+) -> EmbedderSettings | EmbeddingStore:
+    """A ready store or settings as they are; an id or path as settings (None: the packaged default sentence
+    encoder; ``code``: code-embedder settings, the study's pooling and length)."""
     if isinstance(embedder, EmbeddingStore | EmbedderSettings):
         return embedder
-    return EmbedderSettings(**({"model": embedder} if embedder else {}))
+    kind = CodeEmbedderSettings if code else EmbedderSettings
+    return kind(**({"model": embedder} if embedder else {}))

@@ -134,6 +134,13 @@ class Study(_Strict):
             raise ValueError(f"metrics: unknown {unknown}; known: {metric_names()}")
         if "nli" in self.metrics and not self.nli_model:
             raise ValueError("nli_model: the nli metric needs an MNLI model id or path (e.g. roberta-large-mnli)")
+        from divtrace.metrics import metric_class
+
+        needs_code = [m for m in self.metrics if metric_class(m).uses_code_embeddings]
+        if needs_code and not self.code_embedder:
+            raise ValueError(
+                f"code_embedder: {', '.join(needs_code)} need a code encoder (e.g. microsoft/unixcoder-base)"
+            )
         return self
 
     def graph(self) -> LineageGraph:
@@ -249,6 +256,14 @@ OLMO3_7B_TASKS = (
 )  # fmt: skip
 
 
+#: The study's four text metrics, its code diversity (on the correct programs of code tasks) and answer-level
+#: diversity (on verifiable tasks).
+OLMO3_7B_METRICS = (
+    "ead", "sbert", "vendi", "nli", "ast", "ast-distinct", "code-sbert", "code-vendi", "answer-distinct",
+    "answer-entropy",
+)  # fmt: skip
+
+
 def olmo3_7b_study() -> Study:
     """The study's 13 Olmo 3 7B checkpoints (vLLM), plus the Think checkpoints with thinking suppressed."""
     vllm = {"backend": "vllm"}
@@ -302,8 +317,9 @@ def olmo3_7b_study() -> Study:
         checkpoints=checkpoints,
         tasks=[TaskSpec(name=name) for name in OLMO3_7B_TASKS],
         sampling=SamplingSpec(),
-        metrics=["ead", "sbert", "vendi", "nli"],
+        metrics=list(OLMO3_7B_METRICS),
         embedder="sentence-transformers/all-mpnet-base-v2",
+        code_embedder="microsoft/unixcoder-base",
         nli_model="roberta-large-mnli",
         executor=ExecutorSpec(type="ray"),
     )

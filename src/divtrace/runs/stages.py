@@ -347,13 +347,13 @@ def study_scorer(study: Study) -> Scorer:
     """The one scorer (:class:`~divtrace.scoring.scorer.Scorer`) of a study: its metrics, embedders and NLI
     model, every subset (all, correct, curves); models load on first use."""
     from divtrace.scoring.scorer import ScoreOptions, Scorer, build_metrics
-    from divtrace.settings import EmbedderSettings, NLISettings
+    from divtrace.settings import CodeEmbedderSettings, EmbedderSettings, NLISettings
 
     metrics = build_metrics(study.metrics, nli=NLISettings(model=study.nli_model) if study.nli_model else None)
     return Scorer(
         metrics,
         embedder=EmbedderSettings(**({"model": study.embedder} if study.embedder else {})),
-        code_embedder=EmbedderSettings(model=study.code_embedder) if study.code_embedder else None,
+        code_embedder=CodeEmbedderSettings(model=study.code_embedder) if study.code_embedder else None,
         options=ScoreOptions(subsets=("all", "correct", "curves")),
     )
 
