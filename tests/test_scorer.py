@@ -150,3 +150,29 @@ def test_verdicts_from_a_verify_table_vote_with_the_normalised_answer() -> None:
         }
     )  # fmt: skip
     assert verdicts_from_table(table) == {("c", "math", "0"): SampleVerdicts((True, True, False), ("1/2", "1/2", None))}
+
+
+def test_code_metrics_score_the_correct_programs_of_code_tasks_with_their_parse_rate() -> None:
+    programs = [
+        "```python\ndef add(a, b):\n    return a + b\n```",
+        "def add(a, b):\n    total = a + b\n    return total\n",
+        "def add(a, b) return",  # does not parse
+        "def add(a, b):\n    return b - a\n",  # wrong
+    ]
+    code = SampleRecord(prompt_id="0", prompt="q", outputs=programs, checkpoint="c", task="humaneval")
+    prose = SampleRecord(prompt_id="0", prompt="q", outputs=["4", "four"], checkpoint="c", task="gsm8k")
+    verdicts = {
+        ("c", "humaneval", "0"): SampleVerdicts((True, True, True, False), (None,) * 4),
+        ("c", "gsm8k", "0"): SampleVerdicts((True, True), ("4", "4")),
+    }
+    scorer = Scorer([create_metric("ast"), create_metric("ast-distinct")], options=ScoreOptions(("all", "correct")))
+    result = scorer.score([code, prose], verdicts)
+    rows = result.per_prompt.set_index(["metric", "subset"])
+    assert set(result.per_prompt["task"]) == {"humaneval"}  # code-only metrics skip a task known not to be code
+    assert rows.loc[("ast", "correct"), "n_outputs"] == 3
+    assert rows.loc[("ast", "correct"), "parse_rate"] == pytest.approx(2 / 3)
+    assert rows.loc[("ast", "all"), "parse_rate"] == pytest.approx(3 / 4)
+    direct = create_metric("ast").score_groups([programs[:3]], scorer_context())
+    assert rows.loc[("ast", "correct"), "value"] == pytest.approx(float(direct[0]))
+    summary = result.summary.set_index(["metric", "subset"])
+    assert summary.loc[("ast", "correct"), "parse_rate"] == pytest.approx(2 / 3)
