@@ -176,3 +176,26 @@ def test_code_metrics_score_the_correct_programs_of_code_tasks_with_their_parse_
     assert rows.loc[("ast", "correct"), "value"] == pytest.approx(float(direct[0]))
     summary = result.summary.set_index(["metric", "subset"])
     assert summary.loc[("ast", "correct"), "parse_rate"] == pytest.approx(2 / 3)
+
+
+def test_cli_score_with_verdicts_adds_the_correct_subset_and_answer_metrics(tmp_path: Path) -> None:
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(
+        json.dumps({"prompt_id": "0", "prompt": "2+2?", "outputs": ["4", "4", "5"], "checkpoint": "c", "task": "gsm8k"})
+        + "\n"
+    )
+    verdicts = tmp_path / "verdicts.parquet"
+    pd.DataFrame(
+        {
+            "checkpoint": ["c"] * 3, "task": ["gsm8k"] * 3, "prompt_id": ["0"] * 3, "sample_index": [0, 1, 2],
+            "correct": [True, True, False], "extracted": ["4", "4", "5"], "extra": [None] * 3,
+        }
+    ).to_parquet(verdicts)  # fmt: skip
+    command = ["score", str(samples), "--metrics", "distinct,answer-distinct", "--verdicts", str(verdicts)]
+    result = CliRunner().invoke(app, [*command, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {(r["metric"], r["subset"]): r["mean"] for r in json.loads(result.stdout)}
+    assert rows[("answer-distinct", "all")] == 2 and rows[("answer-distinct", "correct")] == 1
+    assert ("distinct", "correct") in rows
+    missing = CliRunner().invoke(app, ["score", str(samples), "--verdicts", str(tmp_path / "nope.parquet")])
+    assert missing.exit_code == 2 and "no such verdicts file" in " ".join(missing.output.split())
