@@ -122,7 +122,10 @@ def test_first_sample_correct() -> None:
 def test_default_k_levels() -> None:
     assert default_k_levels(1) == [1]
     assert default_k_levels(5) == [1, 2, 4, 5]
-    assert default_k_levels(16) == [1, 2, 4, 8, 16]
+    assert default_k_levels(16) == [1, 2, 4, 5, 8, 10, 16]  # the study's levels: reference 1, 5, 10, 16 + curves
+    assert default_k_levels(6) == [1, 2, 4, 5, 6]  # levels up to K, and K itself
+    assert default_k_levels(12) == [1, 2, 4, 5, 8, 10, 12]
+    assert default_k_levels(32) == [1, 2, 4, 5, 8, 10, 16, 32]
     assert default_k_levels(0) == []
 
 
@@ -228,3 +231,17 @@ def test_summarize_verdicts_needs_its_columns() -> None:
         pd.DataFrame({"checkpoint": [], "task": [], "prompt_id": [], "correct": [], "extracted": []})
     )
     assert per_prompt.empty and per_group.empty
+
+
+def test_summarize_verdicts_reports_the_study_levels_for_k_16() -> None:
+    """K = 16 with 3 correct: pass@k at 1, 2, 4, 5, 8, 10, 16 (1 - C(13, k) / C(16, k))."""
+    rows = [("base", "gsm8k", "p1", i, i < 3, str(i), None) for i in range(16)]
+    frame = pd.DataFrame(
+        rows, columns=["checkpoint", "task", "prompt_id", "sample_index", "correct", "extracted", "extra"]
+    )
+    _, per_group = summarize_verdicts(frame)
+    levels = [int(c.removeprefix("pass@")) for c in per_group.columns if c.startswith("pass@")]
+    assert levels == [1, 2, 4, 5, 8, 10, 16]
+    for k in levels:
+        assert per_group[f"pass@{k}"].iloc[0] == pytest.approx(1 - math.comb(13, k) / math.comb(16, k), abs=1e-12)
+    assert per_group["pass@5"].iloc[0] == pytest.approx(1 - 1287 / 4368, abs=1e-12)  # C(13,5) / C(16,5)

@@ -209,16 +209,17 @@ def _qfd_graph() -> LineageGraph:
     )
 
 
-def test_quality_filtered_decomposition() -> None:
+def test_quality_filtered_decomposition_paired_option() -> None:
     scores = _qfd_scores()
-    result = analyze(scores, None, _qfd_graph(), bootstrap=FAST)
+    result = analyze(scores, None, _qfd_graph(), bootstrap=FAST, qfd_pairing="paired")
+    assert result.settings["qfd"]["pairing"] == "paired"
     qfd = result.qfd.set_index("checkpoint")
-    assert set(qfd.index) == {"half", "qc", "flat"} and (qfd["base"] == "base").all()
+    assert set(qfd.index) == {"half", "qc", "flat"} and (qfd["reference"] == "base").all()
+    assert (qfd["pairing"] == "paired").all() and (qfd["comparison"] == "lineage").all()
 
     half = qfd.loc["half"]
-    assert half["n_prompts_total"] == N_PROMPTS and half["n_prompts_unpaired"] == 0
-    assert (half["n_valid_base"], half["n_valid_checkpoint"], half["n_valid_both"]) == (56, 54, 50)
-    assert half["n_dropped"] == 10
+    assert (half["n_qualifying_reference"], half["n_qualifying_checkpoint"], half["n_qualifying_both"]) == (56, 54, 50)
+    assert half["n_prompts_reference"] == half["n_prompts_checkpoint"] == 50  # paired: every mean on the 50
     valid = [f"p{i:02d}" for i in range(10, N_PROMPTS)]
     hand_all = _values(scores, "half")[valid].mean() - _values(scores, "base")[valid].mean()
     hand_correct = (
@@ -227,15 +228,14 @@ def test_quality_filtered_decomposition() -> None:
     )
     assert half["delta_all"] == pytest.approx(hand_all, abs=1e-12)
     assert half["delta_correct"] == pytest.approx(hand_correct, abs=1e-12)
-    assert half["delta_all_all_prompts"] < half["delta_all"] - 0.05  # the dropped prompts were not used
     assert half["residual_share"] == pytest.approx(0.5, abs=0.03)
     assert half["quality_control_share"] == pytest.approx(1 - half["residual_share"], abs=1e-12)
     assert half["residual_share_ci_low"] < half["residual_share"] < half["residual_share_ci_high"]
-    assert half["delta_all_ci_high"] < 0 and half["note"] == ""
-    assert half["mean_n_correct_base"] == 6 and half["mean_n_correct_checkpoint"] == 5
+    assert half["delta_all_ci_high"] < 0 and half["note"] == "" and not half["share_outside_unit"]
+    assert half["mean_n_correct_reference"] == 6 and half["mean_n_correct_checkpoint"] == 5
 
     qc = qfd.loc["qc"]
-    assert qc["n_valid_both"] == 56 and qc["n_dropped"] == 4
+    assert qc["n_qualifying_both"] == 56
     assert qc["delta_correct_ci_low"] < 0 < qc["delta_correct_ci_high"]
     assert qc["residual_share"] == pytest.approx(0.0, abs=0.03)
     assert qc["quality_control_share"] == pytest.approx(1.0, abs=0.03)
@@ -244,6 +244,191 @@ def test_quality_filtered_decomposition() -> None:
     assert flat["delta_all_ci_low"] < 0 < flat["delta_all_ci_high"]
     assert np.isnan(flat["residual_share"]) and np.isnan(flat["quality_control_share"])
     assert "CI includes 0" in flat["note"]
+
+    # The default (the paper's) form: each checkpoint over its own prompts, so half's 10 odd prompts (D_all 0.1,
+    # no qualifying correct subset for one of the two) now enter half's D_all.
+    unpaired = analyze(scores, None, _qfd_graph(), bootstrap=FAST).qfd.set_index("checkpoint")
+    assert (unpaired["pairing"] == "unpaired").all()
+    row = unpaired.loc["half"]
+    assert (row["n_prompts_reference"], row["n_prompts_checkpoint"]) == (N_PROMPTS, N_PROMPTS)
+    assert row["delta_all"] == pytest.approx(_values(scores, "half").mean() - _values(scores, "base").mean(), abs=1e-12)
+    assert row["delta_all"] < half["delta_all"] - 0.05
+    with pytest.raises(DivtraceError, match="pairing"):
+        analyze(scores, None, _qfd_graph(), bootstrap=FAST, qfd_pairing="both")
+
+
+def _qfd_rows(checkpoint: str, all_values: list[float], correct: dict[str, tuple[float, int]], **kw: object) -> list:
+    """``all`` rows on prompts p00.. and ``correct`` rows {prompt: (value, K_c)} (K_c >= 2: qualifying)."""
+    frames = [_rows(checkpoint, np.array(all_values), **kw)]
+    if correct:
+        prompts = list(correct)
+        values = np.array([correct[p][0] for p in prompts])
+        frame = _rows(checkpoint, values, subset="correct", prompts=prompts, **kw)
+        frames.append(frame.assign(n_outputs=[correct[p][1] for p in prompts]))
+    return frames
+
+
+def test_unpaired_decomposition_by_hand_differs_from_paired() -> None:
+    """4 prompts; base qualifies on p00, p01, p03 and sft on p00, p02, p03, so only p00 and p03 qualify in both.
+
+    D_all:     base 0.8 0.6 0.7 0.5 (mean 0.65)     sft 0.4 0.5 0.3 0.2 (mean 0.35)
+    D_correct: base 0.6 0.5  -  0.4                 sft 0.3  -  0.35 0.25
+
+    Unpaired (the paper): ΔD_all = 0.35 - 0.65 = -0.30; D_correct base = (0.6 + 0.5 + 0.4) / 3 = 0.5, sft =
+    (0.3 + 0.35 + 0.25) / 3 = 0.3, ΔD_correct = -0.20; residual = -0.20 / -0.30 = 2/3, quality control = 1/3.
+    Paired (p00, p03): ΔD_all = (0.4 + 0.2) / 2 - (0.8 + 0.5) / 2 = 0.30 - 0.65 = -0.35; ΔD_correct =
+    (0.3 + 0.25) / 2 - (0.6 + 0.4) / 2 = 0.275 - 0.5 = -0.225; residual = 0.225 / 0.35 = 9/14, quality control 5/14.
+    """
+    scores = pd.concat(
+        [
+            *_qfd_rows("base", [0.8, 0.6, 0.7, 0.5], {"p00": (0.6, 5), "p01": (0.5, 3), "p03": (0.4, 4)}),
+            *_qfd_rows("sft", [0.4, 0.5, 0.3, 0.2], {"p00": (0.3, 8), "p02": (0.35, 6), "p03": (0.25, 10)}),
+        ],
+        ignore_index=True,
+    )
+    graph = LineageGraph([CheckpointNode("base", "base"), CheckpointNode("sft", "sft", parent="base")])
+    unpaired = analyze(scores, None, graph, bootstrap=FAST).qfd.iloc[0]
+    paired = analyze(scores, None, graph, bootstrap=FAST, qfd_pairing="paired").qfd.iloc[0]
+    for row in (unpaired, paired):
+        assert (row["reference"], row["checkpoint"], row["task"], row["metric"]) == ("base", "sft", "math", "sbert")
+        assert (row["n_qualifying_reference"], row["n_qualifying_checkpoint"], row["n_qualifying_both"]) == (3, 3, 2)
+
+    assert unpaired["pairing"] == "unpaired"
+    assert (unpaired["n_prompts_reference"], unpaired["n_prompts_checkpoint"]) == (4, 4)
+    assert (unpaired["d_all_reference"], unpaired["d_all_checkpoint"]) == pytest.approx((0.65, 0.35), abs=1e-12)
+    assert (unpaired["d_correct_reference"], unpaired["d_correct_checkpoint"]) == pytest.approx((0.5, 0.3), abs=1e-12)
+    assert unpaired["delta_all"] == pytest.approx(-0.30, abs=1e-12)
+    assert unpaired["delta_correct"] == pytest.approx(-0.20, abs=1e-12)
+    assert unpaired["residual_share"] == pytest.approx(2 / 3, abs=1e-12)
+    assert unpaired["quality_control_share"] == pytest.approx(1 / 3, abs=1e-12)
+    assert unpaired["mean_n_correct_reference"] == pytest.approx(4.0)  # (5 + 3 + 4) / 3
+    assert unpaired["mean_n_correct_checkpoint"] == pytest.approx(8.0)  # (8 + 6 + 10) / 3
+    assert unpaired["delta_all_ci_low"] <= -0.30 <= unpaired["delta_all_ci_high"] < 0
+
+    assert paired["pairing"] == "paired"
+    assert (paired["n_prompts_reference"], paired["n_prompts_checkpoint"]) == (2, 2)
+    assert paired["delta_all"] == pytest.approx(-0.35, abs=1e-12)
+    assert paired["delta_correct"] == pytest.approx(-0.225, abs=1e-12)
+    assert paired["residual_share"] == pytest.approx(9 / 14, abs=1e-12)
+    assert paired["quality_control_share"] == pytest.approx(5 / 14, abs=1e-12)
+    assert paired["mean_n_correct_reference"] == pytest.approx(4.5)  # p00, p03: (5 + 4) / 2
+    for row in (unpaired, paired):
+        assert not row["share_outside_unit"] and row["note"] == ""
+
+
+def test_unpaired_bootstrap_resamples_each_set_within_the_shared_index() -> None:
+    """Constant values per checkpoint and set: every resample gives the same means, so the CI is the point."""
+    prompts = [f"p{i:02d}" for i in range(N_PROMPTS)]
+    qualifying_base = {p: (0.5, 4) for p in prompts[:40]}
+    qualifying_sft = {p: (0.45, 4) for p in prompts[20:]}
+    scores = pd.concat(
+        [
+            *_qfd_rows("base", [0.8] * N_PROMPTS, qualifying_base),
+            *_qfd_rows("sft", [0.6] * N_PROMPTS, qualifying_sft),
+        ],
+        ignore_index=True,
+    )
+    graph = LineageGraph([CheckpointNode("base", "base"), CheckpointNode("sft", "sft", parent="base")])
+    row = analyze(scores, None, graph, bootstrap=FAST).qfd.iloc[0]
+    assert (row["n_qualifying_reference"], row["n_qualifying_checkpoint"], row["n_qualifying_both"]) == (40, 40, 20)
+    assert row["delta_all"] == pytest.approx(-0.2) and row["delta_correct"] == pytest.approx(-0.05)
+    assert (row["delta_correct_ci_low"], row["delta_correct_ci_high"]) == pytest.approx((-0.05, -0.05), abs=1e-12)
+    assert row["residual_share"] == pytest.approx(0.25) and row["quality_control_share"] == pytest.approx(0.75)
+
+
+def test_share_outside_unit_is_flagged() -> None:
+    """base -> rl: D_all falls 0.6 -> 0.4 on every prompt (ΔD_all = -0.2) while D_correct rises 0.30 -> 0.35
+    (ΔD_correct = +0.05): residual = 0.05 / -0.2 = -0.25, quality control = 1.25; flagged. base -> sft: D_correct
+    falls more than D_all (-0.3 vs -0.2): residual 1.5, quality control -0.5; flagged too."""
+    n = 6
+    correct = {f"p{i:02d}": (0.30 + 0.01 * i, 4) for i in range(n)}
+    scores = pd.concat(
+        [
+            *_qfd_rows("base", [0.6 + 0.01 * i for i in range(n)], correct),
+            *_qfd_rows("rl", [0.4 + 0.01 * i for i in range(n)], {p: (v + 0.05, 3) for p, (v, _) in correct.items()}),
+            *_qfd_rows("sft", [0.4 + 0.01 * i for i in range(n)], {p: (v - 0.3, 3) for p, (v, _) in correct.items()}),
+            *_qfd_rows("ok", [0.4 + 0.01 * i for i in range(n)], {p: (v - 0.1, 3) for p, (v, _) in correct.items()}),
+        ],
+        ignore_index=True,
+    )
+    graph = LineageGraph(
+        [
+            CheckpointNode("base", "base"),
+            CheckpointNode("rl", "rl", parent="base"),
+            CheckpointNode("sft", "sft", parent="base"),
+            CheckpointNode("ok", "dpo", parent="base"),
+        ]
+    )
+    qfd = analyze(scores, None, graph, bootstrap=FAST).qfd.set_index("checkpoint")
+    rl = qfd.loc["rl"]
+    assert rl["delta_all"] == pytest.approx(-0.2) and rl["delta_correct"] == pytest.approx(0.05)
+    assert rl["residual_share"] == pytest.approx(-0.25) and rl["quality_control_share"] == pytest.approx(1.25)
+    assert rl["share_outside_unit"] and "correct answers grew" in rl["note"]
+    sft = qfd.loc["sft"]
+    assert sft["residual_share"] == pytest.approx(1.5) and sft["quality_control_share"] == pytest.approx(-0.5)
+    assert sft["share_outside_unit"] and "larger than" in sft["note"]
+    ok = qfd.loc["ok"]
+    assert ok["residual_share"] == pytest.approx(0.5) and not ok["share_outside_unit"] and ok["note"] == ""
+    assert qfd["share_outside_unit"].dtype == bool
+
+
+def test_no_think_variant_is_decomposed_against_its_parent() -> None:
+    """base -> think (tree) and think -> think-nothink (variant): the variant is compared with think, not base.
+
+    D_all: base 0.9 0.8 0.7 (0.8), think 0.5 0.4 0.3 (0.4), think-nothink 0.45 0.35 0.25 (0.35).
+    D_correct: base 0.6 0.6 (p00, p01), think 0.3 0.3 0.3, think-nothink 0.3 0.2 (p00, p02).
+    think -> think-nothink: ΔD_all = 0.35 - 0.4 = -0.05; ΔD_correct = 0.25 - 0.3 = -0.05; residual 1, qc 0.
+    base -> think: ΔD_all = -0.4, ΔD_correct = 0.3 - 0.6 = -0.3, residual 0.75, quality control 0.25.
+    """
+    scores = pd.concat(
+        [
+            *_qfd_rows("base", [0.9, 0.8, 0.7], {"p00": (0.6, 4), "p01": (0.6, 4)}),
+            *_qfd_rows("think", [0.5, 0.4, 0.3], {"p00": (0.3, 9), "p01": (0.3, 9), "p02": (0.3, 9)}),
+            *_qfd_rows("think-nothink", [0.45, 0.35, 0.25], {"p00": (0.3, 5), "p02": (0.2, 7)}),
+        ],
+        ignore_index=True,
+    )
+    graph = LineageGraph(
+        [
+            CheckpointNode("base", "base"),
+            CheckpointNode("think", "rl", parent="base"),
+            CheckpointNode("think-nothink", "rl", variant_of="think", thinking="suppressed"),
+        ]
+    )
+    qfd = analyze(scores, None, graph, bootstrap=FAST).qfd
+    assert list(zip(qfd["reference"], qfd["checkpoint"], qfd["comparison"], strict=True)) == [
+        ("base", "think", "lineage"),
+        ("think", "think-nothink", "variant"),
+    ]
+    lineage, variant = qfd.iloc[0], qfd.iloc[1]
+    assert lineage["delta_all"] == pytest.approx(-0.4) and lineage["delta_correct"] == pytest.approx(-0.3)
+    assert lineage["residual_share"] == pytest.approx(0.75) and lineage["quality_control_share"] == pytest.approx(0.25)
+    assert variant["base"] == "base" and variant["stage"] == "rl"
+    assert variant["delta_all"] == pytest.approx(-0.05) and variant["delta_correct"] == pytest.approx(-0.05)
+    assert (variant["n_qualifying_reference"], variant["n_qualifying_checkpoint"]) == (3, 2)
+    assert variant["d_correct_checkpoint"] == pytest.approx(0.25)
+    assert variant["residual_share"] == pytest.approx(1.0) and variant["quality_control_share"] == pytest.approx(0.0)
+    assert variant["mean_n_correct_checkpoint"] == pytest.approx(6.0)
+
+
+def test_vendi_on_the_correct_subset_is_decomposed_and_marked_k_dependent() -> None:
+    correct = {f"p{i:02d}": (2.0 + 0.1 * i, 4) for i in range(4)}
+    scores = pd.concat(
+        [
+            *_qfd_rows("base", [3.4, 3.5, 3.3, 3.6], correct, metric="vendi"),
+            *_qfd_rows("sft", [1.8, 1.9, 1.7, 2.0], {p: (v - 0.4, 6) for p, (v, _) in correct.items()}, metric="vendi"),
+            *_qfd_rows("base", [0.5, 0.5, 0.5, 0.5], {p: (0.4, 4) for p in correct}),
+            *_qfd_rows("sft", [0.3, 0.3, 0.3, 0.3], {p: (0.3, 6) for p in correct}),
+        ],
+        ignore_index=True,
+    )
+    graph = LineageGraph([CheckpointNode("base", "base"), CheckpointNode("sft", "sft", parent="base")])
+    qfd = analyze(scores, None, graph, bootstrap=FAST).qfd.set_index("metric")
+    assert set(qfd.index) == {"sbert", "vendi"}
+    vendi = qfd.loc["vendi"]
+    assert vendi["delta_all"] == pytest.approx(-1.6) and vendi["delta_correct"] == pytest.approx(-0.4)
+    assert vendi["residual_share"] == pytest.approx(0.25)
+    assert "K-dependent" in vendi["note"] and "K-dependent" not in qfd.loc["sbert", "note"]
 
 
 def test_qfd_only_for_verifiable_tasks_and_exact_zero_change() -> None:
@@ -351,7 +536,7 @@ def test_curves_are_monotone_and_passk_matches_hand_values() -> None:
     assert (vendi_curve["k"], vendi_curve["n_prompts"], vendi_curve["mean"]) == (16, 50, 9.0)
 
     passk = result.passk[result.passk.metric == "sbert"].set_index("k")
-    assert list(passk.index) == [1, 2, 4, 8, 16]
+    assert list(passk.index) == [1, 2, 4, 5, 8, 10, 16]  # the study's levels <= K, and K
     for k in passk.index:
         hand = np.mean([1 - comb(16 - c, k) / comb(16, k) for c in n_correct])
         assert passk.loc[k, "pass_at_k"] == pytest.approx(hand, abs=1e-12)
@@ -359,8 +544,23 @@ def test_curves_are_monotone_and_passk_matches_hand_values() -> None:
     assert passk.loc[1, "pass_at_k"] == pytest.approx(n_correct.mean() / 16, abs=1e-12)
     assert passk.loc[16, "pass_at_k"] == pytest.approx(np.mean(n_correct > 0), abs=1e-12)
     assert passk.loc[4, "diversity_k"] == pytest.approx(curve.set_index("k").loc[4, "mean"], abs=1e-12)
-    assert np.isnan(passk.loc[1, "diversity_k"])
+    assert np.isnan(passk.loc[1, "diversity_k"]) and np.isnan(passk.loc[5, "diversity_k"])  # no curve point there
     assert (passk["diversity_all"] == result.checkpoint_means.set_index("metric").loc["sbert", "mean"]).all()
+
+
+def test_passk_levels_for_k_6() -> None:
+    """K = 6: pass@k at 1, 2, 4, 5 (the study's levels up to K) and 6 (K itself), as ``divtrace verify`` reports."""
+    n_correct = [0, 1, 3, 6]
+    verdicts = _verdicts("base", [[s < c for s in range(6)] for c in n_correct])
+    scores = _rows("base", np.full(4, 0.5), n_outputs=6)
+    result = analyze(scores, verdicts, LineageGraph([CheckpointNode("base", "base")]), bootstrap=FAST)
+    passk = result.passk.set_index("k")
+    assert list(passk.index) == [1, 2, 4, 5, 6]
+    for k in passk.index:
+        hand = np.mean([1 - comb(6 - c, k) / comb(6, k) for c in n_correct])
+        assert passk.loc[k, "pass_at_k"] == pytest.approx(hand, abs=1e-12)
+    # k = 5: prompts (0, 1, 3, 6 correct) give 0, 5/6, 1, 1 -> 0.708333...
+    assert passk.loc[5, "pass_at_k"] == pytest.approx((0 + 5 / 6 + 1 + 1) / 4, abs=1e-12)
 
 
 def test_pass_at_k_edge_cases() -> None:
@@ -386,6 +586,7 @@ def test_write_analysis_round_trips_every_table(tmp_path: Path) -> None:
         "curves",
         "passk",
         "headline",
+        "table1",
     ]
     assert len(written) == 2 * len(names) + 1
     for name, table in result.tables().items():
@@ -419,3 +620,126 @@ def test_bad_input_is_named() -> None:
         analyze(pd.concat([scores, scores.iloc[:1]]), None, _graph())
     with pytest.raises(DivtraceError, match="n_outputs"):
         analyze(scores.drop(columns="n_outputs"), None, _graph())
+
+
+# ----- Table 1: the headline averaged over tasks -----
+
+TABLE1_VALUES = {
+    # checkpoint: {task: per-prompt SBERT of p00, p01, p02}
+    "base": {"t1": [0.6, 0.5, 0.4], "t2": [0.2, 0.2, 0.2]},
+    "sft": {"t1": [0.3, 0.3, 0.3], "t2": [0.15, 0.1, 0.05]},
+    "dpo": {"t1": [0.2, 0.3, 0.25], "t2": [0.1, 0.2, 0.15]},
+    "rz-a": {"t1": [0.5, 0.4, 0.3], "t2": [0.2, 0.1, 0.15]},
+    "rz-b": {"t1": [0.6, 0.45, 0.45], "t2": [0.1, 0.1, 0.1]},
+}
+
+
+def _table1_case() -> tuple[pd.DataFrame, LineageGraph]:
+    scores = pd.concat(
+        [
+            _rows(name, np.array(values), task=task)
+            for name, tasks in TABLE1_VALUES.items()
+            for task, values in tasks.items()
+        ],
+        ignore_index=True,
+    )
+    graph = LineageGraph(
+        [
+            CheckpointNode("base", "base"),
+            CheckpointNode("sft", "sft", parent="base"),
+            CheckpointNode("dpo", "dpo", parent="sft"),
+            CheckpointNode("rz-a", "rl-zero", parent="base"),
+            CheckpointNode("rz-b", "rl-zero", parent="base"),
+        ]
+    )
+    return scores, graph
+
+
+def test_table1_row_by_hand() -> None:
+    """Table 1 of base -> sft -> dpo over 2 tasks x 3 prompts (values in TABLE1_VALUES), by hand.
+
+    Task means:  t1: base 0.5, sft 0.3, dpo 0.25        t2: base 0.2, sft 0.1, dpo 0.15
+    % of base:   t1: sft 100 (0.3 - 0.5) / 0.5 = -40,  dpo 100 (0.25 - 0.3) / 0.5 = -10,  retained 50
+                 t2: sft 100 (0.1 - 0.2) / 0.2 = -50,  dpo 100 (0.15 - 0.1) / 0.2 = +25,  retained 75
+    Table 1 (mean over the 2 tasks): sft -45.0, dpo +7.5, retained 62.5 (= 100 - 45 + 7.5).
+    Pooling the prompts of both tasks instead would give 100 * 0.2 / 0.35 = 57.1% retained: not the paper's mean.
+
+    RL-Zero group (rz-a, rz-b, both stage rl-zero from base): retained t1 rz-a 0.4 / 0.5 = 80, rz-b 0.5 / 0.5 = 100;
+    t2 rz-a 0.15 / 0.2 = 75, rz-b 0.1 / 0.2 = 50. Members: rz-a (80 + 75) / 2 = 77.5, rz-b (100 + 50) / 2 = 75.
+    Group: per task (80 + 100) / 2 = 90 and (75 + 50) / 2 = 62.5, mean 76.25 (change -23.75).
+    """
+    scores, graph = _table1_case()
+    result = analyze(scores, None, graph, bootstrap=FAST)
+    table = result.table1[result.table1.metric == "sbert"]
+    main = table[table.lineage == "dpo"].set_index("step")
+    assert list(main["stage"]) == ["sft", "dpo"] and list(main["child"]) == ["sft", "dpo"]
+    assert (main["kind"] == "lineage").all() and (main["path"] == "base → sft → dpo").all()
+    assert (main["n_tasks"] == 2).all() and (main["tasks"] == "t1, t2").all() and (main["n_prompts"] == 6).all()
+    assert main.loc[1, "change_pct_base"] == pytest.approx(-45.0, abs=1e-9)
+    assert main.loc[2, "change_pct_base"] == pytest.approx(7.5, abs=1e-9)
+    assert list(main["retained_pct"]) == pytest.approx([62.5, 62.5], abs=1e-9)  # repeated on each step
+    for column in ("change_pct_base", "retained_pct"):
+        assert (main[f"{column}_ci_low"] <= main[column] + 1e-9).all()
+        assert (main[column] <= main[f"{column}_ci_high"] + 1e-9).all()
+    assert main["paper_change_pct_base"].isna().all() and main["paper_retained_pct"].isna().all()
+
+    rows = table.set_index("lineage")
+    assert rows.loc["rz-a", "retained_pct"] == pytest.approx(77.5, abs=1e-9)
+    assert rows.loc["rz-b", "retained_pct"] == pytest.approx(75.0, abs=1e-9)
+    group = rows.loc["rl-zero"]
+    assert (group["kind"], group["members"], group["stage"], group["step"]) == ("group", "rz-a, rz-b", "rl-zero", 1)
+    assert group["path"] == "base → {rz-a, rz-b}"
+    assert group["retained_pct"] == pytest.approx(76.25, abs=1e-9)
+    assert group["change_pct_base"] == pytest.approx(-23.75, abs=1e-9)
+    assert result.settings["table1"]["rows"]["rl-zero"] == {"kind": "group", "checkpoints": ["base", "rz-a", "rz-b"]}
+
+
+def test_table1_bootstrap_is_stratified_by_task() -> None:
+    """t2 is constant within each checkpoint, so every resample of t2 gives its point (sft -50, dpo +25): with
+    prompts resampled within each task and t1 drawn first, Table 1's CI over (t1, t2) is exactly
+    (t1's CI + t2's point) / 2. Pooled resampling across tasks would change the tasks' prompt counts and break it."""
+    scores, graph = _table1_case()
+    scores = scores[scores.checkpoint.isin(["base", "sft", "dpo"])].copy()
+    t2 = scores.task == "t2"
+    for name, level in (("base", 0.2), ("sft", 0.1), ("dpo", 0.15)):
+        scores.loc[t2 & (scores.checkpoint == name), "value"] = level
+    graph = LineageGraph(list(graph.nodes.values())[:3])
+    both = analyze(scores, None, graph, bootstrap=FAST).table1
+    alone = analyze(scores[~t2], None, graph, bootstrap=FAST).table1
+    both, alone = both.set_index("step"), alone.set_index("step")
+    t2_points = {1: -50.0, 2: 25.0}
+    for step, point in t2_points.items():
+        for end in ("ci_low", "ci_high"):
+            column = f"change_pct_base_{end}"
+            assert both.loc[step, column] == pytest.approx((alone.loc[step, column] + point) / 2, abs=1e-9)
+    assert alone.loc[1, "change_pct_base_ci_low"] < alone.loc[1, "change_pct_base_ci_high"]
+
+
+def test_table1_shows_the_paper_row_for_the_olmo3_preset() -> None:
+    from divtrace.study import olmo3_7b_study
+
+    graph = olmo3_7b_study().graph()
+    levels = {name: 0.3 - 0.01 * i for i, name in enumerate(graph.nodes)}
+    scores = pd.concat(
+        [_rows(name, np.full(3, level), task=task) for name, level in levels.items() for task in ("t1", "t2")],
+        ignore_index=True,
+    )
+    result = analyze(scores, None, graph, bootstrap=FAST, study_name="olmo3-7b")
+    table = result.table1
+    assert "Karouzos" in result.settings["table1"]["paper"]
+    sbert = table[table.metric == "sbert"]
+    think = sbert[sbert.lineage == "think"].set_index("step")
+    assert list(think["paper_change_pct_base"]) == [-62.0, -4.0, 4.0] and (think["paper_retained_pct"] == 38).all()
+    instruct = sbert[sbert.lineage == "instruct"].set_index("step")
+    assert list(instruct["paper_change_pct_base"]) == [-38.0, -23.0, -5.0]
+    assert (instruct["paper_retained_pct"] == 34).all()
+    group = sbert[sbert.lineage == "rl-zero"].iloc[0]
+    assert group["kind"] == "group" and group["paper_retained_pct"] == 93 and np.isnan(group["paper_change_pct_base"])
+    assert group["members"].split(", ") == [
+        "rl-zero-math", "rl-zero-code", "rl-zero-if", "rl-zero-general", "rl-zero-3.1-math", "rl-zero-3.1-code",
+    ]  # fmt: skip
+    assert sbert[sbert.lineage == "rl-zero-math"]["paper_retained_pct"].isna().all()
+    # The variants (thinking suppressed) are not lineages; another study name gets no paper row.
+    assert not table.lineage.str.contains("nothink").any()
+    other = analyze(scores, None, graph, bootstrap=FAST, study_name="my-study").table1
+    assert other["paper_retained_pct"].isna().all()

@@ -400,3 +400,90 @@ def test_renders_in_headless_chromium(report: Path) -> None:
         assert result["sections"].get(section, 0) >= 1, result["sections"]
     assert result["outputs"] > 0 and result["hostile_text"] == 1  # shown as text (merged: x7), not run
     assert 'class="caveat"' in dom and "cross-family comparison" in dom
+
+
+def _olmo3_analysis() -> tuple[LineageGraph, pd.DataFrame, object]:
+    """The olmo3-7b preset's graph with constructed SBERT scores (2 tasks x 4 prompts), analysed without the name."""
+    from divtrace.study import olmo3_7b_study
+
+    graph = olmo3_7b_study().graph()
+    rng = np.random.default_rng(4)
+    rows = [
+        (name, task, f"p{p}", "sbert", "all", 0.4 * (1 - 0.05 * i) * rng.normal(1, 0.02), 16)
+        for i, name in enumerate(graph.nodes)
+        for task in ("gsm8k", "tldr")
+        for p in range(4)
+    ]
+    scores = pd.DataFrame(rows, columns=["checkpoint", "task", "prompt_id", "metric", "subset", "value", "n_outputs"])
+    return graph, scores, analyze(scores, None, graph, bootstrap=BootstrapSettings(resamples=100))
+
+
+def test_table1_is_at_the_top_with_the_paper_row_for_olmo3(tmp_path: Path) -> None:
+    graph, scores, analysis = _olmo3_analysis()
+    path = write_report(
+        tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph, study_info={"name": "olmo3-7b"}
+    )
+    text = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert text.index("## Table 1") < text.index("## Per task") < text.index("## Collapse sites")
+    lines = text.splitlines()
+    think = next(
+        i for i, line in enumerate(lines) if line.startswith("| think | base → think-sft → think-dpo → think |")
+    )
+    minus = "\N{MINUS SIGN}"
+    assert lines[think + 1] == f"| ↳ paper | published | {minus}62 | {minus}4 | +4 | 38% | 15 |"
+    instruct = next(i for i, line in enumerate(lines) if line.startswith("| instruct |"))
+    assert lines[instruct + 1] == f"| ↳ paper | published | {minus}38 | {minus}23 | {minus}5 | 34% | 15 |"
+    group = next(i for i, line in enumerate(lines) if line.startswith("| rl-zero (mean) |"))
+    assert lines[group + 1] == "| ↳ paper | published | \N{EN DASH} |  |  | 93% | 15 |"
+    assert "Karouzos, Tan, Aletras (2026)" in text
+    ours = analysis.table1[(analysis.table1.lineage == "think") & (analysis.table1.metric == "sbert")]
+    first = ours.iloc[0]
+    assert f"sft: {first['change_pct_base']:+.1f}%".replace("-", "\N{MINUS SIGN}") in lines[think]
+    assert f"{first['retained_pct']:.1f}% [" in lines[think]
+
+    page = path.read_text(encoding="utf-8")
+    assert page.index('id="table1"') < page.index('id="lineage"') < page.index('id="heatmaps"')
+    section = page[page.index('id="table1"') : page.index('id="lineage"')]
+    assert section.count('class="paper"') == 3 and 'data-paper="rl-zero"' in section
+    assert "38%" in section and "\N{MINUS SIGN}62" in section
+
+    other = write_report(
+        tmp_path / "other", analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph,
+        study_info={"name": "my-study"},
+    )  # fmt: skip
+    assert "↳ paper" not in (tmp_path / "other" / "summary.md").read_text(encoding="utf-8")
+    assert 'class="paper"' not in other.read_text(encoding="utf-8")
+
+
+def test_report_without_table1_says_to_rerun_analyze(tmp_path: Path, study: dict[str, object]) -> None:
+    tables = {name: table for name, table in study["analysis"].tables().items() if name != "table1"}
+    path = write_report(
+        tmp_path, analysis=tables, samples=[], per_prompt_scores=study["scores"], graph=study["graph"],
+        study_info={"name": "old"},
+    )  # fmt: skip
+    assert "run <code>divtrace analyze</code> again" in path.read_text(encoding="utf-8")
+    assert "run `divtrace analyze` again" in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+
+def test_shares_outside_unit_are_explained(tmp_path: Path) -> None:
+    """base -> rl: all outputs narrow (ΔD_all -0.2) while the correct ones diversify (ΔD_correct +0.05)."""
+    rows = []
+    for p in range(6):
+        for checkpoint, all_value, correct_value in (("base", 0.6, 0.30), ("rl", 0.4, 0.35)):
+            rows.append((checkpoint, "gsm8k", f"p{p}", "sbert", "all", all_value + 0.01 * p, K))
+            rows.append((checkpoint, "gsm8k", f"p{p}", "sbert", "correct", correct_value + 0.01 * p, 4))
+    scores = pd.DataFrame(rows, columns=["checkpoint", "task", "prompt_id", "metric", "subset", "value", "n_outputs"])
+    graph = LineageGraph([CheckpointNode("base", "base"), CheckpointNode("rl", "rl", "base")])
+    analysis = analyze(scores, None, graph, bootstrap=BootstrapSettings(resamples=100))
+    assert analysis.qfd["share_outside_unit"].tolist() == [True]
+    path = write_report(
+        tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph, study_info={"name": "x"}
+    )
+    sentence = "A share outside [0, 1] means ΔD_correct is larger than ΔD_all or of the opposite sign"
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert f"† {sentence}" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| base → rl | gsm8k | sbert |"))
+    assert "| \N{MINUS SIGN}0.200 | +0.050 | 125.0% † | \N{MINUS SIGN}25.0% † | 6 / 6 |" in row
+    page = path.read_text(encoding="utf-8")
+    assert 'id="qfd-outside-unit"' in page and sentence in page
+    assert "each checkpoint's D_all and D_correct are averaged over its own prompts" in page

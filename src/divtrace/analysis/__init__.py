@@ -2,9 +2,10 @@
 
 One entry point, :func:`analyze` (per-prompt scores, verdicts and the lineage graph in; an :class:`AnalysisResult`
 of tables out); :func:`write_analysis` and :func:`read_analysis` store and load it; :func:`headline_table` gives
-the study's Table 1. The building blocks live one concept per module: ``lineage`` (means, retained, edge deltas,
-collapse sites), ``qfd`` (quality-filtered decomposition), ``cot`` (thinking ablation), ``curves`` (diversity vs
-k, pass@k).
+Table 1 per task and ``AnalysisResult.table1`` the study's Table 1 (mean over tasks). The building blocks live one
+concept per module: ``lineage`` (means, retained, edge deltas, collapse sites), ``qfd`` (quality-filtered
+decomposition), ``table1`` (the headline averaged over tasks), ``cot`` (thinking ablation), ``curves`` (diversity
+vs k, pass@k).
 """
 
 from divtrace.analysis.cot import THINKING_COLUMNS, thinking_ablation
@@ -17,8 +18,9 @@ from divtrace.analysis.lineage import (
     RETAINED_COLUMNS,
     bootstrap_means,
 )
-from divtrace.analysis.qfd import QFD_COLUMNS, quality_filtered_decomposition
+from divtrace.analysis.qfd import OUTSIDE_UNIT_EXPLANATION, PAIRINGS, QFD_COLUMNS, quality_filtered_decomposition
 from divtrace.analysis.run import AnalysisResult, analyze, headline_table, read_analysis, write_analysis
+from divtrace.analysis.table1 import PAPER_TABLE1, TABLE1_COLUMNS, table_one
 
 __all__ = [
     "CHECKPOINT_MEANS_COLUMNS",
@@ -26,9 +28,13 @@ __all__ = [
     "CURVE_COLUMNS",
     "EDGE_COLUMNS",
     "HEADLINE_COLUMNS",
+    "OUTSIDE_UNIT_EXPLANATION",
+    "PAIRINGS",
+    "PAPER_TABLE1",
     "PASSK_COLUMNS",
     "QFD_COLUMNS",
     "RETAINED_COLUMNS",
+    "TABLE1_COLUMNS",
     "THINKING_COLUMNS",
     "AnalysisResult",
     "analyze",
@@ -39,6 +45,7 @@ __all__ = [
     "passk_table",
     "quality_filtered_decomposition",
     "read_analysis",
+    "table_one",
     "thinking_ablation",
     "write_analysis",
 ]

@@ -2,7 +2,9 @@
 
 A diversity-vs-K curve uses the scorer's ``k=N`` subsets (the metric over the first N responses of each prompt) plus
 subset ``all`` placed at k = K. pass@k is the unbiased estimator 1 - C(n-c, k) / C(n, k) per prompt (n samples,
-c correct), averaged over prompts.
+c correct), averaged over prompts, at the levels of
+:func:`divtrace.tasks.verifiers.aggregate.default_k_levels` (``diversity_k`` is NaN at a level without a curve
+point, e.g. k = 5 and 10).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pandas as pd
 
 from divtrace.analysis.lineage import bootstrap_means
 from divtrace.scoring.bootstrap import BootstrapSettings
+from divtrace.tasks.verifiers.aggregate import default_k_levels
 
 CURVE_COLUMNS = ["checkpoint", "task", "metric", "k", "subset", "n_prompts", "mean", "ci_low", "ci_high"]
 PASSK_COLUMNS = [
@@ -121,8 +124,9 @@ def passk_table(per_prompt: pd.DataFrame, curves: pd.DataFrame, means: pd.DataFr
         curves: from :func:`diversity_curves`.
         means: the ``checkpoint_means`` table (``checkpoint, task, metric, mean``).
 
-    k levels per (checkpoint, task): 1 and every k of that checkpoint's curves for the task, kept when at most
-    the largest number of samples of a prompt. Returns columns :data:`PASSK_COLUMNS`: ``pass_at_k`` averaged
+    k levels per (checkpoint, task): :func:`divtrace.tasks.verifiers.aggregate.default_k_levels` of K, the largest
+    number of samples of a prompt (K = 16: 1, 2, 4, 5, 8, 10, 16), the same levels ``divtrace verify`` reports.
+    Returns columns :data:`PASSK_COLUMNS`: ``pass_at_k`` averaged
     over the ``n_prompts`` prompts with at least k samples (``n_samples`` is the most samples of a prompt);
     ``diversity_k`` the metric's curve mean at k (NaN when it has no point there), ``diversity_all`` its mean
     over all K (subset ``all``). pass@k repeats on every metric row; a task with verdicts but no scores has
@@ -134,10 +138,7 @@ def passk_table(per_prompt: pd.DataFrame, curves: pd.DataFrame, means: pd.DataFr
     for (checkpoint, task), frame in per_prompt.groupby(["checkpoint", "task"], sort=True):
         n = frame["n_samples"].to_numpy()
         c = frame["n_correct"].to_numpy()
-        mine = curves[(curves["checkpoint"] == checkpoint) & (curves["task"] == task)]
-        for k in sorted({1, *(int(x) for x in mine["k"])}):
-            if k > n.max():
-                continue
+        for k in default_k_levels(int(n.max())):
             values = pass_at_k(n, c, k)
             records.append(
                 {

@@ -13,6 +13,7 @@ modules (quality-filtered decomposition, thinking ablation, curves).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -178,6 +179,39 @@ def _bootstrap_chunk(
             rng=np.random.default_rng(settings.seed),
         )
     return np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
+
+
+def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """How often each of ``n`` prompts is drawn in each resample: shape (resamples, n), float.
+
+    Each resample draws ``n`` prompt indices uniformly with replacement (the ordinary nonparametric bootstrap);
+    a mean over a resample is then ``counts @ values / counts.sum()``.
+    """
+    draws = rng.integers(0, n, size=(resamples, n))
+    offsets = (draws + n * np.arange(resamples)[:, None]).ravel()
+    return np.bincount(offsets, minlength=resamples * n).reshape(resamples, n).astype(np.float64)
+
+
+def masked_means(values: np.ndarray, masks: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per-row means of ``values`` (S, n) over the prompts of each row's ``masks`` (S, n), weighted by ``counts``.
+
+    ``counts`` is (B, n) (from :func:`resample_counts`) or (n,) (plain means: ones). Returns (S, B) or (S,);
+    NaN where a row has no prompt of weight > 0 (a resample that drew none of its prompts).
+    """
+    filled = np.where(masks, values, 0.0)
+    weights = masks.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (filled @ counts.T) / (weights @ counts.T)
+
+
+def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval along the last axis, skipping NaN resamples (NaN where every resample is NaN)."""
+    alpha = (1.0 - confidence) / 2.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN, which is the answer we want
+        low = np.nanquantile(samples, alpha, axis=-1)
+        high = np.nanquantile(samples, 1.0 - alpha, axis=-1)
+    return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
 
 
 def _identity(mu: np.ndarray) -> np.ndarray:

@@ -1,45 +1,90 @@
 """Quality-filtered decomposition: is a diversity loss wrong answers removed, or correct answers narrowing?
 
-For a verifiable task, D_all is a prompt's diversity over all K responses and D_correct its diversity over the
-correct responses only (defined for prompts with at least 2 correct). For base -> c, on the prompts valid in both
-(>= 2 correct for base and for c): ΔD_all = mean D_all(c) - mean D_all(base) and ΔD_correct likewise over
-D_correct. The residual share ΔD_correct / ΔD_all is the part of the loss that remains among correct answers; the
-quality-control share 1 - residual share is the part explained by removing wrong answers. Both deltas are computed
-on the same prompts, so the shares compare like with like; ``delta_all_all_prompts`` also gives ΔD_all on every
-paired prompt for reference. K-dependent metrics (Vendi) are subsampled to equal K by the scorer; this module
-records the mean number of correct outputs per valid prompt.
+Definitions (the paper's Table 14 and Figure 6, and its script ``quality_filtered_diversity.py``). For a verifiable
+task and a metric, D_all is a prompt's diversity over all K responses (score subset ``all``) and D_correct its
+diversity over the correct responses only (subset ``correct``: prompts with K_c >= 2 correct, the *qualifying*
+prompts). Any metric the scorer gives on the ``correct`` subset is decomposed: SBERT, and Vendi (V_c) when present.
+
+Comparisons: base -> c for every tree checkpoint c after the base, and parent -> v for every variant v (a
+re-sampling of its parent's weights, e.g. thinking suppressed: ``comparison = "variant"``). Below, "reference" is
+the base or the variant's parent.
+
+Pairing (``pairing``, recorded in the table and the analysis settings):
+
+- ``"unpaired"`` (default, the paper's form): each checkpoint's D_all is averaged over *its own* prompts with a
+  D_all value (the reference script averages every prompt of the checkpoint's file, skipping only NaN values, i.e.
+  prompts with fewer than 2 outputs; prompts without a gold answer stay in D_all there, as every prompt does here),
+  and each checkpoint's D_correct over *its own* qualifying prompts.
+- ``"paired"``: all four means over the prompts qualifying in both checkpoints (with D_all in both).
+
+ΔD_all = D_all(c) - D_all(ref), ΔD_correct = D_correct(c) - D_correct(ref). Shares of ΔD_all: residual
+("genuine narrowing") = ΔD_correct / ΔD_all, quality-control = (ΔD_all - ΔD_correct) / ΔD_all = 1 - residual.
+A share outside [0, 1] (ΔD_correct larger than ΔD_all, or of the opposite sign: diversity among the correct answers
+grew while all answers narrowed) is kept and flagged in ``share_outside_unit``.
+
+Bootstrap: one percentile bootstrap over the shared prompt index of the comparison (unpaired: every prompt with a
+value in either checkpoint; paired: the prompts qualifying in both). Each resample draws that many prompts
+with replacement, *jointly* for both checkpoints; each of the four means is then taken over the drawn prompts that
+belong to its own set (a prompt drawn twice counts twice), so each checkpoint's qualifying set is resampled within
+the shared index and its size varies across resamples as it would across prompt samples, while prompts scored for
+both checkpoints stay paired. A resample that draws none of a set's prompts gives NaN and is skipped by the
+percentile (only possible for very small sets). Paired, this is the ordinary paired bootstrap of the means.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-from divtrace.analysis.lineage import Estimate, bootstrap_means, excludes_zero
+from divtrace.analysis.lineage import excludes_zero, masked_means, percentile_interval, resample_counts
+from divtrace.errors import DivtraceError
 from divtrace.lineage import LineageGraph
 from divtrace.scoring.bootstrap import BootstrapSettings
 
+Pairing = Literal["unpaired", "paired"]
+PAIRINGS: tuple[str, ...] = ("unpaired", "paired")
+
 QFD_COLUMNS = [
-    "base", "checkpoint", "stage", "task", "metric",
-    "n_prompts_total", "n_prompts_unpaired", "n_valid_base", "n_valid_checkpoint", "n_valid_both", "n_dropped",
-    "mean_n_correct_base", "mean_n_correct_checkpoint",
-    "delta_all_all_prompts", "delta_all", "delta_all_ci_low", "delta_all_ci_high",
+    "reference", "checkpoint", "comparison", "base", "stage", "task", "metric", "pairing",
+    "n_prompts_reference", "n_prompts_checkpoint",
+    "n_qualifying_reference", "n_qualifying_checkpoint", "n_qualifying_both",
+    "mean_n_correct_reference", "mean_n_correct_checkpoint",
+    "d_all_reference", "d_all_checkpoint", "d_correct_reference", "d_correct_checkpoint",
+    "delta_all", "delta_all_ci_low", "delta_all_ci_high",
     "delta_correct", "delta_correct_ci_low", "delta_correct_ci_high",
     "residual_share", "residual_share_ci_low", "residual_share_ci_high",
-    "quality_control_share", "quality_control_share_ci_low", "quality_control_share_ci_high", "note",
+    "quality_control_share", "quality_control_share_ci_low", "quality_control_share_ci_high",
+    "share_outside_unit", "note",
 ]  # fmt: skip
 
-#: |ΔD_all| at or below this (relative to the base's mean D_all, at least 1) counts as no change at all.
+#: |ΔD_all| at or below this (relative to the reference's mean D_all, at least 1) counts as no change at all.
 ZERO_TOLERANCE = 1e-12
+
+#: The one-sentence explanation of a share outside [0, 1] (the report and summary.md quote it).
+OUTSIDE_UNIT_EXPLANATION = (
+    "A share outside [0, 1] means ΔD_correct is larger than ΔD_all or of the opposite sign (for instance diversity "
+    "among the correct answers grew while diversity over all answers fell), so the two parts are not fractions of "
+    "one loss: the residual is negative and the quality-control part exceeds 100%, or the other way round."
+)
+
+
+def qfd_comparisons(graph: LineageGraph) -> list[tuple[str, str, str]]:
+    """``(reference, checkpoint, comparison)``: (base, c, "lineage") for each tree checkpoint after its base, then
+    (parent, v, "variant") for each variant, in definition order."""
+    pairs = [(graph.base_of(n.name), n.name, "lineage") for n in graph.tree_nodes() if n.parent is not None]
+    pairs += [(str(n.variant_of), n.name, "variant") for n in graph.variants()]
+    return pairs
 
 
 def _qfd_stats(mu: np.ndarray) -> np.ndarray:
-    """Samples (all base, all c, correct base, correct c): ΔD_all, ΔD_correct, residual share."""
+    """Means (all ref, all c, correct ref, correct c) -> ΔD_all, ΔD_correct, residual share."""
     delta_all = mu[1] - mu[0]
     delta_correct = mu[3] - mu[2]
-    return np.stack([delta_all, delta_correct, delta_correct / delta_all])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.stack([delta_all, delta_correct, delta_correct / delta_all])
 
 
 def quality_filtered_decomposition(
@@ -48,124 +93,216 @@ def quality_filtered_decomposition(
     n_correct: Mapping[tuple[str, str], pd.DataFrame],
     graph: LineageGraph,
     settings: BootstrapSettings,
+    *,
+    pairing: Pairing = "unpaired",
 ) -> pd.DataFrame:
-    """ΔD_all, ΔD_correct and their shares for base -> c, every non-base tree checkpoint c, per task x metric.
+    """ΔD_all, ΔD_correct and their shares per comparison (see :func:`qfd_comparisons`) x task x metric.
 
     Args:
         wide_all: subset ``all`` from :func:`divtrace.analysis.lineage.wide_scores`.
         wide_correct: subset ``correct`` likewise; a (task, metric) without any ``correct`` row is not verifiable
-            and has no rows here. A prompt is valid for a checkpoint when its ``correct`` value is finite.
-        n_correct: ``n_outputs`` of the ``correct`` rows in the same wide shape (the number of correct outputs).
-        graph: the lineage graph (variants are not decomposed).
-        settings: bootstrap settings.
+            and has no rows here. A prompt qualifies for a checkpoint when its ``correct`` value is finite.
+        n_correct: ``n_outputs`` of the ``correct`` rows in the same wide shape (K_c per prompt).
+        graph: the lineage graph.
+        settings: bootstrap settings (see the module docstring for the resampling).
+        pairing: ``"unpaired"`` (the paper's form, default) or ``"paired"``.
 
-    Returns columns :data:`QFD_COLUMNS`. Counts: ``n_prompts_total`` prompts with D_all finite for both,
-    ``n_prompts_unpaired`` with D_all for only one, ``n_valid_base``/``n_valid_checkpoint``/``n_valid_both``
-    among the total, ``n_dropped`` = total - valid in both (< 2 correct in base or c). ``delta_all`` and
-    ``delta_correct`` (with paired bootstrap CIs) are on the valid-in-both prompts. ``residual_share`` =
-    delta_correct / delta_all (CI: ratio over the same resamples), ``quality_control_share`` = 1 - it. The shares
-    are NaN, with the reason in ``note``, when fewer than 2 prompts are valid in both, when ΔD_all is 0, or when
-    the CI of ΔD_all includes 0 (no change to decompose: a ratio over a near-zero denominator means nothing).
-    ``note`` also flags a diversity gain (ΔD_all > 0). Empty ``note`` = the shares are well defined.
+    Returns columns :data:`QFD_COLUMNS`. ``reference`` is the base (``comparison = "lineage"``) or the variant's
+    parent (``"variant"``); ``base`` is the lineage's base either way. Counts: ``n_prompts_*`` the prompts each D_all
+    is averaged over; ``n_qualifying_*`` each checkpoint's own qualifying prompts, ``n_qualifying_both`` those
+    qualifying in both (in paired mode every mean is over these). ``mean_n_correct_*``: mean K_c over the prompts
+    of that checkpoint's D_correct. ``d_*``: the four means; ``delta_*``, ``residual_share`` and
+    ``quality_control_share`` with percentile CIs. The shares are NaN, with the reason in ``note``, when a
+    D_correct rests on fewer than 2 prompts, when ΔD_all is 0, or when the CI of ΔD_all includes 0 (no change to
+    decompose: a ratio over a near-zero denominator means nothing). ``share_outside_unit`` is True when defined
+    shares fall outside [0, 1] (:data:`OUTSIDE_UNIT_EXPLANATION`). ``note`` also says when the shares decompose a
+    gain (ΔD_all > 0) and when the metric is K-dependent (Vendi: D_correct is over K_c < K outputs, so ΔD_correct
+    also moves with the number of correct outputs; compare ``mean_n_correct_*``). Empty ``note``: nothing to add.
+
+    Raises:
+        DivtraceError: ``pairing`` is not one of :data:`PAIRINGS`.
     """
-    jobs: dict[Hashable, np.ndarray] = {}
-    meta: dict[Hashable, dict[str, object]] = {}
-    checkpoints = [node.name for node in graph.tree_nodes() if node.parent is not None]
-    for (task, metric), correct in wide_correct.items():
+    if pairing not in PAIRINGS:
+        raise DivtraceError(f"qfd pairing must be one of {list(PAIRINGS)}, got {pairing!r}")
+    comparisons = qfd_comparisons(graph)
+    counts_by_n: dict[int, np.ndarray] = {}  # every group draws from the same seed: same n, same resamples
+    records = []
+    for (task, metric), correct in sorted(wide_correct.items()):
         frame = wide_all.get((task, metric))
         if frame is None:
             continue
-        correct = correct.reindex(frame.index)
-        counts = n_correct.get((task, metric), pd.DataFrame(index=frame.index)).reindex(frame.index)
-        for name in checkpoints:
-            base = graph.base_of(name)
-            if base not in frame.columns or name not in frame.columns:
+        index = frame.index.union(correct.index).sort_values()  # prompt_id order: resamples ignore row order
+        frame = frame.reindex(index)
+        correct = correct.reindex(index)
+        counts = n_correct.get((task, metric), pd.DataFrame(index=index)).reindex(index)
+        for reference, name, comparison in comparisons:
+            if reference not in frame.columns or name not in frame.columns:
                 continue
-            all_values = frame[[base, name]].to_numpy(dtype=np.float64)
-            paired = np.isfinite(all_values).all(axis=1)
-            unpaired = int((np.isfinite(all_values).any(axis=1) & ~paired).sum())
-            valid_base = paired & _finite(correct, base)
-            valid_name = paired & _finite(correct, name)
-            both = valid_base & valid_name
-            correct_values = correct.reindex(columns=[base, name]).to_numpy(dtype=np.float64)
-            values = np.concatenate([all_values[both], correct_values[both]], axis=1).T  # (4, n_valid_both)
-            key = (name, task, metric)
-            jobs[key] = values
-            meta[key] = {
-                "base": base,
-                "n_prompts_total": int(paired.sum()),
-                "n_prompts_unpaired": unpaired,
-                "n_valid_base": int(valid_base.sum()),
-                "n_valid_checkpoint": int(valid_name.sum()),
-                "n_valid_both": int(both.sum()),
-                "n_dropped": int(paired.sum() - both.sum()),
-                "mean_n_correct_base": _masked_mean(counts, base, both),
-                "mean_n_correct_checkpoint": _masked_mean(counts, name, both),
-                "delta_all_all_prompts": float(all_values[paired, 1].mean() - all_values[paired, 0].mean())
-                if paired.any()
-                else float("nan"),
-            }
-    estimates = bootstrap_means(jobs, _qfd_stats, settings)
-    records = []
-    for key, info in meta.items():
-        name, task, metric = key
-        estimate = estimates[key]
-        delta_all, delta_correct, share = (float(x) for x in estimate.point)
-        share_low, share_high = float(estimate.low[2]), float(estimate.high[2])
-        note = _share_note(int(jobs[key].shape[1]), estimate, _mean_base_all(jobs[key]))
-        if note and not note.startswith("diversity increased"):
-            share = share_low = share_high = float("nan")
-        records.append(
-            {
-                **info,
-                "checkpoint": name,
-                "stage": graph.nodes[name].stage,
-                "task": task,
-                "metric": metric,
-                "delta_all": delta_all,
-                "delta_all_ci_low": float(estimate.low[0]),
-                "delta_all_ci_high": float(estimate.high[0]),
-                "delta_correct": delta_correct,
-                "delta_correct_ci_low": float(estimate.low[1]),
-                "delta_correct_ci_high": float(estimate.high[1]),
-                "residual_share": share,
-                "residual_share_ci_low": share_low,
-                "residual_share_ci_high": share_high,
-                "quality_control_share": 1.0 - share,
-                "quality_control_share_ci_low": 1.0 - share_high,
-                "quality_control_share_ci_high": 1.0 - share_low,
-                "note": note,
-            }
+            values = np.stack(
+                [
+                    _column(frame, reference),
+                    _column(frame, name),
+                    _column(correct, reference),
+                    _column(correct, name),
+                ]
+            )
+            finite = np.isfinite(values)
+            both = finite.all(axis=0)
+            if pairing == "paired":
+                masks = np.broadcast_to(both, values.shape).copy()
+                shared = both
+            else:
+                masks = finite
+                shared = finite.any(axis=0)
+            values, masks = values[:, shared], masks[:, shared]
+            used = masks.sum(axis=1)
+            point, low, high = _estimate(values, masks, settings, counts_by_n)
+            d_all_reference = _masked_mean(values[0], masks[0])
+            k_values = np.stack([_column(counts, reference), _column(counts, name)])[:, shared]
+            records.append(
+                {
+                    "reference": reference,
+                    "checkpoint": name,
+                    "comparison": comparison,
+                    "base": graph.base_of(name),
+                    "stage": graph.nodes[name].stage,
+                    "task": task,
+                    "metric": metric,
+                    "pairing": pairing,
+                    "n_prompts_reference": int(used[0]),
+                    "n_prompts_checkpoint": int(used[1]),
+                    "n_qualifying_reference": int(finite[2].sum()),
+                    "n_qualifying_checkpoint": int(finite[3].sum()),
+                    "n_qualifying_both": int(both.sum()),
+                    "mean_n_correct_reference": _masked_mean(k_values[0], masks[2]),
+                    "mean_n_correct_checkpoint": _masked_mean(k_values[1], masks[3]),
+                    "d_all_reference": d_all_reference,
+                    "d_all_checkpoint": _masked_mean(values[1], masks[1]),
+                    "d_correct_reference": _masked_mean(values[2], masks[2]),
+                    "d_correct_checkpoint": _masked_mean(values[3], masks[3]),
+                    **_shares(point, low, high, used, reference, name, pairing, metric, d_all_reference),
+                }
+            )
+    table = pd.DataFrame(records, columns=QFD_COLUMNS)
+    table["share_outside_unit"] = table["share_outside_unit"].astype(bool)
+    return table.sort_values(["task", "metric"], kind="stable").reset_index(drop=True)
+
+
+def _estimate(
+    values: np.ndarray, masks: np.ndarray, settings: BootstrapSettings, cache: dict[int, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point estimates and percentile CIs of :func:`_qfd_stats` (see the module docstring for the resampling).
+
+    The resamples are drawn from a generator seeded with ``settings.seed`` for each group (so a CI depends only on
+    its own inputs); ``cache`` keeps them per number of prompts, since equal n gives equal draws.
+    """
+    n = values.shape[1]
+    point = _qfd_stats(masked_means(values, masks, np.ones(n)))
+    if n < 2:
+        nan = np.full_like(point, np.nan)
+        return point, nan, nan.copy()
+    if n not in cache:
+        if len(cache) >= 8:
+            cache.clear()  # bounded memory: a paired decomposition has a different n almost everywhere
+        cache[n] = resample_counts(n, settings.resamples, np.random.default_rng(settings.seed))
+    counts = cache[n]
+    low, high = percentile_interval(_qfd_stats(masked_means(values, masks, counts)), settings.confidence)
+    return point, low, high
+
+
+def _shares(
+    point: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    used: np.ndarray,
+    reference: str,
+    name: str,
+    pairing: str,
+    metric: str,
+    mean_reference_all: float,
+) -> dict[str, object]:
+    """The delta, share, flag and note fields of one row."""
+    delta_all, delta_correct, share = (float(x) for x in point)
+    share_low, share_high = float(low[2]), float(high[2])
+    notes = []
+    reason = _undefined_reason(point, low, high, used, reference, name, pairing, mean_reference_all)
+    if reason:
+        notes.append(reason)
+        share = share_low = share_high = float("nan")
+    elif delta_all > 0:
+        notes.append("diversity increased: the shares decompose a gain, not a loss")
+    outside = bool(np.isfinite(share) and (share < 0 or share > 1))
+    if outside:
+        if delta_correct > 0 > delta_all:
+            why = "of the opposite sign: diversity among the correct answers grew while all answers narrowed"
+        elif delta_correct < 0 < delta_all:
+            why = "of the opposite sign: diversity among the correct answers fell while all answers diversified"
+        else:
+            why = "larger than ΔD_all: the correct answers changed more than all answers did"
+        notes.append(f"share outside [0, 1]: ΔD_correct is {why}")
+    if _k_dependent(metric):
+        notes.append(
+            "K-dependent metric: D_correct is over the K_c correct outputs, not K, so ΔD_correct also moves with "
+            "the number of correct outputs (mean_n_correct_*)"
         )
-    frame = pd.DataFrame(records, columns=QFD_COLUMNS)
-    return frame.sort_values(["task", "metric"], kind="stable").reset_index(drop=True)
+    return {
+        "delta_all": delta_all,
+        "delta_all_ci_low": float(low[0]),
+        "delta_all_ci_high": float(high[0]),
+        "delta_correct": delta_correct,
+        "delta_correct_ci_low": float(low[1]),
+        "delta_correct_ci_high": float(high[1]),
+        "residual_share": share,
+        "residual_share_ci_low": share_low,
+        "residual_share_ci_high": share_high,
+        "quality_control_share": 1.0 - share,
+        "quality_control_share_ci_low": 1.0 - share_high,
+        "quality_control_share_ci_high": 1.0 - share_low,
+        "share_outside_unit": outside,
+        "note": "; ".join(notes),
+    }
 
 
-def _share_note(n_both: int, estimate: Estimate, mean_base_all: float) -> str:
-    """Why the shares are undefined, or that they decompose a gain ('' when they are well defined)."""
-    delta_all = float(estimate.point[0])
-    if n_both < 2:
+def _undefined_reason(
+    point: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    used: np.ndarray,
+    reference: str,
+    name: str,
+    pairing: str,
+    mean_reference_all: float,
+) -> str:
+    """Why the shares are undefined ('' when they are defined)."""
+    if pairing == "paired" and used[2] < 2:
         return "fewer than 2 prompts with >= 2 correct outputs in both checkpoints: shares undefined"
-    if not np.isfinite(delta_all) or abs(delta_all) <= ZERO_TOLERANCE * max(1.0, abs(mean_base_all)):
+    short = [who for who, n in ((reference, used[2]), (name, used[3])) if n < 2]
+    if short:
+        return f"fewer than 2 prompts with >= 2 correct outputs in {' and '.join(short)}: shares undefined"
+    delta_all = float(point[0])
+    if not np.isfinite(delta_all) or abs(delta_all) <= ZERO_TOLERANCE * max(1.0, abs(mean_reference_all)):
         return "delta_all is 0: no change to decompose, shares undefined"
-    if not excludes_zero(estimate.low[0], estimate.high[0]):
+    if not excludes_zero(float(low[0]), float(high[0])):
         return "delta_all CI includes 0: no clear change to decompose, shares undefined"
-    if delta_all > 0:
-        return "diversity increased: the shares decompose a gain, not a loss"
     return ""
 
 
-def _finite(frame: pd.DataFrame, column: str) -> np.ndarray:
+def _k_dependent(metric: str) -> bool:
+    """Whether a registered metric depends on the number of outputs (Vendi); False for an unknown name."""
+    from divtrace.metrics import metric_class
+
+    try:
+        return bool(metric_class(metric).k_dependent)
+    except DivtraceError:
+        return False
+
+
+def _column(frame: pd.DataFrame, column: str) -> np.ndarray:
     if column not in frame.columns:
-        return np.zeros(len(frame), dtype=bool)
-    return np.isfinite(frame[column].to_numpy(dtype=np.float64))
+        return np.full(len(frame), np.nan)
+    return frame[column].to_numpy(dtype=np.float64)
 
 
-def _masked_mean(frame: pd.DataFrame, column: str, mask: np.ndarray) -> float:
-    if column not in frame.columns or not mask.any():
-        return float("nan")
-    return float(np.nanmean(frame[column].to_numpy(dtype=np.float64)[mask]))
-
-
-def _mean_base_all(values: np.ndarray) -> float:
-    return float(values[0].mean()) if values.shape[1] else float("nan")
+def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
+    chosen = values[mask & np.isfinite(values)]
+    return float(chosen.mean()) if chosen.size else float("nan")

@@ -20,7 +20,14 @@ from divtrace.analysis.lineage import (
     retained_table,
     wide_scores,
 )
-from divtrace.analysis.qfd import ZERO_TOLERANCE, quality_filtered_decomposition
+from divtrace.analysis.qfd import (
+    OUTSIDE_UNIT_EXPLANATION,
+    PAIRINGS,
+    ZERO_TOLERANCE,
+    Pairing,
+    quality_filtered_decomposition,
+)
+from divtrace.analysis.table1 import PAPER_SOURCE, PAPER_STUDY, table1_rows, table_one
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
 from divtrace.lineage import LineageGraph
@@ -30,6 +37,8 @@ SCORE_COLUMNS = ["checkpoint", "task", "prompt_id", "metric", "subset", "value",
 #: Optional score column: the prompt's outputs whose thinking never closed (older score tables lack it).
 OPTIONAL_SCORE_COLUMNS = ["unclosed_thinking"]
 VERDICT_INPUT_COLUMNS = ["checkpoint", "task", "prompt_id", "sample_index", "correct"]
+#: Tables an analysis written by an older divtrace may lack: read back empty (the report says to re-run analyze).
+_OPTIONAL_TABLES = frozenset({"table1"})
 
 
 @dataclass
@@ -41,11 +50,14 @@ class AnalysisResult:
         retained: per graph checkpoint x task x metric: D(c) / D(base) with a paired CI.
         edges: per edge x task x metric: delta, delta as % of base, paired CIs, significance.
         collapse_sites: per lineage x task x metric: the largest-loss edge and its share of the lineage's loss.
-        qfd: quality-filtered decomposition of base -> c on verifiable tasks.
+        qfd: quality-filtered decomposition of base -> c (and parent -> no-think variant) on verifiable tasks,
+            unpaired as in the paper by default (see :mod:`divtrace.analysis.qfd`).
         thinking: thinking on vs suppressed: diversity and accuracy.
         curves: diversity vs k.
         passk: pass@k next to diversity (long form, one row per metric).
-        headline: Table 1 in long form (see :func:`headline_table`).
+        headline: Table 1 per task, long form (see :func:`headline_table`).
+        table1: the study's Table 1: per lineage, each stage's change as % of base averaged over tasks, and
+            retained %, with task-stratified CIs (see :mod:`divtrace.analysis.table1`).
         settings: what determined the numbers (bootstrap with its seed, lineages, pairs, inputs seen).
     """
 
@@ -58,6 +70,7 @@ class AnalysisResult:
     curves: pd.DataFrame
     passk: pd.DataFrame
     headline: pd.DataFrame = field(default_factory=pd.DataFrame)
+    table1: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -71,6 +84,8 @@ def analyze(
     graph: LineageGraph,
     *,
     bootstrap: BootstrapSettings | None = None,
+    qfd_pairing: Pairing = "unpaired",
+    study_name: str | None = None,
 ) -> AnalysisResult:
     """Run every analysis on per-prompt scores along ``graph``.
 
@@ -81,14 +96,19 @@ def analyze(
         graph: the lineage graph. Checkpoints scored but not in the graph appear in the per-checkpoint tables
             (means, curves, pass@k) only, and are listed in ``settings``.
         bootstrap: resamples, confidence and seed (default: :class:`BootstrapSettings`).
+        qfd_pairing: the quality-filtered decomposition's form: ``"unpaired"`` (the paper's: each checkpoint's
+            D_correct over its own qualifying prompts) or ``"paired"`` (prompts qualifying in both).
+        study_name: the study's name; for ``olmo3-7b`` Table 1 carries the published row next to ours.
 
     Returns:
         An :class:`AnalysisResult`; deterministic for given inputs (every CI is seeded from ``bootstrap.seed``).
 
     Raises:
-        DivtraceError: a required column is missing, or a (checkpoint, task, prompt_id, metric, subset) key or a
-            (checkpoint, task, prompt_id, sample_index) verdict key occurs twice.
+        DivtraceError: a required column is missing, ``qfd_pairing`` is unknown, or a (checkpoint, task,
+            prompt_id, metric, subset) key or a (checkpoint, task, prompt_id, sample_index) verdict key occurs twice.
     """
+    if qfd_pairing not in PAIRINGS:
+        raise DivtraceError(f"qfd_pairing must be one of {list(PAIRINGS)}, got {qfd_pairing!r}")
     settings = bootstrap or BootstrapSettings()
     scores = _normalise_scores(scores)
     verdicts = _normalise_verdicts(verdicts)
@@ -97,6 +117,7 @@ def analyze(
     n_correct = _wide_n_outputs(scores, "correct")
     per_prompt_correct = correct_per_prompt(verdicts)
     lineages = graph.lineages()
+    groups = table1_rows(graph)
 
     means = checkpoint_means(scores, graph, settings)
     retained = retained_table(wide_all, graph, settings)
@@ -108,7 +129,7 @@ def analyze(
         retained=retained,
         edges=edges,
         collapse_sites=sites,
-        qfd=quality_filtered_decomposition(wide_all, wide_correct, n_correct, graph, settings),
+        qfd=quality_filtered_decomposition(wide_all, wide_correct, n_correct, graph, settings, pairing=qfd_pairing),
         thinking=thinking_ablation(wide_all, per_prompt_correct, graph, settings),
         curves=curves,
         passk=passk_table(per_prompt_correct, curves, means),
@@ -119,6 +140,19 @@ def analyze(
                 "seed": settings.seed,
                 "method": "percentile",
                 "unit": "prompt (paired: resampled jointly across the checkpoints compared)",
+                "qfd": "prompts resampled from the comparison's shared prompt index, jointly for both checkpoints; "
+                "each mean over the drawn prompts of its own set",
+                "table1": "stratified by task: each task's prompts resampled within the task, tasks fixed",
+            },
+            "qfd": {
+                "pairing": qfd_pairing,
+                "comparisons": "base -> each tree checkpoint; parent -> each variant",
+                "outside_unit": OUTSIDE_UNIT_EXPLANATION,
+            },
+            "table1": {
+                "study_name": study_name,
+                "rows": {row.label: {"kind": row.kind, "checkpoints": list(row.checkpoints)} for row in groups},
+                "paper": PAPER_SOURCE if study_name == PAPER_STUDY else None,
             },
             "lineages": {leaf: list(path) for leaf, path in lineages.items()},
             "edges": [list(edge) for edge in graph.edges()],
@@ -131,6 +165,7 @@ def analyze(
         },
     )
     result.headline = headline_table(result)
+    result.table1 = table_one(wide_all, graph, settings, study_name=study_name)
     return result
 
 
@@ -161,6 +196,8 @@ def write_analysis(result: AnalysisResult, out_dir: str | Path) -> list[Path]:
 def read_analysis(out_dir: str | Path) -> AnalysisResult:
     """The tables :func:`write_analysis` wrote to ``out_dir`` (Parquet), as an :class:`AnalysisResult`.
 
+    A ``table1`` missing (an analysis written before it existed) reads back empty; any other missing table raises.
+
     Raises:
         DivtraceError: a table or ``analysis_settings.json`` is missing (naming the file).
     """
@@ -170,6 +207,9 @@ def read_analysis(out_dir: str | Path) -> AnalysisResult:
         if item.name == "settings":
             continue
         path = out / f"{item.name}.parquet"
+        if not path.exists() and item.name in _OPTIONAL_TABLES:
+            tables[item.name] = pd.DataFrame()
+            continue
         if not path.exists():
             raise DivtraceError(f"{path}: analysis table missing; run `divtrace analyze` again")
         tables[item.name] = pd.read_parquet(path)

@@ -29,9 +29,11 @@ from divtrace.analysis import (
     CURVE_COLUMNS,
     EDGE_COLUMNS,
     HEADLINE_COLUMNS,
+    OUTSIDE_UNIT_EXPLANATION,
     PASSK_COLUMNS,
     QFD_COLUMNS,
     RETAINED_COLUMNS,
+    TABLE1_COLUMNS,
     THINKING_COLUMNS,
     AnalysisResult,
 )
@@ -39,7 +41,7 @@ from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_atomic
 from divtrace.lineage import LineageGraph
 from divtrace.report import plots
-from divtrace.report.summary_md import render_summary_md
+from divtrace.report.summary_md import pct_ci, render_summary_md, signed_pct_ci, table1_view
 from divtrace.samples import SampleRecord
 from divtrace.samples.thinking import unclosed_count
 
@@ -57,6 +59,7 @@ _COLUMNS: dict[str, list[str]] = {
     "curves": CURVE_COLUMNS,
     "passk": PASSK_COLUMNS,
     "headline": HEADLINE_COLUMNS,
+    "table1": TABLE1_COLUMNS,
 }
 
 
@@ -163,6 +166,8 @@ def write_report(
         collapse_sites=tables.collapse_sites,
         metrics=context["metrics"],
         unclosed_thinking=context["unclosed_thinking"],
+        table1=tables.table1,
+        qfd=tables.qfd,
     )
     write_atomic(out / "summary.md", lambda tmp: tmp.write_text(summary, encoding="utf-8"))
     return path
@@ -174,6 +179,9 @@ def render_html(context: Mapping[str, Any]) -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["pct"] = _pct
     env.filters["num"] = _num
+    env.filters["signed_pct_ci"] = lambda d: signed_pct_ci(d["value"], d["low"], d["high"])
+    env.filters["pct_ci"] = lambda d: pct_ci(d["retained"], d["retained_low"], d["retained_high"])
+    env.filters["signed0"] = lambda v: _DASH if v is None else f"{v:+.0f}".replace("-", "\N{MINUS SIGN}")
     return env.from_string(source).render(**context)
 
 
@@ -223,6 +231,11 @@ def build_context(
         if len(tables.collapse_sites)
         else [],
         "qfd_undefined": _records(tables.qfd[tables.qfd["residual_share"].isna() & tables.qfd["note"].notna()]),
+        "qfd_rows": _records(tables.qfd),
+        "qfd_flagged": _records(tables.qfd[tables.qfd["share_outside_unit"].eq(True)]),
+        "qfd_pairing": ", ".join(sorted(str(p) for p in tables.qfd["pairing"].dropna().unique())),
+        "outside_unit_explanation": OUTSIDE_UNIT_EXPLANATION,
+        "table1": table1_view(tables.table1, study_info.get("name"), metrics),
         "primary_metric": primary,
         "drilldown": drilldown,
         "drilldown_cut": output_chars if output_chars < max_output_chars else None,

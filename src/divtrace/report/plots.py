@@ -253,20 +253,34 @@ def plot_waterfall(edges: pd.DataFrame, path: Sequence[str], metrics: Sequence[s
 
 
 def plot_qfd(qfd: pd.DataFrame, metric: str) -> str:
-    """Quality-filtered decomposition of ``metric``: per (checkpoint, task), quality-control vs residual share.
+    """Quality-filtered decomposition of ``metric``: per (comparison, task), quality-control vs residual share.
 
-    ``qfd``: columns base, checkpoint, task, metric, delta_all, quality_control_share, residual_share. The two shares
-    sum to 1 and are stacked from 0; ΔD_all is written next to each bar.
+    ``qfd``: columns reference (else base), checkpoint, task, metric, delta_all, quality_control_share,
+    residual_share and optionally share_outside_unit. The two shares sum to 1: the quality-control bar runs from 0
+    and the residual continues from its end; a negative share (outside [0, 1]) runs leftwards from 0 instead and its
+    comparison is marked with a dagger. ΔD_all is written next to each bar.
     """
     frame = qfd[qfd["metric"] == metric].reset_index(drop=True)
-    labels = [f"{row.checkpoint} · {row.task}" for row in frame.itertuples()]
+    references = frame["reference"] if "reference" in frame.columns else frame["base"]
+    references = references.where(references.notna(), frame["base"] if "base" in frame.columns else "")
+    outside = (
+        frame["share_outside_unit"].eq(True)
+        if "share_outside_unit" in frame.columns
+        else pd.Series(False, index=frame.index)
+    )
+    labels = [
+        f"{ref} → {row.checkpoint} · {row.task}{' †' if flag else ''}"
+        for ref, row, flag in zip(references, frame.itertuples(), outside, strict=True)
+    ]
     fig = Figure(figsize=(7.5, max(1.8, 0.32 * len(frame) + 1.2)))
     ax = fig.subplots()
     y = np.arange(len(frame))
     quality = frame["quality_control_share"].to_numpy(dtype=float)
     residual = frame["residual_share"].to_numpy(dtype=float)
     ax.barh(y, quality, color="#e08214", label="quality control (wrong answers removed)")
-    ax.barh(y, residual, left=np.nan_to_num(quality), color="#4575b4", label="residual (correct answers narrowed)")
+    # Positive shares stack rightwards from 0, a negative one runs leftwards from 0, so neither hides the other.
+    residual_left = np.where((residual >= 0) & (quality >= 0), np.nan_to_num(quality), 0.0)
+    ax.barh(y, residual, left=residual_left, color="#4575b4", label="residual (correct answers narrowed)")
     for yi, delta in zip(y, frame["delta_all"].to_numpy(dtype=float), strict=True):
         if math.isfinite(delta):
             ax.text(1.02, yi, f"ΔD_all {delta:+.3f}", va="center", fontsize=7, transform=ax.get_yaxis_transform())
@@ -274,7 +288,7 @@ def plot_qfd(qfd: pd.DataFrame, metric: str) -> str:
     ax.invert_yaxis()
     ax.axvline(0, color="0.3", linewidth=0.6)
     ax.axvline(1, color="0.3", linewidth=0.6, linestyle=":")
-    ax.set_xlabel("share of the diversity loss (base → checkpoint)")
+    ax.set_xlabel("share of ΔD_all (reference → checkpoint); † = a share outside [0, 1]")
     ax.set_title(f"{metric}: quality-filtered decomposition")
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
     return _finish(fig)

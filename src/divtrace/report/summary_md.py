@@ -1,8 +1,9 @@
-"""``summary.md``: the study's headline table (Table 1: loss per stage as % of base, retained %) in Markdown.
+"""``summary.md``: the study's Table 1 first, then the per-task headline tables, collapse sites and decomposition.
 
-Input is the analysis' ``headline`` table in long form (one row per lineage x task x metric x edge, canonical
-columns as in :func:`divtrace.report.html.report_tables`); the output is one Markdown table per lineage with one
-column per stage of its path.
+Inputs are the analysis tables (canonical columns as in :func:`divtrace.report.html.report_tables`): ``table1``
+(per lineage, each stage's change as % of base averaged over tasks; with the published row for the ``olmo3-7b``
+study), ``headline`` (one Markdown table per lineage with one column per stage of its path, per task and metric),
+``collapse_sites`` and ``qfd`` (the quality-filtered decomposition, shares outside [0, 1] flagged and explained).
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from typing import Any
 
 import pandas as pd
 
+from divtrace.analysis.qfd import OUTSIDE_UNIT_EXPLANATION
+from divtrace.analysis.table1 import PAPER_METRIC, PAPER_SOURCE, paper_row
+
 _DASH = "\N{EN DASH}"  # a missing value
+_MINUS = "\N{MINUS SIGN}"
 
 
 def render_summary_md(
@@ -23,6 +28,8 @@ def render_summary_md(
     collapse_sites: pd.DataFrame | None = None,
     metrics: Sequence[str] | None = None,
     unclosed_thinking: Sequence[Mapping[str, Any]] | None = None,
+    table1: pd.DataFrame | None = None,
+    qfd: pd.DataFrame | None = None,
 ) -> str:
     """The Markdown summary of a study.
 
@@ -36,10 +43,15 @@ def render_summary_md(
         unclosed_thinking: optional; ``{checkpoint, task, unclosed, outputs}`` per (checkpoint, task) with outputs
             whose thinking never closed (see :func:`divtrace.report.html.unclosed_thinking_cells`): a warning
             naming each, since the token cap may be too small there.
+        table1: optional; the analysis' ``table1`` (:data:`divtrace.analysis.TABLE1_COLUMNS`): rendered first, as
+            :func:`table1_view` describes. None leaves the section out; an empty table says it is missing.
+        qfd: optional; the analysis' ``qfd`` table: one row per comparison, task and metric, shares outside
+            [0, 1] marked and explained.
 
     Returns:
-        Markdown text: title, caveat, then per lineage a table ``task | metric | <stage> loss ... | retained``,
-        each loss cell ``12.3% [8.1, 16.4]`` (95% CI), the collapse site in bold. Every cell is escaped.
+        Markdown text: title, caveat, Table 1, then per lineage a table ``task | metric | <stage> loss ... |
+        retained``, each loss cell ``12.3% [8.1, 16.4]`` (95% CI), the collapse site in bold, then collapse sites
+        and the decomposition. Every cell is escaped.
     """
     lines = [f"# {_cell(study_info.get('name') or 'divtrace study')}: diversity along the lineage", ""]
     if study_info.get("caveat"):
@@ -57,9 +69,13 @@ def render_summary_md(
             where = f"{_cell(cell['checkpoint'])} \N{MULTIPLICATION SIGN} {_cell(cell['task'])}"
             lines.append(f"> - {where}: {cell['unclosed']}{of} outputs")
         lines.append("")
+    if table1 is not None:
+        lines += _table1_lines(table1_view(table1, study_info.get("name"), metrics), table1.empty)
     if study_info.get("description"):
         lines += [_cell(study_info["description"]), ""]
     lines += [
+        "## Per task",
+        "",
         "Loss per stage as % of the base model's diversity (positive = diversity lost; 95% bootstrap CI over "
         "prompts in brackets; **bold** = the lineage's collapse site) and diversity retained by the leaf "
         "(% of base).",
@@ -72,7 +88,7 @@ def render_summary_md(
         for lineage, frame in headline.groupby("lineage", sort=False):
             steps = frame.drop_duplicates("step").sort_values("step")
             path = [str(steps["parent"].iloc[0]), *(str(c) for c in steps["child"])]
-            lines += [f"## {_cell(lineage)}: {' → '.join(_cell(p) for p in path)}", ""]
+            lines += [f"### {_cell(lineage)}: {' → '.join(_cell(p) for p in path)}", ""]
             header = ["task", "metric", *(_stage_label(r.stage, r.child) for r in steps.itertuples()), "retained"]
             lines += [_row(header), _row(["---"] * 2 + ["---:"] * (len(header) - 2))]
             keys = frame[["task", "metric"]].drop_duplicates()
@@ -114,7 +130,200 @@ def render_summary_md(
                 )
             )
         lines.append("")
+    if qfd is not None and not qfd.empty:
+        lines += _qfd_lines(qfd, metrics)
     return "\n".join(lines)
+
+
+def table1_view(table1: pd.DataFrame, study_name: Any, metrics: Sequence[str] | None = None) -> dict[str, Any]:
+    """What the report and summary.md show of Table 1: one metric (SBERT, the paper's; else the first of
+    ``metrics`` present, else the first present), one entry per row group (lineages, then groups), and the published
+    row under each for the ``olmo3-7b`` study (:func:`divtrace.analysis.table1.paper_row`, from the study name, so
+    it shows whether or not the analysis was given the name).
+
+    Returns ``{"metric", "n_steps", "rows", "paper_source"}``; each row is ``{lineage, kind, members, path, steps:
+    [{stage, child, value, low, high}], retained, retained_low, retained_high, n_tasks, tasks, paper}`` with
+    ``paper`` None or ``{"changes": [value or None per step], "retained": value}``. Empty ``rows`` without data.
+    """
+    view: dict[str, Any] = {"metric": None, "n_steps": 0, "rows": [], "paper_source": None}
+    if table1 is None or table1.empty:
+        return view
+    present = [str(m) for m in table1["metric"].dropna().unique()]
+    preferred = [PAPER_METRIC, *(metrics or [])]
+    metric = next((m for m in preferred if m in present), present[0] if present else None)
+    if metric is None:
+        return view
+    frame = table1[table1["metric"] == metric]
+    order = {"lineage": 0, "group": 1}
+    labels = frame[["lineage", "kind"]].drop_duplicates()
+    labels = labels.assign(_o=labels["kind"].map(lambda k: order.get(k, 2)))
+    for lineage in labels.sort_values("_o", kind="stable")["lineage"]:
+        rows = frame[frame["lineage"] == lineage].sort_values("step")
+        first = rows.iloc[0]
+        paper = None
+        published = paper_row(study_name, metric, lineage, len(rows))
+        if published is not None:
+            changes, retained = published
+            paper = {"changes": list(changes) if changes else [None] * len(rows), "retained": retained}
+            view["paper_source"] = PAPER_SOURCE
+        view["rows"].append(
+            {
+                "lineage": str(lineage),
+                "kind": str(first["kind"]),
+                "members": str(first["members"]),
+                "path": str(first["path"]),
+                "steps": [
+                    {
+                        "stage": str(r["stage"]),
+                        "child": str(r["child"]),
+                        "value": _float(r["change_pct_base"]),
+                        "low": _float(r["change_pct_base_ci_low"]),
+                        "high": _float(r["change_pct_base_ci_high"]),
+                    }
+                    for r in rows.to_dict("records")
+                ],
+                "retained": _float(first["retained_pct"]),
+                "retained_low": _float(first["retained_pct_ci_low"]),
+                "retained_high": _float(first["retained_pct_ci_high"]),
+                "n_tasks": int(first["n_tasks"]),
+                "tasks": str(first["tasks"]),
+                "paper": paper,
+            }
+        )
+    view["metric"] = metric
+    view["n_steps"] = max(len(r["steps"]) for r in view["rows"])
+    return view
+
+
+def signed_pct_ci(value: Any, low: Any, high: Any) -> str:
+    """``+7.5% [-1.2, +16.0]`` with true minus signs (U+2212) for negatives; an en dash when missing."""
+    if _missing(value):
+        return _DASH
+    text = _signed(value, 1) + "%"
+    if _missing(low) or _missing(high):
+        return text
+    return f"{text} [{_signed(low, 1)}, {_signed(high, 1)}]"
+
+
+def pct_ci(value: Any, low: Any, high: Any) -> str:
+    """``62.5% [58.1, 66.0]``; an en dash when missing."""
+    return _pct_ci(value, low, high)
+
+
+def _signed(value: Any, digits: int) -> str:
+    text = f"{float(value):+.{digits}f}"
+    return text.replace("-", _MINUS)
+
+
+def _table1_lines(view: Mapping[str, Any], missing: bool) -> list[str]:
+    lines = ["## Table 1: diversity change per stage, % of base, mean over tasks", ""]
+    if not view["rows"]:
+        reason = (
+            "not in this analysis (written by an older divtrace, or no lineage has data): run `divtrace analyze` again"
+            if missing
+            else "no lineage has data"
+        )
+        return [*lines, f"_Table 1: {reason}._", ""]
+    metric = _cell(view["metric"])
+    lines += [
+        f"Per lineage, each stage's change in **{metric}** diversity as % of the base model's (negative = diversity "
+        "lost), averaged over tasks (each task weighs the same), and the diversity the last checkpoint retains "
+        "(% of base). 95% bootstrap CIs in brackets, prompts resampled within each task. A group row averages "
+        "parallel single-stage lineages from the same base (e.g. the RL-Zero checkpoints).",
+        "",
+    ]
+    n_steps = view["n_steps"]
+    header = ["lineage", "path", *(f"stage {i}" for i in range(1, n_steps + 1)), "retained", "tasks"]
+    lines += [_row(header), _row(["---"] * 2 + ["---:"] * (len(header) - 2))]
+    for row in view["rows"]:
+        cells = [_cell(row["lineage"]) + (" (mean)" if row["kind"] == "group" else ""), _cell(row["path"])]
+        for i in range(n_steps):
+            if i < len(row["steps"]):
+                step = row["steps"][i]
+                cells.append(f"{_cell(step['stage'])}: {signed_pct_ci(step['value'], step['low'], step['high'])}")
+            else:
+                cells.append("")
+        cells += [_pct_ci(row["retained"], row["retained_low"], row["retained_high"]), str(row["n_tasks"])]
+        lines.append(_row(cells))
+        paper = row["paper"]
+        if paper is not None:
+            changes = [_DASH if v is None else _signed(v, 0) for v in paper["changes"]]
+            changes += [""] * (n_steps - len(changes))
+            lines.append(_row(["↳ paper", "published", *changes, f"{paper['retained']:.0f}%", "15"]))
+    lines.append("")
+    if view["paper_source"]:
+        lines += [
+            f"↳ paper: the published row ({_cell(view['paper_source'])}; SBERT, mean over the study's 15 tasks, "
+            "rounded) for comparison.",
+            "",
+        ]
+    return lines
+
+
+def _qfd_lines(qfd: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
+    pairing = ", ".join(sorted(str(p) for p in qfd["pairing"].dropna().unique())) if "pairing" in qfd else ""
+    lines = [
+        "## Quality-filtered decomposition",
+        "",
+        f"ΔD_all (all K outputs) split into a quality-control part (ΔD_all {_MINUS} ΔD_correct: wrong answers "
+        "removed) and a residual, genuine narrowing (ΔD_correct: correct answers narrowing), as shares of ΔD_all; "
+        "D_correct over the correct outputs of prompts with at least 2 of them"
+        + (
+            " (unpaired, as the paper: each checkpoint over its own qualifying prompts)"
+            if pairing == "unpaired"
+            else f" ({_cell(pairing)})"
+            if pairing
+            else ""
+        )
+        + ". Qualifying prompts: reference / checkpoint.",
+        "",
+        _row(["comparison", "task", "metric", "ΔD_all", "ΔD_correct", "quality control", "residual", "qualifying"]),
+        _row(["---"] * 3 + ["---:"] * 5),
+    ]
+    order = {m: i for i, m in enumerate(metrics or [])}
+    frame = qfd.assign(_o=qfd["metric"].map(lambda m: order.get(m, len(order))))
+    flagged = False
+    for r in frame.sort_values(["task", "_o", "metric"], kind="stable").to_dict("records"):
+        outside = _true(r.get("share_outside_unit"))
+        flagged = flagged or outside
+        mark = " †" if outside else ""
+        qualifying = f"{_count(r.get('n_qualifying_reference'))} / {_count(r.get('n_qualifying_checkpoint'))}"
+        lines.append(
+            _row(
+                [
+                    f"{_cell(r.get('reference'))} → {_cell(r['checkpoint'])}",
+                    _cell(r["task"]),
+                    _cell(r["metric"]),
+                    _num(r.get("delta_all")),
+                    _num(r.get("delta_correct")),
+                    _share(r.get("quality_control_share")) + mark,
+                    _share(r.get("residual_share")) + mark,
+                    qualifying,
+                ]
+            )
+        )
+    lines.append("")
+    if flagged:
+        lines += [f"† {OUTSIDE_UNIT_EXPLANATION}", ""]
+    if frame["residual_share"].isna().any():
+        lines += [f"{_DASH} in a share: undefined (too few qualifying prompts, or no clear change in D_all).", ""]
+    return lines
+
+
+def _share(value: Any) -> str:
+    return _DASH if _missing(value) else f"{100 * float(value):.1f}%".replace("-", _MINUS)
+
+
+def _num(value: Any) -> str:
+    return _DASH if _missing(value) else _signed(value, 3)
+
+
+def _count(value: Any) -> str:
+    return "?" if _missing(value) else str(int(value))
+
+
+def _float(value: Any) -> float | None:
+    return None if _missing(value) else float(value)
 
 
 def _stage_label(stage: Any, child: Any) -> str:

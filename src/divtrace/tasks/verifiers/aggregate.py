@@ -94,14 +94,20 @@ def vote_key(verdict: Verdict) -> str | None:
     return verdict.extracted
 
 
+#: The pass@k levels of the study: the reference's (``compute_code_quality.py``: 1, 5, 10, 16) and the powers of two
+#: of the diversity-vs-K curves (2, 4, 8, 16), so pass@k sits next to diversity at the same k.
+PASS_AT_K_LEVELS: tuple[int, ...] = (1, 2, 4, 5, 8, 10, 16)
+
+
 def default_k_levels(n: int) -> list[int]:
-    """The k values reported for ``n`` samples: powers of two below ``n``, and ``n`` (empty for ``n < 1``)."""
+    """The pass@k levels reported for ``n`` samples: every :data:`PASS_AT_K_LEVELS` value up to ``n``, and ``n``
+    itself (K = 16: 1, 2, 4, 5, 8, 10, 16; K = 6: 1, 2, 4, 5, 6; empty for ``n < 1``).
+
+    The one definition of the levels: ``divtrace verify``'s summary and the analysis' ``passk`` table both use it.
+    """
     if n < 1:
         return []
-    levels = [1]
-    while levels[-1] * 2 < n:
-        levels.append(levels[-1] * 2)
-    return sorted({*levels, n})
+    return sorted({*(k for k in PASS_AT_K_LEVELS if k <= n), n})
 
 
 @dataclass(frozen=True)
