@@ -110,6 +110,11 @@ class Study(_Strict):
     tasks: list[TaskSpec] = Field(min_length=1)
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
     stops: StopPolicyName = "auto"
+    decomposition: Literal["unpaired", "paired"] = Field(
+        "unpaired",
+        description="quality-filtered decomposition: each checkpoint over its own qualifying prompts (the paper's), "
+        "or only prompts qualifying in both",
+    )
     metrics: list[str] = Field(default_factory=lambda: ["ead", "sbert", "vendi"])
     embedder: str | None = None
     code_embedder: str | None = Field(None, description="encoder of the code-embedding metrics (unixcoder)")

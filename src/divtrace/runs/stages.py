@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: Bumped when the scorer computes different numbers from the same inputs, so stored scores are redone.
 SCORER_VERSION = 2
+#: Likewise for the analysis tables (2: the paper's unpaired decomposition, Table 1, the study's pass@k levels).
+ANALYSIS_VERSION = 2
 
 #: ``(stage, description, done, total)``: progress of a stage, in its own unit (samples, prompts, shards).
 RunProgress = Callable[[str, str, int, int], None]
@@ -405,11 +407,25 @@ def stage_analyze(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> 
     from divtrace.analysis.run import analyze, write_analysis
 
     report = StageReport("analyze")
-    key = fingerprint({"inputs": files_fingerprint(_stage_inputs(layout, study, tasks)), "graph": study.checkpoints})
+    key = fingerprint(
+        {
+            "inputs": files_fingerprint(_stage_inputs(layout, study, tasks)),
+            "graph": study.checkpoints,
+            "decomposition": study.decomposition,
+            "study": study.name,
+            "analysis": ANALYSIS_VERSION,
+        }
+    )
     if is_done(marker_for(layout.analysis_dir), key):
         report.skipped.append("analysis")
         return report
-    result = analyze(read_scores(layout, study, tasks), read_verdicts(layout, study, tasks), study.graph())
+    result = analyze(
+        read_scores(layout, study, tasks),
+        read_verdicts(layout, study, tasks),
+        study.graph(),
+        qfd_pairing=study.decomposition,
+        study_name=study.name,
+    )
     write_analysis(result, layout.analysis_dir)
     mark_done(marker_for(layout.analysis_dir), key)
     report.ran.append("analysis")
