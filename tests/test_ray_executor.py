@@ -8,6 +8,7 @@ with every shard complete, none duplicated, and a second run must do nothing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -49,9 +50,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def ray_address() -> Iterator[str]:
-    """A local Ray cluster: a head node on 127.0.0.1 with 4 CPU workers, stopped afterwards."""
+@contextlib.contextmanager
+def ray_cluster() -> Iterator[str]:
+    """A local Ray cluster: a head node on 127.0.0.1 with 4 CPU workers and no GPU, stopped afterwards."""
     ray_cli = Path(sys.executable).with_name("ray")
     port = free_port()
     temp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # Ray's socket paths under it must stay < 108 bytes
@@ -64,6 +65,13 @@ def ray_address() -> Iterator[str]:
     finally:
         subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def ray_address() -> Iterator[str]:
+    """The address of a :func:`ray_cluster` kept for the module."""
+    with ray_cluster() as address:
+        yield address
 
 
 def samples_of(run: Path) -> dict[tuple[str, str, str], list[str]]:

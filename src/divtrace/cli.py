@@ -215,6 +215,16 @@ def generate(
     batch_size: Annotated[int, typer.Option(help="transformers: samples per forward batch")] = 32,
     threads: Annotated[int | None, typer.Option(help="transformers: torch CPU threads")] = None,
     tensor_parallel_size: Annotated[int, typer.Option(help="vllm: GPUs per model")] = 1,
+    gpu_memory_utilization: Annotated[
+        float | None, typer.Option(help="vllm: share of GPU memory the engine may take (default: vLLM's)")
+    ] = None,
+    kv_cache_gib: Annotated[
+        float | None, typer.Option(help="vllm: KV-cache size in GiB (CPU default 2; GPU: from the memory share)")
+    ] = None,
+    enforce_eager: Annotated[
+        bool, typer.Option(help="vllm: no compilation/CUDA graphs (faster start; recorded, samples may differ)")
+    ] = False,
+    max_model_len: Annotated[int | None, typer.Option(help="vllm: context length cap (default: the model's)")] = None,
     base_url: Annotated[str | None, typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1")] = None,
     endpoint: Annotated[str, typer.Option(help="openai: completions or chat")] = "completions",
     max_concurrency: Annotated[int, typer.Option(help="openai: requests in flight at most")] = 16,
@@ -272,7 +282,16 @@ def generate(
                 "threads": threads,
             }
         elif backend == "vllm":
-            options = {"revision": revision, "dtype": dtype, "tensor_parallel_size": tensor_parallel_size}
+            options = {
+                "revision": revision,
+                "dtype": dtype,
+                "tensor_parallel_size": tensor_parallel_size,
+                "gpu_memory_utilization": gpu_memory_utilization,
+                "kv_cache_gib": kv_cache_gib,
+                "enforce_eager": enforce_eager,
+                "max_model_len": max_model_len,
+                "device": device or "auto",
+            }
         elif backend == "openai":
             if base_url is None:
                 raise DivtraceError("the openai backend needs --base-url")

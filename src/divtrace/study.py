@@ -82,8 +82,8 @@ class SamplingSpec(_Strict):
 class ExecutorSpec(_Strict):
     """Where the work runs: ``local`` (default) or ``ray`` (address of a running cluster, or None to start one).
 
-    The Ray settings: ``gpus_per_model`` GPUs per generator actor (None: a vLLM checkpoint's
-    ``tensor_parallel_size``, else 1 on a cluster with GPUs, 0 on a CPU cluster or for the openai backend),
+    The Ray settings: ``gpus_per_model`` GPUs per generator actor (None: 0 on a cluster without GPUs, CPU vLLM
+    included, and for the openai backend; else a vLLM checkpoint's ``tensor_parallel_size``, or 1),
     ``cpus_per_worker`` CPUs per actor or task (also its torch thread count), ``replicas`` actors per checkpoint
     (and scorer actors).
     """
@@ -132,6 +132,18 @@ class Study(_Strict):
                 if target is not None and target not in names:
                     raise ValueError(f"checkpoints.{index}.{key}: {target!r} is not a checkpoint of this study")
         self.graph()  # duplicate names, cycles, variants with parents
+        for index, checkpoint in enumerate(self.checkpoints):
+            if checkpoint.backend == "vllm":
+                from divtrace.generate.backends.vllm_backend import VLLMOptions
+
+                try:
+                    VLLMOptions.model_validate(checkpoint.options)
+                except ValueError as err:
+                    problems = "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                        for e in err.errors()  # type: ignore[attr-defined]
+                    )
+                    raise ValueError(f"checkpoints.{index}.options: {problems}") from None
         from divtrace.metrics import metric_names
 
         unknown = [m for m in self.metrics if m not in metric_names()]

