@@ -296,7 +296,7 @@ def assert_one_per_seed(requests: list[GenerationRequest], results: list[list[Co
 @pytest.mark.slow
 def test_completions_endpoint_draws_k_distinct_samples(tserve: ServerProcess, model_dir: str) -> None:
     generator = OpenAIGenerator(
-        model_dir, base_url=tserve.base_url, endpoint="completions", tokenizer=MODEL, max_retries=2
+        model_dir, base_url=tserve.base_url, endpoint="completions", tokenizer=MODEL, max_retries=2, n_mode="auto"
     )
     rendered, messages = generator.render("Name a fruit.", chat_template=None)
     assert rendered.endswith("<|im_start|>assistant\n")  # the tokenizer's chat template, rendered locally
@@ -339,7 +339,9 @@ def test_completions_seeds_reach_the_server_and_stop_strings_are_cut(tserve: Ser
 @pytest.mark.slow
 def test_strict_server_refuses_vllm_only_fields(tserve: ServerProcess, model_dir: str) -> None:
     # extra_sampling_params sends top_k in extra_body: transformers serve answers 422 instead of ignoring it
-    generator = OpenAIGenerator(model_dir, base_url=tserve.base_url, extra_sampling_params=True, max_retries=2)
+    generator = OpenAIGenerator(
+        model_dir, base_url=tserve.base_url, extra_sampling_params=True, max_retries=2, n_mode="auto"
+    )  # auto: check() probes n with one request, which carries top_k
     with pytest.raises(OpenAIServerError, match=r"HTTP 422.*top_k") as caught:
         generator.check(PARAMS.model_copy(update={"top_k": 20}))
     assert caught.value.attempts == 1  # a 4xx is never retried
@@ -401,7 +403,9 @@ def test_chat_endpoint_draws_k_distinct_samples_and_records_effective_params(kat
 def test_server_ignoring_n_is_detected_during_generation(katan: ServerProcess) -> None:
     # no check() first: the first n=3 request comes back with one choice, then every sample is its own request
     with FlakyServer([], upstream=katan.base_url) as counting:
-        generator = OpenAIGenerator(SERVED, base_url=counting.base_url, endpoint="chat", max_concurrency=4)
+        generator = OpenAIGenerator(
+            SERVED, base_url=counting.base_url, endpoint="chat", max_concurrency=4, n_mode="auto"
+        )
         params = PARAMS.model_copy(update={"k": 3, "max_new_tokens": 8})
         requests = requests_for(generator, params, PROMPTS)
         done: list[int] = []
@@ -546,4 +550,5 @@ def test_cli_generate_through_a_server(katan: ServerProcess, tmp_path: Path) -> 
     for record in records:
         assert record.checkpoint == "served" and len(record.outputs) == 3 and len(set(record.outputs)) > 1
         assert record.sampling and record.sampling["backend"] == "openai"
-        assert record.sampling["n_handling"] == "separate"  # llm-katan ignores n: detected by the probe
+        assert record.sampling["n_handling"] == "separate"  # the default: a request and a seed per sample
+        assert record.sample_seeds and len(set(record.sample_seeds)) == 3

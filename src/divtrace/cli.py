@@ -229,9 +229,10 @@ def generate(
     endpoint: Annotated[str, typer.Option(help="openai: completions or chat")] = "completions",
     max_concurrency: Annotated[int, typer.Option(help="openai: requests in flight at most")] = 16,
     max_retries: Annotated[int, typer.Option(help="openai: retries (with backoff) on 429/5xx/connection errors")] = 5,
-    n_mode: Annotated[str, typer.Option(help="openai: auto (detect servers that ignore n), native or separate")] = (
-        "auto"
-    ),
+    n_mode: Annotated[
+        str,
+        typer.Option(help="openai: separate (a request and seed per sample), auto (n=K where honoured) or native"),
+    ] = "separate",
     tokenizer: Annotated[
         str | None, typer.Option(help="openai completions: tokenizer id/path to render the chat template locally")
     ] = None,

@@ -8,10 +8,12 @@ Endpoints:
 - ``chat`` (``/v1/chat/completions``): the messages are sent and the *server* applies its chat template; the
   record's rendered prompt is a readable role-tagged rendering, not the server's exact text.
 
-Samples, ``n`` and seeds: with native ``n`` the K samples of a prompt are one request (``n=K``) seeded with the
-prompt's first sample seed, and every completion records that seed. Servers that ignore ``n`` (they answer with
-fewer choices: llm-katan and ``transformers serve`` answer one choice for ``n=3``) are detected, remembered for the
-rest of the generator's life, and sampled with one request per sample, each seeded with its own sample seed.
+Samples, ``n`` and seeds: by default (``n_mode="separate"``) every sample is its own request seeded with its own
+recorded seed, so any sample can be drawn again from its record (on a server that honours seeds). With
+``n_mode="auto"`` or ``"native"`` the K samples of a prompt are one request (``n=K``) seeded with the prompt's first
+sample seed, and every completion records that seed (faster; the server draws the K choices from it). Servers that
+ignore ``n`` (they answer with fewer choices: llm-katan and ``transformers serve`` answer one choice for ``n=3``)
+are detected, remembered for the rest of the generator's life, and sampled one request per sample.
 Nothing ever returns fewer or more completions than seeds.
 
 Requests go through the maintained ``openai`` package (``AsyncOpenAI``): bounded concurrency (an
@@ -165,8 +167,9 @@ class OpenAIGenerator:
         max_concurrency: requests in flight at once.
         max_retries: retries of a failed request (connection error, timeout, 408, 409, 429, 5xx) before giving up.
         timeout: seconds one request may take (connect, send, wait for the whole answer).
-        n_mode: ``auto`` (native ``n`` when the server honours it, checked by a probe, else one request per
-            sample), ``native`` (always ``n=K``; a server that ignores ``n`` is an error) or ``separate``.
+        n_mode: ``separate`` (default: one request per sample, each with its own seed), ``auto`` (native ``n``
+            when the server honours it, checked by a probe, else one request per sample) or ``native`` (always
+            ``n=K``; a server that ignores ``n`` is an error).
         extra_sampling_params: send vLLM/SGLang sampling fields in ``extra_body``: ``top_k`` (-1 when off),
             ``min_p=0`` and ``repetition_penalty=1``, so the server's own defaults (vLLM applies the model's
             generation_config.json unless started with ``--generation-config vllm``) cannot change the sampling.
@@ -202,7 +205,7 @@ class OpenAIGenerator:
         max_concurrency: int = 16,
         max_retries: int = 5,
         timeout: float = 600.0,
-        n_mode: NMode = "auto",
+        n_mode: NMode = "separate",
         extra_sampling_params: bool = False,
     ) -> None:
         if not model:
