@@ -28,27 +28,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_generate import PROMPTS  # the same prompts as the transformers benchmark (this script's folder)
 from divtrace.generate.backends.vllm_backend import VLLMGenerator
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.runner import generate_samples
 from divtrace.generate.thinking import ThinkingMode
 from divtrace.samples import read_samples
-
-PROMPTS = [
-    "Write a short story opening about a lighthouse.",
-    "Describe the smell of rain.",
-    "Give advice to a new programmer.",
-    "What is the best way to learn a language?",
-    "Invent a name for a new color and describe it.",
-    "Write a short poem about the ocean.",
-    "What would you do with a free afternoon?",
-    "Explain why people enjoy music.",
-    "Describe your ideal breakfast.",
-    "What makes a good teacher?",
-    "Write a limerick about a cat.",
-    "Why do leaves change color?",
-]
 
 
 def bare_round(generator: VLLMGenerator, items: list[PromptItem], params: SamplingParams) -> tuple[float, int]:
