@@ -199,3 +199,17 @@ def test_cli_score_with_verdicts_adds_the_correct_subset_and_answer_metrics(tmp_
     assert ("distinct", "correct") in rows
     missing = CliRunner().invoke(app, ["score", str(samples), "--verdicts", str(tmp_path / "nope.parquet")])
     assert missing.exit_code == 2 and "no such verdicts file" in " ".join(missing.output.split())
+
+
+def test_a_lone_surrogate_is_scored_as_a_replacement_character_and_counted(tmp_path: Path) -> None:
+    samples = tmp_path / "surrogate.jsonl"
+    rows = [
+        {"prompt_id": "0", "prompt": "q", "outputs": ["a \ud800 b", "c d"]},  # valid JSON, not encodable text
+        {"prompt_id": "1", "prompt": "q", "outputs": ["x y", "z w"]},
+    ]
+    samples.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = CliRunner().invoke(app, ["score", str(samples), "--metrics", "ead,sbert", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert "1 text(s) held lone surrogates" in " ".join(result.output.split())
+    api = divtrace.score(samples, metrics=["sbert"])
+    assert api.settings["unencodable_texts"] == 1 and np.isfinite(api.per_prompt["value"]).all()

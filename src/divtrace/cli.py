@@ -148,6 +148,11 @@ def score(
 
     for problem in result.settings.get("skipped_records", []):
         stderr.print(f"[yellow]skipped:[/] {problem}")
+    if result.settings.get("unencodable_texts"):
+        stderr.print(
+            f"[yellow]note:[/] {result.settings['unencodable_texts']} text(s) held lone surrogates (not encodable); "
+            "they were scored with U+FFFD in their place"
+        )
     _print_summary(result.summary, output_format, _summary_table)
     if out is not None:
         stderr.print(f"tables written to {out}")

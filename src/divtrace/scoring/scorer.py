@@ -21,6 +21,7 @@ score the extracted answers of verified samples, and every metric needs groups o
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,26 @@ def _vote_answer(extracted: Any, extra: Any) -> str | None:
         if isinstance(normalized, str):
             return normalized
     return None if extracted is None or (isinstance(extracted, float) and np.isnan(extracted)) else str(extracted)
+
+
+#: Lone UTF-16 surrogates: valid in JSON and in a Python str, but not encodable, so no tokenizer accepts them.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def encodable_records(records: Sequence[SampleRecord]) -> tuple[list[SampleRecord], int]:
+    """``records`` with every lone surrogate in the scored texts replaced by U+FFFD, and how many texts had one.
+
+    A record without such a text is returned as it is (the same object).
+    """
+    cleaned: list[SampleRecord] = []
+    changed = 0
+    for record in records:
+        texts = record.scored_texts()
+        fixed = [_SURROGATE.sub("\ufffd", text) for text in texts]
+        bad = sum(a != b for a, b in zip(texts, fixed, strict=True))
+        changed += bad
+        cleaned.append(record.model_copy(update={"responses": fixed}) if bad else record)
+    return cleaned, changed
 
 
 def is_code_task(task: str) -> bool | None:
@@ -314,6 +335,7 @@ class Scorer:
         """
         if not records:
             raise DivtraceError("no sample records to score")
+        records, unencodable = encodable_records(records)
         self.prepare()
         context = ScoringContext(embeddings=self.embedder, code_embeddings=self.code_embedder, vocab_size=vocab_size)
         groups = self._groups(records, verdicts)
@@ -335,7 +357,7 @@ class Scorer:
         per_prompt["unclosed_thinking"] = per_prompt["unclosed_thinking"].astype("Int64")
         across = pd.DataFrame(across_rows, columns=ACROSS_COLUMNS)
         summary = summarise(per_prompt, across, self.options.bootstrap)
-        settings = {**self.settings(), "generator_vocab_size": vocab_size}
+        settings = {**self.settings(), "generator_vocab_size": vocab_size, "unencodable_texts": unencodable}
         stats = vars(self.embedder.stats).copy() if self.embedder is not None else {}
         return ScoreResult(per_prompt, across, summary, settings, stats)
 
