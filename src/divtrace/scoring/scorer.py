@@ -20,7 +20,6 @@ score the extracted answers of verified samples, and every metric needs groups o
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -141,25 +140,16 @@ def verdicts_from_table(verdicts: pd.DataFrame) -> dict[tuple[str, str, str], Sa
     A sample's answer is the verifier's normalised answer (``extra["normalized"]``, e.g. math-verify's SymPy form)
     when it gives one, else ``extracted``: the answer it votes with in the majority vote.
     """
+    from divtrace.tasks.verifiers.aggregate import verdict_from_row, vote_key
+
     ordered = verdicts.sort_values(["checkpoint", "task", "prompt_id", "sample_index"])
     lookup: dict[tuple[str, str, str], SampleVerdicts] = {}
     for (checkpoint, task, prompt_id), group in ordered.groupby(["checkpoint", "task", "prompt_id"], sort=False):
-        extras = group["extra"] if "extra" in group.columns else [None] * len(group)
-        answers = tuple(
-            _vote_answer(extracted, extra) for extracted, extra in zip(group["extracted"], extras, strict=True)
-        )
+        samples = [verdict_from_row(row) for row in group.to_dict(orient="records")]
         lookup[(str(checkpoint), str(task), str(prompt_id))] = SampleVerdicts(
-            tuple(bool(flag) for flag in group["correct"]), answers
+            tuple(v.correct for v in samples), tuple(vote_key(v) for v in samples)
         )
     return lookup
-
-
-def _vote_answer(extracted: Any, extra: Any) -> str | None:
-    if isinstance(extra, str) and extra:
-        normalized = json.loads(extra).get("normalized")
-        if isinstance(normalized, str):
-            return normalized
-    return None if extracted is None or (isinstance(extracted, float) and np.isnan(extracted)) else str(extracted)
 
 
 #: Lone UTF-16 surrogates: valid in JSON and in a Python str, but not encodable, so no tokenizer accepts them.

@@ -196,7 +196,8 @@ def task_majority_rule(task: str) -> MajorityRule:
         return "vote"
 
 
-def _verdict_from_row(row: Any) -> Verdict:
+def verdict_from_row(row: Any) -> Verdict:
+    """The :class:`Verdict` of one row of a verdict table (``extra`` as stored: JSON text, a dict, or missing)."""
     extra = row.get("extra")
     if isinstance(extra, str):
         extra = json.loads(extra) if extra else None
@@ -235,7 +236,7 @@ def summarize_verdicts(
     frame["_order"] = frame["sample_index"] if "sample_index" in frame.columns else np.arange(len(frame))
     frame = frame.sort_values(["checkpoint", "task", "prompt_id", "_order"], kind="stable")
     grouped = {
-        key: [_verdict_from_row(row) for row in group.to_dict("records")]
+        key: [verdict_from_row(row) for row in group.to_dict("records")]
         for key, group in frame.groupby(["checkpoint", "task", "prompt_id"], sort=False, dropna=False)
     }
     largest = max((len(v) for v in grouped.values()), default=0)
