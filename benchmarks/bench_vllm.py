@@ -43,12 +43,9 @@ def bare_round(generator: VLLMGenerator, items: list[PromptItem], params: Sampli
     from vllm.inputs import TokensPrompt
 
     prompts = []
-    bos = getattr(generator.tokenizer, "bos_token", None)
     for item in items:  # rendered and tokenised as the backend does it
         rendered, _ = generator.render(item.prompt, chat_template=None, thinking=ThinkingMode.native)
-        add_special = not (bos and rendered.startswith(bos))
-        ids = generator.tokenizer(rendered, add_special_tokens=add_special)["input_ids"]
-        prompts.append(TokensPrompt(prompt_token_ids=ids))
+        prompts.append(TokensPrompt(prompt_token_ids=generator.prompt_ids(rendered)))
     sampling = VLLMSamplingParams(
         n=params.k,
         temperature=params.temperature,

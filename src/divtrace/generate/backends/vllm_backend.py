@@ -167,6 +167,13 @@ class VLLMGenerator(TokenizerRendering):
             "model_generation_defaults_applied": False,
         }
 
+    def prompt_ids(self, rendered: str) -> list[int]:
+        """The token ids fed to the engine for ``rendered``: special tokens added unless the text already starts
+        with the tokenizer's BOS (a chat template writes it)."""
+        bos = getattr(self.tokenizer, "bos_token", None)
+        add_special = not (bos and rendered.startswith(bos))
+        return list(self.tokenizer(rendered, add_special_tokens=add_special)["input_ids"])
+
     def generate(
         self,
         requests: Sequence[GenerationRequest],
@@ -179,11 +186,9 @@ class VLLMGenerator(TokenizerRendering):
 
         prompts = []
         sampling = []
-        bos = getattr(self.tokenizer, "bos_token", None)
         top_k = {"top_k": params.top_k} if params.top_k is not None else {}  # vLLM's "disabled" sentinel changed
         for request in requests:
-            add_special = not (bos and request.rendered.startswith(bos))
-            ids = self.tokenizer(request.rendered, add_special_tokens=add_special)["input_ids"]
+            ids = self.prompt_ids(request.rendered)
             for seed in request.seeds:
                 prompts.append(TokensPrompt(prompt_token_ids=ids))
                 sampling.append(
