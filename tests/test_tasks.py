@@ -128,7 +128,7 @@ def test_cli_tasks_list_and_show() -> None:
 def test_generate_with_a_task_carries_references(tmp_path: Path) -> None:
     command = [
         sys.executable, "-m", "divtrace.cli", "generate", "--model", "quickstart:smollm2-135m-instruct",
-        "--task", "gsm8k", "--data-dir", str(FIXTURES), "-n", "1", "-k", "2", "--max-new-tokens", "8",
+        "--task", "gsm8k", "--data-dir", str(FIXTURES), "--limit", "1", "-k", "2", "--max-new-tokens", "8",
         "--out", str(tmp_path),
     ]  # fmt: skip
     result = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -34,3 +34,21 @@ class SampleFormatError(DivtraceError):
 
 class ModelLoadError(DivtraceError):
     """A model (embedder, NLI classifier, generator) could not be loaded."""
+
+
+class RunInterrupted(DivtraceError):
+    """Work stopped by the user (Ctrl-C, SIGTERM) after some of it finished; what finished is kept.
+
+    Attributes:
+        stage: the stage that was running (``generate``, ``score``...).
+        done: units (shards, checkpoint x task cells) finished in this invocation and kept.
+        unit: what ``done`` counts, in words.
+    """
+
+    def __init__(self, stage: str, done: int, unit: str = "units") -> None:
+        self.stage = stage
+        self.done = done
+        self.unit = unit
+        super().__init__(
+            f"during {stage}: {done} {unit} finished and kept; rerun the same command to resume where it stopped"
+        )

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from divtrace.errors import RunInterrupted
 from divtrace.generate.params import SamplingParams, sample_seed
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import Completion, GenerationRequest, Generator
@@ -175,7 +176,8 @@ def generate_samples(
     - sample ``k`` of prompt ``p`` is drawn with seed ``sample_seed(params.seed, p.prompt_id, k)``;
     - a shard whose file already holds the expected sample keys is skipped; every other shard is generated in
       full and written atomically, so killing the process at any moment and calling again with the same
-      arguments finishes the work with no sample duplicated or missing;
+      arguments finishes the work with no sample duplicated or missing; Ctrl-C raises
+      :class:`~divtrace.errors.RunInterrupted` counting the shards that are stored;
     - each record holds the raw ``outputs``, ``reasoning`` and ``responses`` (thinking stripped), seeds, finish
       reasons, token counts, the effective ``sampling`` and the ``model_ref``, plus ``rendered_prompt`` and
       ``sample_keys``.
@@ -186,18 +188,22 @@ def generate_samples(
     summary = GenerationSummary(shards=len(plan.shards))
     if progress is not None:
         progress("total", sum(plan.shard_samples(i) for i in range(len(plan.shards))))
-    for index in range(len(plan.shards)):
-        path = shard_path(out_dir, checkpoint, task, index)
-        if shard_is_finished(path, plan.shard_keys(index)):
-            summary.skipped_shards += 1
-            if progress is not None:
-                progress("skipped", plan.shard_samples(index))
-            continue
-        advance = (lambda n: progress("advance", n)) if progress is not None else None
-        records = generate_shard(generator, plan, index, advance)
-        summary.paths.append(write_shard(records, out_dir, checkpoint, task, index))
-        summary.written_shards += 1
-        summary.samples_written += sum(len(r.outputs) for r in records)
+    try:
+        for index in range(len(plan.shards)):
+            path = shard_path(out_dir, checkpoint, task, index)
+            if shard_is_finished(path, plan.shard_keys(index)):
+                summary.skipped_shards += 1
+                if progress is not None:
+                    progress("skipped", plan.shard_samples(index))
+                continue
+            advance = (lambda n: progress("advance", n)) if progress is not None else None
+            records = generate_shard(generator, plan, index, advance)
+            summary.paths.append(write_shard(records, out_dir, checkpoint, task, index))
+            summary.written_shards += 1
+            summary.samples_written += sum(len(r.outputs) for r in records)
+    except KeyboardInterrupt:
+        done = summary.written_shards + summary.skipped_shards
+        raise RunInterrupted("generate", done, f"of {len(plan.shards)} shard(s) in {out_dir}") from None
     return summary
 
 

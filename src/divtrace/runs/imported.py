@@ -241,3 +241,48 @@ def run_tasks(study: Study, origin: str = "imported") -> list[PlannedTask]:
             )
         planned.append(PlannedTask(spec, task, [], origin))
     return planned
+
+
+@dataclass(frozen=True)
+class ImportChoices:
+    """What ``divtrace analyze`` analyses imported samples with: the lineage and the scoring settings."""
+
+    checkpoints: list[CheckpointSpec]
+    metrics: list[str] | None
+    embedder: str | None
+    nli_model: str | None
+
+
+def import_choices(
+    base_study: Study | None,
+    lineage: Sequence[str],
+    variants: Sequence[str],
+    *,
+    metrics: Sequence[str] | None = None,
+    embedder: str | None = None,
+    nli_model: str | None = None,
+) -> ImportChoices:
+    """The lineage and scoring settings of an import, from a study file (its checkpoints, marked as imported, its
+    metrics and models) or from ``--lineage``/``--variant`` chains; explicit ``metrics``/``embedder``/``nli_model``
+    win, and an NLI model adds the ``nli`` metric.
+
+    Raises:
+        DivtraceError: both a study and a lineage were given, or neither names a checkpoint.
+    """
+    if base_study is not None and lineage:
+        raise DivtraceError("give the lineage either with --study or with --lineage, not both")
+    if base_study is not None:
+        checkpoints = [c.model_copy(update={"model": IMPORTED_MODEL}) for c in base_study.checkpoints]
+    else:
+        checkpoints = parse_lineage(lineage, variants)
+    names = list(metrics) if metrics else (list(base_study.metrics) if base_study is not None else None)
+    if nli_model and names is not None and "nli" not in names:
+        names.append("nli")
+    elif nli_model and names is None:
+        names = ["ead", "sbert", "vendi", "nli"]
+    return ImportChoices(
+        checkpoints=checkpoints,
+        metrics=names,
+        embedder=embedder or (base_study.embedder if base_study is not None else None),
+        nli_model=nli_model or (base_study.nli_model if base_study is not None else None),
+    )

@@ -2,12 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from divtrace.errors import DivtraceError
 from divtrace.generate.protocol import Generator
 
 BACKENDS = ("transformers", "vllm", "openai")
+
+#: The constructor keywords each backend takes from ``divtrace generate``'s flags (the flags of other backends are
+#: ignored; see :func:`backend_options`).
+BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
+    "transformers": ("revision", "device", "dtype", "batch_size", "threads"),
+    "vllm": (
+        "revision", "dtype", "tensor_parallel_size", "gpu_memory_utilization", "kv_cache_gib", "enforce_eager",
+        "max_model_len", "device",
+    ),
+    "openai": (
+        "base_url", "endpoint", "max_concurrency", "max_retries", "n_mode", "tokenizer", "extra_sampling_params",
+    ),
+}  # fmt: skip
+
+
+def backend_options(backend: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor keywords of ``backend`` picked from ``values`` (every flag of ``divtrace generate``).
+
+    vLLM's device defaults to ``auto``; the openai backend needs a ``base_url``. Raises DivtraceError for an unknown
+    backend or a missing server URL, before any model is loaded.
+    """
+    if backend not in BACKEND_OPTIONS:
+        raise DivtraceError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    options = {name: values.get(name) for name in BACKEND_OPTIONS[backend]}
+    if backend == "vllm":
+        options["device"] = options["device"] or "auto"
+    if backend == "openai" and not options["base_url"]:
+        raise DivtraceError("the openai backend needs --base-url (the server, e.g. http://127.0.0.1:8000/v1)")
+    return options
 
 
 def create_generator(backend: str, model: str, **options: Any) -> Generator:

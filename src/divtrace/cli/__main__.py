@@ -1,0 +1,5 @@
+"""``python -m divtrace.cli``: the same as the ``divtrace`` command."""
+
+from divtrace.cli import main
+
+main()

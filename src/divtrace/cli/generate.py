@@ -1,0 +1,207 @@
+"""``divtrace generate``: K samples per prompt from one checkpoint, stored as resumable shards."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from divtrace.cli import checks
+from divtrace.cli.app import command
+from divtrace.cli.console import say, stderr_console
+from divtrace.cli.options import flag
+from divtrace.cli.progress import progress_display
+from divtrace.errors import DivtraceError
+from divtrace.generate.stops import StopPolicy
+
+
+class ThinkingOption(str, enum.Enum):
+    """``--thinking``: leave chain-of-thought to the model, or suppress it with an empty pre-filled block."""
+
+    native = "native"
+    suppressed = "suppressed"
+
+
+class BackendOption(str, enum.Enum):
+    """``--backend``: where the samples are drawn."""
+
+    transformers = "transformers"
+    vllm = "vllm"
+    openai = "openai"
+
+
+class EndpointOption(str, enum.Enum):
+    """``--endpoint`` of the openai backend."""
+
+    completions = "completions"
+    chat = "chat"
+
+
+class NModeOption(str, enum.Enum):
+    """``--n-mode`` of the openai backend: how the K samples of a prompt are requested."""
+
+    separate = "separate"
+    auto = "auto"
+    native = "native"
+
+
+@command()
+def generate(
+    model: Annotated[str, typer.Option(help="quickstart:NAME, hub id, local dir, .gguf file, or served model name")],
+    out: Annotated[Path, typer.Option(help="run directory; samples go to OUT/samples/CHECKPOINT/TASK/")],
+    revision: Annotated[str | None, typer.Option(help="hub revision (branch, tag or commit) of --model")] = None,
+    prompts: Annotated[
+        Path | None, typer.Option(help="prompts file: JSONL with 'prompt' (and 'prompt_id'), or one per line")
+    ] = None,
+    task: Annotated[
+        str | None, typer.Option(help="a task (divtrace tasks) or task .yaml file: its prompts, stops and length")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="directory with task data (TASK.jsonl/.parquet) for offline use")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", help="samples per prompt (K)")] = 16,
+    limit: Annotated[int | None, typer.Option(min=1, help="use only the first N prompts (as lm-eval's --limit)")] = (
+        None
+    ),
+    temperature: Annotated[float, typer.Option(help="sampling temperature (> 0)")] = 0.6,
+    top_p: Annotated[float, typer.Option(help="nucleus sampling mass, in (0, 1]")] = 0.95,
+    top_k: Annotated[int | None, typer.Option(help="top-k filtering (default: off)")] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="tokens per sample at most (default: the task's, or 512 with --prompts)")
+    ] = (None),
+    stop: Annotated[list[str] | None, typer.Option(help="stop string, repeatable (default: the task's)")] = None,
+    stops: Annotated[
+        StopPolicy,
+        typer.Option(
+            help="where stop strings apply: auto (completion prompts only, not chat templates), always, never"
+        ),
+    ] = StopPolicy.auto,
+    seed: Annotated[int, typer.Option(help="base seed; each sample's seed derives from it")] = 1234,
+    thinking: Annotated[ThinkingOption, typer.Option(help="chain-of-thought: native or suppressed")] = (
+        ThinkingOption.native
+    ),
+    system_prompt: Annotated[str | None, typer.Option(help="system message (chat template) or preamble")] = None,
+    chat_template: Annotated[
+        bool | None, flag("default: on when the model has one", "--chat-template/--no-chat-template")
+    ] = None,
+    backend: Annotated[BackendOption, typer.Option(help="where to sample")] = BackendOption.transformers,
+    checkpoint: Annotated[str | None, typer.Option(help="checkpoint label (default: from the model ref)")] = None,
+    task_label: Annotated[
+        str | None, typer.Option(help="task label of the samples (default: the task's name, or the prompts file stem)")
+    ] = None,
+    shard_size: Annotated[int, typer.Option(min=1, help="prompts per stored shard (the unit of resumption)")] = 8,
+    device: Annotated[str | None, typer.Option(help="transformers/vllm: device (default cuda if available)")] = None,
+    dtype: Annotated[str | None, typer.Option(help="transformers/vllm: float32, bfloat16, float16")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="transformers: samples per forward batch")] = 32,
+    threads: Annotated[int | None, typer.Option(min=1, help="transformers: torch CPU threads")] = None,
+    tensor_parallel_size: Annotated[int, typer.Option(min=1, help="vllm: GPUs per model")] = 1,
+    gpu_memory_utilization: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="vllm: share of GPU memory the engine may take (default: vLLM's)"),
+    ] = None,
+    kv_cache_gib: Annotated[
+        float | None, typer.Option(help="vllm: KV-cache size in GiB (CPU default 2; GPU: from the memory share)")
+    ] = None,
+    enforce_eager: Annotated[
+        bool,
+        flag(
+            "vllm: no compilation/CUDA graphs (faster start; recorded, samples may differ)",
+            "--enforce-eager/--no-enforce-eager",
+        ),
+    ] = False,
+    max_model_len: Annotated[int | None, typer.Option(help="vllm: context length cap (default: the model's)")] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1")] = None,
+    endpoint: Annotated[EndpointOption, typer.Option(help="openai: completions or chat")] = EndpointOption.completions,
+    max_concurrency: Annotated[int, typer.Option(min=1, help="openai: requests in flight at most")] = 16,
+    max_retries: Annotated[
+        int, typer.Option(min=0, help="openai: retries (with backoff) on 429/5xx/connection errors")
+    ] = 5,
+    n_mode: Annotated[
+        NModeOption,
+        typer.Option(help="openai: separate (a request and seed per sample), auto (n=K where honoured) or native"),
+    ] = NModeOption.separate,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="openai completions: tokenizer id/path to render the chat template locally")
+    ] = None,
+    extra_sampling_params: Annotated[
+        bool,
+        flag(
+            "openai: send top_k etc. in extra_body (vLLM/SGLang servers)",
+            "--extra-sampling-params/--no-extra-sampling-params",
+        ),
+    ] = False,
+) -> None:
+    """Sample K outputs per prompt from one checkpoint; resumable (finished shards are never redone)."""
+    from divtrace.generate.backends import backend_options, create_generator
+    from divtrace.generate.params import SamplingParams
+    from divtrace.generate.prompts import read_prompts
+    from divtrace.generate.runner import RenderOptions, generate_samples
+    from divtrace.generate.store import safe_name
+    from divtrace.generate.thinking import ThinkingMode
+
+    if (prompts is None) == (task is None):
+        raise DivtraceError("give the prompts with exactly one of --prompts FILE and --task NAME")
+    checks.writable_directory(out)
+    if backend is not BackendOption.openai:
+        checks.model_reference(model)
+    # The backend picks its own flags (revision, device, base_url...) out of all of them.
+    options = backend_options(backend.value, {**locals(), "endpoint": endpoint.value, "n_mode": n_mode.value})
+    task_stop: tuple[str, ...] = ()
+    task_max_new_tokens = 512
+    if task is not None:
+        from divtrace.tasks import get_task, load_prompts
+
+        chosen = get_task(task)
+        items, origin = load_prompts(chosen, data_dir, limit)
+        say(f"task {chosen.name}: {origin}")
+        task_stop, task_max_new_tokens, default_label = chosen.stop, chosen.max_new_tokens, chosen.name
+    else:
+        assert prompts is not None
+        checks.existing_inputs([prompts], "prompts")
+        items = read_prompts(prompts)[:limit] if limit is not None else read_prompts(prompts)
+        default_label = prompts.stem
+    params = SamplingParams(
+        k=k,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        max_new_tokens=max_new_tokens if max_new_tokens is not None else task_max_new_tokens,
+        stop=tuple(stop) if stop is not None else task_stop,
+        seed=seed,
+    )
+    with stderr_console().status(f"loading {model} ({backend.value})"):
+        generator = create_generator(backend.value, model, **options)
+    label = checkpoint or safe_name(model.removeprefix("quickstart:"))
+    task_name = task_label or default_label
+    bar = f"{label} / {task_name}"
+    try:
+        with progress_display() as display:
+
+            def report(event: str, value: int) -> None:
+                if event == "total":
+                    display.set_total(bar, value, "samples")
+                elif event == "skipped":
+                    done, total = display.counts(bar)
+                    display.update(bar, done, (total or 0) - value, "samples")
+                else:
+                    display.advance(bar, value, "samples")
+
+            summary = generate_samples(
+                generator,
+                items,
+                params,
+                out_dir=out,
+                checkpoint=label,
+                task=task_name,
+                render=RenderOptions(system_prompt, chat_template, ThinkingMode(thinking.value), stops),
+                shard_size=shard_size,
+                progress=report,
+            )
+    finally:
+        generator.close()
+    say(
+        f"{summary.samples_written} samples written in {summary.written_shards} shard(s); "
+        f"{summary.skipped_shards} of {summary.shards} shard(s) were already done -> {out}"
+    )

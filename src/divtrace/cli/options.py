@@ -1,0 +1,52 @@
+"""Option types shared by several commands, so that a flag means the same thing, with the same help, everywhere.
+
+Naming: ``--task`` always names a task (a name from ``divtrace tasks`` or a task ``.yaml``); ``--checkpoint`` and
+``--task-label`` are labels written into records; ``--limit`` takes the first N prompts; ``-k`` is samples per
+prompt. Booleans are ``--flag/--no-flag`` pairs without a value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from divtrace.cli.console import OutputFormat
+
+
+def flag(help: str, *names: str) -> typer.models.OptionInfo:
+    """A boolean ``--x/--no-x`` option: shown without a value placeholder, so nobody types ``--x true``."""
+    return typer.Option(*names, metavar="", help=help)
+
+
+#: ``--strip-thinking/--no-strip-thinking`` of the commands that read samples (score, verify, analyze).
+StripThinkingOption = Annotated[
+    bool,
+    flag(
+        "remove <think>...</think> chain-of-thought from the outputs before verifying and scoring, as the study "
+        "did, and count outputs whose thinking never closed (off: the samples as stored)",
+        "--strip-thinking/--no-strip-thinking",
+    ),
+]
+SkipInvalidOption = Annotated[
+    bool,
+    flag(
+        "report and skip records that break the sample schema (never a missing input path)",
+        "--skip-invalid/--no-skip-invalid",
+    ),
+]
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="how to print the table: table, csv or json")]
+RecordTaskOption = Annotated[
+    str | None,
+    typer.Option(
+        "--task", help="task of the records that carry none (a name from `divtrace tasks`: its verifier applies)"
+    ),
+]
+RecordCheckpointOption = Annotated[
+    str | None, typer.Option("--checkpoint", help="checkpoint label of the records that carry none")
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(help="directory with task data (TASK.jsonl/.parquet): references of records that carry none"),
+]

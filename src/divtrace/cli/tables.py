@@ -1,0 +1,120 @@
+"""Rich tables of the commands' results (score and verify summaries, the headline of a run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from rich.markup import escape
+from rich.table import Table
+
+
+def verify_table(summary: pd.DataFrame) -> Table:
+    """Correctness per checkpoint and task (``divtrace verify``'s summary)."""
+    table = Table(title="correctness per checkpoint and task")
+    for column in summary.columns:
+        table.add_column(str(column), justify="left" if column in ("checkpoint", "task", "verifier") else "right")
+    for row in summary.itertuples(index=False):
+        table.add_row(*(_cell(column, v) for column, v in zip(summary.columns, row, strict=True)))
+    caption_unclosed(table, summary)
+    return table
+
+
+def _cell(column: str, value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return count_text(value) if column == "unclosed_thinking" else escape(str(value))
+
+
+def score_table(summary: pd.DataFrame) -> Table:
+    """Diversity per checkpoint, task and metric (``divtrace score``'s summary)."""
+    table = Table(title="diversity per checkpoint and task (mean over prompts, 95% bootstrap CI)")
+    columns = ("checkpoint", "task", "metric", "prompts", "mean", "95% CI", "std", "across-input", "unclosed_thinking")
+    for column in columns:
+        table.add_column(column, justify="right" if column not in ("checkpoint", "task", "metric") else "left")
+    for row in summary.itertuples(index=False):
+        subset = getattr(row, "subset", "all")
+        table.add_row(
+            escape(str(row.checkpoint)),
+            escape(str(row.task)),
+            row.metric if subset == "all" else f"{row.metric} ({subset})",
+            str(row.n_prompts),
+            f"{row.mean:.4f}",
+            f"[{row.ci_low:.4f}, {row.ci_high:.4f}]",
+            f"{row.std:.4f}",
+            f"{row.across_input:.4f}",
+            count_text(getattr(row, "unclosed_thinking", None)),
+        )
+    caption_unclosed(table, summary)
+    return table
+
+
+def collapse_frame(sites_path: Path, retained_path: Path) -> pd.DataFrame:
+    """Per lineage, task and metric: the leaf's retained diversity and the stage that lost the most, as text."""
+    sites = pd.read_parquet(sites_path)
+    retained = pd.read_parquet(retained_path)
+    kept = retained.set_index(["checkpoint", "task", "metric"])
+    rows = []
+    for row in sites.sort_values(["lineage", "task", "metric"]).itertuples(index=False):
+        key = (row.lineage, row.task, row.metric)
+        if key in kept.index:
+            leaf = kept.loc[key]
+            kept_text = (
+                f"{100 * leaf.retained:.1f} [{100 * leaf.retained_ci_low:.1f}, {100 * leaf.retained_ci_high:.1f}]"
+            )
+        else:
+            kept_text = "-"
+        site = f"{row.parent} -> {row.child} ({row.stage})" if isinstance(row.child, str) else "-"
+        change = (
+            f"{row.delta_pct_base:+.1f} [{row.delta_pct_base_ci_low:+.1f}, {row.delta_pct_base_ci_high:+.1f}]"
+            + (" *" if row.significant else "")
+            if row.delta_pct_base == row.delta_pct_base
+            else "-"
+        )
+        rows.append(
+            {
+                "lineage": str(row.lineage),
+                "task": str(row.task),
+                "metric": str(row.metric),
+                "retained % of base [95% CI]": kept_text,
+                "collapse site": site,
+                "change, % of base [95% CI]": change,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def collapse_table(frame: pd.DataFrame) -> Table:
+    """The rich form of :func:`collapse_frame`."""
+    table = Table(*frame.columns, title="where diversity collapses (leaf of each lineage vs its base)")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(escape(str(value)) for value in row))
+    table.caption = "* the 95% paired bootstrap CI excludes 0"
+    return table
+
+
+def known_count(value: object) -> int | None:
+    """A nullable count (None, NaN or pandas NA: unknown) as an int or None."""
+    return None if value is None or pd.isna(value) else int(value)  # type: ignore[call-overload]
+
+
+def count_text(value: object) -> str:
+    """A nullable count as text: ``-`` when unknown."""
+    known = known_count(value)
+    return "-" if known is None else str(known)
+
+
+def caption_unclosed(table: Table, summary: pd.DataFrame) -> None:
+    """A warning under ``table`` naming each (checkpoint, task) with outputs whose thinking never closed."""
+    if "unclosed_thinking" not in summary.columns:
+        return
+    cells = summary.drop_duplicates(["checkpoint", "task"])
+    counts = [(r.checkpoint, r.task, known_count(r.unclosed_thinking)) for r in cells.itertuples(index=False)]
+    flagged = [(checkpoint, task, n) for checkpoint, task, n in counts if n]
+    if flagged:
+        table.caption = (
+            "unclosed_thinking: outputs whose <think> block never closed (scored as they are, not emptied) in "
+            + ", ".join(f"{c}/{t}: {n}" for c, t, n in flagged)
+            + " (checkpoint/task). The token cap (max_new_tokens) may be too small there."
+        )
+        table.caption_justify = "left"

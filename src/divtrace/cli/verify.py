@@ -1,0 +1,55 @@
+"""``divtrace verify``: a verdict per sample against its task's reference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from divtrace.cli import checks
+from divtrace.cli.app import command
+from divtrace.cli.console import OutputFormat, note, print_frame, say
+from divtrace.cli.options import DataDirOption, FormatOption, RecordTaskOption, SkipInvalidOption, StripThinkingOption
+from divtrace.cli.progress import progress_display
+from divtrace.cli.tables import verify_table
+
+
+@command()
+def verify(
+    inputs: Annotated[list[Path], typer.Argument(help="sample files or directories (JSONL, Parquet, lm-eval...)")],
+    out: Annotated[Path | None, typer.Option(help="directory for verdicts.parquet and verify_summary.*")] = None,
+    task: RecordTaskOption = None,
+    data_dir: DataDirOption = None,
+    output_format: FormatOption = OutputFormat.table,
+    skip_invalid: SkipInvalidOption = False,
+    strip_thinking: StripThinkingOption = True,
+) -> None:
+    """Check each sample against its task's reference: a verdict per sample; accuracy, pass@k, majority vote."""
+    from divtrace.samples import read_samples
+    from divtrace.tasks.verify import verify_records, write_verify_result
+
+    checks.existing_inputs(inputs)
+    if out is not None:
+        checks.writable_directory(out)
+    read = read_samples(inputs, skip_invalid=skip_invalid, strip_thinking=strip_thinking)
+    for problem in read.problems:
+        note(problem, "skipped")
+    records = read.records
+    if task is not None:
+        records = [r if r.task and r.task != "default" else r.model_copy(update={"task": task}) for r in records]
+    with progress_display(transient=True) as display:
+        result = verify_records(
+            records,
+            data_dir=data_dir,
+            progress=lambda name, done, total: display.update(f"verify {name}", done, total, "samples"),
+            strip_thinking=strip_thinking,
+        )
+    result.settings["strip_thinking"] = strip_thinking
+    if out is not None:
+        write_verify_result(result, out)
+    for line in result.skipped:
+        note(line, "not verifiable")
+    print_frame(result.summary, output_format, verify_table)
+    if out is not None:
+        say(f"verdicts written to {out}")
