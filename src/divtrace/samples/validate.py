@@ -80,12 +80,10 @@ FEW_OUTPUTS_HINTS = {
 
 def few_outputs_reason(count: int, source: str | None) -> str:
     """Why a record with ``count`` (< 2) outputs cannot be scored, and, for an imported log, how to fix the run
-    in the source tool's own terms (``source``: ``"lm-eval"``, ``"lighteval"``, else divtrace's terms)."""
+    in the source tool's own terms (``source``: ``"lm-eval"``, ``"lighteval"``; other sources get no hint)."""
     reason = f"has {count} output(s); per-input diversity needs K >= {MIN_OUTPUTS} outputs per prompt"
     hint = FEW_OUTPUTS_HINTS.get(source or "")
-    if hint is not None:
-        return f"{reason}. {hint}"
-    return f"{reason} (divtrace generate -k K, or sample K >= {MIN_OUTPUTS} times per prompt)"
+    return f"{reason}. {hint}" if hint is not None else reason
 
 
 def _source(raw: Mapping[str, Any]) -> str | None:
