@@ -265,3 +265,17 @@ def test_references_the_verifier_cannot_read_name_the_record(tmp_path: Path) -> 
     message = str(info.value)
     assert f"{path.name}, line 1" in message and "prompt '0'" in message and "'answer'" in message
     assert "--task-map" in message
+
+
+def test_lighteval_references_in_both_layouts_and_for_math_and_ifeval() -> None:
+    from divtrace.tasks.verify import record_references
+    from tests.test_importers import older_row
+
+    older = older_row(9)  # flat columns: gold, choices, gold_index, specifics
+    refs = {"query": older["example"], "gold": older["gold"], "choices": [], "gold_index": [], "specifics": None}
+    assert record_references(refs)["answer"] == "18"
+    math = record_references({"choices": [" So $x=2$, \\boxed{2}."], "gold_index": 0, "golds": None})
+    assert math["solution"] == "So $x=2$, \\boxed{2}." and "answer" not in math
+    specific = {"instructions_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    ifeval = record_references({"query": "Write.", "choices": [""], "gold_index": 0, "specific": specific})
+    assert ifeval["instruction_id_list"] == ["punctuation:no_comma"] and ifeval["prompt"] == "Write."
