@@ -441,3 +441,15 @@ def test_a_single_sample_per_prompt_says_how_to_sample_k_in_the_tool(tmp_path: P
     assert all(word in message for word in expected), message
     other = "lighteval" if source == "lm-eval" else "lm-eval"
     assert f"{other} logged" not in message
+
+
+def test_score_reads_a_renamed_lmeval_log_and_takes_the_input_format(tmp_path: Path) -> None:
+    import divtrace
+
+    source = write_lmeval(tmp_path, "m", "gsm8k", [lmeval_line(i) for i in range(2)])
+    renamed = tmp_path / "run-1.jsonl"
+    renamed.write_bytes(source.read_bytes())
+    result = divtrace.score(renamed, metrics=["ead"], use_cache=False)
+    assert result.summary["n_prompts"].tolist() == [2]
+    with pytest.raises(SampleFormatError, match="prompt_id"):
+        divtrace.score(renamed, metrics=["ead"], use_cache=False, input_format="divtrace")
