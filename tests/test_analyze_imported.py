@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from divtrace.cli import app
 from divtrace.errors import DivtraceError
 from divtrace.runs.imported import SampleSource, parse_lineage
+from divtrace.study import RecordedSampling, load_study
 from tests.test_importers import write_lmeval
 
 K = 4
@@ -150,14 +151,14 @@ def test_analyze_lmeval_samples_end_to_end(lmeval_files: tuple[Path, Path], tmp_
 def test_analyze_plain_jsonl_with_checkpoint_column(tmp_path: Path) -> None:
     samples = Path(__file__).resolve().parents[1] / "examples" / "quickstart_samples.jsonl"
     run = tmp_path / "run"
-    chain = "gemma-3-270m-base>smollm2-135m-instruct:instruct"
+    chain = "gemma-3-270m>smollm2-135m-instruct:instruct"
     code, output = invoke("analyze", str(samples), "--lineage", chain, "--out", str(run), "--no-report")
     assert code == 0, output
     assert not (run / "report").exists()
     study = (run / "study.yaml").read_text()
     assert "stage: instruct" in study and "model: imported" in study
     means = pd.read_parquet(run / "analysis" / "checkpoint_means.parquet")
-    assert set(means["checkpoint"]) == {"gemma-3-270m-base", "smollm2-135m-instruct"}
+    assert set(means["checkpoint"]) == {"gemma-3-270m", "smollm2-135m-instruct"}
     assert set(means["metric"]) == {"ead", "sbert", "vendi"}
     assert not (run / "verdicts").exists()  # open-ended: nothing to verify
 
@@ -180,3 +181,101 @@ def test_analyze_errors_name_what_is_wrong(lmeval_files: tuple[Path, Path], tmp_
 
     code, output = invoke("report", str(tmp_path / "nothing"))
     assert code == 2 and "study.yaml: not found; is" in output
+
+
+# --- lighteval details, the recorded sampling, tasks named by the harness -------------------------------------
+
+
+def gsm8k_details(root: Path, model: str, outputs_of) -> Path:  # type: ignore[no-untyped-def]
+    """lighteval GSM8K details of N_DOCS documents (``gsm8k_prompt``: the dataset answer is ``choices[0]``)."""
+    from tests.test_importers import lighteval_doc, lighteval_response, write_lighteval
+
+    rows = []
+    for i in range(N_DOCS):
+        line = gsm8k_line(i, [])
+        doc = {**lighteval_doc(i), "query": line["arguments"]["gen_args_0"]["arg_0"], "choices": [f" {line['target']}"]}
+        response = {**lighteval_response(i), "text": outputs_of(i), "text_post_processed": outputs_of(i)}
+        response["output_tokens"] = [[1] for _ in range(K)]
+        rows.append({"doc": doc, "model_response": response, "metric": {"extractive_match": 1.0}})
+    return write_lighteval(root, model, rows)
+
+
+def test_analyze_lighteval_gsm8k_verifies_and_reports_the_recorded_sampling(tmp_path: Path) -> None:
+    base = gsm8k_details(tmp_path / "le", "base-7b", base_outputs)
+    sft = gsm8k_details(tmp_path / "le", "sft-7b", sft_outputs)
+    renamed = tmp_path / "sft-details.bin"  # the format comes from the content, not the name
+    renamed.write_bytes(sft.read_bytes())
+    run = tmp_path / "run"
+    code, output = invoke("analyze", f"base={base}", f"sft={renamed}", "--lineage", "base>sft", "--out", str(run))
+    assert code == 0, output
+
+    [base_verdicts] = (run / "verdicts" / "base").glob("*.parquet")
+    verdicts = pd.read_parquet(base_verdicts)
+    assert set(verdicts["task"]) == {"lighteval|gsm8k|0"}  # the label as logged
+    assert verdicts.groupby("sample_index")["correct"].all().tolist() == [True, True, False, False]
+    qfd = pd.read_parquet(run / "analysis" / "qfd.parquet")
+    assert set(qfd["task"]) == {"lighteval|gsm8k|0"}
+
+    study = load_study(str(run / "study.yaml"))
+    [task] = study.tasks
+    assert (task.name, task.verify_as) == ("lighteval|gsm8k|0", "gsm8k")
+    assert isinstance(study.sampling, RecordedSampling)
+    assert (study.sampling.k, study.sampling.temperature, study.sampling.max_new_tokens) == (K, "unknown", 256)
+    assert study.sampling.source == "lighteval" and study.sampling.top_p == "unknown"
+    assert "temperature: 0.6" not in (run / "study.yaml").read_text()
+    summary = (run / "report" / "summary.md").read_text(encoding="utf-8")
+    assert "**Sampling:** k = 4; temperature = unknown; top_p = unknown; max_new_tokens = 256" in summary
+    assert "as the imported records carry it (lighteval" in summary
+    html = (run / "report" / "index.html").read_text(encoding="utf-8")
+    assert "k = 4; temperature = unknown" in html and "k = 16" not in html
+
+
+def test_recorded_sampling_is_each_setting_the_records_share_or_says_mixed(tmp_path: Path) -> None:
+    from divtrace.runs.imported import imported_study, read_sources
+    from tests.test_importers import GEN_KWARGS, lmeval_line
+
+    cool = [lmeval_line(i) for i in range(3)]  # temperature 0.8, max_gen_toks 256
+    for line in cool:
+        line["arguments"]["gen_args_0"]["arg_1"] = {**GEN_KWARGS, "temperature": 0.6, "top_p": 0.95}
+    base = write_lmeval(tmp_path / "a", "base", "gsm8k_cot", [lmeval_line(i) for i in range(3)])
+    sft = write_lmeval(tmp_path / "b", "sft", "gsm8k_cot", cool)
+    records, _ = read_sources([SampleSource(base), SampleSource(sft)])
+    same = imported_study(parse_lineage(["base"]), [r for r in records if r.checkpoint == "base"]).sampling
+    assert same.model_dump() == {
+        "from_records": True, "source": "lm-eval", "k": 4, "temperature": 0.8, "top_p": "unknown",
+        "max_new_tokens": 256, "requested": True,
+    }  # fmt: skip
+    study = imported_study(parse_lineage(["base>sft"]), records)
+    assert isinstance(study.sampling, RecordedSampling)
+    assert (study.sampling.temperature, study.sampling.top_p) == ("mixed: 0.6, 0.8", "mixed: 0.95, unknown")
+    frozen = tmp_path / "study.yaml"
+    frozen.write_text(study.to_yaml())
+    assert load_study(str(frozen)) == study  # the recorded sampling survives study.yaml
+    assert study.tasks[0].verify_as == "gsm8k"
+
+
+def test_analyze_says_which_tasks_cannot_be_verified_and_why(tmp_path: Path) -> None:
+    from divtrace.runs.imported import import_samples, imported_study, read_sources, run_tasks
+    from divtrace.runs.layout import RunLayout
+    from divtrace.runs.stages import stage_verify
+
+    path = write_lmeval(tmp_path / "in", "base", "word_problems", [gsm8k_line(i, base_outputs(i)) for i in range(3)])
+    records, _ = read_sources([SampleSource(path)], fmt="lm-eval")
+    checkpoints = parse_lineage(["base"])
+
+    study = imported_study(checkpoints, records)
+    layout = RunLayout(tmp_path / "run")
+    import_samples(study, records, layout)
+    report = stage_verify(study, layout, run_tasks(study))
+    assert report.ran == [] and len(report.notes) == 1
+    note = report.notes[0]
+    assert "task word_problems: not verified" in note and "--task-map word_problems=TASK" in note
+
+    mapped = imported_study(checkpoints, records, task_map={"word_problems": "gsm8k"})
+    assert mapped.tasks[0].verify_as == "gsm8k"
+    layout = RunLayout(tmp_path / "mapped")
+    import_samples(mapped, records, layout)
+    report = stage_verify(mapped, layout, run_tasks(mapped))
+    assert report.ran == ["base/word_problems"] and report.notes == []
+    verdicts = pd.read_parquet(layout.verdicts_file("base", "word_problems"))
+    assert verdicts.groupby("sample_index")["correct"].all().tolist() == [True, True, False, False]

@@ -377,11 +377,79 @@ def test_lighteval_directory_and_overrides(tmp_path: Path) -> None:
     assert (only.checkpoint, only.task) == ("rl-step-100", "gsm8k")
 
 
-def test_explicit_format_overrides_detection(tmp_path: Path) -> None:
+def test_format_is_detected_from_content_and_can_be_forced(tmp_path: Path) -> None:
     source = write_lmeval(tmp_path, "m", "t", [lmeval_line(0)])
     renamed = tmp_path / "plain-name.jsonl"
     renamed.write_bytes(source.read_bytes())
-    with pytest.raises(SampleFormatError, match="prompt_id"):
-        read_samples(renamed)  # auto: a plain JSONL file, which lacks prompt_id
-    record = read_samples(renamed, fmt="lm-eval").records[0]
+    record = read_samples(renamed).records[0]  # auto: the first line's keys say lm-eval
     assert (record.checkpoint, record.task, record.prompt_id) == (tmp_path.name, DEFAULT_TASK, "0")
+    assert record.outputs == lmeval_line(0)["resps"][0]
+    assert read_samples(renamed, fmt="lm-eval").records == [record]
+    for forced in ("divtrace", "jsonl"):  # read as divtrace records, the lm-eval line lacks prompt_id
+        with pytest.raises(SampleFormatError, match="prompt_id"):
+            read_samples(renamed, fmt=forced)
+
+    details = write_lighteval(tmp_path, "olmo", current_rows(2))
+    odd_name = tmp_path / "downloaded.bin"
+    odd_name.write_bytes(details.read_bytes())
+    records = read_samples(odd_name).records  # the Parquet schema says lighteval
+    assert [r.prompt_id for r in records] == ["gsm8k-0", "gsm8k-1"] and records[0].task == TASK
+
+    ours = tmp_path / "samples_mine_2024-01-01T00-00-00.jsonl"  # an lm-eval-like name, divtrace records inside
+    write_samples([record.model_copy(update={"checkpoint": "c"})], ours)
+    assert read_samples(ours).records[0].checkpoint == "c"
+    with pytest.raises(ValueError, match="unknown sample format 'csv'"):
+        read_samples(ours, fmt="csv")
+
+
+def test_git_lfs_pointer_says_to_pull_the_data(tmp_path: Path) -> None:
+    pointer = tmp_path / "details" / "m" / STAMP / f"details_{TASK}_{STAMP}.parquet"
+    pointer.parent.mkdir(parents=True)
+    pointer.write_text(  # what git checks out when the LFS object was not fetched
+        "version https://git-lfs.github.com/spec/v1\n"
+        "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+        "size 1234567\n"
+    )
+    with pytest.raises(SampleFormatError) as info:
+        read_samples(pointer)
+    assert info.value.path == str(pointer) and info.value.line is None
+    assert "this is a Git LFS pointer, not the data" in str(info.value) and "git lfs pull" in str(info.value)
+    assert "1234567 bytes" in str(info.value)
+    skipped = read_samples(tmp_path / "details", skip_invalid=True)  # in a directory too, as a named problem
+    assert skipped.records == [] and "Git LFS pointer" in str(skipped.problems[0])
+
+
+@pytest.mark.parametrize("source", ["lm-eval", "lighteval"])
+def test_a_single_sample_per_prompt_says_how_to_sample_k_in_the_tool(tmp_path: Path, source: str) -> None:
+    if source == "lm-eval":
+        path = write_lmeval(tmp_path, "m", "gsm8k", [lmeval_line(0, k=1)])
+        expected = ["repeats", "--gen_kwargs", "temperature"]
+    else:
+        rows = [
+            {
+                "doc": {**lighteval_doc(0), "num_samples": 1},
+                "model_response": lighteval_response(0, k=1),
+                "metric": {"maj@4": 0.0},
+            }
+        ]
+        path = write_lighteval(tmp_path, "m", rows)
+        expected = ["num_samples", "n >= 2", "temperature"]
+    with pytest.raises(SampleFormatError) as info:
+        read_samples(path)
+    message = str(info.value)
+    assert info.value.line == 1 and info.value.field == "outputs" and "K >= 2" in message
+    assert all(word in message for word in expected), message
+    other = "lighteval" if source == "lm-eval" else "lm-eval"
+    assert f"{other} logged" not in message
+
+
+def test_score_reads_a_renamed_lmeval_log_and_takes_the_input_format(tmp_path: Path) -> None:
+    import divtrace
+
+    source = write_lmeval(tmp_path, "m", "gsm8k", [lmeval_line(i) for i in range(2)])
+    renamed = tmp_path / "run-1.jsonl"
+    renamed.write_bytes(source.read_bytes())
+    result = divtrace.score(renamed, metrics=["ead"], use_cache=False)
+    assert result.summary["n_prompts"].tolist() == [2]
+    with pytest.raises(SampleFormatError, match="prompt_id"):
+        divtrace.score(renamed, metrics=["ead"], use_cache=False, input_format="divtrace")

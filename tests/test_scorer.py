@@ -27,7 +27,7 @@ from divtrace.scoring.scorer import (
 )
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quickstart_samples.jsonl"
-CHAIN = "gemma-3-270m-base>smollm2-135m-instruct:instruct"
+CHAIN = "gemma-3-270m>smollm2-135m-instruct:instruct"
 
 
 @pytest.mark.slow

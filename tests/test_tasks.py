@@ -110,10 +110,24 @@ def test_yaml_task_errors_name_the_key(tmp_path: Path, keys: dict[str, object], 
         get_task(str(broken))
 
 
+def test_the_quickstart_tasks_are_registered_and_listed() -> None:
+    from divtrace.study import quickstart_study
+
+    names = task_names()
+    assert names[len(STUDY_N) : len(STUDY_N) + 2] == ["open_ended", "arithmetic"]  # after the study's 15
+    for spec in quickstart_study().tasks:  # the preset names them by their bundled .yaml files
+        assert get_task(spec.name) == get_task(Path(spec.name).stem)
+    assert get_task("arithmetic").verifier == "gsm8k" and not get_task("open_ended").verifiable
+    items, _ = load_prompts(get_task("open_ended"))
+    assert len(items) == 8 and items[0].prompt_id == "open-0"
+
+
 def test_cli_tasks_list_and_show() -> None:
+    env = {"COLUMNS": "200", "PATH": "", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     listing = subprocess.run([sys.executable, "-m", "divtrace.cli", "tasks"], capture_output=True, text=True,
-                             env={"COLUMNS": "200", "PATH": ""}, check=True)  # fmt: skip
+                             env=env, check=True)  # fmt: skip
     assert all(name in listing.stdout for name in STUDY_N)
+    assert "open_ended" in listing.stdout and "arithmetic" in listing.stdout
     assert "'\\nclass ', '\\ndef ', '\\n#', '\\nif __name__'" in listing.stdout  # HumanEval's, spaces visible
     assert "500 shuffled filtered" in listing.stdout  # PRISM
     shown = subprocess.run(

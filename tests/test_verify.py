@@ -155,3 +155,127 @@ def test_a_base_model_humaneval_continuation_keeps_its_indentation(tmp_path: Pat
     [read] = read_samples(tmp_path / "samples.jsonl").records
     assert read.responses and read.responses[0] == "    return x + y\n"
     assert list(verify_records([read]).verdicts["correct"]) == [True, False, True]
+
+
+# --- imported logs: lighteval golds, harness task names, tasks that cannot be verified --------------------------
+
+
+def gsm8k_details_rows() -> list[dict]:
+    """lighteval GSM8K details (current layout): ``gsm8k_prompt`` puts the dataset answer in ``choices[0]``."""
+    from tests.test_importers import lighteval_doc, lighteval_response
+
+    rows = []
+    for i, (reference, answer) in enumerate([(JANET, 18), (ROBE, 3)]):
+        doc = {**lighteval_doc(i), "query": f"Question: q{i}\nAnswer:", "choices": [f" {reference['answer']}"]}
+        response = lighteval_response(i)
+        response["text"] = [f"So {answer}. #### {answer}", f"#### {answer + 1}", f"{answer}", "no idea"]
+        response["text_post_processed"] = list(response["text"])
+        rows.append({"doc": doc, "model_response": response, "metric": {"extractive_match": 1.0}})
+    return rows
+
+
+def test_lighteval_gsm8k_details_are_verified_from_their_golds(tmp_path: Path) -> None:
+    from tests.test_importers import TASK, write_lighteval
+
+    path = write_lighteval(tmp_path, "olmo-sft", gsm8k_details_rows())
+    read = read_samples(path).records
+    assert read[0].references and read[0].references["golds"] == [f" {JANET['answer']}"]
+    result = verify_records(read)
+    assert result.skipped == []
+    assert list(result.verdicts["correct"]) == [True, False, True, False] * 2
+    [row] = result.summary.to_dict(orient="records")
+    assert (row["task"], row["verified_as"], row["verifier"]) == (TASK, "gsm8k", "gsm8k")  # the label is kept
+    assert result.settings["verified_as"] == {TASK: "gsm8k"}
+
+
+@pytest.mark.parametrize(
+    ("label", "expected"),
+    [
+        ("gsm8k|0", "gsm8k"),
+        ("gsm8k|5", "gsm8k"),
+        ("lighteval|gsm8k|0|0", "gsm8k"),
+        ("gsm8k_cot", "gsm8k"),
+        ("gsm8k_cot_self_consistency", "gsm8k"),
+        ("gsm8k_cot_zeroshot", "gsm8k"),
+        ("hendrycks_math_algebra", "math_algebra"),
+        ("minerva_math_geometry", "math_geometry"),
+        ("minerva_math_prealgebra", "math_algebra"),  # no divtrace task: the MATH verifier is the same
+        ("leaderboard|math:algebra|4", "math_algebra"),
+        ("humaneval", "humaneval"),
+        ("humaneval_instruct", "humaneval"),
+        ("mbpp_plus", "mbpp"),
+        ("ifeval", "ifeval"),
+        ("truthfulqa_gen", "truthfulqa"),
+    ],
+)
+def test_harness_task_names_resolve_to_divtrace_tasks(label: str, expected: str) -> None:
+    from divtrace.tasks.names import resolve_task
+
+    assert resolve_task(label).task == expected
+    assert resolve_task("mathqa").task is None  # multiple choice, not MATH
+
+
+def test_lmeval_task_names_reach_the_verifier(tmp_path: Path) -> None:
+    from tests.test_importers import lmeval_line, write_lmeval
+
+    for label in ("gsm8k_cot_zeroshot", "gsm8k_cot_self_consistency"):
+        write_lmeval(tmp_path, "base", label, [lmeval_line(i) for i in range(2)])
+    result = verify_records(read_samples(tmp_path).records)
+    assert result.skipped == []
+    assert sorted(result.summary["task"]) == ["gsm8k_cot_self_consistency", "gsm8k_cot_zeroshot"]
+    assert set(result.summary["verified_as"]) == {"gsm8k"} and (result.verdicts["correct"]).all()
+
+
+def test_task_map_names_the_task_of_a_label_divtrace_cannot_map() -> None:
+    renamed = [r.model_copy(update={"task": "my_eval|word_problems|3"}) for r in records()]
+    result = verify_records(renamed)
+    assert result.summary.empty and len(result.skipped) == 1
+    why = result.skipped[0]
+    assert "sft/my_eval|word_problems|3 (2 prompts)" in why and "--task-map my_eval|word_problems|3=TASK" in why
+    assert "verifiable tasks: humaneval, mbpp" in why
+    mapped = verify_records(renamed, task_map={"word_problems": "gsm8k"})  # by the base name
+    assert list(mapped.verdicts["correct"]) == list(verify_records(records()).verdicts["correct"])
+    assert set(mapped.verdicts["task"]) == {"my_eval|word_problems|3"}
+    with pytest.raises(DivtraceError, match="'gsm9k' is not a divtrace task"):
+        verify_records(renamed, task_map={"word_problems": "gsm9k"})
+
+
+def test_a_known_task_without_a_verifier_says_so(tmp_path: Path) -> None:
+    creative = SampleRecord(prompt_id="open-0", prompt="p", outputs=["x", "y"], checkpoint="c", task="open_ended")
+    [why] = verify_records([creative]).skipped
+    assert "task open_ended is a divtrace task, but not a verifiable one" in why and "unknown task" not in why
+    assert "arithmetic" in why and "gsm8k" in why  # the verifiable tasks are listed
+    samples = tmp_path / "open.jsonl"
+    write_samples([creative], samples)
+    result = subprocess.run(
+        [sys.executable, "-m", "divtrace.cli", "verify", str(samples)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "not a verifiable one" in " ".join(result.stderr.split()) and "unknown task" not in result.stderr
+
+
+def test_references_the_verifier_cannot_read_name_the_record(tmp_path: Path) -> None:
+    from tests.test_importers import lmeval_line, write_lmeval
+
+    line = lmeval_line(0)
+    line["doc"] = {"question": "q"}  # no answer, and the target is not a field the gsm8k verifier reads
+    path = write_lmeval(tmp_path, "m", "gsm8k", [line])
+    with pytest.raises(DivtraceError) as info:
+        verify_records(read_samples(path).records)
+    message = str(info.value)
+    assert f"{path.name}, line 1" in message and "prompt '0'" in message and "'answer'" in message
+    assert "--task-map" in message
+
+
+def test_lighteval_references_in_both_layouts_and_for_math_and_ifeval() -> None:
+    from divtrace.tasks.verify import record_references
+    from tests.test_importers import older_row
+
+    older = older_row(9)  # flat columns: gold, choices, gold_index, specifics
+    refs = {"query": older["example"], "gold": older["gold"], "choices": [], "gold_index": [], "specifics": None}
+    assert record_references(refs)["answer"] == "18"
+    math = record_references({"choices": [" So $x=2$, \\boxed{2}."], "gold_index": 0, "golds": None})
+    assert math["solution"] == "So $x=2$, \\boxed{2}." and "answer" not in math
+    specific = {"instructions_id_list": ["punctuation:no_comma"], "kwargs": [{}]}
+    ifeval = record_references({"query": "Write.", "choices": [""], "gold_index": 0, "specific": specific})
+    assert ifeval["instruction_id_list"] == ["punctuation:no_comma"] and ifeval["prompt"] == "Write."

@@ -50,6 +50,7 @@ def score(
     out: str | Path | None = None,
     progress: StageProgress | None = None,
     strip_thinking: bool = True,
+    input_format: str = "auto",
 ) -> ScoreResult:
     """Score the diversity of sampled outputs, per prompt and per (checkpoint, task).
 
@@ -78,6 +79,8 @@ def score(
         strip_thinking: remove chain-of-thought from the outputs before scoring, as the study did (see
             :mod:`divtrace.samples.thinking`; responses a record already carries are kept) and flag unclosed
             thinking (counted in the summary's ``unclosed_thinking``). False scores the records as they are.
+        input_format: the format of every sample file (see :func:`~divtrace.samples.read_samples`: ``auto``, from
+            each file's content, or ``divtrace``, ``jsonl``, ``parquet``, ``lm-eval``, ``lighteval``).
 
     Returns:
         A :class:`ScoreResult` with per-prompt, across-input and summary tables and the settings used.
@@ -102,7 +105,12 @@ def score(
     )
     scorer.prepare()  # every model loads first: a metric that cannot run fails before any work
     records, problems = _load(
-        samples, skip_invalid=skip_invalid, checkpoint=checkpoint, task=task, strip_thinking=strip_thinking
+        samples,
+        skip_invalid=skip_invalid,
+        checkpoint=checkpoint,
+        task=task,
+        strip_thinking=strip_thinking,
+        input_format=input_format,
     )
     result = scorer.score(records, verdicts_from_table(verdicts) if verdicts is not None else None, progress=progress)
     result.settings["skipped_records"] = [str(p) for p in problems]
@@ -113,7 +121,13 @@ def score(
 
 
 def _load(
-    samples: SamplesInput, *, skip_invalid: bool, checkpoint: str | None, task: str | None, strip_thinking: bool
+    samples: SamplesInput,
+    *,
+    skip_invalid: bool,
+    checkpoint: str | None,
+    task: str | None,
+    strip_thinking: bool,
+    input_format: str = "auto",
 ) -> tuple[list[SampleRecord], list[Exception]]:
     items = [samples] if isinstance(samples, str | Path | SampleRecord) else list(samples)
     if not items:
@@ -143,6 +157,7 @@ def _load(
         raise DivtraceError("pass either sample files or SampleRecord objects, not both")
     result = read_samples(
         [Path(str(item)) for item in items],
+        fmt=input_format,
         skip_invalid=skip_invalid,
         checkpoint=checkpoint,
         task=task,

@@ -8,10 +8,19 @@ Built-in presets: ``quickstart`` (the packaged models, small enough for a laptop
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from divtrace.errors import DivtraceError
 from divtrace.generate.params import STUDY_K, STUDY_SEED, STUDY_TEMPERATURE, STUDY_TOP_P
@@ -57,6 +66,11 @@ class TaskSpec(_Strict):
     n: int | None = Field(None, ge=1)
     max_new_tokens: int | None = Field(None, ge=1, description="default: the task's")
     stop: list[str] | None = Field(None, description="default: the task's stop sequences")
+    verify_as: str | None = Field(
+        None,
+        description="imported tasks: the divtrace task whose verifier checks this task's samples (e.g. gsm8k for "
+        "lm-eval's gsm8k_cot_zeroshot); default: the task itself, or the name mapping of divtrace.tasks.names",
+    )
 
     @field_validator("stop")
     @classmethod
@@ -77,6 +91,42 @@ class SamplingSpec(_Strict):
         None, ge=1, description="every task's cap when set (a task's own max_new_tokens in the study wins)"
     )
     seed: int = Field(STUDY_SEED, ge=0)
+
+
+#: A recorded sampling setting nobody logged.
+UNKNOWN = "unknown"
+
+
+class RecordedSampling(_Strict):
+    """The sampling of imported samples, as their records carry it (an imported study generates nothing).
+
+    Each setting is the value every record shares; ``"unknown"`` when no record logged it (lighteval's details
+    keep no temperature, for instance); ``"mixed: a, b[, unknown]"`` when records disagree or only some logged it.
+    ``requested`` is True when the values are what the tool was asked for (lm-eval's ``gen_kwargs``), which a
+    backend may not have honoured. ``from_records`` tells this apart from :class:`SamplingSpec` in ``study.yaml``.
+    """
+
+    from_records: Literal[True] = True
+    source: str = Field(description="the tool(s) that wrote the records: lm-eval, lighteval, divtrace, or mixed")
+    k: int | str = Field(description="outputs per prompt")
+    temperature: float | str = UNKNOWN
+    top_p: float | str = UNKNOWN
+    max_new_tokens: int | str = UNKNOWN
+    requested: bool = False
+
+
+def _sampling_kind(value: Any) -> str:
+    """Which model a ``sampling`` value is: recorded (``from_records``) or the study's settings."""
+    recorded = value.get("from_records") if isinstance(value, dict) else isinstance(value, RecordedSampling)
+    return "RecordedSampling" if recorded else "SamplingSpec"
+
+
+#: ``sampling`` of a study: settings to sample with, or (imported study) what the records carry.
+SamplingChoice = Annotated[
+    Annotated[SamplingSpec, Tag("SamplingSpec")] | Annotated[RecordedSampling, Tag("RecordedSampling")],
+    Discriminator(_sampling_kind),
+]
+_UNION_TAGS = frozenset({"SamplingSpec", "RecordedSampling"})
 
 
 class ExecutorSpec(_Strict):
@@ -108,7 +158,10 @@ class Study(_Strict):
     caveat: str | None = None
     checkpoints: list[CheckpointSpec] = Field(min_length=1)
     tasks: list[TaskSpec] = Field(min_length=1)
-    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
+    sampling: SamplingChoice = Field(
+        default_factory=SamplingSpec,
+        description="how to sample (a study to run), or how the records were sampled (an imported study)",
+    )
     stops: StopPolicyName = "auto"
     decomposition: Literal["unpaired", "paired"] = Field(
         "unpaired",
@@ -210,7 +263,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
     except ValidationError as err:
         problems = []
         for error in err.errors():
-            key = ".".join(str(part) for part in error["loc"])
+            key = ".".join(str(part) for part in error["loc"] if part not in _UNION_TAGS)
             message = str(error["msg"]).removeprefix("Value error, ")
             problems.append(f"key '{key}': {message}" if key else message)
         raise DivtraceError(f"{where}: " + "; ".join(problems)) from None

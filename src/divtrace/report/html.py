@@ -41,7 +41,7 @@ from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_atomic
 from divtrace.lineage import LineageGraph
 from divtrace.report import plots
-from divtrace.report.summary_md import pct_ci, render_summary_md, signed_pct_ci, table1_view
+from divtrace.report.summary_md import pct_ci, render_summary_md, sampling_settings, signed_pct_ci, table1_view
 from divtrace.samples import SampleRecord
 from divtrace.samples.thinking import unclosed_count
 
@@ -500,7 +500,8 @@ def _study_header(study_info: Mapping[str, Any], graph: LineageGraph) -> dict[st
         "caveat": study_info.get("caveat") or "",
         "embedder": embedder or "default",
         "nli_model": study_info.get("nli_model") or "",
-        "sampling": dict(sampling) if isinstance(sampling, Mapping) else {"settings": sampling},
+        "sampling": sampling_settings(sampling)[1] if isinstance(sampling, Mapping) else {"settings": sampling},
+        "sampling_heading": sampling_settings(sampling)[0] if isinstance(sampling, Mapping) else "",
         "checkpoints": checkpoints,
     }
 

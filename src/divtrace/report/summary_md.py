@@ -73,6 +73,9 @@ def render_summary_md(
         lines += _table1_lines(table1_view(table1, study_info.get("name"), metrics), table1.empty)
     if study_info.get("description"):
         lines += [_cell(study_info["description"]), ""]
+    sampling = sampling_text(study_info.get("sampling"))
+    if sampling:
+        lines += [f"**Sampling:** {_cell(sampling)}", ""]
     lines += [
         "## Per task",
         "",
@@ -133,6 +136,33 @@ def render_summary_md(
     if qfd is not None and not qfd.empty:
         lines += _qfd_lines(qfd, metrics)
     return "\n".join(lines)
+
+
+def sampling_settings(sampling: Any) -> tuple[str, dict[str, Any]]:
+    """How to show a study's ``sampling`` (a dict from ``study.sampling.model_dump()``): a heading and the settings.
+
+    An imported study's sampling (``from_records``, see :class:`divtrace.study.RecordedSampling`) is headed "as
+    the imported records carry it" (with the tool, and "requested" when the values are what the tool was asked
+    for); its values may read ``unknown`` or ``mixed: ...``. A study's own sampling is headed "study settings".
+    """
+    if not isinstance(sampling, Mapping) or not sampling:
+        return "", {}
+    settings = {key: value for key, value in sampling.items() if key not in ("from_records", "source", "requested")}
+    if not sampling.get("from_records"):
+        return "study settings", settings
+    heading = f"as the imported records carry it ({sampling.get('source') or 'unknown source'}"
+    heading += ", as requested from the tool)" if sampling.get("requested") else ")"
+    return heading, settings
+
+
+def sampling_text(sampling: Any) -> str:
+    """``sampling`` in one line: ``k = 4; temperature = 0.8; ... (as the imported records carry it (lm-eval))``;
+    empty when there is none."""
+    heading, settings = sampling_settings(sampling)
+    if not settings:
+        return ""
+    body = "; ".join(f"{key} = {'-' if value is None else value}" for key, value in settings.items())
+    return f"{body} ({heading})"
 
 
 def table1_view(table1: pd.DataFrame, study_name: Any, metrics: Sequence[str] | None = None) -> dict[str, Any]:

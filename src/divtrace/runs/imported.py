@@ -9,9 +9,10 @@ works on either kind of run directory.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from divtrace.errors import DivtraceError
 from divtrace.generate.runner import write_shard
@@ -19,9 +20,10 @@ from divtrace.generate.store import shard_path
 from divtrace.runs.layout import RunLayout, files_fingerprint, fingerprint, is_done, mark_done
 from divtrace.runs.stages import PlannedTask
 from divtrace.samples import SampleRecord, read_samples
-from divtrace.study import IMPORTED_MODEL, CheckpointSpec, Study, TaskSpec
+from divtrace.study import IMPORTED_MODEL, UNKNOWN, CheckpointSpec, RecordedSampling, Study, TaskSpec
 from divtrace.tasks import get_task
 from divtrace.tasks.base import DataSource, Task
+from divtrace.tasks.names import resolve_task
 
 _NODE = re.compile(r"^\s*(?P<name>[^:>\s][^:>]*?)\s*(?::\s*(?P<stage>[^:>\s]+)\s*)?$")
 
@@ -107,12 +109,17 @@ def parse_lineage(specs: Sequence[str], variants: Sequence[str] = ()) -> list[Ch
 
 
 def read_sources(
-    sources: Sequence[SampleSource], *, skip_invalid: bool = False, strip_thinking: bool = True
+    sources: Sequence[SampleSource],
+    *,
+    skip_invalid: bool = False,
+    strip_thinking: bool = True,
+    fmt: str = "auto",
 ) -> tuple[list[SampleRecord], list[str]]:
     """Every record of ``sources`` (checkpoint labels applied) and the problems skipped.
 
     ``strip_thinking``: chain-of-thought removed from the outputs as the study did, unclosed thinking flagged
-    (see :func:`~divtrace.samples.read_samples`); False keeps the records as stored.
+    (see :func:`~divtrace.samples.read_samples`); False keeps the records as stored. ``fmt``: the input format
+    of every source (see :data:`~divtrace.samples.reader.FORMATS`; ``auto`` tells it per file from its content).
 
     Raises:
         SampleFormatError: bad input (naming file, line and field) unless ``skip_invalid``.
@@ -124,7 +131,7 @@ def read_sources(
     for source in sources:
         if not source.path.exists():
             raise DivtraceError(f"{source.path}: no such file or directory")
-        read = read_samples(source.path, skip_invalid=skip_invalid, strip_thinking=strip_thinking)
+        read = read_samples(source.path, fmt=fmt, skip_invalid=skip_invalid, strip_thinking=strip_thinking)
         problems += read.problems
         for record in read.records:
             if source.checkpoint is not None:
@@ -149,13 +156,18 @@ def imported_study(
     embedder: str | None = None,
     nli_model: str | None = None,
     data_dir: str | None = None,
+    task_map: Mapping[str, str] | None = None,
 ) -> Study:
     """The study that describes imported samples: the lineage, the tasks found, the metrics to compute.
 
-    Sampling settings stay at their defaults in the study: the effective ones are recorded on every record.
+    ``sampling`` is what the records carry (:func:`recorded_sampling`), not the study defaults. Each task keeps
+    its label as logged (``gsm8k|0``, ``gsm8k_cot_zeroshot``...); ``verify_as`` names the divtrace task that
+    verifies it (:func:`~divtrace.tasks.names.resolve_task`, ``task_map`` first), None when there is none (the
+    verify stage then says why).
 
     Raises:
-        DivtraceError: a checkpoint of the lineage has no samples (the message lists those that do).
+        DivtraceError: a checkpoint of the lineage has no samples (the message lists those that do); ``task_map``
+            names a task divtrace does not know.
     """
     found = sorted({record.checkpoint or "" for record in records})
     missing = [c.name for c in checkpoints if c.name not in found]
@@ -169,11 +181,81 @@ def imported_study(
         name=name,
         description=f"samples imported from elsewhere: {len(records)} prompts, checkpoints {', '.join(found)}",
         checkpoints=list(checkpoints),
-        tasks=[TaskSpec(name=task) for task in tasks],
+        tasks=[TaskSpec(name=task, verify_as=_verify_as(task, task_map)) for task in tasks],
+        sampling=recorded_sampling(records),
         metrics=list(metrics) if metrics else Study.model_fields["metrics"].get_default(call_default_factory=True),
         embedder=embedder,
         nli_model=nli_model,
         data_dir=data_dir,
+    )
+
+
+def _verify_as(label: str, task_map: Mapping[str, str] | None) -> str | None:
+    """The divtrace task that verifies ``label``; None when it is that task itself or there is none."""
+    found = resolve_task(label, task_map).task
+    return None if found == label else found
+
+
+def _agreed(values: Sequence[Any]) -> Any:
+    """The one value ``values`` share; ``"unknown"`` when none is known; ``"mixed: a, b[, unknown]"`` otherwise."""
+    known = sorted({value for value in values if value is not None}, key=str)
+    if not known:
+        return UNKNOWN
+    if len(known) == 1 and len(known) == len(set(values)):
+        return known[0]
+    text = ", ".join(str(value) for value in known)
+    return f"mixed: {text}" + (", unknown" if any(value is None for value in values) else "")
+
+
+def _number(value: Any) -> float | int | None:
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _record_sampling(record: SampleRecord) -> dict[str, Any]:
+    """One record's sampling: source, temperature, top_p, max_new_tokens (None when not logged) and whether the
+    values are what was requested from the tool (lm-eval's ``gen_kwargs``, lighteval's ``Doc``)."""
+    sampling = record.sampling if isinstance(record.sampling, dict) else {}
+    requested = sampling.get("requested")
+    if "requested" in sampling or sampling.get("source") in ("lm-eval", "lighteval"):
+        asked = requested if isinstance(requested, dict) else {}
+        temperature = _number(asked.get("temperature"))
+        if temperature is None and asked.get("do_sample") is False:
+            temperature = 0.0  # greedy decoding
+        return {
+            "source": str(sampling.get("source") or "unknown"),
+            "temperature": temperature,
+            "top_p": _number(asked.get("top_p")),
+            "max_new_tokens": _number(asked.get("max_gen_toks", asked.get("generation_size", asked.get("max_tokens")))),
+            "requested": True,
+        }
+    return {
+        "source": "divtrace" if sampling else "unknown",
+        "temperature": _number(sampling.get("temperature")),
+        "top_p": _number(sampling.get("top_p")),
+        "max_new_tokens": _number(sampling.get("max_new_tokens")),
+        "requested": False,
+    }
+
+
+def recorded_sampling(records: Sequence[SampleRecord]) -> RecordedSampling:
+    """The sampling the records carry, for an imported study's ``sampling`` (and its report).
+
+    Contract: ``k`` from the number of outputs per prompt; ``temperature``, ``top_p``, ``max_new_tokens`` from
+    each record's ``sampling`` (divtrace's own keys; lm-eval's ``requested`` gen_kwargs ``temperature``,
+    ``top_p``, ``max_gen_toks``, with ``do_sample: false`` read as temperature 0; lighteval's ``Doc``
+    ``generation_size``; lighteval logs no temperature). A setting every record shares is that value; one no
+    record logged is ``"unknown"``; otherwise ``"mixed: ..."`` lists the values (and ``unknown`` when some records
+    lack it). ``source`` names the tool(s); ``requested`` is True when any value is what a tool was asked for.
+    """
+    per_record = [_record_sampling(record) for record in records]
+    sources = sorted({item["source"] for item in per_record})
+    return RecordedSampling(
+        source=sources[0] if len(sources) == 1 else f"mixed: {', '.join(sources)}" if sources else UNKNOWN,
+        k=_agreed([len(record.outputs) for record in records]),
+        temperature=_agreed([item["temperature"] for item in per_record]),
+        top_p=_agreed([item["top_p"] for item in per_record]),
+        max_new_tokens=_agreed([item["max_new_tokens"] for item in per_record]),
+        requested=any(item["requested"] for item in per_record),
     )
 
 
@@ -222,14 +304,20 @@ def run_tasks(study: Study, origin: str = "imported") -> list[PlannedTask]:
 
     ``origin`` is what the report says about where each task's samples came from.
 
-    A task name the registry does not know (an imported task such as ``gsm8k_cot``) becomes an unverifiable
-    custom task, scored like any other.
+    Each task keeps its name (the label in the samples and every table). Its verifier comes from the task
+    ``verify_as`` names, else the registered task of that name, else :func:`~divtrace.tasks.names.resolve_task`'s
+    mapping (``gsm8k|0``, ``gsm8k_cot_zeroshot`` -> gsm8k). A name none of these knows becomes an unverifiable
+    custom task, scored like any other, whose ``not_verified`` says why and what to do.
     """
     planned = []
     for spec in study.tasks:
-        try:
-            task = get_task(spec.name)
-        except DivtraceError:
+        target = spec.verify_as or resolve_task(spec.name).task
+        reason = None
+        if target is not None:
+            found = get_task(target)
+            task = found if found.name == spec.name else replace(found, name=spec.name)
+        else:
+            reason = resolve_task(spec.name).reason
             task = Task(
                 name=spec.name,
                 family="custom",
@@ -239,7 +327,7 @@ def run_tasks(study: Study, origin: str = "imported") -> list[PlannedTask]:
                 default_n=0,
                 description="imported samples of a task divtrace does not know (not verifiable)",
             )
-        planned.append(PlannedTask(spec, task, [], origin))
+        planned.append(PlannedTask(spec, task, [], origin, not_verified=reason))
     return planned
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from divtrace.errors import DivtraceError
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.runner import RenderOptions, generate_samples
@@ -21,7 +22,7 @@ from divtrace.generate.thinking import ThinkingMode
 from divtrace.io_atomic import write_table_atomic
 from divtrace.runs.layout import RunLayout, files_fingerprint, fingerprint, is_done, mark_done, marker_for
 from divtrace.samples import SampleRecord, read_samples
-from divtrace.study import IMPORTED_MODEL, CheckpointSpec, Study, TaskSpec
+from divtrace.study import IMPORTED_MODEL, CheckpointSpec, SamplingSpec, Study, TaskSpec
 from divtrace.tasks import get_task, load_prompts
 from divtrace.tasks.base import Task
 
@@ -45,6 +46,8 @@ class PlannedTask:
     task: Task
     prompts: list[PromptItem]
     origin: str
+    #: Why the task's samples cannot be verified (None: it can, or the task is simply not verifiable).
+    not_verified: str | None = None
 
     @property
     def name(self) -> str:
@@ -59,6 +62,8 @@ class StageReport:
     stage: str
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    #: What the user should know: work that could not be done, and why (e.g. a task that cannot be verified).
+    notes: list[str] = field(default_factory=list)
 
 
 def plan_tasks(study: Study) -> list[PlannedTask]:
@@ -79,6 +84,11 @@ def sampling_for(study: Study, planned: PlannedTask) -> SamplingParams:
     :func:`render_options` carries).
     """
     sampling = study.sampling
+    if not isinstance(sampling, SamplingSpec):
+        raise DivtraceError(
+            f"study {study.name!r} describes imported samples (sampling as recorded: {sampling.source}); "
+            "it cannot generate: give a study with sampling settings"
+        )
     max_new_tokens = planned.spec.max_new_tokens or sampling.max_new_tokens or planned.task.max_new_tokens
     stop = planned.task.stop if planned.spec.stop is None else tuple(planned.spec.stop)
     return SamplingParams(
@@ -255,17 +265,19 @@ def compute_verdicts(
     from divtrace.tasks.verify import verify_records
 
     # The records come from read_task_samples, which already applied the run's chain-of-thought setting.
-    result = verify_records(
-        records, task=str(planned.spec.name), data_dir=data_dir, progress=progress, strip_thinking=False
-    )
+    result = verify_records(records, task=planned.task, data_dir=data_dir, progress=progress, strip_thinking=False)
     return result.verdicts.assign(checkpoint=checkpoint, task=planned.name)
 
 
 def stage_verify(
     study: Study, layout: RunLayout, tasks: list[PlannedTask], progress: RunProgress | None = None
 ) -> StageReport:
-    """Verify the samples of every verifiable (checkpoint, task) whose verdicts are missing or stale."""
+    """Verify the samples of every verifiable (checkpoint, task) whose verdicts are missing or stale.
+
+    Each task that is not verified gets a line in the report's ``notes``: which task, why, and what to do.
+    """
     report = StageReport("verify")
+    report.notes += [not_verified_note(planned) for planned in tasks if not planned.task.verifiable]
     for unit in verify_units(study, layout, tasks, report):
         records = read_task_samples(layout, unit.checkpoint, unit.task.name)
 
@@ -277,6 +289,18 @@ def stage_verify(
         unit.save(verdicts, samples=len(verdicts))
         report.ran.append(unit.name)
     return report
+
+
+def not_verified_note(planned: PlannedTask) -> str:
+    """Why ``planned``'s samples are not verified, in one line (its own reason, else: the task has no verifier)."""
+    if planned.not_verified:
+        return f"task {planned.name}: not verified: {planned.not_verified}"
+    from divtrace.tasks.names import verifiable_task_names
+
+    return (
+        f"task {planned.name}: not verified: it has no verifier (its outputs are scored for diversity, not checked "
+        f"for correctness); verifiable tasks: {', '.join(verifiable_task_names())}"
+    )
 
 
 def _existing_unit_files(study: Study, tasks: list[PlannedTask], *where: Callable[[str, str], Path]) -> list[Path]:

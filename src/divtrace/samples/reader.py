@@ -12,10 +12,13 @@ from divtrace.samples.lighteval import is_lighteval_details_file, iter_lighteval
 from divtrace.samples.lmeval import is_lmeval_samples_file, iter_lmeval_records
 from divtrace.samples.parquet import iter_parquet_records, write_samples_parquet
 from divtrace.samples.schema import DEFAULT_TASK, SampleRecord
+from divtrace.samples.sniff import has_divtrace_keys, lfs_pointer_error, sniff_format
 from divtrace.samples.thinking import split_record_thinking
 from divtrace.samples.validate import record_from_dict
 
-FORMATS = ("auto", "jsonl", "parquet", "lm-eval", "lighteval")
+#: ``auto``: per file, from its content (then its name); ``divtrace``: divtrace's own records, JSONL or Parquet by
+#: content/extension; the others force one reader.
+FORMATS = ("auto", "divtrace", "jsonl", "parquet", "lm-eval", "lighteval")
 JSONL_SUFFIXES = (".jsonl", ".json")
 PARQUET_SUFFIXES = (".parquet",)
 
@@ -43,6 +46,31 @@ def detect_format(path: str | Path) -> str | None:
     return None
 
 
+def resolve_format(path: str | Path, fmt: str = "auto") -> str | None:
+    """The reader for one file under the requested ``fmt``: ``"jsonl"``, ``"parquet"``, ``"lm-eval"`` or
+    ``"lighteval"``; None when ``fmt`` is ``"auto"`` and neither the content nor the name tells.
+
+    ``auto`` trusts the content first (:func:`~divtrace.samples.sniff.sniff_format`: a renamed lm-eval log is
+    still read as lm-eval); a tool's file name (``samples_*.jsonl``, ``details_*.parquet``) holding no divtrace
+    records goes to that tool's reader (whose errors name what is missing); else the name (:func:`detect_format`,
+    e.g. for an empty file). ``divtrace`` is JSONL
+    or Parquet, by the content's Parquet magic, else the extension. Other values are returned as they are.
+    """
+    if fmt == "auto":
+        sniffed, named = sniff_format(path), detect_format(path)
+        if sniffed in ("lm-eval", "lighteval"):
+            return sniffed
+        if named in ("lm-eval", "lighteval") and not has_divtrace_keys(path):
+            return named  # e.g. a details_*.parquet of a layout lighteval's reader names in its error
+        return sniffed or named
+    if fmt == "divtrace":
+        sniffed = sniff_format(path)
+        if sniffed in ("parquet", "lighteval") or (sniffed is None and Path(path).name.lower().endswith(".parquet")):
+            return "parquet"
+        return "jsonl"
+    return fmt
+
+
 def _accepts(path: Path, fmt: str) -> bool:
     """Whether a file found inside a directory belongs to ``fmt``."""
     name = path.name
@@ -53,6 +81,8 @@ def _accepts(path: Path, fmt: str) -> bool:
         return detected is not None
     if fmt in ("jsonl", "lm-eval"):
         return name.lower().endswith(JSONL_SUFFIXES)
+    if fmt == "divtrace":
+        return name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
     return name.lower().endswith(PARQUET_SUFFIXES)
 
 
@@ -96,21 +126,23 @@ class _Reader:
                         SampleFormatError(path, None, None, f"no sample files ({fmt} format) in this directory")
                     )
                 for file in found:
-                    yield file, (detect_format(file) or fmt) if fmt == "auto" else fmt
+                    yield file, resolve_format(file, fmt) or "jsonl"
             elif not path.exists():
                 self.report(SampleFormatError(path, None, None, "no such file or directory"))
-            elif fmt == "auto":
-                detected = detect_format(path)
+            else:
+                detected = resolve_format(path, fmt)
                 if detected is None:
                     self.report(
                         SampleFormatError(
-                            path, None, None, "unknown sample file type; use .jsonl, .json or .parquet, or pass fmt"
+                            path,
+                            None,
+                            None,
+                            "unknown sample file type: the content is neither JSON Lines nor Parquet and the name "
+                            "ends in none of .jsonl, .json, .parquet; pass the format (divtrace, lm-eval, lighteval)",
                         )
                     )
                 else:
                     yield path, detected
-            else:
-                yield path, fmt
 
     def rows(self, path: Path, fmt: str, on_error: OnError | None) -> Iterator[tuple[int, dict]]:
         if fmt == "jsonl":
@@ -124,6 +156,10 @@ class _Reader:
         )
 
     def read_file(self, path: Path, fmt: str) -> None:
+        pointer = lfs_pointer_error(path)
+        if pointer is not None:
+            self.report(pointer)
+            return
         seen_rows = 0
 
         def on_error(error: SampleFormatError) -> None:
@@ -182,9 +218,13 @@ def read_samples(
     """Read and validate sample records from files and directories.
 
     Contract:
-        * ``fmt`` is one of ``"auto"``, ``"jsonl"``, ``"parquet"``, ``"lm-eval"``, ``"lighteval"``. ``"auto"``
-          picks per file by name (see :func:`detect_format`). A directory means every supported file below it
-          (recursively, hidden files and ``results_*.json`` excluded), in sorted path order.
+        * ``fmt`` is one of :data:`FORMATS`: ``"auto"`` picks per file from its content, then its name (see
+          :func:`resolve_format`); ``"divtrace"`` reads divtrace records (JSONL or Parquet); ``"jsonl"``,
+          ``"parquet"``, ``"lm-eval"``, ``"lighteval"`` force that reader. A directory means every file below it
+          with a supported extension (recursively, hidden files and ``results_*.json`` excluded), in sorted path
+          order.
+        * A Git LFS pointer (the file git leaves when the data was not pulled) is an error saying so and how to
+          get the data (``git lfs pull``).
         * A record without ``checkpoint`` gets the ``checkpoint`` argument, else the file's stem; one without
           ``task`` gets the ``task`` argument, else :data:`DEFAULT_TASK`. For lm-eval and lighteval files the
           arguments override what the importer infers from the file's name and directory.

@@ -68,6 +68,33 @@ def _check_prompt_id(raw: Mapping[str, Any], path: str | Path, line: int | None)
     return value
 
 
+#: How to get K >= 2 samples per prompt out of each tool whose logs divtrace imports.
+FEW_OUTPUTS_HINTS = {
+    "lm-eval": "lm-eval logged one generation per document: run lm-eval with `repeats: K` (K >= 2) in the task's "
+    "YAML config and sampling switched on, e.g. `--gen_kwargs do_sample=True,temperature=0.8` (temperature > 0)",
+    "lighteval": "lighteval logged one generation per document (Doc.num_samples = 1): give the task a sampling "
+    "metric that draws n >= 2 samples (e.g. `pass@k=1&n=K` or `maj@k=K`, which set num_samples) and a "
+    "temperature > 0 in the model's generation_parameters",
+}
+
+
+def few_outputs_reason(count: int, source: str | None) -> str:
+    """Why a record with ``count`` (< 2) outputs cannot be scored, and, for an imported log, how to fix the run
+    in the source tool's own terms (``source``: ``"lm-eval"``, ``"lighteval"``; other sources get no hint)."""
+    reason = f"has {count} output(s); per-input diversity needs K >= {MIN_OUTPUTS} outputs per prompt"
+    hint = FEW_OUTPUTS_HINTS.get(source or "")
+    return f"{reason}. {hint}" if hint is not None else reason
+
+
+def _source(raw: Mapping[str, Any]) -> str | None:
+    """The tool that wrote an imported record (``origin.format``, else ``sampling.source``), or None."""
+    for key, inner in (("origin", "format"), ("sampling", "source")):
+        value = raw.get(key)
+        if isinstance(value, Mapping) and isinstance(value.get(inner), str):
+            return str(value[inner])
+    return None
+
+
 def _check_outputs(raw: Mapping[str, Any], path: str | Path, line: int | None) -> list[str]:
     if "outputs" not in raw or raw["outputs"] is None:
         raise SampleFormatError(path, line, "outputs", "missing (the K raw outputs, a list of strings)")
@@ -83,12 +110,7 @@ def _check_outputs(raw: Mapping[str, Any], path: str | Path, line: int | None) -
                 f"outputs must be a list of strings, but outputs[{i}] is a {_type_name(item)}",
             )
     if len(outputs) < MIN_OUTPUTS:
-        raise SampleFormatError(
-            path,
-            line,
-            "outputs",
-            f"has {len(outputs)} output(s); per-input diversity needs K >= {MIN_OUTPUTS} outputs per prompt",
-        )
+        raise SampleFormatError(path, line, "outputs", few_outputs_reason(len(outputs), _source(raw)))
     return outputs
 
 

@@ -1,4 +1,5 @@
-"""The task registry: the built-in tasks of the study plus tasks registered at run time or read from YAML."""
+"""The task registry: the study's built-in tasks, the quickstart's bundled tasks, and tasks registered at run
+time or read from YAML."""
 
 from __future__ import annotations
 
@@ -9,6 +10,19 @@ from divtrace.tasks.base import Task
 from divtrace.tasks.builtin import BUILTIN_TASKS
 
 _TASKS: dict[str, Task] = {task.name: task for task in BUILTIN_TASKS}
+
+
+def _register_bundled() -> None:
+    """Register the quickstart study's bundled tasks (``open_ended``, ``arithmetic``) after the study's own."""
+    from divtrace.tasks.bundled import QUICKSTART_TASK_FILES
+    from divtrace.tasks.yaml_task import load_task_file
+
+    for path in QUICKSTART_TASK_FILES:
+        task = load_task_file(path)
+        _TASKS.setdefault(task.name, task)
+
+
+_register_bundled()
 
 
 def register_task(task: Task, *, replace: bool = False) -> Task:
