@@ -72,7 +72,7 @@ def test_short_help_and_version() -> None:
         ["score", str(EXAMPLE)],
         ["verify", str(EXAMPLE)],
         ["generate", "--model", INSTRUCT, "--prompts", str(EXAMPLE)],
-        ["analyze", str(EXAMPLE), "--lineage", "gemma-3-270m-base>smollm2-135m-instruct"],
+        ["analyze", str(EXAMPLE), "--lineage", "gemma-3-270m>smollm2-135m-instruct"],
         ["run", "quickstart"],
     ],
     ids=lambda command: command[0],
@@ -266,3 +266,27 @@ def test_ctrl_c_during_generate_says_what_is_kept_and_a_rerun_resumes(prompts_fi
     records = read_samples(out / "samples").records
     assert len(records) == 6 and len({r.prompt_id for r in records}) == 6
     assert all(len(r.outputs) == 2 for r in records)
+
+
+def test_verify_lmeval_logs_with_a_task_map_and_a_renamed_log_with_task(tmp_path: Path) -> None:
+    from tests.test_importers import lmeval_line, write_lmeval
+
+    logs = tmp_path / "logs"
+    written = write_lmeval(logs, "base", "my_word_problems", [lmeval_line(i) for i in range(2)])
+    unmapped = cli("verify", str(logs), "--format", "json")
+    assert unmapped.returncode == 0 and json.loads(unmapped.stdout) == []
+    assert "--task-map my_word_problems=TASK" in " ".join(unmapped.stderr.split())
+    mapped = cli("verify", str(logs), "--task-map", "my_word_problems=gsm8k", "--format", "json")
+    assert mapped.returncode == 0, mapped.stderr
+    [row] = json.loads(mapped.stdout)
+    assert (row["task"], row["verified_as"], row["prompts"]) == ("my_word_problems", "gsm8k", 2)
+    bad = cli("verify", str(logs), "--task-map", "my_word_problems")
+    assert_user_error(bad, "error:")
+    assert "SOURCE=TASK" in bad.stderr
+
+    renamed = tmp_path / "renamed.jsonl"  # the name no longer says lm-eval, nor the task: the content and --task do
+    shutil.copy(written, renamed)
+    read = cli("verify", str(renamed), "--input-format", "lm-eval", "--task", "gsm8k", "--format", "json")
+    assert read.returncode == 0, read.stderr
+    [row] = json.loads(read.stdout)
+    assert (row["task"], row["verified_as"], row["prompts"]) == ("gsm8k", "gsm8k", 2)

@@ -14,9 +14,12 @@ from divtrace.cli.console import OutputFormat, note, say, stderr_console
 from divtrace.cli.options import (
     DataDirOption,
     FormatOption,
+    InputFormat,
+    InputFormatOption,
     RecordTaskOption,
     SkipInvalidOption,
     StripThinkingOption,
+    TaskMapOption,
     flag,
 )
 from divtrace.cli.outcome import print_outcome, run_stages
@@ -50,6 +53,8 @@ def analyze(
     embedder: Annotated[str | None, typer.Option(help="sentence-transformers id or path")] = None,
     nli_model: Annotated[str | None, typer.Option(help="id or path of an MNLI classifier (adds nli)")] = None,
     task: RecordTaskOption = None,
+    task_map: TaskMapOption = None,
+    input_format: InputFormatOption = InputFormat.auto,
     data_dir: DataDirOption = None,
     verify: Annotated[
         bool, flag("verify verifiable tasks (needed for the decomposition)", "--verify/--no-verify")
@@ -71,11 +76,13 @@ def analyze(
     from divtrace.runs.layout import RunLayout
     from divtrace.runs.stages import stage_analyze, stage_report, stage_score, stage_verify
     from divtrace.study import load_study
+    from divtrace.tasks.names import parse_task_map
 
     sources = [SampleSource.parse(text) for text in inputs]
     checks.existing_inputs([source.path for source in sources])
     checks.writable_directory(out)
     names = checks.metric_list(metrics)
+    mapping = parse_task_map(task_map or [])
     if study is not None:
         checks.existing_inputs([study], "study")
     choices = import_choices(
@@ -87,7 +94,9 @@ def analyze(
         nli_model=nli_model,
     )
     with stderr_console().status("reading samples"):
-        records, problems = read_sources(sources, skip_invalid=skip_invalid, strip_thinking=strip_thinking)
+        records, problems = read_sources(
+            sources, skip_invalid=skip_invalid, strip_thinking=strip_thinking, fmt=input_format.value
+        )
     if task is not None:
         records = [r if r.task and r.task != "default" else r.model_copy(update={"task": task}) for r in records]
     for problem in problems:
@@ -99,6 +108,7 @@ def analyze(
         embedder=choices.embedder,
         nli_model=choices.nli_model,
         data_dir=str(data_dir) if data_dir else None,
+        task_map=mapping,
     )
     layout = RunLayout(out)
     imported = import_samples(chosen, records, layout, strip_thinking=strip_thinking)

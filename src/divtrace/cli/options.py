@@ -7,6 +7,7 @@ prompt. Booleans are ``--flag/--no-flag`` pairs without a value.
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -45,6 +46,32 @@ RecordTaskOption = Annotated[
 ]
 RecordCheckpointOption = Annotated[
     str | None, typer.Option("--checkpoint", help="checkpoint label of the records that carry none")
+]
+
+
+class InputFormat(str, enum.Enum):
+    """``--input-format``: what the sample files are (``auto``: each file's content says)."""
+
+    auto = "auto"
+    divtrace = "divtrace"
+    jsonl = "jsonl"
+    parquet = "parquet"
+    lm_eval = "lm-eval"
+    lighteval = "lighteval"
+
+
+InputFormatOption = Annotated[
+    InputFormat,
+    typer.Option(
+        help="format of every input: auto (from each file's content), divtrace, jsonl, parquet, lm-eval, lighteval"
+    ),
+]
+TaskMapOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="SOURCE=TASK, repeatable: verify records whose task is SOURCE (as logged, e.g. gsm8k_cot_zeroshot) "
+        "with divtrace task TASK"
+    ),
 ]
 DataDirOption = Annotated[
     Path | None,

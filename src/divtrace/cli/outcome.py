@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from divtrace.cli.console import OutputFormat, print_frame, say
+from divtrace.cli.console import OutputFormat, note, print_frame, say
 from divtrace.cli.progress import ProgressDisplay, progress_display
 from divtrace.cli.tables import collapse_frame, collapse_table
 
@@ -43,6 +43,8 @@ def print_outcome(reports: list[StageReport], directory: Path, output_format: Ou
     """What each stage did, the headline table (retained diversity and collapse sites), and where the report is."""
     for stage_report in reports:
         say(f"{stage_report.stage}: ran {len(stage_report.ran)}, already done {len(stage_report.skipped)}")
+        for line in stage_report.notes:
+            note(line, stage_report.stage)
     headline = directory / "analysis" / "collapse_sites.parquet"
     retained = directory / "analysis" / "retained.parquet"
     if headline.exists() and retained.exists():

@@ -12,6 +12,8 @@ from divtrace.cli.app import command
 from divtrace.cli.console import OutputFormat, note, print_frame, say
 from divtrace.cli.options import (
     FormatOption,
+    InputFormat,
+    InputFormatOption,
     RecordCheckpointOption,
     RecordTaskOption,
     SkipInvalidOption,
@@ -59,6 +61,7 @@ def score(
     checkpoint: RecordCheckpointOption = None,
     task: RecordTaskOption = None,
     skip_invalid: SkipInvalidOption = False,
+    input_format: InputFormatOption = InputFormat.auto,
     cache: Annotated[
         bool, flag("read and write the embedding cache (off: compute every embedding)", "--cache/--no-cache")
     ] = True,
@@ -96,6 +99,7 @@ def score(
             bootstrap=BootstrapSettings(resamples=resamples, seed=seed),
             use_cache=cache,
             skip_invalid=skip_invalid,
+            input_format=input_format.value,
             checkpoint=checkpoint,
             task=task,
             out=out,

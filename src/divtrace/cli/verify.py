@@ -10,7 +10,16 @@ import typer
 from divtrace.cli import checks
 from divtrace.cli.app import command
 from divtrace.cli.console import OutputFormat, note, print_frame, say
-from divtrace.cli.options import DataDirOption, FormatOption, RecordTaskOption, SkipInvalidOption, StripThinkingOption
+from divtrace.cli.options import (
+    DataDirOption,
+    FormatOption,
+    InputFormat,
+    InputFormatOption,
+    RecordTaskOption,
+    SkipInvalidOption,
+    StripThinkingOption,
+    TaskMapOption,
+)
 from divtrace.cli.progress import progress_display
 from divtrace.cli.tables import verify_table
 
@@ -20,6 +29,8 @@ def verify(
     inputs: Annotated[list[Path], typer.Argument(help="sample files or directories (JSONL, Parquet, lm-eval...)")],
     out: Annotated[Path | None, typer.Option(help="directory for verdicts.parquet and verify_summary.*")] = None,
     task: RecordTaskOption = None,
+    task_map: TaskMapOption = None,
+    input_format: InputFormatOption = InputFormat.auto,
     data_dir: DataDirOption = None,
     output_format: FormatOption = OutputFormat.table,
     skip_invalid: SkipInvalidOption = False,
@@ -27,12 +38,14 @@ def verify(
 ) -> None:
     """Check each sample against its task's reference: a verdict per sample; accuracy, pass@k, majority vote."""
     from divtrace.samples import read_samples
+    from divtrace.tasks.names import parse_task_map
     from divtrace.tasks.verify import verify_records, write_verify_result
 
     checks.existing_inputs(inputs)
+    mapping = parse_task_map(task_map or [])
     if out is not None:
         checks.writable_directory(out)
-    read = read_samples(inputs, skip_invalid=skip_invalid, strip_thinking=strip_thinking)
+    read = read_samples(inputs, skip_invalid=skip_invalid, strip_thinking=strip_thinking, fmt=input_format.value)
     for problem in read.problems:
         note(problem, "skipped")
     records = read.records
@@ -42,6 +55,7 @@ def verify(
         result = verify_records(
             records,
             data_dir=data_dir,
+            task_map=mapping,
             progress=lambda name, done, total: display.update(f"verify {name}", done, total, "samples"),
             strip_thinking=strip_thinking,
         )
