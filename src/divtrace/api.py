@@ -74,7 +74,8 @@ def score(
         skip_invalid: skip (and report in ``settings["skipped_records"]``) records that break the schema.
         checkpoint / task: labels for records that carry none (default: the file stem, and "default").
         out: if given, write the result tables there (see :func:`write_result`).
-        progress: ``(stage, done, total)`` callback.
+        progress: :data:`divtrace.progress.Progress` callback ``(label, done, total, unit)`` (see
+            :meth:`Scorer.score`); a former ``(stage, done, total)`` callback is still accepted.
         strip_thinking: remove chain-of-thought from the outputs before scoring, as the study did (see
             :mod:`divtrace.samples.thinking`; responses a record already carries are kept) and flag unclosed
             thinking (counted in the summary's ``unclosed_thinking``). False scores the records as they are.
