@@ -552,3 +552,36 @@ def test_cli_generate_through_a_server(katan: ServerProcess, tmp_path: Path) -> 
         assert record.sampling and record.sampling["backend"] == "openai"
         assert record.sampling["n_handling"] == "separate"  # the default: a request and a seed per sample
         assert record.sample_seeds and len(set(record.sample_seeds)) == 3
+
+
+def test_runner_announces_the_total_before_any_request_and_advances_per_sample(
+    katan: ServerProcess, tmp_path: Path
+) -> None:
+    """The bar of ``divtrace generate --backend openai`` knows its total before the first request (the ``n`` probe
+    of ``check`` included) and moves once per completed sample."""
+    from divtrace.generate.prompts import PromptItem
+    from divtrace.generate.runner import generate_samples
+
+    params = PARAMS.model_copy(update={"k": 3, "max_new_tokens": 4})
+    items = [PromptItem(f"p{i}", prompt) for i, prompt in enumerate(PROMPTS[:2])]
+    events: list[tuple[str, int, int]] = []  # (event, value, POSTs the server had answered by then)
+    with FlakyServer([], upstream=katan.base_url) as proxy:
+        generator = create_generator(
+            "openai", SERVED, base_url=proxy.base_url, endpoint="chat", max_retries=2, n_mode="auto"
+        )
+        summary = generate_samples(
+            generator,
+            items,
+            params,
+            out_dir=tmp_path,
+            checkpoint="served",
+            task="t",
+            shard_size=1,
+            progress=lambda event, value: events.append((event, value, len(proxy.posts))),
+        )
+        generator.close()
+    assert events[0] == ("total", 2 * params.k, 0)  # announced before the n probe and every sample request
+    advances = [value for event, value, _ in events[1:]]
+    assert [event for event, _, _ in events[1:]] == ["advance"] * len(advances)
+    assert advances == [1] * (2 * params.k)  # llm-katan ignores n: one request, one event, per sample
+    assert summary.samples_written == 2 * params.k

@@ -28,6 +28,7 @@ from divtrace.metrics.nli import (
     sampled_pairs,
     split_sentences,
 )
+from divtrace.progress import Counter
 from tests.nli_model import MNLI_LABELS, build_tiny_nli_model
 
 GROUP = [
@@ -190,7 +191,7 @@ class TableNLI(NLIDiversity):
             return int(premise[1:]) / 10
         return 1.0 if premise[0] == "a" else 0.5
 
-    def _classify(self, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, int]:
+    def _classify(self, pairs: list[tuple[str, str]], progress: Counter | None = None) -> tuple[np.ndarray, int]:
         self.classified.extend(pairs)
         return np.array([self.similarity(p, h) for p, h in pairs], dtype=np.float64), 1
 

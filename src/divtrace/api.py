@@ -10,6 +10,7 @@ import pandas as pd
 from divtrace.errors import DivtraceError
 from divtrace.metrics import Metric
 from divtrace.metrics.embeddings import EmbeddingStore
+from divtrace.progress import Progress
 from divtrace.samples import DEFAULT_TASK, SampleRecord, read_samples
 from divtrace.samples.thinking import split_record_thinking
 from divtrace.scoring.bootstrap import BootstrapSettings
@@ -20,7 +21,6 @@ from divtrace.scoring.scorer import (
     ScoreOptions,
     Scorer,
     ScoreResult,
-    StageProgress,
     build_metrics,
     verdicts_from_table,
     write_result,
@@ -48,7 +48,7 @@ def score(
     checkpoint: str | None = None,
     task: str | None = None,
     out: str | Path | None = None,
-    progress: StageProgress | None = None,
+    progress: Progress | None = None,
     strip_thinking: bool = True,
     input_format: str = "auto",
 ) -> ScoreResult:
@@ -75,7 +75,8 @@ def score(
         skip_invalid: skip (and report in ``settings["skipped_records"]``) records that break the schema.
         checkpoint / task: labels for records that carry none (default: the file stem, and "default").
         out: if given, write the result tables there (see :func:`write_result`).
-        progress: ``(stage, done, total)`` callback.
+        progress: :data:`divtrace.progress.Progress` callback ``(label, done, total, unit)`` (see
+            :meth:`Scorer.score`); a former ``(stage, done, total)`` callback is still accepted.
         strip_thinking: remove chain-of-thought from the outputs before scoring, as the study did (see
             :mod:`divtrace.samples.thinking`; responses a record already carries are kept) and flag unclosed
             thinking (counted in the summary's ``unclosed_thinking``). False scores the records as they are.

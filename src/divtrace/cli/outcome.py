@@ -14,15 +14,20 @@ from divtrace.cli.tables import collapse_frame, collapse_table
 if TYPE_CHECKING:
     from divtrace.runs.stages import RunProgress, StageReport
 
-#: The unit each stage's progress counts.
+#: The unit each stage's progress counts, unless its description ends with one in parentheses (``(texts)``).
 STAGE_UNITS = {"generate": "samples", "verify": "samples", "score": "cells", "analyze": "steps", "report": "steps"}
 
 
 def run_progress(display: ProgressDisplay) -> RunProgress:
     """The :data:`~divtrace.runs.stages.RunProgress` callback that drives ``display``."""
+    from divtrace.progress import UNITS
 
     def report(stage: str, description: str, done: int, total: int) -> None:
-        display.update(f"{stage}: {description}", done, total or None, STAGE_UNITS.get(stage, "items"))
+        unit = STAGE_UNITS.get(stage, "items")
+        head, _, tail = description.rpartition(" (")
+        if head and tail.endswith(")") and tail[:-1] in UNITS:
+            description, unit = head, tail[:-1]
+        display.update(f"{stage}: {description}", done, total or None, unit)
 
     return report
 

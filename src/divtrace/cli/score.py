@@ -103,7 +103,7 @@ def score(
             checkpoint=checkpoint,
             task=task,
             out=out,
-            progress=lambda stage, done, total: display.update(stage, done, total, "steps"),
+            progress=display.update,
             strip_thinking=strip_thinking,
         )
     for problem in result.settings.get("skipped_records", []):
@@ -113,6 +113,23 @@ def score(
             f"{result.settings['unencodable_texts']} text(s) held lone surrogates (not encodable); "
             "they were scored with U+FFFD in their place"
         )
+    _warn_indistinguishable(result.settings.get("indistinguishable_texts"))
     print_frame(result.summary, output_format, score_table)
     if out is not None:
         say(f"tables written to {out}")
+
+
+def _warn_indistinguishable(found: dict | None) -> None:  # type: ignore[type-arg]
+    """A warning when the embedder mapped different outputs of a prompt to the same vector (their sbert/vendi
+    diversity is understated), with a few examples."""
+    if not found or not found.get("count"):
+        return
+    note(
+        f"{found['count']} output(s) in {found['prompts']} prompt(s) look identical to the embedder "
+        f"{found.get('embedder')} although their text differs (e.g. emoji-only outputs, which it maps to unknown "
+        "tokens): their sbert/vendi diversity is understated; the indistinguishable_texts column counts them",
+        "warning",
+    )
+    for example in found.get("examples", [])[:3]:
+        texts = ", ".join(repr(text) for text in example.get("texts", [])[:4])
+        note(f"{example.get('checkpoint')}/{example.get('task')} prompt {example.get('prompt_id')}: {texts}", "e.g.")

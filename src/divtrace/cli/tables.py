@@ -29,7 +29,8 @@ def _cell(column: str, value: object) -> str:
 def score_table(summary: pd.DataFrame) -> Table:
     """Diversity per checkpoint, task and metric (``divtrace score``'s summary)."""
     table = Table(title="diversity per checkpoint and task (mean over prompts, 95% bootstrap CI)")
-    columns = ("checkpoint", "task", "metric", "prompts", "mean", "95% CI", "std", "across-input", "unclosed_thinking")
+    columns = ("checkpoint", "task", "metric", "prompts", "mean", "95% CI", "std", "across-input", "unclosed_thinking",
+               "indistinguishable_texts")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right" if column not in ("checkpoint", "task", "metric") else "left")
     for row in summary.itertuples(index=False):
@@ -44,6 +45,7 @@ def score_table(summary: pd.DataFrame) -> Table:
             f"{row.std:.4f}",
             f"{row.across_input:.4f}",
             count_text(getattr(row, "unclosed_thinking", None)),
+            count_text(getattr(row, "indistinguishable_texts", None)),
         )
     caption_unclosed(table, summary)
     return table

@@ -16,8 +16,9 @@ from divtrace.generate.store import sample_key, shard_is_finished, shard_path
 from divtrace.generate.thinking import ThinkingMode, prompt_opens_thinking, split_thinking
 from divtrace.samples import SampleRecord, write_samples
 
-#: ``(event, value)`` callback: ``("total", samples)`` once, ``("skipped", samples)`` for finished shards,
-#: ``("advance", samples)`` as samples are drawn.
+#: ``(event, value)`` callback counting samples: ``("total", samples)`` once, first, before the backend is asked
+#: anything (its parameter check may send a request); ``("skipped", samples)`` for finished shards; ``("advance",
+#: samples)`` as samples are drawn (per completed sample, or per completed request of K samples).
 GenerationProgress = Callable[[str, int], None]
 
 
@@ -182,12 +183,12 @@ def generate_samples(
       reasons, token counts, the effective ``sampling`` and the ``model_ref``, plus ``rendered_prompt`` and
       ``sample_keys``.
     """
+    if progress is not None:  # every prompt gets params.k samples: known before rendering or checking anything
+        progress("total", len(prompts) * params.k)
     plan = plan_shards(
         generator, prompts, params, checkpoint=checkpoint, task=task, render=render, shard_size=shard_size
     )
     summary = GenerationSummary(shards=len(plan.shards))
-    if progress is not None:
-        progress("total", sum(plan.shard_samples(i) for i in range(len(plan.shards))))
     try:
         for index in range(len(plan.shards)):
             path = shard_path(out_dir, checkpoint, task, index)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+
+from divtrace.progress import Counter
 
 if TYPE_CHECKING:
     from divtrace.metrics.embeddings import EmbeddingStore
@@ -19,12 +22,15 @@ class ScoringContext:
 
     ``embeddings`` is the process-wide sentence-embedding store and ``code_embeddings`` the code encoder's (None
     when no metric needs them). ``vocab_size`` is the generator tokenizer's vocabulary size of the records being
-    scored, when known (EAD's V unless the metric was given its own).
+    scored, when known (EAD's V unless the metric was given its own). ``progress`` is set by the scorer, during
+    one ``score_groups`` call, for a metric that reports its own progress (:attr:`Metric.progress_unit`): the
+    metric calls it with ``(done, total)`` in that unit as it works.
     """
 
     embeddings: EmbeddingStore | None = None
     code_embeddings: EmbeddingStore | None = None
     vocab_size: int | None = None
+    progress: Counter | None = None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 embeddings of ``texts``, one row each, in order."""
@@ -37,6 +43,43 @@ class ScoringContext:
         if self.code_embeddings is None:
             raise RuntimeError("this scoring run was set up without a code embedder")
         return self.code_embeddings.embed(texts)
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """The values a metric can take: ``[low, high]``, where ``high`` may depend on the group size n.
+
+    Attributes:
+        low: the smallest value.
+        high: the largest value when it is fixed (``math.inf`` when unbounded).
+        high_of_n: ``"n"`` when the largest value is the number of texts in the group (Vendi), ``"ln n"`` when it
+            is its natural log (an entropy); None when ``high`` is the bound.
+    """
+
+    low: float
+    high: float = math.inf
+    high_of_n: Literal["n", "ln n"] | None = None
+
+    def upper(self, sizes: np.ndarray) -> np.ndarray:
+        """The largest value of a group of each size in ``sizes``, float64."""
+        sizes = np.asarray(sizes, dtype=np.float64)
+        if self.high_of_n == "n":
+            return sizes
+        if self.high_of_n == "ln n":
+            return np.log(np.maximum(sizes, 1.0))
+        return np.full(sizes.shape, self.high, dtype=np.float64)
+
+    def clip(self, values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+        """``values`` (one per group, groups of ``sizes`` texts) clipped into the range; NaN stays NaN, -0.0 is 0.0.
+
+        Only floating-point noise should ever be clipped: a metric's formula keeps its values in range.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        return np.clip(values, self.low, self.upper(sizes)) + 0.0
+
+    def __str__(self) -> str:
+        high = self.high_of_n or ("inf" if math.isinf(self.high) else f"{self.high:g}")
+        return f"[{self.low:g}, {high}]"
 
 
 class Metric(ABC):
@@ -69,6 +112,14 @@ class Metric(ABC):
     #: ``texts``: groups are a prompt's responses; ``answers``: groups are the answers extracted from them by the
     #: task's verifier (None for an unparseable sample).
     input: ClassVar[Literal["texts", "answers"]] = "texts"
+    #: The values the metric can take; the scorer clips every value into it (:meth:`ValueRange.clip`), so
+    #: floating-point noise never leaves it (-6.7e-16 for identical embeddings is 0.0).
+    #: The default, unbounded, is for metrics that do not declare one; every built-in metric declares its range.
+    value_range: ClassVar[ValueRange] = ValueRange(-math.inf)
+    #: The unit (:mod:`divtrace.progress`) of a metric that reports its own progress through
+    #: ``ScoringContext.progress`` during one ``score_groups`` call over every group (NLI: ``pairs``); None (the
+    #: default) lets the scorer call it over a few prompts at a time and report prompts.
+    progress_unit: ClassVar[str | None] = None
 
     def settings(self) -> dict[str, Any]:
         """The options that determine this metric's numbers, recorded next to every score."""

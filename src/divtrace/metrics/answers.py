@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from divtrace.metrics._base import Metric, ScoringContext
+from divtrace.metrics._base import Metric, ScoringContext, ValueRange
 from divtrace.metrics._registry import register_metric
 
 #: A group of answers: one per sample, None for an unparseable sample.
@@ -83,6 +83,7 @@ class AnswerDistinct(_AnswerMetric):
 
     name = "answer-distinct"
     description = "number of distinct extracted answers among the K samples (unparseable = one answer; depends on K)"
+    value_range = ValueRange(1.0, high_of_n="n")
 
     def score_groups(self, groups: Sequence[Answers], context: ScoringContext) -> np.ndarray:
         """:func:`distinct_answers` of each group of answers, float64, in the order given."""
@@ -95,6 +96,7 @@ class AnswerEntropy(_AnswerMetric):
 
     name = "answer-entropy"
     description = "entropy (nats) of the extracted answers of the K samples (unparseable = one answer; depends on K)"
+    value_range = ValueRange(0.0, high_of_n="ln n")
 
     def score_groups(self, groups: Sequence[Answers], context: ScoringContext) -> np.ndarray:
         """:func:`answer_entropy` of each group of answers, float64, in the order given."""

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from divtrace.metrics._base import Metric, ScoringContext
+from divtrace.metrics._base import Metric, ScoringContext, ValueRange
 from divtrace.metrics._registry import register_metric
 
 #: The height of the subtrees compared (the study's 4; a leaf has height 1).
@@ -184,6 +184,7 @@ class _ASTMetric(Metric):
     """
 
     code_only = True
+    value_range = ValueRange(0.0, 1.0)  # a Jaccard distance; a distinct / all ratio
 
     def __init__(self, subtree_height: int = SUBTREE_HEIGHT, dedent_bodies: bool = True) -> None:
         if subtree_height < 1:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from divtrace.metrics._base import Metric, ScoringContext
+from divtrace.metrics._base import Metric, ScoringContext, ValueRange
 from divtrace.metrics._registry import register_metric
 from divtrace.metrics.code_ast import extracted_code
 from divtrace.metrics.semantic import VENDI_EIGEN_FLOOR, cosine_gram, sbert_diversity, vendi_scores
@@ -48,6 +48,7 @@ class CodeSBERT(Metric):
     uses_code_embeddings = True
     code_only = True
     needs = _NEEDS
+    value_range = ValueRange(0.0, 2.0)
 
     def settings(self) -> dict[str, Any]:
         return {}
@@ -72,6 +73,7 @@ class CodeVendi(Metric):
     code_only = True
     k_dependent = True
     needs = _NEEDS
+    value_range = ValueRange(1.0, high_of_n="n")  # n: the group's outputs, at least its programs
 
     def settings(self) -> dict[str, Any]:
         return {"eigenvalue_floor": VENDI_EIGEN_FLOOR}

@@ -2,12 +2,14 @@
 ever.
 
 ``EmbeddingStore.embed`` deduplicates its input, serves what it has already seen from memory, then from the
-persistent :class:`EmbeddingCache`, and encodes only the rest, longest texts batched together.
+persistent :class:`EmbeddingCache`, and encodes only the rest, longest texts batched together, one encoder batch
+(``EmbedderSettings.batch_size`` texts) at a time so progress moves per batch; new vectors reach the disk cache
+every :data:`CACHE_FLUSH_TEXTS` texts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,16 +19,18 @@ import numpy as np
 from divtrace.cache import cache_dir, directory_fingerprint
 from divtrace.errors import ModelLoadError
 from divtrace.metrics.embedding_cache import EmbeddingCache, text_hash
+from divtrace.progress import Counter
 from divtrace.settings import PACKAGED_MINILM, EmbedderSettings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-#: Progress callback: (texts done, texts to do).
-ProgressFn = Callable[[int, int], None]
+#: Progress callback: (texts encoded, texts to encode); kept for callers of the former name.
+ProgressFn = Counter
 
 _LOADED: dict[tuple[str, str | None], SentenceTransformer] = {}
-_ENCODE_CHUNK = 512
+#: New vectors are written to the disk cache in transactions of this many texts (and at the end).
+CACHE_FLUSH_TEXTS = 512
 
 
 def resolve_model_location(model: str) -> str:
@@ -138,8 +142,12 @@ class EmbeddingStore:
         self.stats = EmbeddingStats()
         self._memory: dict[str, np.ndarray] = {}
 
-    def embed(self, texts: Sequence[str], progress: ProgressFn | None = None) -> np.ndarray:
-        """Embeddings of ``texts`` (rows in input order; shape (len(texts), dim)), computing only what is new."""
+    def embed(self, texts: Sequence[str], progress: Counter | None = None) -> np.ndarray:
+        """Embeddings of ``texts`` (rows in input order; shape (len(texts), dim)), computing only what is new.
+
+        ``progress(encoded, to_encode)`` counts texts: called with 0 before the encoder runs and after every
+        encoder batch; not called when nothing needs encoding (everything came from memory or the disk cache).
+        """
         self.stats.requested += len(texts)
         unique = list(dict.fromkeys(texts))
         self.stats.unique += len(unique)
@@ -151,7 +159,7 @@ class EmbeddingStore:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._memory[t] for t in texts])
 
-    def _fill(self, texts: list[str], progress: ProgressFn | None) -> None:
+    def _fill(self, texts: list[str], progress: Counter | None) -> None:
         hashes = [text_hash(t) for t in texts]
         on_disk = self.cache.get_many(self.model_key, hashes) if self.cache else {}
         self.stats.from_disk += len(on_disk)
@@ -165,24 +173,34 @@ class EmbeddingStore:
         if to_encode:
             self._encode(to_encode, progress)
 
-    def _encode(self, items: list[tuple[str, bytes]], progress: ProgressFn | None) -> None:
+    def _encode(self, items: list[tuple[str, bytes]], progress: Counter | None) -> None:
         model = load_sentence_transformer(self.settings)
         items.sort(key=lambda item: len(item[0]), reverse=True)  # similar lengths share a batch: less padding
-        done = 0
-        for start in range(0, len(items), _ENCODE_CHUNK):
-            chunk = items[start : start + _ENCODE_CHUNK]
+        if progress is not None:
+            progress(0, len(items))
+        size = self.settings.batch_size
+        unsaved: list[tuple[bytes, np.ndarray]] = []
+        for start in range(0, len(items), size):
+            batch = items[start : start + size]
             vectors = model.encode(
-                [text for text, _ in chunk],
-                batch_size=self.settings.batch_size,
+                [text for text, _ in batch],
+                batch_size=size,
                 normalize_embeddings=True,
                 convert_to_numpy=True,
                 show_progress_bar=False,
             ).astype(np.float32, copy=False)
-            for (text, _), vector in zip(chunk, vectors, strict=True):
+            for (text, key), vector in zip(batch, vectors, strict=True):
                 self._memory[text] = vector
-            if self.cache:
-                self.cache.put_many(self.model_key, ((key, vec) for (_, key), vec in zip(chunk, vectors, strict=True)))
-            self.stats.encoded += len(chunk)
-            done += len(chunk)
-            if progress:
-                progress(done, len(items))
+                unsaved.append((key, vector))
+            self.stats.encoded += len(batch)
+            if len(unsaved) >= CACHE_FLUSH_TEXTS:
+                unsaved = self._save(unsaved)
+            if progress is not None:
+                progress(start + len(batch), len(items))
+        self._save(unsaved)
+
+    def _save(self, vectors: list[tuple[bytes, np.ndarray]]) -> list[tuple[bytes, np.ndarray]]:
+        """Write ``(text hash, vector)`` pairs to the disk cache (if any) in one transaction; an empty list."""
+        if self.cache and vectors:
+            self.cache.put_many(self.model_key, vectors)
+        return []

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from divtrace.errors import ModelLoadError
-from divtrace.metrics._base import Metric, ScoringContext
+from divtrace.metrics._base import Metric, ScoringContext, ValueRange
 from divtrace.metrics._registry import register_metric
 from divtrace.metrics.ngrams import WORDS_RULE, ngram_counts
 
@@ -64,6 +64,7 @@ class EAD(Metric):
 
     name = "ead"
     description = "expectation-adjusted distinct 1..5-grams over whitespace words (lexical; V recorded)"
+    value_range = ValueRange(0.0, 1.0)  # each EAD_n is clipped to [0, 1]
 
     def __init__(self, vocab_size: int | None = None, tokenizer: str | None = None, n_max: int = 5) -> None:
         if vocab_size is not None:
@@ -112,6 +113,7 @@ class DistinctN(Metric):
 
     name = "distinct"
     description = "distinct 1..5-grams over all n-grams (lexical, length-sensitive)"
+    value_range = ValueRange(0.0, 1.0)
 
     def __init__(self, n_max: int = 5) -> None:
         if n_max < 1:

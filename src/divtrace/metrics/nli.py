@@ -30,7 +30,8 @@ on everything scored before it, which ``"stream"`` reproduces only when given th
 code scores every pair across inputs (``max_across_pairs`` caps them here).
 
 Every premise/hypothesis pair of every group is collected first, identical pairs are classified once, and the
-classifier runs over them longest first in batches of ``NLISettings.batch_size``.
+classifier runs over them longest first in batches of ``NLISettings.batch_size``. Progress, when the scoring
+context carries a counter, is reported after every batch in premise/hypothesis pairs classified (unit ``pairs``).
 """
 
 from __future__ import annotations
@@ -39,15 +40,16 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from divtrace.errors import ModelLoadError
-from divtrace.metrics._base import Metric, ScoringContext
+from divtrace.metrics._base import Metric, ScoringContext, ValueRange
 from divtrace.metrics._registry import register_metric
+from divtrace.progress import PAIRS, Counter
 from divtrace.settings import NLISettings
 
 if TYPE_CHECKING:
@@ -58,8 +60,6 @@ SENTENCE_SPLIT = r"[.!?]+\s+|\n+"
 _SENTENCE_RE = re.compile(SENTENCE_SPLIT)
 #: What happens to a text before it is split (recorded in the settings).
 SENTENCE_PREPARE = "'\\r' and '\\t' replaced by spaces"
-#: A progress bar is shown (when ``progress`` is on) only from this many classifier batches on.
-_PROGRESS_MIN_BATCHES = 20
 
 
 def split_sentences(text: str) -> list[str]:
@@ -274,8 +274,6 @@ class NLIDiversity(Metric):
 
     Attributes:
         nli_settings: the effective :class:`NLISettings`.
-        progress: show a progress bar while classifying when there are many batches (off by default; the CLI
-            draws its own).
         last_stats: :class:`NLIStats` of the latest ``score_groups`` call.
     """
 
@@ -284,6 +282,8 @@ class NLIDiversity(Metric):
     uses_embeddings = False
     suitable_for_code = False
     needs = "MNLI classifier (--nli-model)"
+    value_range = ValueRange(0.0, 2.0)  # each similarity P(entail) - P(contradict) lies in [-1, 1]
+    progress_unit = PAIRS
 
     def __init__(self, settings: NLISettings | None = None, **overrides: Any) -> None:
         base = settings or NLISettings()
@@ -292,7 +292,6 @@ class NLIDiversity(Metric):
         if base.sentences_per_pair < 1 or base.batch_size < 1 or base.max_across_pairs < 1 or base.max_length < 1:
             raise ValueError("NLI needs sentences_per_pair, batch_size, max_across_pairs and max_length >= 1")
         self.nli_settings = base
-        self.progress = False
         self.last_stats = NLIStats()
 
     def settings(self) -> dict[str, Any]:
@@ -318,7 +317,9 @@ class NLIDiversity(Metric):
         """Diversity of each group, float64, in the order given (rules: module docstring).
 
         A group without a scorable pair (fewer than 2 texts, or fewer than 2 with a sentence) scores NaN.
-        ``last_stats`` records what was done.
+        ``last_stats`` records what was done. ``context.progress``, when set, is called with ``(classified,
+        to classify)`` distinct premise/hypothesis pairs: once with 0 before the classifier runs, then after every
+        batch.
         """
         settings = self.nli_settings
         by_pair = settings.pooling == "pairs"
@@ -366,7 +367,7 @@ class NLIDiversity(Metric):
             stats.classifier_inputs += len(input_ids)
 
         stats.unique_inputs = len(inputs)
-        scores, stats.batches = self._classify(list(inputs))
+        scores, stats.batches = self._classify(list(inputs), context.progress)
         self.last_stats = stats
 
         result = np.full(len(plans), np.nan, dtype=np.float64)
@@ -378,9 +379,12 @@ class NLIDiversity(Metric):
             result[g] = 1.0 - float(np.mean(unit_sum / unit_count))
         return result
 
-    def _classify(self, pairs: list[tuple[str, str]]) -> tuple[np.ndarray, int]:
-        """P(entailment) - P(contradiction) of each (premise, hypothesis), float64, and the number of batches."""
+    def _classify(self, pairs: list[tuple[str, str]], progress: Counter | None) -> tuple[np.ndarray, int]:
+        """P(entailment) - P(contradiction) of each (premise, hypothesis), float64, and the number of batches;
+        ``progress(done, len(pairs))`` before the first batch and after each."""
         scores = np.empty(len(pairs), dtype=np.float64)
+        if progress is not None:
+            progress(0, len(pairs))
         if not pairs:
             return scores, 0
         import torch
@@ -389,8 +393,9 @@ class NLIDiversity(Metric):
         size = self.nli_settings.batch_size
         order = sorted(range(len(pairs)), key=lambda k: len(pairs[k][0]) + len(pairs[k][1]), reverse=True)
         batches = [order[start : start + size] for start in range(0, len(order), size)]
+        done = 0
         with torch.inference_mode():
-            for batch in self._track(batches):
+            for batch in batches:
                 encoded = loaded.tokenizer(
                     [pairs[k][0] for k in batch],
                     [pairs[k][1] for k in batch],
@@ -402,12 +407,7 @@ class NLIDiversity(Metric):
                 logits = loaded.model(**encoded).logits
                 probabilities = torch.softmax(logits.double(), dim=-1).cpu().numpy()
                 scores[batch] = probabilities[:, loaded.entailment] - probabilities[:, loaded.contradiction]
+                done += len(batch)
+                if progress is not None:
+                    progress(done, len(pairs))
         return scores, len(batches)
-
-    def _track(self, batches: list[list[int]]) -> Iterator[list[int]]:
-        if not self.progress or len(batches) < _PROGRESS_MIN_BATCHES:
-            yield from batches
-            return
-        from rich.progress import track
-
-        yield from track(batches, description=f"NLI ({self.nli_settings.model})", transient=True)

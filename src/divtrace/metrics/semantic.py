@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from divtrace.metrics._base import Metric, ScoringContext
+from divtrace.metrics._base import Metric, ScoringContext, ValueRange
 from divtrace.metrics._registry import register_metric
 
 #: Eigenvalues of G/K below this are clipped to it before the entropy (DESIGN.md, "Vendi").
@@ -44,6 +44,7 @@ class SBERT(Metric):
     name = "sbert"
     description = "1 - mean pairwise cosine of sentence embeddings (semantic)"
     uses_embeddings = True
+    value_range = ValueRange(0.0, 2.0)  # cosine similarities lie in [-1, 1]
 
     def settings(self) -> dict[str, Any]:
         return {}
@@ -60,6 +61,7 @@ class Vendi(Metric):
     description = "Vendi score, effective number of modes among the K outputs (semantic, depends on K)"
     uses_embeddings = True
     k_dependent = True
+    value_range = ValueRange(1.0, high_of_n="n")
 
     def settings(self) -> dict[str, Any]:
         return {"eigenvalue_floor": VENDI_EIGEN_FLOOR}

@@ -20,6 +20,7 @@ from divtrace.generate.prompts import PromptItem
 from divtrace.generate.runner import RenderOptions, generate_samples
 from divtrace.generate.thinking import ThinkingMode
 from divtrace.io_atomic import write_table_atomic
+from divtrace.progress import Progress
 from divtrace.runs.layout import RunLayout, files_fingerprint, fingerprint, is_done, mark_done, marker_for
 from divtrace.samples import SampleRecord, read_samples
 from divtrace.study import IMPORTED_MODEL, CheckpointSpec, SamplingSpec, Study, TaskSpec
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from divtrace.scoring.scorer import Scorer
 
 #: Bumped when the scorer computes different numbers from the same inputs, so stored scores are redone.
-SCORER_VERSION = 2
+SCORER_VERSION = 3  # 3: values clipped into each metric's range; indistinguishable_texts column
 #: Likewise for the analysis tables (2: the paper's unpaired decomposition, Table 1, the study's pass@k levels).
 ANALYSIS_VERSION = 2
 
@@ -385,14 +386,18 @@ def study_scorer(study: Study) -> Scorer:
 
 
 def score_unit(
-    scorer: Scorer, records: list[SampleRecord], verdicts: pd.DataFrame | None, vocab_size: int | None
+    scorer: Scorer,
+    records: list[SampleRecord],
+    verdicts: pd.DataFrame | None,
+    vocab_size: int | None,
+    progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The stored score table of one (checkpoint, task): per-prompt rows of every subset plus the across-input
-    rows (see :func:`~divtrace.scoring.scorer.unit_table`)."""
+    rows (see :func:`~divtrace.scoring.scorer.unit_table`); ``progress`` as :meth:`Scorer.score` reports it."""
     from divtrace.scoring.scorer import unit_table, verdicts_from_table
 
     lookup = verdicts_from_table(verdicts) if verdicts is not None else None
-    return unit_table(scorer.score(records, lookup, vocab_size=vocab_size))
+    return unit_table(scorer.score(records, lookup, vocab_size=vocab_size, progress=progress))
 
 
 def stage_score(
@@ -409,12 +414,20 @@ def stage_score(
         records = read_task_samples(layout, unit.checkpoint, unit.task.name)
         vocab_size = checkpoint_vocab_size(study.checkpoint(unit.checkpoint))
         verdicts = stored_verdicts(layout, unit.checkpoint, unit.task.name)
-        scores = score_unit(scorer, records, verdicts, vocab_size)
+        scores = score_unit(scorer, records, verdicts, vocab_size, _scorer_progress(progress, unit.name))
         unit.save(scores, rows=len(scores), vocab_size=vocab_size)
         if progress is not None:
             progress("score", unit.name, 1, 1)
         report.ran.append(unit.name)
     return report
+
+
+def _scorer_progress(progress: RunProgress | None, unit: str) -> Progress | None:
+    """The scorer's events of ``unit`` as :data:`RunProgress` ``("score", "<unit> <label> (<unit of count>)", done,
+    total)``, total 0 while unknown."""
+    if progress is None:
+        return None
+    return lambda label, done, total, count: progress("score", f"{unit} {label} ({count})", done, total or 0)
 
 
 def read_scores(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> pd.DataFrame:

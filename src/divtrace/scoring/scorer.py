@@ -11,7 +11,16 @@ What it computes, per (checkpoint, task):
   study's), drawn with ``numpy.random.RandomState(across_input_seed).choice`` over the prompts sorted by id, so
   every checkpoint of a task is compared on the same prompts;
 - a **summary** per (checkpoint, task, metric, subset): prompts, mean, std, 95% bootstrap CI of the mean, the
-  across-input value (subset ``all``), and ``unclosed_thinking``.
+  across-input value (subset ``all``), ``unclosed_thinking`` and ``indistinguishable_texts``.
+
+Every value is clipped into its metric's :attr:`~divtrace.metrics.Metric.value_range` (floating-point noise never
+leaves it). For the sentence-embedding metrics, ``indistinguishable_texts`` counts the outputs of a prompt that the
+embedder cannot tell from a different output of the same group (same embedding, e.g. emoji-only outputs that
+all-MiniLM reads as one unknown token): their diversity is understated. The total and a few examples are in
+``settings["indistinguishable_texts"]``.
+
+Progress (:mod:`divtrace.progress`): ``embedding`` in texts; ``scoring <metric>`` in prompts, a few prompts per
+metric call (NLI in classifier pairs, reported by the metric per batch); ``<metric> across-input`` likewise.
 
 Which metric scores which group is decided from the metric and the task registry (never from a list of names):
 metrics not suitable for code skip code tasks, code-only metrics skip tasks known not to be code, answer metrics
@@ -20,9 +29,10 @@ score the extracted answers of verified samples, and every metric needs groups o
 
 from __future__ import annotations
 
+import itertools
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +43,11 @@ from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
 from divtrace.metrics import Metric, ScoringContext, create_metric
 from divtrace.metrics.embeddings import EmbeddingStore
+from divtrace.progress import PROMPTS, TEXTS, Progress, counter
 from divtrace.samples import DEFAULT_TASK, SampleRecord
 from divtrace.samples.thinking import unclosed_count
 from divtrace.scoring.bootstrap import BootstrapSettings, bootstrap_mean_ci
+from divtrace.scoring.indistinguishable import IndistinguishableTally, indistinguishable_positions
 from divtrace.settings import EmbedderSettings, NLISettings
 
 #: The subsets a scorer can be asked for.
@@ -46,18 +58,22 @@ ACROSS_INPUT = "across-input"
 ACROSS_INPUT_PROMPTS = 500
 #: The study's seed (FIDELITY.md).
 ACROSS_INPUT_SEED = 1234
-PER_PROMPT_COLUMNS = ["checkpoint", "task", "prompt_id", "metric", "subset", "value", "n_outputs", "unclosed_thinking"]
+PER_PROMPT_COLUMNS = [
+    "checkpoint", "task", "prompt_id", "metric", "subset", "value", "n_outputs", "unclosed_thinking",
+    "indistinguishable_texts",
+]  # fmt: skip
 ACROSS_COLUMNS = ["checkpoint", "task", "metric", "n_prompts", "value"]
 SUMMARY_COLUMNS = [
     "checkpoint", "task", "metric", "subset", "n_prompts", "mean", "std", "ci_low", "ci_high", "across_input",
-    "unclosed_thinking",
+    "unclosed_thinking", "indistinguishable_texts",
 ]  # fmt: skip
+#: Count columns: nullable integers, <NA> where they do not apply.
+_COUNT_COLUMNS = ("unclosed_thinking", "indistinguishable_texts")
+#: Metrics without progress of their own are called on the groups of this many prompts at a time.
+PROMPTS_PER_CALL = 32
 
 #: Metrics that need no model beyond the default packaged embedder: the offline default of ``divtrace score``.
 OFFLINE_METRICS = ("ead", "sbert", "vendi")
-
-#: (stage description, done, total) progress callback.
-StageProgress = Callable[[str, int, int], None]
 
 
 def build_metrics(
@@ -214,6 +230,11 @@ class ScoreResult:
         settings: every option that determined the numbers (metrics, embedders and their cache keys, subsets,
             across-input sample, bootstrap).
         embedding_stats: what the embedding store did (texts asked for, unique, from cache, encoded).
+
+    ``settings["unencodable_texts"]`` counts the texts that held lone surrogates (scored as U+FFFD);
+    ``settings["indistinguishable_texts"]`` (None without a sentence-embedding metric) is ``{"count", "prompts",
+    "examples", "embedder"}``: the outputs the sentence embedder could not tell from a different output of their
+    prompt, the prompts that had any, and up to five examples ``{"checkpoint", "task", "prompt_id", "texts"}``.
     """
 
     per_prompt: pd.DataFrame
@@ -311,7 +332,7 @@ class Scorer:
         verdicts: Verdicts | None = None,
         *,
         vocab_size: int | None = None,
-        progress: StageProgress | None = None,
+        progress: Progress | None = None,
     ) -> ScoreResult:
         """Score ``records`` (see the module docstring for what is computed).
 
@@ -321,35 +342,62 @@ class Scorer:
             verdicts: per prompt, the samples' correctness and answers (``correct`` subset, answer metrics).
             vocab_size: the generator tokenizer's vocabulary size, for metrics that use one (EAD) and were not
                 given their own; recorded in the settings.
-            progress: ``(stage, done, total)`` callback.
+            progress: :data:`divtrace.progress.Progress` callback ``(label, done, total, unit)``: ``embedding``
+                (texts), ``scoring <metric>`` (prompts; NLI: pairs) and ``<metric> across-input`` (prompts; NLI:
+                pairs), each announced with ``done`` 0 and its total (``embedding`` only when a text needs encoding).
         """
         if not records:
             raise DivtraceError("no sample records to score")
+        report = progress
         records, unencodable = encodable_records(records)
         self.prepare()
         context = ScoringContext(embeddings=self.embedder, code_embeddings=self.code_embedder, vocab_size=vocab_size)
         groups = self._groups(records, verdicts)
-        if self.embedder is not None and any(m.uses_embeddings for m in self.metrics):
+        uses_embeddings = self.embedder is not None and any(m.uses_embeddings for m in self.metrics)
+        if uses_embeddings:
+            assert self.embedder is not None
             every_text = [text for record in records for text in record.scored_texts()]
-            self.embedder.embed(every_text, progress=_stage(progress, "embedding"))
+            self.embedder.embed(every_text, progress=counter(report, "embedding", TEXTS))
+        confused = self._indistinguishable(groups) if uses_embeddings else {}
         rows: list[dict[str, Any]] = []
         across_rows: list[tuple[str, str, str, int, float]] = []
         for metric in self.metrics:
-            if progress is not None:
-                progress(f"scoring {metric.name}", 0, 1)
-            rows += self._score_metric(metric, groups, context)
-            across_rows += self._across_input(metric, records, context)
-            if progress is not None:
-                progress(f"scoring {metric.name}", 1, 1)
+            rows += self._score_metric(metric, groups, context, confused, report)
+            across_rows += self._across_input(metric, records, context, report)
         per_prompt = pd.DataFrame(rows)
         if per_prompt.empty:
             per_prompt = pd.DataFrame(columns=PER_PROMPT_COLUMNS)
-        per_prompt["unclosed_thinking"] = per_prompt["unclosed_thinking"].astype("Int64")
+        for column in _COUNT_COLUMNS:
+            per_prompt[column] = per_prompt[column].astype("Int64")
         across = pd.DataFrame(across_rows, columns=ACROSS_COLUMNS)
         summary = summarise(per_prompt, across, self.options.bootstrap)
-        settings = {**self.settings(), "generator_vocab_size": vocab_size, "unencodable_texts": unencodable}
+        settings = {
+            **self.settings(),
+            "generator_vocab_size": vocab_size,
+            "unencodable_texts": unencodable,
+            "indistinguishable_texts": self._tally(groups, confused) if uses_embeddings else None,
+        }
         stats = vars(self.embedder.stats).copy() if self.embedder is not None else {}
         return ScoreResult(per_prompt, across, summary, settings, stats)
+
+    def _indistinguishable(self, groups: list[_Group]) -> dict[tuple[str, ...], list[int]]:
+        """Per distinct group of texts: the positions of texts the sentence embedder confuses with another one."""
+        assert self.embedder is not None
+        found: dict[tuple[str, ...], list[int]] = {}
+        for group in groups:
+            if group.texts not in found:
+                found[group.texts] = indistinguishable_positions(group.texts, self.embedder.embed)
+        return found
+
+    def _tally(self, groups: list[_Group], confused: dict[tuple[str, ...], list[int]]) -> dict[str, Any]:
+        """``settings["indistinguishable_texts"]``: counted once per prompt, over its K outputs (subset ``all``)."""
+        assert self.embedder is not None
+        tally = IndistinguishableTally()
+        for group in groups:
+            if group.subset == "all":
+                texts = [group.texts[position] for position in confused[group.texts]]
+                tally.add(*_key(group.record), texts)
+        return tally.settings(self.embedder.settings.model)
 
     def _groups(self, records: Sequence[SampleRecord], verdicts: Verdicts | None) -> list[_Group]:
         if "correct" in self.options.subsets and verdicts is None:
@@ -372,7 +420,14 @@ class Scorer:
                     groups.append(_Group(record, "correct", tuple(texts[i] for i in chosen), picked_answers))
         return groups
 
-    def _score_metric(self, metric: Metric, groups: list[_Group], context: ScoringContext) -> list[dict[str, Any]]:
+    def _score_metric(
+        self,
+        metric: Metric,
+        groups: list[_Group],
+        context: ScoringContext,
+        confused: dict[tuple[str, ...], list[int]],
+        progress: Progress | None,
+    ) -> list[dict[str, Any]]:
         applies = {task: _applies(metric, task) for task in {_cell(g.record)[1] for g in groups}}
         # answer metrics score cells whose verifier extracts answers (not IFEval's, which extracts none)
         answered_cells = {_cell(g.record) for g in groups if g.answers is not None and any(a for a in g.answers)}
@@ -385,8 +440,12 @@ class Scorer:
         inputs: list[Sequence[Any]] = [g.texts if metric.input == "texts" else g.answers or () for g in eligible]
         if not inputs:
             return []
-        values = metric.score_groups(inputs, context)
-        diagnostics = metric.group_diagnostics(inputs, context)
+        label = f"scoring {metric.name}"
+        if metric.progress_unit is not None:
+            own = replace(context, progress=counter(progress, label, metric.progress_unit))
+            values, diagnostics = _score_inputs(metric, inputs, own)
+        else:
+            values, diagnostics = _score_by_prompt(metric, eligible, inputs, context, progress, label)
         rows = []
         for index, (group, value) in enumerate(zip(eligible, values, strict=True)):
             checkpoint, task = _cell(group.record)
@@ -399,13 +458,14 @@ class Scorer:
                 "value": float(value),
                 "n_outputs": len(inputs[index]),
                 "unclosed_thinking": unclosed_count(group.record),
+                "indistinguishable_texts": len(confused[group.texts]) if metric.uses_embeddings else None,
             }
             row.update({name: float(array[index]) for name, array in diagnostics.items()})
             rows.append(row)
         return rows
 
     def _across_input(
-        self, metric: Metric, records: Sequence[SampleRecord], context: ScoringContext
+        self, metric: Metric, records: Sequence[SampleRecord], context: ScoringContext, progress: Progress | None
     ) -> list[tuple[str, str, str, int, float]]:
         if metric.input != "texts":
             return []
@@ -423,8 +483,57 @@ class Scorer:
                 chosen.append((cell, [members[p].scored_texts()[0] for p in positions]))
         if not chosen:
             return []
-        values = metric.score_groups([texts for _, texts in chosen], context)
+        inputs = [texts for _, texts in chosen]
+        label = f"{metric.name} across-input"
+        if metric.progress_unit is not None:
+            own = replace(context, progress=counter(progress, label, metric.progress_unit))
+            values, _ = _score_inputs(metric, inputs, own, diagnostics=False)
+        else:
+            prompts = sum(len(texts) for texts in inputs)
+            if progress is not None:
+                progress(label, 0, prompts, PROMPTS)
+            values, _ = _score_inputs(metric, inputs, context, diagnostics=False)
+            if progress is not None:
+                progress(label, prompts, prompts, PROMPTS)
         return [(*cell, metric.name, len(texts), float(v)) for (cell, texts), v in zip(chosen, values, strict=True)]
+
+
+def _score_inputs(
+    metric: Metric, inputs: Sequence[Sequence[Any]], context: ScoringContext, diagnostics: bool = True
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One ``score_groups`` call: its values clipped into the metric's range, and its diagnostics (if asked)."""
+    values = metric.score_groups(inputs, context)
+    sizes = np.array([len(group) for group in inputs], dtype=np.float64)
+    found = metric.group_diagnostics(inputs, context) if diagnostics else {}
+    return metric.value_range.clip(values, sizes), found
+
+
+def _score_by_prompt(
+    metric: Metric,
+    eligible: list[_Group],
+    inputs: list[Sequence[Any]],
+    context: ScoringContext,
+    progress: Progress | None,
+    label: str,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Score ``inputs`` (the groups of ``eligible``, consecutive per prompt) :data:`PROMPTS_PER_CALL` prompts at a
+    time, reporting ``(label, prompts done, prompts, "prompts")`` before the first call and after each."""
+    prompt_of = np.cumsum([0] + [a.record is not b.record for a, b in itertools.pairwise(eligible)])
+    prompts = int(prompt_of[-1]) + 1
+    if progress is not None:
+        progress(label, 0, prompts, PROMPTS)
+    values: list[np.ndarray] = []
+    diagnostics: dict[str, list[np.ndarray]] = {}
+    for first in range(0, prompts, PROMPTS_PER_CALL):
+        last = min(first + PROMPTS_PER_CALL, prompts)
+        start, stop = np.searchsorted(prompt_of, [first, last])
+        chunk_values, chunk_diagnostics = _score_inputs(metric, inputs[start:stop], context)
+        values.append(chunk_values)
+        for name, array in chunk_diagnostics.items():
+            diagnostics.setdefault(name, []).append(array)
+        if progress is not None:
+            progress(label, last, prompts, PROMPTS)
+    return np.concatenate(values), {name: np.concatenate(arrays) for name, arrays in diagnostics.items()}
 
 
 def _applies(metric: Metric, task: str) -> bool:
@@ -450,16 +559,11 @@ def _store_settings(store: EmbeddingStore | None) -> dict[str, Any] | None:
     return {**store.settings.model_dump(mode="json"), "cache_key": store.model_key}
 
 
-def _stage(progress: StageProgress | None, name: str) -> Callable[[int, int], None] | None:
-    if progress is None:
-        return None
-    return lambda done, total: progress(name, done, total)
-
-
 def summarise(per_prompt: pd.DataFrame, across: pd.DataFrame, bootstrap: BootstrapSettings) -> pd.DataFrame:
     """Per (checkpoint, task, metric, subset) over finite per-prompt values: prompts, mean, std (ddof 1), bootstrap
     CI of the mean, the mean of each diagnostic column, and (subset ``all``) the across-input value and the
-    unclosed-thinking count of the cell's prompts."""
+    unclosed-thinking count of the cell's prompts, and (subset ``all``, sentence-embedding metrics) the count of
+    the cell's indistinguishable texts."""
     diagnostics = [c for c in per_prompt.columns if c not in PER_PROMPT_COLUMNS]
     rows = []
     keys = ["checkpoint", "task", "metric", "subset"]
@@ -467,7 +571,6 @@ def summarise(per_prompt: pd.DataFrame, across: pd.DataFrame, bootstrap: Bootstr
         values = frame["value"].to_numpy(dtype=np.float64)
         values = values[np.isfinite(values)]
         low, high = bootstrap_mean_ci(values, bootstrap) if values.size else (float("nan"), float("nan"))
-        unclosed = frame["unclosed_thinking"]
         row = {
             "checkpoint": checkpoint,
             "task": task,
@@ -478,17 +581,23 @@ def summarise(per_prompt: pd.DataFrame, across: pd.DataFrame, bootstrap: Bootstr
             "std": float(np.std(values, ddof=1)) if values.size > 1 else float("nan"),
             "ci_low": low,
             "ci_high": high,
-            "unclosed_thinking": int(unclosed.sum()) if subset == "all" and unclosed.notna().any() else None,
+            **{column: _cell_count(frame[column], subset) for column in _COUNT_COLUMNS},
         }
         row.update({name: float(frame[name].mean()) for name in diagnostics})
         rows.append(row)
     summary = pd.DataFrame(rows, columns=[c for c in SUMMARY_COLUMNS if c != "across_input"] + diagnostics)
-    summary["unclosed_thinking"] = summary["unclosed_thinking"].astype("Int64")
+    for column in _COUNT_COLUMNS:
+        summary[column] = summary[column].astype("Int64")
     across_values = across.rename(columns={"value": "across_input"})[["checkpoint", "task", "metric", "across_input"]]
     merged = summary.merge(
         across_values.assign(subset="all"), on=["checkpoint", "task", "metric", "subset"], how="left"
     )
     return merged[SUMMARY_COLUMNS + diagnostics]
+
+
+def _cell_count(counts: pd.Series, subset: str) -> int | None:
+    """The sum of a per-prompt count column over a cell: for subset ``all`` when any prompt has it, else None."""
+    return int(counts.sum()) if subset == "all" and counts.notna().any() else None
 
 
 def write_result(result: ScoreResult, out_dir: str | Path) -> list[Path]:
@@ -510,8 +619,9 @@ def unit_table(result: ScoreResult) -> pd.DataFrame:
     """A run's per-unit score table: the per-prompt rows plus the across-input rows (subset
     :data:`ACROSS_INPUT`, prompt_id ``""``, ``n_outputs`` = the prompts used)."""
     across = result.across_input.rename(columns={"n_prompts": "n_outputs"}).assign(
-        prompt_id="", subset=ACROSS_INPUT, unclosed_thinking=pd.NA
+        prompt_id="", subset=ACROSS_INPUT, **dict.fromkeys(_COUNT_COLUMNS, pd.NA)
     )
     table = pd.concat([result.per_prompt, across[PER_PROMPT_COLUMNS]], ignore_index=True)
-    table["unclosed_thinking"] = table["unclosed_thinking"].astype("Int64")
+    for column in _COUNT_COLUMNS:
+        table[column] = table[column].astype("Int64")
     return table

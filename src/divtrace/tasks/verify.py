@@ -28,8 +28,11 @@ from divtrace.tasks.verifiers.aggregate import (
     vote_key,
 )
 
-#: ``(task, done, total)`` callback, called as samples are verified.
+#: ``(task, done, total)`` callback counting samples (unit ``samples``): called with 0 before a (checkpoint, task)
+#: starts and after every batch of :data:`VERIFY_BATCH` samples.
 VerifyProgress = Callable[[str, int, int], None]
+#: Samples handed to a verifier at once (it verifies them in parallel): the granularity of progress.
+VERIFY_BATCH = 64
 
 VERDICT_COLUMNS = [
     "checkpoint", "task", "prompt_id", "sample_index", "correct", "extracted", "detail", "extra", "thinking_unclosed",
@@ -74,7 +77,8 @@ def verify_records(
         task: task name, task YAML file or :class:`Task` for every record (its ``name`` labels the rows).
         data_dir: where to find task data for records without ``references`` (imported samples): the
             references are then looked up by ``prompt_id`` in the task's data.
-        progress: called as samples are verified.
+        progress: ``(task, samples verified, samples)`` of each (checkpoint, task): 0 first, then after every
+            batch of :data:`VERIFY_BATCH` samples.
         strip_thinking: pass each record through :func:`~divtrace.samples.thinking.split_record_thinking` first
             (chain-of-thought removed as the study did where a record has no ``responses``; unclosed thinking
             flagged). False verifies the records as they are (e.g. already read with the setting wanted).
@@ -294,10 +298,12 @@ def _verify_in_chunks(
     task: Task, outputs: list[str], references: list[dict[str, Any]], progress: VerifyProgress | None
 ) -> list[Verdict]:
     verifier = create_verifier(task.verifier or "")
-    chunk = 64  # progress granularity; each chunk is verified in parallel inside the verifier
     verdicts: list[Verdict] = []
-    for start in range(0, len(outputs), chunk):
-        verdicts.extend(verifier.verify_batch(outputs[start : start + chunk], references[start : start + chunk]))
+    if progress is not None:
+        progress(task.name, 0, len(outputs))
+    for start in range(0, len(outputs), VERIFY_BATCH):
+        stop = start + VERIFY_BATCH
+        verdicts.extend(verifier.verify_batch(outputs[start:stop], references[start:stop]))
         if progress is not None:
             progress(task.name, len(verdicts), len(outputs))
     return verdicts

@@ -1,0 +1,41 @@
+"""The one progress protocol of divtrace's library code: ``progress(label, done, total, unit)``.
+
+A long job reports as it goes by calling a :data:`Progress` callback with
+
+- ``label``: what is being done (``"embedding"``, ``"scoring sbert"``, ``"nli across-input"``); one label is one
+  bar or one periodic line;
+- ``done``: how many ``unit`` are finished so far; never decreases for a label;
+- ``total``: how many ``unit`` the job has, or None while unknown; announced with the first event (``done`` 0)
+  whenever it is known before any work;
+- ``unit``: what ``done`` counts, one of :data:`UNITS`, so a display can show "N texts/s".
+
+Components that do one kind of work take the smaller :data:`Counter` ``(done, total)`` and let their caller (the
+scorer) give it a label and a unit with :func:`counter`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+#: Texts embedded (the sentence or code encoder).
+TEXTS = "texts"
+#: Premise/hypothesis pairs classified (NLI).
+PAIRS = "pairs"
+#: Prompts (a prompt's group of K outputs, with its curve and correct subsets) scored by a metric.
+PROMPTS = "prompts"
+#: Samples drawn (generation) or verified.
+SAMPLES = "samples"
+#: Every unit a :data:`Progress` event may carry.
+UNITS = (TEXTS, PAIRS, PROMPTS, SAMPLES)
+
+#: ``(label, done, total, unit)``: see the module docstring.
+Progress = Callable[[str, int, "int | None", str], None]
+#: ``(done, total)`` of one job whose label and unit the caller knows.
+Counter = Callable[[int, int], None]
+
+
+def counter(progress: Progress | None, label: str, unit: str) -> Counter | None:
+    """A :data:`Counter` that reports to ``progress`` under ``label`` in ``unit``; None when ``progress`` is None."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(label, done, total, unit)
