@@ -34,3 +34,18 @@ class SampleFormatError(DivtraceError):
 
 class ModelLoadError(DivtraceError):
     """A model (embedder, NLI classifier, generator) could not be loaded."""
+
+
+class RunInterrupted(DivtraceError):
+    """A run stopped by Ctrl-C (KeyboardInterrupt), raised by every executor once it has shut its work down.
+
+    Attributes:
+        stage: the stage that was running (generate, verify, score, analyze, report).
+        done: units of work finished in this invocation, all stages together (each written with its completion
+            marker, so a rerun of the same command skips it and resumes with the rest).
+    """
+
+    def __init__(self, stage: str, done: int) -> None:
+        self.stage = stage
+        self.done = done
+        super().__init__(f"interrupted during {stage}: {done} units done; rerun the same command to resume")
