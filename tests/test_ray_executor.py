@@ -80,36 +80,52 @@ def stop_group(group: int) -> None:
 
 
 @contextlib.contextmanager
-def ray_cluster(home: Path, **env_vars: str) -> Iterator[str]:
-    """A local Ray cluster, its HOME ``home``: a head node on 127.0.0.1 with 4 CPU workers and no GPU; stopped
-    afterwards by killing its own process group (never ``ray stop``, which ends every Ray on the machine)."""
+def isolated_home(home: Path) -> Iterator[Path]:
+    """This process (a Ray driver) with HOME ``home`` and no Ray address or auth variables, for the block; the
+    embedding cache stays where it was."""
+    from divtrace.cache import cache_dir
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DIVTRACE_CACHE_DIR", str(cache_dir()))
+        patch.setenv("HOME", str(home))
+        for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+            patch.delenv(name, raising=False)
+        yield home
+
+
+@contextlib.contextmanager
+def ray_cluster(home: Path | None = None, **env_vars: str) -> Iterator[str]:
+    """A local Ray cluster: a head node on 127.0.0.1 with 4 CPU workers and no GPU, HOME ``home`` (default: a
+    fresh directory, made this process's HOME too for the block, so neither side reads the real ``~/.ray``),
+    plus ``env_vars``. Stopped afterwards by killing its own process group (never ``ray stop``, which ends every
+    Ray on the machine)."""
     ray_cli = Path(sys.executable).with_name("ray")
     port = free_port()
     temp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # Ray's socket paths under it must stay < 108 bytes
-    env = {**os.environ, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", **env_vars}
-    start = [str(ray_cli), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=4",
-             "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"]  # fmt: skip
-    starter = subprocess.Popen(start, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        output, _ = starter.communicate(timeout=120)
-        assert starter.returncode == 0, output.decode(errors="replace")
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop_group(starter.pid)  # the new session's id: ray start's daemons keep it
-        shutil.rmtree(temp, ignore_errors=True)
+    with contextlib.ExitStack() as stack:
+        if home is None:
+            home = stack.enter_context(isolated_home(Path(temp) / "home"))
+            home.mkdir()
+        env = {**os.environ, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", **env_vars}
+        start = [str(ray_cli), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                 "--num-cpus=4", "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}",
+                 "--disable-usage-stats"]  # fmt: skip
+        starter = subprocess.Popen(
+            start, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            output, _ = starter.communicate(timeout=120)
+            assert starter.returncode == 0, output.decode(errors="replace")
+            yield f"127.0.0.1:{port}"
+        finally:
+            stop_group(starter.pid)  # the new session's id: ray start's daemons keep it
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def ray_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A fresh HOME for the module's clusters and drivers (this process included), the real one untouched."""
-    from divtrace.cache import cache_dir
-
-    home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DIVTRACE_CACHE_DIR", str(cache_dir()))  # keep the embedding cache where it was
-        patch.setenv("HOME", str(home))
-        for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-            patch.delenv(name, raising=False)
+    with isolated_home(tmp_path_factory.mktemp("home")) as home:
         yield home
 
 
@@ -306,17 +322,16 @@ def test_stale_token_in_home_token_clusters_and_refusals(ray_home: Path, tmp_pat
 
     home = tmp_path / "home"
     write_token(home, "stale0123456789abcdef0123456789ab")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HOME", str(home))
-        with ray_cluster(home) as address:  # token mode: the token was there when it started
-            assert answers(address) == 42
-            patch.setenv("RAY_AUTH_TOKEN", "not-the-clusters-token-0123456789")
-            with pytest.raises(DivtraceError, match=r"refused divtrace's connection.*is not this cluster's"):
-                check_ray_address(address, timeout_s=5)
-            patch.delenv("RAY_AUTH_TOKEN")
-            patch.setenv("HOME", str(tmp_path / "empty-home"))
-            with pytest.raises(DivtraceError, match=r"divtrace has no token.*RAY_AUTH_TOKEN"):
-                check_ray_address(address, timeout_s=5)
+    # token mode: the token was there when the cluster started
+    with isolated_home(home), pytest.MonkeyPatch.context() as patch, ray_cluster(home) as address:
+        assert answers(address) == 42
+        patch.setenv("RAY_AUTH_TOKEN", "not-the-clusters-token-0123456789")
+        with pytest.raises(DivtraceError, match=r"refused divtrace's connection.*is not this cluster's"):
+            check_ray_address(address, timeout_s=5)
+        patch.delenv("RAY_AUTH_TOKEN")
+        patch.setenv("HOME", str(tmp_path / "empty-home"))
+        with pytest.raises(DivtraceError, match=r"divtrace has no token.*RAY_AUTH_TOKEN"):
+            check_ray_address(address, timeout_s=5)
     assert not (ray_home / ".ray" / "auth_token").exists()
 
 
@@ -324,19 +339,18 @@ def test_stale_token_in_home_token_clusters_and_refusals(ray_home: Path, tmp_pat
 def test_a_local_ray_leaves_no_token_behind(tmp_path: Path) -> None:
     """divtrace's own local Ray authenticates like `ray start --head`: no token in HOME means none is written,
     so a cluster started afterwards does not require one."""
+    from divtrace.executors.ray_executor import RayExecutor
+
     home = tmp_path / "home"
     home.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HOME", str(home))
-        for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-            patch.delenv(name, raising=False)
-        from divtrace.executors.ray_executor import RayExecutor
-
+    with isolated_home(home), pytest.MonkeyPatch.context() as patch:
         with RayExecutor(small_study().model_copy(update={"executor": ExecutorSpec(type="ray")}), tmp_path / "r"):
             pass  # ray.init() of a local instance, then ray.shutdown()
         assert not (home / ".ray" / "auth_token").exists()
         with ray_cluster(home) as address:
             assert answers(address) == 42
+            patch.setenv("RAY_AUTH_TOKEN", "a-token-this-cluster-does-not-ask-for")
+            assert answers(address) == 42  # a driver with a token joins a cluster without authentication
 
 
 # ----------------------------------------------------------------------------------------------------- Ctrl-C
