@@ -4,6 +4,10 @@ The study is the quickstart cut down (3 prompts per task, K = 3, one prompt per 
 shards); the reference is the same study run by the local executor. The Ray run must give the same samples and
 the same scores; a generator worker killed (SIGKILL) in the middle of the run must cost only its shard, retried,
 with every shard complete, none duplicated, and a second run must do nothing.
+
+The clusters and the driver (this process, and the subprocesses it starts) live in a temporary HOME, so the suite
+never reads or writes the real ``~/.ray`` (Ray's token file ``~/.ray/auth_token`` decides whether a cluster from
+``ray start --head`` requires token authentication).
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ import pytest
 from typer.testing import CliRunner
 
 from divtrace.cli import app
+from divtrace.errors import DivtraceError
 from divtrace.executors.local import run_study
 from divtrace.samples import read_samples
 from divtrace.study import ExecutorSpec, Study, small_quickstart_study
+from tests.interrupt import check_interrupted, check_resumed, interrupt_run
 
 pytest.importorskip("ray")
 
@@ -50,27 +56,83 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def group_members(group: int) -> list[int]:
+    """PIDs of the live processes in process group ``group``."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[2]) == group and fields[0] != "Z":
+                    members.append(int(entry))
+    return members
+
+
+def stop_group(group: int) -> None:
+    """End every process of ``group`` (one cluster's head processes and workers): SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, sig)
+        for _ in range(100):
+            if not group_members(group):
+                return
+            time.sleep(0.1)
+
+
 @contextlib.contextmanager
-def ray_cluster() -> Iterator[str]:
-    """A local Ray cluster: a head node on 127.0.0.1 with 4 CPU workers and no GPU, stopped afterwards."""
+def isolated_home(home: Path) -> Iterator[Path]:
+    """This process (a Ray driver) with HOME ``home`` and no Ray address or auth variables, for the block; the
+    embedding cache stays where it was."""
+    from divtrace.cache import cache_dir
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DIVTRACE_CACHE_DIR", str(cache_dir()))
+        patch.setenv("HOME", str(home))
+        for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+            patch.delenv(name, raising=False)
+        yield home
+
+
+@contextlib.contextmanager
+def ray_cluster(home: Path | None = None, **env_vars: str) -> Iterator[str]:
+    """A local Ray cluster: a head node on 127.0.0.1 with 4 CPU workers and no GPU, HOME ``home`` (default: a
+    fresh directory, made this process's HOME too for the block, so neither side reads the real ``~/.ray``),
+    plus ``env_vars``. Stopped afterwards by killing its own process group (never ``ray stop``, which ends every
+    Ray on the machine)."""
     ray_cli = Path(sys.executable).with_name("ray")
     port = free_port()
     temp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # Ray's socket paths under it must stay < 108 bytes
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-    start = [str(ray_cli), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=4",
-             "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}", "--disable-usage-stats"]  # fmt: skip
-    subprocess.run(start, check=True, env=env, capture_output=True, timeout=120)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([str(ray_cli), "stop", "--force"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
+    with contextlib.ExitStack() as stack:
+        if home is None:
+            home = stack.enter_context(isolated_home(Path(temp) / "home"))
+            home.mkdir()
+        env = {**os.environ, "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0", **env_vars}
+        start = [str(ray_cli), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                 "--num-cpus=4", "--num-gpus=0", "--include-dashboard=false", f"--temp-dir={temp}",
+                 "--disable-usage-stats"]  # fmt: skip
+        starter = subprocess.Popen(
+            start, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            output, _ = starter.communicate(timeout=120)
+            assert starter.returncode == 0, output.decode(errors="replace")
+            yield f"127.0.0.1:{port}"
+        finally:
+            stop_group(starter.pid)  # the new session's id: ray start's daemons keep it
+            shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def ray_address() -> Iterator[str]:
+def ray_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh HOME for the module's clusters and drivers (this process included), the real one untouched."""
+    with isolated_home(tmp_path_factory.mktemp("home")) as home:
+        yield home
+
+
+@pytest.fixture(scope="module")
+def ray_address(ray_home: Path) -> Iterator[str]:
     """The address of a :func:`ray_cluster` kept for the module."""
-    with ray_cluster() as address:
+    with ray_cluster(ray_home) as address:
         yield address
 
 
@@ -174,3 +236,136 @@ def test_worker_killed_mid_run_loses_only_its_shard(ray_address: str, local_run:
     for checkpoint in CHECKPOINTS:
         for task in TASKS:
             assert (run / "samples" / checkpoint / task / "_complete.json").exists()
+
+
+# ------------------------------------------------------------------------------------------------- connecting
+
+
+@contextlib.contextmanager
+def silent_listener() -> Iterator[str]:
+    """A TCP port on 127.0.0.1 that accepts connections and never says a word (not a Ray cluster)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_no_cluster_at_the_address_fails_at_once_before_any_work(tmp_path: Path) -> None:
+    from divtrace.executors.ray_connect import check_ray_address
+    from divtrace.executors.ray_executor import run_study_ray
+
+    closed = f"127.0.0.1:{free_port()}"
+    with pytest.raises(DivtraceError, match=f"no Ray cluster answers at {closed} within 3s.*ray start --head"):
+        check_ray_address(closed, timeout_s=3)
+    with pytest.raises(DivtraceError, match="no Ray cluster answers"):
+        run_study_ray(small_study(), tmp_path / "run", address=closed, connect_timeout_s=3)
+    assert not (tmp_path / "run").exists()  # nothing written
+    with pytest.raises(DivtraceError, match="expected HOST:PORT"):
+        check_ray_address("no-port-here", timeout_s=3)
+
+
+def test_a_port_that_is_not_a_ray_cluster_fails_within_the_timeout() -> None:
+    from divtrace.executors.ray_connect import check_ray_address
+
+    with silent_listener() as address, pytest.raises(DivtraceError, match="does not answer as a Ray cluster"):
+        check_ray_address(address, timeout_s=2)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_a_process_waiting_for_a_cluster(sig: signal.Signals) -> None:
+    source = str(Path(__file__).resolve().parents[1] / "src")
+    with silent_listener() as address:
+        waiter = subprocess.Popen(
+            [sys.executable, "-c", "import sys; from divtrace.executors.ray_connect import check_ray_address; "
+             "print('waiting', flush=True); check_ray_address(sys.argv[1], timeout_s=600)", address],
+            env={**os.environ, "PYTHONPATH": source}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert waiter.stdout is not None and waiter.stdout.readline() == "waiting\n"
+            time.sleep(1)  # into the wait (the signal must end it wherever it lands)
+            waiter.send_signal(sig)
+            _, stderr = waiter.communicate(timeout=60)  # TimeoutExpired: the signal was swallowed
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.communicate()
+    if sig == signal.SIGINT:
+        assert "KeyboardInterrupt" in stderr
+    else:
+        assert waiter.returncode == -signal.SIGTERM
+
+
+# ------------------------------------------------------------------------------------------ token authentication
+
+
+def write_token(home: Path, token: str) -> Path:
+    """Put ``token`` where Ray 2.60 keeps it (``~/.ray/auth_token``), as ``ray.init()`` does."""
+    path = home / ".ray" / "auth_token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(token)
+    return path
+
+
+def answers(address: str) -> int:
+    """Join the cluster the way divtrace does and run one task on it."""
+    from divtrace.executors.ray_executor import RayExecutor
+
+    with RayExecutor(small_study(), Path(tempfile.mkdtemp()), address=address) as executor:
+        return executor.ray.get(executor.ray.remote(lambda: 41).remote()) + 1
+
+
+@pytest.mark.slow
+def test_stale_token_in_home_token_clusters_and_refusals(ray_home: Path, tmp_path: Path) -> None:
+    """Issue 14: a token left in ~/.ray (by an earlier local run) makes `ray start --head` require it; divtrace
+    must then send it, and say what to do when a cluster refuses it."""
+    from divtrace.executors.ray_connect import check_ray_address
+
+    home = tmp_path / "home"
+    write_token(home, "stale0123456789abcdef0123456789ab")
+    # token mode: the token was there when the cluster started
+    with isolated_home(home), pytest.MonkeyPatch.context() as patch, ray_cluster(home) as address:
+        assert answers(address) == 42
+        patch.setenv("RAY_AUTH_TOKEN", "not-the-clusters-token-0123456789")
+        with pytest.raises(DivtraceError, match=r"refused divtrace's connection.*is not this cluster's"):
+            check_ray_address(address, timeout_s=5)
+        patch.delenv("RAY_AUTH_TOKEN")
+        patch.setenv("HOME", str(tmp_path / "empty-home"))
+        with pytest.raises(DivtraceError, match=r"divtrace has no token.*RAY_AUTH_TOKEN"):
+            check_ray_address(address, timeout_s=5)
+    assert not (ray_home / ".ray" / "auth_token").exists()
+
+
+@pytest.mark.slow
+def test_a_local_ray_leaves_no_token_behind(tmp_path: Path) -> None:
+    """divtrace's own local Ray authenticates like `ray start --head`: no token in HOME means none is written,
+    so a cluster started afterwards does not require one."""
+    from divtrace.executors.ray_executor import RayExecutor
+
+    home = tmp_path / "home"
+    home.mkdir()
+    with isolated_home(home), pytest.MonkeyPatch.context() as patch:
+        with RayExecutor(small_study().model_copy(update={"executor": ExecutorSpec(type="ray")}), tmp_path / "r"):
+            pass  # ray.init() of a local instance, then ray.shutdown()
+        assert not (home / ".ray" / "auth_token").exists()
+        with ray_cluster(home) as address:
+            assert answers(address) == 42
+            patch.setenv("RAY_AUTH_TOKEN", "a-token-this-cluster-does-not-ask-for")
+            assert answers(address) == 42  # a driver with a token joins a cluster without authentication
+
+
+# ----------------------------------------------------------------------------------------------------- Ctrl-C
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_ray_run_with_units_done_and_a_rerun_resumes(
+    ray_address: str, local_run: Path, tmp_path: Path
+) -> None:
+    from divtrace.executors.ray_executor import run_study_ray
+
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(small_study().to_yaml())
+    run = tmp_path / "run"
+    done_before = check_interrupted(*interrupt_run(study_file, run, "ray", ray_address), run)
+    run_study_ray(small_study(), run, address=ray_address)
+    check_resumed(done_before, run)
+    assert samples_of(run) == samples_of(local_run)

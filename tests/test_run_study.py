@@ -82,3 +82,16 @@ def test_run_small_study_end_to_end_and_again(tmp_path: Path) -> None:
     assert code == 0, output
     for line in ("generate: ran 0", "verify: ran 0", "score: ran 1", "analyze: ran 0", "report: ran 0"):
         assert line in output  # the recomputed scores are byte-identical, so the analysis is still current
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_local_run_with_units_done_and_a_rerun_resumes(tmp_path: Path) -> None:
+    from divtrace.executors.local import run_study
+    from divtrace.study import load_study
+    from tests.interrupt import check_interrupted, check_resumed, interrupt_run
+
+    study = small_quickstart(tmp_path / "study.yaml")
+    run = tmp_path / "run"
+    done_before = check_interrupted(*interrupt_run(study, run), run)
+    run_study(load_study(study), run)
+    check_resumed(done_before, run)

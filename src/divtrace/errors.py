@@ -37,12 +37,14 @@ class ModelLoadError(DivtraceError):
 
 
 class RunInterrupted(DivtraceError):
-    """Work stopped by the user (Ctrl-C, SIGTERM) after some of it finished; what finished is kept.
+    """Work stopped by Ctrl-C (KeyboardInterrupt), raised once the work in flight is shut down; what finished is
+    kept.
 
     Attributes:
-        stage: the stage that was running (``generate``, ``score``...).
-        done: units (shards, checkpoint x task cells) finished in this invocation and kept.
-        unit: what ``done`` counts, in words.
+        stage: the stage that was running (generate, verify, score, analyze, report).
+        done: units finished in this invocation and kept (for a run: all stages together, each written with its
+            completion marker, so a rerun of the same command skips it and resumes with the rest).
+        unit: what ``done`` counts, in words (``units``; ``of 8 shard(s) in runs/x`` for one generate).
     """
 
     def __init__(self, stage: str, done: int, unit: str = "units") -> None:

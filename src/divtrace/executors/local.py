@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from divtrace.errors import RunInterrupted
 from divtrace.runs.layout import RunLayout
 from divtrace.runs.stages import (
     PlannedTask,
@@ -41,7 +42,8 @@ def run_study(
     The resolved study is frozen as ``out/study.yaml``. Each stage skips the units whose outputs are complete
     and current, so re-running a finished study does no work and an interrupted one resumes. Another executor
     passes its own ``generate``, ``verify`` and ``score`` (same outputs and markers, work done elsewhere).
-    Returns what each stage ran and skipped.
+    Returns what each stage ran and skipped. Ctrl-C (KeyboardInterrupt) ends the run with :class:`RunInterrupted`
+    naming the stage and the units finished in this invocation (a stage's own cleanup has run by then).
     """
     layout = RunLayout(out)
     layout.freeze_study(study.to_yaml())
@@ -54,7 +56,11 @@ def run_study(
         ("analyze", lambda: stage_analyze(study, layout, planned)),
         ("report", lambda: stage_report(study, layout, planned)),
     ):
-        if on_stage is not None:
-            on_stage(name)
-        reports.append(stage())
+        try:
+            if on_stage is not None:
+                on_stage(name)
+            reports.append(stage())
+        except (KeyboardInterrupt, RunInterrupted) as err:
+            during = err.done if isinstance(err, RunInterrupted) else 0
+            raise RunInterrupted(name, during + sum(len(r.ran) for r in reports)) from err
     return reports

@@ -19,6 +19,7 @@ it lands in. Workers must be able to import divtrace (same environment on every 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 
 from divtrace.errors import DivtraceError
 from divtrace.executors.local import StageStart, run_study
+from divtrace.executors.ray_connect import CONNECT_TIMEOUT_S, init_ray, ray_auth
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.runner import RenderOptions, write_shard
@@ -42,6 +44,7 @@ from divtrace.runs.stages import (
     backend_options,
     checkpoint_vocab_size,
     generation_key,
+    interruptible,
     read_task_samples,
     sampling_for,
     score_units,
@@ -152,26 +155,48 @@ class _Shard:
 
 
 class RayExecutor:
-    """Runs a study's stages on a Ray cluster (see the module documentation)."""
+    """Runs a study's stages on a Ray cluster (see the module documentation).
 
-    def __init__(self, study: Study, out: str | Path, *, address: str | None = None) -> None:
+    As a context manager it joins the cluster at ``address`` unless this process already has a Ray session:
+    the address is checked first with ``connect_timeout_s`` (:func:`divtrace.executors.ray_connect.init_ray`),
+    and token authentication follows :func:`divtrace.executors.ray_connect.ray_auth`. On leaving, it shuts down
+    only a session it started. Ctrl-C during :meth:`run` kills this run's actors, cancels its tasks and raises
+    :class:`divtrace.errors.RunInterrupted`.
+    """
+
+    def __init__(
+        self,
+        study: Study,
+        out: str | Path,
+        *,
+        address: str | None = None,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+    ) -> None:
         self.study = study
         self.layout = RunLayout(out)
         self.address = address if address is not None else study.executor.address
+        self.connect_timeout_s = connect_timeout_s
         self.ray = _ray()
         self.owns_connection = False
+        self._session = contextlib.ExitStack()
 
     # ----------------------------------------------------------------------------------------------- lifecycle
 
     def __enter__(self) -> RayExecutor:
         self.owns_connection = not self.ray.is_initialized()
         if self.owns_connection:
-            self.ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+            with contextlib.ExitStack() as session:
+                session.enter_context(ray_auth())  # kept until ray.shutdown
+                init_ray(self.ray, self.address, self.connect_timeout_s)
+                self._session = session.pop_all()
         return self
 
     def __exit__(self, *_: object) -> None:
         if self.owns_connection:  # a caller's own Ray session stays up
-            self.ray.shutdown()
+            try:
+                self.ray.shutdown()
+            finally:
+                self._session.close()
 
     def run(
         self,
@@ -213,7 +238,6 @@ class RayExecutor:
 
     def generate(self, tasks: list[PlannedTask], progress: RunProgress | None = None) -> StageReport:
         """Draw every unfinished shard on generator actors, checkpoint by checkpoint; write each as it arrives."""
-        ray = self.ray
         report = StageReport("generate")
         shards: dict[str, list[_Shard]] = {}
         for checkpoint in self.study.checkpoints:
@@ -230,31 +254,39 @@ class RayExecutor:
                     shards.setdefault(checkpoint.name, []).append(
                         _Shard(checkpoint.name, planned, index, chunk, params)
                     )
-                report.ran.append(unit)
         if not shards:
             return report
+        with interruptible(report):
+            self._generate_shards(shards, report, progress)
+        return report
+
+    def _generate_shards(
+        self, shards: dict[str, list[_Shard]], report: StageReport, progress: RunProgress | None
+    ) -> None:
+        """Start each checkpoint's actors, queue its shards, write shards and unit markers as they arrive."""
+        ray = self.ray
         threads = max(1, int(self.study.executor.cpus_per_worker))
         actors: dict[str, list[Any]] = {}
         pending: dict[Any, _Shard] = {}
-        for name, items in shards.items():  # study order: Ray places actors as resources free up
-            spec = self.study.checkpoint(name)
-            remote = ray.remote(ShardGenerator).options(**self._actor_options(spec))
-            replicas = max(1, min(self.study.executor.replicas, len(items)))
-            stops = self.study.stop_policy(spec).value
-            actors[name] = [remote.remote(spec.model_dump(mode="json"), threads, stops) for _ in range(replicas)]
-            for position, shard in enumerate(items):
-                path = shard_path(self.layout.root, shard.checkpoint, shard.task.name, shard.index)
-                future = actors[name][position % replicas].generate.remote(
-                    shard.task.name, shard.prompts, shard.params, str(path), read_shard_keys(path)
-                )
-                pending[future] = shard
-        shards_left = Counter((s.checkpoint, s.task.name) for s in pending.values())  # per unit
-        unit_samples: Counter[tuple[str, str]] = Counter()
-        for s in pending.values():
-            unit_samples[s.checkpoint, s.task.name] += s.samples
-        samples_done: Counter[tuple[str, str]] = Counter()
-        left = Counter(s.checkpoint for s in pending.values())  # per checkpoint
         try:
+            for name, items in shards.items():  # study order: Ray places actors as resources free up
+                spec = self.study.checkpoint(name)
+                remote = ray.remote(ShardGenerator).options(**self._actor_options(spec))
+                replicas = max(1, min(self.study.executor.replicas, len(items)))
+                stops = self.study.stop_policy(spec).value
+                actors[name] = [remote.remote(spec.model_dump(mode="json"), threads, stops) for _ in range(replicas)]
+                for position, shard in enumerate(items):
+                    path = shard_path(self.layout.root, shard.checkpoint, shard.task.name, shard.index)
+                    future = actors[name][position % replicas].generate.remote(
+                        shard.task.name, shard.prompts, shard.params, str(path), read_shard_keys(path)
+                    )
+                    pending[future] = shard
+            shards_left = Counter((s.checkpoint, s.task.name) for s in pending.values())  # per unit
+            unit_samples: Counter[tuple[str, str]] = Counter()
+            for s in pending.values():
+                unit_samples[s.checkpoint, s.task.name] += s.samples
+            samples_done: Counter[tuple[str, str]] = Counter()
+            left = Counter(s.checkpoint for s in pending.values())  # per checkpoint
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 shard = pending.pop(ready[0])
@@ -273,6 +305,7 @@ class RayExecutor:
                         prompts=len(shard.task.prompts),
                         k=shard.params.k,
                     )
+                    report.ran.append(f"{unit[0]}/{unit[1]}")
                 left[shard.checkpoint] -= 1
                 if left[shard.checkpoint] == 0:  # free the resources for the next checkpoint's actors
                     for actor in actors.pop(shard.checkpoint):
@@ -281,7 +314,6 @@ class RayExecutor:
             for group in actors.values():
                 for actor in group:
                     ray.kill(actor)
-        return report
 
     def _get(self, future: Any, what: str) -> Any:
         try:
@@ -297,16 +329,22 @@ class RayExecutor:
     def _save_as_they_finish(
         self, pending: dict[Any, StageUnit], report: StageReport, progress: RunProgress | None, count: str
     ) -> None:
-        """Wait for every unit's table; save each (table + marker) as it arrives, recording its length as ``count``."""
+        """Wait for every unit's table; save each (table + marker) as it arrives, recording its length as ``count``.
+        Ctrl-C cancels the units still pending and raises :class:`divtrace.errors.RunInterrupted`."""
         total = len(pending)
-        while pending:
-            ready, _ = self.ray.wait(list(pending), num_returns=1)
-            unit = pending.pop(ready[0])
-            table = self._get(ready[0], f"{report.stage} {unit.name}")
-            unit.save(table, **{count: len(table)})
-            report.ran.append(unit.name)
-            if progress is not None:
-                progress(report.stage, "units", len(report.ran), total)
+        with interruptible(report):
+            try:
+                while pending:
+                    ready, _ = self.ray.wait(list(pending), num_returns=1)
+                    unit = pending.pop(ready[0])
+                    table = self._get(ready[0], f"{report.stage} {unit.name}")
+                    unit.save(table, **{count: len(table)})
+                    report.ran.append(unit.name)
+                    if progress is not None:
+                        progress(report.stage, "units", len(report.ran), total)
+            finally:
+                for future in pending:  # interrupted or failed: nothing left running for this run
+                    self.ray.cancel(future, force=True)
 
     def verify(self, tasks: list[PlannedTask], progress: RunProgress | None = None) -> StageReport:
         """Verify every pending unit as a CPU task; write each unit's verdicts as they arrive."""
@@ -362,9 +400,12 @@ def run_study_ray(
     tasks: list[PlannedTask] | None = None,
     progress: RunProgress | None = None,
     on_stage: StageStart | None = None,
+    connect_timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> list[StageReport]:
     """Run ``study`` into the run directory ``out`` on the Ray cluster at ``address`` (default: the study's
     ``executor.address``; None starts a local Ray instance). Same outputs, markers and resumption as
-    :func:`divtrace.executors.local.run_study`."""
-    with RayExecutor(study, out, address=address) as executor:
+    :func:`divtrace.executors.local.run_study`. Raises DivtraceError when no cluster answers within
+    ``connect_timeout_s`` or it refuses divtrace's token; Ctrl-C raises :class:`divtrace.errors.RunInterrupted`
+    after killing this run's actors (and shutting down a Ray that this call started)."""
+    with RayExecutor(study, out, address=address, connect_timeout_s=connect_timeout_s) as executor:
         return executor.run(tasks, progress, on_stage)

@@ -6,15 +6,16 @@ its outputs atomically with a completion marker (see :mod:`divtrace.runs.layout`
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from divtrace.errors import DivtraceError
+from divtrace.errors import DivtraceError, RunInterrupted
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.runner import RenderOptions, generate_samples
@@ -65,6 +66,18 @@ class StageReport:
     skipped: list[str] = field(default_factory=list)
     #: What the user should know: work that could not be done, and why (e.g. a task that cannot be verified).
     notes: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def interruptible(report: StageReport) -> Iterator[StageReport]:
+    """Turn Ctrl-C (KeyboardInterrupt) inside the block into :class:`RunInterrupted` for ``report.stage``, with
+    ``done`` = the units in ``report.ran`` (a stage appends a unit only once its outputs and marker are written).
+    Cleanup inside the block (``finally``) runs first; :func:`divtrace.executors.local.run_study` then adds the
+    units of the stages before."""
+    try:
+        yield report
+    except (KeyboardInterrupt, RunInterrupted) as err:  # an inner RunInterrupted counts shards, not this stage's units
+        raise RunInterrupted(report.stage, len(report.ran)) from err
 
 
 def plan_tasks(study: Study) -> list[PlannedTask]:
@@ -133,46 +146,47 @@ def stage_generate(
     from divtrace.generate.backends import create_generator
 
     report = StageReport("generate")
-    for checkpoint in study.checkpoints:
-        todo = []
-        for planned in tasks:
-            unit = f"{checkpoint.name}/{planned.name}"
-            if is_done(
-                layout.generation_marker(checkpoint.name, planned.name), generation_key(study, checkpoint, planned)
-            ):
-                report.skipped.append(unit)
-            else:
-                todo.append(planned)
-        if not todo:
-            continue
-        if progress is not None:
-            progress("generate", f"loading {checkpoint.name}", 0, 0)
-        generator = create_generator(checkpoint.backend, checkpoint.model, **backend_options(checkpoint))
-        try:
-            for planned in todo:
-                params = sampling_for(study, planned)
-                description = f"{checkpoint.name} / {planned.name}"
-                counter = _Counter(progress, "generate", description)
-                generate_samples(
-                    generator,
-                    planned.prompts,
-                    params,
-                    out_dir=layout.root,
-                    checkpoint=checkpoint.name,
-                    task=planned.name,
-                    render=render_options(study, checkpoint),
-                    shard_size=study.shard_size,
-                    progress=counter,
-                )
-                mark_done(
-                    layout.generation_marker(checkpoint.name, planned.name),
-                    generation_key(study, checkpoint, planned),
-                    prompts=len(planned.prompts),
-                    k=params.k,
-                )
-                report.ran.append(f"{checkpoint.name}/{planned.name}")
-        finally:
-            generator.close()
+    with interruptible(report):
+        for checkpoint in study.checkpoints:
+            todo = []
+            for planned in tasks:
+                unit = f"{checkpoint.name}/{planned.name}"
+                if is_done(
+                    layout.generation_marker(checkpoint.name, planned.name), generation_key(study, checkpoint, planned)
+                ):
+                    report.skipped.append(unit)
+                else:
+                    todo.append(planned)
+            if not todo:
+                continue
+            if progress is not None:
+                progress("generate", f"loading {checkpoint.name}", 0, 0)
+            generator = create_generator(checkpoint.backend, checkpoint.model, **backend_options(checkpoint))
+            try:
+                for planned in todo:
+                    params = sampling_for(study, planned)
+                    description = f"{checkpoint.name} / {planned.name}"
+                    counter = _Counter(progress, "generate", description)
+                    generate_samples(
+                        generator,
+                        planned.prompts,
+                        params,
+                        out_dir=layout.root,
+                        checkpoint=checkpoint.name,
+                        task=planned.name,
+                        render=render_options(study, checkpoint),
+                        shard_size=study.shard_size,
+                        progress=counter,
+                    )
+                    mark_done(
+                        layout.generation_marker(checkpoint.name, planned.name),
+                        generation_key(study, checkpoint, planned),
+                        prompts=len(planned.prompts),
+                        k=params.k,
+                    )
+                    report.ran.append(f"{checkpoint.name}/{planned.name}")
+            finally:
+                generator.close()
     return report
 
 
@@ -279,16 +293,17 @@ def stage_verify(
     """
     report = StageReport("verify")
     report.notes += [not_verified_note(planned) for planned in tasks if not planned.task.verifiable]
-    for unit in verify_units(study, layout, tasks, report):
-        records = read_task_samples(layout, unit.checkpoint, unit.task.name)
+    with interruptible(report):
+        for unit in verify_units(study, layout, tasks, report):
+            records = read_task_samples(layout, unit.checkpoint, unit.task.name)
 
-        def tick(_task: str, done: int, total: int, name: str = unit.name) -> None:
-            if progress is not None:
-                progress("verify", name, done, total)
+            def tick(_task: str, done: int, total: int, name: str = unit.name) -> None:
+                if progress is not None:
+                    progress("verify", name, done, total)
 
-        verdicts = compute_verdicts(records, unit.checkpoint, unit.task, study.data_dir, tick)
-        unit.save(verdicts, samples=len(verdicts))
-        report.ran.append(unit.name)
+            verdicts = compute_verdicts(records, unit.checkpoint, unit.task, study.data_dir, tick)
+            unit.save(verdicts, samples=len(verdicts))
+            report.ran.append(unit.name)
     return report
 
 
@@ -406,19 +421,20 @@ def stage_score(
     """Score every (checkpoint, task) whose scores are missing or stale; models load only when needed."""
     report = StageReport("score")
     units = score_units(study, layout, tasks, report)
-    scorer = study_scorer(study) if units else None
-    for unit in units:
-        assert scorer is not None
-        if progress is not None:
-            progress("score", unit.name, 0, 1)
-        records = read_task_samples(layout, unit.checkpoint, unit.task.name)
-        vocab_size = checkpoint_vocab_size(study.checkpoint(unit.checkpoint))
-        verdicts = stored_verdicts(layout, unit.checkpoint, unit.task.name)
-        scores = score_unit(scorer, records, verdicts, vocab_size, _scorer_progress(progress, unit.name))
-        unit.save(scores, rows=len(scores), vocab_size=vocab_size)
-        if progress is not None:
-            progress("score", unit.name, 1, 1)
-        report.ran.append(unit.name)
+    with interruptible(report):
+        scorer = study_scorer(study) if units else None
+        for unit in units:
+            assert scorer is not None
+            if progress is not None:
+                progress("score", unit.name, 0, 1)
+            records = read_task_samples(layout, unit.checkpoint, unit.task.name)
+            vocab_size = checkpoint_vocab_size(study.checkpoint(unit.checkpoint))
+            verdicts = stored_verdicts(layout, unit.checkpoint, unit.task.name)
+            scores = score_unit(scorer, records, verdicts, vocab_size, _scorer_progress(progress, unit.name))
+            unit.save(scores, rows=len(scores), vocab_size=vocab_size)
+            if progress is not None:
+                progress("score", unit.name, 1, 1)
+            report.ran.append(unit.name)
     return report
 
 

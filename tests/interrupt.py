@@ -1,0 +1,79 @@
+"""Ctrl-C in a real run: a study runs in a subprocess, gets SIGINT once some units are done, and must end with
+:class:`divtrace.errors.RunInterrupted`; a rerun must resume without redoing those units."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: The driver: runs the study file argv[1] into argv[2] (executor argv[3], Ray address argv[4]); on Ctrl-C it
+#: prints the RunInterrupted as JSON on stdout and exits 130, as the command line does.
+DRIVER = """
+import json, sys
+from divtrace.errors import RunInterrupted
+from divtrace.study import load_study
+
+study, out, executor = load_study(sys.argv[1]), sys.argv[2], sys.argv[3]
+try:
+    if executor == "ray":
+        from divtrace.executors.ray_executor import run_study_ray
+        run_study_ray(study, out, address=sys.argv[4])
+    else:
+        from divtrace.executors.local import run_study
+        run_study(study, out)
+except RunInterrupted as err:
+    print(json.dumps({"stage": err.stage, "done": err.done, "message": str(err)}))
+    sys.exit(130)
+"""
+
+
+def unit_markers(run: Path) -> dict[Path, int]:
+    """Every unit's completion marker in the run directory, with its mtime."""
+    found = [*run.glob("samples/*/*/_complete.json"), *run.glob("verdicts/*/*.json"), *run.glob("scores/*/*.json")]
+    found += [p for p in (run / "analysis" / "_complete.json", run / "report" / "_complete.json") if p.exists()]
+    return {path: path.stat().st_mtime_ns for path in found}
+
+
+def interrupt_run(study_file: Path, run: Path, *executor: str, after: int = 2) -> tuple[int, str, str]:
+    """Run the study in a subprocess, send it SIGINT once ``after`` unit markers exist; its (code, stdout, stderr)."""
+    source = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [source, os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-c", DRIVER, str(study_file), str(run), *(executor or ("local",))]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while process.poll() is None and len(unit_markers(run)) < after:
+            time.sleep(0.05)
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=300)  # TimeoutExpired if Ctrl-C is swallowed
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return process.returncode, stdout, stderr
+
+
+def check_interrupted(code: int, stdout: str, stderr: str, run: Path) -> dict[Path, int]:
+    """Assert the run ended with RunInterrupted (exit 130, its message); return the markers it left."""
+    assert code == 130, f"exit {code}\n{stdout}\n{stderr}"
+    outcome = json.loads(stdout.strip().splitlines()[-1])
+    markers = unit_markers(run)
+    assert outcome["stage"] in ("generate", "verify", "score", "analyze", "report")
+    assert 1 <= outcome["done"] <= len(markers)  # a fresh run dir: every marker was written by this invocation
+    assert outcome["message"] == (
+        f"during {outcome['stage']}: {outcome['done']} units finished and kept; rerun the same command to resume "
+        "where it stopped"
+    )
+    return markers
+
+
+def check_resumed(before: dict[Path, int], run: Path) -> None:
+    """Assert a rerun finished the study without rewriting any unit that was done before it."""
+    after = unit_markers(run)
+    assert {path: after[path] for path in before} == before  # nothing done was redone
+    assert (run / "report" / "_complete.json").exists()
