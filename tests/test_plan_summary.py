@@ -14,7 +14,7 @@ from divtrace.runs.layout import RunLayout
 from divtrace.runs.plan import plan_study, plan_without_data
 from divtrace.runs.plan_summary import FRAME_COLUMNS, PlanSummary, checkpoint_device, format_duration, summarize_plan
 from divtrace.runs.stages import plan_tasks
-from divtrace.runs.throughput import THROUGHPUTS, Throughput, model_parameters, rate_for
+from divtrace.runs.throughput import THROUGHPUTS, Throughput, model_parameters, rate_for, throughput_table
 from divtrace.study import STARTER_STUDY, CheckpointSpec, load_study
 
 
@@ -161,3 +161,22 @@ def test_format_duration() -> None:
     assert format_duration(210) == "3.5 min"
     assert format_duration(131.1 * 3600) == "131.1 h"
     assert format_duration(20 * 86400) == "20.0 days"
+
+
+def test_rates_from_benchmark_result_files(tmp_path: Path) -> None:
+    (tmp_path / "vllm.json").write_text(json.dumps({"model": "allenai/Olmo-3-7B-Instruct", "device": "cuda",
+                                                    "tokens_per_s": 3100.0, "cpu_tokens_per_s": None}))  # fmt: skip
+    (tmp_path / "generate.json").write_text(
+        json.dumps({"model": "m-1B", "device": "cpu", "tokens_per_s_divtrace": 9.5})
+    )
+    (tmp_path / "generate-old.json").write_text(
+        json.dumps({"model": "m-2B", "tokens_per_s_divtrace": 5.0})
+    )  # no device
+    (tmp_path / "generate-bad.json").write_text("{not json")
+    table = throughput_table(tmp_path)
+    assert len(table) == len(THROUGHPUTS) + 2
+    gpu = rate_for("vllm", "gpu", "allenai/Olmo-3-7B-Think", table)  # same size as the measured 7B
+    assert gpu.measured and gpu.tokens_per_s == 3100.0 and gpu.source == "measured: benchmarks/results/vllm.json"
+    cpu = rate_for("transformers", "cpu", "m-1B", table)
+    assert cpu.measured and cpu.source == "measured: benchmarks/results/generate.json"
+    assert throughput_table(None) == THROUGHPUTS and throughput_table(tmp_path / "absent") == THROUGHPUTS

@@ -9,9 +9,11 @@ checkpoint and says plainly when nothing measured applies.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from divtrace.generate.models import QUICKSTART_MODELS, QUICKSTART_PREFIX
 
@@ -187,6 +189,56 @@ def rate_for(backend: str, device: str, model: str, table: tuple[Throughput, ...
         f"no measured rate for {model} ({size}) on {where}; assumed {fallback.tokens_per_s:,.0f} tok/s "
         f"({fallback.note})"
     ))  # fmt: skip
+
+
+def measured_throughputs(results_dir: str | Path) -> tuple[Throughput, ...]:
+    """Entries measured by the benchmarks whose result files are in ``results_dir``: ``generate*.json``
+    (bench_generate.py: transformers, ``tokens_per_s_divtrace`` on its recorded ``device``) and ``vllm.json``
+    (bench_vllm.py: ``tokens_per_s`` on a GPU, ``cpu_tokens_per_s`` on CPU). A file that is missing, unreadable,
+    or does not say its model, device and rate gives no entry (a figure is never guessed onto a device)."""
+    directory = Path(results_dir)
+    found: list[Throughput] = []
+    for path in sorted(directory.glob("generate*.json")):
+        result = _read_json(path)
+        device = _device(result.get("device"))
+        rate = result.get("tokens_per_s_divtrace")
+        if device and isinstance(rate, int | float) and rate > 0 and isinstance(result.get("model"), str):
+            found.append(_measured("transformers", device, float(rate), path, result["model"], "bench_generate.py"))
+    vllm = _read_json(directory / "vllm.json")
+    device = _device(vllm.get("device"))
+    rate = vllm.get("tokens_per_s" if device == "gpu" else "cpu_tokens_per_s")
+    if device and isinstance(rate, int | float) and rate > 0 and isinstance(vllm.get("model"), str):
+        found.append(_measured("vllm", device, float(rate), directory / "vllm.json", vllm["model"], "bench_vllm.py"))
+    return tuple(found)
+
+
+def throughput_table(results_dir: str | Path | None = None) -> tuple[Throughput, ...]:
+    """The rates to estimate from: entries measured in ``results_dir`` (:func:`measured_throughputs`; they come
+    first, so a fresh measurement of a model wins), then :data:`THROUGHPUTS`."""
+    return (*measured_throughputs(results_dir), *THROUGHPUTS) if results_dir is not None else THROUGHPUTS
+
+
+def _measured(backend: str, device: str, rate: float, path: Path, model: str, bench: str) -> Throughput:
+    return Throughput(
+        backend, device, rate, f"measured: benchmarks/results/{path.name}", f"{bench} --model {model} ({path})",
+        model=model, parameters=model_parameters(model),
+    )  # fmt: skip
+
+
+def _read_json(path: Path) -> dict[str, object]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _device(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    if value.startswith("cuda"):
+        return "gpu"
+    return "cpu" if value == "cpu" else None
 
 
 def _distance(entry: Throughput, parameters: float) -> float:
