@@ -101,6 +101,7 @@ def main() -> None:
     ratio = median["divtrace"] / median["baseline"]
     result = {
         "model": args.model,
+        "device": generator.device,
         "input": {
             "prompts": args.prompts,
             "k": args.k,

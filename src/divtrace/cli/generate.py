@@ -10,7 +10,7 @@ import typer
 
 from divtrace.cli import checks
 from divtrace.cli.app import command
-from divtrace.cli.console import say, stderr_console
+from divtrace.cli.console import say
 from divtrace.cli.options import flag
 from divtrace.cli.progress import progress_display
 from divtrace.errors import DivtraceError
@@ -137,7 +137,9 @@ def generate(
     from divtrace.generate.backends import backend_options, create_generator
     from divtrace.generate.params import SamplingParams
     from divtrace.generate.prompts import read_prompts
-    from divtrace.generate.runner import RenderOptions, generate_samples
+    from divtrace.generate.protocol import Generator
+    from divtrace.generate.resume import ModelSource
+    from divtrace.generate.runner import RenderOptions, generate_if_needed
     from divtrace.generate.store import safe_name
     from divtrace.generate.thinking import ThinkingMode
 
@@ -171,36 +173,40 @@ def generate(
         stop=tuple(stop) if stop is not None else task_stop,
         seed=seed,
     )
-    with stderr_console().status(f"loading {model} ({backend.value})"):
-        generator = create_generator(backend.value, model, **options)
     label = checkpoint or safe_name(model.removeprefix("quickstart:"))
     task_name = task_label or default_label
     bar = f"{label} / {task_name}"
-    try:
-        with progress_display() as display:
 
-            def report(event: str, value: int) -> None:
-                if event == "total":
-                    display.set_total(bar, value, "samples")
-                elif event == "skipped":
-                    done, total = display.counts(bar)
-                    display.update(bar, done, (total or 0) - value, "samples")
-                else:
-                    display.advance(bar, value, "samples")
+    def load() -> Generator:  # called only when some shard is left to generate
+        say(f"loading {model} ({backend.value})")
+        return create_generator(backend.value, model, **options)
 
-            summary = generate_samples(
-                generator,
-                items,
-                params,
-                out_dir=out,
-                checkpoint=label,
-                task=task_name,
-                render=RenderOptions(system_prompt, chat_template, ThinkingMode(thinking.value), stops),
-                shard_size=shard_size,
-                progress=report,
-            )
-    finally:
-        generator.close()
+    with progress_display() as display:
+
+        def report(event: str, value: int) -> None:
+            if event == "total":
+                display.set_total(bar, value, "samples")
+            elif event == "skipped":
+                done, total = display.counts(bar)
+                display.update(bar, done, (total or 0) - value, "samples")
+            else:
+                display.advance(bar, value, "samples")
+
+        summary = generate_if_needed(
+            load,
+            items,
+            params,
+            ModelSource(backend.value, model, revision, options),
+            out_dir=out,
+            checkpoint=label,
+            task=task_name,
+            render=RenderOptions(system_prompt, chat_template, ThinkingMode(thinking.value), stops),
+            shard_size=shard_size,
+            progress=report,
+        )
+    if not summary.model_loaded:
+        say(f"all {summary.shards} shard(s) already done in {out}; the model was not loaded")
+        return
     say(
         f"{summary.samples_written} samples written in {summary.written_shards} shard(s); "
         f"{summary.skipped_shards} of {summary.shards} shard(s) were already done -> {out}"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.markup import escape
 
 from divtrace.cli import checks
 from divtrace.cli.app import command
@@ -15,6 +16,10 @@ from divtrace.cli.options import FormatOption, flag
 from divtrace.cli.outcome import print_outcome, run_progress, run_stages
 from divtrace.cli.progress import progress_display
 from divtrace.errors import DivtraceError
+
+if TYPE_CHECKING:
+    from divtrace.runs.plan import PlanRow
+    from divtrace.study import Study
 
 
 class ExecutorOption(str, enum.Enum):
@@ -65,7 +70,7 @@ def run(
             raise
         note(f"task data is not available here, so the plan uses each task's N: {err}")
         rows = plan_without_data(chosen)
-    _print_plan(chosen.name, directory, rows, dry_run, output_format)
+    _print_plan(chosen, directory, rows, dry_run, output_format)
     if chosen.caveat:
         note(chosen.caveat, "caveat", "bold yellow")
     if dry_run:
@@ -94,50 +99,44 @@ def run(
     print_outcome(reports, directory, output_format)
 
 
-def _print_plan(name: str, directory: Path, rows: list, dry_run: bool, output_format: OutputFormat) -> None:  # type: ignore[type-arg]
-    """The plan: on stdout for ``--dry-run`` (in ``output_format``), on stderr before a real run."""
-    import pandas as pd
+def _print_plan(study: Study, directory: Path, rows: list[PlanRow], dry_run: bool, output_format: OutputFormat) -> None:
+    """The plan with a subtotal per checkpoint, the total and where each rate comes from: on stdout for
+    ``--dry-run`` (in ``output_format``), on stderr before a real run."""
+    from rich.table import Table
 
-    from divtrace.cli.console import frame_table, stdout_console
-    from divtrace.runs.plan import ASSUMED_TOKENS_PER_S, estimate_seconds
+    from divtrace.cli.console import stdout_console
+    from divtrace.runs.plan_summary import format_duration, summarize_plan
 
-    frame = pd.DataFrame(
-        [
-            {"checkpoint": r.checkpoint, "task": r.task, "backend": r.backend, "prompts": r.prompts, "K": r.k,
-             "samples": r.samples, "shards": r.shards, "max tokens": r.max_tokens,
-             "status": "done" if r.done else "to do"}
-            for r in rows
-        ]
-    )  # fmt: skip
-    todo = [row for row in rows if not row.done]
-    seconds = estimate_seconds(rows)
-    if dry_run:
-        print_frame(frame, output_format, lambda f: frame_table(f, f"plan of study {name} -> {directory}"))
-    else:
-        stderr_console().print(frame_table(frame, f"plan of study {name} -> {directory}"))
-    console = stdout_console() if dry_run and output_format is OutputFormat.table else stderr_console()
-    console.print(
-        f"{sum(r.samples for r in todo):,} samples to generate, at most {sum(r.max_tokens for r in todo):,} "
-        f"tokens; estimate ~{_duration(seconds)} at "
-        + ", ".join(f"{b} {ASSUMED_TOKENS_PER_S[b]:,.0f} tok/s" for b in sorted({r.backend for r in todo}))
-        + (" (nothing to generate)" if not todo else ""),
-        markup=False,
+    summary = summarize_plan(study, rows)
+    if dry_run and output_format is not OutputFormat.table:
+        print_frame(summary.frame(), output_format, lambda frame: Table())
+        return
+    console = stdout_console() if dry_run else stderr_console()
+    table = Table("checkpoint", "task", "backend", "prompts", "K", "samples", "shards", "max tokens", "status",
+                  "estimate", title=f"plan of study {study.name} -> {directory}")  # fmt: skip
+    for subtotal in summary.checkpoints:
+        for estimate in summary.rows:
+            row = estimate.row
+            if row.checkpoint == subtotal.checkpoint:
+                table.add_row(escape(row.checkpoint), escape(row.task), row.backend, str(row.prompts), str(row.k),
+                              f"{row.samples:,}", str(row.shards), f"{row.max_tokens:,}",
+                              "done" if row.done else "to do", format_duration(estimate.seconds))  # fmt: skip
+        table.add_row(
+            f"[bold]{escape(subtotal.checkpoint)}[/]", f"{subtotal.tasks} task(s)", subtotal.backend,
+            str(subtotal.prompts), "", f"{subtotal.samples:,}", str(subtotal.shards), f"{subtotal.max_tokens:,}",
+            subtotal.status, f"{format_duration(subtotal.seconds)} at {escape(subtotal.rate.label)}",
+            end_section=True,
+        )  # fmt: skip
+    console.print(table)
+    total = (
+        f"{summary.samples_to_do:,} samples to generate, at most {summary.max_tokens_to_do:,} tokens; "
+        f"estimate ~{format_duration(summary.seconds)}"
     )
-    vllm_tokens = sum(row.max_tokens for row in todo if row.backend == "vllm")
-    if vllm_tokens:
-        console.print(
-            f"vLLM rows: ~{vllm_tokens / ASSUMED_TOKENS_PER_S['vllm'] / 3600:,.0f} GPU-hours at one GPU per model "
-            f"and an ASSUMED {ASSUMED_TOKENS_PER_S['vllm']:,.0f} tok/s, if every sample ran to its task's cap "
-            "(the max tokens column; most outputs end sooner, at a stop or end of sequence)",
-            markup=False,
-        )
-
-
-def _duration(seconds: float) -> str:
-    """``42 s``, ``3.5 min`` or ``131.1 h``."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
+    if summary.gpu_hours:
+        total += f", ~{summary.gpu_hours:,.0f} GPU-hours"
+    console.print(total + (" (nothing to generate)" if not summary.samples_to_do else ""), markup=False)
+    for line in summary.notes:
+        console.print(f"note: {line}", markup=False)
 
 
 @command("report")

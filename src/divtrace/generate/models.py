@@ -35,6 +35,7 @@ class QuickstartModel:
     stage: str
     locate: Callable[[], Path]
     notes: str = ""
+    parameters: float | None = None  # parameter count of the upstream model (for throughput estimates)
 
 
 def _gemma_gguf() -> Path:
@@ -58,6 +59,7 @@ QUICKSTART_MODELS: dict[str, QuickstartModel] = {
             upstream="google/gemma-3-270m (base), GGUF Q4_K_M",
             stage="base",
             locate=_gemma_gguf,
+            parameters=270e6,
         ),
         QuickstartModel(
             name="smollm2-135m-instruct",
@@ -67,6 +69,7 @@ QUICKSTART_MODELS: dict[str, QuickstartModel] = {
             stage="instruct",
             locate=_smollm2_gguf,
             notes="a different model family from gemma-3-270m: comparing them is not a lineage",
+            parameters=135e6,
         ),
     )
 }

@@ -11,29 +11,24 @@ from divtrace.errors import RunInterrupted
 from divtrace.generate.params import SamplingParams, sample_seed
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import Completion, GenerationRequest, Generator
-from divtrace.generate.stops import StopPolicy, effective_stops
-from divtrace.generate.store import sample_key, shard_is_finished, shard_path
-from divtrace.generate.thinking import ThinkingMode, prompt_opens_thinking, split_thinking
+from divtrace.generate.render_options import RenderOptions
+from divtrace.generate.resume import (
+    Expectation,
+    ModelSource,
+    ResumeMismatchError,
+    difference,
+    generation_status,
+    mismatch_message,
+)
+from divtrace.generate.stops import effective_stops
+from divtrace.generate.store import read_shard_keys, read_shard_settings, sample_key, shard_path
+from divtrace.generate.thinking import prompt_opens_thinking, split_thinking
 from divtrace.samples import SampleRecord, write_samples
 
 #: ``(event, value)`` callback counting samples: ``("total", samples)`` once, first, before the backend is asked
 #: anything (its parameter check may send a request); ``("skipped", samples)`` for finished shards; ``("advance",
 #: samples)`` as samples are drawn (per completed sample, or per completed request of K samples).
 GenerationProgress = Callable[[str, int], None]
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    """How task prompts become model inputs, and whether the task's stop sequences apply to them.
-
-    ``stops`` is the stop policy (:class:`~divtrace.generate.stops.StopPolicy`): by default a task's stops apply
-    to completion prompts only, not to prompts rendered with a chat template.
-    """
-
-    system_prompt: str | None = None
-    chat_template: bool | None = None
-    thinking: ThinkingMode = ThinkingMode.native
-    stops: StopPolicy = StopPolicy.auto
 
 
 @dataclass
@@ -45,6 +40,7 @@ class GenerationSummary:
     written_shards: int = 0
     samples_written: int = 0
     paths: list[Path] = field(default_factory=list)
+    model_loaded: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,6 +74,31 @@ class ShardPlan:
     def shard_samples(self, index: int) -> int:
         """Samples in shard ``index``."""
         return sum(len(p.seeds) for p in self.shards[index])
+
+    def expectation(self, index: int) -> Expectation:
+        """Everything shard ``index`` must hold, for naming what differs in a stored one."""
+        shard = self.shards[index]
+        return Expectation(
+            tuple(p.item for p in shard),
+            self.params,
+            {**self.sampling, "stop": list(self.params.stop)},
+            self.model_ref,
+            rendered=tuple(p.rendered for p in shard),
+            complete=True,
+        )
+
+    def shard_is_finished(self, out_dir: str | Path, index: int) -> bool:
+        """True when shard ``index``'s file under ``out_dir`` holds exactly its sample keys; False when there is
+        no file. Raises :class:`~divtrace.generate.resume.ResumeMismatchError` naming the first setting that
+        differs when the file holds other samples, DivtraceError when it is not a divtrace shard."""
+        path = shard_path(out_dir, self.checkpoint, self.task, index)
+        found = read_shard_keys(path)
+        if found is None:
+            return False
+        if found == self.shard_keys(index):
+            return True
+        stored = read_shard_settings(path) or []
+        raise ResumeMismatchError(mismatch_message(path, difference(stored, self.expectation(index))))
 
 
 def plan_shards(
@@ -175,9 +196,10 @@ def generate_samples(
     - the backend's effective parameters are checked first (``generator.check``); a backend that would change a
       requested parameter raises :class:`~divtrace.generate.params.UnsupportedSamplingError` before any work;
     - sample ``k`` of prompt ``p`` is drawn with seed ``sample_seed(params.seed, p.prompt_id, k)``;
-    - a shard whose file already holds the expected sample keys is skipped; every other shard is generated in
-      full and written atomically, so killing the process at any moment and calling again with the same
-      arguments finishes the work with no sample duplicated or missing; Ctrl-C raises
+    - a shard whose file already holds the expected sample keys is skipped; a file with other keys raises
+      :class:`~divtrace.generate.resume.ResumeMismatchError` naming the setting that differs; every other shard is
+      generated in full and written atomically, so killing the process at any moment and calling again with the
+      same arguments finishes the work with no sample duplicated or missing; Ctrl-C raises
       :class:`~divtrace.errors.RunInterrupted` counting the shards that are stored;
     - each record holds the raw ``outputs``, ``reasoning`` and ``responses`` (thinking stripped), seeds, finish
       reasons, token counts, the effective ``sampling`` and the ``model_ref``, plus ``rendered_prompt`` and
@@ -191,8 +213,7 @@ def generate_samples(
     summary = GenerationSummary(shards=len(plan.shards))
     try:
         for index in range(len(plan.shards)):
-            path = shard_path(out_dir, checkpoint, task, index)
-            if shard_is_finished(path, plan.shard_keys(index)):
+            if plan.shard_is_finished(out_dir, index):
                 summary.skipped_shards += 1
                 if progress is not None:
                     progress("skipped", plan.shard_samples(index))
@@ -206,6 +227,46 @@ def generate_samples(
         done = summary.written_shards + summary.skipped_shards
         raise RunInterrupted("generate", done, f"of {len(plan.shards)} shard(s) in {out_dir}") from None
     return summary
+
+
+def generate_if_needed(
+    make_generator: Callable[[], Generator],
+    prompts: Sequence[PromptItem],
+    params: SamplingParams,
+    source: ModelSource,
+    *,
+    out_dir: str | Path,
+    checkpoint: str,
+    task: str,
+    render: RenderOptions | None = None,
+    shard_size: int = 8,
+    progress: GenerationProgress | None = None,
+) -> GenerationSummary:
+    """:func:`generate_samples` with the generator ``make_generator`` builds, built only when some shard is not
+    confirmed done by :func:`~divtrace.generate.resume.generation_status` (``source`` says which model and
+    backend ``make_generator`` loads); the generator is closed afterwards.
+
+    When everything is done the summary has ``model_loaded`` False and every shard skipped. Raises
+    :class:`~divtrace.generate.resume.ResumeMismatchError` (naming the setting) for a stored shard made with other
+    settings, before loading the model when the difference is in a requested setting.
+    """
+    status = generation_status(
+        prompts, params, source, out_dir=out_dir, checkpoint=checkpoint, task=task, render=render,
+        shard_size=shard_size,
+    )  # fmt: skip
+    if status.done:
+        if progress is not None:
+            progress("total", len(prompts) * params.k)
+            progress("skipped", len(prompts) * params.k)
+        return GenerationSummary(status.shards, status.shards, model_loaded=False)
+    generator = make_generator()
+    try:
+        return generate_samples(
+            generator, prompts, params, out_dir=out_dir, checkpoint=checkpoint, task=task, render=render,
+            shard_size=shard_size, progress=progress,
+        )  # fmt: skip
+    finally:
+        generator.close()
 
 
 def _remove_stale_temporaries(path: Path) -> None:

@@ -62,6 +62,29 @@ def read_shard_keys(path: Path) -> list[list[str]] | None:
         raise DivtraceError(f"{path}: not a divtrace sample shard ({type(err).__name__}: {err})") from err
 
 
+#: The columns of a shard that say how its samples were made (read by :func:`read_shard_settings`).
+SETTING_COLUMNS = ("prompt_id", "prompt", "sample_seeds", "sampling", "model_ref", "rendered_prompt", "sample_keys")
+_JSON_SETTING_COLUMNS = ("sampling", "model_ref", "rendered_prompt", "sample_keys")
+
+
+def read_shard_settings(path: Path) -> list[dict[str, Any]] | None:
+    """Per prompt of shard ``path``, how its samples were made (:data:`SETTING_COLUMNS`, JSON decoded); None when
+    there is no file.
+
+    Raises DivtraceError naming the file when it is unreadable or lacks one of the columns (not ours to overwrite).
+    """
+    if not path.is_file():
+        return None
+    try:
+        rows = pq.read_table(path, columns=list(SETTING_COLUMNS)).to_pylist()
+        for row in rows:
+            for column in _JSON_SETTING_COLUMNS:
+                row[column] = json.loads(row[column]) if row[column] is not None else None
+    except Exception as err:
+        raise DivtraceError(f"{path}: not a divtrace sample shard ({type(err).__name__}: {err})") from err
+    return rows
+
+
 def keys_match(path: Path, found: list[list[str]] | None, expected_keys: list[list[str]]) -> bool:
     """Whether the keys ``found`` in shard ``path`` are ``expected_keys`` (False when ``found`` is None).
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from divtrace.runs.stages import PlannedTask, sampling_for
-from divtrace.study import Study
+from divtrace.study import CheckpointSpec, Study
 from divtrace.tasks import get_task
 
 
@@ -45,16 +45,21 @@ def cost_rows(study: Study) -> list[CostRow]:
         planned = PlannedTask(spec, task, [], "")
         params = sampling_for(study, planned)
         for checkpoint in study.checkpoints:
-            if study.executor.gpus_per_model is not None:
-                gpus = study.executor.gpus_per_model
-            elif checkpoint.backend == "openai":
-                gpus = 0.0
-            else:
-                gpus = float(checkpoint.options.get("tensor_parallel_size", 1))
+            gpus = replica_gpus(study, checkpoint)
             rows.append(
                 CostRow(checkpoint.name, task.name, spec.n or task.default_n, params.k, params.max_new_tokens, gpus)
             )
     return rows
+
+
+def replica_gpus(study: Study, checkpoint: CheckpointSpec) -> float:
+    """GPUs one replica of ``checkpoint`` holds: the study's ``executor.gpus_per_model``, else a vLLM checkpoint's
+    ``tensor_parallel_size``, else 1 (0 for openai, whose GPUs are the server's)."""
+    if study.executor.gpus_per_model is not None:
+        return study.executor.gpus_per_model
+    if checkpoint.backend == "openai":
+        return 0.0
+    return float(checkpoint.options.get("tensor_parallel_size", 1))
 
 
 @dataclass(frozen=True)

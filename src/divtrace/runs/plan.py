@@ -9,10 +9,9 @@ from divtrace.runs.layout import RunLayout, is_done
 from divtrace.runs.stages import PlannedTask, generation_key, sampling_for
 from divtrace.study import Study
 
-#: Rough generation throughput (tokens/s) per backend used for the time estimate. transformers: measured on the
-#: 2-core CPU machine with the slower packaged model (benchmarks/bench_generate.py --model quickstart:gemma-3-270m:
-#: 48 tok/s, 32 rows per batch; SmolLM2-135M does 101). GPU figures are assumptions for a 7B model on one
-#: H100-class GPU until measured vLLM figures replace them.
+#: One flat rate per backend, whatever the model and device: the old dry-run estimate, kept for
+#: :func:`estimate_seconds` until the CLI renders :func:`divtrace.runs.plan_summary.summarize_plan`, whose rates
+#: (:mod:`divtrace.runs.throughput`) depend on the model size and device and say whether they were measured.
 ASSUMED_TOKENS_PER_S = {"transformers": 48.0, "vllm": 2500.0, "openai": 500.0}
 
 
@@ -66,7 +65,10 @@ def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> lis
 
 def estimate_seconds(rows: list[PlanRow]) -> float:
     """Generation time of the rows still to do if every sample ran to max_new_tokens at
-    :data:`ASSUMED_TOKENS_PER_S` (a rough figure: real throughput depends on the model and the hardware)."""
+    :data:`ASSUMED_TOKENS_PER_S` (a rough figure: real throughput depends on the model and the hardware).
+
+    Superseded by :func:`divtrace.runs.plan_summary.summarize_plan` (per-model rates with provenance).
+    """
     return sum(row.max_tokens / ASSUMED_TOKENS_PER_S[row.backend] for row in rows if not row.done)
 
 

@@ -73,6 +73,17 @@ class SeededRowSampler:
         return chosen.scatter_(1, tokens, 0.0)
 
 
+#: How this backend seeds samples, recorded on every sample (part of its key).
+SEEDING = "per-sample torch.Generator(sample_seed), inverse-CDF draw after transformers' warpers"
+
+
+def default_device() -> str:
+    """``cuda`` when torch sees a GPU, else ``cpu`` (the backend's device when none is given)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def default_dtype(device: str) -> str:
     """``bfloat16`` on a GPU that supports it, else ``float32`` (CPU bf16 matmuls are slow on most CPUs)."""
     import torch
@@ -115,7 +126,7 @@ class TransformersGenerator(TokenizerRendering):
             raise ValueError("batch_size must be >= 1")
         if threads is not None:
             torch.set_num_threads(threads)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.dtype = dtype or default_dtype(self.device)
         self.batch_size = batch_size
         self.ignore_eos = ignore_eos
@@ -167,7 +178,7 @@ class TransformersGenerator(TokenizerRendering):
             "device": self.device,
             "dtype": self.dtype,
             "ignore_eos": self.ignore_eos,
-            "seeding": "per-sample torch.Generator(sample_seed), inverse-CDF draw after transformers' warpers",
+            "seeding": SEEDING,
             "model_generation_defaults_not_applied": self.model_defaults_not_applied,
         }
 

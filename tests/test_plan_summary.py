@@ -1,0 +1,182 @@
+"""The dry-run plan summary: rates with provenance, per-checkpoint subtotals that add up, exact totals."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from divtrace.runs.layout import RunLayout
+from divtrace.runs.plan import plan_study, plan_without_data
+from divtrace.runs.plan_summary import FRAME_COLUMNS, PlanSummary, checkpoint_device, format_duration, summarize_plan
+from divtrace.runs.stages import plan_tasks
+from divtrace.runs.throughput import THROUGHPUTS, Throughput, model_parameters, rate_for, throughput_table
+from divtrace.study import STARTER_STUDY, CheckpointSpec, load_study
+
+
+def starter(tmp_path: Path) -> PlanSummary:
+    path = tmp_path / "study.yaml"
+    path.write_text(STARTER_STUDY, encoding="utf-8")
+    study = load_study(path)
+    return summarize_plan(study, plan_without_data(study), cuda_available=False)
+
+
+def assert_adds_up(summary: PlanSummary) -> None:
+    for subtotal in summary.checkpoints:
+        own = [e for e in summary.rows if e.row.checkpoint == subtotal.checkpoint]
+        assert subtotal.samples == sum(e.row.samples for e in own)
+        assert subtotal.max_tokens == sum(e.row.max_tokens for e in own)
+        assert subtotal.samples_to_do == sum(e.row.samples for e in own if not e.row.done)
+        assert subtotal.seconds == pytest.approx(sum(e.seconds for e in own))
+    assert summary.samples == sum(e.row.samples for e in summary.rows)
+    assert summary.max_tokens == sum(e.row.max_tokens for e in summary.rows)
+    assert summary.seconds == pytest.approx(sum(c.seconds for c in summary.checkpoints))
+
+
+def test_model_size_from_packaged_models_and_names() -> None:
+    assert model_parameters("quickstart:gemma-3-270m") == 270e6
+    assert model_parameters("quickstart:smollm2-135m-instruct") == 135e6
+    assert model_parameters("allenai/Olmo-3-1025-7B") == 7e9
+    assert model_parameters("allenai/Olmo-3.1-7B-RL-Zero-Math") == 7e9
+    assert model_parameters("Qwen/Qwen2.5-0.5B-Instruct") == 0.5e9
+    assert model_parameters("HuggingFaceTB/SmolLM2-135M") == 135e6
+    assert model_parameters("my-finetune") is None
+    assert model_parameters("quickstart:unknown") is None
+
+
+def test_rate_provenance() -> None:
+    exact = rate_for("transformers", "cpu", "quickstart:gemma-3-270m")
+    assert exact.measured and exact.tokens_per_s == 48.0
+    assert exact.label == "48 tok/s (measured: bench_generate.py, 2 CPU cores)"
+    vllm_cpu = rate_for("vllm", "cpu", "quickstart:smollm2-135m-instruct")
+    assert vllm_cpu.measured and vllm_cpu.source == "measured: bench_vllm.py, 2 CPU cores"
+    near = rate_for("transformers", "cpu", "HuggingFaceTB/SmolLM2-135M")  # same size as a measured model
+    assert near.measured and near.tokens_per_s == 101.0 and "quickstart:smollm2-135m-instruct" in near.explanation
+    gpu = rate_for("vllm", "gpu", "allenai/Olmo-3-7B-Instruct")
+    assert not gpu.measured and gpu.label == "2,500 tok/s (assumed)"
+    assert gpu.explanation.startswith("no measured rate for 7B on vllm/gpu; assumed 2,500 tok/s")
+    scaled = rate_for("transformers", "cpu", "allenai/Olmo-3-7B-Instruct")
+    assert not scaled.measured and scaled.tokens_per_s == pytest.approx(48.0 * 270e6 / 7e9)
+    assert scaled.explanation.startswith("no measured rate for 7B on transformers/cpu; assumed 1.9 tok/s")
+    unknown = rate_for("transformers", "cpu", "my-finetune")
+    assert not unknown.measured and "no measured rate for my-finetune (unknown size)" in unknown.explanation
+    with pytest.raises(ValueError, match="no throughput entry"):
+        rate_for("transformers", "tpu", "m")
+    only_assumed = tuple(e for e in THROUGHPUTS if not e.measured)
+    assert not rate_for("transformers", "cpu", "quickstart:gemma-3-270m", only_assumed).measured
+    custom = (Throughput("openai", "server", 42.0, "measured: benchmarks/results/x.json", "a run", model="served"),)
+    assert rate_for("openai", "server", "served", custom).tokens_per_s == 42.0
+
+
+def test_checkpoint_device() -> None:
+    assert checkpoint_device(CheckpointSpec(name="a", model="m"), cuda_available=False) == "cpu"
+    assert checkpoint_device(CheckpointSpec(name="a", model="m"), cuda_available=True) == "gpu"
+    assert checkpoint_device(CheckpointSpec(name="a", model="m", options={"device": "cpu"}), True) == "cpu"
+    assert checkpoint_device(CheckpointSpec(name="a", model="m", backend="vllm"), False) == "gpu"
+    vllm_cpu = CheckpointSpec(name="a", model="m", backend="vllm", options={"device": "cpu"})
+    assert checkpoint_device(vllm_cpu, True) == "cpu"
+    assert checkpoint_device(CheckpointSpec(name="a", model="m", backend="openai"), True) == "server"
+
+
+def test_starter_study_says_its_7b_rates_are_assumed(tmp_path: Path) -> None:
+    summary = starter(tmp_path)
+    assert [c.checkpoint for c in summary.checkpoints] == ["base", "sft", "dpo"]
+    for subtotal in summary.checkpoints:
+        assert not subtotal.rate.measured and subtotal.rate.label.endswith("(assumed)")
+        assert subtotal.device == "cpu" and subtotal.tasks == 2
+    assert not summary.all_measured
+    assert any(n.startswith("no measured rate for 7B on transformers/cpu; assumed 1.9 tok/s") for n in summary.notes)
+    assert len(summary.notes) == 2  # one explanation for the three checkpoints, then the upper-bound caveat
+    on_gpu = summarize_plan(load_study(tmp_path / "study.yaml"), plan_without_data(load_study(tmp_path / "study.yaml")),
+                            cuda_available=True)  # fmt: skip
+    assert on_gpu.notes[0].startswith("no measured rate for 7B on transformers/gpu; assumed 300 tok/s")
+    assert on_gpu.gpu_hours == pytest.approx(on_gpu.seconds / 3600)
+    assert_adds_up(summary)
+
+
+def test_quickstart_plan_uses_measured_rates_with_their_files(tmp_path: Path) -> None:
+    study = load_study("quickstart")
+    rows = plan_study(study, RunLayout(tmp_path), plan_tasks(study))
+    summary = summarize_plan(study, rows, cuda_available=False)
+    labels = {c.checkpoint: c.rate.label for c in summary.checkpoints}
+    assert labels == {
+        "gemma-3-270m": "48 tok/s (measured: bench_generate.py, 2 CPU cores)",
+        "smollm2-135m-instruct": "101 tok/s (measured: bench_generate.py, 2 CPU cores)",
+    }
+    assert summary.all_measured and summary.gpu_hours == 0
+    assert summary.notes == (summary.notes[-1],)  # only the upper-bound caveat: nothing assumed
+    for estimate in summary.rows:
+        assert estimate.seconds == estimate.row.max_tokens / estimate.rate.tokens_per_s
+    assert_adds_up(summary)
+
+    # A finished row costs nothing and leaves its checkpoint partly done.
+    first = summary.rows[0].row
+    partial = summarize_plan(study, [replace(first, done=True), *rows[1:]], cuda_available=False)
+    subtotal = partial.checkpoints[0]
+    assert partial.rows[0].seconds == 0 and subtotal.status == "partly done"
+    assert subtotal.samples == summary.checkpoints[0].samples
+    assert subtotal.samples_to_do == summary.checkpoints[0].samples - first.samples
+    assert partial.samples_to_do == summary.samples_to_do - first.samples
+    assert_adds_up(partial)
+
+
+def test_olmo3_totals_exact_with_a_subtotal_per_checkpoint() -> None:
+    olmo = load_study("olmo3-7b")
+    summary = summarize_plan(olmo, plan_without_data(olmo), cuda_available=False)
+    assert len(summary.rows) == 16 * 15 and len(summary.checkpoints) == 16
+    # 16 checkpoints x K=16 x the 15 tasks' N (500 x 11 + 164 + 479 + 817 + 541 = 7,501)
+    assert summary.samples == summary.samples_to_do == 1_920_256
+    # per checkpoint and sample: 32768 x (500 x 10 + 164 + 479 + 541) + 2048 x 500 + 512 x 817 = 204,079,616
+    assert summary.max_tokens == summary.max_tokens_to_do == 52_244_381_696
+    for subtotal in summary.checkpoints:
+        assert subtotal.samples == 7_501 * 16 and subtotal.max_tokens == 204_079_616 * 16
+        assert subtotal.device == "gpu" and subtotal.rate.label == "2,500 tok/s (assumed)"
+    assert summary.seconds == pytest.approx(52_244_381_696 / 2500)
+    assert summary.gpu_hours == pytest.approx(52_244_381_696 / 2500 / 3600)  # one GPU per replica
+    assert summary.notes[0].startswith("no measured rate for 7B on vllm/gpu; assumed 2,500 tok/s")
+    assert_adds_up(summary)
+
+
+def test_frame_has_rows_subtotals_and_a_total(tmp_path: Path) -> None:
+    summary = starter(tmp_path)
+    frame = summary.frame()
+    assert list(frame.columns) == list(FRAME_COLUMNS)
+    assert list(frame["kind"]) == ["task", "task", "checkpoint"] * 3 + ["total"]
+    tasks, subtotals = frame[frame["kind"] == "task"], frame[frame["kind"] == "checkpoint"]
+    total = frame[frame["kind"] == "total"].iloc[0]
+    for column in ("samples", "max_tokens", "samples_to_do", "max_tokens_to_do"):
+        assert subtotals[column].sum() == tasks[column].sum() == total[column]
+    assert total["est_seconds"] == pytest.approx(subtotals["est_seconds"].sum())
+    assert set(subtotals["rate_source"]) == {"assumed"} and set(tasks["parameters"]) == {"7B"}
+    assert pd.read_csv(io.StringIO(frame.to_csv(index=False)))["samples"].iloc[-1] == summary.samples
+    assert json.loads(frame.to_json(orient="records"))[-1]["max_tokens"] == summary.max_tokens
+
+
+def test_format_duration() -> None:
+    assert format_duration(42) == "42 s"
+    assert format_duration(210) == "3.5 min"
+    assert format_duration(131.1 * 3600) == "131.1 h"
+    assert format_duration(20 * 86400) == "20.0 days"
+
+
+def test_rates_from_benchmark_result_files(tmp_path: Path) -> None:
+    (tmp_path / "vllm.json").write_text(json.dumps({"model": "allenai/Olmo-3-7B-Instruct", "device": "cuda",
+                                                    "tokens_per_s": 3100.0, "cpu_tokens_per_s": None}))  # fmt: skip
+    (tmp_path / "generate.json").write_text(
+        json.dumps({"model": "m-1B", "device": "cpu", "tokens_per_s_divtrace": 9.5})
+    )
+    (tmp_path / "generate-old.json").write_text(
+        json.dumps({"model": "m-2B", "tokens_per_s_divtrace": 5.0})
+    )  # no device
+    (tmp_path / "generate-bad.json").write_text("{not json")
+    table = throughput_table(tmp_path)
+    assert len(table) == len(THROUGHPUTS) + 2
+    gpu = rate_for("vllm", "gpu", "allenai/Olmo-3-7B-Think", table)  # same size as the measured 7B
+    assert gpu.measured and gpu.tokens_per_s == 3100.0 and gpu.source == "measured: benchmarks/results/vllm.json"
+    cpu = rate_for("transformers", "cpu", "m-1B", table)
+    assert cpu.measured and cpu.source == "measured: benchmarks/results/generate.json"
+    assert throughput_table(None) == THROUGHPUTS and throughput_table(tmp_path / "absent") == THROUGHPUTS
