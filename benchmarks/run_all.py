@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from divtrace.runs.cost import estimate_cost
-from divtrace.runs.plan import ASSUMED_TOKENS_PER_S
+from divtrace.runs.throughput import rate_for
 from divtrace.study import load_study
 
 HERE = Path(__file__).parent
@@ -114,7 +114,8 @@ def main() -> None:
     elif vllm.get("tokens_per_s"):
         rate, source = float(vllm["tokens_per_s"]), f"measured ({vllm.get('device', 'GPU')})"
     else:
-        rate, source = ASSUMED_TOKENS_PER_S["vllm"], "ASSUMED (no GPU measurement here)"
+        assumed = rate_for("vllm", "gpu", "allenai/Olmo-3-7B-Think")
+        rate, source = assumed.tokens_per_s, f"ASSUMED (no GPU measurement here): {assumed.explanation}"
     for fraction in (1.0, args.length_fraction):
         cost = estimate_cost(olmo, rate, length_fraction=fraction)
         rows.append(

@@ -154,7 +154,8 @@ def test_install_hints_keep_their_brackets(tmp_path: Path) -> None:
     prompts.write_text("Hello\n")
     result = cli("generate", "--backend", "vllm", "--model", INSTRUCT, "--prompts", str(prompts), "--out",
                  str(tmp_path / "o"))  # fmt: skip
-    assert_user_error(result, "error: the vllm backend needs vLLM")
+    assert_user_error(result, "error: the vllm backend needs vllm")
+    assert "loading" not in result.stderr  # refused before any model was loaded
     assert "pip install 'divtrace[vllm]'" in result.stderr
 
 

@@ -61,7 +61,7 @@ def generate(
     data_dir: Annotated[
         Path | None, typer.Option(help="directory with task data (TASK.jsonl/.parquet) for offline use")
     ] = None,
-    k: Annotated[int, typer.Option("-k", help="samples per prompt (K)")] = 16,
+    k: Annotated[int, typer.Option("-k", min=2, help="samples per prompt (K; diversity needs at least 2)")] = 16,
     limit: Annotated[int | None, typer.Option(min=1, help="use only the first N prompts (as lm-eval's --limit)")] = (
         None
     ),
@@ -134,7 +134,7 @@ def generate(
     ] = False,
 ) -> None:
     """Sample K outputs per prompt from one checkpoint; resumable (finished shards are never redone)."""
-    from divtrace.generate.backends import backend_options, create_generator
+    from divtrace.generate.backends import backend_options, check_installed, create_generator
     from divtrace.generate.params import SamplingParams
     from divtrace.generate.prompts import read_prompts
     from divtrace.generate.protocol import Generator
@@ -148,6 +148,7 @@ def generate(
     checks.writable_directory(out)
     if backend is not BackendOption.openai:
         checks.model_reference(model)
+    check_installed(backend.value)
     # The backend picks its own flags (revision, device, base_url...) out of all of them.
     options = backend_options(backend.value, {**locals(), "endpoint": endpoint.value, "n_mode": n_mode.value})
     task_stop: tuple[str, ...] = ()

@@ -9,11 +9,6 @@ from divtrace.runs.layout import RunLayout, is_done
 from divtrace.runs.stages import PlannedTask, generation_key, sampling_for
 from divtrace.study import Study
 
-#: One flat rate per backend, whatever the model and device: the old dry-run estimate, kept for
-#: :func:`estimate_seconds` until the CLI renders :func:`divtrace.runs.plan_summary.summarize_plan`, whose rates
-#: (:mod:`divtrace.runs.throughput`) depend on the model size and device and say whether they were measured.
-ASSUMED_TOKENS_PER_S = {"transformers": 48.0, "vllm": 2500.0, "openai": 500.0}
-
 
 @dataclass(frozen=True)
 class PlanRow:
@@ -61,15 +56,6 @@ def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> lis
                 )
             )
     return rows
-
-
-def estimate_seconds(rows: list[PlanRow]) -> float:
-    """Generation time of the rows still to do if every sample ran to max_new_tokens at
-    :data:`ASSUMED_TOKENS_PER_S` (a rough figure: real throughput depends on the model and the hardware).
-
-    Superseded by :func:`divtrace.runs.plan_summary.summarize_plan` (per-model rates with provenance).
-    """
-    return sum(row.max_tokens / ASSUMED_TOKENS_PER_S[row.backend] for row in rows if not row.done)
 
 
 def plan_without_data(study: Study) -> list[PlanRow]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from divtrace.errors import DivtraceError
+from divtrace.errors import DivtraceError, ModelLoadError
 from divtrace.generate.protocol import Generator
 
 BACKENDS = ("transformers", "vllm", "openai")
@@ -22,6 +22,23 @@ BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
         "base_url", "endpoint", "max_concurrency", "max_retries", "n_mode", "tokenizer", "extra_sampling_params",
     ),
 }  # fmt: skip
+
+
+#: The package each optional backend imports, and how to install it.
+BACKEND_PACKAGES: dict[str, tuple[str, str]] = {
+    "vllm": ("vllm", "pip install 'divtrace[vllm]' on a GPU machine, or the CPU build (README, 'vLLM')"),
+}
+
+
+def check_installed(backend: str) -> None:
+    """Raise :class:`~divtrace.errors.ModelLoadError` with the install command when ``backend``'s package is not
+    installed (found without importing it, so the check is instant)."""
+    import importlib.util
+
+    if backend in BACKEND_PACKAGES:
+        package, install = BACKEND_PACKAGES[backend]
+        if importlib.util.find_spec(package) is None:
+            raise ModelLoadError(f"the {backend} backend needs {package}: {install}")
 
 
 def backend_options(backend: str, values: Mapping[str, Any]) -> dict[str, Any]:

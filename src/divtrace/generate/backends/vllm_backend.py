@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from divtrace.errors import DivtraceError, ModelLoadError
+from divtrace.generate.backends import check_installed
 from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
@@ -101,13 +102,7 @@ class VLLMGenerator(TokenizerRendering):
         except ValueError as err:
             raise DivtraceError(f"vllm backend options: {err}") from None
         self.resolved = resolve_model(model, self.options.revision)
-        try:
-            import vllm  # noqa: F401
-        except ImportError as err:
-            raise ModelLoadError(
-                "the vllm backend needs vLLM: pip install 'divtrace[vllm]' on a GPU machine, or the CPU build "
-                "(README, 'vLLM')"
-            ) from err
+        check_installed("vllm")
         self.platform = _platform()
         wanted = self.options.device
         if wanted != "auto" and wanted != self.platform:
