@@ -291,3 +291,10 @@ def test_verify_lmeval_logs_with_a_task_map_and_a_renamed_log_with_task(tmp_path
     assert read.returncode == 0, read.stderr
     [row] = json.loads(read.stdout)
     assert (row["task"], row["verified_as"], row["prompts"]) == ("gsm8k", "gsm8k", 2)
+
+
+def test_a_full_disk_is_a_system_error_with_its_path_not_a_traceback() -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full here")
+    result = cli("init", "/dev/full", "--force")  # every write to /dev/full fails with ENOSPC
+    assert_user_error(result, "error: No space left on device", code=1)
