@@ -298,3 +298,10 @@ def test_a_full_disk_is_a_system_error_with_its_path_not_a_traceback() -> None:
         pytest.skip("no /dev/full here")
     result = cli("init", "/dev/full", "--force")  # every write to /dev/full fails with ENOSPC
     assert_user_error(result, "error: No space left on device", code=1)
+
+
+def test_flags_typer_refuses_get_the_same_one_line_error() -> None:
+    choice = cli("score", str(EXAMPLE), "--format", "xml")
+    assert_user_error(choice, "error: Invalid value for '--format':")
+    assert "score -h" in choice.stderr and "╭" not in choice.stderr
+    assert_user_error(cli("scor"), "error: No such command 'scor'. Did you mean 'score'?")

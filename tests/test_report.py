@@ -28,7 +28,7 @@ from divtrace.analysis import analyze
 from divtrace.errors import DivtraceError
 from divtrace.lineage import CheckpointNode, LineageGraph
 from divtrace.report import report_tables, write_report
-from divtrace.report.html import _cut, _fit_budget
+from divtrace.report.html import _cut, _fit_budget, indistinguishable_cells
 from divtrace.report.summary_md import render_summary_md
 from divtrace.samples import SampleRecord
 from divtrace.scoring.bootstrap import BootstrapSettings
@@ -487,3 +487,28 @@ def test_shares_outside_unit_are_explained(tmp_path: Path) -> None:
     page = path.read_text(encoding="utf-8")
     assert 'id="qfd-outside-unit"' in page and sentence in page
     assert "each checkpoint's D_all and D_correct are averaged over its own prompts" in page
+
+
+def test_indistinguishable_outputs_are_warned_about_in_the_report(tmp_path: Path) -> None:
+    scores, _, _ = make_study(seed=2)
+    graph = LineageGraph([CheckpointNode("base", "base"), CheckpointNode("sft", "sft", "base")])
+    scores = scores[scores["checkpoint"].isin(["base", "sft"]) & (scores["subset"] == "all")].copy()
+    scores["indistinguishable_texts"] = pd.NA
+    # sft: 3 outputs of one prompt and 1 of another look identical to the embedder (sbert and vendi agree)
+    task = sorted(scores["task"].unique())[0]
+    first, second = sorted(scores.loc[scores["task"] == task, "prompt_id"].unique())[:2]
+    embedding_rows = (
+        scores["metric"].isin(["sbert", "vendi"]) & (scores["checkpoint"] == "sft") & (scores["task"] == task)
+    )
+    scores.loc[embedding_rows, "indistinguishable_texts"] = 0
+    scores.loc[embedding_rows & (scores["prompt_id"] == first), "indistinguishable_texts"] = 3
+    scores.loc[embedding_rows & (scores["prompt_id"] == second), "indistinguishable_texts"] = 1
+    assert indistinguishable_cells(scores) == [{"checkpoint": "sft", "task": task, "outputs": 4}]
+    analysis = analyze(scores, None, graph, bootstrap=BootstrapSettings(resamples=100))
+    path = write_report(
+        tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph, study_info={"name": "t"}
+    )
+    assert 'id="indistinguishable"' in path.read_text(encoding="utf-8")
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    assert "Outputs the embedder cannot tell apart" in summary and f"sft \N{MULTIPLICATION SIGN} {task}: 4" in summary
+    assert indistinguishable_cells(scores.drop(columns="indistinguishable_texts")) == []

@@ -4,7 +4,9 @@
 - a bad flag value caught by pydantic (sampling settings): the flag, the allowed range and the value, exit 2;
 - an operating-system error (disk full, permission denied): the message and the path, exit 1;
 - Ctrl-C (or a :class:`~divtrace.errors.RunInterrupted` from an executor): one line saying how much finished work is
-  kept and that the same command resumes, exit 130.
+  kept and that the same command resumes, exit 130;
+- a flag typer itself refuses (an unknown choice, a value below a flag's minimum): the same one-line ``error:`` form
+  with the command's help hint, exit 2.
 
 Errors that are none of these are divtrace's bugs and keep their traceback.
 """
@@ -49,10 +51,17 @@ def handle_errors() -> Iterator[None]:
     """Turn the exceptions a command can end with into a message on stderr and an exit code (see the module
     docstring); typer's own exits and usage errors pass through unchanged."""
     from pydantic import ValidationError
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
 
     console = stderr_console()
     try:
         yield
+    except NoArgsIsHelpError:
+        raise
+    except UsageError as err:  # parsing a subcommand's flags happens inside the group's invoke
+        where = f" (see: {err.ctx.command_path} -h)" if err.ctx is not None else ""
+        console.print(f"[bold red]error:[/] {escape(err.format_message())}{escape(where)}")
+        raise typer.Exit(code=EXIT_USER_ERROR) from None
     except RunInterrupted as err:
         console.print(f"[bold yellow]interrupted:[/] {escape(str(err))}")
         raise typer.Exit(code=EXIT_INTERRUPTED) from None

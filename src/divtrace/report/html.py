@@ -166,6 +166,7 @@ def write_report(
         collapse_sites=tables.collapse_sites,
         metrics=context["metrics"],
         unclosed_thinking=context["unclosed_thinking"],
+        indistinguishable=context["indistinguishable"],
         table1=tables.table1,
         qfd=tables.qfd,
     )
@@ -240,7 +241,27 @@ def build_context(
         "drilldown": drilldown,
         "drilldown_cut": output_chars if output_chars < max_output_chars else None,
         "unclosed_thinking": unclosed_thinking_cells(samples, tables.checkpoint_means),
+        "indistinguishable": indistinguishable_cells(per_prompt_scores),
     }
+
+
+def indistinguishable_cells(per_prompt_scores: pd.DataFrame) -> list[dict[str, Any]]:
+    """The (checkpoint, task) cells whose outputs include texts the sentence embedder could not tell apart although
+    they differ: ``{checkpoint, task, outputs}``, the count from the scorer's ``indistinguishable_texts`` column
+    (subset ``all``; the largest over the embedding metrics, which share one embedder); empty when no cell has any
+    or the scores predate the column."""
+    if "indistinguishable_texts" not in per_prompt_scores.columns:
+        return []
+    rows = per_prompt_scores.dropna(subset=["indistinguishable_texts"])
+    if "subset" in rows.columns:
+        rows = rows[rows["subset"] == "all"]
+    per_metric = rows.groupby(["checkpoint", "task", "metric"])["indistinguishable_texts"].sum()
+    cells = per_metric.groupby(level=["checkpoint", "task"]).max()
+    return [
+        {"checkpoint": str(checkpoint), "task": str(task), "outputs": int(count)}
+        for (checkpoint, task), count in sorted(cells.items())
+        if count > 0
+    ]
 
 
 def unclosed_thinking_cells(

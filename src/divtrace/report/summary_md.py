@@ -28,6 +28,7 @@ def render_summary_md(
     collapse_sites: pd.DataFrame | None = None,
     metrics: Sequence[str] | None = None,
     unclosed_thinking: Sequence[Mapping[str, Any]] | None = None,
+    indistinguishable: Sequence[Mapping[str, Any]] | None = None,
     table1: pd.DataFrame | None = None,
     qfd: pd.DataFrame | None = None,
 ) -> str:
@@ -43,6 +44,8 @@ def render_summary_md(
         unclosed_thinking: optional; ``{checkpoint, task, unclosed, outputs}`` per (checkpoint, task) with outputs
             whose thinking never closed (see :func:`divtrace.report.html.unclosed_thinking_cells`): a warning
             naming each, since the token cap may be too small there.
+        indistinguishable: optional; ``{checkpoint, task, outputs}`` per cell with outputs the sentence embedder
+            cannot tell apart (see :func:`divtrace.report.html.indistinguishable_cells`): a warning naming each.
         table1: optional; the analysis' ``table1`` (:data:`divtrace.analysis.TABLE1_COLUMNS`): rendered first, as
             :func:`table1_view` describes. None leaves the section out; an empty table says it is missing.
         qfd: optional; the analysis' ``qfd`` table: one row per comparison, task and metric, shares outside
@@ -68,6 +71,17 @@ def render_summary_md(
             of = f" of {cell['outputs']}" if cell.get("outputs") else ""
             where = f"{_cell(cell['checkpoint'])} \N{MULTIPLICATION SIGN} {_cell(cell['task'])}"
             lines.append(f"> - {where}: {cell['unclosed']}{of} outputs")
+        lines.append("")
+    if indistinguishable:
+        lines += [
+            "> **Outputs the embedder cannot tell apart:** some outputs differ as text but get the same sentence "
+            "embedding (e.g. emoji-only outputs, mapped to unknown tokens), so SBERT and Vendi understate their "
+            "diversity in:",
+            ">",
+        ]
+        for cell in indistinguishable:
+            where = f"{_cell(cell['checkpoint'])} \N{MULTIPLICATION SIGN} {_cell(cell['task'])}"
+            lines.append(f"> - {where}: {cell['outputs']} outputs")
         lines.append("")
     if table1 is not None:
         lines += _table1_lines(table1_view(table1, study_info.get("name"), metrics), table1.empty)
