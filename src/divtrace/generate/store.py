@@ -2,7 +2,7 @@
 
 A run directory holds ``samples/<checkpoint>/<task>/shard-<index>.parquet``: one file per finished shard (a chunk
 of consecutive prompts), written atomically, so a file either holds a whole shard or does not exist. Each record
-carries ``sample_keys``: per sample, the hash of everything that determines it (DESIGN.md, "Cache key of a
+carries ``sample_keys``: per sample, the hash of everything that determines it (docs/architecture.md, "Cache key of a
 sample"). A shard counts as finished only when its file holds exactly the expected keys; a file made with other
 settings is an error, never silently mixed in or overwritten.
 """

@@ -46,7 +46,7 @@ def expectation_adjusted_distinct(distinct: np.ndarray, total: np.ndarray, vocab
 
 @register_metric
 class EAD(Metric):
-    """Expectation-adjusted distinct n-grams, averaged over n = 1..n_max (DESIGN.md, "EAD").
+    """Expectation-adjusted distinct n-grams, averaged over n = 1..n_max (README, "Metrics": ead).
 
     Per group and n: delete "." and "\\n" from every output and split on any whitespace
     (:func:`divtrace.metrics.ngrams.words_of`); pool the n-grams of the group's outputs (none crosses two outputs);

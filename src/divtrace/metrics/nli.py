@@ -1,4 +1,4 @@
-"""NLI diversity: how much the outputs of a group fail to entail one another (DESIGN.md, "Metrics", NLI).
+"""NLI diversity: how much the outputs of a group fail to entail one another (README, "Metrics": nli).
 
 Rules (the defaults are those of the code that produced the published numbers; every option is an
 :class:`~divtrace.settings.NLISettings` field, recorded in ``settings()``):
@@ -55,7 +55,7 @@ from divtrace.settings import NLISettings
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-#: Outputs are split into sentences on this pattern (DESIGN.md); empty pieces are dropped after stripping.
+#: Outputs are split into sentences on this pattern (README, "Metrics": NLI); empty pieces are dropped after stripping.
 SENTENCE_SPLIT = r"[.!?]+\s+|\n+"
 _SENTENCE_RE = re.compile(SENTENCE_SPLIT)
 #: What happens to a text before it is split (recorded in the settings).

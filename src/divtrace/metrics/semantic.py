@@ -11,7 +11,7 @@ import numpy as np
 from divtrace.metrics._base import Metric, ScoringContext, ValueRange
 from divtrace.metrics._registry import register_metric
 
-#: Eigenvalues of G/K below this are clipped to it before the entropy (DESIGN.md, "Vendi").
+#: Eigenvalues of G/K below this are clipped to it before the entropy (README, "Metrics": vendi).
 VENDI_EIGEN_FLOOR = 1e-12
 
 

@@ -1,6 +1,6 @@
 """The stages of a study run: generate, verify, score, analyze, report; each resumable and skipping done work.
 
-Every stage reads only what the stage before it wrote (DESIGN.md, data flow), from the run directory, and writes
+Every stage reads only what the stage before it wrote (docs/architecture.md), from the run directory, and writes
 its outputs atomically with a completion marker (see :mod:`divtrace.runs.layout`).
 """
 

@@ -1,6 +1,6 @@
 """The sample record: one (checkpoint, task, prompt) with its K outputs.
 
-This is the contract between stages and with users (see DESIGN.md, "The sample schema"). Only ``prompt_id``,
+This is the contract between stages and with users (see docs/architecture.md, "The data contracts"). Only ``prompt_id``,
 ``prompt`` and ``outputs`` are required; divtrace's own generators fill in the rest.
 """
 
