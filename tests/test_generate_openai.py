@@ -273,7 +273,6 @@ def requests_for(generator: OpenAIGenerator, params: SamplingParams, prompts: li
                 prompt=prompt,
                 rendered=rendered,
                 seeds=tuple(sample_seed(params.seed, prompt_id, k) for k in range(params.k)),
-                sample_indices=tuple(range(params.k)),
                 messages=messages,
             )
         )

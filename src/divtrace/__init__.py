@@ -1,13 +1,15 @@
 """divtrace: find where output diversity collapses along a post-training lineage.
 
-The obvious entry point is :func:`divtrace.score`; metrics live in a registry (:func:`metric_names`,
-:func:`create_metric`, :func:`register_metric`).
+The entry points: :func:`divtrace.run` (a study end to end, on this machine or a Ray cluster), :func:`divtrace.analyze`
+(samples generated elsewhere, along a lineage) and :func:`divtrace.score` (diversity of sample files). Metrics live in
+a registry (:func:`metric_names`, :func:`create_metric`, :func:`register_metric`).
 """
 
 from divtrace.api import score
 from divtrace.errors import DivtraceError, ModelLoadError, SampleFormatError
 from divtrace.metrics import Metric, ScoringContext, create_metric, metric_names, register_metric
 from divtrace.metrics.embeddings import EmbeddingStore
+from divtrace.runs.api import RunOutcome, analyze, run
 from divtrace.samples import SampleRecord, read_samples, write_samples
 from divtrace.scoring.scorer import ScoreResult
 from divtrace.settings import EmbedderSettings, NLISettings
@@ -21,14 +23,17 @@ __all__ = [
     "Metric",
     "ModelLoadError",
     "NLISettings",
+    "RunOutcome",
     "SampleFormatError",
     "SampleRecord",
     "ScoreResult",
     "ScoringContext",
+    "analyze",
     "create_metric",
     "metric_names",
     "read_samples",
     "register_metric",
+    "run",
     "score",
     "write_samples",
 ]

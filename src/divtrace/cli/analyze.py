@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,10 +21,11 @@ from divtrace.cli.options import (
     TaskMapOption,
     flag,
 )
-from divtrace.cli.outcome import print_outcome, run_stages
+from divtrace.cli.outcome import print_outcome, run_progress
+from divtrace.cli.progress import progress_display
 
 if TYPE_CHECKING:
-    from divtrace.runs.stages import RunProgress, StageReport
+    pass
 
 
 @command()
@@ -65,65 +65,44 @@ def analyze(
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Analyze samples generated elsewhere along a lineage: verify, score, analyze (and report), resumably."""
-    from divtrace.runs.imported import (
-        SampleSource,
-        import_choices,
-        import_samples,
-        imported_study,
-        read_sources,
-        run_tasks,
-    )
-    from divtrace.runs.layout import RunLayout
-    from divtrace.runs.stages import stage_analyze, stage_report, stage_score, stage_verify
-    from divtrace.study import load_study
+    from divtrace.runs.api import analyze as analyze_samples
+    from divtrace.runs.imported import SampleSource
     from divtrace.tasks.names import parse_task_map
 
-    sources = [SampleSource.parse(text) for text in inputs]
-    checks.existing_inputs([source.path for source in sources])
+    checks.existing_inputs([SampleSource.parse(text).path for text in inputs])
     checks.writable_directory(out)
     names = checks.metric_list(metrics)
     mapping = parse_task_map(task_map or [])
     if study is not None:
         checks.existing_inputs([study], "study")
-    choices = import_choices(
-        load_study(str(study)) if study is not None else None,
-        lineage or [],
-        variant or [],
-        metrics=names,
-        embedder=embedder,
-        nli_model=nli_model,
-    )
-    with stderr_console().status("reading samples"):
-        records, problems = read_sources(
-            sources, skip_invalid=skip_invalid, strip_thinking=strip_thinking, fmt=input_format.value
+
+    def imported(counts: dict[tuple[str, str], int]) -> None:
+        say(
+            f"imported {sum(counts.values())} prompts: "
+            + ", ".join(f"{c}/{t} {n}" for (c, t), n in sorted(counts.items()))
         )
-    if task is not None:
-        records = [r if r.task and r.task != "default" else r.model_copy(update={"task": task}) for r in records]
-    for problem in problems:
-        note(problem, "skipped")
-    chosen = imported_study(
-        choices.checkpoints,
-        records,
-        metrics=choices.metrics,
-        embedder=choices.embedder,
-        nli_model=choices.nli_model,
-        data_dir=str(data_dir) if data_dir else None,
-        task_map=mapping,
-    )
-    layout = RunLayout(out)
-    imported = import_samples(chosen, records, layout, strip_thinking=strip_thinking)
-    say(
-        f"imported {sum(imported.counts.values())} prompts: "
-        + ", ".join(f"{c}/{t} {n}" for (c, t), n in sorted(imported.counts.items()))
-    )
-    tasks = run_tasks(chosen)
-    stages: list[tuple[str, Callable[[RunProgress], StageReport]]] = []
-    if verify:
-        stages.append(("verify", lambda p: stage_verify(chosen, layout, tasks, p)))
-    stages += [
-        ("score", lambda p: stage_score(chosen, layout, tasks, p)),
-        ("analyze", lambda p: stage_analyze(chosen, layout, tasks)),
-    ]
-    if report:
-        stages.append(("report", lambda p: stage_report(chosen, layout, tasks)))
-    print_outcome(run_stages(stages), out, output_format)
+
+    with progress_display() as display:
+        outcome = analyze_samples(
+            inputs,
+            out,
+            lineage=lineage or [],
+            variants=variant or [],
+            study=study,
+            metrics=names,
+            embedder=embedder,
+            nli_model=nli_model,
+            task=task,
+            task_map=mapping,
+            input_format=input_format.value,
+            data_dir=data_dir,
+            verify=verify,
+            report=report,
+            skip_invalid=skip_invalid,
+            strip_thinking=strip_thinking,
+            progress=run_progress(display),
+            on_stage=lambda name: stderr_console().log(f"stage {name}"),
+            on_problem=lambda problem: note(problem, "skipped"),
+            on_import=imported,
+        )
+    print_outcome(outcome.reports, out, output_format)

@@ -45,7 +45,7 @@ def run(
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Run a study end to end: plan, generate, verify, score, analyze, report; resumable, skipping done work."""
-    from divtrace.executors.local import run_study
+    from divtrace.runs.api import run as run_study_api
     from divtrace.runs.layout import RunLayout
     from divtrace.runs.plan import plan_study, plan_without_data
     from divtrace.runs.stages import plan_tasks
@@ -56,7 +56,7 @@ def run(
     directory = out or Path("runs") / chosen.name
     if not dry_run:
         checks.writable_directory(directory, "--out")
-    if use_ray and not dry_run:
+    if use_ray and not dry_run:  # before the task data loads, which can take a while
         from divtrace.executors.ray_connect import check_ray_address
 
         with stderr_console().status("connecting to the Ray cluster"):
@@ -76,27 +76,16 @@ def run(
     if dry_run:
         return
     with progress_display() as display:
-        progress = run_progress(display)
-        if use_ray:
-            from divtrace.executors.ray_executor import run_study_ray
-
-            reports = run_study_ray(
-                chosen,
-                directory,
-                address=address,
-                tasks=tasks,
-                progress=progress,
-                on_stage=lambda name: stderr_console().log(f"stage {name} (ray)"),
-            )
-        else:
-            reports = run_study(
-                chosen,
-                directory,
-                tasks=tasks,
-                progress=progress,
-                on_stage=lambda name: stderr_console().log(f"stage {name}"),
-            )
-    print_outcome(reports, directory, output_format)
+        outcome = run_study_api(
+            chosen,
+            directory,
+            executor="ray" if use_ray else "local",
+            address=address,
+            tasks=tasks,
+            progress=run_progress(display),
+            on_stage=lambda name: stderr_console().log(f"stage {name}" + (" (ray)" if use_ray else "")),
+        )
+    print_outcome(outcome.reports, directory, output_format)
 
 
 def _print_plan(study: Study, directory: Path, rows: list[PlanRow], dry_run: bool, output_format: OutputFormat) -> None:

@@ -37,6 +37,7 @@ def verify(
     strip_thinking: StripThinkingOption = True,
 ) -> None:
     """Check each sample against its task's reference: a verdict per sample; accuracy, pass@k, majority vote."""
+    from divtrace.runs.api import with_task
     from divtrace.samples import read_samples
     from divtrace.tasks.names import parse_task_map
     from divtrace.tasks.verify import verify_records, write_verify_result
@@ -48,9 +49,7 @@ def verify(
     read = read_samples(inputs, skip_invalid=skip_invalid, strip_thinking=strip_thinking, fmt=input_format.value)
     for problem in read.problems:
         note(problem, "skipped")
-    records = read.records
-    if task is not None:
-        records = [r if r.task and r.task != "default" else r.model_copy(update={"task": task}) for r in records]
+    records = with_task(read.records, task) if task is not None else read.records
     with progress_display(transient=True) as display:
         result = verify_records(
             records,

@@ -19,14 +19,12 @@ class GenerationRequest:
         rendered: the exact model input (chat template, system prompt and thinking pre-fill applied).
         messages: the chat messages, for backends that render on the server (OpenAI chat endpoint); else None.
         seeds: one seed per requested sample, in sample-index order (``len(seeds)`` samples are wanted).
-        sample_indices: the index of each requested sample among the prompt's K (a resumed shard may ask for some).
     """
 
     prompt_id: str
     prompt: str
     rendered: str
     seeds: tuple[int, ...]
-    sample_indices: tuple[int, ...]
     messages: tuple[dict[str, str], ...] | None = None
 
 

@@ -158,7 +158,6 @@ def generate_shard(
             prompt=p.item.prompt,
             rendered=p.rendered,
             seeds=p.seeds,
-            sample_indices=tuple(range(params.k)),
             messages=p.messages,
         )
         for p in shard

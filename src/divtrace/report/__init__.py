@@ -4,7 +4,7 @@ Entry point: :func:`write_report`. Figures are in :mod:`divtrace.report.plots` (
 layout in ``templates/index.html.j2``, the Markdown headline table in :mod:`divtrace.report.summary_md`.
 """
 
-from divtrace.report.html import report_tables, study_info_of, write_report
+from divtrace.report.html import report_tables, write_report
 from divtrace.report.summary_md import render_summary_md
 
-__all__ = ["render_summary_md", "report_tables", "study_info_of", "write_report"]
+__all__ = ["render_summary_md", "report_tables", "write_report"]

@@ -85,23 +85,6 @@ def report_tables(analysis: Any) -> AnalysisResult:
     return AnalysisResult(**tables, settings=settings if isinstance(settings, dict) else {})
 
 
-def study_info_of(study: Any) -> dict[str, Any]:
-    """The ``study_info`` dict of :func:`write_report` from a :class:`divtrace.study.Study`."""
-    return {
-        "name": study.name,
-        "description": study.description,
-        "caveat": study.caveat,
-        "tasks": [task.name for task in study.tasks],
-        "metrics": list(study.metrics),
-        "embedder": study.embedder,
-        "nli_model": study.nli_model,
-        "sampling": study.sampling.model_dump(mode="json"),
-        "checkpoints": [
-            {"name": c.name, "model": c.model, "revision": c.revision, "backend": c.backend} for c in study.checkpoints
-        ],
-    }
-
-
 def write_report(
     out_dir: str | Path,
     *,
@@ -128,7 +111,7 @@ def write_report(
         graph: the study's lineage graph.
         study_info: ``name`` and optionally ``caveat`` (shown at the top), ``description``, ``tasks``,
             ``metrics``, ``embedder``, ``nli_model``, ``sampling`` (dict), ``checkpoints`` (list of dicts with
-            ``name`` and e.g. ``model``); see :func:`study_info_of`.
+            ``name`` and e.g. ``model``); see :func:`divtrace.runs.stages.study_info`.
         primary_metric: the metric the lineage diagram is coloured by and the drill-down ranks prompts by
             (default: sbert if present, else the study's first metric).
         drilldown_lineages: the lineages (named by their leaf) to drill into; default every lineage.

@@ -23,6 +23,7 @@ from typing import Any
 
 from divtrace.generate.store import SAMPLES_DIR, safe_name
 from divtrace.io_atomic import write_atomic, write_json_atomic
+from divtrace.samples.reader import RUN_MARKER
 
 
 def fingerprint(value: Any) -> str:
@@ -68,7 +69,7 @@ class RunLayout:
 
     def generation_marker(self, checkpoint: str, task: str) -> Path:
         """Marker of a finished (checkpoint, task) generation."""
-        return self.samples_dir(checkpoint, task) / "_complete.json"
+        return self.samples_dir(checkpoint, task) / RUN_MARKER
 
     def verdicts_file(self, checkpoint: str, task: str) -> Path:
         """Verdicts of (checkpoint, task)."""
@@ -91,7 +92,7 @@ class RunLayout:
 
 def marker_for(output: Path) -> Path:
     """The marker file of an output file or directory."""
-    return output / "_complete.json" if output.suffix == "" else output.with_suffix(".json")
+    return output / RUN_MARKER if output.suffix == "" else output.with_suffix(".json")
 
 
 def is_done(marker: Path, key: str) -> bool:

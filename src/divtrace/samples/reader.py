@@ -86,11 +86,19 @@ def _accepts(path: Path, fmt: str) -> bool:
     return name.lower().endswith(PARQUET_SUFFIXES)
 
 
+#: The completion marker divtrace writes in each finished directory of a run (``runs/layout.py::marker_for``): not a
+#: sample file, so a run's ``samples/`` directory reads as its samples alone.
+RUN_MARKER = "_complete.json"
+
+
 def _directory_files(directory: Path, fmt: str) -> list[Path]:
     files = [
         p
         for p in directory.rglob("*")
-        if p.is_file() and _accepts(p, fmt) and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        if p.is_file()
+        and p.name != RUN_MARKER
+        and _accepts(p, fmt)
+        and not any(part.startswith(".") for part in p.relative_to(directory).parts)
     ]
     return sorted(files, key=lambda p: p.relative_to(directory).as_posix())
 
