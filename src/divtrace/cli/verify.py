@@ -47,7 +47,7 @@ def verify(
         checks.writable_directory(out)
     read = read_samples(inputs, skip_invalid=skip_invalid, strip_thinking=strip_thinking, fmt=input_format.value)
     for problem in read.problems:
-        note(problem, "skipped")
+        note(str(problem), "skipped")
     records = read.records
     if task is not None:
         records = [r if r.task and r.task != "default" else r.model_copy(update={"task": task}) for r in records]
