@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import partial
 from pathlib import Path
 
 import platformdirs
@@ -40,7 +41,7 @@ def directory_fingerprint(directory: Path) -> str:
             digest.update(str(path.relative_to(directory)).encode())
             digest.update(b"\0")
             with path.open("rb") as handle:
-                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                for block in iter(partial(handle.read, 1 << 20), b""):
                     digest.update(block)
         _DIR_DIGESTS[memo_key] = digest.hexdigest()[:20]
     return _DIR_DIGESTS[memo_key]

@@ -38,7 +38,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
         raise
 
 
-def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
+def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
     """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it onto ``path``.
 
     Same guarantees as :func:`atomic_output`. Returns ``path``.

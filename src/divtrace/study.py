@@ -191,11 +191,8 @@ class Study(_Strict):
 
                 try:
                     VLLMOptions.model_validate(checkpoint.options)
-                except ValueError as err:
-                    problems = "; ".join(
-                        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                        for e in err.errors()  # type: ignore[attr-defined]
-                    )
+                except ValidationError as err:
+                    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
                     raise ValueError(f"checkpoints.{index}.options: {problems}") from None
         from divtrace.metrics import metric_names
 

@@ -6,7 +6,7 @@ from the generation format, not from the weights.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -53,8 +53,8 @@ def thinking_ablation(
     """
     pairs = graph.thinking_pairs()
     accuracy = _accuracy(correct_per_prompt, pairs, settings)
-    jobs: dict[Hashable, np.ndarray] = {}
-    dropped: dict[Hashable, int] = {}
+    jobs: dict[tuple[str, str, str, str], np.ndarray] = {}
+    dropped: dict[tuple[str, str, str, str], int] = {}
     for (task, metric), frame in wide_all.items():
         for on, off in pairs:
             if on in frame.columns and off in frame.columns:
@@ -96,8 +96,8 @@ def _accuracy(
         .set_index(["checkpoint", "task", "prompt_id"])
         .sort_index()
     )
-    jobs: dict[Hashable, np.ndarray] = {}
-    firsts: dict[Hashable, np.ndarray] = {}
+    jobs: dict[tuple[str, str, str], np.ndarray] = {}
+    firsts: dict[tuple[str, str, str], np.ndarray] = {}
     for on, off in pairs:
         for task in sorted(set(correct_per_prompt["task"])):
             try:

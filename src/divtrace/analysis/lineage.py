@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from divtrace.scoring.bootstrap import BootstrapSettings
 
 #: Combines per-sample means, shape (S, ...), into the statistics of one comparison, shape (m, ...).
 MeanCombiner = Callable[[np.ndarray], np.ndarray]
+_Key = TypeVar("_Key", bound=Hashable)
 
 #: Most bootstrap means one vectorised call may hold (samples x groups x resamples).
 _BOOTSTRAP_BUDGET = 8_000_000
@@ -111,8 +113,8 @@ def paired_values(frame: pd.DataFrame, checkpoints: Sequence[str]) -> tuple[np.n
 
 
 def bootstrap_means(
-    jobs: Mapping[Hashable, np.ndarray], combine: MeanCombiner, settings: BootstrapSettings
-) -> dict[Hashable, Estimate]:
+    jobs: Mapping[_Key, np.ndarray], combine: MeanCombiner, settings: BootstrapSettings
+) -> dict[_Key, Estimate]:
     """Point estimates and paired percentile bootstrap CIs of statistics of per-sample means, many groups at once.
 
     Args:
@@ -129,10 +131,10 @@ def bootstrap_means(
         equals what a separate call per group would give. Groups with the same n are stacked into one vectorised
         call. With n < 2 the CI is NaN; with n = 0 the point is NaN too.
     """
-    by_n: dict[int, list[Hashable]] = {}
+    by_n: dict[int, list[_Key]] = {}
     for key, values in jobs.items():
         by_n.setdefault(int(values.shape[-1]), []).append(key)
-    out: dict[Hashable, Estimate] = {}
+    out: dict[_Key, Estimate] = {}
     for n, keys in by_n.items():
         stacked = np.stack([jobs[key] for key in keys], axis=1)  # (S, G, n)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -201,7 +203,8 @@ def masked_means(values: np.ndarray, masks: np.ndarray, counts: np.ndarray) -> n
     filled = np.where(masks, values, 0.0)
     weights = masks.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (filled @ counts.T) / (weights @ counts.T)
+        means: np.ndarray = (filled @ counts.T) / (weights @ counts.T)
+    return means
 
 
 def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
@@ -304,7 +307,7 @@ def retained_table(
     ``n_dropped`` prompts had a value for only one of the two), ``retained`` = mean / mean_base and its CI
     (prompts resampled jointly, ratio of means).
     """
-    jobs: dict[Hashable, np.ndarray] = {}
+    jobs: dict[tuple[str, ...], np.ndarray] = {}
     meta: dict[Hashable, tuple[str, int]] = {}
     for (task, metric), frame in wide.items():
         for name in graph.nodes:
@@ -350,7 +353,7 @@ def edge_table(
     delta CI excludes 0. Returns columns :data:`EDGE_COLUMNS`; an edge whose parent or child has no value for a
     task and metric has no row.
     """
-    jobs: dict[Hashable, np.ndarray] = {}
+    jobs: dict[tuple[str, ...], np.ndarray] = {}
     meta: dict[Hashable, tuple[str, int]] = {}
     for (task, metric), frame in wide.items():
         for parent, child in graph.edges():
@@ -405,8 +408,11 @@ def collapse_sites(edges: pd.DataFrame, lineages: Mapping[str, Sequence[str]]) -
     this edge accounts for (NaN unless both are losses; above 1 when other edges gained diversity).
     """
     records = []
-    indexed = {(r.parent, r.child, r.task, r.metric): r for r in edges.itertuples(index=False)}
-    pairs = sorted({(r.task, r.metric) for r in edges.itertuples(index=False)})
+    # Rows as Any: pandas-stubs types every itertuples field as any scalar; the columns are documented above.
+    indexed: dict[tuple[Any, ...], Any] = {
+        (r.parent, r.child, r.task, r.metric): r for r in edges.itertuples(index=False)
+    }
+    pairs: list[tuple[str, str]] = sorted({(str(r.task), str(r.metric)) for r in edges.itertuples(index=False)})
     for leaf, path in lineages.items():
         path_edges = list(pairwise(path))
         if not path_edges:
@@ -457,10 +463,17 @@ def headline(
     ``retained_pct`` = 100 * retained(leaf) with its CI, repeated on every row of the lineage. Lineages, tasks and
     metrics without edge data have no rows.
     """
-    indexed = {(r.parent, r.child, r.task, r.metric): r for r in edges.itertuples(index=False)}
-    kept = {(r.checkpoint, r.task, r.metric): r for r in retained.itertuples(index=False)}
-    site = {(r.lineage, r.task, r.metric): (r.parent, r.child) for r in sites.itertuples(index=False) if r.is_loss}
-    pairs = sorted({(r.task, r.metric) for r in edges.itertuples(index=False)})
+    # Rows as Any: pandas-stubs types every itertuples field as any scalar; the columns are documented above.
+    indexed: dict[tuple[Any, ...], Any] = {
+        (r.parent, r.child, r.task, r.metric): r for r in edges.itertuples(index=False)
+    }
+    kept: dict[tuple[Any, ...], Any] = {
+        (r.checkpoint, r.task, r.metric): r for r in retained.itertuples(index=False)
+    }
+    site: dict[tuple[Any, ...], tuple[Any, Any]] = {
+        (r.lineage, r.task, r.metric): (r.parent, r.child) for r in sites.itertuples(index=False) if r.is_loss
+    }
+    pairs: list[tuple[str, str]] = sorted({(str(r.task), str(r.metric)) for r in edges.itertuples(index=False)})
     records = []
     for leaf, path in lineages.items():
         for task, metric in pairs:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 from typer.core import TyperCommand, TyperGroup
@@ -55,7 +56,10 @@ app = typer.Typer(
 )
 
 
-def command(name: str | None = None) -> Any:
+_Command = TypeVar("_Command", bound=Callable[..., Any])
+
+
+def command(name: str | None = None) -> Callable[[_Command], _Command]:
     """Register the decorated function as the divtrace command ``name`` (default: the function's name)."""
     return app.command(name, cls=DivtraceCommand)
 

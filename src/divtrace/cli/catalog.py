@@ -31,7 +31,7 @@ def lineages(output_format: FormatOption = OutputFormat.table) -> None:
                          "backend": checkpoint.backend})  # fmt: skip
     frame = pd.DataFrame(rows)
     if output_format is not OutputFormat.table:
-        print_frame(frame, output_format, frame_table)
+        print_frame(frame, output_format, lambda f: frame_table(f, "presets"))
         return
     console = stdout_console()
     for name, make in PRESETS.items():

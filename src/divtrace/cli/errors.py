@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
 from divtrace.cli.console import stderr_console
 from divtrace.errors import DivtraceError, RunInterrupted
+
+if TYPE_CHECKING:  # imported where it is caught (pydantic loads slowly)
+    from pydantic import ValidationError
 
 #: Exit codes: user errors (bad input or flags, like click's usage errors), the system refusing (I/O), Ctrl-C.
 EXIT_USER_ERROR = 2
@@ -36,10 +40,10 @@ def flag_of(field: str) -> str:
     return _FLAG_OF_FIELD.get(field, "--" + field.replace("_", "-"))
 
 
-def validation_message(error: object) -> str:
+def validation_message(error: ValidationError) -> str:
     """A pydantic ``ValidationError`` in the command line's terms: one line per bad value, naming its flag."""
     lines = []
-    for item in error.errors():  # type: ignore[attr-defined]
+    for item in error.errors():
         field = ".".join(str(part) for part in item.get("loc", ()))
         where = flag_of(field) if field else "value"
         lines.append(f"invalid value for {where}: {item.get('msg', 'invalid')} (got {item.get('input')!r})")

@@ -138,8 +138,9 @@ def generate(
     from divtrace.generate.params import SamplingParams
     from divtrace.generate.prompts import read_prompts
     from divtrace.generate.protocol import Generator
+    from divtrace.generate.render_options import RenderOptions
     from divtrace.generate.resume import ModelSource
-    from divtrace.generate.runner import RenderOptions, generate_if_needed
+    from divtrace.generate.runner import generate_if_needed
     from divtrace.generate.store import safe_name
     from divtrace.generate.thinking import ThinkingMode
 

@@ -18,7 +18,8 @@ from divtrace.cli.console import OutputFormat
 
 def flag(help: str, *names: str) -> typer.models.OptionInfo:
     """A boolean ``--x/--no-x`` option: shown without a value placeholder, so nobody types ``--x true``."""
-    return typer.Option(*names, metavar="", help=help)
+    option: typer.models.OptionInfo = typer.Option(*names, metavar="", help=help)
+    return option
 
 
 #: ``--strip-thinking/--no-strip-thinking`` of the commands that read samples (score, verify, analyze).

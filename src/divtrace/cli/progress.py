@@ -21,6 +21,7 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     Task,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -66,7 +67,7 @@ class ProgressDisplay:
         self.bars = bars
         self.line_interval_s = line_interval_s
         self._progress: Progress | None = None
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
         self._lines: dict[str, _LineState] = {}
         if bars:
             self._progress = Progress(

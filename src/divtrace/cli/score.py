@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -119,7 +119,7 @@ def score(
         say(f"tables written to {out}")
 
 
-def _warn_indistinguishable(found: dict | None) -> None:  # type: ignore[type-arg]
+def _warn_indistinguishable(found: dict[str, Any] | None) -> None:
     """A warning when the embedder mapped different outputs of a prompt to the same vector (their sbert/vendi
     diversity is understated), with a few examples."""
     if not found or not found.get("count"):

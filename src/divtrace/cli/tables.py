@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from rich.markup import escape
@@ -95,9 +96,9 @@ def collapse_table(frame: pd.DataFrame) -> Table:
     return table
 
 
-def known_count(value: object) -> int | None:
+def known_count(value: Any) -> int | None:
     """A nullable count (None, NaN or pandas NA: unknown) as an int or None."""
-    return None if value is None or pd.isna(value) else int(value)  # type: ignore[call-overload]
+    return None if value is None or pd.isna(value) else int(value)
 
 
 def count_text(value: object) -> str:

@@ -48,7 +48,7 @@ def verify(
         checks.writable_directory(out)
     read = read_samples(inputs, skip_invalid=skip_invalid, strip_thinking=strip_thinking, fmt=input_format.value)
     for problem in read.problems:
-        note(problem, "skipped")
+        note(str(problem), "skipped")
     records = with_task(read.records, task) if task is not None else read.records
     with progress_display(transient=True) as display:
         result = verify_records(

@@ -49,13 +49,14 @@ def run_study(
     layout.freeze_study(study.to_yaml())
     planned = tasks if tasks is not None else plan_tasks(study)
     reports = []
-    for name, stage in (
+    stages: tuple[tuple[str, Callable[[], StageReport]], ...] = (
         ("generate", lambda: generate(study, layout, planned, progress)),
         ("verify", lambda: verify(study, layout, planned, progress)),
         ("score", lambda: score(study, layout, planned, progress)),
         ("analyze", lambda: stage_analyze(study, layout, planned)),
         ("report", lambda: stage_report(study, layout, planned)),
-    ):
+    )
+    for name, stage in stages:
         try:
             if on_stage is not None:
                 on_stage(name)

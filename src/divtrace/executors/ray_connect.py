@@ -19,6 +19,7 @@ authentication and no token file written.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
 import socket
@@ -68,10 +69,10 @@ def auth_mode() -> str:
 def _refresh_ray_config() -> None:
     """Make Ray's native config and token cache see the current environment (as Ray itself does after setting
     ``RAY_AUTH_MODE``); only safe while no Ray session is up in this process."""
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    Config.initialize("")
-    AuthenticationTokenLoader.instance().reset_cache()
+    # Imported by name: ray's _raylet.pyi stub omits these Cython classes.
+    raylet = importlib.import_module("ray._raylet")
+    raylet.Config.initialize("")
+    raylet.AuthenticationTokenLoader.instance().reset_cache()
 
 
 @contextlib.contextmanager
@@ -185,7 +186,7 @@ def _in_thread(call: Any) -> BaseException | None:
 def _probe_gcs(address: str, timeout_s: float) -> None:
     """Ask the GCS at ``address`` for the cluster id, with bounded timeouts; raise DivtraceError if it won't."""
     import ray
-    from ray._raylet import GcsClient
+    GcsClient = importlib.import_module("ray._raylet").GcsClient  # not in ray's _raylet.pyi stub
 
     with ray_auth() as mode, bounded_connect(timeout_s):
         err = _in_thread(lambda: GcsClient(address=address, cluster_id=None))

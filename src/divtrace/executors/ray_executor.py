@@ -31,7 +31,8 @@ from divtrace.executors.local import StageStart, run_study
 from divtrace.executors.ray_connect import CONNECT_TIMEOUT_S, init_ray, ray_auth
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
-from divtrace.generate.runner import RenderOptions, write_shard
+from divtrace.generate.render_options import RenderOptions
+from divtrace.generate.runner import write_shard
 from divtrace.generate.stops import StopPolicy
 from divtrace.generate.store import keys_match, read_shard_keys, shard_path
 from divtrace.generate.thinking import ThinkingMode

@@ -35,7 +35,7 @@ def render_prompt(
     """
     use_template = has_chat_template(tokenizer) if chat_template is None else chat_template
     if use_template:
-        if not has_chat_template(tokenizer):
+        if tokenizer is None or not has_chat_template(tokenizer):
             raise DivtraceError("chat template requested, but the model's tokenizer has none (use --no-chat-template)")
         messages = [dict(m) for m in chat_messages(prompt, system_prompt)]
         rendered = str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))

@@ -76,7 +76,7 @@ def read_shard_settings(path: Path) -> list[dict[str, Any]] | None:
     if not path.is_file():
         return None
     try:
-        rows = pq.read_table(path, columns=list(SETTING_COLUMNS)).to_pylist()
+        rows: list[dict[str, Any]] = pq.read_table(path, columns=list(SETTING_COLUMNS)).to_pylist()
         for row in rows:
             for column in _JSON_SETTING_COLUMNS:
                 row[column] = json.loads(row[column]) if row[column] is not None else None

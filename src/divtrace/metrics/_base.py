@@ -66,7 +66,8 @@ class ValueRange:
         if self.high_of_n == "n":
             return sizes
         if self.high_of_n == "ln n":
-            return np.log(np.maximum(sizes, 1.0))
+            logs: np.ndarray = np.log(np.maximum(sizes, 1.0))
+            return logs
         return np.full(sizes.shape, self.high, dtype=np.float64)
 
     def clip(self, values: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -75,7 +76,8 @@ class ValueRange:
         Only floating-point noise should ever be clipped: a metric's formula keeps its values in range.
         """
         values = np.asarray(values, dtype=np.float64)
-        return np.clip(values, self.low, self.upper(sizes)) + 0.0
+        clipped: np.ndarray = np.clip(values, self.low, self.upper(sizes)) + 0.0
+        return clipped
 
     def __str__(self) -> str:
         high = self.high_of_n or ("inf" if math.isinf(self.high) else f"{self.high:g}")

@@ -68,8 +68,9 @@ class EmbeddingCache:
     def count(self, model_key: str | None = None) -> int:
         """Number of stored vectors, for one model key or in all."""
         if model_key is None:
-            return self._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
-        return self._conn.execute("SELECT COUNT(*) FROM embeddings WHERE model_key = ?", (model_key,)).fetchone()[0]
+            return int(self._conn.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0])
+        row = self._conn.execute("SELECT COUNT(*) FROM embeddings WHERE model_key = ?", (model_key,)).fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         """Close the connection."""

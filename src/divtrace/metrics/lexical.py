@@ -101,7 +101,8 @@ class EAD(Metric):
     def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:
         """The EAD of each group (see the class docstring), float64, in the order given."""
         distinct, total = ngram_counts(groups, self.n_max)
-        return expectation_adjusted_distinct(distinct, total, self.vocab_size_for(context)).mean(axis=1)
+        ead: np.ndarray = expectation_adjusted_distinct(distinct, total, self.vocab_size_for(context)).mean(axis=1)
+        return ead
 
 
 @register_metric
@@ -128,4 +129,5 @@ class DistinctN(Metric):
         distinct, total = ngram_counts(groups, self.n_max)
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(total > 0, distinct / np.maximum(total, 1), 0.0)
-        return ratio.mean(axis=1)
+        means: np.ndarray = ratio.mean(axis=1)
+        return means

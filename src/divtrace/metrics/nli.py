@@ -371,11 +371,11 @@ class NLIDiversity(Metric):
         self.last_stats = stats
 
         result = np.full(len(plans), np.nan, dtype=np.float64)
-        for g, (input_ids, unit_ids) in enumerate(plans):
-            if input_ids.size == 0:
+        for g, (plan_inputs, plan_units) in enumerate(plans):
+            if plan_inputs.size == 0:
                 continue
-            unit_sum = np.bincount(unit_ids, weights=scores[input_ids])
-            unit_count = np.bincount(unit_ids)
+            unit_sum = np.bincount(plan_units, weights=scores[plan_inputs])
+            unit_count = np.bincount(plan_units)
             result[g] = 1.0 - float(np.mean(unit_sum / unit_count))
         return result
 

@@ -34,7 +34,8 @@ def vendi_scores(grams: np.ndarray) -> np.ndarray:
     """Vendi score exp(-sum(l log l)) of each stacked Gram matrix, l = eigenvalues of G/K clipped at 1e-12."""
     k = grams.shape[-1]
     eigenvalues = np.clip(np.linalg.eigvalsh(grams / k), VENDI_EIGEN_FLOOR, None)
-    return np.exp(-(eigenvalues * np.log(eigenvalues)).sum(axis=-1))
+    scores: np.ndarray = np.exp(-(eigenvalues * np.log(eigenvalues)).sum(axis=-1))
+    return scores
 
 
 @register_metric

@@ -142,7 +142,7 @@ def render_summary_md(
                         _cell(r["metric"]),
                         edge,
                         change,
-                        _DASH if _missing(share) else f"{100 * float(share):.0f}%",
+                        _DASH if share is None or _missing(share) else f"{100 * float(share):.0f}%",
                     ]
                 )
             )

@@ -132,7 +132,7 @@ def read_sources(
         if not source.path.exists():
             raise DivtraceError(f"{source.path}: no such file or directory")
         read = read_samples(source.path, fmt=fmt, skip_invalid=skip_invalid, strip_thinking=strip_thinking)
-        problems += read.problems
+        problems += [str(problem) for problem in read.problems]
         for record in read.records:
             if source.checkpoint is not None:
                 record = record.model_copy(update={"checkpoint": source.checkpoint})

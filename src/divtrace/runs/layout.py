@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def files_fingerprint(paths: Iterable[Path]) -> str:
     for path in paths:
         digest.update(path.name.encode() + b"\0")
         with path.open("rb") as handle:
-            for block in iter(lambda h=handle: h.read(1 << 20), b""):
+            for block in iter(partial(handle.read, 1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
 
@@ -98,7 +99,7 @@ def marker_for(output: Path) -> Path:
 def is_done(marker: Path, key: str) -> bool:
     """True when ``marker`` exists and records fingerprint ``key``."""
     try:
-        return json.loads(marker.read_text())["fingerprint"] == key
+        return bool(json.loads(marker.read_text())["fingerprint"] == key)
     except (FileNotFoundError, ValueError, KeyError, TypeError):
         return False
 

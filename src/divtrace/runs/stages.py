@@ -18,7 +18,8 @@ import pandas as pd
 from divtrace.errors import DivtraceError, RunInterrupted
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
-from divtrace.generate.runner import RenderOptions, generate_samples
+from divtrace.generate.render_options import RenderOptions
+from divtrace.generate.runner import generate_samples
 from divtrace.generate.thinking import ThinkingMode
 from divtrace.io_atomic import write_table_atomic
 from divtrace.progress import Progress

@@ -203,13 +203,15 @@ def measured_throughputs(results_dir: str | Path) -> tuple[Throughput, ...]:
         result = _read_json(path)
         device = _device(result.get("device"))
         rate = result.get("tokens_per_s_divtrace")
-        if device and isinstance(rate, int | float) and rate > 0 and isinstance(result.get("model"), str):
-            found.append(_measured("transformers", device, float(rate), path, result["model"], "bench_generate.py"))
+        model = result.get("model")
+        if device and isinstance(rate, int | float) and rate > 0 and isinstance(model, str):
+            found.append(_measured("transformers", device, float(rate), path, model, "bench_generate.py"))
     vllm = _read_json(directory / "vllm.json")
     device = _device(vllm.get("device"))
     rate = vllm.get("tokens_per_s" if device == "gpu" else "cpu_tokens_per_s")
-    if device and isinstance(rate, int | float) and rate > 0 and isinstance(vllm.get("model"), str):
-        found.append(_measured("vllm", device, float(rate), directory / "vllm.json", vllm["model"], "bench_vllm.py"))
+    model = vllm.get("model")
+    if device and isinstance(rate, int | float) and rate > 0 and isinstance(model, str):
+        found.append(_measured("vllm", device, float(rate), directory / "vllm.json", model, "bench_vllm.py"))
     return tuple(found)
 
 

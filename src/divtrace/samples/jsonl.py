@@ -17,7 +17,7 @@ OnError = Callable[[SampleFormatError], None]
 _BOM = b"\xef\xbb\xbf"
 
 
-def iter_jsonl_records(path: str | Path, *, on_error: OnError | None = None) -> Iterator[tuple[int, dict]]:
+def iter_jsonl_records(path: str | Path, *, on_error: OnError | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for every non-blank line of a JSON Lines file.
 
     Contract:

@@ -226,7 +226,7 @@ def iter_lighteval_records(
     task: str | None = None,
     on_error: OnError | None = None,
     strip_thinking: bool = True,
-) -> Iterator[tuple[int, dict]]:
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(row_number, raw_record)`` for each row of a lighteval ``details_<task>_<ts>.parquet`` file.
 
     Contract:

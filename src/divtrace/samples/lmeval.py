@@ -172,7 +172,7 @@ def iter_lmeval_records(
     checkpoint: str | None = None,
     task: str | None = None,
     on_error: OnError | None = None,
-) -> Iterator[tuple[int, dict]]:
+) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, raw_record)`` for each document of an lm-eval ``samples_<task>_<ts>.jsonl`` file.
 
     Contract:

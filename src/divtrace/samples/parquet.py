@@ -103,7 +103,7 @@ def _json_columns(schema: pa.Schema) -> set[str]:
     return set(DICT_FIELDS)
 
 
-def iter_parquet_records(path: str | Path, *, on_error: OnError | None = None) -> Iterator[tuple[int, dict]]:
+def iter_parquet_records(path: str | Path, *, on_error: OnError | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(row_number, record_dict)`` for every row of a Parquet sample file.
 
     Contract:

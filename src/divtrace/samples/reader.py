@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from divtrace.errors import SampleFormatError
 from divtrace.samples.jsonl import OnError, iter_jsonl_records, write_samples_jsonl
@@ -152,7 +153,7 @@ class _Reader:
                 else:
                     yield path, detected
 
-    def rows(self, path: Path, fmt: str, on_error: OnError | None) -> Iterator[tuple[int, dict]]:
+    def rows(self, path: Path, fmt: str, on_error: OnError | None) -> Iterator[tuple[int, dict[str, Any]]]:
         if fmt == "jsonl":
             return iter_jsonl_records(path, on_error=on_error)
         if fmt == "parquet":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -49,7 +50,7 @@ def lfs_pointer_error(path: str | Path) -> SampleFormatError | None:
     )
 
 
-def _first_json_object(path: Path) -> dict | None:
+def _first_json_object(path: Path) -> dict[str, Any] | None:
     """The first non-empty line of a text file parsed as JSON when it is an object; None otherwise."""
     with path.open("rb") as handle:
         head = handle.read(_PEEK_BYTES)

@@ -595,7 +595,7 @@ def summarise(per_prompt: pd.DataFrame, across: pd.DataFrame, bootstrap: Bootstr
     return merged[SUMMARY_COLUMNS + diagnostics]
 
 
-def _cell_count(counts: pd.Series, subset: str) -> int | None:
+def _cell_count(counts: pd.Series, subset: object) -> int | None:
     """The sum of a per-prompt count column over a cell: for subset ``all`` when any prompt has it, else None."""
     return int(counts.sum()) if subset == "all" and counts.notna().any() else None
 
@@ -618,8 +618,9 @@ def write_result(result: ScoreResult, out_dir: str | Path) -> list[Path]:
 def unit_table(result: ScoreResult) -> pd.DataFrame:
     """A run's per-unit score table: the per-prompt rows plus the across-input rows (subset
     :data:`ACROSS_INPUT`, prompt_id ``""``, ``n_outputs`` = the prompts used)."""
+    no_counts: dict[str, Any] = dict.fromkeys(_COUNT_COLUMNS, pd.NA)
     across = result.across_input.rename(columns={"n_prompts": "n_outputs"}).assign(
-        prompt_id="", subset=ACROSS_INPUT, **dict.fromkeys(_COUNT_COLUMNS, pd.NA)
+        prompt_id="", subset=ACROSS_INPUT, **no_counts
     )
     table = pd.concat([result.per_prompt, across[PER_PROMPT_COLUMNS]], ignore_index=True)
     for column in _COUNT_COLUMNS:

@@ -12,7 +12,7 @@ divtrace's default stop policy (:mod:`divtrace.generate.stops`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from divtrace.tasks.base import DataSource, Task, template_format
@@ -58,7 +58,7 @@ PRISM_GREETINGS = frozenset({"hello", "hi", "hey", "hola"})
 PRISM_MAX_NON_ASCII = 0.2
 
 
-def _field(name: str):  # type: ignore[no-untyped-def]
+def _field(name: str) -> Callable[[Mapping[str, Any]], str]:
     def render(row: Mapping[str, Any]) -> str:
         return str(row[name])
 
@@ -69,7 +69,7 @@ def _xsum(row: Mapping[str, Any]) -> str:
     return ARTICLE_TEMPLATE.format(article=row["document"])
 
 
-def _stripped(name: str):  # type: ignore[no-untyped-def]
+def _stripped(name: str) -> Callable[[Mapping[str, Any]], str]:
     def render(row: Mapping[str, Any]) -> str:
         return str(row[name]).strip()
 

@@ -32,7 +32,13 @@ import resource
 import select
 import sys
 import time
-from _signal import SIGKILL, SIGSTOP  # not ``signal``: its enums cost milliseconds on every sandbox start
+
+TYPE_CHECKING = False  # not ``typing``'s: the supervisor imports as little as it can (type checkers know the name)
+if TYPE_CHECKING:  # typeshed has no stub for the C module ``_signal``; the values are the same
+    from signal import SIGKILL, SIGSTOP
+    from typing import Any
+else:  # not ``signal``: its enums cost milliseconds on every sandbox start
+    from _signal import SIGKILL, SIGSTOP
 
 # --------------------------------------------------------------------------------------------------------------
 # The supervisor. This part runs inside the sandbox, loaded by _BOOTSTRAP under the name _SUPERVISOR_NAME with
@@ -118,7 +124,7 @@ def _make_filesystem_readonly() -> bool:
         ctypes.byref(attr),
         ctypes.c_size_t(ctypes.sizeof(attr)),
     )
-    return result == 0
+    return bool(result == 0)
 
 
 def _drop_capabilities() -> None:
@@ -243,7 +249,7 @@ def _kill_descendants() -> None:
             return
 
 
-def _prepare_namespace(config: dict, uid: int | None) -> tuple[str, dict]:
+def _prepare_namespace(config: dict[str, Any], uid: int | None) -> tuple[str, dict[str, Any]]:
     """Inside fresh namespaces: read-only filesystem, private tmpfs mounts, the working directory on one of them."""
     setup = {"readonly_filesystem": _make_filesystem_readonly(), "private_tmp": False}
     tmp_size = f"size={int(config['tmp_mb'])}m,mode=1777"
@@ -262,14 +268,14 @@ def _prepare_namespace(config: dict, uid: int | None) -> tuple[str, dict]:
     return workdir, setup
 
 
-def _set_limits(config: dict) -> None:
+def _set_limits(config: dict[str, Any]) -> None:
     limits = config["rlimits"]
     for name, value in limits.items():
         soft, hard = value
         resource.setrlimit(getattr(resource, name), (soft, hard))
 
 
-def _exec_program(config: dict, workdir: str, uid: int | None) -> None:
+def _exec_program(config: dict[str, Any], workdir: str, uid: int | None) -> None:
     """In the forked child: limits, credentials, then exec the interpreter on main.py. Never returns."""
     os.close(config["status_fd"])
     devnull = os.open("/dev/null", os.O_RDONLY)
@@ -325,7 +331,7 @@ def _wait_for(pid: int, timeout_s: float) -> int | None:
             os.close(pidfd)
 
 
-def _supervise(config: dict) -> int:
+def _supervise(config: dict[str, Any]) -> int:
     """Prepare the sandbox, run the program, report on the status pipe; the exit status means nothing."""
     status_fd = config["status_fd"]
 
@@ -640,7 +646,10 @@ def _remove_tree(path: str) -> None:
             os.chmod(target, 0o700)
         function(target)
 
-    shutil.rmtree(path, onexc=fix) if sys.version_info >= (3, 12) else shutil.rmtree(path, onerror=fix)
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=fix)
+    else:
+        shutil.rmtree(path, onerror=fix)
     if os.path.exists(path):
         shutil.rmtree(path, ignore_errors=True)
 

@@ -132,7 +132,7 @@ def verify_records(
             mine = verdicts[position : position + len(record.scored_texts())]
             position += len(mine)
             per_prompt.append(mine)
-            flags = record.thinking_unclosed or [None] * len(mine)
+            flags: Sequence[bool | None] = record.thinking_unclosed or [None] * len(mine)
             for index, verdict in enumerate(mine):
                 verdict_rows.append(
                     {

@@ -269,4 +269,4 @@ class TransformersGenerator(TokenizerRendering):
 
     def close(self) -> None:
         """Release the model (the next generator may need the memory)."""
-        self.model = None  # type: ignore[assignment]
+        self.model = None

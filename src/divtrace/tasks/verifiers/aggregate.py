@@ -56,8 +56,8 @@ def majority_vote(answers: Sequence[str | None], correct: Sequence[bool]) -> tup
     top = counts.most_common(2)
     if not top or (len(top) == 2 and top[0][1] == top[1][1]) or top[0][0] is _UNPARSEABLE:
         return None, False
-    winner = top[0][0]
-    return str(winner), bool(correct[list(answers).index(winner)])
+    winner = str(top[0][0])  # an answer: the unparseable marker was ruled out above
+    return winner, bool(correct[list(answers).index(winner)])
 
 
 def majority_vote_correct(answers: Sequence[str | None], correct: Sequence[bool]) -> bool:
@@ -235,7 +235,7 @@ def summarize_verdicts(
     frame = verdicts.copy()
     frame["_order"] = frame["sample_index"] if "sample_index" in frame.columns else np.arange(len(frame))
     frame = frame.sort_values(["checkpoint", "task", "prompt_id", "_order"], kind="stable")
-    grouped = {
+    grouped: dict[Any, list[Verdict]] = {  # keys: (checkpoint, task, prompt_id)
         key: [verdict_from_row(row) for row in group.to_dict("records")]
         for key, group in frame.groupby(["checkpoint", "task", "prompt_id"], sort=False, dropna=False)
     }
@@ -243,7 +243,7 @@ def summarize_verdicts(
     levels = default_k_levels(largest) if ks is None else sorted({int(k) for k in ks if k >= 1})
 
     prompt_rows: list[dict[str, Any]] = []
-    by_group: dict[tuple[str, str], list[Verdict]] = {}
+    by_group: dict[tuple[Any, Any], list[Verdict]] = {}  # (checkpoint, task)
     rules = dict(majority_rules or {})
     for (checkpoint, task, prompt_id), prompt_verdicts in grouped.items():
         if task not in rules:

@@ -365,7 +365,7 @@ def _tests_field(reference: dict[str, Any], name: str, verifier: str, *, optiona
         return []
     if isinstance(value, str):
         return [value]
-    if not hasattr(value, "__iter__") or not all(isinstance(test, str) for test in value):
+    if value is None or not hasattr(value, "__iter__") or not all(isinstance(test, str) for test in value):
         raise ValueError(
             f"{verifier} reference: field {name!r} must be a list of strings, got {type(value).__name__}"
             + ("" if name in reference else f" (missing; the reference has {sorted(reference)})")

@@ -334,7 +334,7 @@ def _parse(text: str, timeout_s: int | None, kind: Literal["latex", "number"]) -
             parse(
                 text,
                 extraction_config=[ExprExtractionConfig()],
-                parsing_timeout=timeout_s,  # type: ignore[arg-type]  # None disables the signal-based timeout
+                parsing_timeout=timeout_s,  # None disables the signal-based timeout
                 raise_on_error=True,
             )
         )
@@ -342,7 +342,7 @@ def _parse(text: str, timeout_s: int | None, kind: Literal["latex", "number"]) -
         parse(
             "\\boxed{" + text + "}",
             extraction_config=[LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()],
-            parsing_timeout=timeout_s,  # type: ignore[arg-type]
+            parsing_timeout=timeout_s,
             raise_on_error=True,
         )
     )
