@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from divtrace.analysis import AnalysisResult, analyze, headline_table, pass_at_k, write_analysis
+from divtrace.analysis import AnalysisResult, analyze, headline_table, write_analysis
 from divtrace.errors import DivtraceError
 from divtrace.lineage import CheckpointNode, LineageGraph
 from divtrace.scoring.bootstrap import BootstrapSettings, bootstrap_mean_ci
+from divtrace.stats import pass_at_k_per_prompt
 
 N_PROMPTS = 60
 FAST = BootstrapSettings(resamples=400)
@@ -564,7 +565,7 @@ def test_passk_levels_for_k_6() -> None:
 
 
 def test_pass_at_k_edge_cases() -> None:
-    values = pass_at_k(np.array([4, 4, 4, 2]), np.array([0, 4, 1, 1]), 3)
+    values = pass_at_k_per_prompt(np.array([4, 4, 4, 2]), np.array([0, 4, 1, 1]), 3)
     assert values[:3] == pytest.approx([0.0, 1.0, 1 - comb(3, 3) / comb(4, 3)], abs=1e-15)
     assert np.isnan(values[3])  # fewer samples than k
 

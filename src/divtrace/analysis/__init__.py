@@ -9,7 +9,7 @@ vs k, pass@k).
 """
 
 from divtrace.analysis.cot import THINKING_COLUMNS, thinking_ablation
-from divtrace.analysis.curves import CURVE_COLUMNS, PASSK_COLUMNS, diversity_curves, pass_at_k, passk_table
+from divtrace.analysis.curves import CURVE_COLUMNS, PASSK_COLUMNS, diversity_curves, passk_table
 from divtrace.analysis.lineage import (
     CHECKPOINT_MEANS_COLUMNS,
     COLLAPSE_COLUMNS,
@@ -41,7 +41,6 @@ __all__ = [
     "bootstrap_means",
     "diversity_curves",
     "headline_table",
-    "pass_at_k",
     "passk_table",
     "quality_filtered_decomposition",
     "read_analysis",

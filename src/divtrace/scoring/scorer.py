@@ -49,6 +49,7 @@ from divtrace.samples.thinking import unclosed_count
 from divtrace.scoring.bootstrap import BootstrapSettings, bootstrap_mean_ci
 from divtrace.scoring.indistinguishable import IndistinguishableTally, indistinguishable_positions
 from divtrace.settings import EmbedderSettings, NLISettings
+from divtrace.stats import curve_levels
 
 #: The subsets a scorer can be asked for.
 SUBSETS = ("all", "correct", "curves")
@@ -193,16 +194,6 @@ def is_code_task(task: str) -> bool | None:
     from divtrace.tasks import get_task, task_names
 
     return get_task(task).code if task in task_names() else None
-
-
-def curve_levels(k: int) -> list[int]:
-    """The subsample sizes of the diversity-vs-K curve below K: 2, 4, 8, ..."""
-    levels = []
-    size = 2
-    while size < k:
-        levels.append(size)
-        size *= 2
-    return levels
 
 
 def across_input_sample(prompt_ids: Sequence[str], max_prompts: int, seed: int) -> list[int]:
