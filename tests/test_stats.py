@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from divtrace.stats import PASS_AT_K_LEVELS, curve_levels, default_k_levels, pass_at_k, pass_at_k_per_prompt
+from divtrace.stats import (
+    PASS_AT_K_LEVELS,
+    BootstrapSettings,
+    cell_mean_cis,
+    curve_levels,
+    default_k_levels,
+    pass_at_k,
+    pass_at_k_per_prompt,
+)
 
 
 def test_pass_at_k_per_prompt_is_the_scalar_estimator_exactly() -> None:
@@ -42,3 +50,25 @@ def test_curve_levels_are_pass_at_k_levels_without_5_and_10() -> None:
     assert curve <= pass_levels
     assert pass_levels - curve == {1, 5, 10}
     assert set(PASS_AT_K_LEVELS) - curve == {1, 5, 10}
+
+
+def test_cell_mean_cis_drop_nans_and_leave_small_cells_without_a_ci() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.random(30)
+    settings = BootstrapSettings(resamples=200)
+    cells = {"a": values, "a+nan": np.append(values, np.nan), "one": np.array([0.5, np.nan]), "none": np.array([])}
+    out = cell_mean_cis(cells, settings)
+    assert out["a"] == out["a+nan"]
+    assert out["a"].mean == np.mean(values) and out["a"].low < out["a"].mean < out["a"].high
+    assert out["one"].mean == 0.5 and np.isnan(out["one"].low) and np.isnan(out["one"].high)
+    assert np.isnan(out["none"].mean) and np.isnan(out["none"].low)
+
+
+def test_cell_mean_cis_of_a_cell_do_not_depend_on_the_other_cells() -> None:
+    rng = np.random.default_rng(1)
+    settings = BootstrapSettings(resamples=200, seed=9)
+    a, b = rng.random(20), rng.random(20)
+    together, alone = cell_mean_cis({"a": a, "b": b}, settings)["a"], cell_mean_cis({"a": a}, settings)["a"]
+    assert together.mean == alone.mean
+    # stacked into one matrix product, the CI may differ in the last bit only
+    assert (together.low, together.high) == pytest.approx((alone.low, alone.high), abs=1e-12)

@@ -16,7 +16,6 @@ from divtrace.analysis.lineage import (
     EDGE_COLUMNS,
     HEADLINE_COLUMNS,
     RETAINED_COLUMNS,
-    bootstrap_means,
 )
 from divtrace.analysis.qfd import OUTSIDE_UNIT_EXPLANATION, PAIRINGS, QFD_COLUMNS, quality_filtered_decomposition
 from divtrace.analysis.run import AnalysisResult, analyze, headline_table, read_analysis, write_analysis
@@ -38,7 +37,6 @@ __all__ = [
     "THINKING_COLUMNS",
     "AnalysisResult",
     "analyze",
-    "bootstrap_means",
     "diversity_curves",
     "headline_table",
     "passk_table",

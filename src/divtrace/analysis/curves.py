@@ -10,14 +10,12 @@ point, e.g. k = 5 and 10).
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
 
 import numpy as np
 import pandas as pd
 
-from divtrace.analysis.lineage import bootstrap_means
-from divtrace.scoring.bootstrap import BootstrapSettings
 from divtrace.stats import default_k_levels, pass_at_k_per_prompt
+from divtrace.stats.bootstrap import BootstrapSettings, cell_mean_cis
 
 CURVE_COLUMNS = ["checkpoint", "task", "metric", "k", "subset", "n_prompts", "mean", "ci_low", "ci_high"]
 PASSK_COLUMNS = [
@@ -71,10 +69,9 @@ def diversity_curves(scores: pd.DataFrame, settings: BootstrapSettings) -> pd.Da
     if points.empty:
         return pd.DataFrame(columns=CURVE_COLUMNS)
     groups = {key: frame for key, frame in points.groupby(["checkpoint", "task", "metric", "k"], sort=True)}
-    jobs: dict[Hashable, np.ndarray] = {
-        key: frame["value"].to_numpy(dtype=np.float64)[None, :] for key, frame in groups.items()
-    }
-    estimates = bootstrap_means(jobs, lambda mu: mu, settings)
+    estimates = cell_mean_cis(
+        {key: frame["value"].to_numpy(dtype=np.float64) for key, frame in groups.items()}, settings
+    )
     records = []
     for key, frame in groups.items():
         checkpoint, task, metric, k = key
@@ -87,9 +84,9 @@ def diversity_curves(scores: pd.DataFrame, settings: BootstrapSettings) -> pd.Da
                 "k": int(k),
                 "subset": str(frame["subset"].iloc[0]),
                 "n_prompts": len(frame),
-                "mean": float(estimate.point[0]),
-                "ci_low": float(estimate.low[0]),
-                "ci_high": float(estimate.high[0]),
+                "mean": estimate.mean,
+                "ci_low": estimate.low,
+                "ci_high": estimate.high,
             }
         )
     return pd.DataFrame(records, columns=CURVE_COLUMNS)
