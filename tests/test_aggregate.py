@@ -9,16 +9,15 @@ from itertools import combinations
 import pandas as pd
 import pytest
 
+from divtrace.stats import default_k_levels, pass_at_k
 from divtrace.tasks.verifiers import Verdict
 from divtrace.tasks.verifiers.aggregate import (
-    default_k_levels,
     first_sample_correct,
     ifeval_accuracy,
     majority_correct,
     majority_vote,
     majority_vote_correct,
     more_than_half_correct,
-    pass_at_k,
     summarize_prompt,
     summarize_verdicts,
     vote_key,

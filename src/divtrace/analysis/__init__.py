@@ -9,14 +9,13 @@ vs k, pass@k).
 """
 
 from divtrace.analysis.cot import THINKING_COLUMNS, thinking_ablation
-from divtrace.analysis.curves import CURVE_COLUMNS, PASSK_COLUMNS, diversity_curves, pass_at_k, passk_table
+from divtrace.analysis.curves import CURVE_COLUMNS, PASSK_COLUMNS, diversity_curves, passk_table
 from divtrace.analysis.lineage import (
     CHECKPOINT_MEANS_COLUMNS,
     COLLAPSE_COLUMNS,
     EDGE_COLUMNS,
     HEADLINE_COLUMNS,
     RETAINED_COLUMNS,
-    bootstrap_means,
 )
 from divtrace.analysis.qfd import OUTSIDE_UNIT_EXPLANATION, PAIRINGS, QFD_COLUMNS, quality_filtered_decomposition
 from divtrace.analysis.run import AnalysisResult, analyze, headline_table, read_analysis, write_analysis
@@ -38,10 +37,8 @@ __all__ = [
     "THINKING_COLUMNS",
     "AnalysisResult",
     "analyze",
-    "bootstrap_means",
     "diversity_curves",
     "headline_table",
-    "pass_at_k",
     "passk_table",
     "quality_filtered_decomposition",
     "read_analysis",

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from divtrace.analysis.lineage import bootstrap_means, excludes_zero, paired_values
+from divtrace.analysis.lineage import excludes_zero, paired_values
 from divtrace.lineage import LineageGraph
-from divtrace.scoring.bootstrap import BootstrapSettings
+from divtrace.stats.bootstrap import BootstrapSettings, bootstrap_means
 
 THINKING_COLUMNS = [
     "checkpoint", "variant", "task", "metric", "n_prompts", "n_dropped",

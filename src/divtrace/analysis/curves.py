@@ -2,22 +2,20 @@
 
 A diversity-vs-K curve uses the scorer's ``k=N`` subsets (the metric over the first N responses of each prompt) plus
 subset ``all`` placed at k = K. pass@k is the unbiased estimator 1 - C(n-c, k) / C(n, k) per prompt (n samples,
-c correct), averaged over prompts, at the levels of
-:func:`divtrace.tasks.verifiers.aggregate.default_k_levels` (``diversity_k`` is NaN at a level without a curve
+c correct; :func:`divtrace.stats.pass_at_k`), averaged over prompts, at the levels of
+:func:`divtrace.stats.default_k_levels` (``diversity_k`` is NaN at a level without a curve
 point, e.g. k = 5 and 10).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable
 
 import numpy as np
 import pandas as pd
 
-from divtrace.analysis.lineage import bootstrap_means
-from divtrace.scoring.bootstrap import BootstrapSettings
-from divtrace.tasks.verifiers.aggregate import default_k_levels
+from divtrace.stats import default_k_levels, pass_at_k_per_prompt
+from divtrace.stats.bootstrap import BootstrapSettings, cell_mean_cis
 
 CURVE_COLUMNS = ["checkpoint", "task", "metric", "k", "subset", "n_prompts", "mean", "ci_low", "ci_high"]
 PASSK_COLUMNS = [
@@ -26,27 +24,6 @@ PASSK_COLUMNS = [
 CORRECT_PER_PROMPT_COLUMNS = ["checkpoint", "task", "prompt_id", "n_samples", "n_correct", "first_correct"]
 
 _K_SUBSET = re.compile(r"^k=(\d+)$")
-
-
-def pass_at_k(n: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
-    """Unbiased pass@k per prompt: 1 - C(n-c, k) / C(n, k), vectorised over prompts.
-
-    Args:
-        n: samples per prompt.
-        c: correct samples per prompt (0 <= c <= n).
-        k: the budget.
-
-    Returns:
-        float array like ``n``; NaN where n < k. Computed as 1 - prod_{i<k} (n-c-i)/(n-i), which is exact
-        to rounding and never forms a large binomial coefficient.
-    """
-    n = np.asarray(n, dtype=np.float64)
-    c = np.asarray(c, dtype=np.float64)
-    ratio = np.ones_like(n)
-    for i in range(k):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio *= np.clip((n - c - i) / (n - i), 0.0, None)
-    return np.where(n >= k, 1.0 - ratio, np.nan)
 
 
 def correct_per_prompt(verdicts: pd.DataFrame | None) -> pd.DataFrame:
@@ -92,10 +69,9 @@ def diversity_curves(scores: pd.DataFrame, settings: BootstrapSettings) -> pd.Da
     if points.empty:
         return pd.DataFrame(columns=CURVE_COLUMNS)
     groups = {key: frame for key, frame in points.groupby(["checkpoint", "task", "metric", "k"], sort=True)}
-    jobs: dict[Hashable, np.ndarray] = {
-        key: frame["value"].to_numpy(dtype=np.float64)[None, :] for key, frame in groups.items()
-    }
-    estimates = bootstrap_means(jobs, lambda mu: mu, settings)
+    estimates = cell_mean_cis(
+        {key: frame["value"].to_numpy(dtype=np.float64) for key, frame in groups.items()}, settings
+    )
     records = []
     for key, frame in groups.items():
         checkpoint, task, metric, k = key
@@ -108,9 +84,9 @@ def diversity_curves(scores: pd.DataFrame, settings: BootstrapSettings) -> pd.Da
                 "k": int(k),
                 "subset": str(frame["subset"].iloc[0]),
                 "n_prompts": len(frame),
-                "mean": float(estimate.point[0]),
-                "ci_low": float(estimate.low[0]),
-                "ci_high": float(estimate.high[0]),
+                "mean": estimate.mean,
+                "ci_low": estimate.low,
+                "ci_high": estimate.high,
             }
         )
     return pd.DataFrame(records, columns=CURVE_COLUMNS)
@@ -124,7 +100,7 @@ def passk_table(per_prompt: pd.DataFrame, curves: pd.DataFrame, means: pd.DataFr
         curves: from :func:`diversity_curves`.
         means: the ``checkpoint_means`` table (``checkpoint, task, metric, mean``).
 
-    k levels per (checkpoint, task): :func:`divtrace.tasks.verifiers.aggregate.default_k_levels` of K, the largest
+    k levels per (checkpoint, task): :func:`divtrace.stats.default_k_levels` of K, the largest
     number of samples of a prompt (K = 16: 1, 2, 4, 5, 8, 10, 16), the same levels ``divtrace verify`` reports.
     Returns columns :data:`PASSK_COLUMNS`: ``pass_at_k`` averaged
     over the ``n_prompts`` prompts with at least k samples (``n_samples`` is the most samples of a prompt);
@@ -139,7 +115,7 @@ def passk_table(per_prompt: pd.DataFrame, curves: pd.DataFrame, means: pd.DataFr
         n = frame["n_samples"].to_numpy()
         c = frame["n_correct"].to_numpy()
         for k in default_k_levels(int(n.max())):
-            values = pass_at_k(n, c, k)
+            values = pass_at_k_per_prompt(n, c, k)
             records.append(
                 {
                     "checkpoint": checkpoint,

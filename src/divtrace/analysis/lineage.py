@@ -3,35 +3,25 @@
 Every comparison between checkpoints is paired over prompts: the same prompts are sampled for every checkpoint of a
 task, so a comparison uses the prompts on which every checkpoint involved has a finite value (an inner join on
 ``prompt_id``); prompts present for some of them only are dropped and counted (``n_dropped``). Confidence intervals
-are percentile bootstraps that resample prompts jointly across the checkpoints compared (``scipy.stats.bootstrap``
-over prompt indices, the same scheme as its ``paired=True``); every statistic is a function of per-checkpoint means
+are percentile bootstraps that resample prompts jointly across the checkpoints compared
+(:func:`divtrace.stats.bootstrap_means`); every statistic is a function of per-checkpoint means
 over the resampled prompts (a difference of means, a ratio of means).
 
-The helpers :func:`wide_scores`, :func:`paired_values` and :func:`bootstrap_means` are shared by the other analysis
+The helpers :func:`wide_scores` and :func:`paired_values` are shared by the other analysis
 modules (quality-filtered decomposition, thinking ablation, curves).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping, Sequence
 from itertools import pairwise
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from divtrace.lineage import LineageGraph
-from divtrace.scoring.bootstrap import BootstrapSettings
-
-#: Combines per-sample means, shape (S, ...), into the statistics of one comparison, shape (m, ...).
-MeanCombiner = Callable[[np.ndarray], np.ndarray]
-_Key = TypeVar("_Key", bound=Hashable)
-
-#: Most bootstrap means one vectorised call may hold (samples x groups x resamples).
-_BOOTSTRAP_BUDGET = 8_000_000
+from divtrace.stats.bootstrap import BootstrapSettings, bootstrap_means, cell_mean_cis
 
 CHECKPOINT_MEANS_COLUMNS = [
     "checkpoint", "task", "metric", "stage", "n_prompts", "mean", "std", "ci_low", "ci_high", "mean_n_outputs",
@@ -56,15 +46,6 @@ HEADLINE_COLUMNS = [
     "loss_pct_base", "loss_pct_base_ci_low", "loss_pct_base_ci_high", "significant", "is_collapse_site",
     "retained_pct", "retained_pct_ci_low", "retained_pct_ci_high",
 ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """Point estimates of a comparison's statistics and their percentile bootstrap CI (arrays of shape (m,))."""
-
-    point: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
 
 
 def wide_scores(scores: pd.DataFrame, subset: str) -> dict[tuple[str, str], pd.DataFrame]:
@@ -112,115 +93,6 @@ def paired_values(frame: pd.DataFrame, checkpoints: Sequence[str]) -> tuple[np.n
     return values[:, keep], n_dropped
 
 
-def bootstrap_means(
-    jobs: Mapping[_Key, np.ndarray], combine: MeanCombiner, settings: BootstrapSettings
-) -> dict[_Key, Estimate]:
-    """Point estimates and paired percentile bootstrap CIs of statistics of per-sample means, many groups at once.
-
-    Args:
-        jobs: ``{key: values}``, each ``values`` of shape (S, n): S paired samples (checkpoints, subsets) over the
-            same n prompts, all finite. Every job must have the same S.
-        combine: maps means of shape (S, ...) to statistics of shape (m, ...), elementwise over the trailing axes
-            (e.g. ``lambda mu: np.stack([mu[1] - mu[0]])``).
-        settings: resamples, confidence level and seed.
-
-    Returns:
-        ``{key: Estimate}`` with arrays of shape (m,). The point estimate is ``combine`` of the plain means.
-        The CI resamples prompt indices (jointly across the S samples) with ``scipy.stats.bootstrap``; the
-        generator is seeded from ``settings.seed`` for every group, so a CI depends only on its own inputs and
-        equals what a separate call per group would give. Groups with the same n are stacked into one vectorised
-        call. With n < 2 the CI is NaN; with n = 0 the point is NaN too.
-    """
-    by_n: dict[int, list[_Key]] = {}
-    for key, values in jobs.items():
-        by_n.setdefault(int(values.shape[-1]), []).append(key)
-    out: dict[_Key, Estimate] = {}
-    for n, keys in by_n.items():
-        stacked = np.stack([jobs[key] for key in keys], axis=1)  # (S, G, n)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            point = combine(stacked.mean(axis=-1)) if n else None
-        if point is None:
-            m = combine(np.ones((stacked.shape[0], 1))).shape[0]
-            point = np.full((m, len(keys)), np.nan)
-        low = np.full_like(point, np.nan)
-        high = np.full_like(point, np.nan)
-        if n >= 2:
-            per_call = max(1, _BOOTSTRAP_BUDGET // (stacked.shape[0] * settings.resamples))
-            for start in range(0, len(keys), per_call):
-                chunk = slice(start, start + per_call)
-                low[:, chunk], high[:, chunk] = _bootstrap_chunk(stacked[:, chunk, :], combine, settings)
-        for position, key in enumerate(keys):
-            out[key] = Estimate(point[:, position], low[:, position], high[:, position])
-    return out
-
-
-def _bootstrap_chunk(
-    values: np.ndarray, combine: MeanCombiner, settings: BootstrapSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile CI of ``combine(means)`` for values of shape (S, G, n), resampling the n prompts jointly."""
-    samples, groups, n = values.shape
-    flat = values.reshape(samples * groups, n)
-
-    def statistic(indices: np.ndarray, axis: int = -1) -> np.ndarray:
-        # indices: (n,) or (resamples, n) prompt indices drawn by scipy. The mean of each resample is a weighted
-        # sum (weights = how often each prompt was drawn): one matrix product for every group and sample at once.
-        rows = np.atleast_2d(indices)
-        offsets = (rows + n * np.arange(rows.shape[0])[:, None]).ravel()
-        counts = np.bincount(offsets, minlength=rows.size).reshape(rows.shape).astype(np.float64)
-        means = (flat @ counts.T / n).reshape(samples, groups, rows.shape[0])
-        return combine(means if indices.ndim > 1 else means[..., 0])
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        result = stats.bootstrap(
-            (np.arange(n),),
-            statistic,
-            n_resamples=settings.resamples,
-            confidence_level=settings.confidence,
-            method="percentile",
-            vectorized=True,
-            rng=np.random.default_rng(settings.seed),
-        )
-    return np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
-
-
-def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    """How often each of ``n`` prompts is drawn in each resample: shape (resamples, n), float.
-
-    Each resample draws ``n`` prompt indices uniformly with replacement (the ordinary nonparametric bootstrap);
-    a mean over a resample is then ``counts @ values / counts.sum()``.
-    """
-    draws = rng.integers(0, n, size=(resamples, n))
-    offsets = (draws + n * np.arange(resamples)[:, None]).ravel()
-    return np.bincount(offsets, minlength=resamples * n).reshape(resamples, n).astype(np.float64)
-
-
-def masked_means(values: np.ndarray, masks: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Per-row means of ``values`` (S, n) over the prompts of each row's ``masks`` (S, n), weighted by ``counts``.
-
-    ``counts`` is (B, n) (from :func:`resample_counts`) or (n,) (plain means: ones). Returns (S, B) or (S,);
-    NaN where a row has no prompt of weight > 0 (a resample that drew none of its prompts).
-    """
-    filled = np.where(masks, values, 0.0)
-    weights = masks.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        means: np.ndarray = (filled @ counts.T) / (weights @ counts.T)
-    return means
-
-
-def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval along the last axis, skipping NaN resamples (NaN where every resample is NaN)."""
-    alpha = (1.0 - confidence) / 2.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN, which is the answer we want
-        low = np.nanquantile(samples, alpha, axis=-1)
-        high = np.nanquantile(samples, 1.0 - alpha, axis=-1)
-    return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-
-
-def _identity(mu: np.ndarray) -> np.ndarray:
-    return mu
-
-
 def _ratio(mu: np.ndarray) -> np.ndarray:
     """Samples (base, c): D(c) / D(base)."""
     return np.stack([mu[1] / mu[0]])
@@ -250,10 +122,8 @@ def checkpoint_means(scores: pd.DataFrame, graph: LineageGraph | None, settings:
     rows = scores[(scores["subset"] == "all") & np.isfinite(scores["value"].to_numpy(dtype=np.float64))]
     rows = rows.sort_values("prompt_id", kind="stable")  # the resamples must not depend on input row order
     groups = {key: frame for key, frame in rows.groupby(["checkpoint", "task", "metric"], sort=True)}
-    estimates = bootstrap_means(
-        {key: frame["value"].to_numpy(dtype=np.float64)[None, :] for key, frame in groups.items()},
-        _identity,
-        settings,
+    estimates = cell_mean_cis(
+        {key: frame["value"].to_numpy(dtype=np.float64) for key, frame in groups.items()}, settings
     )
     records = []
     for (checkpoint, task, metric), frame in groups.items():
@@ -266,10 +136,10 @@ def checkpoint_means(scores: pd.DataFrame, graph: LineageGraph | None, settings:
                 "metric": metric,
                 "stage": _stage(graph, checkpoint),
                 "n_prompts": int(values.size),
-                "mean": float(estimate.point[0]),
+                "mean": estimate.mean,
                 "std": float(np.std(values, ddof=1)) if values.size > 1 else float("nan"),
-                "ci_low": float(estimate.low[0]),
-                "ci_high": float(estimate.high[0]),
+                "ci_low": estimate.low,
+                "ci_high": estimate.high,
                 "mean_n_outputs": float(frame["n_outputs"].mean()),
                 "unclosed_thinking": unclosed.get((checkpoint, task)),
             }
@@ -467,9 +337,7 @@ def headline(
     indexed: dict[tuple[Any, ...], Any] = {
         (r.parent, r.child, r.task, r.metric): r for r in edges.itertuples(index=False)
     }
-    kept: dict[tuple[Any, ...], Any] = {
-        (r.checkpoint, r.task, r.metric): r for r in retained.itertuples(index=False)
-    }
+    kept: dict[tuple[Any, ...], Any] = {(r.checkpoint, r.task, r.metric): r for r in retained.itertuples(index=False)}
     site: dict[tuple[Any, ...], tuple[Any, Any]] = {
         (r.lineage, r.task, r.metric): (r.parent, r.child) for r in sites.itertuples(index=False) if r.is_loss
     }

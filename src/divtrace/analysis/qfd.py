@@ -39,10 +39,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from divtrace.analysis.lineage import excludes_zero, masked_means, percentile_interval, resample_counts
+from divtrace.analysis.lineage import excludes_zero
 from divtrace.errors import DivtraceError
 from divtrace.lineage import LineageGraph
-from divtrace.scoring.bootstrap import BootstrapSettings
+from divtrace.stats.bootstrap import BootstrapSettings, masked_means, percentile_interval, resample_counts
 
 Pairing = Literal["unpaired", "paired"]
 PAIRINGS: tuple[str, ...] = ("unpaired", "paired")

@@ -31,7 +31,7 @@ from divtrace.analysis.table1 import PAPER_SOURCE, PAPER_STUDY, table1_rows, tab
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
 from divtrace.lineage import LineageGraph
-from divtrace.scoring.bootstrap import BootstrapSettings
+from divtrace.stats.bootstrap import BootstrapSettings
 
 SCORE_COLUMNS = ["checkpoint", "task", "prompt_id", "metric", "subset", "value", "n_outputs"]
 #: Optional score column: the prompt's outputs whose thinking never closed (older score tables lack it).

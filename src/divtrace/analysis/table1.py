@@ -37,9 +37,8 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
-from divtrace.analysis.lineage import percentile_interval, resample_counts
 from divtrace.lineage import LineageGraph
-from divtrace.scoring.bootstrap import BootstrapSettings
+from divtrace.stats.bootstrap import BootstrapSettings, percentile_interval, resample_counts
 
 TABLE1_COLUMNS = [
     "lineage", "kind", "members", "base", "path", "metric", "step", "parent", "child", "stage",

@@ -71,7 +71,7 @@ def score(
 ) -> None:
     """Score the diversity of K sampled outputs per prompt; print a summary per (checkpoint, task, metric)."""
     from divtrace.api import score as score_samples
-    from divtrace.scoring.bootstrap import BootstrapSettings
+    from divtrace.stats.bootstrap import BootstrapSettings
 
     checks.existing_inputs(inputs)
     names = checks.metric_list(metrics)

@@ -186,6 +186,7 @@ def _in_thread(call: Any) -> BaseException | None:
 def _probe_gcs(address: str, timeout_s: float) -> None:
     """Ask the GCS at ``address`` for the cluster id, with bounded timeouts; raise DivtraceError if it won't."""
     import ray
+
     GcsClient = importlib.import_module("ray._raylet").GcsClient  # not in ray's _raylet.pyi stub
 
     with ray_auth() as mode, bounded_connect(timeout_s):

@@ -20,6 +20,7 @@ from typing import Any
 
 from divtrace.cache import cache_dir, directory_fingerprint
 from divtrace.errors import ModelLoadError
+from divtrace.fingerprint import update_with_file
 
 QUICKSTART_PREFIX = "quickstart:"
 
@@ -104,9 +105,7 @@ def file_sha256(path: Path) -> str:
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _FILE_DIGESTS:
         digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_with_file(digest, path)
         _FILE_DIGESTS[key] = digest.hexdigest()
     return _FILE_DIGESTS[key]
 

@@ -9,7 +9,6 @@ settings is an error, never silently mixed in or overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from divtrace.errors import DivtraceError
+from divtrace.fingerprint import fingerprint
 
 SAMPLES_DIR = "samples"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
@@ -31,10 +31,7 @@ def sample_key(
     Every input is part of the key, so two different samples never share one (see lm-evaluation-harness issues
     3046 and 3881 for what a looser key does).
     """
-    payload = json.dumps(
-        [model_ref, rendered_prompt, sampling, seed, sample_index], sort_keys=True, ensure_ascii=False, default=str
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return fingerprint([model_ref, rendered_prompt, sampling, seed, sample_index], ensure_ascii=False)
 
 
 def safe_name(label: str) -> str:

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from divtrace.errors import DivtraceError
+from divtrace.fingerprint import files_fingerprint, fingerprint
 from divtrace.generate.runner import write_shard
 from divtrace.generate.store import shard_path
-from divtrace.runs.layout import RunLayout, files_fingerprint, fingerprint, is_done, mark_done
+from divtrace.runs.layout import RunLayout, is_done, mark_done
 from divtrace.runs.stages import PlannedTask
 from divtrace.samples import SampleRecord, read_samples
 from divtrace.study import IMPORTED_MODEL, UNKNOWN, CheckpointSpec, RecordedSampling, Study, TaskSpec

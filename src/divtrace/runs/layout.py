@@ -15,32 +15,13 @@ skipped without loading any model, so running a finished study again does no wor
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from divtrace.generate.store import SAMPLES_DIR, safe_name
 from divtrace.io_atomic import write_atomic, write_json_atomic
 from divtrace.samples.reader import RUN_MARKER
-
-
-def fingerprint(value: Any) -> str:
-    """Hex sha256 of the canonical JSON of ``value`` (sorted keys; non-JSON values by ``str``)."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def files_fingerprint(paths: Iterable[Path]) -> str:
-    """Hex sha256 over the names and bytes of ``paths`` (in the order given)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode() + b"\0")
-        with path.open("rb") as handle:
-            for block in iter(partial(handle.read, 1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 class RunLayout:

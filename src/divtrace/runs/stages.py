@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from divtrace.errors import DivtraceError, RunInterrupted
+from divtrace.fingerprint import files_fingerprint, fingerprint
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.render_options import RenderOptions
@@ -23,7 +24,7 @@ from divtrace.generate.runner import generate_samples
 from divtrace.generate.thinking import ThinkingMode
 from divtrace.io_atomic import write_table_atomic
 from divtrace.progress import Progress
-from divtrace.runs.layout import RunLayout, files_fingerprint, fingerprint, is_done, mark_done, marker_for
+from divtrace.runs.layout import RunLayout, is_done, mark_done, marker_for
 from divtrace.samples import SampleRecord, read_samples
 from divtrace.study import IMPORTED_MODEL, CheckpointSpec, SamplingSpec, Study, TaskSpec
 from divtrace.tasks import get_task, load_prompts

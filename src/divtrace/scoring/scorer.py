@@ -46,9 +46,10 @@ from divtrace.metrics.embeddings import EmbeddingStore
 from divtrace.progress import PROMPTS, TEXTS, Progress, counter
 from divtrace.samples import DEFAULT_TASK, SampleRecord
 from divtrace.samples.thinking import unclosed_count
-from divtrace.scoring.bootstrap import BootstrapSettings, bootstrap_mean_ci
 from divtrace.scoring.indistinguishable import IndistinguishableTally, indistinguishable_positions
 from divtrace.settings import EmbedderSettings, NLISettings
+from divtrace.stats import curve_levels
+from divtrace.stats.bootstrap import BootstrapSettings, cell_mean_cis
 
 #: The subsets a scorer can be asked for.
 SUBSETS = ("all", "correct", "curves")
@@ -193,16 +194,6 @@ def is_code_task(task: str) -> bool | None:
     from divtrace.tasks import get_task, task_names
 
     return get_task(task).code if task in task_names() else None
-
-
-def curve_levels(k: int) -> list[int]:
-    """The subsample sizes of the diversity-vs-K curve below K: 2, 4, 8, ..."""
-    levels = []
-    size = 2
-    while size < k:
-        levels.append(size)
-        size *= 2
-    return levels
 
 
 def across_input_sample(prompt_ids: Sequence[str], max_prompts: int, seed: int) -> list[int]:
@@ -570,17 +561,18 @@ def summarise(per_prompt: pd.DataFrame, across: pd.DataFrame, bootstrap: Bootstr
     for (checkpoint, task, metric, subset), frame in per_prompt.groupby(keys, sort=True):
         values = frame["value"].to_numpy(dtype=np.float64)
         values = values[np.isfinite(values)]
-        low, high = bootstrap_mean_ci(values, bootstrap) if values.size else (float("nan"), float("nan"))
+        # one cell per call: a cell's CI must not depend, even in the last bit, on which other cells were scored
+        estimate = cell_mean_cis({"cell": values}, bootstrap)["cell"]
         row = {
             "checkpoint": checkpoint,
             "task": task,
             "metric": metric,
             "subset": subset,
             "n_prompts": int(values.size),
-            "mean": float(np.mean(values)) if values.size else float("nan"),
+            "mean": estimate.mean,
             "std": float(np.std(values, ddof=1)) if values.size > 1 else float("nan"),
-            "ci_low": low,
-            "ci_high": high,
+            "ci_low": estimate.low,
+            "ci_high": estimate.high,
             **{column: _cell_count(frame[column], subset) for column in _COUNT_COLUMNS},
         }
         row.update({name: float(frame[name].mean()) for name in diagnostics})

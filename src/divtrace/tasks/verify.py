@@ -15,18 +15,13 @@ from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
 from divtrace.samples import SampleRecord
 from divtrace.samples.thinking import split_record_thinking, unclosed_total
+from divtrace.stats import default_k_levels, pass_at_k
 from divtrace.tasks.base import Task
 from divtrace.tasks.names import resolve_task, verifiable_task_names
 from divtrace.tasks.registry import get_task
 from divtrace.tasks.sources import load_prompts
 from divtrace.tasks.verifiers import Verdict, create_verifier, majority_rule
-from divtrace.tasks.verifiers.aggregate import (
-    default_k_levels,
-    ifeval_accuracy,
-    majority_correct,
-    pass_at_k,
-    vote_key,
-)
+from divtrace.tasks.verifiers.aggregate import ifeval_accuracy, majority_correct, vote_key
 
 #: ``(task, done, total)`` callback counting samples (unit ``samples``): called with 0 before a (checkpoint, task)
 #: starts and after every batch of :data:`VERIFY_BATCH` samples.

@@ -17,24 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from divtrace.stats import default_k_levels, pass_at_k
 from divtrace.tasks.verifiers.base import MajorityRule, Verdict, majority_rule
-
-
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k of Chen et al. (2021) for ``c`` correct samples out of ``n``: ``1 - C(n-c, k) / C(n, k)``.
-
-    The probability that at least one of ``k`` samples drawn without replacement from the ``n`` is correct,
-    computed stably as ``1 - prod_{i=n-c+1}^{n} (1 - k / i)`` (no huge binomials). Requires
-    ``0 <= c <= n`` and ``1 <= k <= n``; raises ValueError otherwise.
-    """
-    if not 0 <= c <= n:
-        raise ValueError(f"pass@k needs 0 <= c <= n, got n={n}, c={c}")
-    if not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 1 <= k <= n, got n={n}, k={k}")
-    if n - c < k:
-        return 1.0
-    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
-
 
 #: The vote of every sample without an extracted answer: all of them count as one shared answer.
 _UNPARSEABLE = object()
@@ -92,22 +76,6 @@ def vote_key(verdict: Verdict) -> str | None:
     if verdict.extra and isinstance(verdict.extra.get("normalized"), str):
         return str(verdict.extra["normalized"])
     return verdict.extracted
-
-
-#: The pass@k levels of the study: the reference's (``compute_code_quality.py``: 1, 5, 10, 16) and the powers of two
-#: of the diversity-vs-K curves (2, 4, 8, 16), so pass@k sits next to diversity at the same k.
-PASS_AT_K_LEVELS: tuple[int, ...] = (1, 2, 4, 5, 8, 10, 16)
-
-
-def default_k_levels(n: int) -> list[int]:
-    """The pass@k levels reported for ``n`` samples: every :data:`PASS_AT_K_LEVELS` value up to ``n``, and ``n``
-    itself (K = 16: 1, 2, 4, 5, 8, 10, 16; K = 6: 1, 2, 4, 5, 6; empty for ``n < 1``).
-
-    The one definition of the levels: ``divtrace verify``'s summary and the analysis' ``passk`` table both use it.
-    """
-    if n < 1:
-        return []
-    return sorted({*(k for k in PASS_AT_K_LEVELS if k <= n), n})
 
 
 @dataclass(frozen=True)
