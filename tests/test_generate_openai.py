@@ -347,7 +347,7 @@ def test_strict_server_refuses_vllm_only_fields(tserve: ServerProcess, model_dir
     # suppressed thinking on the chat endpoint needs continue_final_message, which this server rejects
     chat = OpenAIGenerator(model_dir, base_url=tserve.base_url, endpoint="chat", n_mode="separate", max_retries=2)
     rendered, messages = chat.render("Name a fruit.", thinking=ThinkingMode.suppressed)
-    request = GenerationRequest("q0", "Name a fruit.", rendered, (1,), (0,), messages)
+    request = GenerationRequest("q0", "Name a fruit.", rendered, (1,), messages)
     with pytest.raises(OpenAIServerError, match="continue_final_message"):
         chat.generate([request], PARAMS)
 
@@ -468,7 +468,7 @@ def test_server_that_keeps_failing_raises_after_the_retry_budget() -> None:
     with FlakyServer([], default=503) as failing:
         generator = OpenAIGenerator("m", base_url=failing.base_url, n_mode="separate", max_retries=2)
         params = PARAMS.model_copy(update={"k": 1})
-        requests = [GenerationRequest("q0", "Hi", "Hi", (1,), (0,))]
+        requests = [GenerationRequest("q0", "Hi", "Hi", (1,))]
         started = time.monotonic()
         with pytest.raises(OpenAIServerError, match=r"HTTP 503 on /completions after 3 attempt\(s\)") as caught:
             generator.generate(requests, params)
@@ -481,7 +481,7 @@ def test_server_that_keeps_failing_raises_after_the_retry_budget() -> None:
 
 def test_unreachable_server_and_request_timeout_raise_clear_errors() -> None:
     params = PARAMS.model_copy(update={"k": 1})
-    requests = [GenerationRequest("q0", "Hi", "Hi", (1,), (0,))]
+    requests = [GenerationRequest("q0", "Hi", "Hi", (1,))]
     closed = OpenAIGenerator("m", base_url=f"http://127.0.0.1:{free_port()}", max_retries=1)
     assert closed.base_url.endswith("/v1")
     with pytest.raises(OpenAIServerError, match="cannot reach the OpenAI-compatible server") as caught:
@@ -505,7 +505,7 @@ def test_top_k_is_refused_without_extra_sampling_params() -> None:
     with pytest.raises(UnsupportedSamplingError, match="top_k=20"):
         generator.check(params)  # refused before any request
     with pytest.raises(UnsupportedSamplingError, match="top_k=20"):
-        generator.generate([GenerationRequest("q0", "Hi", "Hi", (1,), (0,))], params)
+        generator.generate([GenerationRequest("q0", "Hi", "Hi", (1,))], params)
     assert SamplingParams().top_k is None  # the study's default sampling needs no top_k
 
 
