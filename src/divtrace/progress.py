@@ -39,3 +39,12 @@ def counter(progress: Progress | None, label: str, unit: str) -> Counter | None:
     if progress is None:
         return None
     return lambda done, total: progress(label, done, total, unit)
+
+
+def format_duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``131.1 h`` or ``12.3 days`` (from 10 days on): plan estimates, ETAs, elapsed time."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:,.1f} h" if seconds < 10 * 86400 else f"{seconds / 86400:,.1f} days"

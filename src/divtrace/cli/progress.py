@@ -29,16 +29,10 @@ from rich.progress import (
 from rich.text import Text
 
 from divtrace.cli.console import stderr_console
+from divtrace.progress import format_duration
 
 #: Seconds between two plain progress lines of the same label (``DIVTRACE_PROGRESS_INTERVAL`` overrides it).
 DEFAULT_LINE_INTERVAL_S = 30.0
-
-
-def _duration(seconds: float) -> str:
-    """``42 s``, ``3.5 min`` or ``13.1 h``."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    return f"{seconds / 60:.1f} min" if seconds < 3600 else f"{seconds / 3600:.1f} h"
 
 
 class _Rate(ProgressColumn):
@@ -145,8 +139,8 @@ class ProgressDisplay:
             rate = gained / elapsed
             text += f", {rate:,.2f} {state.unit}/s"
             if state.total is not None and state.done < state.total:
-                text += f", ETA {_duration((state.total - state.done) / rate)}"
-        text += f", elapsed {_duration(elapsed)}"
+                text += f", ETA {format_duration((state.total - state.done) / rate)}"
+        text += f", elapsed {format_duration(elapsed)}"
         stderr_console().print(escape(text), highlight=False)
 
 

@@ -94,7 +94,8 @@ def _print_plan(study: Study, directory: Path, rows: list[PlanRow], dry_run: boo
     from rich.table import Table
 
     from divtrace.cli.console import stdout_console
-    from divtrace.runs.plan_summary import format_duration, summarize_plan
+    from divtrace.progress import format_duration
+    from divtrace.runs.plan_summary import summarize_plan
 
     summary = summarize_plan(study, rows)
     if dry_run and output_format is not OutputFormat.table:

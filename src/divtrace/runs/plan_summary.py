@@ -196,15 +196,6 @@ def summarize_plan(
     return PlanSummary(study.name, tuple(estimates), tuple(subtotals), (*dict.fromkeys(notes), UPPER_BOUND_NOTE))
 
 
-def format_duration(seconds: float) -> str:
-    """``42 s``, ``3.5 min``, ``131.1 h`` or ``12.3 days`` (from 10 days on)."""
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:,.1f} h" if seconds < 10 * 86400 else f"{seconds / 86400:,.1f} days"
-
-
 def _subtotal(spec: CheckpointSpec, device: str, rate: Rate, estimates: list[RowEstimate]) -> CheckpointSubtotal:
     todo = [e for e in estimates if not e.row.done]
     return CheckpointSubtotal(
