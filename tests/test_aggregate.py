@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from divtrace.stats import default_k_levels, pass_at_k
-from divtrace.tasks.verifiers import Verdict
-from divtrace.tasks.verifiers.aggregate import (
+from divtrace.verify import Verdict
+from divtrace.verify.aggregate import (
     first_sample_correct,
     ifeval_accuracy,
     majority_correct,

@@ -12,8 +12,8 @@ from scipy import stats
 
 from divtrace.analysis import AnalysisResult, analyze, headline_table, write_analysis
 from divtrace.errors import DivtraceError
-from divtrace.lineage import CheckpointNode, LineageGraph
 from divtrace.stats import BootstrapSettings, pass_at_k_per_prompt
+from divtrace.study.lineage import CheckpointNode, LineageGraph
 
 N_PROMPTS = 60
 FAST = BootstrapSettings(resamples=400)

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from divtrace.cli import app
-from divtrace.metrics import ScoringContext, create_metric, metric_class, metric_names
-from divtrace.metrics.answers import answer_counts, answer_entropy, distinct_answers
+from divtrace.score.metrics import ScoringContext, create_metric, metric_class, metric_names
+from divtrace.score.metrics.answers import answer_counts, answer_entropy, distinct_answers
 
 CONTEXT = ScoringContext()
 

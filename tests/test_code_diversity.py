@@ -17,10 +17,16 @@ import pandas as pd
 import pytest
 
 import divtrace
-from divtrace.metrics import ScoringContext, create_metric, metric_class, metric_names
-from divtrace.metrics.code_ast import MAX_TREE_HEIGHT, node_heights, parse_program, program_subtrees, subtree_dumps
-from divtrace.metrics.embeddings import EmbeddingStore
-from divtrace.settings import PAPER_CODE_EMBEDDER, CodeEmbedderSettings, EmbedderSettings
+from divtrace.score.metrics import ScoringContext, create_metric, metric_class, metric_names
+from divtrace.score.metrics.code_ast import (
+    MAX_TREE_HEIGHT,
+    node_heights,
+    parse_program,
+    program_subtrees,
+    subtree_dumps,
+)
+from divtrace.score.metrics.embeddings import EmbeddingStore
+from divtrace.score.settings import PAPER_CODE_EMBEDDER, CodeEmbedderSettings, EmbedderSettings
 from tests.code_encoder import build_tiny_code_encoder
 
 # Two programs whose height-4 subtrees are written out by hand below. Heights count every child node

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from divtrace.tasks.verifiers import code as code_verifiers  # registers humaneval, mbpp, cruxeval
-from divtrace.tasks.verifiers.base import create_verifier
-from divtrace.tasks.verifiers.code import (
+from divtrace.verify import code as code_verifiers  # registers humaneval, mbpp, cruxeval
+from divtrace.verify.base import create_verifier
+from divtrace.verify.code import (
     DEFAULT_MEMORY_MB,
     CRUXEvalVerifier,
     HumanEvalVerifier,

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from divtrace.errors import ModelLoadError
-from divtrace.metrics import embeddings as embeddings_module
-from divtrace.metrics.embedding_cache import EmbeddingCache, text_hash
-from divtrace.metrics.embeddings import EmbeddingStore, load_sentence_transformer
-from divtrace.settings import EmbedderSettings
+from divtrace.score.metrics import embeddings as embeddings_module
+from divtrace.score.metrics.embedding_cache import EmbeddingCache, text_hash
+from divtrace.score.metrics.embeddings import EmbeddingStore, load_sentence_transformer
+from divtrace.score.settings import EmbedderSettings
 
 TEXTS = [
     "The cat sat on the mat.",

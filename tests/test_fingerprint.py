@@ -12,7 +12,7 @@ from divtrace.cache import directory_fingerprint
 from divtrace.fingerprint import files_fingerprint, fingerprint
 from divtrace.generate.models import file_sha256
 from divtrace.generate.store import sample_key
-from divtrace.settings import EmbedderSettings, NLISettings
+from divtrace.score.settings import EmbedderSettings, NLISettings
 
 
 def _model_dir(root: Path) -> Path:

@@ -9,8 +9,8 @@ import nltk
 import numpy as np
 import pytest
 
-from divtrace.tasks.verifiers import create_verifier
-from divtrace.tasks.verifiers.ifeval import IFEvalVerifier, _punkt_tab_files, _write_punkt_tab, official_kwargs
+from divtrace.verify import create_verifier
+from divtrace.verify.ifeval import IFEvalVerifier, _punkt_tab_files, _write_punkt_tab, official_kwargs
 
 # The kwargs fields of a google/IFEval row: every row carries all of them, None where unused.
 KWARG_KEYS = [

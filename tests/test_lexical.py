@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from divtrace.metrics import ScoringContext, create_metric
-from divtrace.metrics.lexical import EAD, DistinctN
-from divtrace.metrics.ngrams import ngram_counts, words_of
+from divtrace.score.metrics import ScoringContext, create_metric
+from divtrace.score.metrics.lexical import EAD, DistinctN
+from divtrace.score.metrics.ngrams import ngram_counts, words_of
 
 CONTEXT = ScoringContext()
 

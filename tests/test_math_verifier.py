@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from divtrace.tasks.verifiers import Verdict, create_verifier
-from divtrace.tasks.verifiers.math import (
+from divtrace.verify import Verdict, create_verifier
+from divtrace.verify.math import (
     GSM8KVerifier,
     MathVerifier,
     extract_final_answer,

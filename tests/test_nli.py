@@ -19,8 +19,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import divtrace
 from divtrace.errors import ModelLoadError
-from divtrace.metrics import ScoringContext, create_metric
-from divtrace.metrics.nli import (
+from divtrace.progress import Counter
+from divtrace.score.metrics import ScoringContext, create_metric
+from divtrace.score.metrics.nli import (
     NLIDiversity,
     aligned_positions,
     draw_positions,
@@ -28,7 +29,6 @@ from divtrace.metrics.nli import (
     sampled_pairs,
     split_sentences,
 )
-from divtrace.progress import Counter
 from tests.nli_model import MNLI_LABELS, build_tiny_nli_model
 
 GROUP = [

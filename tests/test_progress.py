@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from divtrace.metrics import ScoringContext
-from divtrace.metrics.embeddings import EmbeddingStore
-from divtrace.metrics.nli import NLIDiversity
 from divtrace.progress import PAIRS, PROMPTS, SAMPLES, TEXTS, counter
 from divtrace.samples import SampleRecord
-from divtrace.scoring.scorer import PROMPTS_PER_CALL, Scorer, build_metrics
-from divtrace.settings import EmbedderSettings
-from divtrace.tasks.verify import VERIFY_BATCH, verify_records
+from divtrace.score.metrics import ScoringContext
+from divtrace.score.metrics.embeddings import EmbeddingStore
+from divtrace.score.metrics.nli import NLIDiversity
+from divtrace.score.scorer import PROMPTS_PER_CALL, Scorer, build_metrics
+from divtrace.score.settings import EmbedderSettings
+from divtrace.verify.pipeline import VERIFY_BATCH, verify_records
 
 Event = tuple[str, int, "int | None", str]
 

@@ -26,12 +26,12 @@ import pytest
 
 from divtrace.analysis import analyze
 from divtrace.errors import DivtraceError
-from divtrace.lineage import CheckpointNode, LineageGraph
 from divtrace.report import report_tables, write_report
 from divtrace.report.html import _cut, _fit_budget, indistinguishable_cells
 from divtrace.report.summary_md import render_summary_md
 from divtrace.samples import SampleRecord
 from divtrace.stats import BootstrapSettings
+from divtrace.study.lineage import CheckpointNode, LineageGraph
 
 K = 8
 N_PROMPTS = 10

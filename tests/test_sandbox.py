@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from divtrace.tasks.sandbox import (
+from divtrace.sandbox import (
     SandboxError,
     SandboxLimits,
     run_many,

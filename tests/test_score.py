@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 import divtrace
-from divtrace.metrics import ScoringContext, create_metric
-from divtrace.metrics.embedding_cache import EmbeddingCache
-from divtrace.metrics.embeddings import EmbeddingStore
-from divtrace.settings import EmbedderSettings
+from divtrace.score.metrics import ScoringContext, create_metric
+from divtrace.score.metrics.embedding_cache import EmbeddingCache
+from divtrace.score.metrics.embeddings import EmbeddingStore
+from divtrace.score.settings import EmbedderSettings
 
 EXAMPLE = Path(__file__).parents[1] / "examples" / "quickstart_samples.jsonl"
 

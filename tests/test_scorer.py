@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 import divtrace
 from divtrace.cli import app
-from divtrace.metrics import create_metric
 from divtrace.samples import SampleRecord
-from divtrace.scoring.scorer import (
+from divtrace.score.metrics import create_metric
+from divtrace.score.scorer import (
     ACROSS_INPUT,
     SampleVerdicts,
     ScoreOptions,
@@ -91,7 +91,7 @@ def test_across_input_uses_at_most_the_cap_drawn_with_the_seed() -> None:
 
 
 def scorer_context():  # type: ignore[no-untyped-def]
-    from divtrace.metrics import ScoringContext
+    from divtrace.score.metrics import ScoringContext
 
     return ScoringContext()
 

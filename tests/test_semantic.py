@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from divtrace.metrics import ScoringContext
-from divtrace.metrics.semantic import SBERT, Vendi
+from divtrace.score.metrics import ScoringContext
+from divtrace.score.metrics.semantic import SBERT, Vendi
 
 
 class FixedEmbeddings:

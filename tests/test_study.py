@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from divtrace.errors import DivtraceError
-from divtrace.lineage import CheckpointNode, LineageGraph
 from divtrace.runs.stages import PlannedTask, generation_key, render_options, sampling_for
 from divtrace.study import PRESETS, STARTER_STUDY, load_study, parse_study
+from divtrace.study.lineage import CheckpointNode, LineageGraph
 from divtrace.tasks import get_task
 
 

@@ -22,7 +22,7 @@ import pytest
 
 import divtrace
 from divtrace.analysis import analyze
-from divtrace.analysis.lineage import checkpoint_means
+from divtrace.analysis.collapse import checkpoint_means
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import Completion, GenerationRequest
@@ -33,9 +33,9 @@ from divtrace.runs.layout import RunLayout
 from divtrace.runs.stages import read_task_samples
 from divtrace.samples import SampleRecord, read_samples, write_samples
 from divtrace.samples.thinking import split_record_thinking, split_thinking, unclosed_total
-from divtrace.scoring.scorer import ScoreOptions, Scorer
+from divtrace.score.scorer import ScoreOptions, Scorer
 from divtrace.stats import BootstrapSettings
-from divtrace.tasks.verify import verify_records
+from divtrace.verify.pipeline import verify_records
 from tests.test_importers import TASK, current_rows, lmeval_line, write_lighteval, write_lmeval
 from tests.test_report import make_graph, make_study
 
@@ -297,7 +297,7 @@ def test_cli_score_and_verify_tables_show_unclosed_thinking(tmp_path: Path) -> N
 
 
 def test_run_tables_carry_the_count_and_old_tables_read_as_unknown() -> None:
-    from divtrace.metrics import create_metric
+    from divtrace.score.metrics import create_metric
 
     records = [
         split_record_thinking(SampleRecord(prompt_id=f"p{i}", prompt="q", outputs=o, checkpoint="c", task="t"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from divtrace.tasks.registry import get_task
-from divtrace.tasks.verifiers import Verdict, create_verifier, majority_rule
-from divtrace.tasks.verifiers.truthfulqa import TruthfulQAVerifier, correct_answers, matching_answer
+from divtrace.verify import Verdict, create_verifier, majority_rule
+from divtrace.verify.truthfulqa import TruthfulQAVerifier, correct_answers, matching_answer
 
 #: TruthfulQA (generation, validation), the watermelon-seeds question.
 SEEDS = {

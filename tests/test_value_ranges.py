@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from divtrace.metrics import metric_class, metric_names
-from divtrace.metrics._base import Metric, ValueRange
-from divtrace.metrics.embeddings import EmbeddingStore
 from divtrace.samples import SampleRecord
-from divtrace.scoring.indistinguishable import indistinguishable_positions
-from divtrace.scoring.scorer import Scorer, build_metrics, unit_table
-from divtrace.settings import EmbedderSettings
+from divtrace.score.indistinguishable import indistinguishable_positions
+from divtrace.score.metrics import metric_class, metric_names
+from divtrace.score.metrics._base import Metric, ValueRange
+from divtrace.score.metrics.embeddings import EmbeddingStore
+from divtrace.score.scorer import Scorer, build_metrics, unit_table
+from divtrace.score.settings import EmbedderSettings
 
 EMOJI = ["🎉", "🚀", "😀😀", "🐍🐍🐍"]  # four different outputs, one [UNK] token each for all-MiniLM
 WORDS = ["The sea was calm at dawn.", "A cat named Miso sleeps all day.", "Clouds drift over the hills.", "🎉"]

@@ -12,7 +12,7 @@ import pytest
 
 from divtrace.errors import DivtraceError
 from divtrace.samples import SampleRecord, read_samples, write_samples
-from divtrace.tasks.verify import verify_records, write_verify_result
+from divtrace.verify.pipeline import verify_records, write_verify_result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
 JANET = {"answer": "Janet sells 16 - 3 - 4 = 9 duck eggs a day.\n#### 18"}
@@ -268,7 +268,7 @@ def test_references_the_verifier_cannot_read_name_the_record(tmp_path: Path) -> 
 
 
 def test_lighteval_references_in_both_layouts_and_for_math_and_ifeval() -> None:
-    from divtrace.tasks.verify import record_references
+    from divtrace.verify.pipeline import record_references
     from tests.test_importers import older_row
 
     older = older_row(9)  # flat columns: gold, choices, gold_index, specifics

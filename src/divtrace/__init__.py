@@ -5,14 +5,13 @@ The entry points: :func:`divtrace.run` (a study end to end, on this machine or a
 a registry (:func:`metric_names`, :func:`create_metric`, :func:`register_metric`).
 """
 
-from divtrace.api import score
+from divtrace.api import RunOutcome, analyze, run, score
 from divtrace.errors import DivtraceError, ModelLoadError, SampleFormatError
-from divtrace.metrics import Metric, ScoringContext, create_metric, metric_names, register_metric
-from divtrace.metrics.embeddings import EmbeddingStore
-from divtrace.runs.api import RunOutcome, analyze, run
 from divtrace.samples import SampleRecord, read_samples, write_samples
-from divtrace.scoring.scorer import ScoreResult
-from divtrace.settings import EmbedderSettings, NLISettings
+from divtrace.score.metrics import Metric, ScoringContext, create_metric, metric_names, register_metric
+from divtrace.score.metrics.embeddings import EmbeddingStore
+from divtrace.score.scorer import ScoreResult
+from divtrace.score.settings import EmbedderSettings, NLISettings
 
 __version__ = "0.1.0"
 

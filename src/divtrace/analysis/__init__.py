@@ -3,22 +3,22 @@
 One entry point, :func:`analyze` (per-prompt scores, verdicts and the lineage graph in; an :class:`AnalysisResult`
 of tables out); :func:`write_analysis` and :func:`read_analysis` store and load it; :func:`headline_table` gives
 Table 1 per task and ``AnalysisResult.table1`` the study's Table 1 (mean over tasks). The building blocks live one
-concept per module: ``lineage`` (means, retained, edge deltas, collapse sites), ``qfd`` (quality-filtered
-decomposition), ``table1`` (the headline averaged over tasks), ``cot`` (thinking ablation), ``curves`` (diversity
-vs k, pass@k).
+concept per module: ``pipeline`` (the entry point), ``collapse`` (means, retained, edge deltas, collapse sites),
+``qfd`` (quality-filtered decomposition), ``table1`` (the headline averaged over tasks), ``cot`` (thinking
+ablation), ``curves`` (diversity vs k, pass@k).
 """
 
-from divtrace.analysis.cot import THINKING_COLUMNS, thinking_ablation
-from divtrace.analysis.curves import CURVE_COLUMNS, PASSK_COLUMNS, diversity_curves, passk_table
-from divtrace.analysis.lineage import (
+from divtrace.analysis.collapse import (
     CHECKPOINT_MEANS_COLUMNS,
     COLLAPSE_COLUMNS,
     EDGE_COLUMNS,
     HEADLINE_COLUMNS,
     RETAINED_COLUMNS,
 )
+from divtrace.analysis.cot import THINKING_COLUMNS, thinking_ablation
+from divtrace.analysis.curves import CURVE_COLUMNS, PASSK_COLUMNS, diversity_curves, passk_table
+from divtrace.analysis.pipeline import AnalysisResult, analyze, headline_table, read_analysis, write_analysis
 from divtrace.analysis.qfd import OUTSIDE_UNIT_EXPLANATION, PAIRINGS, QFD_COLUMNS, quality_filtered_decomposition
-from divtrace.analysis.run import AnalysisResult, analyze, headline_table, read_analysis, write_analysis
 from divtrace.analysis.table1 import PAPER_TABLE1, TABLE1_COLUMNS, table_one
 
 __all__ = [

@@ -11,9 +11,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from divtrace.analysis.lineage import excludes_zero, paired_values
-from divtrace.lineage import LineageGraph
+from divtrace.analysis.collapse import excludes_zero, paired_values
 from divtrace.stats.bootstrap import BootstrapSettings, bootstrap_means
+from divtrace.study.lineage import LineageGraph
 
 THINKING_COLUMNS = [
     "checkpoint", "variant", "task", "metric", "n_prompts", "n_dropped",
@@ -39,7 +39,7 @@ def thinking_ablation(
     """Diversity and accuracy of each ``graph.thinking_pairs()`` (checkpoint, suppressed variant) x task x metric.
 
     Args:
-        wide_all: subset ``all`` from :func:`divtrace.analysis.lineage.wide_scores`.
+        wide_all: subset ``all`` from :func:`divtrace.analysis.collapse.wide_scores`.
         correct_per_prompt: from :func:`divtrace.analysis.curves.correct_per_prompt` (may be empty).
         graph: the lineage graph.
         settings: bootstrap settings.

@@ -39,10 +39,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from divtrace.analysis.lineage import excludes_zero
+from divtrace.analysis.collapse import excludes_zero
 from divtrace.errors import DivtraceError
-from divtrace.lineage import LineageGraph
 from divtrace.stats.bootstrap import BootstrapSettings, masked_means, percentile_interval, resample_counts
+from divtrace.study.lineage import LineageGraph
 
 Pairing = Literal["unpaired", "paired"]
 PAIRINGS: tuple[str, ...] = ("unpaired", "paired")
@@ -99,7 +99,7 @@ def quality_filtered_decomposition(
     """ΔD_all, ΔD_correct and their shares per comparison (see :func:`qfd_comparisons`) x task x metric.
 
     Args:
-        wide_all: subset ``all`` from :func:`divtrace.analysis.lineage.wide_scores`.
+        wide_all: subset ``all`` from :func:`divtrace.analysis.collapse.wide_scores`.
         wide_correct: subset ``correct`` likewise; a (task, metric) without any ``correct`` row is not verifiable
             and has no rows here. A prompt qualifies for a checkpoint when its ``correct`` value is finite.
         n_correct: ``n_outputs`` of the ``correct`` rows in the same wide shape (K_c per prompt).
@@ -289,7 +289,7 @@ def _undefined_reason(
 
 def _k_dependent(metric: str) -> bool:
     """Whether a registered metric depends on the number of outputs (Vendi); False for an unknown name."""
-    from divtrace.metrics import metric_class
+    from divtrace.score.metrics import metric_class
 
     try:
         return bool(metric_class(metric).k_dependent)

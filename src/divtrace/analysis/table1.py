@@ -37,8 +37,8 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
-from divtrace.lineage import LineageGraph
 from divtrace.stats.bootstrap import BootstrapSettings, percentile_interval, resample_counts
+from divtrace.study.lineage import LineageGraph
 
 TABLE1_COLUMNS = [
     "lineage", "kind", "members", "base", "path", "metric", "step", "parent", "child", "stage",
@@ -140,7 +140,7 @@ def table_one(
     """Table 1 in long form: one row per (lineage or group) x metric x step (see the module docstring).
 
     Args:
-        wide_all: subset ``all`` from :func:`divtrace.analysis.lineage.wide_scores`.
+        wide_all: subset ``all`` from :func:`divtrace.analysis.collapse.wide_scores`.
         graph: the lineage graph.
         settings: bootstrap settings (stratified by task).
         study_name: the study's name; ``"olmo3-7b"`` fills the ``paper_*`` columns of the SBERT rows.

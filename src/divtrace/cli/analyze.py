@@ -65,7 +65,7 @@ def analyze(
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Analyze samples generated elsewhere along a lineage: verify, score, analyze (and report), resumably."""
-    from divtrace.runs.api import analyze as analyze_samples
+    from divtrace.api import analyze as analyze_samples
     from divtrace.runs.imported import SampleSource
     from divtrace.tasks.names import parse_task_map
 

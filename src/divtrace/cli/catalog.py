@@ -127,7 +127,7 @@ def show_task(
 @command("metrics")
 def list_metrics(output_format: FormatOption = OutputFormat.table) -> None:
     """List the available diversity metrics."""
-    from divtrace.metrics import metric_class, metric_names
+    from divtrace.score.metrics import metric_class, metric_names
 
     frame = pd.DataFrame(
         [

@@ -49,7 +49,7 @@ def metric_list(text: str | None, flag: str = "--metrics") -> list[str] | None:
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise DivtraceError(f"{flag} is empty: name at least one metric (divtrace metrics lists them)")
-    from divtrace.metrics import metric_names
+    from divtrace.score.metrics import metric_names
 
     known = metric_names()
     unknown = [name for name in names if name not in known]

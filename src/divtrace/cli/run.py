@@ -45,7 +45,7 @@ def run(
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Run a study end to end: plan, generate, verify, score, analyze, report; resumable, skipping done work."""
-    from divtrace.runs.api import run as run_study_api
+    from divtrace.api import run as run_study_api
     from divtrace.runs.layout import RunLayout
     from divtrace.runs.plan import plan_study, plan_without_data
     from divtrace.runs.stages import plan_tasks

@@ -37,10 +37,10 @@ def verify(
     strip_thinking: StripThinkingOption = True,
 ) -> None:
     """Check each sample against its task's reference: a verdict per sample; accuracy, pass@k, majority vote."""
-    from divtrace.runs.api import with_task
+    from divtrace.api import with_task
     from divtrace.samples import read_samples
     from divtrace.tasks.names import parse_task_map
-    from divtrace.tasks.verify import verify_records, write_verify_result
+    from divtrace.verify.pipeline import verify_records, write_verify_result
 
     checks.existing_inputs(inputs)
     mapping = parse_task_map(task_map or [])

@@ -39,11 +39,11 @@ from divtrace.analysis import (
 )
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_atomic
-from divtrace.lineage import LineageGraph
 from divtrace.report import plots
 from divtrace.report.summary_md import pct_ci, render_summary_md, sampling_settings, signed_pct_ci, table1_view
 from divtrace.samples import SampleRecord
 from divtrace.samples.thinking import unclosed_count
+from divtrace.study.lineage import LineageGraph
 
 _DASH = "\N{EN DASH}"
 _MIN_OUTPUT_CHARS = 200

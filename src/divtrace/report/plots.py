@@ -23,7 +23,7 @@ from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from divtrace.lineage import LineageGraph
+from divtrace.study.lineage import LineageGraph
 
 #: Colour map of retained diversity (red: collapsed, green: kept).
 RETAINED_CMAP = "RdYlGn"

@@ -31,7 +31,7 @@ from divtrace.tasks import get_task, load_prompts
 from divtrace.tasks.base import Task
 
 if TYPE_CHECKING:
-    from divtrace.scoring.scorer import Scorer
+    from divtrace.score.scorer import Scorer
 
 #: Bumped when the scorer computes different numbers from the same inputs, so stored scores are redone.
 SCORER_VERSION = 3  # 3: values clipped into each metric's range; indistinguishable_texts column
@@ -279,7 +279,7 @@ def compute_verdicts(
     records: list[SampleRecord], checkpoint: str, planned: PlannedTask, data_dir: str | None, progress: Any = None
 ) -> pd.DataFrame:
     """One verdict per sample of ``records`` (one checkpoint and task), labelled with both."""
-    from divtrace.tasks.verify import verify_records
+    from divtrace.verify.pipeline import verify_records
 
     # The records come from read_task_samples, which already applied the run's chain-of-thought setting.
     result = verify_records(records, task=planned.task, data_dir=data_dir, progress=progress, strip_thinking=False)
@@ -388,10 +388,10 @@ def checkpoint_vocab_size(checkpoint: CheckpointSpec) -> int | None:
 
 
 def study_scorer(study: Study) -> Scorer:
-    """The one scorer (:class:`~divtrace.scoring.scorer.Scorer`) of a study: its metrics, embedders and NLI
+    """The one scorer (:class:`~divtrace.score.scorer.Scorer`) of a study: its metrics, embedders and NLI
     model, every subset (all, correct, curves); models load on first use."""
-    from divtrace.scoring.scorer import ScoreOptions, Scorer, build_metrics
-    from divtrace.settings import CodeEmbedderSettings, EmbedderSettings, NLISettings
+    from divtrace.score.scorer import ScoreOptions, Scorer, build_metrics
+    from divtrace.score.settings import CodeEmbedderSettings, EmbedderSettings, NLISettings
 
     metrics = build_metrics(study.metrics, nli=NLISettings(model=study.nli_model) if study.nli_model else None)
     return Scorer(
@@ -410,8 +410,8 @@ def score_unit(
     progress: Progress | None = None,
 ) -> pd.DataFrame:
     """The stored score table of one (checkpoint, task): per-prompt rows of every subset plus the across-input
-    rows (see :func:`~divtrace.scoring.scorer.unit_table`); ``progress`` as :meth:`Scorer.score` reports it."""
-    from divtrace.scoring.scorer import unit_table, verdicts_from_table
+    rows (see :func:`~divtrace.score.scorer.unit_table`); ``progress`` as :meth:`Scorer.score` reports it."""
+    from divtrace.score.scorer import unit_table, verdicts_from_table
 
     lookup = verdicts_from_table(verdicts) if verdicts is not None else None
     return unit_table(scorer.score(records, lookup, vocab_size=vocab_size, progress=progress))
@@ -459,7 +459,7 @@ def _stage_inputs(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> 
 
 def stage_analyze(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> StageReport:
     """Compute the analysis tables from the stored scores and verdicts (skipped when they did not change)."""
-    from divtrace.analysis.run import analyze, write_analysis
+    from divtrace.analysis.pipeline import analyze, write_analysis
 
     report = StageReport("analyze")
     key = fingerprint(
@@ -489,7 +489,7 @@ def stage_analyze(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> 
 
 def stage_report(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> StageReport:
     """Write the HTML report and summary.md from the stored analysis (skipped when nothing changed)."""
-    from divtrace.analysis.run import read_analysis
+    from divtrace.analysis.pipeline import read_analysis
     from divtrace.report import write_report
 
     report = StageReport("report")
@@ -526,7 +526,7 @@ def stage_report(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> S
 
 def study_info(study: Study, tasks: list[PlannedTask]) -> dict[str, Any]:
     """What the report header shows about the study."""
-    from divtrace.settings import PACKAGED_MINILM
+    from divtrace.score.settings import PACKAGED_MINILM
 
     return {
         "name": study.name,

@@ -48,7 +48,7 @@ class TaskFile(BaseModel):
     @classmethod
     def _known_verifier(cls, value: str | None) -> str | None:
         if value is not None:
-            from divtrace.tasks.verifiers import verifier_names
+            from divtrace.verify import verifier_names
 
             if value not in verifier_names():
                 raise ValueError(f"unknown verifier {value!r}; known: {', '.join(verifier_names())}")

@@ -1,0 +1,267 @@
+"""The analyze stage: per-prompt scores (and verdicts) in, every analysis table out, written atomically."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from divtrace.analysis.collapse import (
+    checkpoint_means,
+    collapse_sites,
+    edge_table,
+    headline,
+    retained_table,
+    wide_scores,
+)
+from divtrace.analysis.cot import thinking_ablation
+from divtrace.analysis.curves import correct_per_prompt, diversity_curves, passk_table
+from divtrace.analysis.qfd import (
+    OUTSIDE_UNIT_EXPLANATION,
+    PAIRINGS,
+    ZERO_TOLERANCE,
+    Pairing,
+    quality_filtered_decomposition,
+)
+from divtrace.analysis.table1 import PAPER_SOURCE, PAPER_STUDY, table1_rows, table_one
+from divtrace.errors import DivtraceError
+from divtrace.io_atomic import write_json_atomic, write_table_atomic
+from divtrace.stats.bootstrap import BootstrapSettings
+from divtrace.study.lineage import LineageGraph
+
+SCORE_COLUMNS = ["checkpoint", "task", "prompt_id", "metric", "subset", "value", "n_outputs"]
+#: Optional score column: the prompt's outputs whose thinking never closed (older score tables lack it).
+OPTIONAL_SCORE_COLUMNS = ["unclosed_thinking"]
+VERDICT_INPUT_COLUMNS = ["checkpoint", "task", "prompt_id", "sample_index", "correct"]
+#: Tables an analysis written by an older divtrace may lack: read back empty (the report says to re-run analyze).
+_OPTIONAL_TABLES = frozenset({"table1"})
+
+
+@dataclass
+class AnalysisResult:
+    """Every table of the analyze stage (column lists: the ``*_COLUMNS`` constants of each module).
+
+    Attributes:
+        checkpoint_means: per checkpoint x task x metric (subset ``all``): mean, std, bootstrap CI.
+        retained: per graph checkpoint x task x metric: D(c) / D(base) with a paired CI.
+        edges: per edge x task x metric: delta, delta as % of base, paired CIs, significance.
+        collapse_sites: per lineage x task x metric: the largest-loss edge and its share of the lineage's loss.
+        qfd: quality-filtered decomposition of base -> c (and parent -> no-think variant) on verifiable tasks,
+            unpaired as in the paper by default (see :mod:`divtrace.analysis.qfd`).
+        thinking: thinking on vs suppressed: diversity and accuracy.
+        curves: diversity vs k.
+        passk: pass@k next to diversity (long form, one row per metric).
+        headline: Table 1 per task, long form (see :func:`headline_table`).
+        table1: the study's Table 1: per lineage, each stage's change as % of base averaged over tasks, and
+            retained %, with task-stratified CIs (see :mod:`divtrace.analysis.table1`).
+        settings: what determined the numbers (bootstrap with its seed, lineages, pairs, inputs seen).
+    """
+
+    checkpoint_means: pd.DataFrame
+    retained: pd.DataFrame
+    edges: pd.DataFrame
+    collapse_sites: pd.DataFrame
+    qfd: pd.DataFrame
+    thinking: pd.DataFrame
+    curves: pd.DataFrame
+    passk: pd.DataFrame
+    headline: pd.DataFrame = field(default_factory=pd.DataFrame)
+    table1: pd.DataFrame = field(default_factory=pd.DataFrame)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """``{name: table}`` for every table, in field order (the names used for files)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "settings"}
+
+
+def analyze(
+    scores: pd.DataFrame,
+    verdicts: pd.DataFrame | None,
+    graph: LineageGraph,
+    *,
+    bootstrap: BootstrapSettings | None = None,
+    qfd_pairing: Pairing = "unpaired",
+    study_name: str | None = None,
+) -> AnalysisResult:
+    """Run every analysis on per-prompt scores along ``graph``.
+
+    Args:
+        scores: one row per (checkpoint, task, prompt_id, metric, subset) with columns :data:`SCORE_COLUMNS`;
+            NaN values are skipped per metric. ``subset`` is ``all``, ``correct`` or ``k=N``.
+        verdicts: one row per sample (:data:`VERDICT_INPUT_COLUMNS`), or None / empty when nothing is verifiable.
+        graph: the lineage graph. Checkpoints scored but not in the graph appear in the per-checkpoint tables
+            (means, curves, pass@k) only, and are listed in ``settings``.
+        bootstrap: resamples, confidence and seed (default: :class:`BootstrapSettings`).
+        qfd_pairing: the quality-filtered decomposition's form: ``"unpaired"`` (the paper's: each checkpoint's
+            D_correct over its own qualifying prompts) or ``"paired"`` (prompts qualifying in both).
+        study_name: the study's name; for ``olmo3-7b`` Table 1 carries the published row next to ours.
+
+    Returns:
+        An :class:`AnalysisResult`; deterministic for given inputs (every CI is seeded from ``bootstrap.seed``).
+
+    Raises:
+        DivtraceError: a required column is missing, ``qfd_pairing`` is unknown, or a (checkpoint, task,
+            prompt_id, metric, subset) key or a (checkpoint, task, prompt_id, sample_index) verdict key occurs twice.
+    """
+    if qfd_pairing not in PAIRINGS:
+        raise DivtraceError(f"qfd_pairing must be one of {list(PAIRINGS)}, got {qfd_pairing!r}")
+    settings = bootstrap or BootstrapSettings()
+    scores = _normalise_scores(scores)
+    verdicts = _normalise_verdicts(verdicts)
+    wide_all = wide_scores(scores, "all")
+    wide_correct = wide_scores(scores, "correct")
+    n_correct = _wide_n_outputs(scores, "correct")
+    per_prompt_correct = correct_per_prompt(verdicts)
+    lineages = graph.lineages()
+    groups = table1_rows(graph)
+
+    means = checkpoint_means(scores, graph, settings)
+    retained = retained_table(wide_all, graph, settings)
+    edges = edge_table(wide_all, graph, settings)
+    sites = collapse_sites(edges, lineages)
+    curves = diversity_curves(scores, settings)
+    result = AnalysisResult(
+        checkpoint_means=means,
+        retained=retained,
+        edges=edges,
+        collapse_sites=sites,
+        qfd=quality_filtered_decomposition(wide_all, wide_correct, n_correct, graph, settings, pairing=qfd_pairing),
+        thinking=thinking_ablation(wide_all, per_prompt_correct, graph, settings),
+        curves=curves,
+        passk=passk_table(per_prompt_correct, curves, means),
+        settings={
+            "bootstrap": {
+                "resamples": settings.resamples,
+                "confidence": settings.confidence,
+                "seed": settings.seed,
+                "method": "percentile",
+                "unit": "prompt (paired: resampled jointly across the checkpoints compared)",
+                "qfd": "prompts resampled from the comparison's shared prompt index, jointly for both checkpoints; "
+                "each mean over the drawn prompts of its own set",
+                "table1": "stratified by task: each task's prompts resampled within the task, tasks fixed",
+            },
+            "qfd": {
+                "pairing": qfd_pairing,
+                "comparisons": "base -> each tree checkpoint; parent -> each variant",
+                "outside_unit": OUTSIDE_UNIT_EXPLANATION,
+            },
+            "table1": {
+                "study_name": study_name,
+                "rows": {row.label: {"kind": row.kind, "checkpoints": list(row.checkpoints)} for row in groups},
+                "paper": PAPER_SOURCE if study_name == PAPER_STUDY else None,
+            },
+            "lineages": {leaf: list(path) for leaf, path in lineages.items()},
+            "edges": [list(edge) for edge in graph.edges()],
+            "thinking_pairs": [list(pair) for pair in graph.thinking_pairs()],
+            "checkpoints_not_in_graph": sorted(set(scores["checkpoint"].unique()) - set(graph.nodes)),
+            "verifiable": [list(key) for key in sorted(wide_correct)],
+            "qfd_zero_tolerance": ZERO_TOLERANCE,
+            "n_score_rows": len(scores),
+            "n_verdict_rows": 0 if verdicts is None else len(verdicts),
+        },
+    )
+    result.headline = headline_table(result)
+    result.table1 = table_one(wide_all, graph, settings, study_name=study_name)
+    return result
+
+
+def headline_table(result: AnalysisResult) -> pd.DataFrame:
+    """The study's Table 1, long form: per lineage x task x metric, each stage's loss as % of base, and retained %.
+
+    Columns :data:`divtrace.analysis.collapse.HEADLINE_COLUMNS`: lineage (its leaf), task, metric, step, parent,
+    child, stage, n_prompts, loss_pct_base (+ CI; positive = diversity lost), significant, is_collapse_site,
+    retained_pct (+ CI) of the leaf, repeated on each row.
+    """
+    return headline(result.edges, result.retained, result.collapse_sites, result.settings.get("lineages", {}))
+
+
+def write_analysis(result: AnalysisResult, out_dir: str | Path) -> list[Path]:
+    """Write every table as ``NAME.parquet`` and ``NAME.csv``, and ``analysis_settings.json``, atomically.
+
+    Returns the paths written, in order.
+    """
+    out = Path(out_dir)
+    written = []
+    for name, table in result.tables().items():
+        written.append(write_table_atomic(table, out / f"{name}.parquet"))
+        written.append(write_table_atomic(table, out / f"{name}.csv"))
+    written.append(write_json_atomic(result.settings, out / "analysis_settings.json"))
+    return written
+
+
+def read_analysis(out_dir: str | Path) -> AnalysisResult:
+    """The tables :func:`write_analysis` wrote to ``out_dir`` (Parquet), as an :class:`AnalysisResult`.
+
+    A ``table1`` missing (an analysis written before it existed) reads back empty; any other missing table raises.
+
+    Raises:
+        DivtraceError: a table or ``analysis_settings.json`` is missing (naming the file).
+    """
+    out = Path(out_dir)
+    tables = {}
+    for item in fields(AnalysisResult):
+        if item.name == "settings":
+            continue
+        path = out / f"{item.name}.parquet"
+        if not path.exists() and item.name in _OPTIONAL_TABLES:
+            tables[item.name] = pd.DataFrame()
+            continue
+        if not path.exists():
+            raise DivtraceError(f"{path}: analysis table missing; run `divtrace analyze` again")
+        tables[item.name] = pd.read_parquet(path)
+    settings_path = out / "analysis_settings.json"
+    if not settings_path.exists():
+        raise DivtraceError(f"{settings_path}: analysis settings missing; run `divtrace analyze` again")
+    return AnalysisResult(**tables, settings=json.loads(settings_path.read_text(encoding="utf-8")))
+
+
+def _normalise_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    missing = [column for column in SCORE_COLUMNS if column not in scores.columns]
+    if missing:
+        raise DivtraceError(f"scores table lacks column(s) {missing}; expected {SCORE_COLUMNS}")
+    frame = scores[SCORE_COLUMNS + [c for c in OPTIONAL_SCORE_COLUMNS if c in scores.columns]].copy()
+    for column in ("checkpoint", "task", "prompt_id", "metric", "subset"):
+        if not pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].astype(str)
+    frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(np.float64)
+    frame["n_outputs"] = pd.to_numeric(frame["n_outputs"], errors="coerce").astype(np.float64)
+    duplicated = frame.duplicated(["checkpoint", "task", "prompt_id", "metric", "subset"])
+    if duplicated.any():
+        first = frame[duplicated].iloc[0]
+        raise DivtraceError(
+            f"scores table has {int(duplicated.sum())} duplicate row(s), e.g. checkpoint {first['checkpoint']!r}, "
+            f"task {first['task']!r}, prompt {first['prompt_id']!r}, metric {first['metric']!r}, "
+            f"subset {first['subset']!r}"
+        )
+    return frame
+
+
+def _normalise_verdicts(verdicts: pd.DataFrame | None) -> pd.DataFrame | None:
+    if verdicts is None or verdicts.empty:
+        return None
+    missing = [column for column in VERDICT_INPUT_COLUMNS if column not in verdicts.columns]
+    if missing:
+        raise DivtraceError(f"verdicts table lacks column(s) {missing}; expected {VERDICT_INPUT_COLUMNS}")
+    frame = verdicts[VERDICT_INPUT_COLUMNS].copy()
+    for column in ("checkpoint", "task", "prompt_id"):
+        if not pd.api.types.is_string_dtype(frame[column]):
+            frame[column] = frame[column].astype(str)
+    frame["correct"] = frame["correct"].fillna(False).astype(bool)  # an unverifiable sample counts as incorrect
+    duplicated = frame.duplicated(["checkpoint", "task", "prompt_id", "sample_index"])
+    if duplicated.any():
+        first = frame[duplicated].iloc[0]
+        raise DivtraceError(
+            f"verdicts table has {int(duplicated.sum())} duplicate sample(s), e.g. checkpoint "
+            f"{first['checkpoint']!r}, task {first['task']!r}, prompt {first['prompt_id']!r}, "
+            f"sample {first['sample_index']!r}"
+        )
+    return frame
+
+
+def _wide_n_outputs(scores: pd.DataFrame, subset: str) -> dict[tuple[str, str], pd.DataFrame]:
+    """Like :func:`wide_scores` but with ``n_outputs`` as the values."""
+    return wide_scores(scores.drop(columns="value").rename(columns={"n_outputs": "value"}), subset)

@@ -1,0 +1,29 @@
+"""Run model-written code, treated as hostile input, in a throwaway sandbox (docs/sandbox.md).
+
+Two programs: ``supervisor`` runs inside the sandbox with ``python -I -S`` and may import the standard library only
+(tests/test_sandbox_layout.py enforces it); ``host`` is the API divtrace calls.
+"""
+
+from divtrace.sandbox.host import (
+    Isolation,
+    SandboxCapabilities,
+    SandboxError,
+    SandboxLimits,
+    SandboxResult,
+    Status,
+    run_many,
+    run_python,
+    sandbox_capabilities,
+)
+
+__all__ = [
+    "Isolation",
+    "SandboxCapabilities",
+    "SandboxError",
+    "SandboxLimits",
+    "SandboxResult",
+    "Status",
+    "run_many",
+    "run_python",
+    "sandbox_capabilities",
+]

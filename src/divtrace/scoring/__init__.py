@@ -1,1 +1,0 @@
-"""The scoring pipeline: samples in, per-prompt scores and summaries out."""

@@ -1,0 +1,49 @@
+"""Reading a study: a YAML file or a preset by name, validated with errors that name the file and the key at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from divtrace.errors import DivtraceError
+from divtrace.study.presets import PRESETS
+from divtrace.study.spec import _UNION_TAGS, Study
+
+
+def load_study(source: str | Path) -> Study:
+    """A study from a YAML file, or a preset by name (``quickstart``, ``olmo3-7b``).
+
+    Raises DivtraceError naming the file and each key at fault.
+    """
+    if str(source) in PRESETS:
+        return PRESETS[str(source)]()
+    path = Path(source)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DivtraceError(f"{path}: no such study file (presets: {', '.join(PRESETS)})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise DivtraceError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    if not isinstance(raw, dict):
+        raise DivtraceError(f"{path}: a study file is a mapping (name, checkpoints, tasks, ...)")
+    return parse_study(raw, str(path))
+
+
+def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
+    """Validate a study given as a dict; errors name ``where`` and the keys at fault."""
+    try:
+        return Study.model_validate(raw)
+    except ValidationError as err:
+        problems = []
+        for error in err.errors():
+            key = ".".join(str(part) for part in error["loc"] if part not in _UNION_TAGS)
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"key '{key}': {message}" if key else message)
+        raise DivtraceError(f"{where}: " + "; ".join(problems)) from None
+    except DivtraceError as err:
+        raise DivtraceError(f"{where}: key 'checkpoints': {err}") from None

@@ -1,0 +1,230 @@
+"""Study files: the lineage (checkpoints as a graph), tasks, sampling, metrics, models and executor, in YAML.
+
+A study is validated by pydantic; every error names the key that is wrong (``checkpoints.2.parent``...).
+Built-in presets: ``quickstart`` (the packaged models, small enough for a laptop CPU) and ``olmo3-7b`` (the 13 Olmo 3
+7B checkpoints of the study, plus the Think checkpoints again with thinking suppressed).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from divtrace.generate.params import STUDY_K, STUDY_SEED, STUDY_TEMPERATURE, STUDY_TOP_P
+from divtrace.generate.stops import StopPolicy
+from divtrace.study.lineage import CheckpointNode, LineageGraph
+
+#: ``model`` of every checkpoint of an imported study: the samples were generated elsewhere.
+IMPORTED_MODEL = "imported"
+
+#: The stop policies a study or checkpoint may name (:class:`~divtrace.generate.stops.StopPolicy`).
+StopPolicyName = Literal["auto", "always", "never"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CheckpointSpec(_Strict):
+    """One checkpoint: where its weights are, its place in the lineage, and how to sample it."""
+
+    name: str = Field(min_length=1, description="unique label used in every table")
+    model: str = Field(min_length=1, description="quickstart:NAME, hub id, local dir, .gguf, or served model name")
+    revision: str | None = None
+    stage: str = Field("base", description="base, sft, dpo, rl, rl-zero, instruct, ...")
+    parent: str | None = Field(None, description="the checkpoint this one was trained from")
+    variant_of: str | None = Field(None, description="same weights as this checkpoint, sampled differently")
+    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    thinking: Literal["native", "suppressed"] = "native"
+    chat_template: bool | None = Field(None, description="None: use the tokenizer's template when it has one")
+    system_prompt: str | None = None
+    stops: StopPolicyName | None = Field(None, description="stop policy for this checkpoint (default: the study's)")
+    options: dict[str, Any] = Field(default_factory=dict, description="backend options (dtype, base_url, ...)")
+
+
+class TaskSpec(_Strict):
+    """A task of the study, its prompt count (default: the task's N) and generation settings (default: the task's).
+
+    ``stop`` replaces the task's stop sequences (``[]`` for none); the study's stop policy still decides which
+    prompts they apply to.
+    """
+
+    name: str = Field(min_length=1, description="a task name (divtrace tasks) or a task .yaml path")
+    n: int | None = Field(None, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1, description="default: the task's")
+    stop: list[str] | None = Field(None, description="default: the task's stop sequences")
+    verify_as: str | None = Field(
+        None,
+        description="imported tasks: the divtrace task whose verifier checks this task's samples (e.g. gsm8k for "
+        "lm-eval's gsm8k_cot_zeroshot); default: the task itself, or the name mapping of divtrace.tasks.names",
+    )
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not s for s in value):
+            raise ValueError("stop strings must not be empty")
+        return value
+
+
+class SamplingSpec(_Strict):
+    """Sampling settings shared by every checkpoint (the study's defaults)."""
+
+    k: int = Field(STUDY_K, ge=2)
+    temperature: float = Field(STUDY_TEMPERATURE, gt=0)
+    top_p: float = Field(STUDY_TOP_P, gt=0, le=1)
+    top_k: int | None = Field(None, ge=1)
+    max_new_tokens: int | None = Field(
+        None, ge=1, description="every task's cap when set (a task's own max_new_tokens in the study wins)"
+    )
+    seed: int = Field(STUDY_SEED, ge=0)
+
+
+#: A recorded sampling setting nobody logged.
+UNKNOWN = "unknown"
+
+
+class RecordedSampling(_Strict):
+    """The sampling of imported samples, as their records carry it (an imported study generates nothing).
+
+    Each setting is the value every record shares; ``"unknown"`` when no record logged it (lighteval's details
+    keep no temperature, for instance); ``"mixed: a, b[, unknown]"`` when records disagree or only some logged it.
+    ``requested`` is True when the values are what the tool was asked for (lm-eval's ``gen_kwargs``), which a
+    backend may not have honoured. ``from_records`` tells this apart from :class:`SamplingSpec` in ``study.yaml``.
+    """
+
+    from_records: Literal[True] = True
+    source: str = Field(description="the tool(s) that wrote the records: lm-eval, lighteval, divtrace, or mixed")
+    k: int | str = Field(description="outputs per prompt")
+    temperature: float | str = UNKNOWN
+    top_p: float | str = UNKNOWN
+    max_new_tokens: int | str = UNKNOWN
+    requested: bool = False
+
+
+def _sampling_kind(value: Any) -> str:
+    """Which model a ``sampling`` value is: recorded (``from_records``) or the study's settings."""
+    recorded = value.get("from_records") if isinstance(value, dict) else isinstance(value, RecordedSampling)
+    return "RecordedSampling" if recorded else "SamplingSpec"
+
+
+#: ``sampling`` of a study: settings to sample with, or (imported study) what the records carry.
+SamplingChoice = Annotated[
+    Annotated[SamplingSpec, Tag("SamplingSpec")] | Annotated[RecordedSampling, Tag("RecordedSampling")],
+    Discriminator(_sampling_kind),
+]
+_UNION_TAGS = frozenset({"SamplingSpec", "RecordedSampling"})
+
+
+class ExecutorSpec(_Strict):
+    """Where the work runs: ``local`` (default) or ``ray`` (address of a running cluster, or None to start one).
+
+    The Ray settings: ``gpus_per_model`` GPUs per generator actor (None: 0 on a cluster without GPUs, CPU vLLM
+    included, and for the openai backend; else a vLLM checkpoint's ``tensor_parallel_size``, or 1),
+    ``cpus_per_worker`` CPUs per actor or task (also its torch thread count), ``replicas`` actors per checkpoint
+    (and scorer actors).
+    """
+
+    type: Literal["local", "ray"] = "local"
+    address: str | None = None
+    gpus_per_model: float | None = Field(None, ge=0)
+    cpus_per_worker: float = Field(1.0, gt=0)
+    replicas: int = Field(1, ge=1)
+
+
+class Study(_Strict):
+    """A whole study. ``caveat`` is shown at the top of the report (e.g. a cross-family comparison).
+
+    ``stops`` is the stop policy (:class:`~divtrace.generate.stops.StopPolicy`): ``auto`` (the study's) applies a
+    task's stop sequences to completion prompts only, not to chat-template checkpoints; a checkpoint's own
+    ``stops`` wins over it.
+    """
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    caveat: str | None = None
+    checkpoints: list[CheckpointSpec] = Field(min_length=1)
+    tasks: list[TaskSpec] = Field(min_length=1)
+    sampling: SamplingChoice = Field(
+        default_factory=SamplingSpec,
+        description="how to sample (a study to run), or how the records were sampled (an imported study)",
+    )
+    stops: StopPolicyName = "auto"
+    decomposition: Literal["unpaired", "paired"] = Field(
+        "unpaired",
+        description="quality-filtered decomposition: each checkpoint over its own qualifying prompts (the paper's), "
+        "or only prompts qualifying in both",
+    )
+    metrics: list[str] = Field(default_factory=lambda: ["ead", "sbert", "vendi"])
+    embedder: str | None = None
+    code_embedder: str | None = Field(None, description="encoder of the code-embedding metrics (unixcoder)")
+    nli_model: str | None = None
+    data_dir: str | None = None
+    shard_size: int = Field(8, ge=1)
+    executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+
+    @model_validator(mode="after")
+    def _graph_is_valid(self) -> Study:
+        names = [c.name for c in self.checkpoints]
+        for index, checkpoint in enumerate(self.checkpoints):
+            for key in ("parent", "variant_of"):
+                target = getattr(checkpoint, key)
+                if target is not None and target not in names:
+                    raise ValueError(f"checkpoints.{index}.{key}: {target!r} is not a checkpoint of this study")
+        self.graph()  # duplicate names, cycles, variants with parents
+        for index, checkpoint in enumerate(self.checkpoints):
+            if checkpoint.backend == "vllm":
+                from divtrace.generate.backends.vllm_backend import VLLMOptions
+
+                try:
+                    VLLMOptions.model_validate(checkpoint.options)
+                except ValidationError as err:
+                    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+                    raise ValueError(f"checkpoints.{index}.options: {problems}") from None
+        from divtrace.score.metrics import metric_names
+
+        unknown = [m for m in self.metrics if m not in metric_names()]
+        if unknown:
+            raise ValueError(f"metrics: unknown {unknown}; known: {metric_names()}")
+        if "nli" in self.metrics and not self.nli_model:
+            raise ValueError("nli_model: the nli metric needs an MNLI model id or path (e.g. roberta-large-mnli)")
+        from divtrace.score.metrics import metric_class
+
+        needs_code = [m for m in self.metrics if metric_class(m).uses_code_embeddings]
+        if needs_code and not self.code_embedder:
+            raise ValueError(
+                f"code_embedder: {', '.join(needs_code)} need a code encoder (e.g. microsoft/unixcoder-base)"
+            )
+        return self
+
+    def graph(self) -> LineageGraph:
+        """The checkpoint graph (raises DivtraceError when it is not a forest)."""
+        return LineageGraph(
+            CheckpointNode(c.name, c.stage, c.parent, c.variant_of, c.thinking) for c in self.checkpoints
+        )
+
+    def stop_policy(self, checkpoint: CheckpointSpec) -> StopPolicy:
+        """The stop policy of ``checkpoint``: its own, else the study's."""
+        return StopPolicy(checkpoint.stops or self.stops)
+
+    def checkpoint(self, name: str) -> CheckpointSpec:
+        """The checkpoint called ``name``."""
+        for checkpoint in self.checkpoints:
+            if checkpoint.name == name:
+                return checkpoint
+        raise KeyError(name)
+
+    def to_yaml(self) -> str:
+        """The study as YAML (every field, defaults included: the frozen, resolved study of a run)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
