@@ -219,14 +219,23 @@ def read_analysis(out_dir: str | Path) -> AnalysisResult:
     return AnalysisResult(**tables, settings=json.loads(settings_path.read_text(encoding="utf-8")))
 
 
-def _normalise_scores(scores: pd.DataFrame) -> pd.DataFrame:
-    missing = [column for column in SCORE_COLUMNS if column not in scores.columns]
+def _require_columns(table: pd.DataFrame, name: str, columns: list[str]) -> None:
+    missing = [column for column in columns if column not in table.columns]
     if missing:
-        raise DivtraceError(f"scores table lacks column(s) {missing}; expected {SCORE_COLUMNS}")
-    frame = scores[SCORE_COLUMNS + [c for c in OPTIONAL_SCORE_COLUMNS if c in scores.columns]].copy()
-    for column in ("checkpoint", "task", "prompt_id", "metric", "subset"):
+        raise DivtraceError(f"{name} table lacks column(s) {missing}; expected {columns}")
+
+
+def _as_strings(frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
+    """Cast the key ``columns`` of ``frame`` to strings in place (a numeric prompt id joins as text)."""
+    for column in columns:
         if not pd.api.types.is_string_dtype(frame[column]):
             frame[column] = frame[column].astype(str)
+
+
+def _normalise_scores(scores: pd.DataFrame) -> pd.DataFrame:
+    _require_columns(scores, "scores", SCORE_COLUMNS)
+    frame = scores[SCORE_COLUMNS + [c for c in OPTIONAL_SCORE_COLUMNS if c in scores.columns]].copy()
+    _as_strings(frame, ("checkpoint", "task", "prompt_id", "metric", "subset"))
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(np.float64)
     frame["n_outputs"] = pd.to_numeric(frame["n_outputs"], errors="coerce").astype(np.float64)
     duplicated = frame.duplicated(["checkpoint", "task", "prompt_id", "metric", "subset"])
@@ -243,13 +252,9 @@ def _normalise_scores(scores: pd.DataFrame) -> pd.DataFrame:
 def _normalise_verdicts(verdicts: pd.DataFrame | None) -> pd.DataFrame | None:
     if verdicts is None or verdicts.empty:
         return None
-    missing = [column for column in VERDICT_INPUT_COLUMNS if column not in verdicts.columns]
-    if missing:
-        raise DivtraceError(f"verdicts table lacks column(s) {missing}; expected {VERDICT_INPUT_COLUMNS}")
+    _require_columns(verdicts, "verdicts", VERDICT_INPUT_COLUMNS)
     frame = verdicts[VERDICT_INPUT_COLUMNS].copy()
-    for column in ("checkpoint", "task", "prompt_id"):
-        if not pd.api.types.is_string_dtype(frame[column]):
-            frame[column] = frame[column].astype(str)
+    _as_strings(frame, ("checkpoint", "task", "prompt_id"))
     frame["correct"] = frame["correct"].fillna(False).astype(bool)  # an unverifiable sample counts as incorrect
     duplicated = frame.duplicated(["checkpoint", "task", "prompt_id", "sample_index"])
     if duplicated.any():

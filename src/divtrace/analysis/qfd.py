@@ -34,6 +34,7 @@ percentile (only possible for very small sets). Paired, this is the ordinary pai
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -180,7 +181,7 @@ def quality_filtered_decomposition(
                     "d_all_checkpoint": _masked_mean(values[1], masks[1]),
                     "d_correct_reference": _masked_mean(values[2], masks[2]),
                     "d_correct_checkpoint": _masked_mean(values[3], masks[3]),
-                    **_shares(point, low, high, used, reference, name, pairing, metric, d_all_reference),
+                    **_shares(_Pair(point, low, high, used, reference, name, pairing, d_all_reference), metric),
                 }
             )
     table = pd.DataFrame(records, columns=QFD_COLUMNS)
@@ -210,22 +211,28 @@ def _estimate(
     return point, low, high
 
 
-def _shares(
-    point: np.ndarray,
-    low: np.ndarray,
-    high: np.ndarray,
-    used: np.ndarray,
-    reference: str,
-    name: str,
-    pairing: str,
-    metric: str,
-    mean_reference_all: float,
-) -> dict[str, object]:
+@dataclass(frozen=True)
+class _Pair:
+    """The bootstrap estimate of one (reference, checkpoint) row: point/low/high of (ΔD_all, ΔD_correct, share),
+    prompts used per mask, the two checkpoints' names, the pairing and the reference's mean D_all."""
+
+    point: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    used: np.ndarray
+    reference: str
+    name: str
+    pairing: str
+    mean_reference_all: float
+
+
+def _shares(pair: _Pair, metric: str) -> dict[str, object]:
     """The delta, share, flag and note fields of one row."""
+    point, low, high = pair.point, pair.low, pair.high
     delta_all, delta_correct, share = (float(x) for x in point)
     share_low, share_high = float(low[2]), float(high[2])
     notes = []
-    reason = _undefined_reason(point, low, high, used, reference, name, pairing, mean_reference_all)
+    reason = _undefined_reason(pair)
     if reason:
         notes.append(reason)
         share = share_low = share_high = float("nan")
@@ -263,24 +270,16 @@ def _shares(
     }
 
 
-def _undefined_reason(
-    point: np.ndarray,
-    low: np.ndarray,
-    high: np.ndarray,
-    used: np.ndarray,
-    reference: str,
-    name: str,
-    pairing: str,
-    mean_reference_all: float,
-) -> str:
+def _undefined_reason(pair: _Pair) -> str:
     """Why the shares are undefined ('' when they are defined)."""
-    if pairing == "paired" and used[2] < 2:
+    point, low, high, used = pair.point, pair.low, pair.high, pair.used
+    if pair.pairing == "paired" and used[2] < 2:
         return "fewer than 2 prompts with >= 2 correct outputs in both checkpoints: shares undefined"
-    short = [who for who, n in ((reference, used[2]), (name, used[3])) if n < 2]
+    short = [who for who, n in ((pair.reference, used[2]), (pair.name, used[3])) if n < 2]
     if short:
         return f"fewer than 2 prompts with >= 2 correct outputs in {' and '.join(short)}: shares undefined"
     delta_all = float(point[0])
-    if not np.isfinite(delta_all) or abs(delta_all) <= ZERO_TOLERANCE * max(1.0, abs(mean_reference_all)):
+    if not np.isfinite(delta_all) or abs(delta_all) <= ZERO_TOLERANCE * max(1.0, abs(pair.mean_reference_all)):
         return "delta_all is 0: no change to decompose, shares undefined"
     if not excludes_zero(float(low[0]), float(high[0])):
         return "delta_all CI includes 0: no clear change to decompose, shares undefined"

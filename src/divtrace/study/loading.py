@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from divtrace.errors import DivtraceError
 from divtrace.study.presets import PRESETS
 from divtrace.study.spec import _UNION_TAGS, Study
+from divtrace.yaml_files import read_yaml_mapping
 
 
 def load_study(source: str | Path) -> Study:
@@ -21,16 +21,11 @@ def load_study(source: str | Path) -> Study:
     if str(source) in PRESETS:
         return PRESETS[str(source)]()
     path = Path(source)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DivtraceError(f"{path}: no such study file (presets: {', '.join(PRESETS)})") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        raise DivtraceError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
-    if not isinstance(raw, dict):
-        raise DivtraceError(f"{path}: a study file is a mapping (name, checkpoints, tasks, ...)")
+    raw = read_yaml_mapping(
+        path,
+        missing=f"no such study file (presets: {', '.join(PRESETS)})",
+        not_a_mapping="a study file is a mapping (name, checkpoints, tasks, ...)",
+    )
     return parse_study(raw, str(path))
 
 

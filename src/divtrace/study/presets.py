@@ -80,21 +80,13 @@ def olmo3_7b_study() -> Study:
         ),
         CheckpointSpec(name="instruct", model="allenai/Olmo-3-7B-Instruct", stage="rl", parent="instruct-dpo", **vllm),
     ]
-    for domain in ("Math", "Code", "IF", "General"):
+    rl_zero = [("", "3", domain) for domain in ("Math", "Code", "IF", "General")]
+    rl_zero += [("3.1-", "3.1", domain) for domain in ("Math", "Code")]
+    for label, version, domain in rl_zero:
         checkpoints.append(
             CheckpointSpec(
-                name=f"rl-zero-{domain.lower()}",
-                model=f"allenai/Olmo-3-7B-RL-Zero-{domain}",
-                stage="rl-zero",
-                parent="base",
-                **vllm,
-            )
-        )
-    for domain in ("Math", "Code"):
-        checkpoints.append(
-            CheckpointSpec(
-                name=f"rl-zero-3.1-{domain.lower()}",
-                model=f"allenai/Olmo-3.1-7B-RL-Zero-{domain}",
+                name=f"rl-zero-{label}{domain.lower()}",
+                model=f"allenai/Olmo-{version}-7B-RL-Zero-{domain}",
                 stage="rl-zero",
                 parent="base",
                 **vllm,

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from divtrace.errors import DivtraceError
 from divtrace.tasks.base import DataSource, Task, template_format
 from divtrace.tasks.sources import read_table_rows
+from divtrace.yaml_files import read_yaml_mapping
 
 
 class TaskFile(BaseModel):
@@ -62,16 +62,11 @@ def load_task_file(path: str | Path) -> Task:
     unknown or missing keys, a prompts file that does not exist, a template field the rows lack.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DivtraceError(f"{path}: task file not found") from None
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        raise DivtraceError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
-    if not isinstance(raw, dict):
-        raise DivtraceError(f"{path}: a task file is a mapping of keys (name, prompts, template, ...)")
+    raw = read_yaml_mapping(
+        path,
+        missing="task file not found",
+        not_a_mapping="a task file is a mapping of keys (name, prompts, template, ...)",
+    )
     try:
         spec = TaskFile.model_validate(raw)
     except ValidationError as err:

@@ -24,7 +24,7 @@ import itertools
 import re
 import secrets
 from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict, Unpack
 
 from divtrace.sandbox import Isolation, SandboxLimits, SandboxResult, run_many
 from divtrace.verify.base import Verdict, Verifier, register_verifier
@@ -394,18 +394,29 @@ class _Job:
         self.extra = extra or {}
 
 
+class ExecutionOptions(TypedDict, total=False):
+    """The keywords every code verifier takes (see :class:`_ExecutionVerifier`)."""
+
+    timeout_s: float
+    memory_mb: int
+    workers: int | None
+    isolation: Isolation
+
+
 class _ExecutionVerifier(Verifier):
     """Shared machinery: build a program per output, run the unique ones in parallel sandboxes, map the results."""
 
     def __init__(
         self,
+        *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         memory_mb: int = DEFAULT_MEMORY_MB,
         workers: int | None = None,
         isolation: Isolation = "auto",
     ) -> None:
         """``timeout_s`` and ``memory_mb`` limit each program; ``workers`` sandboxes run at once (default: the CPU
-        count); ``isolation`` as in :func:`divtrace.sandbox.run_python`."""
+        count); ``isolation`` as in :func:`divtrace.sandbox.run_python`. Subclasses take the same keywords
+        (:class:`ExecutionOptions`) plus their own."""
         self.limits = SandboxLimits(timeout_s=timeout_s, memory_mb=memory_mb)
         self.workers = workers
         self.isolation: Isolation = isolation
@@ -486,16 +497,9 @@ class HumanEvalVerifier(_ExecutionVerifier):
 
     name: ClassVar[str] = "humaneval"
 
-    def __init__(
-        self,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        memory_mb: int = DEFAULT_MEMORY_MB,
-        workers: int | None = None,
-        isolation: Isolation = "auto",
-        prompt_context: bool = True,
-    ) -> None:
+    def __init__(self, *, prompt_context: bool = True, **execution: Unpack[ExecutionOptions]) -> None:
         """As the other code verifiers; ``prompt_context`` as in the class docstring."""
-        super().__init__(timeout_s=timeout_s, memory_mb=memory_mb, workers=workers, isolation=isolation)
+        super().__init__(**execution)
         self.prompt_context = prompt_context
 
     def _check_reference(self, reference: dict[str, Any]) -> None:
@@ -535,16 +539,9 @@ class MBPPVerifier(_ExecutionVerifier):
 
     name: ClassVar[str] = "mbpp"
 
-    def __init__(
-        self,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        memory_mb: int = DEFAULT_MEMORY_MB,
-        workers: int | None = None,
-        isolation: Isolation = "auto",
-        challenge_tests: bool = False,
-    ) -> None:
+    def __init__(self, *, challenge_tests: bool = False, **execution: Unpack[ExecutionOptions]) -> None:
         """As the other code verifiers; ``challenge_tests`` also runs the (harder) ``challenge_test_list``."""
-        super().__init__(timeout_s=timeout_s, memory_mb=memory_mb, workers=workers, isolation=isolation)
+        super().__init__(**execution)
         self.challenge_tests = challenge_tests
 
     def _check_reference(self, reference: dict[str, Any]) -> None:
@@ -573,20 +570,11 @@ class CRUXEvalVerifier(_ExecutionVerifier):
     The predicted output expression is taken from the answer (see :func:`cruxeval_prediction`) and checked the
     way CRUXEval's harness does: ``code + "\\nassert " + output + " == " + prediction`` run in the sandbox; as
     there, a prediction that contains the call ``f(<input>)`` itself is incorrect. Any exception or timeout is
-    incorrect. ``extracted`` is the prediction.
+    incorrect. ``extracted`` is the prediction. Limits as the other code verifiers (CRUXEval's own harness allows
+    3 s per check).
     """
 
     name: ClassVar[str] = "cruxeval"
-
-    def __init__(
-        self,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        memory_mb: int = DEFAULT_MEMORY_MB,
-        workers: int | None = None,
-        isolation: Isolation = "auto",
-    ) -> None:
-        """As the other code verifiers (CRUXEval's own harness allows 3 s per check)."""
-        super().__init__(timeout_s=timeout_s, memory_mb=memory_mb, workers=workers, isolation=isolation)
 
     def _check_reference(self, reference: dict[str, Any]) -> None:
         for key in ("code", "input", "output"):
