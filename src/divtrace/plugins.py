@@ -82,7 +82,7 @@ _V = "divtrace.verify"
 #: The built-in plug-ins: (kind, name, lazy target, needs, description). Metrics describe themselves (the class's
 #: ``description``), so their description here is empty.
 BUILTIN_PLUGINS: tuple[tuple[Kind, str, str, Requirement | None, str], ...] = (
-    ("backend", "transformers", f"{_B}.transformers_backend:TransformersGenerator", None, "Hugging Face transformers (CPU or GPU)"),
+    ("backend", "transformers", f"{_B}.transformers_backend:TransformersGenerator", None, "Hugging Face transformers"),
     ("backend", "vllm", f"{_B}.vllm_backend:VLLMGenerator", VLLM, "vLLM (GPU, or its CPU build)"),
     ("backend", "openai", f"{_B}.openai_compat:OpenAIGenerator", None, "an OpenAI-compatible server"),
     ("metric", "answer-distinct", f"{_M}.answers:AnswerDistinct", None, ""),

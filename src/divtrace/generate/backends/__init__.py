@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from divtrace import plugins
 from divtrace.errors import DivtraceError
 from divtrace.generate.protocol import Generator
-
-from divtrace import plugins
 
 #: The generation backends (entries of kind ``backend`` in :mod:`divtrace.plugins`), in table order.
 BACKENDS = tuple(plugins.names("backend"))
