@@ -145,6 +145,12 @@ def register(
     return entry
 
 
+def unregister(kind: Kind, name: str) -> None:
+    """Remove the ``kind`` plug-in ``name`` (nothing happens when there is none); for tests and for code that
+    registered a plug-in for a while."""
+    _REGISTRY[kind].pop(name, None)
+
+
 def _describe_target(target: Any) -> str:
     return target if isinstance(target, str) else (_reference_of(target) or type(target).__name__)
 
