@@ -50,6 +50,15 @@ def _quickstart(**changes: Any) -> dict[str, Any]:
     return raw
 
 
+def _python(script: str) -> str:
+    """The standard output of ``script`` run by a fresh Python (which must succeed)."""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
 def test_listing_plugins_imports_no_heavy_module() -> None:
     script = (
         "import sys\n"
@@ -67,11 +76,7 @@ def test_listing_plugins_imports_no_heavy_module() -> None:
         "heavy = sorted(m for m in ('torch', 'vllm', 'transformers', 'sentence_transformers') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert "HEAVY []" in result.stdout
+    assert "HEAVY []" in _python(script)
 
 
 def test_metric_names_import_no_metric_module() -> None:
@@ -83,11 +88,7 @@ def test_metric_names_import_no_metric_module() -> None:
         "loaded = [m for m in modules if f'divtrace.score.metrics.{m}' in sys.modules]\n"
         "print(len(names), loaded)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)}, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split(" ", 1) == [str(len(metric_names())), "[]\n"]
+    assert _python(script).split(" ", 1) == [str(len(metric_names())), "[]\n"]
 
 
 def test_every_builtin_plugin_loads_under_its_name() -> None:

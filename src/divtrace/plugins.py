@@ -213,6 +213,15 @@ def load(kind: Kind, name: str) -> Any:
     return target
 
 
+def load_class(kind: Kind, name: str, base: type[object]) -> type[Any]:
+    """As :func:`load`, for a plug-in that must be a subclass of ``base`` (metrics, verifiers); DivtraceError
+    when it is not."""
+    target = load(kind, name)
+    if not (isinstance(target, type) and issubclass(target, base)):
+        raise DivtraceError(f"{kind} plug-in {name!r} is not a {base.__name__} class ({target!r})")
+    return target
+
+
 def description(kind: Kind, name: str) -> str:
     """The one-line description of plug-in ``name``: its entry's, else its object's ``description`` attribute
     (loading it)."""

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from divtrace import plugins
-from divtrace.errors import DivtraceError
 
 #: How a prompt's K samples make one majority verdict: ``"vote"``, self-consistency over the extracted answers
 #: (:func:`divtrace.verify.aggregate.majority_vote`), or ``"more_than_half"``, more than half of the
@@ -72,25 +71,22 @@ def register_verifier(cls: type[Verifier]) -> type[Verifier]:
     return cls
 
 
+def verifier_names() -> list[str]:
+    """Registered verifier names, sorted (imports no verifier module)."""
+    return sorted(plugins.names("verifier"))
+
+
 def verifier_class(name: str) -> type[Verifier]:
     """The verifier class registered as ``name`` (imported on first use).
 
     Raises :class:`~divtrace.plugins.UnknownPlugin` (a DivtraceError and a KeyError) listing the known names.
     """
-    cls = plugins.load("verifier", name)
-    if not (isinstance(cls, type) and issubclass(cls, Verifier)):
-        raise DivtraceError(f"verifier plug-in {name!r} is not a Verifier class ({cls!r})")
-    return cls
+    return plugins.load_class("verifier", name, Verifier)
 
 
 def create_verifier(name: str, **options: Any) -> Verifier:
     """A new verifier by registry name (options go to its constructor); UnknownPlugin lists the known names."""
     return verifier_class(name)(**options)
-
-
-def verifier_names() -> list[str]:
-    """Registered verifier names, sorted (imports no verifier module)."""
-    return sorted(plugins.names("verifier"))
 
 
 def majority_rule(name: str) -> MajorityRule:

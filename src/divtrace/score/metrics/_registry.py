@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from divtrace import plugins
-from divtrace.errors import DivtraceError
 from divtrace.score.metrics._base import Metric
 
 M = TypeVar("M", bound=type[Metric])
@@ -21,10 +20,7 @@ def register_metric(cls: M) -> M:
 
 def metric_class(name: str) -> type[Metric]:
     """The registered class called ``name``; a DivtraceError listing the known names otherwise."""
-    cls = plugins.load("metric", name)
-    if not (isinstance(cls, type) and issubclass(cls, Metric)):
-        raise DivtraceError(f"metric plug-in {name!r} is not a Metric class ({cls!r})")
-    return cls
+    return plugins.load_class("metric", name, Metric)
 
 
 def create_metric(name: str, **options: Any) -> Metric:
