@@ -21,6 +21,8 @@ from divtrace.generate.store import shard_path
 from divtrace.runs.layout import RunLayout, is_done, mark_done
 from divtrace.runs.stages import PlannedTask
 from divtrace.samples import SampleRecord, read_samples
+from divtrace.score.metric_spec import MetricChoice, as_spec
+from divtrace.score.settings import EmbedderSettings, NLISettings
 from divtrace.study import IMPORTED_MODEL, UNKNOWN, CheckpointSpec, RecordedSampling, Study, TaskSpec
 from divtrace.tasks import get_task
 from divtrace.tasks.base import DataSource, Task
@@ -153,9 +155,9 @@ def imported_study(
     records: Sequence[SampleRecord],
     *,
     name: str = "imported",
-    metrics: Sequence[str] | None = None,
-    embedder: str | None = None,
-    nli_model: str | None = None,
+    metrics: Sequence[MetricChoice] | None = None,
+    embedder: str | EmbedderSettings | None = None,
+    nli_model: str | NLISettings | None = None,
     data_dir: str | None = None,
     task_map: Mapping[str, str] | None = None,
 ) -> Study:
@@ -337,9 +339,9 @@ class ImportChoices:
     """What ``divtrace analyze`` analyses imported samples with: the lineage and the scoring settings."""
 
     checkpoints: list[CheckpointSpec]
-    metrics: list[str] | None
-    embedder: str | None
-    nli_model: str | None
+    metrics: list[MetricChoice] | None
+    embedder: str | EmbedderSettings | None
+    nli_model: str | NLISettings | None
 
 
 def import_choices(
@@ -364,8 +366,10 @@ def import_choices(
         checkpoints = [c.model_copy(update={"model": IMPORTED_MODEL}) for c in base_study.checkpoints]
     else:
         checkpoints = parse_lineage(lineage, variants)
-    names = list(metrics) if metrics else (list(base_study.metrics) if base_study is not None else None)
-    if nli_model and names is not None and "nli" not in names:
+    names: list[MetricChoice] | None = (
+        list(metrics) if metrics else (list(base_study.metrics) if base_study is not None else None)
+    )
+    if nli_model and names is not None and "nli" not in [as_spec(m).name for m in names]:
         names.append("nli")
     elif nli_model and names is None:
         names = ["ead", "sbert", "vendi", "nli"]

@@ -343,12 +343,22 @@ def read_verdicts(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> 
 
 
 def score_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], report: StageReport) -> list[StageUnit]:
-    """The (checkpoint, task) units whose scores are missing or stale (the others go to ``report``)."""
+    """The (checkpoint, task) units whose scores are missing or stale (the others go to ``report``).
+
+    A unit's key hashes its input files and the scoring settings: the metrics as the study names them, and the
+    content key (:func:`~divtrace.score.content_key.content_key`: settings plus model files) of each model the
+    metrics use, so new weights in the same directory rescore.
+    """
+    from divtrace.score.content_key import content_key
+    from divtrace.score.metrics import metric_class
+
+    classes = [metric_class(name) for name in study.metric_names()]
+    code_embedder, nli = study.code_embedder_settings(), study.nli_settings()
     settings = {
-        "metrics": study.metrics,
-        "embedder": study.embedder,
-        "code_embedder": study.code_embedder,
-        "nli_model": study.nli_model,
+        "metrics": [m if isinstance(m, str) else m.model_dump(mode="json") for m in study.metrics],
+        "embedder": content_key(study.embedder_settings()) if any(m.uses_embeddings for m in classes) else None,
+        "code_embedder": content_key(code_embedder) if code_embedder is not None else None,
+        "nli_model": content_key(nli) if nli is not None else None,
         "scorer": SCORER_VERSION,
     }
     pending = []
@@ -388,16 +398,14 @@ def checkpoint_vocab_size(checkpoint: CheckpointSpec) -> int | None:
 
 
 def study_scorer(study: Study) -> Scorer:
-    """The one scorer (:class:`~divtrace.score.scorer.Scorer`) of a study: its metrics, embedders and NLI
-    model, every subset (all, correct, curves); models load on first use."""
+    """The one scorer (:class:`~divtrace.score.scorer.Scorer`) of a study: its metrics (with their args), embedders
+    and NLI settings, every subset (all, correct, curves); models load on first use."""
     from divtrace.score.scorer import ScoreOptions, Scorer, build_metrics
-    from divtrace.score.settings import CodeEmbedderSettings, EmbedderSettings, NLISettings
 
-    metrics = build_metrics(study.metrics, nli=NLISettings(model=study.nli_model) if study.nli_model else None)
     return Scorer(
-        metrics,
-        embedder=EmbedderSettings(**({"model": study.embedder} if study.embedder else {})),
-        code_embedder=CodeEmbedderSettings(model=study.code_embedder) if study.code_embedder else None,
+        build_metrics(study.metrics, nli=study.nli_settings()),
+        embedder=study.embedder_settings(),
+        code_embedder=study.code_embedder_settings(),
         options=ScoreOptions(subsets=("all", "correct", "curves")),
     )
 
@@ -534,8 +542,8 @@ def study_info(study: Study, tasks: list[PlannedTask]) -> dict[str, Any]:
         "caveat": study.caveat,
         "checkpoints": [c.model_dump(mode="json") for c in study.checkpoints],
         "tasks": {t.name: t.origin for t in tasks},
-        "metrics": study.metrics,
-        "embedder": study.embedder or PACKAGED_MINILM,
+        "metrics": study.metric_names(),
+        "embedder": study.model_dump(mode="json")["embedder"] or PACKAGED_MINILM,
         "nli_model": study.nli_model,
         "sampling": study.sampling.model_dump(mode="json"),
     }

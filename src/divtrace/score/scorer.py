@@ -45,9 +45,10 @@ from divtrace.progress import PROMPTS, TEXTS, Progress, counter
 from divtrace.samples import DEFAULT_TASK, SampleRecord
 from divtrace.samples.thinking import unclosed_count
 from divtrace.score.indistinguishable import IndistinguishableTally, indistinguishable_positions
-from divtrace.score.metrics import Metric, ScoringContext, create_metric
+from divtrace.score.metric_spec import SETTINGS_PARAMETER, MetricChoice, as_spec, validated_args
+from divtrace.score.metrics import Metric, ScoringContext, metric_class
 from divtrace.score.metrics.embeddings import EmbeddingStore
-from divtrace.score.settings import EmbedderSettings, NLISettings
+from divtrace.score.settings import EADSettings, EmbedderSettings, FrozenSettings, NLISettings
 from divtrace.stats import curve_levels
 from divtrace.stats.bootstrap import BootstrapSettings, cell_mean_cis
 
@@ -78,26 +79,41 @@ OFFLINE_METRICS = ("ead", "sbert", "vendi")
 
 
 def build_metrics(
-    names: Iterable[str | Metric],
+    choices: Iterable[MetricChoice | Metric],
     nli: NLISettings | None = None,
     ead_vocab_size: int | None = None,
     ead_tokenizer: str | None = None,
+    *,
+    shared: Iterable[FrozenSettings] = (),
 ) -> list[Metric]:
-    """Metric objects for ``names`` (registry names or ready instances), with the run's NLI and EAD options.
+    """Metric objects for ``choices`` (registry names, :class:`MetricSpec` with args, or ready instances).
 
-    EAD without ``ead_vocab_size``/``ead_tokenizer`` takes V from the scored records' generator (the
-    ``vocab_size`` given to :meth:`Scorer.score`), else 50257.
+    A metric that declares a :attr:`~divtrace.score.metrics.Metric.settings_type` gets the shared settings object
+    of that type as its ``settings`` argument (unless its args give one): the run's ``nli`` settings, EAD's
+    :class:`~divtrace.score.settings.EADSettings` (from ``ead_vocab_size``/``ead_tokenizer``), and any object in
+    ``shared``. EAD without a V or tokenizer takes V from the scored records' generator (the ``vocab_size`` given
+    to :meth:`Scorer.score`), else 50257. Raises DivtraceError for an unknown metric or bad args.
     """
+    by_type: dict[type[FrozenSettings], FrozenSettings] = {
+        EADSettings: EADSettings(vocab_size=ead_vocab_size, tokenizer=ead_tokenizer)
+    }
+    if nli is not None:
+        by_type[NLISettings] = nli
+    by_type.update({type(settings): settings for settings in shared})
     metrics: list[Metric] = []
-    for item in names:
+    for index, item in enumerate(choices):
         if isinstance(item, Metric):
             metrics.append(item)
-        elif item == "nli":
-            metrics.append(create_metric("nli", settings=nli))
-        elif item == "ead":
-            metrics.append(create_metric("ead", vocab_size=ead_vocab_size, tokenizer=ead_tokenizer))
-        else:
-            metrics.append(create_metric(item))
+            continue
+        spec = as_spec(item)
+        cls = metric_class(spec.name)
+        try:
+            args = validated_args(cls, spec.args, where=f"metrics.{index}.args")
+        except ValueError as err:
+            raise DivtraceError(str(err)) from None
+        if cls.settings_type is not None and SETTINGS_PARAMETER not in args:
+            args[SETTINGS_PARAMETER] = by_type.get(cls.settings_type)
+        metrics.append(cls(**args))
     return metrics
 
 

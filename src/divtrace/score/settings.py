@@ -38,8 +38,24 @@ class FrozenSettings(BaseModel):
         """A short, stable hex digest of :meth:`identity`."""
         return fingerprint(self.identity(), digits=16, compact=True)
 
+    def model_reference(self) -> tuple[str, str | None] | None:
+        """The model these settings load, as (model reference, revision); None when they load none. Its files
+        enter the settings' content key (:func:`divtrace.score.content_key.content_key`)."""
+        return None
 
-class EmbedderSettings(FrozenSettings):
+
+class ModelSettings(FrozenSettings):
+    """Settings of a stage that loads one model: ``model`` (an id, a local directory...) at ``revision``."""
+
+    model: str
+    revision: str | None = None
+
+    def model_reference(self) -> tuple[str, str | None] | None:
+        """(``model``, ``revision``)."""
+        return (self.model, self.revision)
+
+
+class EmbedderSettings(ModelSettings):
     """How sentence embeddings are computed (SBERT and Vendi share them).
 
     ``model`` is a sentence-transformers model id, a local directory, or ``packaged:all-MiniLM-L6-v2``.
@@ -86,7 +102,7 @@ class CodeEmbedderSettings(EmbedderSettings):
 STUDY_SEED = 1234
 
 
-class NLISettings(FrozenSettings):
+class NLISettings(ModelSettings):
     """How the NLI diversity metric runs: an MNLI-style sequence-pair classifier, its sentence sampling and pooling.
 
     See :mod:`divtrace.score.metrics.nli` for what each option does; the defaults are the published study's.
@@ -113,3 +129,16 @@ class NLISettings(FrozenSettings):
     max_across_pairs: int = 2000
     batch_size: int = 32
     device: str | None = None
+
+
+class EADSettings(FrozenSettings):
+    """Where EAD's vocabulary size V comes from: ``vocab_size`` when given, else the size of ``tokenizer``'s
+    vocabulary (a Hugging Face tokenizer, the generator's), else the scored records' generator vocabulary, else
+    50257 (see :class:`divtrace.score.metrics.lexical.EAD`)."""
+
+    vocab_size: int | None = None
+    tokenizer: str | None = None
+
+    def model_reference(self) -> tuple[str, str | None] | None:
+        """The tokenizer, when one is named (its files decide V)."""
+        return (self.tokenizer, None) if self.tokenizer else None

@@ -7,7 +7,7 @@ Built-in presets: ``quickstart`` (the packaged models, small enough for a laptop
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -23,7 +23,11 @@ from pydantic import (
 
 from divtrace.generate.params import STUDY_K, STUDY_SEED, STUDY_TEMPERATURE, STUDY_TOP_P
 from divtrace.generate.stops import StopPolicy
+from divtrace.score.metric_spec import MetricSpec, as_spec
+from divtrace.score.settings import CodeEmbedderSettings, EmbedderSettings, ModelSettings, NLISettings
 from divtrace.study.lineage import CheckpointNode, LineageGraph
+
+_S = TypeVar("_S", bound=ModelSettings)
 
 #: ``model`` of every checkpoint of an imported study: the samples were generated elsewhere.
 IMPORTED_MODEL = "imported"
@@ -124,7 +128,30 @@ SamplingChoice = Annotated[
     Annotated[SamplingSpec, Tag("SamplingSpec")] | Annotated[RecordedSampling, Tag("RecordedSampling")],
     Discriminator(_sampling_kind),
 ]
-_UNION_TAGS = frozenset({"SamplingSpec", "RecordedSampling"})
+
+
+def _name_or_mapping(value: Any) -> str:
+    """Which form a metric or model setting takes: a bare name, or a mapping (an object)."""
+    return "name" if isinstance(value, str) else "mapping"
+
+
+#: A study's metric: a registry name, or ``{name, args}`` (:class:`~divtrace.score.metric_spec.MetricSpec`).
+MetricItem = Annotated[
+    Annotated[str, Tag("name")] | Annotated[MetricSpec, Tag("mapping")], Discriminator(_name_or_mapping)
+]
+#: The sentence embedder: a model id or path, or every :class:`~divtrace.score.settings.EmbedderSettings` field.
+EmbedderChoice = Annotated[
+    Annotated[str, Tag("name")] | Annotated[EmbedderSettings, Tag("mapping")], Discriminator(_name_or_mapping)
+]
+#: The code embedder: a model id or path, or :class:`~divtrace.score.settings.CodeEmbedderSettings` fields.
+CodeEmbedderChoice = Annotated[
+    Annotated[str, Tag("name")] | Annotated[CodeEmbedderSettings, Tag("mapping")], Discriminator(_name_or_mapping)
+]
+#: The NLI model: a model id or path, or :class:`~divtrace.score.settings.NLISettings` fields.
+NLIChoice = Annotated[
+    Annotated[str, Tag("name")] | Annotated[NLISettings, Tag("mapping")], Discriminator(_name_or_mapping)
+]
+_UNION_TAGS = frozenset({"SamplingSpec", "RecordedSampling", "name", "mapping"})
 
 
 class ExecutorSpec(_Strict):
@@ -141,6 +168,10 @@ class ExecutorSpec(_Strict):
     gpus_per_model: float | None = Field(None, ge=0)
     cpus_per_worker: float = Field(1.0, gt=0)
     replicas: int = Field(1, ge=1)
+
+
+def _default_metrics() -> list[str | MetricSpec]:
+    return ["ead", "sbert", "vendi"]
 
 
 class Study(_Strict):
@@ -166,10 +197,12 @@ class Study(_Strict):
         description="quality-filtered decomposition: each checkpoint over its own qualifying prompts (the paper's), "
         "or only prompts qualifying in both",
     )
-    metrics: list[str] = Field(default_factory=lambda: ["ead", "sbert", "vendi"])
-    embedder: str | None = None
-    code_embedder: str | None = Field(None, description="encoder of the code-embedding metrics (unixcoder)")
-    nli_model: str | None = None
+    metrics: list[MetricItem] = Field(default_factory=_default_metrics, description="metric names, or {name, args}")
+    embedder: EmbedderChoice | None = Field(None, description="model id or path, or embedder settings")
+    code_embedder: CodeEmbedderChoice | None = Field(
+        None, description="encoder of the code-embedding metrics (unixcoder): id or path, or settings"
+    )
+    nli_model: NLIChoice | None = Field(None, description="MNLI model id or path, or NLI settings")
     data_dir: str | None = None
     shard_size: int = Field(8, ge=1)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
@@ -192,21 +225,50 @@ class Study(_Strict):
                 except ValidationError as err:
                     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
                     raise ValueError(f"checkpoints.{index}.options: {problems}") from None
-        from divtrace.score.metrics import metric_names
+        self._metrics_are_valid()
+        return self
 
-        unknown = [m for m in self.metrics if m not in metric_names()]
+    def _metrics_are_valid(self) -> None:
+        """Every metric is registered, once, with valid args; the models the metrics need are named."""
+        from divtrace.score.metric_spec import validated_args
+        from divtrace.score.metrics import metric_class, metric_names
+
+        names = self.metric_names()
+        unknown = [m for m in names if m not in metric_names()]
         if unknown:
             raise ValueError(f"metrics: unknown {unknown}; known: {metric_names()}")
-        if "nli" in self.metrics and not self.nli_model:
+        repeated = sorted({m for m in names if names.count(m) > 1})
+        if repeated:
+            raise ValueError(f"metrics: {', '.join(repeated)} named more than once (every metric is one column)")
+        for index, spec in enumerate(self.metric_specs()):
+            validated_args(metric_class(spec.name), spec.args, where=f"metrics.{index}.args")
+        if "nli" in names and not self.nli_model:
             raise ValueError("nli_model: the nli metric needs an MNLI model id or path (e.g. roberta-large-mnli)")
-        from divtrace.score.metrics import metric_class
-
-        needs_code = [m for m in self.metrics if metric_class(m).uses_code_embeddings]
+        needs_code = [m for m in names if metric_class(m).uses_code_embeddings]
         if needs_code and not self.code_embedder:
             raise ValueError(
                 f"code_embedder: {', '.join(needs_code)} need a code encoder (e.g. microsoft/unixcoder-base)"
             )
-        return self
+
+    def metric_specs(self) -> list[MetricSpec]:
+        """The study's metrics as :class:`~divtrace.score.metric_spec.MetricSpec` (a bare name has no args)."""
+        return [as_spec(choice) for choice in self.metrics]
+
+    def metric_names(self) -> list[str]:
+        """The names of the study's metrics, in order."""
+        return [spec.name for spec in self.metric_specs()]
+
+    def embedder_settings(self) -> EmbedderSettings:
+        """The sentence embedder's settings (the packaged all-MiniLM-L6-v2 when the study names none)."""
+        return _settings(EmbedderSettings, self.embedder) or EmbedderSettings()
+
+    def code_embedder_settings(self) -> CodeEmbedderSettings | None:
+        """The code embedder's settings; None when the study names none."""
+        return _settings(CodeEmbedderSettings, self.code_embedder)
+
+    def nli_settings(self) -> NLISettings | None:
+        """The NLI model's settings; None when the study names none."""
+        return _settings(NLISettings, self.nli_model)
 
     def graph(self) -> LineageGraph:
         """The checkpoint graph (raises DivtraceError when it is not a forest)."""
@@ -228,3 +290,8 @@ class Study(_Strict):
     def to_yaml(self) -> str:
         """The study as YAML (every field, defaults included: the frozen, resolved study of a run)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _settings(kind: type[_S], value: str | _S | None) -> _S | None:
+    """``value`` as ``kind`` settings: a bare model name is ``kind(model=name)``; None stays None."""
+    return kind(model=value) if isinstance(value, str) else value

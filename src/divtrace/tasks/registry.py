@@ -1,35 +1,39 @@
-"""The task registry: the study's built-in tasks, the quickstart's bundled tasks, and tasks registered at run
-time or read from YAML."""
+"""Tasks in the plug-in registry (:mod:`divtrace.plugins`, kind ``task``): the study's built-in tasks, the
+quickstart's bundled tasks, and tasks registered at run time or read from YAML. Tasks are data, so their entries
+are the Task objects themselves, registered when this module is imported."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from divtrace import plugins
 from divtrace.errors import DivtraceError
 from divtrace.tasks.base import Task
 from divtrace.tasks.builtin import BUILTIN_TASKS
 
-_TASKS: dict[str, Task] = {task.name: task for task in BUILTIN_TASKS}
 
-
-def _register_bundled() -> None:
-    """Register the quickstart study's bundled tasks (``open_ended``, ``arithmetic``) after the study's own."""
+def _register_builtin() -> None:
+    """Register the study's tasks, then the quickstart study's bundled ones (``open_ended``, ``arithmetic``)."""
     from divtrace.tasks.bundled import QUICKSTART_TASK_FILES
     from divtrace.tasks.yaml_task import load_task_file
 
+    for task in BUILTIN_TASKS:
+        plugins.register("task", task.name, task, replace_existing=True)
     for path in QUICKSTART_TASK_FILES:
         task = load_task_file(path)
-        _TASKS.setdefault(task.name, task)
+        if task.name not in plugins.names("task"):
+            plugins.register("task", task.name, task)
 
 
-_register_bundled()
+_register_builtin()
 
 
 def register_task(task: Task, *, replace: bool = False) -> Task:
-    """Make ``task`` available by name; a name already taken is an error unless ``replace``."""
-    if task.name in _TASKS and not replace and _TASKS[task.name] != task:
+    """Make ``task`` available by name; a name already taken (by a different task) is a DivtraceError unless
+    ``replace``."""
+    if task.name in plugins.names("task") and not replace and plugins.load("task", task.name) != task:
         raise DivtraceError(f"a task named {task.name!r} already exists")
-    _TASKS[task.name] = task
+    plugins.register("task", task.name, task, replace_existing=True)
     return task
 
 
@@ -42,16 +46,17 @@ def get_task(name: str) -> Task:
         from divtrace.tasks.yaml_task import load_task_file
 
         return register_task(load_task_file(Path(name)), replace=True)
-    if name not in _TASKS:
-        raise DivtraceError(f"unknown task {name!r}; known tasks: {', '.join(task_names())} (or a task .yaml file)")
-    return _TASKS[name]
+    task = plugins.load("task", name)
+    if not isinstance(task, Task):
+        raise DivtraceError(f"task plug-in {name!r} is not a Task ({task!r})")
+    return task
 
 
 def task_names() -> list[str]:
     """Registered task names, built-in ones first in the study's order."""
-    return list(_TASKS)
+    return plugins.names("task")
 
 
 def all_tasks() -> list[Task]:
     """Every registered task, in :func:`task_names` order."""
-    return list(_TASKS.values())
+    return [get_task(name) for name in task_names()]

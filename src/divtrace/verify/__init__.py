@@ -2,12 +2,10 @@
 
 ``base`` (the Verifier contract and its registry), one module per verifier family (``math``, ``code`` in the
 sandbox, ``ifeval``, ``truthfulqa``), ``aggregate`` (majority vote, accuracy and pass@k per cell) and ``pipeline``
-(verify stored samples). Importing this package registers the built-in verifiers.
+(verify stored samples). The built-in verifiers are declared in :data:`divtrace.plugins.BUILTIN_PLUGINS` and their
+modules imported when first used.
 """
 
-# Imported for their registrations: gsm8k, math (math); ifeval (ifeval); humaneval, mbpp, cruxeval (code);
-# truthfulqa (truthfulqa).
-from divtrace.verify import code, ifeval, math, truthfulqa  # noqa: F401
 from divtrace.verify.base import (
     MajorityRule,
     Verdict,
@@ -15,6 +13,7 @@ from divtrace.verify.base import (
     create_verifier,
     majority_rule,
     register_verifier,
+    verifier_class,
     verifier_names,
 )
 
@@ -25,5 +24,6 @@ __all__ = [
     "create_verifier",
     "majority_rule",
     "register_verifier",
+    "verifier_class",
     "verifier_names",
 ]

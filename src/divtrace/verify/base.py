@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from divtrace import plugins
+
 #: How a prompt's K samples make one majority verdict: ``"vote"``, self-consistency over the extracted answers
 #: (:func:`divtrace.verify.aggregate.majority_vote`), or ``"more_than_half"``, more than half of the
 #: samples are correct (for verifiers whose outputs have no answer to vote with, such as TruthfulQA's free text).
@@ -58,41 +60,35 @@ class Verifier(ABC):
         return self.verify_batch([output], [reference])[0]
 
 
-_VERIFIERS: dict[str, type[Verifier]] = {}
-
-
 def register_verifier(cls: type[Verifier]) -> type[Verifier]:
-    """Class decorator: make ``cls`` available as ``create_verifier(cls.name)``; names must be unique."""
-    if cls.name in _VERIFIERS and _VERIFIERS[cls.name] is not cls:
-        raise ValueError(f"verifier {cls.name!r} is already registered")
+    """Class decorator: make ``cls`` available as ``create_verifier(cls.name)`` (in :mod:`divtrace.plugins`); names
+    must be unique."""
     if cls.majority_rule not in MAJORITY_RULES:
         raise ValueError(
             f"verifier {cls.name!r}: majority_rule must be one of {MAJORITY_RULES}, not {cls.majority_rule!r}"
         )
-    _VERIFIERS[cls.name] = cls
+    plugins.register("verifier", cls.name, cls)
     return cls
 
 
-def create_verifier(name: str, **options: Any) -> Verifier:
-    """A new verifier by registry name (options go to its constructor); KeyError lists the known names."""
-    from divtrace import verify  # noqa: F401  (registers the built-in verifiers)
-
-    if name not in _VERIFIERS:
-        raise KeyError(f"unknown verifier {name!r}; known: {', '.join(sorted(_VERIFIERS))}")
-    return _VERIFIERS[name](**options)
-
-
 def verifier_names() -> list[str]:
-    """Registered verifier names, sorted."""
-    from divtrace import verify  # noqa: F401
+    """Registered verifier names, sorted (imports no verifier module)."""
+    return sorted(plugins.names("verifier"))
 
-    return sorted(_VERIFIERS)
+
+def verifier_class(name: str) -> type[Verifier]:
+    """The verifier class registered as ``name`` (imported on first use).
+
+    Raises :class:`~divtrace.plugins.UnknownPlugin` (a DivtraceError and a KeyError) listing the known names.
+    """
+    return plugins.load_class("verifier", name, Verifier)
+
+
+def create_verifier(name: str, **options: Any) -> Verifier:
+    """A new verifier by registry name (options go to its constructor); UnknownPlugin lists the known names."""
+    return verifier_class(name)(**options)
 
 
 def majority_rule(name: str) -> MajorityRule:
-    """The majority rule of the verifier registered as ``name``; KeyError lists the known names."""
-    from divtrace import verify  # noqa: F401
-
-    if name not in _VERIFIERS:
-        raise KeyError(f"unknown verifier {name!r}; known: {', '.join(sorted(_VERIFIERS))}")
-    return _VERIFIERS[name].majority_rule
+    """The majority rule of the verifier registered as ``name``; UnknownPlugin lists the known names."""
+    return verifier_class(name).majority_rule

@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from divtrace.errors import DivtraceError, ModelLoadError
+from divtrace import plugins
+from divtrace.errors import DivtraceError
 from divtrace.generate.protocol import Generator
 
-BACKENDS = ("transformers", "vllm", "openai")
+#: The generation backends (entries of kind ``backend`` in :mod:`divtrace.plugins`), in table order.
+BACKENDS = tuple(plugins.names("backend"))
 
 #: The constructor keywords each backend takes from ``divtrace generate``'s flags (the flags of other backends are
 #: ignored; see :func:`backend_options`).
@@ -24,21 +26,18 @@ BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-#: The package each optional backend imports, and how to install it.
+#: The package each optional backend imports, and how to install it (from the plug-in registry).
 BACKEND_PACKAGES: dict[str, tuple[str, str]] = {
-    "vllm": ("vllm", "pip install 'divtrace[vllm]' on a GPU machine, or the CPU build (README, 'vLLM')"),
+    name: (needs.package, needs.install)
+    for name in BACKENDS
+    if (needs := plugins.entry("backend", name).needs) is not None
 }
 
 
 def check_installed(backend: str) -> None:
     """Raise :class:`~divtrace.errors.ModelLoadError` with the install command when ``backend``'s package is not
-    installed (found without importing it, so the check is instant)."""
-    import importlib.util
-
-    if backend in BACKEND_PACKAGES:
-        package, install = BACKEND_PACKAGES[backend]
-        if importlib.util.find_spec(package) is None:
-            raise ModelLoadError(f"the {backend} backend needs {package}: {install}")
+    installed (found without importing it, so the check is instant); DivtraceError for an unknown backend."""
+    plugins.check_installed("backend", backend)
 
 
 def backend_options(backend: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,18 +60,8 @@ def create_generator(backend: str, model: str, **options: Any) -> Generator:
     """A loaded generator of ``backend`` for ``model`` (a model reference, or the served model name for openai).
 
     ``options`` are the backend's constructor keywords (device, dtype, batch size, base_url, tensor_parallel_size,
-    ...). Only the chosen backend's module is imported, so vLLM is never imported unless asked for.
+    ...). Only the chosen backend's module is imported (:func:`divtrace.plugins.load`), so vLLM is never imported
+    unless asked for. Raises DivtraceError for an unknown backend, ModelLoadError naming the extra to install.
     """
-    if backend == "transformers":
-        from divtrace.generate.backends.transformers_backend import TransformersGenerator
-
-        return TransformersGenerator(model, **options)
-    if backend == "vllm":
-        from divtrace.generate.backends.vllm_backend import VLLMGenerator
-
-        return VLLMGenerator(model, **options)
-    if backend == "openai":
-        from divtrace.generate.backends.openai_compat import OpenAIGenerator
-
-        return OpenAIGenerator(model, **options)
-    raise DivtraceError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    generator: Generator = plugins.load("backend", backend)(model, **options)
+    return generator

@@ -1,17 +1,9 @@
-"""Diversity metrics: the registry, the built-in metrics and the shared embedding store.
+"""Diversity metrics: the Metric interface, the registry wrappers and the built-in metrics (one module each).
 
-Importing this package registers the built-in metrics. A new metric is one module with a ``@register_metric``
-class (see ``lexical.py``); import it here to make it built in.
+A new metric is one module with a ``@register_metric`` class (see ``lexical.py``); a built-in one also gets a line
+in :data:`divtrace.plugins.BUILTIN_PLUGINS`, so it is listed without importing its module.
 """
 
-from divtrace.score.metrics import (  # noqa: F401  (registers the metrics)
-    answers,
-    code_ast,
-    code_semantic,
-    lexical,
-    nli,
-    semantic,
-)
 from divtrace.score.metrics._base import Metric, ScoringContext
 from divtrace.score.metrics._registry import create_metric, metric_class, metric_names, register_metric
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import numpy as np
 
 from divtrace.progress import Counter
+from divtrace.score.settings import FrozenSettings
 
 if TYPE_CHECKING:
     from divtrace.score.metrics.embeddings import EmbeddingStore
@@ -122,6 +123,10 @@ class Metric(ABC):
     #: ``ScoringContext.progress`` during one ``score_groups`` call over every group (NLI: ``pairs``); None (the
     #: default) lets the scorer call it over a few prompts at a time and report prompts.
     progress_unit: ClassVar[str | None] = None
+    #: The type of the shared settings object this metric takes as its ``settings`` constructor argument (the
+    #: study's NLI model for NLI, the EAD vocabulary for EAD), given by the scorer
+    #: (:func:`divtrace.score.scorer.build_metrics`); None for a metric that takes none.
+    settings_type: ClassVar[type[FrozenSettings] | None] = None
 
     def settings(self) -> dict[str, Any]:
         """The options that determine this metric's numbers, recorded next to every score."""

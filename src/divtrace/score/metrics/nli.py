@@ -284,6 +284,7 @@ class NLIDiversity(Metric):
     needs = "MNLI classifier (--nli-model)"
     value_range = ValueRange(0.0, 2.0)  # each similarity P(entail) - P(contradict) lies in [-1, 1]
     progress_unit = PAIRS
+    settings_type = NLISettings
 
     def __init__(self, settings: NLISettings | None = None, **overrides: Any) -> None:
         base = settings or NLISettings()
