@@ -181,7 +181,7 @@ def generate(
 
     def load() -> Generator:  # called only when some shard is left to generate
         say(f"loading {model} ({backend.value})")
-        return create_generator(backend.value, model, **options)
+        return create_generator(backend.value, model, **options.constructor_kwargs())
 
     with progress_display() as display:
 
@@ -198,7 +198,7 @@ def generate(
             load,
             items,
             params,
-            ModelSource(backend.value, model, revision, options),
+            ModelSource(backend.value, model, revision, options.constructor_kwargs()),
             out_dir=out,
             checkpoint=label,
             task=task_name,

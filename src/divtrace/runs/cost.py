@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from divtrace.generate.backends.options import OpenAIOptions, tensor_parallel_size
 from divtrace.runs.stages import PlannedTask, sampling_for
 from divtrace.study import CheckpointSpec, Study
 from divtrace.tasks import get_task
@@ -57,9 +58,9 @@ def replica_gpus(study: Study, checkpoint: CheckpointSpec) -> float:
     ``tensor_parallel_size``, else 1 (0 for openai, whose GPUs are the server's)."""
     if study.executor.gpus_per_model is not None:
         return study.executor.gpus_per_model
-    if checkpoint.backend == "openai":
+    if isinstance(checkpoint.options, OpenAIOptions):
         return 0.0
-    return float(checkpoint.options.get("tensor_parallel_size", 1))
+    return float(tensor_parallel_size(checkpoint.options))
 
 
 @dataclass(frozen=True)
