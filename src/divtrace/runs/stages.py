@@ -106,16 +106,10 @@ def sampling_for(study: Study, planned: PlannedTask) -> SamplingParams:
             f"study {study.name!r} describes imported samples (sampling as recorded: {sampling.source}); "
             "it cannot generate: give a study with sampling settings"
         )
-    max_new_tokens = planned.spec.max_new_tokens or sampling.max_new_tokens or planned.task.max_new_tokens
-    stop = planned.task.stop if planned.spec.stop is None else tuple(planned.spec.stop)
-    return SamplingParams(
-        k=sampling.k,
-        temperature=sampling.temperature,
-        top_p=sampling.top_p,
-        top_k=sampling.top_k,
-        max_new_tokens=max_new_tokens,
-        stop=stop,
-        seed=sampling.seed,
+    return sampling.params(
+        stop=planned.task.stop if planned.spec.stop is None else tuple(planned.spec.stop),
+        task_max_new_tokens=planned.task.max_new_tokens,
+        max_new_tokens=planned.spec.max_new_tokens,
     )
 
 

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from divtrace.generate.backends.options import OPTIONS_MODELS, BackendOptions, tag_options
-from divtrace.generate.params import STUDY_K, STUDY_SEED, STUDY_TEMPERATURE, STUDY_TOP_P
+from divtrace.generate.params import SamplingSpec as SamplingSpec  # the study's sampling, re-exported
 from divtrace.generate.stops import StopPolicy
 from divtrace.study.lineage import CheckpointNode, LineageGraph
 
@@ -91,19 +91,6 @@ class TaskSpec(_Strict):
         if value is not None and any(not s for s in value):
             raise ValueError("stop strings must not be empty")
         return value
-
-
-class SamplingSpec(_Strict):
-    """Sampling settings shared by every checkpoint (the study's defaults)."""
-
-    k: int = Field(STUDY_K, ge=2)
-    temperature: float = Field(STUDY_TEMPERATURE, gt=0)
-    top_p: float = Field(STUDY_TOP_P, gt=0, le=1)
-    top_k: int | None = Field(None, ge=1)
-    max_new_tokens: int | None = Field(
-        None, ge=1, description="every task's cap when set (a task's own max_new_tokens in the study wins)"
-    )
-    seed: int = Field(STUDY_SEED, ge=0)
 
 
 #: A recorded sampling setting nobody logged.
