@@ -39,6 +39,7 @@ from divtrace.errors import DivtraceError, ModelLoadError
 from divtrace.generate.params import SamplingParams, UnsupportedSamplingError
 from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
 from divtrace.generate.rendering import chat_messages, render_prompt
+from divtrace.generate.stops import cut_at_stop
 from divtrace.generate.thinking import EMPTY_THINKING_BLOCK, THINK_CLOSE, THINK_OPEN, ThinkingMode, apply_thinking
 
 Endpoint = Literal["completions", "chat"]
@@ -119,12 +120,6 @@ def readable_chat(messages: Sequence[dict[str, str]]) -> str:
     else:
         blocks.append("<|assistant|>\n")
     return "".join(blocks)
-
-
-def cut_at_stop(text: str, stop: Sequence[str]) -> str | None:
-    """``text`` cut before the first occurrence of any stop string, or None when none occurs."""
-    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return text[: min(cuts)] if cuts else None
 
 
 def _run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:

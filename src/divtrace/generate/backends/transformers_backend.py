@@ -24,6 +24,7 @@ from divtrace.generate.models import ResolvedModel, resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
 from divtrace.generate.rendering import TokenizerRendering
+from divtrace.generate.stops import cut_at_stop
 
 if TYPE_CHECKING:
     import torch
@@ -256,15 +257,15 @@ class TransformersGenerator(TokenizerRendering):
                 break
         kept = new_ids[: length - 1] if hit_eos else new_ids[:length]
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        cuts = [i for i in (text.find(s) for s in params.stop) if i >= 0]
-        if cuts:
-            text = text[: min(cuts)]
+        cut = cut_at_stop(text, params.stop)
+        if cut is not None:
+            text = cut
             # Rows stopped by a stop string are padded after it: count only the tokens before the padding.
             pad = self.tokenizer.pad_token_id
             while kept and kept[-1] == pad and pad not in ends:
                 kept.pop()
             length = len(kept)
-        finish = "stop" if hit_eos or cuts else "length"
+        finish = "stop" if hit_eos or cut is not None else "length"
         return Completion(text=text, finish_reason=finish, output_tokens=length, seed=seed)
 
     def close(self) -> None:
