@@ -19,11 +19,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from divtrace.errors import ModelLoadError
+from divtrace.generate.backends.base import TokenizerRendering
 from divtrace.generate.backends.nucleus import NucleusFilter
 from divtrace.generate.models import ResolvedModel, resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
-from divtrace.generate.rendering import TokenizerRendering
 from divtrace.generate.stops import cut_at_stop
 
 if TYPE_CHECKING:
@@ -183,11 +183,8 @@ class TransformersGenerator(TokenizerRendering):
             "model_generation_defaults_not_applied": self.model_defaults_not_applied,
         }
 
-    def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        params: SamplingParams,
-        progress: SampleProgress | None = None,
+    def _draw(
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: SampleProgress | None
     ) -> list[list[Completion]]:
         """One completion per seed of each request, in order; rows of all requests are batched together."""
         rows = [(r, i) for r, request in enumerate(requests) for i in range(len(request.seeds))]

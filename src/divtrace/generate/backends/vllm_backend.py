@@ -23,11 +23,11 @@ from typing import Any
 
 from divtrace.errors import DivtraceError, ModelLoadError
 from divtrace.generate.backends import check_installed
+from divtrace.generate.backends.base import TokenizerRendering
 from divtrace.generate.backends.options import DEFAULT_CPU_KV_CACHE_GIB, VLLMOptions
 from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
-from divtrace.generate.rendering import TokenizerRendering
 
 
 def _platform() -> str:
@@ -138,11 +138,8 @@ class VLLMGenerator(TokenizerRendering):
         add_special = not (bos and rendered.startswith(bos))
         return list(self.tokenizer(rendered, add_special_tokens=add_special)["input_ids"])
 
-    def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        params: SamplingParams,
-        progress: SampleProgress | None = None,
+    def _draw(
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: SampleProgress | None
     ) -> list[list[Completion]]:
         """One vLLM request per sample (``n=1``, ``seed`` = the sample's seed), all in one engine call."""
         from vllm import SamplingParams as VLLMSamplingParams
