@@ -14,6 +14,7 @@ from divtrace.cli.console import say
 from divtrace.cli.options import flag
 from divtrace.cli.progress import progress_display
 from divtrace.errors import DivtraceError
+from divtrace.generate.params import MIN_STUDY_K
 from divtrace.generate.stops import StopPolicy
 
 
@@ -61,7 +62,9 @@ def generate(
     data_dir: Annotated[
         Path | None, typer.Option(help="directory with task data (TASK.jsonl/.parquet) for offline use")
     ] = None,
-    k: Annotated[int, typer.Option("-k", min=2, help="samples per prompt (K; diversity needs at least 2)")] = 16,
+    k: Annotated[
+        int, typer.Option("-k", min=MIN_STUDY_K, help="samples per prompt (K; diversity needs at least 2)")
+    ] = 16,
     limit: Annotated[int | None, typer.Option(min=1, help="use only the first N prompts (as lm-eval's --limit)")] = (
         None
     ),
@@ -135,7 +138,7 @@ def generate(
 ) -> None:
     """Sample K outputs per prompt from one checkpoint; resumable (finished shards are never redone)."""
     from divtrace.generate.backends import backend_options, check_installed, create_generator
-    from divtrace.generate.params import SamplingParams
+    from divtrace.generate.params import SamplingSpec
     from divtrace.generate.prompts import read_prompts
     from divtrace.generate.protocol import Generator
     from divtrace.generate.render_options import RenderOptions
@@ -166,14 +169,11 @@ def generate(
         checks.existing_inputs([prompts], "prompts")
         items = read_prompts(prompts)[:limit] if limit is not None else read_prompts(prompts)
         default_label = prompts.stem
-    params = SamplingParams(
-        k=k,
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        max_new_tokens=max_new_tokens if max_new_tokens is not None else task_max_new_tokens,
+    settings = SamplingSpec(k=k, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
+    params = settings.params(
         stop=tuple(stop) if stop is not None else task_stop,
-        seed=seed,
+        task_max_new_tokens=task_max_new_tokens,
+        max_new_tokens=max_new_tokens,
     )
     label = checkpoint or safe_name(model.removeprefix("quickstart:"))
     task_name = task_label or default_label
@@ -181,7 +181,7 @@ def generate(
 
     def load() -> Generator:  # called only when some shard is left to generate
         say(f"loading {model} ({backend.value})")
-        return create_generator(backend.value, model, **options)
+        return create_generator(backend.value, model, **options.constructor_kwargs())
 
     with progress_display() as display:
 
@@ -198,7 +198,7 @@ def generate(
             load,
             items,
             params,
-            ModelSource(backend.value, model, revision, options),
+            ModelSource(backend.value, model, revision, options.constructor_kwargs()),
             out_dir=out,
             checkpoint=label,
             task=task_name,

@@ -29,6 +29,7 @@ from typing import Any
 from divtrace.errors import DivtraceError
 from divtrace.executors.local import StageStart, run_study
 from divtrace.executors.ray_connect import CONNECT_TIMEOUT_S, init_ray, ray_auth
+from divtrace.generate.backends.options import TransformersOptions, tensor_parallel_size
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.render_options import RenderOptions
@@ -75,9 +76,9 @@ class ShardGenerator:
 
         spec = CheckpointSpec.model_validate(checkpoint)
         options = backend_options(spec)
-        if spec.backend == "transformers" and threads is not None:
-            options.setdefault("threads", threads)
-        self.generator = create_generator(spec.backend, spec.model, **options)
+        if isinstance(options, TransformersOptions):
+            options = options.with_defaults(threads=threads)
+        self.generator = create_generator(spec.backend, spec.model, **options.constructor_kwargs())
         self.render = RenderOptions(
             spec.system_prompt, spec.chat_template, ThinkingMode(spec.thinking), StopPolicy(stops)
         )
@@ -226,7 +227,7 @@ class RayExecutor:
         if checkpoint.backend == "openai" or self.ray.cluster_resources().get("GPU", 0) <= 0:
             return 0.0  # a served model, or a CPU cluster (CPU vLLM included): an actor asking for a GPU never runs
         if checkpoint.backend == "vllm":
-            return float(checkpoint.options.get("tensor_parallel_size", 1))
+            return float(tensor_parallel_size(checkpoint.options))
         return 1.0
 
     def _actor_options(self, checkpoint: CheckpointSpec) -> dict[str, Any]:

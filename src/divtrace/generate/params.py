@@ -1,9 +1,14 @@
-"""Sampling parameters, per-sample seeds, and the error a backend raises instead of changing a request."""
+"""Sampling settings: a study's (:class:`SamplingSpec`) and what a backend is asked for one task
+(:class:`SamplingParams`, made from the study's by :meth:`SamplingSpec.params`), per-sample seeds, and the error a
+backend raises instead of changing a request.
+
+The bounds of every setting are declared once, as the annotated types below, and shared by both models.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,6 +19,14 @@ STUDY_K = 16
 STUDY_TEMPERATURE = 0.6
 STUDY_TOP_P = 0.95
 STUDY_SEED = 1234
+#: Samples per prompt a study (and ``divtrace generate -k``) needs at least: diversity needs two samples.
+MIN_STUDY_K = 2
+
+Temperature = Annotated[float, Field(gt=0.0, description="> 0: sampling, never greedy")]
+TopP = Annotated[float, Field(gt=0.0, le=1.0)]
+TopK = Annotated[int, Field(ge=1, description="None: no top-k filtering")]
+MaxNewTokens = Annotated[int, Field(ge=1)]
+Seed = Annotated[int, Field(ge=0, description="base seed; each sample's seed derives from it (sample_seed)")]
 
 
 class UnsupportedSamplingError(DivtraceError):
@@ -33,13 +46,13 @@ class SamplingParams(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    k: int = Field(STUDY_K, ge=1, description="samples per prompt")
-    temperature: float = Field(STUDY_TEMPERATURE, gt=0.0, description="> 0: sampling, never greedy")
-    top_p: float = Field(STUDY_TOP_P, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=1)
-    max_new_tokens: int = Field(512, ge=1)
+    k: int = Field(STUDY_K, ge=1, description="samples per prompt (a backend may be asked for a single one)")
+    temperature: Temperature = STUDY_TEMPERATURE
+    top_p: TopP = STUDY_TOP_P
+    top_k: TopK | None = None
+    max_new_tokens: MaxNewTokens = 512
     stop: tuple[str, ...] = ()
-    seed: int = Field(STUDY_SEED, ge=0)
+    seed: Seed = STUDY_SEED
 
     @field_validator("stop")
     @classmethod
@@ -51,6 +64,40 @@ class SamplingParams(BaseModel):
     def as_record(self) -> dict[str, Any]:
         """The parameters as stored in a record's ``sampling`` field (JSON-compatible)."""
         return {**self.model_dump(exclude={"k"}), "stop": list(self.stop), "k": self.k}
+
+
+class SamplingSpec(BaseModel):
+    """A study's sampling settings, shared by every checkpoint and task: :class:`SamplingParams` without a task's
+    stops, with at least :data:`MIN_STUDY_K` samples per prompt and an optional token cap for every task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: int = Field(STUDY_K, ge=MIN_STUDY_K)
+    temperature: Temperature = STUDY_TEMPERATURE
+    top_p: TopP = STUDY_TOP_P
+    top_k: TopK | None = None
+    max_new_tokens: MaxNewTokens | None = Field(
+        None, description="every task's cap when set (a task's own max_new_tokens in the study wins)"
+    )
+    seed: Seed = STUDY_SEED
+
+    def params(
+        self, *, stop: tuple[str, ...], task_max_new_tokens: int, max_new_tokens: int | None = None
+    ) -> SamplingParams:
+        """What a backend is asked for one task: these settings with the task's ``stop`` strings and token cap.
+
+        The cap is ``max_new_tokens`` (the study task's own) when given, else this study's ``max_new_tokens``,
+        else ``task_max_new_tokens`` (the task's default).
+        """
+        return SamplingParams(
+            k=self.k,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            max_new_tokens=max_new_tokens or self.max_new_tokens or task_max_new_tokens,
+            stop=stop,
+            seed=self.seed,
+        )
 
 
 def sample_seed(base_seed: int, prompt_id: str, sample_index: int) -> int:

@@ -7,6 +7,9 @@ from typing import Any
 from divtrace.errors import DivtraceError
 from divtrace.generate.thinking import ThinkingMode, apply_thinking
 
+#: A rendered prompt: the text the model is fed, and the chat messages when a chat template applies.
+RenderedInput = tuple[str, tuple[dict[str, str], ...] | None]
+
 
 def has_chat_template(tokenizer: Any) -> bool:
     """True when ``tokenizer`` carries a chat template."""
@@ -44,21 +47,17 @@ def render_prompt(
     return apply_thinking(rendered, thinking), use_template
 
 
-class TokenizerRendering:
-    """Mixin for backends that render prompts with a local tokenizer (``self.tokenizer``)."""
-
-    tokenizer: Any
-
-    def render(
-        self,
-        prompt: str,
-        *,
-        system_prompt: str | None = None,
-        chat_template: bool | None = None,
-        thinking: ThinkingMode = ThinkingMode.native,
-    ) -> tuple[str, tuple[dict[str, str], ...] | None]:
-        """The exact model input for ``prompt`` (see :func:`render_prompt`) and the chat messages, if templated."""
-        rendered, used_template = render_prompt(
-            self.tokenizer, prompt, system_prompt=system_prompt, chat_template=chat_template, thinking=thinking
-        )
-        return rendered, chat_messages(prompt, system_prompt) if used_template else None
+def render_input(
+    tokenizer: Any | None,
+    prompt: str,
+    *,
+    system_prompt: str | None,
+    chat_template: bool | None,
+    thinking: ThinkingMode,
+) -> RenderedInput:
+    """The exact model input for ``prompt`` (see :func:`render_prompt`) and the chat messages when the chat
+    template was used (else None)."""
+    rendered, used_template = render_prompt(
+        tokenizer, prompt, system_prompt=system_prompt, chat_template=chat_template, thinking=thinking
+    )
+    return rendered, chat_messages(prompt, system_prompt) if used_template else None

@@ -32,3 +32,10 @@ def effective_stops(stops: Sequence[str], policy: StopPolicy, chat_template: boo
     if policy is StopPolicy.never or (policy is StopPolicy.auto and chat_template):
         return ()
     return tuple(stops)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str | None:
+    """``text`` cut before the first occurrence of any stop string (the stop string is not kept), or None when
+    none occurs. The one place a generated text is cut at a stop string, whichever backend drew it."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[: min(cuts)] if cuts else None

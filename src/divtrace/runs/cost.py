@@ -11,26 +11,38 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from divtrace.generate.backends.options import OpenAIOptions, tensor_parallel_size
 from divtrace.runs.stages import PlannedTask, sampling_for
 from divtrace.study import CheckpointSpec, Study
 from divtrace.tasks import get_task
 
 
 @dataclass(frozen=True)
-class CostRow:
-    """One (checkpoint, task) of the cost model."""
+class GenerationSize:
+    """The size of one (checkpoint, task) generation: the one token count of the plan and the cost model."""
 
-    checkpoint: str
-    task: str
     prompts: int
     k: int
     max_new_tokens: int
-    gpus: float
+
+    @property
+    def samples(self) -> int:
+        """Samples to draw (prompts x K)."""
+        return self.prompts * self.k
 
     @property
     def max_tokens(self) -> int:
-        """Generated tokens if every sample reaches max_new_tokens."""
-        return self.prompts * self.k * self.max_new_tokens
+        """Upper bound on generated tokens: every sample reaching max_new_tokens (prompts x K x max_new_tokens)."""
+        return self.samples * self.max_new_tokens
+
+
+@dataclass(frozen=True)
+class CostRow(GenerationSize):
+    """One (checkpoint, task) of the cost model, with the GPUs one replica holds."""
+
+    checkpoint: str
+    task: str
+    gpus: float
 
 
 def cost_rows(study: Study) -> list[CostRow]:
@@ -47,7 +59,14 @@ def cost_rows(study: Study) -> list[CostRow]:
         for checkpoint in study.checkpoints:
             gpus = replica_gpus(study, checkpoint)
             rows.append(
-                CostRow(checkpoint.name, task.name, spec.n or task.default_n, params.k, params.max_new_tokens, gpus)
+                CostRow(
+                    prompts=spec.n or task.default_n,
+                    k=params.k,
+                    max_new_tokens=params.max_new_tokens,
+                    checkpoint=checkpoint.name,
+                    task=task.name,
+                    gpus=gpus,
+                )
             )
     return rows
 
@@ -57,9 +76,9 @@ def replica_gpus(study: Study, checkpoint: CheckpointSpec) -> float:
     ``tensor_parallel_size``, else 1 (0 for openai, whose GPUs are the server's)."""
     if study.executor.gpus_per_model is not None:
         return study.executor.gpus_per_model
-    if checkpoint.backend == "openai":
+    if isinstance(checkpoint.options, OpenAIOptions):
         return 0.0
-    return float(checkpoint.options.get("tensor_parallel_size", 1))
+    return float(tensor_parallel_size(checkpoint.options))
 
 
 @dataclass(frozen=True)
@@ -86,7 +105,7 @@ def estimate_cost(study: Study, tokens_per_s: float, *, length_fraction: float =
     tokens = sum(row.max_tokens * length_fraction for row in rows)
     gpu_seconds = sum(row.max_tokens * length_fraction / tokens_per_s * row.gpus for row in rows)
     return CostEstimate(
-        samples=sum(row.prompts * row.k for row in rows),
+        samples=sum(row.samples for row in rows),
         tokens=tokens,
         gpu_hours=gpu_seconds / 3600,
         tokens_per_s=tokens_per_s,

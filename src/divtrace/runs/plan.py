@@ -5,33 +5,21 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from divtrace.runs.cost import GenerationSize, cost_rows
 from divtrace.runs.layout import RunLayout, is_done
 from divtrace.runs.stages import PlannedTask, generation_key, sampling_for
 from divtrace.study import Study
 
 
 @dataclass(frozen=True)
-class PlanRow:
-    """One (checkpoint, task) unit of generation."""
+class PlanRow(GenerationSize):
+    """One (checkpoint, task) unit of generation: its size (samples, token cap), shards, and whether it is done."""
 
     checkpoint: str
     task: str
     backend: str
-    prompts: int
-    k: int
     shards: int
-    max_new_tokens: int
     done: bool
-
-    @property
-    def samples(self) -> int:
-        """Samples to draw (prompts x K)."""
-        return self.prompts * self.k
-
-    @property
-    def max_tokens(self) -> int:
-        """Upper bound on generated tokens (every sample reaching max_new_tokens)."""
-        return self.samples * self.max_new_tokens
 
 
 def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> list[PlanRow]:
@@ -61,8 +49,6 @@ def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> lis
 def plan_without_data(study: Study) -> list[PlanRow]:
     """The plan from the study alone, for ``--dry-run`` where task data cannot be loaded: N is the study's override
     or the task's default (the real N may be smaller when a dataset has fewer rows); nothing counts as done."""
-    from divtrace.runs.cost import cost_rows
-
     backends = {checkpoint.name: checkpoint.backend for checkpoint in study.checkpoints}
     return [
         PlanRow(

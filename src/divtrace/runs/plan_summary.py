@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from divtrace.generate.backends.options import OpenAIOptions
 from divtrace.runs.cost import replica_gpus
 from divtrace.runs.plan import PlanRow
 from divtrace.runs.throughput import THROUGHPUTS, Rate, Throughput, format_parameters, model_parameters, rate_for
@@ -147,9 +148,9 @@ def checkpoint_device(checkpoint: CheckpointSpec, cuda_available: bool) -> str:
     """Where ``checkpoint`` generates, as a throughput device: ``server`` for openai; the checkpoint's ``device``
     option when it names one (``cpu``, ``cuda...``); else vLLM's GPU, and for transformers the GPU only when
     ``cuda_available`` (the backend's own default)."""
-    if checkpoint.backend == "openai":
+    if isinstance(checkpoint.options, OpenAIOptions):
         return "server"
-    device = str(checkpoint.options.get("device") or "auto")
+    device = checkpoint.options.device or "auto"
     if device.startswith("cuda"):
         return "gpu"
     if device == "cpu":

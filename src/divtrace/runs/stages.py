@@ -17,6 +17,7 @@ import pandas as pd
 
 from divtrace.errors import DivtraceError, RunInterrupted
 from divtrace.fingerprint import files_fingerprint, fingerprint
+from divtrace.generate.backends.options import BackendOptions, OpenAIOptions, TransformersOptions, VLLMOptions
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.render_options import RenderOptions
@@ -105,16 +106,10 @@ def sampling_for(study: Study, planned: PlannedTask) -> SamplingParams:
             f"study {study.name!r} describes imported samples (sampling as recorded: {sampling.source}); "
             "it cannot generate: give a study with sampling settings"
         )
-    max_new_tokens = planned.spec.max_new_tokens or sampling.max_new_tokens or planned.task.max_new_tokens
-    stop = planned.task.stop if planned.spec.stop is None else tuple(planned.spec.stop)
-    return SamplingParams(
-        k=sampling.k,
-        temperature=sampling.temperature,
-        top_p=sampling.top_p,
-        top_k=sampling.top_k,
-        max_new_tokens=max_new_tokens,
-        stop=stop,
-        seed=sampling.seed,
+    return sampling.params(
+        stop=planned.task.stop if planned.spec.stop is None else tuple(planned.spec.stop),
+        task_max_new_tokens=planned.task.max_new_tokens,
+        max_new_tokens=planned.spec.max_new_tokens,
     )
 
 
@@ -163,7 +158,9 @@ def stage_generate(
                 continue
             if progress is not None:
                 progress("generate", f"loading {checkpoint.name}", 0, 0)
-            generator = create_generator(checkpoint.backend, checkpoint.model, **backend_options(checkpoint))
+            generator = create_generator(
+                checkpoint.backend, checkpoint.model, **backend_options(checkpoint).constructor_kwargs()
+            )
             try:
                 for planned in todo:
                     params = sampling_for(study, planned)
@@ -192,11 +189,12 @@ def stage_generate(
     return report
 
 
-def backend_options(checkpoint: CheckpointSpec) -> dict[str, Any]:
-    """The backend constructor keywords of a checkpoint (its options, plus its revision for local backends)."""
-    options = dict(checkpoint.options)
-    if checkpoint.backend in ("transformers", "vllm") and checkpoint.revision is not None:
-        options.setdefault("revision", checkpoint.revision)
+def backend_options(checkpoint: CheckpointSpec) -> BackendOptions:
+    """The backend options of a checkpoint: its ``options``, plus its revision for local backends (an options
+    ``revision`` wins)."""
+    options = checkpoint.options
+    if isinstance(options, TransformersOptions | VLLMOptions):
+        return options.with_defaults(revision=checkpoint.revision)
     return options
 
 
@@ -389,9 +387,9 @@ def checkpoint_vocab_size(checkpoint: CheckpointSpec) -> int | None:
     None when it is unknown here (imported samples, a served model without a ``tokenizer`` option)."""
     from divtrace.generate.models import generator_vocab_size
 
-    if checkpoint.backend == "openai":
-        tokenizer = checkpoint.options.get("tokenizer")
-        return generator_vocab_size(str(tokenizer)) if tokenizer else None
+    if isinstance(checkpoint.options, OpenAIOptions):
+        tokenizer = checkpoint.options.tokenizer
+        return generator_vocab_size(tokenizer) if tokenizer else None
     if checkpoint.model == IMPORTED_MODEL:
         return None
     return generator_vocab_size(checkpoint.model, checkpoint.revision)

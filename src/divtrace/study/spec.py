@@ -16,12 +16,13 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
-    ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from divtrace.generate.params import STUDY_K, STUDY_SEED, STUDY_TEMPERATURE, STUDY_TOP_P
+from divtrace.generate.backends.options import OPTIONS_MODELS, BackendOptions, tag_options
+from divtrace.generate.params import SamplingSpec as SamplingSpec  # the study's sampling, re-exported
 from divtrace.generate.stops import StopPolicy
 from divtrace.score.metric_spec import MetricSpec, as_spec
 from divtrace.score.settings import CodeEmbedderSettings, EmbedderSettings, ModelSettings, NLISettings
@@ -34,6 +35,10 @@ IMPORTED_MODEL = "imported"
 
 #: The stop policies a study or checkpoint may name (:class:`~divtrace.generate.stops.StopPolicy`).
 StopPolicyName = Literal["auto", "always", "never"]
+
+
+#: ``options`` of a checkpoint that gives none: validated as its backend's options with every default.
+_NO_OPTIONS: Any = {}
 
 
 class _Strict(BaseModel):
@@ -54,7 +59,17 @@ class CheckpointSpec(_Strict):
     chat_template: bool | None = Field(None, description="None: use the tokenizer's template when it has one")
     system_prompt: str | None = None
     stops: StopPolicyName | None = Field(None, description="stop policy for this checkpoint (default: the study's)")
-    options: dict[str, Any] = Field(default_factory=dict, description="backend options (dtype, base_url, ...)")
+    options: BackendOptions = Field(
+        default_factory=lambda: _NO_OPTIONS,
+        validate_default=True,
+        description="the backend's options (dtype, base_url, ...): :mod:`divtrace.generate.backends.options`",
+    )
+
+    @field_validator("options", mode="before")
+    @classmethod
+    def _options_of_backend(cls, value: Any, info: ValidationInfo) -> Any:
+        backend = info.data.get("backend")
+        return value if backend is None else tag_options(backend, value)
 
 
 class TaskSpec(_Strict):
@@ -80,19 +95,6 @@ class TaskSpec(_Strict):
         if value is not None and any(not s for s in value):
             raise ValueError("stop strings must not be empty")
         return value
-
-
-class SamplingSpec(_Strict):
-    """Sampling settings shared by every checkpoint (the study's defaults)."""
-
-    k: int = Field(STUDY_K, ge=2)
-    temperature: float = Field(STUDY_TEMPERATURE, gt=0)
-    top_p: float = Field(STUDY_TOP_P, gt=0, le=1)
-    top_k: int | None = Field(None, ge=1)
-    max_new_tokens: int | None = Field(
-        None, ge=1, description="every task's cap when set (a task's own max_new_tokens in the study wins)"
-    )
-    seed: int = Field(STUDY_SEED, ge=0)
 
 
 #: A recorded sampling setting nobody logged.
@@ -151,7 +153,9 @@ CodeEmbedderChoice = Annotated[
 NLIChoice = Annotated[
     Annotated[str, Tag("name")] | Annotated[NLISettings, Tag("mapping")], Discriminator(_name_or_mapping)
 ]
-_UNION_TAGS = frozenset({"SamplingSpec", "RecordedSampling", "name", "mapping"})
+#: Tags of the discriminated unions (sampling, a checkpoint's options, name-or-mapping settings), left out of the
+#: keys errors name.
+_UNION_TAGS = frozenset({"SamplingSpec", "RecordedSampling", "name", "mapping", *OPTIONS_MODELS})
 
 
 class ExecutorSpec(_Strict):
@@ -216,15 +220,6 @@ class Study(_Strict):
                 if target is not None and target not in names:
                     raise ValueError(f"checkpoints.{index}.{key}: {target!r} is not a checkpoint of this study")
         self.graph()  # duplicate names, cycles, variants with parents
-        for index, checkpoint in enumerate(self.checkpoints):
-            if checkpoint.backend == "vllm":
-                from divtrace.generate.backends.vllm_backend import VLLMOptions
-
-                try:
-                    VLLMOptions.model_validate(checkpoint.options)
-                except ValidationError as err:
-                    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
-                    raise ValueError(f"checkpoints.{index}.options: {problems}") from None
         self._metrics_are_valid()
         return self
 

@@ -5,26 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
 from divtrace import plugins
 from divtrace.errors import DivtraceError
+from divtrace.generate.backends.options import OPTIONS_MODELS, BackendOptions
 from divtrace.generate.protocol import Generator
 
 #: The generation backends (entries of kind ``backend`` in :mod:`divtrace.plugins`), in table order.
 BACKENDS = tuple(plugins.names("backend"))
-
-#: The constructor keywords each backend takes from ``divtrace generate``'s flags (the flags of other backends are
-#: ignored; see :func:`backend_options`).
-BACKEND_OPTIONS: dict[str, tuple[str, ...]] = {
-    "transformers": ("revision", "device", "dtype", "batch_size", "threads"),
-    "vllm": (
-        "revision", "dtype", "tensor_parallel_size", "gpu_memory_utilization", "kv_cache_gib", "enforce_eager",
-        "max_model_len", "device",
-    ),
-    "openai": (
-        "base_url", "endpoint", "max_concurrency", "max_retries", "n_mode", "tokenizer", "extra_sampling_params",
-    ),
-}  # fmt: skip
-
 
 #: The package each optional backend imports, and how to install it (from the plug-in registry).
 BACKEND_PACKAGES: dict[str, tuple[str, str]] = {
@@ -40,20 +29,24 @@ def check_installed(backend: str) -> None:
     plugins.check_installed("backend", backend)
 
 
-def backend_options(backend: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The constructor keywords of ``backend`` picked from ``values`` (every flag of ``divtrace generate``).
+def backend_options(backend: str, values: Mapping[str, Any]) -> BackendOptions:
+    """The options model of ``backend`` (:mod:`~divtrace.generate.backends.options`) built from ``values`` (every
+    flag of ``divtrace generate``): the keys that are options of ``backend``, None values left out.
 
-    vLLM's device defaults to ``auto``; the openai backend needs a ``base_url``. Raises DivtraceError for an unknown
-    backend or a missing server URL, before any model is loaded.
+    The same model a study checkpoint's ``options:`` is validated with. Raises DivtraceError for an unknown backend,
+    a bad value (naming the option) or, for openai, a missing server URL, before any model is loaded.
     """
-    if backend not in BACKEND_OPTIONS:
+    if backend not in OPTIONS_MODELS:
         raise DivtraceError(f"unknown generation backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    options = {name: values.get(name) for name in BACKEND_OPTIONS[backend]}
-    if backend == "vllm":
-        options["device"] = options["device"] or "auto"
-    if backend == "openai" and not options["base_url"]:
+    model = OPTIONS_MODELS[backend]
+    given = {name: values[name] for name in model.model_fields if name != "backend" and values.get(name) is not None}
+    if backend == "openai" and not given.get("base_url"):
         raise DivtraceError("the openai backend needs --base-url (the server, e.g. http://127.0.0.1:8000/v1)")
-    return options
+    try:
+        return model.model_validate(given)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
+        raise DivtraceError(f"{backend} backend options: {problems}") from None
 
 
 def create_generator(backend: str, model: str, **options: Any) -> Generator:

@@ -36,9 +36,11 @@ from urllib.parse import urlsplit, urlunsplit
 import openai
 
 from divtrace.errors import DivtraceError, ModelLoadError
+from divtrace.generate.backends.base import GeneratorBase
 from divtrace.generate.params import SamplingParams, UnsupportedSamplingError
 from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
-from divtrace.generate.rendering import chat_messages, render_prompt
+from divtrace.generate.rendering import RenderedInput, chat_messages, render_input
+from divtrace.generate.stops import cut_at_stop
 from divtrace.generate.thinking import EMPTY_THINKING_BLOCK, THINK_CLOSE, THINK_OPEN, ThinkingMode, apply_thinking
 
 Endpoint = Literal["completions", "chat"]
@@ -121,12 +123,6 @@ def readable_chat(messages: Sequence[dict[str, str]]) -> str:
     return "".join(blocks)
 
 
-def cut_at_stop(text: str, stop: Sequence[str]) -> str | None:
-    """``text`` cut before the first occurrence of any stop string, or None when none occurs."""
-    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return text[: min(cuts)] if cuts else None
-
-
 def _run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run the coroutine made by ``factory`` to completion from synchronous code.
 
@@ -154,7 +150,7 @@ async def _gather_or_cancel(coroutines: Sequence[Coroutine[Any, Any, T]]) -> lis
         raise
 
 
-class OpenAIGenerator:
+class OpenAIGenerator(GeneratorBase):
     """Sample from a model served behind an OpenAI-compatible API.
 
     Args:
@@ -316,14 +312,9 @@ class OpenAIGenerator:
 
     # ----- rendering -----
 
-    def render(
-        self,
-        prompt: str,
-        *,
-        system_prompt: str | None = None,
-        chat_template: bool | None = None,
-        thinking: ThinkingMode = ThinkingMode.native,
-    ) -> tuple[str, tuple[dict[str, str], ...] | None]:
+    def _render(
+        self, prompt: str, system_prompt: str | None, chat_template: bool | None, thinking: ThinkingMode
+    ) -> RenderedInput:
         """The model input for ``prompt`` and, when a chat template applies, the chat messages.
 
         - ``completions``: the exact prompt text, rendered by
@@ -333,7 +324,6 @@ class OpenAIGenerator:
           when thinking is suppressed) and their :func:`readable_chat` rendering; ``chat_template=False`` is an
           error, since the server always applies its template.
         """
-        thinking = ThinkingMode(thinking)
         if self.endpoint == "chat":
             if chat_template is False:
                 raise DivtraceError(
@@ -353,10 +343,9 @@ class OpenAIGenerator:
                     "(the served model's hub id or directory), or use endpoint='chat'"
                 )
             chat_template = False
-        rendered, used_template = render_prompt(
+        return render_input(
             tokenizer, prompt, system_prompt=system_prompt, chat_template=chat_template, thinking=thinking
         )
-        return rendered, chat_messages(prompt, system_prompt) if used_template else None
 
     def _load_tokenizer(self) -> Any | None:
         if self.tokenizer_ref is None:
@@ -378,11 +367,8 @@ class OpenAIGenerator:
 
     # ----- generation -----
 
-    def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        params: SamplingParams,
-        progress: SampleProgress | None = None,
+    def _draw(
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: SampleProgress | None
     ) -> list[list[Completion]]:
         """One :class:`Completion` per seed of each request, in order, drawn over concurrent HTTP requests.
 
@@ -414,13 +400,9 @@ class OpenAIGenerator:
                 progress=progress,
                 extra_body=self._sampling_extra_body(params),
             )
-            results = await _gather_or_cancel([self._draw(run, request) for request in requests])
-        for request, completions in zip(requests, results, strict=True):
-            if len(completions) != len(request.seeds):  # never reached: each path returns one per seed
-                raise DivtraceError(f"{len(completions)} completions for {len(request.seeds)} seeds")
-        return results
+            return await _gather_or_cancel([self._draw_request(run, request) for request in requests])
 
-    async def _draw(self, run: _Run, request: GenerationRequest) -> list[Completion]:
+    async def _draw_request(self, run: _Run, request: GenerationRequest) -> list[Completion]:
         """The completions of one request: native ``n`` when the server honours it, else one request each."""
         k = len(request.seeds)
         if k == 0:

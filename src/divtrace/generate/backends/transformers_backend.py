@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from divtrace.errors import ModelLoadError
+from divtrace.generate.backends.base import TokenizerRendering
 from divtrace.generate.backends.nucleus import NucleusFilter
 from divtrace.generate.models import ResolvedModel, resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
-from divtrace.generate.rendering import TokenizerRendering
+from divtrace.generate.stops import cut_at_stop
 
 if TYPE_CHECKING:
     import torch
@@ -182,11 +183,8 @@ class TransformersGenerator(TokenizerRendering):
             "model_generation_defaults_not_applied": self.model_defaults_not_applied,
         }
 
-    def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        params: SamplingParams,
-        progress: SampleProgress | None = None,
+    def _draw(
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: SampleProgress | None
     ) -> list[list[Completion]]:
         """One completion per seed of each request, in order; rows of all requests are batched together."""
         rows = [(r, i) for r, request in enumerate(requests) for i in range(len(request.seeds))]
@@ -256,15 +254,15 @@ class TransformersGenerator(TokenizerRendering):
                 break
         kept = new_ids[: length - 1] if hit_eos else new_ids[:length]
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
-        cuts = [i for i in (text.find(s) for s in params.stop) if i >= 0]
-        if cuts:
-            text = text[: min(cuts)]
+        cut = cut_at_stop(text, params.stop)
+        if cut is not None:
+            text = cut
             # Rows stopped by a stop string are padded after it: count only the tokens before the padding.
             pad = self.tokenizer.pad_token_id
             while kept and kept[-1] == pad and pad not in ends:
                 kept.pop()
             length = len(kept)
-        finish = "stop" if hit_eos or cuts else "length"
+        finish = "stop" if hit_eos or cut is not None else "length"
         return Completion(text=text, finish_reason=finish, output_tokens=length, seed=seed)
 
     def close(self) -> None:

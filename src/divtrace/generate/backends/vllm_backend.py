@@ -19,46 +19,15 @@ import gc
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from divtrace.errors import DivtraceError, ModelLoadError
 from divtrace.generate.backends import check_installed
+from divtrace.generate.backends.base import TokenizerRendering
+from divtrace.generate.backends.options import DEFAULT_CPU_KV_CACHE_GIB, VLLMOptions
 from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
-from divtrace.generate.rendering import TokenizerRendering
-
-#: KV-cache size on a CPU platform when none is given (vLLM's own default reserves a share of *all* memory).
-DEFAULT_CPU_KV_CACHE_GIB = 2.0
-
-
-class VLLMOptions(BaseModel):
-    """The vLLM engine options a study checkpoint (``options:``) or ``divtrace generate`` may set.
-
-    Attributes:
-        dtype: ``auto`` (the checkpoint's), ``bfloat16``, ``float16``, ``float32``.
-        tensor_parallel_size: GPUs the model is split over.
-        gpu_memory_utilization: share of GPU memory vLLM may take (None: vLLM's default); ignored on CPU.
-        kv_cache_gib: KV-cache size in GiB (on CPU the default is :data:`DEFAULT_CPU_KV_CACHE_GIB`; on GPU None
-            lets ``gpu_memory_utilization`` size it).
-        enforce_eager: run without CUDA graphs / compilation (faster start; samples can differ from compiled).
-        max_model_len: context length cap (None: the model's).
-        device: ``auto``, ``cpu`` or ``cuda``: which platform to expect; vLLM's build decides the platform, and a
-            mismatch is an error rather than silently ignored.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    revision: str | None = None
-    dtype: str | None = None
-    tensor_parallel_size: int = Field(1, ge=1)
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    kv_cache_gib: float | None = Field(None, gt=0)
-    enforce_eager: bool = False
-    max_model_len: int | None = Field(None, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
 
 
 def _platform() -> str:
@@ -97,7 +66,7 @@ class VLLMGenerator(TokenizerRendering):
     backend = "vllm"
 
     def __init__(self, model: str, **options: Any) -> None:
-        try:
+        try:  # the same model a study's options are validated with at load
             self.options = VLLMOptions.model_validate({k: v for k, v in options.items() if v is not None})
         except ValueError as err:
             raise DivtraceError(f"vllm backend options: {err}") from None
@@ -169,11 +138,8 @@ class VLLMGenerator(TokenizerRendering):
         add_special = not (bos and rendered.startswith(bos))
         return list(self.tokenizer(rendered, add_special_tokens=add_special)["input_ids"])
 
-    def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        params: SamplingParams,
-        progress: SampleProgress | None = None,
+    def _draw(
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: SampleProgress | None
     ) -> list[list[Completion]]:
         """One vLLM request per sample (``n=1``, ``seed`` = the sample's seed), all in one engine call."""
         from vllm import SamplingParams as VLLMSamplingParams

@@ -1,0 +1,149 @@
+"""The options of each generation backend, as pydantic models: one per backend, discriminated on its name.
+
+A study checkpoint's ``options:`` mapping and the flags of ``divtrace generate`` both build these models, so an
+unknown option or a bad value is refused the same way (naming the key) before any model is loaded. This module
+imports neither torch, vllm nor openai.
+
+An options model dumps exactly the keys it was given, as given (order and values), never its defaults: that is
+what a study's ``study.yaml`` and its generation keys have always held for ``options``, so they do not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    model_serializer,
+    model_validator,
+)
+from typing_extensions import Self
+
+#: The backends that have an options model, by name (the ``backend`` of a checkpoint).
+BackendName = Literal["transformers", "vllm", "openai"]
+
+
+class _BackendOptions(BaseModel):
+    """What every backend's options share: strict keys, frozen, dumped as given (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: The options as given (without ``backend``), in the order given: what the model dumps.
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_given(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        model = handler(data)
+        if isinstance(data, Mapping):
+            model._given = {key: value for key, value in data.items() if key != "backend"}
+        return model
+
+    @model_serializer(mode="plain")
+    def _dump_given(self) -> dict[str, Any]:
+        return dict(self._given)
+
+    def constructor_kwargs(self) -> dict[str, Any]:
+        """The backend constructor's keywords: the options given, validated (the constructor's defaults apply to
+        the others)."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name in self._given}
+
+    def with_defaults(self, **values: Any) -> Self:
+        """These options plus ``values`` for the keys not given here (None values are skipped)."""
+        extra = {key: value for key, value in values.items() if value is not None and key not in self._given}
+        return type(self).model_validate({**self._given, **extra}) if extra else self
+
+
+class TransformersOptions(_BackendOptions):
+    """Options of the transformers backend (see :class:`~.transformers_backend.TransformersGenerator`)."""
+
+    backend: Literal["transformers"] = Field("transformers", exclude=True)
+    revision: str | None = None
+    device: str | None = Field(None, description="cpu, cuda, cuda:1...; default: cuda when available")
+    dtype: str | None = Field(None, description="float32, bfloat16, float16; default: by device")
+    batch_size: int = Field(32, ge=1, description="rows (samples) per forward batch")
+    ignore_eos: bool = Field(False, description="generate past end-of-sequence up to max_new_tokens (benchmarks)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+
+
+#: KV-cache size on a CPU platform when none is given (vLLM's own default reserves a share of *all* memory).
+DEFAULT_CPU_KV_CACHE_GIB = 2.0
+
+
+class VLLMOptions(_BackendOptions):
+    """The vLLM engine options a study checkpoint (``options:``) or ``divtrace generate`` may set.
+
+    Attributes:
+        dtype: ``auto`` (the checkpoint's), ``bfloat16``, ``float16``, ``float32``.
+        tensor_parallel_size: GPUs the model is split over.
+        gpu_memory_utilization: share of GPU memory vLLM may take (None: vLLM's default); ignored on CPU.
+        kv_cache_gib: KV-cache size in GiB (on CPU the default is :data:`DEFAULT_CPU_KV_CACHE_GIB`; on GPU None
+            lets ``gpu_memory_utilization`` size it).
+        enforce_eager: run without CUDA graphs / compilation (faster start; samples can differ from compiled).
+        max_model_len: context length cap (None: the model's).
+        device: ``auto``, ``cpu`` or ``cuda``: which platform to expect; vLLM's build decides the platform, and a
+            mismatch is an error rather than silently ignored.
+    """
+
+    backend: Literal["vllm"] = Field("vllm", exclude=True)
+    revision: str | None = None
+    dtype: str | None = None
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    kv_cache_gib: float | None = Field(None, gt=0)
+    enforce_eager: bool = False
+    max_model_len: int | None = Field(None, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class OpenAIOptions(_BackendOptions):
+    """Options of the openai backend (see :class:`~.openai_compat.OpenAIGenerator` for each one's meaning)."""
+
+    backend: Literal["openai"] = Field("openai", exclude=True)
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key: str | None = None
+    endpoint: Literal["completions", "chat"] = "completions"
+    tokenizer: str | None = None
+    max_concurrency: int = Field(16, ge=1)
+    max_retries: int = Field(5, ge=0)
+    timeout: float = Field(600.0, gt=0)
+    n_mode: Literal["auto", "native", "separate"] = "separate"
+    extra_sampling_params: bool = False
+
+
+#: A checkpoint's options: the model of its backend, chosen by the ``backend`` key.
+BackendOptions = Annotated[TransformersOptions | VLLMOptions | OpenAIOptions, Field(discriminator="backend")]
+
+#: The options model of each backend.
+OPTIONS_MODELS: dict[str, type[TransformersOptions | VLLMOptions | OpenAIOptions]] = {
+    "transformers": TransformersOptions,
+    "vllm": VLLMOptions,
+    "openai": OpenAIOptions,
+}
+
+
+def tag_options(backend: str, options: Any) -> Any:
+    """``options`` (a mapping, or an options model) ready to validate as :data:`BackendOptions` of ``backend``.
+
+    A mapping gets the ``backend`` key the union is discriminated on (a ``backend`` key of its own is refused);
+    a model must be ``backend``'s. Anything else is returned as it is, for pydantic to refuse.
+    """
+    if isinstance(options, _BackendOptions):
+        if getattr(options, "backend", None) != backend:
+            raise ValueError(f"{type(options).__name__} are not options of the {backend} backend")
+        return options
+    if isinstance(options, Mapping):
+        if "backend" in options:
+            raise ValueError("'backend' is a key of the checkpoint, not of its options")
+        return {**options, "backend": backend}
+    return options
+
+
+def tensor_parallel_size(options: BackendOptions) -> int:
+    """GPUs one model of a checkpoint with ``options`` is split over: vLLM's ``tensor_parallel_size``, else 1."""
+    return options.tensor_parallel_size if isinstance(options, VLLMOptions) else 1
