@@ -80,8 +80,8 @@ def test_k_distinct_samples_and_full_records(instruct: TransformersGenerator, tm
         assert sampling["max_new_tokens"] == 12 and sampling["seed"] == 3 and sampling["chat_template"] is True
         assert sampling["backend"] == "transformers" and sampling["thinking"] == "native"
         assert record.model_ref and len(record.model_ref["file_sha256"]) == 64
-        assert record.rendered_prompt.startswith("<|im_start|>")  # type: ignore[attr-defined]
-        assert len(set(record.sample_keys)) == 4  # type: ignore[attr-defined]
+        assert record.rendered_prompt.startswith("<|im_start|>")
+        assert len(set(record.sample_keys)) == 4
 
 
 def test_same_seed_same_samples_other_seed_other_samples(instruct: TransformersGenerator, tmp_path: Path) -> None:
@@ -108,8 +108,8 @@ def test_stop_strings_and_suppressed_thinking(instruct: TransformersGenerator, t
     [record] = read_samples(tmp_path / "samples").records
     assert all(" " not in o and "\n" not in o for o in record.outputs)
     assert "stop" in (record.finish_reasons or [])
-    assert record.rendered_prompt.endswith("<think>\n</think>\n")  # type: ignore[attr-defined]
-    assert "Answer briefly." in record.rendered_prompt  # type: ignore[attr-defined]
+    assert record.rendered_prompt.endswith("<think>\n</think>\n")
+    assert "Answer briefly." in record.rendered_prompt
     assert record.sampling and record.sampling["stop"] == [" ", "\n"] and record.sampling["thinking"] == "suppressed"
 
 
@@ -134,7 +134,7 @@ def test_stop_policy_auto_applies_stops_to_completion_prompts_only(
     assert any(" " in output for output in records["chat-auto"].outputs)
     assert not any(" " in output for output in records["chat-always"].outputs)
     assert not any(" " in output for output in records["plain-auto"].outputs)
-    keys = {label: tuple(r.sample_keys) for label, r in records.items()}  # type: ignore[attr-defined]
+    keys = {label: tuple(r.sample_keys) for label, r in records.items()}
     assert keys["chat-auto"] != keys["chat-always"] and keys["plain-auto"] != keys["plain-never"]
 
 
@@ -201,6 +201,6 @@ def test_base_quickstart_model_without_chat_template(tmp_path: Path) -> None:
     for record in records:
         assert len(set(record.outputs)) == 3
         assert record.sampling and record.sampling["chat_template"] is False
-        assert record.rendered_prompt == record.prompt  # type: ignore[attr-defined]
+        assert record.rendered_prompt == record.prompt
         assert record.model_ref and record.model_ref["id"] == BASE
     assert [i.prompt for i in read_prompts(prompts)] == [r.prompt for r in records]

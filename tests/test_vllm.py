@@ -71,7 +71,7 @@ def test_each_sample_is_drawn_again_from_its_recorded_seed(generator: VLLMGenera
         assert record.sample_seeds and len(set(record.sample_seeds)) == 4
         for index in (3, 1):  # single samples, out of order, each alone in its request
             seed = record.sample_seeds[index]
-            rendered = record.rendered_prompt  # type: ignore[attr-defined]
+            rendered = record.rendered_prompt
             request = GenerationRequest(record.prompt_id, record.prompt, rendered, (seed,))
             [[redrawn]] = generator.generate([request], params)
             assert redrawn.text == record.outputs[index] and redrawn.seed == seed
