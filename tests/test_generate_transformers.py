@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from divtrace.generate.backends.transformers_backend import TransformersGenerator
+from divtrace.generate.job import GenerationJob
 from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem, read_prompts
@@ -64,7 +65,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_k_distinct_samples_and_full_records(instruct: TransformersGenerator, tmp_path: Path) -> None:
     params = SamplingParams(k=4, temperature=0.9, max_new_tokens=12, seed=3)
     items = [PromptItem(f"q{i}", p) for i, p in enumerate(PROMPTS[:2])]
-    summary = generate_samples(instruct, items, params, out_dir=tmp_path, checkpoint="smol", task="demo")
+    summary = generate_samples(
+        instruct, GenerationJob.of(items, params, out_dir=tmp_path, checkpoint="smol", task="demo")
+    )
     assert (summary.shards, summary.written_shards, summary.samples_written) == (1, 1, 8)
     records = read_samples(tmp_path / "samples").records
     assert [r.prompt_id for r in records] == ["q0", "q1"]
@@ -89,9 +92,8 @@ def test_same_seed_same_samples_other_seed_other_samples(instruct: TransformersG
 
     def draw(seed: int, out: str, shard_size: int) -> list[list[str]]:
         params = SamplingParams(k=3, max_new_tokens=10, seed=seed)
-        generate_samples(
-            instruct, items, params, out_dir=tmp_path / out, checkpoint="c", task="t", shard_size=shard_size
-        )
+        job = GenerationJob.of(items, params, out_dir=tmp_path / out, checkpoint="c", task="t", shard_size=shard_size)
+        generate_samples(instruct, job)
         return [r.outputs for r in read_samples(tmp_path / out / "samples").records]
 
     first = draw(11, "a", shard_size=2)
@@ -102,9 +104,10 @@ def test_same_seed_same_samples_other_seed_other_samples(instruct: TransformersG
 def test_stop_strings_and_suppressed_thinking(instruct: TransformersGenerator, tmp_path: Path) -> None:
     params = SamplingParams(k=3, max_new_tokens=24, stop=(" ", "\n"), seed=5)
     render = RenderOptions(system_prompt="Answer briefly.", thinking=ThinkingMode.suppressed, stops=StopPolicy.always)
-    generate_samples(
-        instruct, [PromptItem("q0", PROMPTS[2])], params, out_dir=tmp_path, checkpoint="c", task="t", render=render
+    job = GenerationJob.of(
+        [PromptItem("q0", PROMPTS[2])], params, out_dir=tmp_path, checkpoint="c", task="t", render=render
     )
+    generate_samples(instruct, job)
     [record] = read_samples(tmp_path / "samples").records
     assert all(" " not in o and "\n" not in o for o in record.outputs)
     assert "stop" in (record.finish_reasons or [])
@@ -125,7 +128,9 @@ def test_stop_policy_auto_applies_stops_to_completion_prompts_only(
         "plain-auto": RenderOptions(chat_template=False),
         "plain-never": RenderOptions(chat_template=False, stops=StopPolicy.never),
     }.items():
-        generate_samples(instruct, item, params, out_dir=tmp_path, checkpoint=label, task="t", render=render)
+        generate_samples(
+            instruct, GenerationJob.of(item, params, out_dir=tmp_path, checkpoint=label, task="t", render=render)
+        )
         [records[label]] = read_samples(tmp_path / "samples" / label).records
     used = {label: (r.sampling or {}).get("stop") for label, r in records.items()}
     assert used == {"chat-auto": [], "chat-always": [" "], "plain-auto": [" "], "plain-never": []}
