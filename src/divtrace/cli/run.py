@@ -56,11 +56,6 @@ def run(
     directory = out or Path("runs") / chosen.name
     if not dry_run:
         checks.writable_directory(directory, "--out")
-    if use_ray and not dry_run:  # before the task data loads, which can take a while
-        from divtrace.executors.ray_connect import check_ray_address
-
-        with stderr_console().status("connecting to the Ray cluster"):
-            check_ray_address(address if address is not None else chosen.executor.address)
     try:
         with stderr_console().status("loading task data"):
             tasks = plan_tasks(chosen)
