@@ -229,10 +229,10 @@ class RayExecutor:
                     remote.remote(checkpoint.backend, checkpoint.model, items[0].options, threads)
                     for _ in range(replicas)
                 ]
-                jobs = {id(shard.generation): ray.put(shard.generation) for shard in items}  # once per unit
-                for position, shard in enumerate(items):
+                jobs = {unit: ray.put(group[0].generation) for unit, group in shards_by_unit(items).items()}
+                for position, shard in enumerate(items):  # a unit's job is sent once, not once per shard
                     future = actors[checkpoint.name][position % replicas].generate.remote(
-                        jobs[id(shard.generation)], shard.index, read_shard_keys(shard.path)
+                        jobs[shard.checkpoint.name, shard.task.name], shard.index, read_shard_keys(shard.path)
                     )
                     pending[future] = shard
             shards_left = Counter(shard.unit for shard in pending.values())
