@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from divtrace.generate.backends.transformers_backend import TransformersGenerator
+from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.runner import generate_samples
@@ -86,7 +87,7 @@ def main() -> None:
 
     def divtrace_run() -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            generate_samples(generator, items, params, out_dir=tmp, checkpoint="bench", task="bench", shard_size=8)
+            generate_samples(generator, GenerationJob.of(items, params, tmp, "bench", "bench", shard_size=8))
 
     baseline()  # warm-up (first-call allocations), not timed
     times: dict[str, list[float]] = {"baseline": [], "divtrace": []}

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from bench_generate import PROMPTS  # the same prompts as the transformers benchmark (this script's folder)
 from divtrace.generate.backends.vllm_backend import VLLMGenerator
+from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.runner import generate_samples
@@ -64,7 +65,7 @@ def divtrace_round(generator: VLLMGenerator, items: list[PromptItem], params: Sa
     """One divtrace round: seconds and generated tokens of ``generate_samples`` into a fresh directory."""
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        generate_samples(generator, items, params, out_dir=out, checkpoint="bench", task="bench", shard_size=8)
+        generate_samples(generator, GenerationJob.of(items, params, out, "bench", "bench", shard_size=8))
         seconds = time.perf_counter() - start
         tokens = sum(sum(r.output_tokens or []) for r in read_samples(Path(out) / "samples").records)
     return seconds, tokens

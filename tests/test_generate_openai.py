@@ -558,6 +558,7 @@ def test_runner_announces_the_total_before_any_request_and_advances_per_sample(
 ) -> None:
     """The bar of ``divtrace generate --backend openai`` knows its total before the first request (the ``n`` probe
     of ``check`` included) and moves once per completed sample."""
+    from divtrace.generate.job import GenerationJob
     from divtrace.generate.prompts import PromptItem
     from divtrace.generate.runner import generate_samples
 
@@ -570,12 +571,7 @@ def test_runner_announces_the_total_before_any_request_and_advances_per_sample(
         )
         summary = generate_samples(
             generator,
-            items,
-            params,
-            out_dir=tmp_path,
-            checkpoint="served",
-            task="t",
-            shard_size=1,
+            GenerationJob.of(items, params, out_dir=tmp_path, checkpoint="served", task="t", shard_size=1),
             progress=lambda event, value: events.append((event, value, len(proxy.posts))),
         )
         generator.close()

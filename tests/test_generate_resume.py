@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from divtrace.generate.backends.transformers_backend import TransformersGenerator
+from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import Generator
@@ -34,8 +35,15 @@ def instruct() -> TransformersGenerator:
 @pytest.fixture(scope="module")
 def finished(instruct: TransformersGenerator, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("finished")
-    generate_samples(instruct, ITEMS, PARAMS, out_dir=out, checkpoint="smol", task="t", shard_size=2)
+    generate_samples(instruct, job(ITEMS, PARAMS, out))
     return out
+
+
+def job(
+    items: list[PromptItem], params: SamplingParams, out: Path, render: RenderOptions | None = None
+) -> GenerationJob:
+    """The generation of ``items`` as (smol, t) in shards of 2 prompts under ``out``."""
+    return GenerationJob.of(items, params, out_dir=out, checkpoint="smol", task="t", render=render, shard_size=2)
 
 
 def no_model() -> Generator:
@@ -43,10 +51,7 @@ def no_model() -> Generator:
 
 
 def status(out: Path, params: SamplingParams = PARAMS, source: ModelSource = SOURCE, **render: object):
-    return generation_status(
-        ITEMS, params, source, out_dir=out, checkpoint="smol", task="t", shard_size=2,
-        render=RenderOptions(**render),  # type: ignore[arg-type]
-    )  # fmt: skip
+    return generation_status(job(ITEMS, params, out, RenderOptions(**render)), source)  # type: ignore[arg-type]
 
 
 def test_finished_generation_is_done_without_a_generator(finished: Path) -> None:
@@ -59,15 +64,14 @@ def test_finished_generation_is_done_without_a_generator(finished: Path) -> None
 def test_rerun_of_a_finished_generation_never_calls_the_factory(finished: Path) -> None:
     events: list[tuple[str, int]] = []
     summary = generate_if_needed(
-        no_model, ITEMS, PARAMS, SOURCE, out_dir=finished, checkpoint="smol", task="t", shard_size=2,
-        progress=lambda event, n: events.append((event, n)),
-    )  # fmt: skip
+        no_model, job(ITEMS, PARAMS, finished), SOURCE, progress=lambda event, n: events.append((event, n))
+    )
     assert not summary.model_loaded and (summary.shards, summary.skipped_shards, summary.written_shards) == (2, 2, 0)
     assert events == [("total", 6), ("skipped", 6)]
 
 
 def test_missing_shard_loads_the_model_and_finishes(instruct: TransformersGenerator, tmp_path: Path) -> None:
-    generate_samples(instruct, ITEMS[:2], PARAMS, out_dir=tmp_path, checkpoint="smol", task="t", shard_size=2)
+    generate_samples(instruct, job(ITEMS[:2], PARAMS, tmp_path))
     partial = status(tmp_path)
     assert not partial.done and partial.finished == (0,) and partial.missing == (1,)
     loaded: list[bool] = []
@@ -76,9 +80,7 @@ def test_missing_shard_loads_the_model_and_finishes(instruct: TransformersGenera
         loaded.append(True)
         return TransformersGenerator(INSTRUCT, threads=2, device="cpu")
 
-    summary = generate_if_needed(
-        factory, ITEMS, PARAMS, SOURCE, out_dir=tmp_path, checkpoint="smol", task="t", shard_size=2
-    )
+    summary = generate_if_needed(factory, job(ITEMS, PARAMS, tmp_path), SOURCE)
     assert loaded == [True] and summary.model_loaded and (summary.skipped_shards, summary.written_shards) == (1, 1)
     assert status(tmp_path).done
 
@@ -89,10 +91,10 @@ def test_other_temperature_is_refused_naming_it_before_and_after_loading(
     hotter = PARAMS.model_copy(update={"temperature": 0.6})
     with pytest.raises(ResumeMismatchError, match=r"shard-00000 .* was generated with temperature=0.8, now 0.6; "
                        r"use a new --out or the same settings"):  # fmt: skip
-        generate_if_needed(no_model, ITEMS, hotter, SOURCE, out_dir=finished, checkpoint="smol", task="t", shard_size=2)
+        generate_if_needed(no_model, job(ITEMS, hotter, finished), SOURCE)
     # the loaded model's check names it too
     with pytest.raises(ResumeMismatchError, match=re.escape("temperature=0.8, now 0.6")):
-        generate_samples(instruct, ITEMS, hotter, out_dir=finished, checkpoint="smol", task="t", shard_size=2)
+        generate_samples(instruct, job(ITEMS, hotter, finished))
 
 
 @pytest.mark.parametrize(
@@ -118,13 +120,13 @@ def test_each_requested_setting_is_named(finished: Path, change: dict[str, objec
 def test_other_prompts_are_named(finished: Path) -> None:
     edited = [ITEMS[0], PromptItem("q1", "Describe a storm."), ITEMS[2]]
     with pytest.raises(ResumeMismatchError, match=re.escape("the text of prompt 'q1'='Describe a cloud.', now")):
-        generation_status(edited, PARAMS, SOURCE, out_dir=finished, checkpoint="smol", task="t", shard_size=2)
+        generation_status(job(edited, PARAMS, finished), SOURCE)
 
 
 def test_what_cannot_be_confirmed_unloaded_is_never_called_done(finished: Path, tmp_path: Path) -> None:
     # Another backend: its engine settings are only known once loaded (a vLLM shard here would be refused anyway).
-    assert generation_status([], PARAMS, ModelSource("vllm", INSTRUCT), out_dir=finished, checkpoint="x",
-                             task="t").done  # fmt: skip  # nothing to generate is done
+    nothing = GenerationJob.of([], PARAMS, out_dir=finished, checkpoint="x", task="t")
+    assert generation_status(nothing, ModelSource("vllm", INSTRUCT)).done  # nothing to generate is done
     # A hub model on a branch: its commit is only known once loaded.
     hub = ModelSource("transformers", "HuggingFaceTB/SmolLM2-135M-Instruct", revision="main")
     copy = _copy_shards(finished, tmp_path, model_ref={"id": hub.model, "revision": "main", "commit": "a" * 40})

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from divtrace.generate.backends.transformers_backend import TransformersGenerator
+from divtrace.generate.job import GenerationJob
 from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem, read_prompts
@@ -64,7 +65,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_k_distinct_samples_and_full_records(instruct: TransformersGenerator, tmp_path: Path) -> None:
     params = SamplingParams(k=4, temperature=0.9, max_new_tokens=12, seed=3)
     items = [PromptItem(f"q{i}", p) for i, p in enumerate(PROMPTS[:2])]
-    summary = generate_samples(instruct, items, params, out_dir=tmp_path, checkpoint="smol", task="demo")
+    summary = generate_samples(
+        instruct, GenerationJob.of(items, params, out_dir=tmp_path, checkpoint="smol", task="demo")
+    )
     assert (summary.shards, summary.written_shards, summary.samples_written) == (1, 1, 8)
     records = read_samples(tmp_path / "samples").records
     assert [r.prompt_id for r in records] == ["q0", "q1"]
@@ -80,8 +83,8 @@ def test_k_distinct_samples_and_full_records(instruct: TransformersGenerator, tm
         assert sampling["max_new_tokens"] == 12 and sampling["seed"] == 3 and sampling["chat_template"] is True
         assert sampling["backend"] == "transformers" and sampling["thinking"] == "native"
         assert record.model_ref and len(record.model_ref["file_sha256"]) == 64
-        assert record.rendered_prompt.startswith("<|im_start|>")  # type: ignore[attr-defined]
-        assert len(set(record.sample_keys)) == 4  # type: ignore[attr-defined]
+        assert record.rendered_prompt.startswith("<|im_start|>")
+        assert len(set(record.sample_keys)) == 4
 
 
 def test_same_seed_same_samples_other_seed_other_samples(instruct: TransformersGenerator, tmp_path: Path) -> None:
@@ -89,9 +92,8 @@ def test_same_seed_same_samples_other_seed_other_samples(instruct: TransformersG
 
     def draw(seed: int, out: str, shard_size: int) -> list[list[str]]:
         params = SamplingParams(k=3, max_new_tokens=10, seed=seed)
-        generate_samples(
-            instruct, items, params, out_dir=tmp_path / out, checkpoint="c", task="t", shard_size=shard_size
-        )
+        job = GenerationJob.of(items, params, out_dir=tmp_path / out, checkpoint="c", task="t", shard_size=shard_size)
+        generate_samples(instruct, job)
         return [r.outputs for r in read_samples(tmp_path / out / "samples").records]
 
     first = draw(11, "a", shard_size=2)
@@ -102,14 +104,15 @@ def test_same_seed_same_samples_other_seed_other_samples(instruct: TransformersG
 def test_stop_strings_and_suppressed_thinking(instruct: TransformersGenerator, tmp_path: Path) -> None:
     params = SamplingParams(k=3, max_new_tokens=24, stop=(" ", "\n"), seed=5)
     render = RenderOptions(system_prompt="Answer briefly.", thinking=ThinkingMode.suppressed, stops=StopPolicy.always)
-    generate_samples(
-        instruct, [PromptItem("q0", PROMPTS[2])], params, out_dir=tmp_path, checkpoint="c", task="t", render=render
+    job = GenerationJob.of(
+        [PromptItem("q0", PROMPTS[2])], params, out_dir=tmp_path, checkpoint="c", task="t", render=render
     )
+    generate_samples(instruct, job)
     [record] = read_samples(tmp_path / "samples").records
     assert all(" " not in o and "\n" not in o for o in record.outputs)
     assert "stop" in (record.finish_reasons or [])
-    assert record.rendered_prompt.endswith("<think>\n</think>\n")  # type: ignore[attr-defined]
-    assert "Answer briefly." in record.rendered_prompt  # type: ignore[attr-defined]
+    assert record.rendered_prompt.endswith("<think>\n</think>\n")
+    assert "Answer briefly." in record.rendered_prompt
     assert record.sampling and record.sampling["stop"] == [" ", "\n"] and record.sampling["thinking"] == "suppressed"
 
 
@@ -125,7 +128,9 @@ def test_stop_policy_auto_applies_stops_to_completion_prompts_only(
         "plain-auto": RenderOptions(chat_template=False),
         "plain-never": RenderOptions(chat_template=False, stops=StopPolicy.never),
     }.items():
-        generate_samples(instruct, item, params, out_dir=tmp_path, checkpoint=label, task="t", render=render)
+        generate_samples(
+            instruct, GenerationJob.of(item, params, out_dir=tmp_path, checkpoint=label, task="t", render=render)
+        )
         [records[label]] = read_samples(tmp_path / "samples" / label).records
     used = {label: (r.sampling or {}).get("stop") for label, r in records.items()}
     assert used == {"chat-auto": [], "chat-always": [" "], "plain-auto": [" "], "plain-never": []}
@@ -134,7 +139,7 @@ def test_stop_policy_auto_applies_stops_to_completion_prompts_only(
     assert any(" " in output for output in records["chat-auto"].outputs)
     assert not any(" " in output for output in records["chat-always"].outputs)
     assert not any(" " in output for output in records["plain-auto"].outputs)
-    keys = {label: tuple(r.sample_keys) for label, r in records.items()}  # type: ignore[attr-defined]
+    keys = {label: tuple(r.sample_keys) for label, r in records.items()}
     assert keys["chat-auto"] != keys["chat-always"] and keys["plain-auto"] != keys["plain-never"]
 
 
@@ -201,6 +206,6 @@ def test_base_quickstart_model_without_chat_template(tmp_path: Path) -> None:
     for record in records:
         assert len(set(record.outputs)) == 3
         assert record.sampling and record.sampling["chat_template"] is False
-        assert record.rendered_prompt == record.prompt  # type: ignore[attr-defined]
+        assert record.rendered_prompt == record.prompt
         assert record.model_ref and record.model_ref["id"] == BASE
     assert [i.prompt for i in read_prompts(prompts)] == [r.prompt for r in records]

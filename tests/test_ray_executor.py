@@ -13,6 +13,7 @@ never reads or writes the real ``~/.ray`` (Ray's token file ``~/.ray/auth_token`
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -29,9 +30,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+import divtrace
 from divtrace.cli import app
 from divtrace.errors import DivtraceError
 from divtrace.executors.local import run_study
+from divtrace.generate.store import read_shard_keys
 from divtrace.samples import read_samples
 from divtrace.study import ExecutorSpec, Study, small_quickstart_study
 from tests.interrupt import check_interrupted, check_resumed, interrupt_run
@@ -150,6 +153,16 @@ def samples_of(run: Path) -> dict[tuple[str, str, str], list[str]]:
     return found
 
 
+def generation_files(run: Path) -> tuple[list[str], dict[str, object], dict[str, object]]:
+    """What generation left under ``run/samples``: every file name, each unit marker's content and each shard's
+    sample keys (by path relative to ``samples``)."""
+    samples = run / "samples"
+    names = sorted(str(path.relative_to(samples)) for path in samples.rglob("*") if path.is_file())
+    markers = {str(p.relative_to(samples)): json.loads(p.read_text()) for p in samples.rglob("_complete.json")}
+    keys = {str(p.relative_to(samples)): read_shard_keys(p) for p in samples.rglob("shard-*.parquet")}
+    return names, markers, keys
+
+
 def scores_of(run: Path) -> pd.DataFrame:
     frames = [pd.read_parquet(run / "scores" / c / f"{t}.parquet") for c in CHECKPOINTS for t in TASKS]
     keys = ["checkpoint", "task", "prompt_id", "metric", "subset"]
@@ -171,6 +184,9 @@ def test_ray_run_matches_local_and_second_run_does_nothing(ray_address: str, loc
     reports = {r.stage: r for r in run_study_ray(small_study(), run, address=ray_address)}
     assert len(reports["generate"].ran) == 4 and len(reports["score"].ran) == 4 and len(reports["verify"].ran) == 2
     assert samples_of(run) == samples_of(local_run)
+    names, markers, keys = generation_files(run)
+    assert (names, markers, keys) == generation_files(local_run)  # same shard files, keys and unit markers
+    assert len(markers) == len(CHECKPOINTS) * len(TASKS) and len(keys) == len(markers) * PROMPTS  # multi-shard
     ours, theirs = scores_of(run), scores_of(local_run)
     assert ours[["checkpoint", "task", "prompt_id", "metric", "subset"]].equals(
         theirs[["checkpoint", "task", "prompt_id", "metric", "subset"]]
@@ -260,6 +276,16 @@ def test_no_cluster_at_the_address_fails_at_once_before_any_work(tmp_path: Path)
     with pytest.raises(DivtraceError, match="no Ray cluster answers"):
         run_study_ray(small_study(), tmp_path / "run", address=closed, connect_timeout_s=3)
     assert not (tmp_path / "run").exists()  # nothing written
+    # The Python API and the command line get the same error from that one check.
+    with pytest.raises(DivtraceError, match=f"no Ray cluster answers at {closed}"):
+        divtrace.run(small_study(), tmp_path / "api", executor="ray", address=closed)
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(small_study().to_yaml())
+    command = ["run", str(study_file), "--out", str(tmp_path / "cli"), "--executor", "ray", "--address", closed]
+    result = CliRunner().invoke(app, command, env={"COLUMNS": "400"})
+    assert result.exit_code == 2, result.output
+    assert f"no Ray cluster answers at {closed}" in result.output and "ray start --head" in result.output
+    assert not (tmp_path / "api").exists() and not (tmp_path / "cli").exists()
     with pytest.raises(DivtraceError, match="expected HOST:PORT"):
         check_ray_address("no-port-here", timeout_s=3)
 

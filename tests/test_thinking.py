@@ -23,6 +23,7 @@ import pytest
 import divtrace
 from divtrace.analysis import analyze
 from divtrace.analysis.collapse import checkpoint_means
+from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import Completion, GenerationRequest
@@ -141,12 +142,14 @@ def test_generated_records_are_stripped_and_flag_the_token_cap(tmp_path: Path) -
     texts = ["2+2</think>\n\n4", "hmm</think> four", "counting 1, 2, 3", "<think>x</think>4"]
     generate_samples(
         CannedThinkGenerator(texts),
-        [PromptItem("q0", "2+2?")],
-        SamplingParams(k=4, max_new_tokens=5),
-        out_dir=tmp_path,
-        checkpoint="think",
-        task="demo",
-        render=RenderOptions(),
+        GenerationJob.of(
+            [PromptItem("q0", "2+2?")],
+            SamplingParams(k=4, max_new_tokens=5),
+            out_dir=tmp_path,
+            checkpoint="think",
+            task="demo",
+            render=RenderOptions(),
+        ),
     )
     [record] = read_samples(tmp_path / "samples", strip_thinking=False).records  # as written by the generator
     assert record.responses == ["4", "four", "counting 1, 2, 3", "4"]  # the unclosed one is kept, not emptied

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import GenerationRequest
@@ -54,24 +55,24 @@ def generator() -> Iterator[VLLMGenerator]:
 def test_same_seed_same_samples_and_k_samples_differ(generator: VLLMGenerator, tmp_path: Path) -> None:
     params = SamplingParams(k=4, temperature=0.9, max_new_tokens=16, seed=7)
     for out in ("a", "b"):
-        generate_samples(generator, PROMPTS, params, out_dir=tmp_path / out, checkpoint="c", task="t")
+        generate_samples(generator, GenerationJob.of(PROMPTS, params, out_dir=tmp_path / out, checkpoint="c", task="t"))
     first = read_samples(tmp_path / "a" / "samples").records
     again = read_samples(tmp_path / "b" / "samples").records
     assert [r.outputs for r in first] == [r.outputs for r in again]
     assert all(len(set(r.outputs)) >= 3 for r in first)
     other = SamplingParams(k=4, temperature=0.9, max_new_tokens=16, seed=8)
-    generate_samples(generator, PROMPTS, other, out_dir=tmp_path / "c", checkpoint="c", task="t")
+    generate_samples(generator, GenerationJob.of(PROMPTS, other, out_dir=tmp_path / "c", checkpoint="c", task="t"))
     assert [r.outputs for r in read_samples(tmp_path / "c" / "samples").records] != [r.outputs for r in first]
 
 
 def test_each_sample_is_drawn_again_from_its_recorded_seed(generator: VLLMGenerator, tmp_path: Path) -> None:
     params = SamplingParams(k=4, temperature=0.9, max_new_tokens=16, seed=3)
-    generate_samples(generator, PROMPTS, params, out_dir=tmp_path, checkpoint="c", task="t")
+    generate_samples(generator, GenerationJob.of(PROMPTS, params, out_dir=tmp_path, checkpoint="c", task="t"))
     for record in read_samples(tmp_path / "samples").records:
         assert record.sample_seeds and len(set(record.sample_seeds)) == 4
         for index in (3, 1):  # single samples, out of order, each alone in its request
             seed = record.sample_seeds[index]
-            rendered = record.rendered_prompt  # type: ignore[attr-defined]
+            rendered = record.rendered_prompt
             request = GenerationRequest(record.prompt_id, record.prompt, rendered, (seed,))
             [[redrawn]] = generator.generate([request], params)
             assert redrawn.text == record.outputs[index] and redrawn.seed == seed

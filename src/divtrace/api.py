@@ -235,7 +235,10 @@ def run(
         study: a :class:`~divtrace.study.Study`, a study YAML file, or a preset name (``quickstart``, ``olmo3-7b``).
         out: the run directory (default ``runs/<study name>``); finished units found there are not redone.
         executor: ``local`` (this process) or ``ray`` (a Ray cluster); default: the study's ``executor.type``.
-        address: the Ray cluster (``HOST:PORT`` or ``auto``); default: the study's; checked before any work.
+        address: the Ray cluster (``HOST:PORT`` or ``auto``); default: the study's; checked once, before any work
+            (:func:`divtrace.executors.ray_connect.check_ray_address`, through
+            :func:`~divtrace.executors.ray_executor.run_study_ray`): a DivtraceError says what to do when no
+            cluster answers. ``divtrace run`` relies on this check.
         tasks: the planned tasks when the caller already loaded them (:func:`divtrace.runs.stages.plan_tasks`).
         progress: :data:`~divtrace.runs.stages.RunProgress` callback ``(stage, description, done, total)``.
         on_stage: called with each stage's name as it starts.

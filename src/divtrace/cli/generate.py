@@ -138,6 +138,7 @@ def generate(
 ) -> None:
     """Sample K outputs per prompt from one checkpoint; resumable (finished shards are never redone)."""
     from divtrace.generate.backends import backend_options, check_installed, create_generator
+    from divtrace.generate.job import GenerationJob
     from divtrace.generate.params import SamplingSpec
     from divtrace.generate.prompts import read_prompts
     from divtrace.generate.protocol import Generator
@@ -194,17 +195,12 @@ def generate(
             else:
                 display.advance(bar, value, "samples")
 
+        render = RenderOptions(system_prompt, chat_template, ThinkingMode(thinking.value), stops)
         summary = generate_if_needed(
             load,
-            items,
-            params,
+            GenerationJob(tuple(items), params, out, label, task_name, render, shard_size),
             ModelSource(backend.value, model, revision, options.constructor_kwargs()),
-            out_dir=out,
-            checkpoint=label,
-            task=task_name,
-            render=RenderOptions(system_prompt, chat_template, ThinkingMode(thinking.value), stops),
-            shard_size=shard_size,
-            progress=report,
+            report,
         )
     if not summary.model_loaded:
         say(f"all {summary.shards} shard(s) already done in {out}; the model was not loaded")

@@ -56,7 +56,7 @@ def run(
     directory = out or Path("runs") / chosen.name
     if not dry_run:
         checks.writable_directory(directory, "--out")
-    if use_ray and not dry_run:  # before the task data loads, which can take a while
+    if use_ray and not dry_run:  # fail fast: before the task data loads, which can take minutes on a real study
         from divtrace.executors.ray_connect import check_ray_address
 
         with stderr_console().status("connecting to the Ray cluster"):

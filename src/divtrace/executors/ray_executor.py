@@ -1,11 +1,13 @@
 """The Ray executor: the stages of the local executor, with generation, verification and scoring spread over a
 Ray cluster (``executor: ray`` in the study, or ``divtrace run --executor ray --address HOST:PORT``).
 
-- **Generation**: work is cut into shards of (checkpoint, task, prompt chunk), the same shards the local executor
-  writes. Each checkpoint gets ``executor.replicas`` actors that load its model once and draw shard after shard
-  (resources from the study: ``executor.gpus_per_model`` GPUs, ``executor.cpus_per_worker`` CPUs each).
-  Checkpoints are taken in study order and an actor is killed as soon as its checkpoint has no shard left, so
-  every model is loaded once per replica and the next checkpoint's actors take the freed resources.
+- **Generation**: the shards are those of :func:`divtrace.runs.stages.generation_shards`, the list the local
+  executor works through too: each is drawn under its own index and written with the same file, keys and unit
+  marker as the local executor's. Each checkpoint gets ``executor.replicas`` actors that load its model once
+  and draw shard after shard (resources from the study: ``executor.gpus_per_model`` GPUs,
+  ``executor.cpus_per_worker`` CPUs each). Checkpoints are taken in study order and an actor is killed as soon
+  as its checkpoint has no shard left, so every model is loaded once per replica and the next checkpoint's
+  actors take the freed resources.
 - **Verification** runs as CPU tasks, one per (checkpoint, task); **scoring** on ``executor.replicas`` actors
   that keep the sentence encoder (and NLI model) loaded across units.
 - **Writing** happens only here, in the driver, which owns the run directory: a shard or table arrives whole
@@ -22,34 +24,30 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from divtrace.errors import DivtraceError
 from divtrace.executors.local import StageStart, run_study
 from divtrace.executors.ray_connect import CONNECT_TIMEOUT_S, init_ray, ray_auth
-from divtrace.generate.backends.options import TransformersOptions, tensor_parallel_size
-from divtrace.generate.params import SamplingParams
-from divtrace.generate.prompts import PromptItem
-from divtrace.generate.render_options import RenderOptions
+from divtrace.generate.backends.options import BackendOptions, TransformersOptions
+from divtrace.generate.job import GenerationJob
 from divtrace.generate.runner import write_shard
-from divtrace.generate.stops import StopPolicy
-from divtrace.generate.store import keys_match, read_shard_keys, shard_path
-from divtrace.generate.thinking import ThinkingMode
-from divtrace.runs.layout import RunLayout, is_done, mark_done
+from divtrace.generate.store import keys_match, read_shard_keys
+from divtrace.runs.cost import replica_gpus
+from divtrace.runs.layout import RunLayout
 from divtrace.runs.stages import (
     PlannedTask,
     RunProgress,
+    ShardJob,
     StageReport,
     StageUnit,
-    backend_options,
     checkpoint_vocab_size,
-    generation_key,
+    generation_shards,
     interruptible,
     read_task_samples,
-    sampling_for,
     score_units,
+    shards_by_unit,
     stored_verdicts,
     verify_units,
 )
@@ -71,46 +69,26 @@ def _ray() -> Any:
 class ShardGenerator:
     """A Ray actor body: one checkpoint's model, loaded once, drawing shard after shard."""
 
-    def __init__(self, checkpoint: dict[str, Any], threads: int | None, stops: str = "auto") -> None:
+    def __init__(self, backend: str, model: str, options: BackendOptions, threads: int | None) -> None:
         from divtrace.generate.backends import create_generator
 
-        spec = CheckpointSpec.model_validate(checkpoint)
-        options = backend_options(spec)
         if isinstance(options, TransformersOptions):
             options = options.with_defaults(threads=threads)
-        self.generator = create_generator(spec.backend, spec.model, **options.constructor_kwargs())
-        self.render = RenderOptions(
-            spec.system_prompt, spec.chat_template, ThinkingMode(spec.thinking), StopPolicy(stops)
-        )
-        self.checkpoint = spec.name
+        self.generator = create_generator(backend, model, **options.constructor_kwargs())
 
     def pid(self) -> int:
         """The worker process id (tests kill it)."""
         return os.getpid()
 
-    def generate(
-        self,
-        task: str,
-        prompts: list[PromptItem],
-        params: SamplingParams,
-        path: str,
-        found_keys: list[list[str]] | None,
-    ) -> list[SampleRecord] | None:
-        """The records of one shard, or None when ``found_keys`` (the keys stored at ``path``) are already these."""
+    def generate(self, job: GenerationJob, index: int, found_keys: list[list[str]] | None) -> list[SampleRecord] | None:
+        """The records of shard ``index`` of ``job``, or None when ``found_keys`` (the keys stored in its file) are
+        already these."""
         from divtrace.generate.runner import generate_shard, plan_shards
 
-        plan = plan_shards(
-            self.generator,
-            prompts,
-            params,
-            checkpoint=self.checkpoint,
-            task=task,
-            render=self.render,
-            shard_size=max(1, len(prompts)),
-        )
-        if keys_match(Path(path), found_keys, plan.shard_keys(0)):
+        plan = plan_shards(self.generator, job, [index])
+        if keys_match(job.shard_path(index), found_keys, plan.shard_keys(index)):
             return None
-        return generate_shard(self.generator, plan, 0)
+        return generate_shard(self.generator, plan, index)
 
     def close(self) -> None:
         """Release the model."""
@@ -141,19 +119,6 @@ def _verify_unit(records: list[SampleRecord], checkpoint: str, planned: PlannedT
     from divtrace.runs.stages import compute_verdicts
 
     return compute_verdicts(records, checkpoint, planned, data_dir)
-
-
-@dataclass
-class _Shard:
-    checkpoint: str
-    task: PlannedTask
-    index: int
-    prompts: list[PromptItem]
-    params: SamplingParams
-
-    @property
-    def samples(self) -> int:
-        return len(self.prompts) * self.params.k
 
 
 class RayExecutor:
@@ -221,14 +186,11 @@ class RayExecutor:
     # ----------------------------------------------------------------------------------------------- generate
 
     def gpus_for(self, checkpoint: CheckpointSpec) -> float:
-        """GPUs per generator actor of ``checkpoint`` (see :class:`divtrace.study.ExecutorSpec`)."""
-        if self.study.executor.gpus_per_model is not None:
-            return self.study.executor.gpus_per_model
-        if checkpoint.backend == "openai" or self.ray.cluster_resources().get("GPU", 0) <= 0:
-            return 0.0  # a served model, or a CPU cluster (CPU vLLM included): an actor asking for a GPU never runs
-        if checkpoint.backend == "vllm":
-            return float(tensor_parallel_size(checkpoint.options))
-        return 1.0
+        """GPUs per generator actor of ``checkpoint``: :func:`divtrace.runs.cost.replica_gpus`, but none on a
+        cluster without GPUs unless the study asks for them (``executor.gpus_per_model``)."""
+        if self.study.executor.gpus_per_model is None and self.ray.cluster_resources().get("GPU", 0) <= 0:
+            return 0.0  # a CPU cluster (CPU vLLM included): an actor asking for a GPU would never run
+        return replica_gpus(self.study, checkpoint)
 
     def _actor_options(self, checkpoint: CheckpointSpec) -> dict[str, Any]:
         return {
@@ -239,78 +201,61 @@ class RayExecutor:
         }
 
     def generate(self, tasks: list[PlannedTask], progress: RunProgress | None = None) -> StageReport:
-        """Draw every unfinished shard on generator actors, checkpoint by checkpoint; write each as it arrives."""
+        """Draw every shard of :func:`~divtrace.runs.stages.generation_shards` on generator actors, checkpoint by
+        checkpoint; write each shard as it arrives, and a unit's marker once all its shards are written."""
         report = StageReport("generate")
-        shards: dict[str, list[_Shard]] = {}
-        for checkpoint in self.study.checkpoints:
-            for planned in tasks:
-                unit = f"{checkpoint.name}/{planned.name}"
-                key = generation_key(self.study, checkpoint, planned)
-                if is_done(self.layout.generation_marker(checkpoint.name, planned.name), key):
-                    report.skipped.append(unit)
-                    continue
-                params = sampling_for(self.study, planned)
-                size = self.study.shard_size
-                for index, start in enumerate(range(0, len(planned.prompts), size)):
-                    chunk = planned.prompts[start : start + size]
-                    shards.setdefault(checkpoint.name, []).append(
-                        _Shard(checkpoint.name, planned, index, chunk, params)
-                    )
+        shards = generation_shards(self.study, self.layout, tasks, report)
         if not shards:
             return report
         with interruptible(report):
             self._generate_shards(shards, report, progress)
         return report
 
-    def _generate_shards(
-        self, shards: dict[str, list[_Shard]], report: StageReport, progress: RunProgress | None
-    ) -> None:
+    def _generate_shards(self, shards: list[ShardJob], report: StageReport, progress: RunProgress | None) -> None:
         """Start each checkpoint's actors, queue its shards, write shards and unit markers as they arrive."""
         ray = self.ray
         threads = max(1, int(self.study.executor.cpus_per_worker))
         actors: dict[str, list[Any]] = {}
-        pending: dict[Any, _Shard] = {}
+        pending: dict[Any, ShardJob] = {}
+        units = shards_by_unit(shards)
         try:
-            for name, items in shards.items():  # study order: Ray places actors as resources free up
-                spec = self.study.checkpoint(name)
-                remote = ray.remote(ShardGenerator).options(**self._actor_options(spec))
+            for checkpoint in self.study.checkpoints:  # study order: Ray places actors as resources free up
+                items = [shard for shard in shards if shard.checkpoint.name == checkpoint.name]
+                if not items:
+                    continue
+                remote = ray.remote(ShardGenerator).options(**self._actor_options(checkpoint))
                 replicas = max(1, min(self.study.executor.replicas, len(items)))
-                stops = self.study.stop_policy(spec).value
-                actors[name] = [remote.remote(spec.model_dump(mode="json"), threads, stops) for _ in range(replicas)]
-                for position, shard in enumerate(items):
-                    path = shard_path(self.layout.root, shard.checkpoint, shard.task.name, shard.index)
-                    future = actors[name][position % replicas].generate.remote(
-                        shard.task.name, shard.prompts, shard.params, str(path), read_shard_keys(path)
+                actors[checkpoint.name] = [
+                    remote.remote(checkpoint.backend, checkpoint.model, items[0].options, threads)
+                    for _ in range(replicas)
+                ]
+                jobs = {unit: ray.put(group[0].generation) for unit, group in shards_by_unit(items).items()}
+                for position, shard in enumerate(items):  # a unit's job is sent once, not once per shard
+                    future = actors[checkpoint.name][position % replicas].generate.remote(
+                        jobs[shard.checkpoint.name, shard.task.name], shard.index, read_shard_keys(shard.path)
                     )
                     pending[future] = shard
-            shards_left = Counter((s.checkpoint, s.task.name) for s in pending.values())  # per unit
-            unit_samples: Counter[tuple[str, str]] = Counter()
-            for s in pending.values():
-                unit_samples[s.checkpoint, s.task.name] += s.samples
-            samples_done: Counter[tuple[str, str]] = Counter()
-            left = Counter(s.checkpoint for s in pending.values())  # per checkpoint
+            shards_left = Counter(shard.unit for shard in pending.values())
+            samples_done: Counter[str] = Counter()
+            left = Counter(shard.checkpoint.name for shard in pending.values())  # per checkpoint
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 shard = pending.pop(ready[0])
-                records = self._get(ready[0], f"generating {shard.checkpoint}/{shard.task.name} shard {shard.index}")
+                records = self._get(ready[0], f"generating {shard.unit} shard {shard.index}")
                 if records is not None:
-                    write_shard(records, self.layout.root, shard.checkpoint, shard.task.name, shard.index)
-                unit = (shard.checkpoint, shard.task.name)
-                shards_left[unit] -= 1
-                samples_done[unit] += shard.samples
+                    write_shard(records, self.layout.root, shard.checkpoint.name, shard.task.name, shard.index)
+                unit = units[shard.checkpoint.name, shard.task.name]
+                shards_left[shard.unit] -= 1
+                samples_done[shard.unit] += shard.samples
                 if progress is not None:
-                    progress("generate", f"{unit[0]} / {unit[1]}", samples_done[unit], unit_samples[unit])
-                if shards_left[unit] == 0:
-                    mark_done(
-                        self.layout.generation_marker(*unit),
-                        generation_key(self.study, self.study.checkpoint(shard.checkpoint), shard.task),
-                        prompts=len(shard.task.prompts),
-                        k=shard.params.k,
-                    )
-                    report.ran.append(f"{unit[0]}/{unit[1]}")
-                left[shard.checkpoint] -= 1
-                if left[shard.checkpoint] == 0:  # free the resources for the next checkpoint's actors
-                    for actor in actors.pop(shard.checkpoint):
+                    progress("generate", f"{shard.checkpoint.name} / {shard.task.name}", samples_done[shard.unit],
+                             sum(s.samples for s in unit))  # fmt: skip
+                if shards_left[shard.unit] == 0:
+                    shard.mark_unit_done()
+                    report.ran.append(shard.unit)
+                left[shard.checkpoint.name] -= 1
+                if left[shard.checkpoint.name] == 0:  # free the resources for the next checkpoint's actors
+                    for actor in actors.pop(shard.checkpoint.name):
                         ray.kill(actor)
         finally:
             for group in actors.values():

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from divtrace.errors import DivtraceError
+from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams, sample_seed
 from divtrace.generate.prompts import PromptItem
-from divtrace.generate.render_options import RenderOptions
 from divtrace.generate.stops import StopPolicy, effective_stops
-from divtrace.generate.store import read_shard_settings, sample_key, shard_path
+from divtrace.generate.store import read_shard_settings, sample_key
 
 _ABSENT = object()
 _COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -138,19 +138,8 @@ def mismatch_message(path: Path, what: str | None) -> str:
     return f"{path.stem} ({path}) was generated with {what}; use a new --out or the same settings"
 
 
-def generation_status(
-    prompts: Sequence[PromptItem],
-    params: SamplingParams,
-    source: ModelSource,
-    *,
-    out_dir: str | Path,
-    checkpoint: str,
-    task: str,
-    render: RenderOptions | None = None,
-    shard_size: int = 8,
-) -> GenerationStatus:
-    """Which shards of (``checkpoint``, ``task``) under ``out_dir`` are finished for this request, decided without
-    loading the model (``render`` None: the default :class:`RenderOptions`).
+def generation_status(job: GenerationJob, source: ModelSource) -> GenerationStatus:
+    """Which shards of ``job`` are finished, decided without loading the model ``source`` describes.
 
     Contract: a shard counts as finished only when its file holds these prompts, every requested setting
     (sampling parameters, stop policy, system prompt, thinking, chat template when given, backend and the
@@ -159,9 +148,7 @@ def generation_status(
     that differs in a requested setting or the model's identity raises :class:`ResumeMismatchError` naming the
     setting; one that cannot be confirmed without the model is reported in ``unconfirmed`` (the run then loads it).
     """
-    if shard_size < 1:
-        raise ValueError("shard_size must be >= 1")
-    render = render or RenderOptions()
+    params, render = job.params, job.render
     stop_policy = render.stops
     requested: dict[str, Any] = {
         **params.as_record(),
@@ -176,12 +163,13 @@ def generation_status(
     explicit, environment, known_keys, why_not = _environment(source)
     requested.update(explicit)
     model_ref, commit_known = _known_model_ref(source)
-    chunks = [tuple(prompts[start : start + shard_size]) for start in range(0, len(prompts), shard_size)]
+    shards = len(job.shard_ranges())
     finished: list[int] = []
     missing: list[int] = []
     unconfirmed: list[str] = []
-    for index, chunk in enumerate(chunks):
-        path = shard_path(out_dir, checkpoint, task, index)
+    for index in range(shards):
+        path = job.shard_path(index)
+        chunk = job.shard_prompts(index)
         stored = read_shard_settings(path)
         if stored is None:
             missing.append(index)
@@ -195,7 +183,7 @@ def generation_status(
             finished.append(index)
         else:
             unconfirmed.append(f"{path.stem}: {reason}")
-    return GenerationStatus(len(chunks), tuple(finished), tuple(missing), tuple(unconfirmed))
+    return GenerationStatus(shards, tuple(finished), tuple(missing), tuple(unconfirmed))
 
 
 def _environment(source: ModelSource) -> tuple[dict[str, Any], dict[str, Any], set[str], str | None]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from divtrace.errors import RunInterrupted
+from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams, sample_seed
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import Completion, GenerationRequest, Generator
@@ -54,15 +55,15 @@ class _PlannedPrompt:
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """The shards of one (checkpoint, task): prompts rendered and keyed, and what every record will say.
+    """Shards of one generation job, by shard index: prompts rendered and keyed, and what every record will say.
 
-    Built where the model's tokenizer is (:func:`plan_shards`); a shard is then drawn by :func:`generate_shard`
-    wherever that generator lives (this process, or a Ray actor) and written by whoever owns the run directory.
+    Built where the model's tokenizer is (:func:`plan_shards`, for every shard of the job or some of them); a shard
+    is then drawn by :func:`generate_shard` wherever that generator lives (this process, or a Ray actor) and
+    written by whoever owns the run directory.
     """
 
-    checkpoint: str
-    task: str
-    shards: tuple[tuple[_PlannedPrompt, ...], ...]
+    job: GenerationJob
+    shards: dict[int, tuple[_PlannedPrompt, ...]]
     params: SamplingParams
     sampling: dict[str, Any]
     model_ref: dict[str, Any]
@@ -87,11 +88,11 @@ class ShardPlan:
             complete=True,
         )
 
-    def shard_is_finished(self, out_dir: str | Path, index: int) -> bool:
-        """True when shard ``index``'s file under ``out_dir`` holds exactly its sample keys; False when there is
-        no file. Raises :class:`~divtrace.generate.resume.ResumeMismatchError` naming the first setting that
-        differs when the file holds other samples, DivtraceError when it is not a divtrace shard."""
-        path = shard_path(out_dir, self.checkpoint, self.task, index)
+    def shard_is_finished(self, index: int) -> bool:
+        """True when shard ``index``'s file holds exactly its sample keys; False when there is no file. Raises
+        :class:`~divtrace.generate.resume.ResumeMismatchError` naming the first setting that differs when the file
+        holds other samples, DivtraceError when it is not a divtrace shard."""
+        path = self.job.shard_path(index)
         found = read_shard_keys(path)
         if found is None:
             return False
@@ -101,36 +102,31 @@ class ShardPlan:
         raise ResumeMismatchError(mismatch_message(path, difference(stored, self.expectation(index))))
 
 
-def plan_shards(
-    generator: Generator,
-    prompts: Sequence[PromptItem],
-    params: SamplingParams,
-    *,
-    checkpoint: str,
-    task: str,
-    render: RenderOptions | None = None,
-    shard_size: int = 8,
-) -> ShardPlan:
-    """Render every prompt, apply the stop policy, check the backend's effective parameters, key every prompt and
-    cut the prompts into shards.
+def plan_shards(generator: Generator, job: GenerationJob, indices: Sequence[int] | None = None) -> ShardPlan:
+    """Render the prompts of shards ``indices`` of ``job`` (None: every shard), apply the stop policy, check the
+    backend's effective parameters and key every prompt.
 
-    ``params.stop`` are the task's stop sequences; the plan's ``params`` carry the ones in effect
+    ``job.params.stop`` are the task's stop sequences; the plan's ``params`` carry the ones in effect
     (:func:`~divtrace.generate.stops.effective_stops` for the prompts' rendering), which are recorded on every
     sample and are part of every sample key. Raises :class:`~divtrace.generate.params.UnsupportedSamplingError`
     when the backend would change a requested parameter (before any work).
     """
-    if shard_size < 1:
-        raise ValueError("shard_size must be >= 1")
-    render = render or RenderOptions()
-    rendered = [_render(generator, item, render) for item in prompts]
-    uses_template = rendered[0][1] is not None if rendered else False
-    params = params.model_copy(update={"stop": effective_stops(params.stop, render.stops, uses_template)})
+    spans = job.shard_ranges()
+    chosen = range(len(spans)) if indices is None else indices
+    render = job.render
+    rendered = {index: [_render(generator, job.prompts[p], render) for p in spans[index]] for index in chosen}
+    first = next((text for texts in rendered.values() for text in texts), None)
+    uses_template = first[1] is not None if first is not None else False
+    params = job.params.model_copy(update={"stop": effective_stops(job.params.stop, render.stops, uses_template)})
     effective = generator.check(params)
     model_ref = generator.model_ref()
-    planned = [
-        _plan(item, text, messages, params, render, effective, model_ref)
-        for item, (text, messages) in zip(prompts, rendered, strict=True)
-    ]
+    shards = {
+        index: tuple(
+            _plan(job.prompts[p], text, messages, params, render, effective, model_ref)
+            for p, (text, messages) in zip(spans[index], texts, strict=True)
+        )
+        for index, texts in rendered.items()
+    }
     sampling = {
         **effective,
         "chat_template": uses_template,
@@ -138,8 +134,7 @@ def plan_shards(
         "system_prompt": render.system_prompt,
         "thinking": render.thinking.value,
     }
-    shards = tuple(tuple(planned[start : start + shard_size]) for start in range(0, len(planned), shard_size))
-    return ShardPlan(checkpoint, task, shards, params, sampling, model_ref)
+    return ShardPlan(job, shards, params, sampling, model_ref)
 
 
 def generate_shard(
@@ -164,7 +159,7 @@ def generate_shard(
     ]
     completions = generator.generate(requests, params, advance)
     return [
-        _record(p, done, plan.checkpoint, plan.task, plan.sampling, plan.model_ref)
+        _record(p, done, plan.job.checkpoint, plan.job.task, plan.sampling, plan.model_ref)
         for p, done in zip(shard, completions, strict=True)
     ]
 
@@ -179,17 +174,12 @@ def write_shard(records: Sequence[SampleRecord], out_dir: str | Path, checkpoint
 
 def generate_samples(
     generator: Generator,
-    prompts: Sequence[PromptItem],
-    params: SamplingParams,
-    *,
-    out_dir: str | Path,
-    checkpoint: str,
-    task: str,
-    render: RenderOptions | None = None,
-    shard_size: int = 8,
+    job: GenerationJob,
     progress: GenerationProgress | None = None,
+    shards: Sequence[int] | None = None,
 ) -> GenerationSummary:
-    """Draw ``params.k`` samples for every prompt and store them as shards of ``shard_size`` prompts.
+    """Draw ``job.params.k`` samples for every prompt of ``job`` and store them as its shards (``shards``: only
+    those shard indices; None: every shard).
 
     Contract:
     - the backend's effective parameters are checked first (``generator.check``); a backend that would change a
@@ -204,66 +194,53 @@ def generate_samples(
       reasons, token counts, the effective ``sampling`` and the ``model_ref``, plus ``rendered_prompt`` and
       ``sample_keys``.
     """
+    spans = job.shard_ranges()
+    chosen = list(range(len(spans)) if shards is None else shards)
     if progress is not None:  # every prompt gets params.k samples: known before rendering or checking anything
-        progress("total", len(prompts) * params.k)
-    plan = plan_shards(
-        generator, prompts, params, checkpoint=checkpoint, task=task, render=render, shard_size=shard_size
-    )
-    summary = GenerationSummary(shards=len(plan.shards))
+        progress("total", sum(len(spans[index]) for index in chosen) * job.params.k)
+    plan = plan_shards(generator, job, chosen)
+    summary = GenerationSummary(shards=len(chosen))
     try:
-        for index in range(len(plan.shards)):
-            if plan.shard_is_finished(out_dir, index):
+        for index in chosen:
+            if plan.shard_is_finished(index):
                 summary.skipped_shards += 1
                 if progress is not None:
                     progress("skipped", plan.shard_samples(index))
                 continue
             advance = (lambda n: progress("advance", n)) if progress is not None else None
             records = generate_shard(generator, plan, index, advance)
-            summary.paths.append(write_shard(records, out_dir, checkpoint, task, index))
+            summary.paths.append(write_shard(records, job.out_dir, job.checkpoint, job.task, index))
             summary.written_shards += 1
             summary.samples_written += sum(len(r.outputs) for r in records)
     except KeyboardInterrupt:
         done = summary.written_shards + summary.skipped_shards
-        raise RunInterrupted("generate", done, f"of {len(plan.shards)} shard(s) in {out_dir}") from None
+        raise RunInterrupted("generate", done, f"of {len(chosen)} shard(s) in {job.out_dir}") from None
     return summary
 
 
 def generate_if_needed(
     make_generator: Callable[[], Generator],
-    prompts: Sequence[PromptItem],
-    params: SamplingParams,
+    job: GenerationJob,
     source: ModelSource,
-    *,
-    out_dir: str | Path,
-    checkpoint: str,
-    task: str,
-    render: RenderOptions | None = None,
-    shard_size: int = 8,
     progress: GenerationProgress | None = None,
 ) -> GenerationSummary:
-    """:func:`generate_samples` with the generator ``make_generator`` builds, built only when some shard is not
-    confirmed done by :func:`~divtrace.generate.resume.generation_status` (``source`` says which model and
+    """:func:`generate_samples` of ``job`` with the generator ``make_generator`` builds, built only when some shard
+    is not confirmed done by :func:`~divtrace.generate.resume.generation_status` (``source`` says which model and
     backend ``make_generator`` loads); the generator is closed afterwards.
 
     When everything is done the summary has ``model_loaded`` False and every shard skipped. Raises
     :class:`~divtrace.generate.resume.ResumeMismatchError` (naming the setting) for a stored shard made with other
     settings, before loading the model when the difference is in a requested setting.
     """
-    status = generation_status(
-        prompts, params, source, out_dir=out_dir, checkpoint=checkpoint, task=task, render=render,
-        shard_size=shard_size,
-    )  # fmt: skip
+    status = generation_status(job, source)
     if status.done:
         if progress is not None:
-            progress("total", len(prompts) * params.k)
-            progress("skipped", len(prompts) * params.k)
+            progress("total", job.samples)
+            progress("skipped", job.samples)
         return GenerationSummary(status.shards, status.shards, model_loaded=False)
     generator = make_generator()
     try:
-        return generate_samples(
-            generator, prompts, params, out_dir=out_dir, checkpoint=checkpoint, task=task, render=render,
-            shard_size=shard_size, progress=progress,
-        )  # fmt: skip
+        return generate_samples(generator, job, progress)
     finally:
         generator.close()
 

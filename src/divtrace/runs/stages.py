@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +18,7 @@ import pandas as pd
 from divtrace.errors import DivtraceError, RunInterrupted
 from divtrace.fingerprint import files_fingerprint, fingerprint
 from divtrace.generate.backends.options import BackendOptions, OpenAIOptions, TransformersOptions, VLLMOptions
+from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.render_options import RenderOptions
@@ -136,25 +137,95 @@ def generation_key(study: Study, checkpoint: CheckpointSpec, planned: PlannedTas
     )
 
 
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard of one (checkpoint, task) generation: the unit of work of every executor.
+
+    ``generation`` is the whole (checkpoint, task) job (prompts, sampling, rendering, run directory, shard size);
+    this shard is its shard ``index``, the prompts ``prompts`` of it, stored at ``path``. ``options`` are the
+    checkpoint's backend options; ``key`` is the (checkpoint, task) generation key that its ``marker`` holds
+    once every shard of the unit is stored (:meth:`mark_unit_done`).
+    """
+
+    checkpoint: CheckpointSpec
+    task: PlannedTask
+    index: int
+    prompts: range
+    generation: GenerationJob
+    options: BackendOptions
+    key: str
+    marker: Path
+
+    @property
+    def unit(self) -> str:
+        """``checkpoint/task``, for progress and reports."""
+        return f"{self.checkpoint.name}/{self.task.name}"
+
+    @property
+    def path(self) -> Path:
+        """The shard's file in the run directory."""
+        return self.generation.shard_path(self.index)
+
+    @property
+    def samples(self) -> int:
+        """Samples the shard holds."""
+        return len(self.prompts) * self.generation.params.k
+
+    def mark_unit_done(self) -> None:
+        """Write the (checkpoint, task) completion marker: call only once every shard of the unit is stored."""
+        mark_done(self.marker, self.key, prompts=len(self.task.prompts), k=self.generation.params.k)
+
+
+def generation_shards(study: Study, layout: RunLayout, tasks: list[PlannedTask], report: StageReport) -> list[ShardJob]:
+    """Every shard of the (checkpoint, task) units whose generation is not complete and current, in study order
+    (checkpoint, then task, then shard index); the complete units go to ``report.skipped``.
+
+    A unit is listed whole: which of its stored shards are finished is decided when it runs, with the model's keys.
+    """
+    shards = []
+    for checkpoint in study.checkpoints:
+        for planned in tasks:
+            key = generation_key(study, checkpoint, planned)
+            marker = layout.generation_marker(checkpoint.name, planned.name)
+            if is_done(marker, key):
+                report.skipped.append(f"{checkpoint.name}/{planned.name}")
+                continue
+            job = GenerationJob(
+                tuple(planned.prompts),
+                sampling_for(study, planned),
+                layout.root,
+                checkpoint.name,
+                planned.name,
+                render_options(study, checkpoint),
+                study.shard_size,
+            )
+            options = backend_options(checkpoint)
+            for index, span in enumerate(job.shard_ranges()):
+                shards.append(ShardJob(checkpoint, planned, index, span, job, options, key, marker))
+    return shards
+
+
+def shards_by_unit(shards: Iterable[ShardJob]) -> dict[tuple[str, str], list[ShardJob]]:
+    """``shards`` grouped by (checkpoint, task), in the order they come."""
+    units: dict[tuple[str, str], list[ShardJob]] = {}
+    for shard in shards:
+        units.setdefault((shard.checkpoint.name, shard.task.name), []).append(shard)
+    return units
+
+
 def stage_generate(
     study: Study, layout: RunLayout, tasks: list[PlannedTask], progress: RunProgress | None = None
 ) -> StageReport:
-    """Generate the samples of every (checkpoint, task) not already complete; a model is loaded only if needed."""
+    """Generate the shards of :func:`generation_shards` in this process, loading each checkpoint's model once
+    (only when it has work); a unit's marker is written once all its shards are stored."""
     from divtrace.generate.backends import create_generator
 
     report = StageReport("generate")
+    shards = generation_shards(study, layout, tasks, report)
     with interruptible(report):
         for checkpoint in study.checkpoints:
-            todo = []
-            for planned in tasks:
-                unit = f"{checkpoint.name}/{planned.name}"
-                if is_done(
-                    layout.generation_marker(checkpoint.name, planned.name), generation_key(study, checkpoint, planned)
-                ):
-                    report.skipped.append(unit)
-                else:
-                    todo.append(planned)
-            if not todo:
+            units = shards_by_unit(s for s in shards if s.checkpoint.name == checkpoint.name)
+            if not units:
                 continue
             if progress is not None:
                 progress("generate", f"loading {checkpoint.name}", 0, 0)
@@ -162,28 +233,12 @@ def stage_generate(
                 checkpoint.backend, checkpoint.model, **backend_options(checkpoint).constructor_kwargs()
             )
             try:
-                for planned in todo:
-                    params = sampling_for(study, planned)
-                    description = f"{checkpoint.name} / {planned.name}"
-                    counter = _Counter(progress, "generate", description)
-                    generate_samples(
-                        generator,
-                        planned.prompts,
-                        params,
-                        out_dir=layout.root,
-                        checkpoint=checkpoint.name,
-                        task=planned.name,
-                        render=render_options(study, checkpoint),
-                        shard_size=study.shard_size,
-                        progress=counter,
-                    )
-                    mark_done(
-                        layout.generation_marker(checkpoint.name, planned.name),
-                        generation_key(study, checkpoint, planned),
-                        prompts=len(planned.prompts),
-                        k=params.k,
-                    )
-                    report.ran.append(f"{checkpoint.name}/{planned.name}")
+                for unit in units.values():
+                    first = unit[0]
+                    counter = _Counter(progress, "generate", f"{checkpoint.name} / {first.task.name}")
+                    generate_samples(generator, first.generation, counter, [shard.index for shard in unit])
+                    first.mark_unit_done()
+                    report.ran.append(first.unit)
             finally:
                 generator.close()
     return report
@@ -258,19 +313,32 @@ class StageUnit:
         mark_done(marker_for(self.output), self.key, **facts)
 
 
+def pending_units(units: Iterable[StageUnit], report: StageReport) -> list[StageUnit]:
+    """The ``units`` whose output is missing or stale (its marker does not hold the unit's key); the others are
+    recorded in ``report.skipped``."""
+    pending = []
+    for unit in units:
+        if is_done(marker_for(unit.output), unit.key):
+            report.skipped.append(unit.name)
+        else:
+            pending.append(unit)
+    return pending
+
+
 def verify_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], report: StageReport) -> list[StageUnit]:
     """The verifiable (checkpoint, task) units whose verdicts are missing or stale (the others go to ``report``)."""
-    pending = []
-    for checkpoint in study.checkpoints:
-        for planned in (t for t in tasks if t.task.verifiable):
-            output = layout.verdicts_file(checkpoint.name, planned.name)
-            key = files_fingerprint(layout.sample_files(checkpoint.name, planned.name))
-            unit = StageUnit(checkpoint.name, planned, output, key)
-            if is_done(marker_for(output), key):
-                report.skipped.append(unit.name)
-            else:
-                pending.append(unit)
-    return pending
+    units = (
+        StageUnit(
+            checkpoint.name,
+            planned,
+            layout.verdicts_file(checkpoint.name, planned.name),
+            files_fingerprint(layout.sample_files(checkpoint.name, planned.name)),
+        )
+        for checkpoint in study.checkpoints
+        for planned in tasks
+        if planned.task.verifiable
+    )
+    return pending_units(units, report)
 
 
 def compute_verdicts(

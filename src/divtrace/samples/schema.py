@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 DEFAULT_TASK = "default"
+#: Fields that are stored only when a record has them (set, even to None): divtrace's generation sets them, other
+#: sources usually do not, and files and content keys of records without them stay as they were before they were
+#: declared.
+STORED_WHEN_SET = ("rendered_prompt", "sample_keys")
 
 
 class SampleRecord(BaseModel):
@@ -19,8 +23,10 @@ class SampleRecord(BaseModel):
     ``responses`` (outputs with reasoning stripped) is what every metric sees; when it is absent the raw
     ``outputs`` are scored. ``thinking_unclosed`` flags, per output, a thinking block that never closed (see
     :mod:`divtrace.samples.thinking`; None: not checked, e.g. read with stripping off). ``sampling`` holds the
-    *effective* sampling parameters; ``model_ref`` identifies the exact weights. Unknown fields are kept
-    (``extra="allow"``) so that a round trip loses nothing.
+    *effective* sampling parameters; ``model_ref`` identifies the exact weights. ``rendered_prompt`` is the exact
+    model input and ``sample_keys`` the cache key of each sample (:func:`divtrace.generate.store.sample_key`);
+    both are written only when set (:data:`STORED_WHEN_SET`), and Parquet stores them as JSON text. Unknown fields
+    are kept (``extra="allow"``) so that a round trip loses nothing.
     """
 
     model_config = ConfigDict(extra="allow", frozen=False)
@@ -39,6 +45,17 @@ class SampleRecord(BaseModel):
     sampling: dict[str, Any] | None = None
     model_ref: dict[str, Any] | None = None
     references: dict[str, Any] | None = Field(default=None, description="task-specific gold data, if any")
+    rendered_prompt: str | None = None
+    sample_keys: list[str] | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Every field, except those of :data:`STORED_WHEN_SET` that this record was not given."""
+        data: dict[str, Any] = handler(self)
+        for name in STORED_WHEN_SET:
+            if name not in self.model_fields_set:
+                data.pop(name, None)
+        return data
 
     def scored_texts(self) -> list[str]:
         """The texts metrics are computed on: ``responses`` when present, else ``outputs``."""

@@ -94,8 +94,8 @@ def record_prompt_opens_thinking(record: SampleRecord) -> bool:
     """Whether the model input of ``record`` opened a thinking block: its ``rendered_prompt`` (divtrace's own
     records) when it has one, else its ``prompt`` (lm-eval's context and lighteval's input are the rendered
     model input)."""
-    rendered = getattr(record, "rendered_prompt", None)
-    return prompt_opens_thinking(rendered if isinstance(rendered, str) else record.prompt)
+    rendered = record.rendered_prompt
+    return prompt_opens_thinking(rendered if rendered is not None else record.prompt)
 
 
 def split_record_thinking(record: SampleRecord, *, strip: bool = True) -> SampleRecord:
