@@ -427,7 +427,7 @@ def score_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], repor
         "nli_model": content_key(nli) if nli is not None else None,
         "scorer": SCORER_VERSION,
     }
-    pending = []
+    units = []
     for checkpoint in study.checkpoints:
         for planned in tasks:
             output = layout.scores_file(checkpoint.name, planned.name)
@@ -436,12 +436,8 @@ def score_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], repor
             if verdicts_path.exists():
                 inputs = [*inputs, verdicts_path]
             key = fingerprint({"inputs": files_fingerprint(inputs), "settings": settings})
-            unit = StageUnit(checkpoint.name, planned, output, key)
-            if is_done(marker_for(output), key):
-                report.skipped.append(unit.name)
-            else:
-                pending.append(unit)
-    return pending
+            units.append(StageUnit(checkpoint.name, planned, output, key))
+    return pending_units(units, report)
 
 
 def stored_verdicts(layout: RunLayout, checkpoint: str, task: str) -> pd.DataFrame | None:
