@@ -758,3 +758,14 @@ def test_table1_shows_the_paper_row_for_the_olmo3_preset() -> None:
     assert not table.lineage.str.contains("nothink").any()
     other = analyze(scores, None, graph, bootstrap=FAST, study_name="my-study").table1
     assert other["paper_retained_pct"].isna().all()
+
+
+def test_duplicate_rows_are_refused_naming_the_first_repeat() -> None:
+    scores = _lineage_scores()
+    with pytest.raises(DivtraceError, match=r"scores table has 1 duplicate row\(s\), e\.g\. checkpoint '.+', task "
+                       r"'.+', prompt '.+', metric '.+', subset 'all'"):  # fmt: skip
+        analyze(pd.concat([scores, scores.iloc[:1]], ignore_index=True), None, _graph())
+    verdict = {"checkpoint": "base", "task": "t", "prompt_id": "p0", "sample_index": 3, "correct": True}
+    with pytest.raises(DivtraceError, match=r"verdicts table has 1 duplicate sample\(s\), e\.g\. checkpoint 'base', "
+                       r"task 't', prompt 'p0', sample 3"):  # fmt: skip
+        analyze(scores, pd.DataFrame([verdict, verdict]), _graph())

@@ -232,20 +232,26 @@ def _as_strings(frame: pd.DataFrame, columns: tuple[str, ...]) -> None:
             frame[column] = frame[column].astype(str)
 
 
+_KEY_LABELS = {"prompt_id": "prompt", "sample_index": "sample"}
+
+
+def _refuse_duplicates(frame: pd.DataFrame, name: str, noun: str, keys: list[str]) -> None:
+    """Raise DivtraceError, naming the first repeated key, when two rows of ``frame`` share ``keys``."""
+    duplicated = frame.duplicated(keys)
+    if duplicated.any():
+        first = frame[duplicated].iloc[0]
+        values = {key: first[key].item() if isinstance(first[key], np.generic) else first[key] for key in keys}
+        example = ", ".join(f"{_KEY_LABELS.get(key, key)} {value!r}" for key, value in values.items())
+        raise DivtraceError(f"{name} table has {int(duplicated.sum())} duplicate {noun}(s), e.g. {example}")
+
+
 def _normalise_scores(scores: pd.DataFrame) -> pd.DataFrame:
     _require_columns(scores, "scores", SCORE_COLUMNS)
     frame = scores[SCORE_COLUMNS + [c for c in OPTIONAL_SCORE_COLUMNS if c in scores.columns]].copy()
     _as_strings(frame, ("checkpoint", "task", "prompt_id", "metric", "subset"))
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(np.float64)
     frame["n_outputs"] = pd.to_numeric(frame["n_outputs"], errors="coerce").astype(np.float64)
-    duplicated = frame.duplicated(["checkpoint", "task", "prompt_id", "metric", "subset"])
-    if duplicated.any():
-        first = frame[duplicated].iloc[0]
-        raise DivtraceError(
-            f"scores table has {int(duplicated.sum())} duplicate row(s), e.g. checkpoint {first['checkpoint']!r}, "
-            f"task {first['task']!r}, prompt {first['prompt_id']!r}, metric {first['metric']!r}, "
-            f"subset {first['subset']!r}"
-        )
+    _refuse_duplicates(frame, "scores", "row", ["checkpoint", "task", "prompt_id", "metric", "subset"])
     return frame
 
 
@@ -256,14 +262,7 @@ def _normalise_verdicts(verdicts: pd.DataFrame | None) -> pd.DataFrame | None:
     frame = verdicts[VERDICT_INPUT_COLUMNS].copy()
     _as_strings(frame, ("checkpoint", "task", "prompt_id"))
     frame["correct"] = frame["correct"].fillna(False).astype(bool)  # an unverifiable sample counts as incorrect
-    duplicated = frame.duplicated(["checkpoint", "task", "prompt_id", "sample_index"])
-    if duplicated.any():
-        first = frame[duplicated].iloc[0]
-        raise DivtraceError(
-            f"verdicts table has {int(duplicated.sum())} duplicate sample(s), e.g. checkpoint "
-            f"{first['checkpoint']!r}, task {first['task']!r}, prompt {first['prompt_id']!r}, "
-            f"sample {first['sample_index']!r}"
-        )
+    _refuse_duplicates(frame, "verdicts", "sample", ["checkpoint", "task", "prompt_id", "sample_index"])
     return frame
 
 

@@ -203,25 +203,18 @@ BUILTIN_TASKS: tuple[Task, ...] = (
         verifier="gsm8k",
         reference_fields=("answer",),
     ),
-    _task(
-        "math_algebra",
-        "reasoning",
-        DataSource("EleutherAI/hendrycks_math", "algebra", "test"),
-        MATH_TEMPLATE,
-        500,
-        stop=MATH_STOP,
-        verifier="math",
-        reference_fields=("solution",),
-    ),
-    _task(
-        "math_geometry",
-        "reasoning",
-        DataSource("EleutherAI/hendrycks_math", "geometry", "test"),
-        MATH_TEMPLATE,
-        479,
-        stop=MATH_STOP,
-        verifier="math",
-        reference_fields=("solution",),
+    *(
+        _task(
+            f"math_{subject}",
+            "reasoning",
+            DataSource("EleutherAI/hendrycks_math", subject, "test"),
+            MATH_TEMPLATE,
+            n,
+            stop=MATH_STOP,
+            verifier="math",
+            reference_fields=("solution",),
+        )
+        for subject, n in (("algebra", 500), ("geometry", 479))  # geometry's test split has 479 problems
     ),
     _task(
         "truthfulqa",
