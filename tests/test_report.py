@@ -512,3 +512,22 @@ def test_indistinguishable_outputs_are_warned_about_in_the_report(tmp_path: Path
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "Outputs the embedder cannot tell apart" in summary and f"sft \N{MULTIPLICATION SIGN} {task}: 4" in summary
     assert indistinguishable_cells(scores.drop(columns="indistinguishable_texts")) == []
+
+
+def test_inline_svg_carries_no_timestamp() -> None:
+    """A figure drawn twice gives the same bytes: matplotlib's SVG date stamp is left out."""
+    import matplotlib.pyplot as plt
+
+    from divtrace.report.plots import svg_of
+
+    def drawn() -> str:
+        fig, ax = plt.subplots()
+        ax.plot([0, 1, 2], [1, 0, 1])
+        try:
+            return re.sub(r'(?<=["#])f\d+-', "f-", svg_of(fig))  # ids (and references) are numbered per figure
+        finally:
+            plt.close(fig)
+
+    first, second = drawn(), drawn()
+    assert "<svg" in first and "dc:date" not in first
+    assert first == second

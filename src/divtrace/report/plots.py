@@ -41,7 +41,8 @@ def svg_of(fig: Figure) -> str:
     """``fig`` as an inline ``<svg>`` element with ids made unique to this figure."""
     buffer = io.StringIO()
     with matplotlib.rc_context(_SVG_RC):
-        fig.savefig(buffer, format="svg", bbox_inches="tight")
+        # No timestamp: the same data gives the same bytes (the report of a rerun is byte-identical).
+        fig.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buffer.getvalue()
     text = text[text.index("<svg") :]
     prefix = f"f{next(_figure_ids)}-"
