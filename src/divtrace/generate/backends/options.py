@@ -11,7 +11,7 @@ what a study's ``study.yaml`` and its generation keys have always held for ``opt
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -22,7 +22,6 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
-from typing_extensions import Self
 
 #: The backends that have an options model, by name (the ``backend`` of a checkpoint).
 BackendName = Literal["transformers", "vllm", "openai"]
