@@ -535,7 +535,7 @@ def stage_analyze(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> 
     key = fingerprint(
         {
             "inputs": files_fingerprint(_stage_inputs(layout, study, tasks)),
-            "graph": study.checkpoints,
+            "graph": [checkpoint.model_dump(mode="json") for checkpoint in study.checkpoints],  # as study.yaml
             "decomposition": study.decomposition,
             "study": study.name,
             "analysis": ANALYSIS_VERSION,
