@@ -311,3 +311,13 @@ def test_models_without_local_files_key_by_name(tmp_path: Path) -> None:
     # an embedder no metric uses does not enter the key; one that a metric uses does
     assert _score_key(tmp_path, metrics=["ead"], embedder="a/b") == _score_key(tmp_path, metrics=["ead"])
     assert _score_key(tmp_path, metrics=["sbert"], embedder="a/b") != _score_key(tmp_path, metrics=["sbert"])
+
+
+def test_nli_and_code_models_enter_the_score_key_only_when_a_metric_uses_them(tmp_path: Path) -> None:
+    plain = _score_key(tmp_path, metrics=["ead"])
+    assert _score_key(tmp_path, metrics=["ead"], nli_model="a/nli") == plain
+    assert _score_key(tmp_path, metrics=["ead"], code_embedder="a/code") == plain
+    with_nli = _score_key(tmp_path, metrics=["ead", "nli"], nli_model="a/nli")
+    assert with_nli != _score_key(tmp_path, metrics=["ead", "nli"], nli_model="b/nli")
+    with_code = _score_key(tmp_path, metrics=["ead", "code-sbert"], code_embedder="a/code")
+    assert with_code != _score_key(tmp_path, metrics=["ead", "code-sbert"], code_embedder="b/code")

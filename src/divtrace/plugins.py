@@ -220,10 +220,3 @@ def load_class(kind: Kind, name: str, base: type[object]) -> type[Any]:
     if not (isinstance(target, type) and issubclass(target, base)):
         raise DivtraceError(f"{kind} plug-in {name!r} is not a {base.__name__} class ({target!r})")
     return target
-
-
-def description(kind: Kind, name: str) -> str:
-    """The one-line description of plug-in ``name``: its entry's, else its object's ``description`` attribute
-    (loading it)."""
-    found = entry(kind, name)
-    return found.description or str(getattr(load(kind, name), "description", ""))

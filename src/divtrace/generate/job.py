@@ -17,6 +17,12 @@ from divtrace.generate.render_options import RenderOptions
 from divtrace.generate.store import shard_path
 
 
+def shard_starts(prompts: int, shard_size: int) -> range:
+    """The first prompt index of each shard of ``prompts`` prompts: consecutive chunks of ``shard_size`` (the one
+    chunking rule; ``len()`` of it is the shard count)."""
+    return range(0, prompts, shard_size)
+
+
 @dataclass(frozen=True)
 class GenerationJob:
     """Draw ``params.k`` samples for every prompt of ``prompts`` as (``checkpoint``, ``task``), rendered with
@@ -73,4 +79,4 @@ class GenerationJob:
         return shard_path(self.out_dir, self.checkpoint, self.task, index)
 
     def _starts(self) -> range:
-        return range(0, len(self.prompts), self.shard_size)
+        return shard_starts(len(self.prompts), self.shard_size)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from divtrace.generate.job import shard_starts
 from divtrace.runs.cost import GenerationSize, cost_rows
 from divtrace.runs.layout import RunLayout, is_done
 from divtrace.runs.stages import PlannedTask, generation_key, sampling_for
@@ -38,7 +38,7 @@ def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> lis
                     backend=checkpoint.backend,
                     prompts=len(planned.prompts),
                     k=params.k,
-                    shards=math.ceil(len(planned.prompts) / study.shard_size),
+                    shards=len(shard_starts(len(planned.prompts), study.shard_size)),
                     max_new_tokens=params.max_new_tokens,
                     done=done,
                 )
@@ -57,7 +57,7 @@ def plan_without_data(study: Study) -> list[PlanRow]:
             backend=backends[row.checkpoint],
             prompts=row.prompts,
             k=row.k,
-            shards=math.ceil(row.prompts / study.shard_size),
+            shards=len(shard_starts(row.prompts, study.shard_size)),
             max_new_tokens=row.max_new_tokens,
             done=False,
         )

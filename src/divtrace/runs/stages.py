@@ -229,9 +229,8 @@ def stage_generate(
                 continue
             if progress is not None:
                 progress("generate", f"loading {checkpoint.name}", 0, 0)
-            generator = create_generator(
-                checkpoint.backend, checkpoint.model, **backend_options(checkpoint).constructor_kwargs()
-            )
+            options = next(iter(units.values()))[0].options  # the shard jobs carry the checkpoint's options
+            generator = create_generator(checkpoint.backend, checkpoint.model, **options.constructor_kwargs())
             try:
                 for unit in units.values():
                     first = unit[0]
@@ -417,14 +416,17 @@ def score_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], repor
     """
     from divtrace.score.content_key import content_key
     from divtrace.score.metrics import metric_class
+    from divtrace.score.settings import NLISettings
 
     classes = [metric_class(name) for name in study.metric_names()]
     code_embedder, nli = study.code_embedder_settings(), study.nli_settings()
+    uses_code = any(m.uses_code_embeddings for m in classes)
+    uses_nli = any(m.settings_type is NLISettings for m in classes)
     settings = {
         "metrics": [m if isinstance(m, str) else m.model_dump(mode="json") for m in study.metrics],
         "embedder": content_key(study.embedder_settings()) if any(m.uses_embeddings for m in classes) else None,
-        "code_embedder": content_key(code_embedder) if code_embedder is not None else None,
-        "nli_model": content_key(nli) if nli is not None else None,
+        "code_embedder": content_key(code_embedder) if code_embedder is not None and uses_code else None,
+        "nli_model": content_key(nli) if nli is not None and uses_nli else None,
         "scorer": SCORER_VERSION,
     }
     units = []

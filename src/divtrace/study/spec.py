@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from divtrace.generate.backends.options import OPTIONS_MODELS, BackendOptions, tag_options
+from divtrace.generate.backends.options import OPTIONS_MODELS, BackendName, BackendOptions, tag_options
 from divtrace.generate.params import SamplingSpec as SamplingSpec  # the study's sampling, re-exported
 from divtrace.generate.stops import StopPolicy
 from divtrace.score.metric_spec import MetricSpec, as_spec
@@ -54,7 +54,7 @@ class CheckpointSpec(_Strict):
     stage: str = Field("base", description="base, sft, dpo, rl, rl-zero, instruct, ...")
     parent: str | None = Field(None, description="the checkpoint this one was trained from")
     variant_of: str | None = Field(None, description="same weights as this checkpoint, sampled differently")
-    backend: Literal["transformers", "vllm", "openai"] = "transformers"
+    backend: BackendName = "transformers"
     thinking: Literal["native", "suppressed"] = "native"
     chat_template: bool | None = Field(None, description="None: use the tokenizer's template when it has one")
     system_prompt: str | None = None
