@@ -158,9 +158,24 @@ def test_more_than_three_sentences_use_three_seeded_positions(tiny_nli_model: Pa
 
 def test_across_input_pairs_are_capped(tiny_nli_model: Path) -> None:
     texts = [f"the cat sat on mat {'yes ' * i}" for i in range(40)]  # 780 pairs
-    metric = NLIDiversity(model=str(tiny_nli_model), max_across_pairs=50)
+    metric = NLIDiversity(model=str(tiny_nli_model), pairs_across=50)
     [value] = metric.score_groups([texts], ScoringContext())
     assert np.isfinite(value) and metric.last_stats.pairs_per_group == [50]
+
+
+def test_across_input_pairs_all_scores_every_pair_as_the_study_did(tiny_nli_model: Path) -> None:
+    # The study's code sets nli_pairs_across=-1: every pair of the 40 first outputs (780), none sampled.
+    texts = [f"the cat sat on mat {'yes ' * i}" for i in range(40)]
+    every = NLIDiversity(model=str(tiny_nli_model), pairs_across="all")
+    [value] = every.score_groups([texts], ScoringContext())
+    assert every.last_stats.pairs_per_group == [780] and every.settings()["pairs_across"] == "all"
+    uncapped = NLIDiversity(model=str(tiny_nli_model), pairs_across=780)  # a cap at the total is no cap
+    assert uncapped.score_groups([texts], ScoringContext())[0] == pytest.approx(value, abs=1e-12)
+    assert NLIDiversity(model=str(tiny_nli_model)).settings()["pairs_across"] == 2000  # the documented deviation
+    with pytest.raises(ValueError):
+        NLIDiversity(pairs_across=0)
+    with pytest.raises(ValueError):
+        NLIDiversity(pairs_across="some")
 
 
 def test_unloadable_model_fails_before_reading_samples(tmp_path: Path) -> None:
@@ -273,14 +288,12 @@ def test_stream_draws_advance_one_generator_as_the_study_code_does() -> None:
 
 def test_every_option_is_recorded() -> None:
     recorded = NLIDiversity(pooling="pairs", seed=99, sentences_per_pair=2, batch_size=8).settings()
-    assert {
-        k: recorded[k] for k in ("pooling", "seed", "sentences_per_pair", "position_draws", "max_across_pairs")
-    } == {
+    assert {k: recorded[k] for k in ("pooling", "seed", "sentences_per_pair", "position_draws", "pairs_across")} == {
         "pooling": "pairs",
         "seed": 99,
         "sentences_per_pair": 2,
         "position_draws": "per-pair",
-        "max_across_pairs": 2000,
+        "pairs_across": 2000,
     }
     assert "batch_size" not in recorded and "device" not in recorded  # speed only, not identity
     assert recorded["empty_pairs"] == "skipped" and recorded["no_scorable_pair"] == "nan"

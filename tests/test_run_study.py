@@ -7,6 +7,7 @@ runs in about a minute.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from divtrace.cli import app
 from divtrace.samples import read_samples
+from divtrace.score.metric_spec import MetricSpec
 from divtrace.study import small_quickstart_study
 
 PROMPTS = 3
@@ -82,6 +84,28 @@ def test_run_small_study_end_to_end_and_again(tmp_path: Path) -> None:
     assert code == 0, output
     for line in ("generate: ran 0", "verify: ran 0", "score: ran 1", "analyze: ran 0", "report: ran 0"):
         assert line in output  # the recomputed scores are byte-identical, so the analysis is still current
+
+    # EAD's V: 50257 for both checkpoints (the study's), recorded in every score marker as used.
+    def ead_v(checkpoint: str) -> object:
+        marker = json.loads((run / "scores" / checkpoint / "open_ended.json").read_text())
+        return marker["metrics"]["ead"]["vocab_size"]
+
+    assert [ead_v(c) for c in checkpoints] == [50257, 50257]
+    fixed = pd.read_parquet(run / "scores" / "gemma-3-270m" / "open_ended.parquet")
+    # tokenizer: generator takes each checkpoint's own: gemma-3's 262,144 and SmolLM2's 49,152; scores are redone.
+    generator_study = small_quickstart_study(PROMPTS, K, 8, shard_size=2, seed=7)
+    generator_study = generator_study.model_copy(
+        update={"metrics": [MetricSpec(name="ead", args={"tokenizer": "generator"}), "sbert"]}
+    )
+    study.write_text(generator_study.to_yaml())
+    code, output = invoke("run", str(study), "--out", str(run))
+    assert code == 0, output
+    assert "generate: ran 0" in output and "score: ran 4" in output
+    assert [ead_v(c) for c in checkpoints] == [262144, 49152]
+    taken = pd.read_parquet(run / "scores" / "gemma-3-270m" / "open_ended.parquet")
+    ead_values = [frame.query("metric == 'ead'")["value"].to_numpy() for frame in (fixed, taken)]
+    # A larger V expects more distinct n-grams by chance, so the same outputs get a lower EAD.
+    assert (ead_values[1] <= ead_values[0]).all() and (ead_values[1] < ead_values[0]).any()
 
 
 @pytest.mark.slow

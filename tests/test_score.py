@@ -145,3 +145,12 @@ def test_api_rejects_records_with_one_output() -> None:
     record = divtrace.SampleRecord(prompt_id="p", prompt="q", outputs=["just one"])
     with pytest.raises(divtrace.DivtraceError, match="fewer than 2"):
         divtrace.score([record], metrics=["ead"])
+
+
+def test_cli_refuses_the_generators_tokenizer_before_any_work(tmp_path: Path, env: dict[str, str]) -> None:
+    # Sample files name no generator: EAD cannot take "each checkpoint's own" V from them, and says so up front.
+    base = write_jsonl(tmp_path / "base.jsonl", BASE)
+    proc = run_cli("score", str(base), "--metrics", "ead", "--tokenizer", "generator", env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "tokenizer 'generator' needs each checkpoint's generator" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import divtrace
 from divtrace.cli import app
+from divtrace.errors import DivtraceError
 from divtrace.samples import SampleRecord
 from divtrace.score.metrics import create_metric
 from divtrace.score.scorer import (
@@ -73,21 +74,39 @@ def records(n_prompts: int, checkpoint: str = "c", task: str = "t") -> list[Samp
 
 
 def test_across_input_uses_at_most_the_cap_drawn_with_the_seed() -> None:
-    ids = [f"p{i:02d}" for i in (6, 0, 5, 1, 4, 2, 3)]  # arrival order differs from id order
-    # RandomState(1234).choice(7, 5, replace=False) picks positions of the id-sorted list
-    picked = np.random.RandomState(1234).choice(7, size=5, replace=False)
-    expected_ids = sorted(f"p{int(i):02d}" for i in picked)
-    chosen = across_input_sample(ids, 5, 1234)
-    assert sorted(ids[p] for p in chosen) == expected_ids and chosen == sorted(chosen)
-    assert across_input_sample(ids, 7, 1234) == list(range(7))
+    # RandomState(1234).choice(7, 5, replace=False) picks positions among the prompts in the order they came.
+    picked = sorted(int(i) for i in np.random.RandomState(1234).choice(7, size=5, replace=False))
+    assert across_input_sample(7, 5, 1234) == picked
+    assert across_input_sample(7, 7, 1234) == list(range(7))
     scorer = Scorer([create_metric("distinct")], options=ScoreOptions(across_input_prompts=5))
     both = scorer.score(records(7, "a") + records(7, "b"))
     assert both.across_input["n_prompts"].tolist() == [5, 5]
-    assert both.settings["across_input"] == {"max_prompts": 5, "seed": 1234}
+    assert both.settings["across_input"] == {"max_prompts": 5, "seed": 1234, "order": "selection"}
     # the across-input group is the first output of the sampled prompts: recompute it with the metric alone
-    firsts = [[f"answer {int(i[1:])} one" for i in expected_ids]]
+    firsts = [[f"answer {i} one" for i in picked]]
     direct = create_metric("distinct").score_groups(firsts, scorer_context())
     assert both.across_input["value"].tolist() == pytest.approx([direct[0], direct[0]])
+
+
+def test_the_across_input_sample_does_not_depend_on_how_ids_are_written() -> None:
+    # Issue 20's example: sorted as strings, q10 came before q2, so renaming p02 -> q2 changed the sample.
+    def cell(ids: list[str]) -> list[SampleRecord]:
+        return [
+            SampleRecord(prompt_id=pid, prompt="q", outputs=[f"w{i} x{i} y", f"w{i} z"], checkpoint="c", task="t")
+            for i, pid in enumerate(ids)
+        ]
+
+    padded = [f"p{i:02d}" for i in range(12)]
+    unpadded = [f"q{i}" for i in range(12)]  # q10, q11 sort before q2 as strings
+    hashed = [f"{(i * 7919) % 1000:03x}-item" for i in range(12)]  # any other names
+    assert sorted(unpadded) != unpadded
+    scorer = Scorer([create_metric("distinct"), create_metric("ead")], options=ScoreOptions(across_input_prompts=5))
+    values = [scorer.score(cell(ids)).across_input["value"].tolist() for ids in (padded, unpadded, hashed)]
+    assert values[0] == values[1] == values[2]
+    # ... and it is the first output of the prompts at the drawn positions, in selection order
+    picked = across_input_sample(12, 5, 1234)
+    direct = create_metric("distinct").score_groups([[f"w{i} x{i} y" for i in picked]], scorer_context())
+    assert values[0][0] == pytest.approx(direct[0])
 
 
 def scorer_context():  # type: ignore[no-untyped-def]
@@ -132,13 +151,28 @@ def test_code_ness_comes_from_the_task_registry() -> None:
     assert cells == {"distinct-not-for-code": ["gsm8k", "mine"], "distinct-code-only": ["humaneval", "mine"]}
 
 
-def test_ead_takes_the_generators_vocabulary_size() -> None:
-    given = Scorer([create_metric("ead")]).score(records(3), vocab_size=49152)
-    explicit = Scorer([create_metric("ead", vocab_size=49152)]).score(records(3))
+def test_ead_uses_50257_for_every_checkpoint_unless_told_to_take_the_generators() -> None:
+    # The study's EAD used V = 50257 for every checkpoint (its settings never named a model): a generator's
+    # vocabulary size the caller knows changes nothing by default.
     default = Scorer([create_metric("ead")]).score(records(3))
-    assert given.per_prompt["value"].tolist() == explicit.per_prompt["value"].tolist()
-    assert given.per_prompt["value"].tolist() != default.per_prompt["value"].tolist()
-    assert given.settings["generator_vocab_size"] == 49152 and default.settings["generator_vocab_size"] is None
+    known_generator = Scorer([create_metric("ead")]).score(records(3), vocab_size=49152)
+    fixed = Scorer([create_metric("ead", vocab_size=50257)]).score(records(3))
+    assert default.per_prompt["value"].tolist() == known_generator.per_prompt["value"].tolist()
+    assert default.per_prompt["value"].tolist() == fixed.per_prompt["value"].tolist()
+    assert default.settings["metrics"]["ead"]["vocab_size"] == 50257
+    assert default.settings["metrics"]["ead"]["vocab_size_source"] == "default"
+    assert not Scorer([create_metric("ead")]).needs_generator_vocab
+    # tokenizer: generator takes each checkpoint's own V, recorded as used.
+    generator = Scorer([create_metric("ead", tokenizer="generator")])
+    assert generator.needs_generator_vocab
+    taken = generator.score(records(3), vocab_size=49152)
+    explicit = Scorer([create_metric("ead", vocab_size=49152)]).score(records(3))
+    assert taken.per_prompt["value"].tolist() == explicit.per_prompt["value"].tolist()
+    assert taken.per_prompt["value"].tolist() != default.per_prompt["value"].tolist()
+    assert taken.settings["generator_vocab_size"] == 49152
+    assert taken.settings["metrics"]["ead"]["vocab_size_source"] == "generator"
+    with pytest.raises(DivtraceError, match="tokenizer: generator needs each checkpoint's generator tokenizer"):
+        generator.score(records(3))
 
 
 def test_verdicts_from_a_verify_table_vote_with_the_normalised_answer() -> None:

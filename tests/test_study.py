@@ -11,6 +11,7 @@ import yaml
 
 from divtrace.errors import DivtraceError
 from divtrace.runs.stages import PlannedTask, generation_key, render_options, sampling_for
+from divtrace.score.scorer import build_metrics
 from divtrace.study import PRESETS, STARTER_STUDY, load_study, parse_study
 from divtrace.study.lineage import CheckpointNode, LineageGraph
 from divtrace.tasks import get_task
@@ -54,6 +55,13 @@ def test_presets() -> None:
     )
     assert olmo.graph().lineages()["think"] == ["base", "think-sft", "think-dpo", "think"]
     assert len(set(names)) == len(names)
+    # Scoring as the study's code did: every across-input NLI pair, EAD's V left at 50257 for every checkpoint.
+    reloaded = parse_study(yaml.safe_load(olmo.to_yaml()))
+    for study in (olmo, reloaded):
+        nli = study.nli_settings()
+        assert nli is not None and nli.model == "roberta-large-mnli" and nli.pairs_across == "all"
+        [ead] = [m for m in build_metrics(study.metrics, nli=nli) if m.name == "ead"]
+        assert ead.settings()["vocab_size"] == 50257 and not ead.needs_generator_vocab
     quick = load_study("quickstart")
     assert quick.caveat and "not a lineage" in quick.caveat.lower()
     assert [c.model for c in quick.checkpoints] == ["quickstart:gemma-3-270m", "quickstart:smollm2-135m-instruct"]

@@ -75,7 +75,8 @@ def score(
         code_embedder: the encoder of the code-embedding metrics (``code-sbert``, ``code-vendi``; the study used
             ``microsoft/unixcoder-base``), as an id or path, settings, or a ready store.
         nli_model: id or path of an MNLI classifier (the study used ``roberta-large-mnli``).
-        ead_vocab_size / ead_tokenizer: EAD's V, given directly or as the generator's tokenizer (default 50257).
+        ead_vocab_size / ead_tokenizer: EAD's V, given directly or as the size of a Hugging Face tokenizer's
+            vocabulary (default 50257 for every checkpoint, the study's V).
         bootstrap: CI settings (1000 percentile resamples over prompts, seed 1234).
         verdicts: a verdict table (``divtrace verify``'s ``verdicts.parquet``): adds the ``correct`` subset (the
             correct responses of prompts with at least 2) and lets answer metrics score the extracted answers.
@@ -102,6 +103,11 @@ def score(
     metric_objects = build_metrics(
         metrics, nli=nli or NLISettings(), ead_vocab_size=ead_vocab_size, ead_tokenizer=ead_tokenizer
     )
+    if any(metric.needs_generator_vocab for metric in metric_objects):
+        raise DivtraceError(
+            "EAD's tokenizer 'generator' needs each checkpoint's generator, which scoring sample files does not "
+            "know: name the tokenizer (ead_tokenizer / --tokenizer) or give ead_vocab_size / --vocab-size"
+        )
     scorer = Scorer(
         metric_objects,
         embedder=_embedder(embedder),

@@ -56,8 +56,12 @@ def score(
         int,
         typer.Option(min=1, help="across-input: first outputs of at most this many prompts (sampled with --seed)"),
     ] = 500,
-    vocab_size: Annotated[int | None, typer.Option(min=1, help="EAD vocabulary size V (default 50257)")] = None,
-    tokenizer: Annotated[str | None, typer.Option(help="take EAD's V from this tokenizer's size")] = None,
+    vocab_size: Annotated[
+        int | None, typer.Option(min=2, help="EAD vocabulary size V (default 50257 for every checkpoint, the study's)")
+    ] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="take EAD's V from this Hugging Face tokenizer's vocabulary size")
+    ] = None,
     checkpoint: RecordCheckpointOption = None,
     task: RecordTaskOption = None,
     skip_invalid: SkipInvalidOption = False,

@@ -42,13 +42,14 @@ from divtrace.runs.stages import (
     ShardJob,
     StageReport,
     StageUnit,
-    checkpoint_vocab_size,
     generation_shards,
     interruptible,
     read_task_samples,
     score_units,
     shards_by_unit,
     stored_verdicts,
+    study_scorer,
+    unit_vocab_size,
     verify_units,
 )
 from divtrace.samples import SampleRecord
@@ -274,9 +275,15 @@ class RayExecutor:
     # ------------------------------------------------------------------------------------------ verify, score
 
     def _save_as_they_finish(
-        self, pending: dict[Any, StageUnit], report: StageReport, progress: RunProgress | None, count: str
+        self,
+        pending: dict[Any, StageUnit],
+        report: StageReport,
+        progress: RunProgress | None,
+        count: str,
+        facts: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        """Wait for every unit's table; save each (table + marker) as it arrives, recording its length as ``count``.
+        """Wait for every unit's table; save each (table + marker) as it arrives, recording its length as ``count``
+        and the unit's ``facts`` (by unit name) in its marker, as the local executor does.
         Ctrl-C cancels the units still pending and raises :class:`divtrace.errors.RunInterrupted`."""
         total = len(pending)
         with interruptible(report):
@@ -285,7 +292,7 @@ class RayExecutor:
                     ready, _ = self.ray.wait(list(pending), num_returns=1)
                     unit = pending.pop(ready[0])
                     table = self._get(ready[0], f"{report.stage} {unit.name}")
-                    unit.save(table, **{count: len(table)})
+                    unit.save(table, **{count: len(table)}, **(facts or {}).get(unit.name, {}))
                     report.ran.append(unit.name)
                     if progress is not None:
                         progress(report.stage, "units", len(report.ran), total)
@@ -324,15 +331,17 @@ class RayExecutor:
         threads = max(1, int(spec.cpus_per_worker))
         study = self.study.model_dump(mode="json")
         scorers = [remote.remote(study, threads) for _ in range(max(1, min(spec.replicas, len(units))))]
-        pending = {}
+        driver_scorer = study_scorer(self.study)  # loads no model: says which V EAD takes, and records it
+        pending, facts = {}, {}
         for position, unit in enumerate(units):
             records = read_task_samples(self.layout, unit.checkpoint, unit.task.name)
             verdicts = stored_verdicts(self.layout, unit.checkpoint, unit.task.name)
-            vocab_size = checkpoint_vocab_size(self.study.checkpoint(unit.checkpoint))
+            vocab_size = unit_vocab_size(driver_scorer, self.study.checkpoint(unit.checkpoint))
             future = scorers[position % len(scorers)].score.remote(records, verdicts, vocab_size)
             pending[future] = unit
+            facts[unit.name] = {"metrics": driver_scorer.metric_settings(vocab_size)}
         try:
-            self._save_as_they_finish(pending, report, progress, "rows")
+            self._save_as_they_finish(pending, report, progress, "rows", facts)
         finally:
             for scorer in scorers:
                 self.ray.kill(scorer)

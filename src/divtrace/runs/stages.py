@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from divtrace.score.scorer import Scorer
 
 #: Bumped when the scorer computes different numbers from the same inputs, so stored scores are redone.
-SCORER_VERSION = 3  # 3: values clipped into each metric's range; indistinguishable_texts column
+SCORER_VERSION = 4  # 4: EAD's V is 50257 for every checkpoint unless a study sets it; 3: values clipped into each
+# metric's range, indistinguishable_texts column
 #: Likewise for the analysis tables (2: the paper's unpaired decomposition, Table 1, the study's pass@k levels).
 ANALYSIS_VERSION = 2
 
@@ -449,8 +450,8 @@ def stored_verdicts(layout: RunLayout, checkpoint: str, task: str) -> pd.DataFra
 
 
 def checkpoint_vocab_size(checkpoint: CheckpointSpec) -> int | None:
-    """The vocabulary size of ``checkpoint``'s tokenizer (EAD's V, as the study took it from the generator), or
-    None when it is unknown here (imported samples, a served model without a ``tokenizer`` option)."""
+    """The vocabulary size of ``checkpoint``'s tokenizer (EAD's V under ``tokenizer: generator``), or None when it
+    is unknown here (imported samples, a served model without a ``tokenizer`` option)."""
     from divtrace.generate.models import generator_vocab_size
 
     if isinstance(checkpoint.options, OpenAIOptions):
@@ -459,6 +460,12 @@ def checkpoint_vocab_size(checkpoint: CheckpointSpec) -> int | None:
     if checkpoint.model == IMPORTED_MODEL:
         return None
     return generator_vocab_size(checkpoint.model, checkpoint.revision)
+
+
+def unit_vocab_size(scorer: Scorer, checkpoint: CheckpointSpec) -> int | None:
+    """What :meth:`Scorer.score` takes as ``vocab_size`` for ``checkpoint``'s samples: its generator's vocabulary
+    size when a metric asks for it (EAD with ``tokenizer: generator``), else None (no tokenizer is loaded)."""
+    return checkpoint_vocab_size(checkpoint) if scorer.needs_generator_vocab else None
 
 
 def study_scorer(study: Study) -> Scorer:
@@ -502,10 +509,10 @@ def stage_score(
             if progress is not None:
                 progress("score", unit.name, 0, 1)
             records = read_task_samples(layout, unit.checkpoint, unit.task.name)
-            vocab_size = checkpoint_vocab_size(study.checkpoint(unit.checkpoint))
+            vocab_size = unit_vocab_size(scorer, study.checkpoint(unit.checkpoint))
             verdicts = stored_verdicts(layout, unit.checkpoint, unit.task.name)
             scores = score_unit(scorer, records, verdicts, vocab_size, _scorer_progress(progress, unit.name))
-            unit.save(scores, rows=len(scores), vocab_size=vocab_size)
+            unit.save(scores, rows=len(scores), metrics=scorer.metric_settings(vocab_size))
             if progress is not None:
                 progress("score", unit.name, 1, 1)
             report.ran.append(unit.name)

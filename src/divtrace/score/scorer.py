@@ -8,8 +8,8 @@ What it computes, per (checkpoint, task):
   the quality-filtered decomposition, V_c included); ``curves`` (``k=2, 4, 8, ...`` below K: the first k responses,
   a random subsample since samples are i.i.d.; diversity-vs-K curves);
 - **across inputs**: the metric over the first response of at most ``across_input_prompts`` prompts (500, the
-  study's), drawn with ``numpy.random.RandomState(across_input_seed).choice`` over the prompts sorted by id, so
-  every checkpoint of a task is compared on the same prompts;
+  study's), drawn with ``numpy.random.RandomState(across_input_seed).choice`` over the prompts in the order they
+  were selected (:func:`across_input_sample`; the ids play no part);
 - a **summary** per (checkpoint, task, metric, subset): prompts, mean, std, 95% bootstrap CI of the mean, the
   across-input value (subset ``all``), ``unclosed_thinking`` and ``indistinguishable_texts``.
 
@@ -91,8 +91,9 @@ def build_metrics(
     A metric that declares a :attr:`~divtrace.score.metrics.Metric.settings_type` gets the shared settings object
     of that type as its ``settings`` argument (unless its args give one): the run's ``nli`` settings, EAD's
     :class:`~divtrace.score.settings.EADSettings` (from ``ead_vocab_size``/``ead_tokenizer``), and any object in
-    ``shared``. EAD without a V or tokenizer takes V from the scored records' generator (the ``vocab_size`` given
-    to :meth:`Scorer.score`), else 50257. Raises DivtraceError for an unknown metric or bad args.
+    ``shared``. EAD without a V or tokenizer uses 50257 (the study's V for every checkpoint); with tokenizer
+    ``generator`` it takes the ``vocab_size`` given to :meth:`Scorer.score`. Raises DivtraceError for an unknown
+    metric or bad args.
     """
     by_type: dict[type[FrozenSettings], FrozenSettings] = {
         EADSettings: EADSettings(vocab_size=ead_vocab_size, tokenizer=ead_tokenizer)
@@ -144,7 +145,11 @@ class ScoreOptions:
         """The options as recorded next to the scores."""
         return {
             "subsets": list(self.subsets),
-            "across_input": {"max_prompts": self.across_input_prompts, "seed": self.across_input_seed},
+            "across_input": {
+                "max_prompts": self.across_input_prompts,
+                "seed": self.across_input_seed,
+                "order": ACROSS_INPUT_ORDER,
+            },
             "bootstrap": {
                 "resamples": self.bootstrap.resamples,
                 "confidence": self.bootstrap.confidence,
@@ -212,18 +217,24 @@ def is_code_task(task: str) -> bool | None:
     return get_task(task).code if task in task_names() else None
 
 
-def across_input_sample(prompt_ids: Sequence[str], max_prompts: int, seed: int) -> list[int]:
-    """Positions (into ``prompt_ids``) of the prompts an across-input score uses, in ``prompt_ids`` order.
+#: How the across-input prompts are drawn, as recorded in the score settings.
+ACROSS_INPUT_ORDER = "selection"
 
-    All of them when there are at most ``max_prompts``; otherwise ``max_prompts`` drawn without replacement by
-    ``numpy.random.RandomState(seed).choice`` over the prompts sorted by id (so the draw does not depend on the
-    order records arrive in, and checkpoints with the same prompts get the same ones).
+
+def across_input_sample(n_prompts: int, max_prompts: int, seed: int) -> list[int]:
+    """Positions of the prompts an across-input score uses, among ``n_prompts`` prompts in the order they were
+    selected, in increasing order.
+
+    All of them when there are at most ``max_prompts``; otherwise ``max_prompts`` positions drawn without
+    replacement by ``numpy.random.RandomState(seed).choice(n_prompts, max_prompts)``, as the study's code draws
+    them over its prompts in document order. The prompt ids play no part, so renaming them never changes the
+    sample. In a run every checkpoint's records of a task come in the task's selection order, so every checkpoint
+    is compared on the same prompts; sample files give their own order.
     """
-    if len(prompt_ids) <= max_prompts:
-        return list(range(len(prompt_ids)))
-    by_id = sorted(range(len(prompt_ids)), key=lambda position: prompt_ids[position])
-    chosen = np.random.RandomState(seed).choice(len(by_id), size=max_prompts, replace=False)
-    return sorted(by_id[int(index)] for index in chosen)
+    if n_prompts <= max_prompts:
+        return list(range(n_prompts))
+    chosen = np.random.RandomState(seed).choice(n_prompts, size=max_prompts, replace=False)
+    return sorted(int(position) for position in chosen)
 
 
 @dataclass
@@ -292,6 +303,12 @@ class Scorer:
         self.use_cache = use_cache
         self._prepared = False
 
+    @property
+    def needs_generator_vocab(self) -> bool:
+        """True when a metric reads the generator's vocabulary size (EAD with tokenizer ``generator``): the caller
+        then passes each checkpoint's to :meth:`score`."""
+        return any(metric.needs_generator_vocab for metric in self.metrics)
+
     def prepare(self) -> None:
         """Load every metric's model and the embedders it needs, so a metric that cannot run fails before any work.
 
@@ -319,12 +336,18 @@ class Scorer:
             return source
         return EmbeddingStore(source, cache=None if self.use_cache else False)
 
+    def metric_settings(self, vocab_size: int | None = None) -> dict[str, dict[str, Any]]:
+        """Each metric's settings as used on records whose generator vocabulary size is ``vocab_size`` (what
+        :meth:`score` is given; EAD records the V it used), by metric name."""
+        context = ScoringContext(vocab_size=vocab_size)
+        return {metric.name: metric.settings_used(context) for metric in self.metrics}
+
     def settings(self) -> dict[str, Any]:
         """Every option that determines the numbers: metrics, embedders (with their cache keys), options.
 
         Call after :meth:`prepare` (the embedders' cache keys are known once they are open)."""
         return {
-            "metrics": {m.name: m.settings() for m in self.metrics},
+            "metrics": self.metric_settings(),
             "embedder": _store_settings(self.embedder) if any(m.uses_embeddings for m in self.metrics) else None,
             "code_embedder": (
                 _store_settings(self.code_embedder) if any(m.uses_code_embeddings for m in self.metrics) else None
@@ -347,8 +370,8 @@ class Scorer:
             records: sample records with ``checkpoint`` and ``task`` (readers fill them in; missing labels count
                 as ``default``) and at least 2 responses each.
             verdicts: per prompt, the samples' correctness and answers (``correct`` subset, answer metrics).
-            vocab_size: the generator tokenizer's vocabulary size, for metrics that use one (EAD) and were not
-                given their own; recorded in the settings.
+            vocab_size: the generator tokenizer's vocabulary size, for metrics that ask for it
+                (:attr:`needs_generator_vocab`: EAD with tokenizer ``generator``); recorded in the settings.
             progress: :data:`divtrace.progress.Progress` callback ``(label, done, total, unit)``: ``embedding``
                 (texts), ``scoring <metric>`` (prompts; NLI: pairs) and ``<metric> across-input`` (prompts; NLI:
                 pairs), each announced with ``done`` 0 and its total (``embedding`` only when a text needs encoding).
@@ -380,6 +403,7 @@ class Scorer:
         summary = summarise(per_prompt, across, self.options.bootstrap)
         settings = {
             **self.settings(),
+            "metrics": self.metric_settings(vocab_size),
             "generator_vocab_size": vocab_size,
             "unencodable_texts": unencodable,
             "indistinguishable_texts": self._tally(groups, confused) if uses_embeddings else None,
@@ -484,7 +508,7 @@ class Scorer:
             if not _applies(metric, cell[1]):
                 continue
             positions = across_input_sample(
-                [r.prompt_id for r in members], self.options.across_input_prompts, self.options.across_input_seed
+                len(members), self.options.across_input_prompts, self.options.across_input_seed
             )
             if len(positions) >= 2:
                 chosen.append((cell, [members[p].scored_texts()[0] for p in positions]))

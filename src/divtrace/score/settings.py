@@ -125,20 +125,22 @@ class NLISettings(ModelSettings):
     #: batch; ``"stream"``: one ``random.Random(seed)`` per ``score_groups`` call, advanced pair after pair as the
     #: study's code does (reproduces a reference run given its exact sequence of groups).
     position_draws: Literal["per-pair", "stream"] = "per-pair"
-    #: Across-input NLI over N prompts has N(N-1)/2 pairs; at most this many (seeded choice) are scored.
-    max_across_pairs: int = 2000
+    #: Across-input NLI over N prompts has N(N-1)/2 pairs (124,750 for 500); at most this many (a seeded choice) are
+    #: scored, or every one with ``"all"`` (the study's code: ``nli_pairs_across=-1``). The default of 2,000 is a
+    #: deviation for cost, documented in docs/fidelity.md; the ``olmo3-7b`` preset sets ``"all"``.
+    pairs_across: int | Literal["all"] = 2000
     batch_size: int = 32
     device: str | None = None
 
 
 class EADSettings(FrozenSettings):
     """Where EAD's vocabulary size V comes from: ``vocab_size`` when given, else the size of ``tokenizer``'s
-    vocabulary (a Hugging Face tokenizer, the generator's), else the scored records' generator vocabulary, else
-    50257 (see :class:`divtrace.score.metrics.lexical.EAD`)."""
+    vocabulary (a Hugging Face tokenizer id or path; ``generator``: each checkpoint's own generator tokenizer),
+    else 50257 for every checkpoint, the study's V (see :class:`divtrace.score.metrics.lexical.EAD`)."""
 
     vocab_size: int | None = None
     tokenizer: str | None = None
 
     def model_reference(self) -> tuple[str, str | None] | None:
-        """The tokenizer, when one is named (its files decide V)."""
-        return (self.tokenizer, None) if self.tokenizer else None
+        """The tokenizer, when one is named (its files decide V); None for ``generator`` (the checkpoints' own)."""
+        return (self.tokenizer, None) if self.tokenizer and self.tokenizer != "generator" else None

@@ -3,6 +3,7 @@ Olmo 3 7B checkpoints of the published study, plus the Think checkpoints again w
 
 from __future__ import annotations
 
+from divtrace.score.settings import NLISettings
 from divtrace.study.spec import CheckpointSpec, ExecutorSpec, SamplingSpec, Study, TaskSpec
 
 QUICKSTART_CAVEAT = (
@@ -114,7 +115,8 @@ def olmo3_7b_study() -> Study:
         metrics=list(OLMO3_7B_METRICS),
         embedder="sentence-transformers/all-mpnet-base-v2",
         code_embedder="microsoft/unixcoder-base",
-        nli_model="roberta-large-mnli",
+        # The study's code scores every across-input NLI pair (divtrace's default samples 2,000).
+        nli_model=NLISettings(model="roberta-large-mnli", pairs_across="all"),
         executor=ExecutorSpec(type="ray"),
     )
 

@@ -23,9 +23,9 @@ class ScoringContext:
 
     ``embeddings`` is the process-wide sentence-embedding store and ``code_embeddings`` the code encoder's (None
     when no metric needs them). ``vocab_size`` is the generator tokenizer's vocabulary size of the records being
-    scored, when known (EAD's V unless the metric was given its own). ``progress`` is set by the scorer, during
-    one ``score_groups`` call, for a metric that reports its own progress (:attr:`Metric.progress_unit`): the
-    metric calls it with ``(done, total)`` in that unit as it works.
+    scored, when known and asked for (EAD's V with ``tokenizer: generator``, :attr:`Metric.needs_generator_vocab`).
+    ``progress`` is set by the scorer, during one ``score_groups`` call, for a metric that reports its own progress
+    (:attr:`Metric.progress_unit`): the metric calls it with ``(done, total)`` in that unit as it works.
     """
 
     embeddings: EmbeddingStore | None = None
@@ -128,9 +128,20 @@ class Metric(ABC):
     #: (:func:`divtrace.score.scorer.build_metrics`); None for a metric that takes none.
     settings_type: ClassVar[type[FrozenSettings] | None] = None
 
+    @property
+    def needs_generator_vocab(self) -> bool:
+        """True when the metric reads ``ScoringContext.vocab_size`` (each checkpoint's generator vocabulary), which
+        the caller then has to look up; False (the default) for every metric that does not."""
+        return False
+
     def settings(self) -> dict[str, Any]:
         """The options that determine this metric's numbers, recorded next to every score."""
         return {}
+
+    def settings_used(self, context: ScoringContext) -> dict[str, Any]:
+        """:meth:`settings` as they apply under ``context`` (EAD: the V of these records' checkpoint); the default
+        is :meth:`settings` itself."""
+        return self.settings()
 
     def prepare(self) -> None:
         """Load what the metric needs (models) before any scoring work; raise a clear error if impossible.

@@ -8,14 +8,19 @@ from typing import Any
 
 import numpy as np
 
-from divtrace.errors import ModelLoadError
+from divtrace.errors import DivtraceError, ModelLoadError
 from divtrace.score.metrics._base import Metric, ScoringContext, ValueRange
 from divtrace.score.metrics._registry import register_metric
 from divtrace.score.metrics.ngrams import WORDS_RULE, ngram_counts
 from divtrace.score.settings import EADSettings
 
-#: Vocabulary size used when the generator's tokenizer is unknown (GPT-2's), as in the published study.
+#: EAD's V unless a study or a command sets another: GPT-2's vocabulary size. The study's reference code meant to
+#: read V from the generator's tokenizer, but its diversity settings never name a model, so every published EAD used
+#: this fallback, for every checkpoint (docs/fidelity.md). EAD counts whitespace words, so one fixed V also keeps
+#: EAD comparable across model families.
 DEFAULT_VOCAB_SIZE = 50257
+#: ``tokenizer`` value that takes V from each checkpoint's own generator tokenizer (known to ``divtrace run``).
+GENERATOR_TOKENIZER = "generator"
 
 
 @lru_cache(maxsize=8)
@@ -55,18 +60,18 @@ class EAD(Metric):
     group's value is the mean of EAD_1..EAD_n_max.
 
     Args:
-        vocab_size: V of the formula. When None: ``tokenizer.vocab_size`` of ``tokenizer`` if given, else the
-            generator's vocabulary size the scorer knows for the records (``ScoringContext.vocab_size``: what
-            ``divtrace run`` passes, as the study took V from each model's tokenizer), else 50257 (GPT-2's, the
-            study's fallback). :meth:`vocab_size_for` says which V a context gets.
-        tokenizer: a Hugging Face tokenizer (the generator's) whose ``vocab_size`` is V.
+        vocab_size: V of the formula. When None: ``tokenizer.vocab_size`` of ``tokenizer`` if given, else 50257
+            (:data:`DEFAULT_VOCAB_SIZE`, the V of every published EAD), for every checkpoint.
+        tokenizer: a Hugging Face tokenizer (id or path) whose ``vocab_size`` is V, or ``"generator"``
+            (:data:`GENERATOR_TOKENIZER`): each checkpoint's own generator tokenizer, which the scorer passes in
+            ``ScoringContext.vocab_size`` (``divtrace run`` knows it; scoring without it raises DivtraceError).
         n_max: the largest n (the study uses 5).
         settings: shared :class:`~divtrace.score.settings.EADSettings` (the run's V or tokenizer), used for
             ``vocab_size`` and ``tokenizer`` when neither is given.
     """
 
     name = "ead"
-    description = "expectation-adjusted distinct 1..5-grams over whitespace words (lexical; V recorded)"
+    description = "expectation-adjusted distinct 1..5-grams over whitespace words (lexical; V = 50257 unless set)"
     value_range = ValueRange(0.0, 1.0)  # each EAD_n is clipped to [0, 1]
 
     settings_type = EADSettings
@@ -82,20 +87,28 @@ class EAD(Metric):
             vocab_size, tokenizer = settings.vocab_size, settings.tokenizer
         if vocab_size is not None:
             source = "given"
+        elif tokenizer == GENERATOR_TOKENIZER:
+            source = GENERATOR_TOKENIZER  # V arrives with each checkpoint's records (vocab_size_for)
         elif tokenizer:
             vocab_size, source = tokenizer_vocab_size(tokenizer), "tokenizer"
         else:
-            vocab_size, source = DEFAULT_VOCAB_SIZE, "default"  # unless the scoring context knows the generator's
-        if vocab_size < 2 or n_max < 1:
+            vocab_size, source = DEFAULT_VOCAB_SIZE, "default"
+        if (vocab_size is not None and vocab_size < 2) or n_max < 1:
             raise ValueError("EAD needs vocab_size >= 2 and n_max >= 1")
-        self.vocab_size = int(vocab_size)
+        self.vocab_size = None if vocab_size is None else int(vocab_size)
         self.vocab_size_source = source
         self.tokenizer = tokenizer
         self.n_max = n_max
 
+    @property
+    def needs_generator_vocab(self) -> bool:
+        """True when V is each checkpoint's generator vocabulary (``tokenizer="generator"``)."""
+        return self.vocab_size_source == GENERATOR_TOKENIZER
+
     def settings(self) -> dict[str, Any]:
-        """V actually used (``vocab_size``), where it came from (``given``, ``tokenizer`` or ``default``: 50257), the
-        tokenizer named, n_max and the tokenisation rule."""
+        """V used (``vocab_size``; None when it is each checkpoint's generator's, recorded per unit as
+        ``generator_vocab_size``), where it came from (``given``, ``tokenizer``, ``generator`` or ``default``:
+        50257), the tokenizer named, n_max and the tokenisation rule."""
         return {
             "vocab_size": self.vocab_size,
             "vocab_size_source": self.vocab_size_source,
@@ -104,12 +117,26 @@ class EAD(Metric):
             "words": WORDS_RULE,
         }
 
+    def settings_used(self, context: ScoringContext) -> dict[str, Any]:
+        """:meth:`settings` with ``vocab_size`` the V used under ``context`` (the generator's when it is taken from
+        there and known)."""
+        settings = self.settings()
+        if self.vocab_size is None and context.vocab_size is not None:
+            settings["vocab_size"] = int(context.vocab_size)
+        return settings
+
     def vocab_size_for(self, context: ScoringContext) -> int:
-        """The V used under ``context``: this metric's own when given or taken from its tokenizer, else the
-        context's generator vocabulary size when known, else 50257."""
-        if self.vocab_size_source == "default" and context.vocab_size is not None:
-            return int(context.vocab_size)
-        return self.vocab_size
+        """The V used under ``context``: the context's generator vocabulary size when this metric takes the
+        generator's (DivtraceError when the context does not know it), else this metric's own V."""
+        if self.vocab_size is not None:
+            return self.vocab_size
+        if context.vocab_size is None:
+            raise DivtraceError(
+                "EAD with tokenizer: generator needs each checkpoint's generator tokenizer, which is unknown for "
+                "these samples (imported, or a served model without a `tokenizer` option); give EAD a "
+                "vocab_size or a tokenizer instead"
+            )
+        return int(context.vocab_size)
 
     def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:
         """The EAD of each group (see the class docstring), float64, in the order given."""

@@ -6,9 +6,10 @@ Rules (the defaults are those of the code that produced the published numbers; e
 - Sentences (:func:`split_sentences`): "\\r" and "\\t" become spaces, the text is split on
   :data:`SENTENCE_SPLIT`, pieces are stripped and empty ones dropped. An empty or whitespace-only output has no
   sentence.
-- Pairs: every unordered pair of outputs (i < j) of a group; a group with more than ``max_across_pairs`` pairs
-  (across-input scoring over N prompts has N(N-1)/2) is scored on a seeded subset of exactly ``max_across_pairs``
-  (:func:`sampled_pairs`). A pair where either output has no sentence is skipped: it is not scored at all.
+- Pairs: every unordered pair of outputs (i < j) of a group; a group with more than ``pairs_across`` pairs
+  (across-input scoring over N prompts has N(N-1)/2) is scored on a seeded subset of exactly ``pairs_across``
+  (:func:`sampled_pairs`), unless ``pairs_across`` is ``"all"``. A pair where either output has no sentence is
+  skipped: it is not scored at all.
 - Positions: the aligned sentence positions ``p < n = min(len(s_i), len(s_j))``; all of them when
   ``n <= sentences_per_pair``, otherwise ``sentences_per_pair`` of them drawn uniformly without replacement
   (:func:`draw_positions`). ``position_draws`` says which generator draws: ``"per-pair"`` (default) seeds one per
@@ -27,7 +28,7 @@ Where divtrace departs from the study's code, deliberately: the code scores a gr
 (the least diverse value possible, for nothing measured) where divtrace gives NaN; the code draws positions from
 one generator for a whole run (the across-input groups first, then every prompt), so a prompt's positions depend
 on everything scored before it, which ``"stream"`` reproduces only when given that same sequence of groups; and the
-code scores every pair across inputs (``max_across_pairs`` caps them here).
+code scores every pair across inputs (``pairs_across: all``; the default 2,000 caps them here).
 
 Every premise/hypothesis pair of every group is collected first, identical pairs are classified once, and the
 classifier runs over them longest first in batches of ``NLISettings.batch_size``. Progress, when the scoring
@@ -111,8 +112,9 @@ def aligned_positions(
     return sorted(draw_positions(rng, n_common, sentences_per_pair))
 
 
-def sampled_pairs(seed: int, texts: Sequence[str], max_pairs: int) -> list[tuple[int, int]]:
-    """The pairs (i < j) of a group that are scored: all of them, or a seeded subset of ``max_pairs``.
+def sampled_pairs(seed: int, texts: Sequence[str], max_pairs: int | None) -> list[tuple[int, int]]:
+    """The pairs (i < j) of a group that are scored: all of them (always when ``max_pairs`` is None), or a seeded
+    subset of ``max_pairs``.
 
     When the group has more than ``max_pairs`` pairs, exactly ``max_pairs`` distinct pairs are drawn without
     replacement by a generator seeded from (seed, the group's texts), returned in (i, j) order. Memory stays
@@ -120,7 +122,7 @@ def sampled_pairs(seed: int, texts: Sequence[str], max_pairs: int) -> list[tuple
     """
     n = len(texts)
     total = n * (n - 1) // 2
-    if total <= max_pairs:
+    if max_pairs is None or total <= max_pairs:
         return [(i, j) for i in range(n) for j in range(i + 1, n)]
     hasher = hashlib.sha256(json.dumps([seed, "pairs", n]).encode())
     for text in texts:
@@ -244,7 +246,7 @@ class NLIStats:
     """What the last ``score_groups`` call did.
 
     Attributes:
-        pairs_per_group: output pairs considered in each group, in group order (capped at ``max_across_pairs``).
+        pairs_per_group: output pairs considered in each group, in group order (capped at ``pairs_across``).
         skipped_pairs_per_group: of those, the pairs skipped because an output has no sentence.
         positions: aligned (pair, position) similarities computed over all groups.
         classifier_inputs: premise/hypothesis inputs over all pairs, positions and both directions.
@@ -290,14 +292,15 @@ class NLIDiversity(Metric):
         base = settings or NLISettings()
         if overrides:
             base = NLISettings(**{**base.model_dump(), **overrides})
-        if base.sentences_per_pair < 1 or base.batch_size < 1 or base.max_across_pairs < 1 or base.max_length < 1:
-            raise ValueError("NLI needs sentences_per_pair, batch_size, max_across_pairs and max_length >= 1")
+        capped = base.pairs_across != "all" and base.pairs_across < 1
+        if base.sentences_per_pair < 1 or base.batch_size < 1 or capped or base.max_length < 1:
+            raise ValueError("NLI needs sentences_per_pair, batch_size, pairs_across and max_length >= 1")
         self.nli_settings = base
         self.last_stats = NLIStats()
 
     def settings(self) -> dict[str, Any]:
         """Every NLI setting that determines the numbers (model, revision, max_length, sentences_per_pair, seed,
-        pooling, position_draws, max_across_pairs), the sentence rule and, once the model is loaded, the effective
+        pooling, position_draws, pairs_across), the sentence rule and, once the model is loaded, the effective
         truncation length."""
         recorded = {
             **self.nli_settings.identity(),
@@ -338,7 +341,8 @@ class NLIDiversity(Metric):
 
         for group in groups:
             texts = list(group)
-            pairs = sampled_pairs(settings.seed, texts, settings.max_across_pairs)
+            cap = None if settings.pairs_across == "all" else settings.pairs_across
+            pairs = sampled_pairs(settings.seed, texts, cap)
             input_ids: list[int] = []
             unit_ids: list[int] = []
             scored_pairs = scored_positions = skipped = 0
