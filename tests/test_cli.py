@@ -175,6 +175,10 @@ def test_tables_as_csv_and_json() -> None:
     assert {"gsm8k", "humaneval", "writingprompts"} <= set(tasks["task"])
     metrics = json.loads(cli("metrics", "--format", "json").stdout)
     assert {"ead", "sbert", "vendi", "nli"} <= {row["name"] for row in metrics}
+    # Which definitions are the study's and which are divtrace's own (the study's code has no answer metrics).
+    definition = {row["name"]: row["definition"] for row in metrics}
+    assert {definition[name] for name in ("ead", "sbert", "vendi", "nli", "ast", "code-sbert")} == {"the study"}
+    assert definition["answer-distinct"] == definition["answer-entropy"] == "divtrace's own (not in the study)"
     presets = json.loads(cli("lineages", "--format", "json").stdout)
     assert {row["preset"] for row in presets} == set(PRESETS)
     plan = pd.read_csv(io.StringIO(cli("run", "olmo3-7b", "--dry-run", "--format", "csv").stdout))

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from divtrace.samples import SampleRecord
 from divtrace.verify import code as code_verifiers  # registers humaneval, mbpp, cruxeval
 from divtrace.verify.base import create_verifier
 from divtrace.verify.code import (
@@ -20,6 +21,7 @@ from divtrace.verify.code import (
     extract_code,
     fenced_blocks,
 )
+from divtrace.verify.pipeline import verify_records
 
 # ------------------------------------------------------------------------------------------------ fixtures
 
@@ -431,6 +433,41 @@ def test_mbpp_hostile_and_broken_reference() -> None:
 )
 def test_cruxeval_prediction_extraction(answer: str, prediction: str | None) -> None:
     assert cruxeval_prediction(answer) == prediction
+
+
+@pytest.mark.parametrize(
+    ("answer", "completion", "prediction"),
+    [
+        # Issue 20's base-model completions after "...\n\nAnswer:": the first line is the answer.
+        (" 'cba'\n\nExplanation: the function f returns the reversed string.", True, "'cba'"),
+        (" 'cba'\n'abc'", True, "'cba'"),
+        ("\n\n [3, 2, 1]\nGiven the following Python function:", True, "[3, 2, 1]"),  # first non-empty line
+        (" The output is 'cba'.\n\nf('abc') == 'abc'", True, "'cba'"),  # a phrase on the first line
+        (" ???\n[ANSWER]'cba'[/ANSWER]", True, "'cba'"),  # no answer on the first line: the other candidates
+        # The same texts from a chat reply: the candidates as before (a tag, then the latest in the text)
+        (" 'cba'\n'abc'", False, "'abc'"),
+        ("[ANSWER]assert f([1, 2]) == [2, 1][/ANSWER]", False, "[2, 1]"),
+        ("Let's run it:\n```python\nprint(f('a'))\n```\nSo f('a') returns 3.", False, "3"),
+        ("Step 1: x = 2\nStep 2: x = 4\nassert f(2) == 4", False, "4"),
+    ],
+)
+def test_cruxeval_completion_reads_the_first_line(answer: str, completion: bool, prediction: str | None) -> None:
+    assert cruxeval_prediction(answer, completion=completion) == prediction
+
+
+def test_cruxeval_verify_records_knows_a_completion_from_its_sampling() -> None:
+    reference = {"code": "def f(s):\n    return s[::-1]", "input": "'abc'", "output": "'cba'"}
+    outputs = [" 'cba'\n\nExplanation: the function f returns the reversed string.", " 'cba'\n'abc'"]
+
+    def record(chat_template: bool | None) -> SampleRecord:
+        sampling = None if chat_template is None else {"chat_template": chat_template}
+        name = {True: "chat", False: "base", None: "imported"}[chat_template]
+        return SampleRecord(prompt_id="0", prompt="p", outputs=outputs, checkpoint=name, task="cruxeval",
+                            references=reference, sampling=sampling)  # fmt: skip
+
+    verdicts = verify_records([record(False), record(True), record(None)]).verdicts
+    correct = verdicts.groupby("checkpoint")["correct"].apply(list).to_dict()
+    assert correct == {"base": [True, True], "chat": [False, False], "imported": [False, False]}
 
 
 def test_cruxeval_verdicts() -> None:

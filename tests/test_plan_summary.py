@@ -129,15 +129,15 @@ def test_olmo3_totals_exact_with_a_subtotal_per_checkpoint() -> None:
     olmo = load_study("olmo3-7b")
     summary = summarize_plan(olmo, plan_without_data(olmo), cuda_available=False)
     assert len(summary.rows) == 16 * 15 and len(summary.checkpoints) == 16
-    # 16 checkpoints x K=16 x the 15 tasks' N (500 x 11 + 164 + 479 + 817 + 541 = 7,501)
-    assert summary.samples == summary.samples_to_do == 1_920_256
-    # per checkpoint and sample: 32768 x (500 x 10 + 164 + 479 + 541) + 2048 x 500 + 512 x 817 = 204,079,616
-    assert summary.max_tokens == summary.max_tokens_to_do == 52_244_381_696
+    # 16 checkpoints x K=16 x the 15 tasks' N (500 x 13 + 164 + 479 = 7,143: IFEval and TruthfulQA at the study's 500)
+    assert summary.samples == summary.samples_to_do == 1_828_608
+    # per checkpoint and sample: 32768 x (500 x 11 + 164 + 479) + 2048 x 500 + 512 x 500 = 202,573,824
+    assert summary.max_tokens == summary.max_tokens_to_do == 51_858_898_944
     for subtotal in summary.checkpoints:
-        assert subtotal.samples == 7_501 * 16 and subtotal.max_tokens == 204_079_616 * 16
+        assert subtotal.samples == 7_143 * 16 and subtotal.max_tokens == 202_573_824 * 16
         assert subtotal.device == "gpu" and subtotal.rate.label == "2,500 tok/s (assumed)"
-    assert summary.seconds == pytest.approx(52_244_381_696 / 2500)
-    assert summary.gpu_hours == pytest.approx(52_244_381_696 / 2500 / 3600)  # one GPU per replica
+    assert summary.seconds == pytest.approx(51_858_898_944 / 2500)
+    assert summary.gpu_hours == pytest.approx(51_858_898_944 / 2500 / 3600)  # one GPU per replica
     assert summary.notes[0].startswith("no measured rate for 7B on vllm/gpu; assumed 2,500 tok/s")
     assert_adds_up(summary)
 

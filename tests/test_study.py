@@ -155,15 +155,15 @@ def test_dry_run_without_task_data_plans_from_the_study(tmp_path: Path) -> None:
                           text=True, cwd=tmp_path, env=env)  # fmt: skip
     assert plan.returncode == 0, plan.stderr
     assert "task data is not available here" in plan.stderr and "--data-dir" in plan.stderr
-    # 16 checkpoints x K=16 x the 15 tasks' N (500 x 11 + 164 + 479 + 817 + 541) = 1,920,256 samples
-    assert "1,920,256 samples to generate" in plan.stdout
+    # 16 checkpoints x K=16 x the 15 tasks' N (500 x 13 + 164 + 479) = 1,828,608 samples
+    assert "1,828,608 samples to generate" in plan.stdout
     # one subtotal per checkpoint, each at the assumed vLLM GPU rate, which says it is assumed
     assert plan.stdout.count("15 task(s)") == 16 and plan.stdout.count("at 2,500 tok/s (assumed)") == 16
     assert "note: no measured rate for 7B on vllm/gpu; assumed 2,500 tok/s" in plan.stdout
-    # the study's token caps: per checkpoint and sample, 32768 x (500 x 10 tasks + 164 + 479 + 541) + 2048 x 500
-    # (CRUXEval) + 512 x 817 (TruthfulQA) = 204,079,616 tokens; x K = 16 x 16 checkpoints
-    assert "at most 52,244,381,696 tokens" in plan.stdout
-    assert "~5,805 GPU-hours" in plan.stdout  # 52,244,381,696 tokens / 2,500 tok/s / 3600 s, one GPU per model
+    # the study's token caps: per checkpoint and sample, 32768 x (500 x 11 tasks + 164 + 479) + 2048 x 500
+    # (CRUXEval) + 512 x 500 (TruthfulQA) = 202,573,824 tokens; x K = 16 x 16 checkpoints
+    assert "at most 51,858,898,944 tokens" in plan.stdout
+    assert "~5,762 GPU-hours" in plan.stdout  # 51,858,898,944 tokens / 2,500 tok/s / 3600 s, one GPU per model
     run = subprocess.run([sys.executable, "-m", "divtrace.cli", "run", "olmo3-7b", "--out", str(tmp_path / "r")],
                          capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
     assert run.returncode == 2 and "Provide it offline" in run.stderr

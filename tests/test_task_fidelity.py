@@ -7,6 +7,7 @@ The expected strings are written out by hand here, not computed with divtrace's 
 from __future__ import annotations
 
 import dataclasses
+import random
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,26 @@ def test_prism_keeps_balanced_non_greeting_mostly_ascii_prompts_stripped() -> No
     assert [item.prompt_id for item in items] == ["c0", "c1", "c7", "c9"]
     assert items[1].prompt == "How should I ask my boss for a raise?"
     assert "4 of 10 rows" in origin and "4 kept by the filter" in origin
+
+
+def test_ifeval_and_truthfulqa_take_the_studys_500_by_lightevals_shuffle() -> None:
+    # The study ran every task with --max-samples 500: IFEval's 541 and TruthfulQA's 817 prompts become 500, the
+    # first 500 of random.Random(42).shuffle over the rows (lighteval's get_docs), kept in dataset order.
+    for name, count, row in (
+        ("ifeval", 541, lambda i: {"key": i, "prompt": f"p{i}", "instruction_id_list": [], "kwargs": []}),
+        ("truthfulqa", 817, lambda i: {"question": f"p{i}", "best_answer": "a", "correct_answers": ["a"],
+                                       "incorrect_answers": ["b"]}),
+    ):  # fmt: skip
+        task = get_task(name)
+        assert task.default_n == 500 and task.selection == "shuffled"
+        order = list(range(count))
+        random.Random(42).shuffle(order)
+        expected = sorted(order[:500])
+        items = task.prompt_items([row(i) for i in range(count)])
+        assert len(items) == 500
+        assert [item.prompt_id for item in items] == [str(i) for i in expected]  # IFEval's key, else the row
+        assert items[0].prompt in (f"p{expected[0]}", f"Q: p{expected[0]}\nA:")
+        assert len(task.prompt_items([row(i) for i in range(count)], count)) == count  # n: every prompt
 
 
 def test_selection_is_lightevals_seeded_shuffle_in_dataset_order() -> None:

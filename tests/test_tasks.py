@@ -18,7 +18,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
 
 STUDY_N = {
     "tldr": 500, "cnn_dailymail": 500, "xsum": 500, "humaneval": 164, "mbpp": 500, "cruxeval": 500, "gsm8k": 500,
-    "math_algebra": 500, "math_geometry": 479, "truthfulqa": 817, "alpaca": 500, "ifeval": 541,
+    "math_algebra": 500, "math_geometry": 479, "truthfulqa": 500, "alpaca": 500, "ifeval": 500,
     "writingprompts": 500, "prism": 500, "wildbench": 500,
 }  # fmt: skip
 

@@ -137,6 +137,7 @@ def list_metrics(output_format: FormatOption = OutputFormat.table) -> None:
                 "needs": "sentence embedder (--embedder)"
                 if metric_class(name).uses_embeddings
                 else metric_class(name).needs,
+                "definition": metric_class(name).source,
             }
             for name in metric_names()
         ]

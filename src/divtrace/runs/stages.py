@@ -31,6 +31,7 @@ from divtrace.samples import SampleRecord, read_samples
 from divtrace.study import IMPORTED_MODEL, CheckpointSpec, SamplingSpec, Study, TaskSpec
 from divtrace.tasks import get_task, load_prompts
 from divtrace.tasks.base import Task
+from divtrace.verify import verifier_class
 
 if TYPE_CHECKING:
     from divtrace.score.scorer import Scorer
@@ -326,13 +327,23 @@ def pending_units(units: Iterable[StageUnit], report: StageReport) -> list[Stage
 
 
 def verify_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], report: StageReport) -> list[StageUnit]:
-    """The verifiable (checkpoint, task) units whose verdicts are missing or stale (the others go to ``report``)."""
+    """The verifiable (checkpoint, task) units whose verdicts are missing or stale (the others go to ``report``).
+
+    A unit's key hashes its sample files and its verifier's name and :attr:`~divtrace.verify.Verifier.version`, so
+    a verifier whose rules change (a new version) redoes its verdicts.
+    """
     units = (
         StageUnit(
             checkpoint.name,
             planned,
             layout.verdicts_file(checkpoint.name, planned.name),
-            files_fingerprint(layout.sample_files(checkpoint.name, planned.name)),
+            fingerprint(
+                {
+                    "inputs": files_fingerprint(layout.sample_files(checkpoint.name, planned.name)),
+                    "verifier": planned.task.verifier,
+                    "version": verifier_class(planned.task.verifier or "").version,
+                }
+            ),
         )
         for checkpoint in study.checkpoints
         for planned in tasks

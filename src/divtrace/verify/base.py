@@ -35,6 +35,11 @@ class Verdict:
     extra: dict[str, Any] | None = None
 
 
+#: Reference key the verify pipeline adds for a verifier with :attr:`Verifier.reads_prompt_form`: ``"completion"``
+#: when the sample's prompt was rendered without a chat template, ``"chat"`` with one; absent when unknown.
+PROMPT_FORM_KEY = "prompt_form"
+
+
 class Verifier(ABC):
     """Checks outputs against references; never raises because of what an output contains.
 
@@ -46,6 +51,11 @@ class Verifier(ABC):
     name: ClassVar[str]
     #: How the per-prompt majority verdict is decided for this verifier's tasks (see :data:`MajorityRule`).
     majority_rule: ClassVar[MajorityRule] = "vote"
+    #: True when where the answer sits depends on the prompt's form (a base model's completion vs a chat reply):
+    #: the pipeline then adds :data:`PROMPT_FORM_KEY` to each reference whose sample says how it was rendered.
+    reads_prompt_form: ClassVar[bool] = False
+    #: Bumped whenever the verifier's rules change, so that a run redoes the verdicts it gave before.
+    version: ClassVar[int] = 1
 
     @abstractmethod
     def verify_batch(self, outputs: Sequence[str], references: Sequence[dict[str, Any]]) -> list[Verdict]:

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, TypedDict, Unpack
 
 from divtrace.sandbox import Isolation, SandboxLimits, SandboxResult, run_many
-from divtrace.verify.base import Verdict, Verifier, register_verifier
+from divtrace.verify.base import PROMPT_FORM_KEY, Verdict, Verifier, register_verifier
 
 #: Outputs longer than this are cut before extraction (no real solution or answer is this long; a 32768-token
 #: sample is far shorter).
@@ -298,17 +298,22 @@ def _prediction_from(candidate: str) -> str | None:
     return None
 
 
-def cruxeval_prediction(output: str) -> str | None:
+def cruxeval_prediction(output: str, completion: bool = False) -> str | None:
     """The predicted output expression of a CRUXEval-O answer, or None when there is none.
 
-    Candidates, best first: the last ``[ANSWER]...[/ANSWER]`` (or ``<answer>...</answer>``); then, latest in the
-    text first, fenced blocks, ``assert f(...) == X`` / ``f(...) == X`` lines and phrases ("the output is X",
-    "returns X", "Output: X"); then the last non-empty line. A candidate gives ``X`` when it is such a comparison,
-    else itself when it is a Python expression that does not call ``f``; Markdown (backticks, bold) and a trailing
-    period are dropped.
+    Candidates, best first: with ``completion`` (the prompt was rendered without a chat template, so a base model
+    continues after ``Answer:``), the first non-empty line of the output, as the study reads a completion; then
+    the last ``[ANSWER]...[/ANSWER]`` (or ``<answer>...</answer>``); then, latest in the text first, fenced
+    blocks, ``assert f(...) == X`` / ``f(...) == X`` lines and phrases ("the output is X", "returns X",
+    "Output: X"); then the last non-empty line. A candidate gives ``X`` when it is such a comparison, else itself
+    when it is a Python expression that does not call ``f``; Markdown (backticks, bold) and a trailing period are
+    dropped.
     """
-    text = output[-MAX_ANSWER_TAIL_CHARS:]
     candidates: list[str] = []
+    if completion:
+        first = next((line for line in output[:MAX_ANSWER_TAIL_CHARS].splitlines() if line.strip()), None)
+        candidates += [first] if first is not None else []
+    text = output[-MAX_ANSWER_TAIL_CHARS:]
     for pattern in (_ANSWER_TAG_RE, _ANSWER_XML_RE):
         candidates += [match.group(1) for match in pattern.finditer(text)][-1:]
     fences = [(m.end(), m.group(2)) for m in _FENCE_RE.finditer(text) if m.group(1).lower() in _PYTHON_LANGS]
@@ -565,7 +570,8 @@ class MBPPVerifier(_ExecutionVerifier):
 
 @register_verifier
 class CRUXEvalVerifier(_ExecutionVerifier):
-    """CRUXEval-O (output prediction): references ``{"code", "input", "output"}``.
+    """CRUXEval-O (output prediction): references ``{"code", "input", "output"}`` (plus the pipeline's
+    :data:`~divtrace.verify.base.PROMPT_FORM_KEY`: after a completion prompt the first non-empty line is read first).
 
     The predicted output expression is taken from the answer (see :func:`cruxeval_prediction`) and checked the
     way CRUXEval's harness does: ``code + "\\nassert " + output + " == " + prediction`` run in the sandbox; as
@@ -575,13 +581,15 @@ class CRUXEvalVerifier(_ExecutionVerifier):
     """
 
     name: ClassVar[str] = "cruxeval"
+    reads_prompt_form: ClassVar[bool] = True
+    version: ClassVar[int] = 2  # 2: after a completion prompt the first non-empty line is read first
 
     def _check_reference(self, reference: dict[str, Any]) -> None:
         for key in ("code", "input", "output"):
             _text_field(reference, key, self.name)
 
     def _job(self, output: str, reference: dict[str, Any]) -> _Job:
-        prediction = cruxeval_prediction(output)
+        prediction = cruxeval_prediction(output, completion=reference.get(PROMPT_FORM_KEY) == "completion")
         if prediction is None:
             return _Job(None, None, "no answer")
         if f"f({reference['input']})" in prediction:

@@ -20,8 +20,9 @@ from divtrace.tasks.base import Task
 from divtrace.tasks.names import resolve_task, verifiable_task_names
 from divtrace.tasks.registry import get_task
 from divtrace.tasks.sources import load_prompts
-from divtrace.verify import Verdict, create_verifier, majority_rule
+from divtrace.verify import Verdict, create_verifier, majority_rule, verifier_class
 from divtrace.verify.aggregate import ifeval_accuracy, majority_correct, vote_key
+from divtrace.verify.base import PROMPT_FORM_KEY
 
 #: ``(task, done, total)`` callback counting samples (unit ``samples``): called with 0 before a (checkpoint, task)
 #: starts and after every batch of :data:`VERIFY_BATCH` samples.
@@ -115,6 +116,8 @@ def verify_records(
         verifiers[chosen.name] = chosen.verifier
         verified_as[label] = chosen.name
         references = _references(group, chosen, data_dir)
+        if verifier_class(chosen.verifier).reads_prompt_form:
+            references = [_with_prompt_form(ref, record) for ref, record in zip(references, group, strict=True)]
         outputs = [text for record in group for text in record.scored_texts()]
         refs = [references[i] for i, record in enumerate(group) for _ in record.scored_texts()]
         try:
@@ -287,6 +290,21 @@ def _references(group: list[SampleRecord], task: Task, data_dir: str | Path | No
                 f"is not in the task's data ({origin})"
             )
     return found
+
+
+def prompt_form(record: SampleRecord) -> str | None:
+    """How ``record``'s prompt was rendered, from its recorded sampling: ``"completion"`` (no chat template: a
+    base model continues the prompt), ``"chat"`` (a chat template), or None when the record does not say
+    (imported samples without divtrace's ``sampling``)."""
+    uses_template = (record.sampling or {}).get("chat_template")
+    if isinstance(uses_template, bool):
+        return "chat" if uses_template else "completion"
+    return None
+
+
+def _with_prompt_form(reference: dict[str, Any], record: SampleRecord) -> dict[str, Any]:
+    form = prompt_form(record)
+    return reference if form is None else {**reference, PROMPT_FORM_KEY: form}
 
 
 def _verify_in_chunks(

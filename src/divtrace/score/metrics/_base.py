@@ -17,6 +17,12 @@ if TYPE_CHECKING:
     from divtrace.score.metrics.embeddings import EmbeddingStore
 
 
+#: ``Metric.source`` of a metric the study used (Karouzos, Tan and Aletras 2026, its reference code).
+STUDY_SOURCE = "the study"
+#: ``Metric.source`` of a metric divtrace defines itself (not in the study or its code).
+DIVTRACE_SOURCE = "divtrace's own (not in the study)"
+
+
 @dataclass
 class ScoringContext:
     """Shared, already-loaded resources a metric may use while scoring.
@@ -112,6 +118,9 @@ class Metric(ABC):
     k_dependent: ClassVar[bool] = False
     #: What the metric needs besides the texts, for ``divtrace metrics`` ("-" for nothing).
     needs: ClassVar[str] = "-"
+    #: Where its definition comes from, for ``divtrace metrics``: :data:`STUDY_SOURCE` for the study's metrics, a
+    #: citation for a published metric the study did not use, :data:`DIVTRACE_SOURCE` for divtrace's own.
+    source: ClassVar[str] = "-"
     #: ``texts``: groups are a prompt's responses; ``answers``: groups are the answers extracted from them by the
     #: task's verifier (None for an unparseable sample).
     input: ClassVar[Literal["texts", "answers"]] = "texts"

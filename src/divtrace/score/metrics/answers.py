@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from divtrace.score.metrics._base import Metric, ScoringContext, ValueRange
+from divtrace.score.metrics._base import DIVTRACE_SOURCE, Metric, ScoringContext, ValueRange
 from divtrace.score.metrics._registry import register_metric
 
 #: A group of answers: one per sample, None for an unparseable sample.
@@ -82,6 +82,7 @@ class AnswerDistinct(_AnswerMetric):
     """The number of distinct extracted answers among a prompt's samples, in [1, K] (see the module docstring)."""
 
     name = "answer-distinct"
+    source = DIVTRACE_SOURCE
     description = "number of distinct extracted answers among the K samples (unparseable = one answer; depends on K)"
     value_range = ValueRange(1.0, high_of_n="n")
 
@@ -95,6 +96,7 @@ class AnswerEntropy(_AnswerMetric):
     """Shannon entropy (nats) of a prompt's extracted answers, in [0, ln K] (see the module docstring)."""
 
     name = "answer-entropy"
+    source = DIVTRACE_SOURCE
     description = "entropy (nats) of the extracted answers of the K samples (unparseable = one answer; depends on K)"
     value_range = ValueRange(0.0, high_of_n="ln n")
 

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from divtrace.score.metrics._base import Metric, ScoringContext, ValueRange
+from divtrace.score.metrics._base import STUDY_SOURCE, Metric, ScoringContext, ValueRange
 from divtrace.score.metrics._registry import register_metric
 
 #: The height of the subtrees compared (the study's 4; a leaf has height 1).
@@ -247,6 +247,7 @@ class ASTPairwise(_ASTMetric):
     """
 
     name = "ast"
+    source = STUDY_SOURCE
     description = "mean pairwise Jaccard distance of height-4 AST subtree multisets (code, parseable programs)"
 
     def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:
@@ -261,6 +262,7 @@ class ASTDistinct(_ASTMetric):
     """
 
     name = "ast-distinct"
+    source = STUDY_SOURCE
     description = "distinct / all height-4 AST subtrees pooled over the programs (code, parseable programs)"
 
     def score_groups(self, groups: Sequence[Sequence[str]], context: ScoringContext) -> np.ndarray:

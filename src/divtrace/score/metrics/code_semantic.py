@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from divtrace.score.metrics._base import Metric, ScoringContext, ValueRange
+from divtrace.score.metrics._base import STUDY_SOURCE, Metric, ScoringContext, ValueRange
 from divtrace.score.metrics._registry import register_metric
 from divtrace.score.metrics.code_ast import extracted_code
 from divtrace.score.metrics.semantic import VENDI_EIGEN_FLOOR, cosine_gram, sbert_diversity, vendi_scores
@@ -44,6 +44,7 @@ class CodeSBERT(Metric):
     """1 - mean pairwise cosine similarity of the code embeddings of a group's programs."""
 
     name = "code-sbert"
+    source = STUDY_SOURCE
     description = "1 - mean pairwise cosine of code embeddings (UniXcoder by default; code)"
     uses_code_embeddings = True
     code_only = True
@@ -68,6 +69,7 @@ class CodeVendi(Metric):
     """Vendi score of the code embeddings of a group's programs: the effective number of distinct programs."""
 
     name = "code-vendi"
+    source = STUDY_SOURCE
     description = "Vendi score of code embeddings (UniXcoder by default; code, depends on K)"
     uses_code_embeddings = True
     code_only = True

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from divtrace.errors import DivtraceError, ModelLoadError
-from divtrace.score.metrics._base import Metric, ScoringContext, ValueRange
+from divtrace.score.metrics._base import STUDY_SOURCE, Metric, ScoringContext, ValueRange
 from divtrace.score.metrics._registry import register_metric
 from divtrace.score.metrics.ngrams import WORDS_RULE, ngram_counts
 from divtrace.score.settings import EADSettings
@@ -71,6 +71,7 @@ class EAD(Metric):
     """
 
     name = "ead"
+    source = STUDY_SOURCE
     description = "expectation-adjusted distinct 1..5-grams over whitespace words (lexical; V = 50257 unless set)"
     value_range = ValueRange(0.0, 1.0)  # each EAD_n is clipped to [0, 1]
 
@@ -153,6 +154,7 @@ class DistinctN(Metric):
     """
 
     name = "distinct"
+    source = "Li et al. 2016 (not in the study)"
     description = "distinct 1..5-grams over all n-grams (lexical, length-sensitive)"
     value_range = ValueRange(0.0, 1.0)
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from divtrace.errors import ModelLoadError
 from divtrace.progress import PAIRS, Counter
-from divtrace.score.metrics._base import Metric, ScoringContext, ValueRange
+from divtrace.score.metrics._base import STUDY_SOURCE, Metric, ScoringContext, ValueRange
 from divtrace.score.metrics._registry import register_metric
 from divtrace.score.settings import NLISettings
 
@@ -280,6 +280,7 @@ class NLIDiversity(Metric):
     """
 
     name = "nli"
+    source = STUDY_SOURCE
     description = "1 - mean P(entail) - P(contradict) over aligned sentences of output pairs, pooled (MNLI model)"
     uses_embeddings = False
     suitable_for_code = False

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from divtrace.score.metrics._base import Metric, ScoringContext, ValueRange
+from divtrace.score.metrics._base import STUDY_SOURCE, Metric, ScoringContext, ValueRange
 from divtrace.score.metrics._registry import register_metric
 
 #: Eigenvalues of G/K below this are clipped to it before the entropy (README, "Metrics": vendi).
@@ -43,6 +43,7 @@ class SBERT(Metric):
     """Semantic diversity: 1 - mean pairwise cosine similarity of sentence embeddings."""
 
     name = "sbert"
+    source = STUDY_SOURCE
     description = "1 - mean pairwise cosine of sentence embeddings (semantic)"
     uses_embeddings = True
     value_range = ValueRange(0.0, 2.0)  # cosine similarities lie in [-1, 1]
@@ -59,6 +60,7 @@ class Vendi(Metric):
     """Vendi score of sentence embeddings: the effective number of distinct outputs, in [1, K]."""
 
     name = "vendi"
+    source = STUDY_SOURCE
     description = "Vendi score, effective number of modes among the K outputs (semantic, depends on K)"
     uses_embeddings = True
     k_dependent = True
