@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from divtrace.score.metrics import ScoringContext
-from divtrace.score.metrics.semantic import SBERT, Vendi
+from divtrace.score.metrics.semantic import SBERT, Vendi, cosine_gram, sbert_diversity
 
 
 class FixedEmbeddings:
@@ -78,3 +78,22 @@ def test_random_groups_match_published_formulas() -> None:
         vectors = np.stack([np.asarray(table[t], dtype=np.float32) for t in group])
         assert s == pytest.approx(published_sbert(vectors), abs=1e-6)
         assert v == pytest.approx(published_vendi(vectors), abs=1e-6)
+
+
+def test_identical_embeddings_are_exactly_zero_diversity_on_any_blas() -> None:
+    # A unit vector's dot product with itself rounds to 1 +- 1e-16 on some BLAS builds (3.3e-16 seen for SBERT of
+    # four identical embeddings): identical rows must give similarity exactly 1, so SBERT is exactly 0.
+    rng = np.random.default_rng(0)
+    rounded = 0
+    for _ in range(200):
+        vector = rng.normal(size=384).astype(np.float32)
+        unit = vector.astype(np.float64) / np.linalg.norm(vector.astype(np.float64))
+        rounded += float(unit @ unit) != 1.0
+        group = np.stack([vector] * 4)
+        gram = cosine_gram(group)
+        assert (gram == 1.0).all()
+        assert sbert_diversity(group) == 0.0 and not np.signbit(sbert_diversity(group))
+    assert rounded > 0  # the plain formula is not exact for some of these vectors on this machine
+    other = rng.normal(size=384).astype(np.float32)
+    mixed = cosine_gram(np.stack([other, other, rng.normal(size=384).astype(np.float32)]))
+    assert mixed[0, 1] == mixed[1, 0] == 1.0 and mixed[0, 2] != 1.0 and np.diag(mixed).tolist() == [1.0, 1.0, 1.0]

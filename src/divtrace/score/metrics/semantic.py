@@ -16,10 +16,16 @@ VENDI_EIGEN_FLOOR = 1e-12
 
 
 def cosine_gram(embeddings: np.ndarray) -> np.ndarray:
-    """Cosine-similarity Gram matrix of the rows, in float64 (rows re-normalised, so any scale is fine)."""
+    """Cosine-similarity Gram matrix of the rows of a 2-D array, in float64 (rows re-normalised, so any scale is
+    fine). Identical rows have similarity exactly 1: a BLAS's dot product of a unit vector with itself can round
+    to 1 +- 1e-16, which would make identical outputs look (negligibly) diverse."""
     rows = embeddings.astype(np.float64)
     rows /= np.linalg.norm(rows, axis=-1, keepdims=True)
-    return rows @ np.swapaxes(rows, -1, -2)
+    gram: np.ndarray = rows @ rows.T
+    _, copy_of = np.unique(embeddings, axis=0, return_inverse=True)
+    copy_of = copy_of.reshape(-1)
+    gram[copy_of[:, None] == copy_of[None, :]] = 1.0
+    return gram
 
 
 def sbert_diversity(embeddings: np.ndarray) -> float:
