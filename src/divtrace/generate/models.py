@@ -21,6 +21,7 @@ from typing import Any
 from divtrace.cache import cache_dir, directory_fingerprint
 from divtrace.errors import ModelLoadError
 from divtrace.fingerprint import update_with_file
+from divtrace.hub import hub_reachable
 
 QUICKSTART_PREFIX = "quickstart:"
 
@@ -200,8 +201,6 @@ def generator_vocab_size(ref: str, revision: str | None = None) -> int | None:
     id), the V of the study's EAD; None when it cannot be loaded here (not a model reference, or a hub model that is
     not cached while the hub is unreachable)."""
     from transformers import AutoTokenizer
-
-    from divtrace.tasks.sources import hub_reachable
 
     try:
         resolved = resolve_model(ref, revision)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 from divtrace.errors import DivtraceError
 from divtrace.generate.prompts import PromptItem
+from divtrace.hub import hub_reachable
 from divtrace.tasks.base import SHUFFLE_SEED, Task
 
 #: ``--data-dir`` default: the ``DIVTRACE_DATA_DIR`` environment variable.
@@ -75,19 +75,6 @@ def read_table_rows(path: Path) -> list[dict[str, Any]]:
                 raise DivtraceError(f"{path}, line {number}: each line must be a JSON object")
             rows.append(row)
     return rows
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hugging Face hub (``$HF_ENDPOINT`` or huggingface.co:443) opens in time."""
-    from urllib.parse import urlparse
-
-    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
-    try:
-        with socket.create_connection((endpoint.hostname or "huggingface.co", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _load_from_hub(task: Task, data_dir: str | Path | None) -> tuple[list[dict[str, Any]], str]:

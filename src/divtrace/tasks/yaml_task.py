@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from divtrace import plugins
 from divtrace.errors import DivtraceError
 from divtrace.tasks.base import DataSource, Task, template_format
 from divtrace.tasks.sources import read_table_rows
@@ -47,11 +48,9 @@ class TaskFile(BaseModel):
     @field_validator("verifier")
     @classmethod
     def _known_verifier(cls, value: str | None) -> str | None:
-        if value is not None:
-            from divtrace.verify import verifier_names
-
-            if value not in verifier_names():
-                raise ValueError(f"unknown verifier {value!r}; known: {', '.join(verifier_names())}")
+        known = sorted(plugins.names("verifier"))
+        if value is not None and value not in known:
+            raise ValueError(f"unknown verifier {value!r}; known: {', '.join(known)}")
         return value
 
 

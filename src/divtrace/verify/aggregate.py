@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from divtrace.errors import DivtraceError
 from divtrace.stats import default_k_levels, pass_at_k
+from divtrace.tasks.registry import get_task
 from divtrace.verify.base import MajorityRule, Verdict, majority_rule
 
 #: The vote of every sample without an extracted answer: all of them count as one shared answer.
@@ -152,9 +154,6 @@ def ifeval_accuracy(verdicts: Sequence[Verdict]) -> dict[str, float]:
 
 def task_majority_rule(task: str) -> MajorityRule:
     """The majority rule of a registered task's verifier; ``"vote"`` for a task that is unknown or has none."""
-    from divtrace.errors import DivtraceError
-    from divtrace.tasks.registry import get_task
-
     if task.endswith((".yaml", ".yml")):
         return "vote"  # a file name, not a task name: nothing to load here
     try:
