@@ -15,7 +15,9 @@ scorer) give it a label and a unit with :func:`counter`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from dataclasses import dataclass
 
 #: Texts embedded (the sentence or code encoder).
 TEXTS = "texts"
@@ -25,8 +27,53 @@ PAIRS = "pairs"
 PROMPTS = "prompts"
 #: Samples drawn (generation) or verified.
 SAMPLES = "samples"
+#: Tokens generated.
+TOKENS = "tokens"
+#: Units of work of a stage (a (checkpoint, task), the analysis, the report).
+UNITS_OF_WORK = "units"
 #: Every unit a :data:`Progress` event may carry.
-UNITS = (TEXTS, PAIRS, PROMPTS, SAMPLES)
+UNITS = (TEXTS, PAIRS, PROMPTS, SAMPLES, TOKENS, UNITS_OF_WORK)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One report of a long job's progress: the one progress event of divtrace.
+
+    Attributes:
+        stage: the pipeline stage (``generate``, ``verify``, ``score``, ``analyze``, ``report``, ``import``); empty
+            when the emitter does not know it (the caller fills it in with :func:`scoped`).
+        unit: the unit of work (``checkpoint/task``, ``analysis``); empty for the stage as a whole.
+        done: how many ``count`` are finished; never decreases for one (stage, unit, step).
+        total: how many ``count`` there are, or None while unknown.
+        count: what ``done`` counts, one of :data:`UNITS`.
+        step: what is being done inside the unit (``loading model``, ``embedding``, ``ead``); empty for the unit's
+            own count.
+    """
+
+    stage: str
+    unit: str
+    done: int
+    total: int | None
+    count: str
+    step: str = ""
+
+
+#: Where :class:`ProgressEvent` go.
+ProgressSink = Callable[[ProgressEvent], None]
+
+
+def scoped(sink: ProgressSink | None, **fields: str) -> ProgressSink | None:
+    """A sink that fills in the empty ``stage``/``unit``/``step`` fields of each event with ``fields`` before
+    passing it to ``sink`` (what an emitter cannot know, its caller does); None when ``sink`` is None."""
+    if sink is None:
+        return None
+    target = sink
+
+    def fill(event: ProgressEvent) -> None:
+        missing = {name: value for name, value in fields.items() if not getattr(event, name)}
+        target(dataclasses.replace(event, **missing) if missing else event)
+
+    return fill
 
 #: ``(label, done, total, unit)``: see the module docstring.
 Progress = Callable[[str, int, "int | None", str], None]
