@@ -62,18 +62,18 @@ class ProgressEvent:
 ProgressSink = Callable[[ProgressEvent], None]
 
 
-def scoped(sink: ProgressSink | None, **fields: str) -> ProgressSink | None:
-    """A sink that fills in the empty ``stage``/``unit``/``step`` fields of each event with ``fields`` before
+def scoped(sink: ProgressSink | None, stage: str = "", unit: str = "", step: str = "") -> ProgressSink | None:
+    """A sink that fills in the empty ``stage``/``unit``/``step`` of each event with the values given here before
     passing it to ``sink`` (what an emitter cannot know, its caller does); None when ``sink`` is None."""
     if sink is None:
         return None
     target = sink
 
     def fill(event: ProgressEvent) -> None:
-        missing = {name: value for name, value in fields.items() if not getattr(event, name)}
-        target(dataclasses.replace(event, **missing) if missing else event)
+        target(dataclasses.replace(event, stage=event.stage or stage, unit=event.unit or unit, step=event.step or step))
 
     return fill
+
 
 #: ``(label, done, total, unit)``: see the module docstring.
 Progress = Callable[[str, int, "int | None", str], None]
