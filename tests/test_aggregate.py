@@ -244,3 +244,35 @@ def test_summarize_verdicts_reports_the_study_levels_for_k_16() -> None:
     for k in levels:
         assert per_group[f"pass@{k}"].iloc[0] == pytest.approx(1 - math.comb(13, k) / math.comb(16, k), abs=1e-12)
     assert per_group["pass@5"].iloc[0] == pytest.approx(1 - 1287 / 4368, abs=1e-12)  # C(13,5) / C(16,5)
+
+
+def test_passk_levels_and_means_are_one_rule_in_verify_the_verdict_tables_and_the_analysis() -> None:
+    # One prompt with 3 samples (1 correct), one with 5 (2 correct): the levels come from the largest count
+    # (1, 2, 4, 5) everywhere, and pass@4 / pass@5 average over the prompt that has that many samples only.
+    from divtrace.analysis.curves import correct_per_prompt, passk_table
+    from divtrace.samples import SampleRecord
+    from divtrace.verify.pipeline import verify_records
+
+    records = [
+        SampleRecord(prompt_id="a", prompt="q", outputs=["1", "2", "3"], checkpoint="c", task="arithmetic",
+                     references={"answer": "1"}),
+        SampleRecord(prompt_id="b", prompt="q", outputs=["7", "7", "1", "2", "3"], checkpoint="c", task="arithmetic",
+                     references={"answer": "7"}),
+    ]  # fmt: skip
+    result = verify_records(records)
+    expected = {
+        1: (pass_at_k(3, 1, 1) + pass_at_k(5, 2, 1)) / 2,
+        2: (pass_at_k(3, 1, 2) + pass_at_k(5, 2, 2)) / 2,
+        4: pass_at_k(5, 2, 4),
+        5: pass_at_k(5, 2, 5),
+    }
+    summary = result.summary.iloc[0]
+    assert [int(c.split("@")[1]) for c in result.summary.columns if c.startswith("pass@")] == [1, 2, 4, 5]
+    _, groups = summarize_verdicts(result.verdicts)
+    passk = passk_table(correct_per_prompt(result.verdicts), pd.DataFrame(columns=["checkpoint", "task", "metric",
+                        "k", "mean"]), pd.DataFrame(columns=["checkpoint", "task", "metric", "mean"]))  # fmt: skip
+    for k, value in expected.items():
+        assert summary[f"pass@{k}"] == pytest.approx(value)
+        assert groups.iloc[0][f"pass@{k}"] == pytest.approx(value)
+        assert passk.set_index("k").loc[k, "pass_at_k"] == pytest.approx(value)
+    assert passk.set_index("k").loc[5, "n_prompts"] == 1

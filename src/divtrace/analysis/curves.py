@@ -14,7 +14,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from divtrace.stats import default_k_levels, pass_at_k_per_prompt
+from divtrace.stats import cell_k_levels, mean_pass_at_k
 from divtrace.stats.bootstrap import BootstrapSettings, cell_mean_cis
 
 CURVE_COLUMNS = ["checkpoint", "task", "metric", "k", "subset", "n_prompts", "mean", "ci_low", "ci_high"]
@@ -114,16 +114,16 @@ def passk_table(per_prompt: pd.DataFrame, curves: pd.DataFrame, means: pd.DataFr
     for (checkpoint, task), frame in per_prompt.groupby(["checkpoint", "task"], sort=True):
         n = frame["n_samples"].to_numpy()
         c = frame["n_correct"].to_numpy()
-        for k in default_k_levels(int(n.max())):
-            values = pass_at_k_per_prompt(n, c, k)
+        for k in cell_k_levels(n.tolist()):
+            value, prompts = mean_pass_at_k(n, c, k)
             records.append(
                 {
                     "checkpoint": checkpoint,
                     "task": task,
                     "k": k,
-                    "n_prompts": int(np.isfinite(values).sum()),
+                    "n_prompts": prompts,
                     "n_samples": int(n.max()),
-                    "pass_at_k": float(np.nanmean(values)),
+                    "pass_at_k": value,
                 }
             )
     passes = pd.DataFrame(records, columns=["checkpoint", "task", "k", "n_prompts", "n_samples", "pass_at_k"])

@@ -14,8 +14,10 @@ from divtrace.stats.bootstrap import (
 from divtrace.stats.passk import (
     CURVE_FIRST_LEVEL,
     PASS_AT_K_LEVELS,
+    cell_k_levels,
     curve_levels,
     default_k_levels,
+    mean_pass_at_k,
     pass_at_k,
     pass_at_k_per_prompt,
 )
@@ -27,10 +29,12 @@ __all__ = [
     "Estimate",
     "MeanCI",
     "bootstrap_means",
+    "cell_k_levels",
     "cell_mean_cis",
     "curve_levels",
     "default_k_levels",
     "masked_means",
+    "mean_pass_at_k",
     "pass_at_k",
     "pass_at_k_per_prompt",
     "percentile_interval",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 #: The pass@k levels of the study: the reference's (``compute_code_quality.py``: 1, 5, 10, 16) and the powers of two
@@ -24,6 +26,22 @@ def default_k_levels(n: int) -> list[int]:
     if n < 1:
         return []
     return sorted({*(k for k in PASS_AT_K_LEVELS if k <= n), n})
+
+
+def cell_k_levels(sample_counts: Iterable[int]) -> list[int]:
+    """The pass@k levels of one (checkpoint, task) whose prompts have ``sample_counts`` samples each:
+    :func:`default_k_levels` of the *largest* count. A level above a prompt's own count leaves that prompt out of
+    the level's mean (:func:`mean_pass_at_k`). The one rule of ``divtrace verify``'s summary, the verdict tables and
+    the analysis' ``passk`` table."""
+    return default_k_levels(max(sample_counts, default=0))
+
+
+def mean_pass_at_k(n: np.ndarray, c: np.ndarray, k: int) -> tuple[float, int]:
+    """(mean pass@k over the prompts with at least ``k`` samples, how many such prompts); NaN and 0 when none.
+    ``n``/``c``: per prompt, samples and correct samples."""
+    values = pass_at_k_per_prompt(n, c, k)
+    finite = int(np.isfinite(values).sum())
+    return (float(np.nanmean(values)) if finite else float("nan")), finite
 
 
 def curve_levels(k: int) -> list[int]:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from divtrace.errors import DivtraceError
-from divtrace.stats import default_k_levels, pass_at_k
+from divtrace.stats import cell_k_levels, default_k_levels, pass_at_k
 from divtrace.tasks.registry import get_task
 from divtrace.verify.base import MajorityRule, Verdict, majority_rule
 
@@ -206,8 +206,7 @@ def summarize_verdicts(
         key: [verdict_from_row(row) for row in group.to_dict("records")]
         for key, group in frame.groupby(["checkpoint", "task", "prompt_id"], sort=False, dropna=False)
     }
-    largest = max((len(v) for v in grouped.values()), default=0)
-    levels = default_k_levels(largest) if ks is None else sorted({int(k) for k in ks if k >= 1})
+    levels = cell_k_levels(len(v) for v in grouped.values()) if ks is None else sorted({int(k) for k in ks if k >= 1})
 
     prompt_rows: list[dict[str, Any]] = []
     by_group: dict[tuple[Any, Any], list[Verdict]] = {}  # (checkpoint, task)

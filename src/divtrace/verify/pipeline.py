@@ -15,7 +15,7 @@ from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
 from divtrace.samples import SampleRecord
 from divtrace.samples.thinking import split_record_thinking, unclosed_total
-from divtrace.stats import default_k_levels, pass_at_k
+from divtrace.stats import cell_k_levels, mean_pass_at_k
 from divtrace.tasks.base import Task
 from divtrace.tasks.names import resolve_task, verifiable_task_names
 from divtrace.tasks.registry import get_task
@@ -337,8 +337,10 @@ def _summary_row(checkpoint: str, task: Task, per_prompt: list[list[Verdict]]) -
         "majority_vote": float(np.mean([majority_correct(v, rule) for v in per_prompt]))
         if majority_defined else float("nan"),
     }  # fmt: skip
-    for level in default_k_levels(k):
-        row[f"pass@{level}"] = float(np.mean([pass_at_k(len(v), sum(x.correct for x in v), level) for v in per_prompt]))
+    n = np.array([len(v) for v in per_prompt])
+    c = np.array([sum(x.correct for x in v) for v in per_prompt])
+    for level in cell_k_levels(n):
+        row[f"pass@{level}"] = mean_pass_at_k(n, c, level)[0]
     row["prompts_with_2_correct"] = int(sum(sum(x.correct for x in v) >= 2 for v in per_prompt))
     if task.verifier == "ifeval":
         row.update(ifeval_accuracy([x for v in per_prompt for x in v]))
