@@ -247,3 +247,15 @@ def test_a_lone_surrogate_is_scored_as_a_replacement_character_and_counted(tmp_p
     assert "1 text(s) held lone surrogates" in " ".join(result.output.split())
     api = divtrace.score(samples, metrics=["sbert"])
     assert api.settings["unencodable_texts"] == 1 and np.isfinite(api.per_prompt["value"]).all()
+
+
+def test_the_summary_is_bootstrapped_only_when_asked_for() -> None:
+    # A run stores per-prompt and across-input rows (unit_table): their summary's bootstrap is never paid for.
+    from divtrace.score.scorer import unit_table
+
+    result = Scorer([create_metric("distinct")]).score(records(4))
+    table = unit_table(result)
+    assert len(table) and "summary" not in vars(result)
+    first = result.summary
+    assert "summary" in vars(result) and result.summary is first  # computed once, on first access
+    assert first.loc[0, "n_prompts"] == 4 and first.loc[0, "ci_low"] <= first.loc[0, "mean"] <= first.loc[0, "ci_high"]

@@ -29,6 +29,7 @@ score the extracted answers of verified samples, and every metric needs groups o
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -244,10 +245,12 @@ class ScoreResult:
     Attributes:
         per_prompt: :data:`PER_PROMPT_COLUMNS` (plus a column per metric diagnostic, e.g. ``parse_rate``).
         across_input: :data:`ACROSS_COLUMNS`: the metric over the first response of the sampled prompts.
-        summary: :data:`SUMMARY_COLUMNS` (plus the mean of each diagnostic).
+        summary: :data:`SUMMARY_COLUMNS` (plus the mean of each diagnostic), with bootstrap CIs: computed on
+            first access (a run stores the per-prompt and across-input rows only, so it never pays for it).
         settings: every option that determined the numbers (metrics, embedders and their cache keys, subsets,
             across-input sample, bootstrap).
         embedding_stats: what the embedding store did (texts asked for, unique, from cache, encoded).
+        bootstrap: the CI settings of ``summary``.
 
     ``settings["unencodable_texts"]`` counts the texts that held lone surrogates (scored as U+FFFD);
     ``settings["indistinguishable_texts"]`` (None without a sentence-embedding metric) is ``{"count", "prompts",
@@ -257,9 +260,14 @@ class ScoreResult:
 
     per_prompt: pd.DataFrame
     across_input: pd.DataFrame
-    summary: pd.DataFrame
     settings: dict[str, Any]
     embedding_stats: dict[str, int] = field(default_factory=dict)
+    bootstrap: BootstrapSettings = field(default_factory=BootstrapSettings)
+
+    @functools.cached_property
+    def summary(self) -> pd.DataFrame:
+        """The per-(checkpoint, task, metric, subset) summary (see the class docstring), computed once."""
+        return summarise(self.per_prompt, self.across_input, self.bootstrap)
 
 
 @dataclass(frozen=True)
@@ -400,7 +408,6 @@ class Scorer:
         for column in _COUNT_COLUMNS:
             per_prompt[column] = per_prompt[column].astype("Int64")
         across = pd.DataFrame(across_rows, columns=ACROSS_COLUMNS)
-        summary = summarise(per_prompt, across, self.options.bootstrap)
         settings = {
             **self.settings(),
             "metrics": self.metric_settings(vocab_size),
@@ -409,7 +416,7 @@ class Scorer:
             "indistinguishable_texts": self._tally(groups, confused) if uses_embeddings else None,
         }
         stats = vars(self.embedder.stats).copy() if self.embedder is not None else {}
-        return ScoreResult(per_prompt, across, summary, settings, stats)
+        return ScoreResult(per_prompt, across, settings, stats, self.options.bootstrap)
 
     def _indistinguishable(self, groups: list[_Group]) -> dict[tuple[str, ...], list[int]]:
         """Per distinct group of texts: the positions of texts the sentence embedder confuses with another one."""
