@@ -771,3 +771,21 @@ def test_older_tables_are_read_in_one_sign() -> None:
     sites = tables.collapse_sites.set_index("lineage")
     assert list(sites["status"]) == ["collapse site", "gained"]
     assert sites.loc["a", "child"] == "a" and pd.isna(sites.loc["b", "child"]) and np.isnan(sites.loc["b", "delta"])
+
+
+def test_qfd_figure_keeps_its_scale_when_a_flagged_share_is_huge() -> None:
+    """A ΔD_all near 0 (CI includes 0) gives shares like 3500%: they are shown, cut at the axis' edge and written
+    out, so the other rows keep a readable scale."""
+    from divtrace.report.plots import QFD_SHARE_RANGE, plot_qfd
+
+    qfd = pd.DataFrame(
+        {
+            "reference": ["base", "base"], "checkpoint": ["x", "y"], "task": ["t", "t"], "metric": ["sbert"] * 2,
+            "delta_all": [-0.001, -0.2], "quality_control_share": [-34.0, 0.4], "residual_share": [35.0, 0.6],
+            "delta_all_ci_includes_zero": [True, False], "share_outside_unit": [True, False],
+        }
+    )  # fmt: skip
+    svg = plot_qfd(qfd, "sbert")
+    assert f"(off scale: quality control {MINUS}3400%, residual 3500%)" in svg
+    assert "base → x · t ‡ †" in svg and "base → y · t ‡" not in svg
+    assert QFD_SHARE_RANGE == (-1.0, 2.0) and "‡ ΔD_all's CI includes 0; † a share outside [0, 1]" in svg

@@ -22,6 +22,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.transforms import offset_copy
 
 from divtrace.study.lineage import LineageGraph
 
@@ -332,7 +333,9 @@ def plot_qfd(qfd: pd.DataFrame, metric: str) -> str:
     ]
     ax.set_xlabel("; ".join(["share of ΔD_all (reference → checkpoint)", *marks]))
     ax.set_title(f"{metric}: quality-filtered decomposition")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    # Below the tick labels and the axis label, a fixed distance whatever the figure's height.
+    below = offset_copy(ax.transAxes, fig=fig, y=-0.42, units="inches")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, ncol=2, frameon=False)
     return _finish(fig)
 
 
