@@ -10,7 +10,17 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from divtrace.analysis import AnalysisResult, analyze, headline_table, write_analysis
+from divtrace.analysis import (
+    GAINED,
+    NO_SIGNIFICANT_LOSS,
+    SIGN_CONVENTION,
+    SITE,
+    AnalysisResult,
+    analyze,
+    collapse_step,
+    headline_table,
+    write_analysis,
+)
 from divtrace.errors import DivtraceError
 from divtrace.stats import BootstrapSettings, pass_at_k_per_prompt
 from divtrace.study.lineage import CheckpointNode, LineageGraph
@@ -103,7 +113,7 @@ def test_collapse_site_and_branch_lineage(lineage_result: tuple[pd.DataFrame, An
     for metric in ("sbert", "ead"):
         main = sites.loc[("rl", metric)]
         assert (main["parent"], main["child"], main["stage"]) == ("sft", "dpo", "dpo")
-        assert main["delta_ci_high"] < 0 and main["significant"] and main["is_loss"]
+        assert main["delta_ci_high"] < 0 and main["status"] == "collapse site"
         assert main["n_edges"] == main["n_edges_with_data"] == 3
         # -0.30 of a total -0.40 (scaled by 0.5 for ead, the share is scale-free)
         assert main["loss_share"] == pytest.approx(0.75, abs=0.03)
@@ -157,10 +167,12 @@ def test_headline_is_table_one(lineage_result: tuple[pd.DataFrame, AnalysisResul
     table = result.headline[(result.headline.lineage == "rl") & (result.headline.metric == "sbert")]
     assert list(table["stage"]) == ["sft", "dpo", "rl"] and list(table["step"]) == [1, 2, 3]
     assert list(table["is_collapse_site"]) == [False, True, False]
-    # Losses along the path add up to what the leaf lost: 100 - retained %.
-    assert table["loss_pct_base"].sum() == pytest.approx(100 - table["retained_pct"].iloc[0], abs=1e-9)
+    # Changes along the path (negative = lost) add up to the leaf's: retained % - 100.
+    assert table["change_pct_base"].sum() == pytest.approx(table["retained_pct"].iloc[0] - 100, abs=1e-9)
     assert table["retained_pct"].iloc[0] == pytest.approx(50, abs=2)
-    assert (table["loss_pct_base_ci_low"] <= table["loss_pct_base"]).all()
+    assert (table["change_pct_base_ci_low"] <= table["change_pct_base"]).all()
+    edges = result.edges.set_index(["child", "metric"])
+    assert list(table["change_pct_base"]) == [edges.loc[(c, "sbert"), "delta_pct_base"] for c in table["child"]]
     pd.testing.assert_frame_equal(headline_table(result), result.headline)
 
 
@@ -257,8 +269,10 @@ def test_quality_filtered_decomposition_paired_option() -> None:
 
     flat = qfd.loc["flat"]
     assert flat["delta_all_ci_low"] < 0 < flat["delta_all_ci_high"]
-    assert np.isnan(flat["residual_share"]) and np.isnan(flat["quality_control_share"])
-    assert "CI includes 0" in flat["note"]
+    # Shown (the paper shows every share) and flagged, not blanked.
+    assert np.isfinite(flat["residual_share"]) and np.isfinite(flat["quality_control_share"])
+    assert flat["delta_all_ci_includes_zero"] and "undefined" not in flat["note"]
+    assert not half["delta_all_ci_includes_zero"] and not qc["delta_all_ci_includes_zero"]
 
     # The default (the paper's) form: each checkpoint over its own prompts, so half's 10 odd prompts (D_all 0.1,
     # no qualifying correct subset for one of the two) now enter half's D_all.
@@ -769,3 +783,132 @@ def test_duplicate_rows_are_refused_naming_the_first_repeat() -> None:
     with pytest.raises(DivtraceError, match=r"verdicts table has 1 duplicate sample\(s\), e\.g\. checkpoint 'base', "
                        r"task 't', prompt 'p0', sample 3"):  # fmt: skip
         analyze(scores, pd.DataFrame([verdict, verdict]), _graph())
+
+
+# ----- Issue 20: a collapse site is a significant loss; one sign; every QFD share shown -----
+
+
+def test_collapse_step_is_the_largest_significant_loss() -> None:
+    """think (the paper's row): sft -62 [-65, -59], dpo -4 [-9, +1], rl +4 [-1, +9]: the site is sft. A larger
+    loss whose CI includes 0 is not a site; a smaller significant one is. A gain never is one."""
+    assert collapse_step([-62.0, -4.0, 4.0], [-65.0, -9.0, -1.0], [-59.0, 1.0, 9.0]) == 0
+    assert collapse_step([-30.0, -10.0], [-70.0, -12.0], [10.0, -8.0]) == 1
+    assert collapse_step([12.3], [4.8], [25.3]) is None  # quickstart open_ended EAD: a gain
+    assert collapse_step([-3.0, 2.0], [-8.0, -1.0], [2.0, 5.0]) is None  # nothing significant
+    assert collapse_step([-5.0, -5.0], [-6.0, -6.0], [-4.0, -4.0]) == 0  # a tie: the first
+    assert collapse_step([-5.0], [float("nan")], [float("nan")]) is None  # no CI: not significant
+    with pytest.raises(ValueError, match="CI ends"):
+        collapse_step([-1.0, -2.0], [-3.0], [0.0])
+
+
+def _gain_scores(levels: dict[str, float], noise: float = 0.01, seed: int = 7) -> pd.DataFrame:
+    """SBERT per prompt: a shared prompt effect plus independent noise around each checkpoint's level."""
+    rng = np.random.default_rng(seed)
+    effect = rng.normal(0, 0.03, N_PROMPTS)
+    return pd.concat(
+        [_rows(name, level + effect + rng.normal(0, noise, N_PROMPTS)) for name, level in levels.items()],
+        ignore_index=True,
+    )
+
+
+def test_an_edge_that_gained_is_never_a_collapse_site() -> None:
+    """The quickstart case: base -> instruct gained diversity (0.50 -> 0.56, +12%); before, that edge was listed
+    as the lineage's collapse site (the smallest change when nothing was lost)."""
+    graph = LineageGraph([CheckpointNode("base", "base"), CheckpointNode("instruct", "instruct", parent="base")])
+    result = analyze(_gain_scores({"base": 0.50, "instruct": 0.56}), None, graph, bootstrap=FAST)
+    edge = result.edges.iloc[0]
+    assert edge["delta_pct_base"] == pytest.approx(12.0, abs=1.0) and edge["delta_pct_base_ci_low"] > 0
+    site = result.collapse_sites.iloc[0]
+    assert site["status"] == GAINED and site["n_significant_gains"] == 1 and site["n_significant_losses"] == 0
+    assert pd.isna(site["parent"]) and pd.isna(site["child"]) and np.isnan(site["delta_pct_base"])
+    assert np.isnan(site["loss_share"]) and pd.isna(site["n_prompts"])
+    assert not result.headline["is_collapse_site"].any()
+    assert result.headline["change_pct_base"].iloc[0] == pytest.approx(edge["delta_pct_base"])  # signed: a gain > 0
+    table1 = result.table1.iloc[0]
+    assert table1["significant"] and not table1["is_collapse_site"] and table1["change_pct_base"] > 0
+
+
+def test_a_loss_whose_ci_includes_zero_is_not_a_site() -> None:
+    """base -> sft -> dpo: sft's larger drop is noise (CI includes 0), dpo's smaller one is clear: dpo is the site;
+    and base -> flat, with no significant change at all, has none."""
+    graph = LineageGraph(
+        [
+            CheckpointNode("base", "base"),
+            CheckpointNode("sft", "sft", parent="base"),
+            CheckpointNode("dpo", "dpo", parent="sft"),
+            CheckpointNode("flat", "rl-zero", parent="base"),
+        ]
+    )
+    rng = np.random.default_rng(11)
+    effect = rng.normal(0, 0.03, N_PROMPTS)
+    sft = 0.58 + effect + rng.normal(0, 0.30, N_PROMPTS)  # -0.02 under noise of 0.3: its CI includes 0
+    scores = pd.concat(
+        [
+            _rows("base", 0.60 + effect + rng.normal(0, 0.002, N_PROMPTS)),
+            _rows("sft", sft),
+            _rows("dpo", sft - 0.06),  # a smaller loss, but the same on every prompt: certain
+            _rows("flat", 0.60 + effect + rng.normal(0, 0.002, N_PROMPTS)),
+        ],
+        ignore_index=True,
+    )
+    result = analyze(scores, None, graph, bootstrap=FAST)
+    edges = result.edges.set_index("child")
+    assert edges.loc["sft", "delta_ci_low"] < 0 < edges.loc["sft", "delta_ci_high"]
+    assert edges.loc["dpo", "delta_ci_high"] < 0
+    sites = result.collapse_sites.set_index("lineage")
+    assert sites.loc["dpo", "status"] == SITE and sites.loc["dpo", "child"] == "dpo"
+    assert sites.loc["flat", "status"] == NO_SIGNIFICANT_LOSS and pd.isna(sites.loc["flat", "child"])
+    headline = result.headline[result.headline.lineage == "dpo"]
+    assert list(headline["is_collapse_site"]) == [False, True]
+
+
+def _three_checkpoint_qfd(seed: int = 5) -> pd.DataFrame:
+    """base -> sft -> rl on three verifiable tasks, 8 prompts each: D_all barely moves on t1 and t2 (noise 0.05
+    around a 0.01 change) and falls clearly on t3; D_correct falls by half of D_all's fall, plus noise."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    shifts = {"t1": (0.0, 0.01, 0.0), "t2": (0.0, -0.01, 0.01), "t3": (0.0, -0.2, -0.3)}
+    for task, (base, sft, rl) in shifts.items():
+        for name, shift in (("base", base), ("sft", sft), ("rl", rl)):
+            all_values = 0.6 + shift + rng.normal(0, 0.05, 8)
+            correct = 0.5 + shift / 2 + rng.normal(0, 0.05, 8)
+            frames.append(_rows(name, all_values, task=task))
+            frames.append(_rows(name, correct, task=task, subset="correct", n_outputs=4))
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_qfd_shares_are_shown_and_flagged_when_delta_all_ci_includes_zero() -> None:
+    """The small 3-checkpoint case of the issue: 6 rows (base -> sft, base -> rl on t1, t2, t3); 4 have a ΔD_all
+    whose CI includes 0. Before, those 4 came out empty (NaN); now every share is given with its CI, and flagged."""
+    graph = LineageGraph(
+        [CheckpointNode("base", "base"), CheckpointNode("sft", "sft", "base"), CheckpointNode("rl", "rl", "sft")]
+    )
+    qfd = analyze(_three_checkpoint_qfd(), None, graph, bootstrap=FAST).qfd
+    assert len(qfd) == 6
+    flagged = qfd["delta_all_ci_includes_zero"]
+    assert flagged.dtype == bool and flagged.sum() == 4
+    assert list(qfd.loc[flagged, "task"]) == ["t1", "t1", "t2", "t2"]
+    for column in ("residual_share", "quality_control_share"):
+        for end in ("", "_ci_low", "_ci_high"):
+            assert np.isfinite(qfd[f"{column}{end}"]).all(), f"{column}{end}"
+    assert np.allclose(qfd["residual_share"] + qfd["quality_control_share"], 1.0)
+    assert (
+        (qfd["residual_share_ci_low"] <= qfd["residual_share"])
+        & (qfd["residual_share"] <= qfd["residual_share_ci_high"])
+    ).all()
+    assert not qfd["note"].str.contains("undefined").any()
+    for row in qfd.itertuples():
+        assert row.delta_all_ci_includes_zero == (row.delta_all_ci_low <= 0 <= row.delta_all_ci_high)
+
+
+def test_one_sign_and_the_site_rule_are_recorded_in_the_settings(
+    lineage_result: tuple[pd.DataFrame, AnalysisResult],
+) -> None:
+    _, result = lineage_result
+    assert result.settings["sign_convention"] == SIGN_CONVENTION and "negative = diversity lost" in SIGN_CONVENTION
+    assert "CI includes 0" in result.settings["qfd"]["delta_all_ci_includes_zero"]
+    # One column name and one sign for "change as % of base" in the per-task and averaged Table 1.
+    assert "change_pct_base" in result.headline.columns and "loss_pct_base" not in result.headline.columns
+    rl = result.table1[(result.table1.lineage == "rl") & (result.table1.metric == "sbert")]
+    assert list(rl["is_collapse_site"]) == [False, True, False] and rl["significant"].iloc[1]
+    assert (rl["change_pct_base"] < 0).all()

@@ -236,7 +236,8 @@ def test_summary_md_headline_table(report: Path, study: dict[str, object]) -> No
     headline = study["analysis"].headline
     expected = headline[(headline["lineage"] == "rl") & (headline["task"] == "gsm8k") & (headline["metric"] == "sbert")]
     assert cells[-1] == f"{expected['retained_pct'].iloc[0]:.1f}%"
-    assert cells[2].strip("*").startswith(f"{expected['loss_pct_base'].iloc[0]:.1f}% [")
+    change = f"{expected['change_pct_base'].iloc[0]:+.1f}% [".replace("-", "\N{MINUS SIGN}")
+    assert cells[2].strip("*").startswith(change)
     assert sum(c.startswith("**") for c in cells[2:-1]) == 1  # exactly one collapse site, in bold
     assert "## Collapse sites" in text
 
@@ -251,15 +252,15 @@ def test_summary_md_escapes_pipes() -> None:
             "parent": ["base"],
             "child": ["a|b"],
             "stage": ["sft"],
-            "loss_pct_base": [12.5],
-            "loss_pct_base_ci_low": [10.0],
-            "loss_pct_base_ci_high": [15.0],
+            "change_pct_base": [-12.5],
+            "change_pct_base_ci_low": [-15.0],
+            "change_pct_base_ci_high": [-10.0],
             "is_collapse_site": [True],
             "retained_pct": [87.5],
         }
     )
     text = render_summary_md(headline, study_info={"name": "x"})
-    assert "| t | m | **12.5% [10.0, 15.0]** | 87.5% |" in text
+    assert "| t | m | **\N{MINUS SIGN}12.5% [\N{MINUS SIGN}15.0, \N{MINUS SIGN}10.0]** | 87.5% |" in text
     assert "## a\\|b: base → a\\|b" in text
 
 
@@ -430,11 +431,11 @@ def test_table1_is_at_the_top_with_the_paper_row_for_olmo3(tmp_path: Path) -> No
         i for i, line in enumerate(lines) if line.startswith("| think | base → think-sft → think-dpo → think |")
     )
     minus = "\N{MINUS SIGN}"
-    assert lines[think + 1] == f"| ↳ paper | published | {minus}62 | {minus}4 | +4 | 38% | 15 |"
+    assert lines[think + 1] == f"| ↳ paper | published | sbert | {minus}62 | {minus}4 | +4 | 38% | 15 |"
     instruct = next(i for i, line in enumerate(lines) if line.startswith("| instruct |"))
-    assert lines[instruct + 1] == f"| ↳ paper | published | {minus}38 | {minus}23 | {minus}5 | 34% | 15 |"
+    assert lines[instruct + 1] == f"| ↳ paper | published | sbert | {minus}38 | {minus}23 | {minus}5 | 34% | 15 |"
     group = next(i for i, line in enumerate(lines) if line.startswith("| rl-zero (mean) |"))
-    assert lines[group + 1] == "| ↳ paper | published | \N{EN DASH} |  |  | 93% | 15 |"
+    assert lines[group + 1] == "| ↳ paper | published | sbert | \N{EN DASH} |  |  | 93% | 15 |"
     assert "Karouzos, Tan, Aletras (2026)" in text
     ours = analysis.table1[(analysis.table1.lineage == "think") & (analysis.table1.metric == "sbert")]
     first = ours.iloc[0]
@@ -483,7 +484,10 @@ def test_shares_outside_unit_are_explained(tmp_path: Path) -> None:
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert f"† {sentence}" in summary
     row = next(line for line in summary.splitlines() if line.startswith("| base → rl | gsm8k | sbert |"))
-    assert "| \N{MINUS SIGN}0.200 | +0.050 | 125.0% † | \N{MINUS SIGN}25.0% † | 6 / 6 |" in row
+    minus = "\N{MINUS SIGN}"
+    delta_all, delta_correct = f"{minus}0.200 [{minus}0.200, {minus}0.200]", "+0.050 [+0.050, +0.050]"
+    shares = f"125.0% [125.0, 125.0] † | {minus}25.0% [{minus}25.0, {minus}25.0] †"  # constant: the CI is the point
+    assert f"| {delta_all} | {delta_correct} | {shares} | 6 / 6 |" in row
     page = path.read_text(encoding="utf-8")
     assert 'id="qfd-outside-unit"' in page and sentence in page
     assert "each checkpoint's D_all and D_correct are averaged over its own prompts" in page
@@ -531,3 +535,257 @@ def test_inline_svg_carries_no_timestamp() -> None:
     first, second = drawn(), drawn()
     assert "<svg" in first and "dc:date" not in first
     assert first == second
+
+
+# ----- Issue 20: one sentence per lineage and metric, one sign, each fact once, axes that fit, footnotes when used
+
+MINUS = "\N{MINUS SIGN}"
+
+
+def _table1_rows(lineage: str, path: list[str], stages: list[str], metric: str, steps: list[tuple]) -> list[dict]:
+    """Table 1 rows of one lineage and metric: ``steps`` = [(change, low, high)] along ``path``."""
+    retained = 100 + sum(change for change, _, _ in steps)
+    return [
+        {
+            "lineage": lineage, "kind": "lineage", "members": lineage, "base": path[0], "path": " → ".join(path),
+            "metric": metric, "step": i, "parent": path[i - 1], "child": path[i], "stage": stages[i - 1],
+            "n_tasks": 2, "tasks": "t1, t2", "n_prompts": 20,
+            "change_pct_base": change, "change_pct_base_ci_low": low, "change_pct_base_ci_high": high,
+            "retained_pct": retained, "retained_pct_ci_low": retained - 3, "retained_pct_ci_high": retained + 3,
+        }
+        for i, (change, low, high) in enumerate(steps, start=1)
+    ]  # fmt: skip
+
+
+def _example_table1() -> pd.DataFrame:
+    """The issue's examples: think's SBERT collapses at SFT (-62 [-65, -59]), DPO and RL change < 5%; think's
+    Vendi also loses at DPO and gains at RL; instruct's EAD gained (+12.3 [+4.8, +25.3], the quickstart case)."""
+    think = ["base", "think-sft", "think-dpo", "think"]
+    rows = _table1_rows("think", think, ["sft", "dpo", "rl"], "sbert", [(-62, -65, -59), (-4, -9, 1), (4, -1, 9)])
+    rows += _table1_rows("think", think, ["sft", "dpo", "rl"], "vendi", [(-20, -25, -15), (-10, -12, -8), (6, 2, 10)])
+    rows += _table1_rows("instruct", ["base", "instruct"], ["instruct"], "ead", [(12.3, 4.8, 25.3)])
+    rows += _table1_rows("instruct", ["base", "instruct"], ["instruct"], "sbert", [(-7, -15, 1)])
+    return pd.DataFrame(rows)
+
+
+EXPECTED_FINDINGS = [
+    f"think · sbert: collapses at sft (think-sft): {MINUS}62.0% [{MINUS}65.0, {MINUS}59.0] of base; "
+    "dpo and rl change < 5%.",
+    f"think · vendi: collapses at sft (think-sft): {MINUS}20.0% [{MINUS}25.0, {MINUS}15.0] of base; also loses at "
+    f"dpo: {MINUS}10.0% [{MINUS}12.0, {MINUS}8.0]; gains at rl: +6.0% [+2.0, +10.0].",
+    f"instruct · sbert: no significant loss; instruct: {MINUS}7.0% [{MINUS}15.0, +1.0], not significant.",
+    "instruct · ead: no significant loss; gains at instruct: +12.3% [+4.8, +25.3].",
+]
+
+
+def test_one_sentence_per_lineage_and_metric_says_where_it_collapsed() -> None:
+    from divtrace.report.findings import headline_findings, table1_view
+
+    view = table1_view(_example_table1(), "my-study", ["ead", "vendi", "sbert"])
+    assert [str(f) for f in headline_findings(view)] == EXPECTED_FINDINGS
+    # Table 1 marks the same sites: SBERT and Vendi of think at sft, none for instruct (one lost, one gained).
+    sites = {(r["lineage"], r["metric"]): [s["site"] for s in r["steps"]] for r in view["rows"]}
+    assert sites == {
+        ("think", "sbert"): [True, False, False],
+        ("think", "vendi"): [True, False, False],
+        ("instruct", "sbert"): [False],
+        ("instruct", "ead"): [False],
+    }
+    assert [r["metric"] for r in view["rows"]] == ["sbert", "sbert", "ead", "vendi"]  # the paper's first
+
+    text = render_summary_md(pd.DataFrame(), study_info={"name": "s"}, table1=_example_table1(), metrics=["ead"])
+    lines = text.splitlines()
+    opening = lines.index("## Where diversity collapses")
+    assert opening == 2 and text.index("## Where diversity collapses") < text.index("## Table 1")
+    bullets = lines[opening + 2 : opening + 6]
+    assert [b.replace("**", "") for b in bullets] == [f"- {f}" for f in EXPECTED_FINDINGS]
+    assert text.count("negative = diversity lost") == 1  # the sign convention, stated once
+
+
+def test_report_opens_with_the_sentences(report: Path, study: dict[str, object]) -> None:
+    from divtrace.report.findings import headline_findings, table1_view
+
+    page = report.read_text(encoding="utf-8")
+    findings = headline_findings(table1_view(study["analysis"].table1, STUDY_INFO["name"], list(METRICS)))
+    assert len(findings) == 2 * len(METRICS)  # lineages rl and rlzero, each metric
+    first = page.index('id="findings"')
+    assert first < page.index('id="checkpoints"') < page.index('id="table1"')
+    for finding in findings:
+        assert f"<b>{html.escape(finding.subject)}</b>: {html.escape(finding.text)}" in page
+    assert page.count("negative = diversity lost") == 1
+    summary = (report.parent / "summary.md").read_text(encoding="utf-8")
+    assert summary.count("negative = diversity lost") == 1 and "positive = diversity lost" not in summary
+
+
+def _loss_study(ratio: float, *, tasks: tuple[str, ...] = ("poems",)) -> tuple[pd.DataFrame, LineageGraph, object]:
+    """base -> sft with SBERT multiplied by ``ratio`` on every prompt: a change of exactly 100 (ratio - 1)% of base,
+    the same in every bootstrap resample."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for task in tasks:
+        base = rng.uniform(0.5, 0.9, N_PROMPTS)
+        for name, values in (("base", base), ("sft", base * ratio)):
+            rows += [(name, task, f"p{p:02d}", "sbert", "all", v, K) for p, v in enumerate(values)]
+    scores = pd.DataFrame(rows, columns=["checkpoint", "task", "prompt_id", "metric", "subset", "value", "n_outputs"])
+    graph = LineageGraph([CheckpointNode("base", "base"), CheckpointNode("sft", "sft", "base")])
+    return scores, graph, analyze(scores, None, graph, bootstrap=BootstrapSettings(resamples=100))
+
+
+def test_one_sbert_loss_reads_the_same_signed_number_in_every_table(tmp_path: Path) -> None:
+    """The issue's example: one SBERT loss read -80.5%, 80.5% and -80.5% in summary.md's three tables."""
+    scores, graph, analysis = _loss_study(0.195)
+    path = write_report(tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph,
+                        study_info={"name": "one loss"})  # fmt: skip
+    loss = f"{MINUS}80.5% [{MINUS}80.5, {MINUS}80.5]"
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    table1 = next(line for line in summary.splitlines() if line.startswith("| sft | base → sft | sbert |"))
+    per_task = next(line for line in summary.splitlines() if line.startswith("| poems | sbert |"))
+    site = next(line for line in summary.splitlines() if line.startswith("| sft | poems | sbert |"))
+    assert f"**sft: {loss}**" in table1
+    assert f"| **{loss}** |" in per_task
+    assert f"| base → sft (sft) | {loss} | 100% |" in site
+    assert f"sft · sbert**: collapses at sft: {loss} of base." in summary
+    page = path.read_text(encoding="utf-8")
+    for text in (summary, page):
+        assert re.findall(r"80\.5", text) and not re.findall(rf"(?<![{MINUS}\d])80\.5", text)  # always with its sign
+
+
+def test_checkpoint_table_shows_each_fact_once(tmp_path: Path) -> None:
+    """The checkpoint table repeated the other columns as Python reprs (``options: {}``) and the sampling line
+    showed ``top_k = None``; now each fact is shown once, unset settings are left out."""
+    from divtrace.report.html import checkpoint_settings
+    from divtrace.study.spec import CheckpointSpec, SamplingSpec
+
+    base = CheckpointSpec(name="base", model="quickstart:gemma-3-270m").model_dump(mode="json")
+    sft = CheckpointSpec(
+        name="sft", model="org/sft", stage="sft", parent="base", backend="vllm", options={"dtype": "bfloat16"},
+        chat_template=True, revision="abc123",
+    ).model_dump(mode="json")  # fmt: skip
+    assert checkpoint_settings(base) == "backend = transformers"
+    assert checkpoint_settings(sft) == "revision = abc123; backend = vllm; chat_template = yes; dtype = bfloat16"
+    scores, graph, analysis = _loss_study(0.9)
+    info = {"name": "c", "checkpoints": [base, sft], "sampling": SamplingSpec().model_dump(mode="json")}
+    page = write_report(tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph,
+                        study_info=info).read_text(encoding="utf-8")  # fmt: skip
+    table = page[page.index('<table id="checkpoints">') : page.index("</table>", page.index('id="checkpoints"'))]
+    assert "<th>model</th>" in table and "<th>settings</th>" in table and "details" not in table
+    assert "<td>sft</td><td>sft</td><td>base</td><td>org/sft</td><td>native</td>" in table
+    for repr_text in ("None", "{}", "options", "stage:", "thinking:", "parent:"):
+        assert repr_text not in table, repr_text
+    sampling = page[page.index("<dt>Sampling") : page.index("<dt>Lineages")]
+    assert "top_k" not in sampling and "None" not in sampling and "temperature = 0.6" in sampling
+    assert "top_k" not in (tmp_path / "summary.md").read_text(encoding="utf-8")
+
+
+def test_waterfall_axes_fit_their_data() -> None:
+    """Small changes (-3%, +2%): the axis no longer stops at 100 with the bars hanging from its top edge; it
+    spans 0 to just above the highest bar or CI end. A gain of +25% raises the top above 125."""
+    from divtrace.report.plots import WATERFALL_MARGIN, waterfall_figure, waterfall_limits
+
+    assert waterfall_limits([100, 97, 99, 101.5]) == pytest.approx((0.0, 101.5 + WATERFALL_MARGIN * 101.5))
+    assert waterfall_limits([100, 125.3, float("nan")]) == pytest.approx((0.0, 125.3 * (1 + WATERFALL_MARGIN)))
+    assert waterfall_limits([100, -10]) == pytest.approx((-10 - 5.5, 100 + 5.5))  # something below 0: a margin
+
+    for ratio, top_at_least in ((0.97, 100.0), (1.25, 125.0)):
+        edges = _loss_study(ratio)[2].edges
+        figure = waterfall_figure(edges, ["base", "sft"], ["sbert"], ["poems"])
+        low, high = figure.axes[0].get_ylim()
+        highest = max(100.0, float(100 + edges["delta_pct_base_ci_high"].max()))
+        assert low == 0.0 and high == pytest.approx(highest * (1 + WATERFALL_MARGIN))
+        assert high > top_at_least and high < top_at_least + 10
+
+
+def test_footnotes_appear_only_when_used(tmp_path: Path) -> None:
+    """A lineage that gained (no site, no QFD, no paper row): no legend for bold, no †, ‡ or paper note; the
+    lineage's sentence and the collapse-site table say it gained."""
+    scores, graph, analysis = _loss_study(1.1)
+    path = write_report(tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph,
+                        study_info={"name": "gain"})  # fmt: skip
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    page = path.read_text(encoding="utf-8")
+    for text in (summary, page):
+        for mark in ("Bold", "†", "‡", "↳ paper", "* CI", "in a share: undefined"):
+            assert mark not in text, mark
+    assert (
+        "| sft | poems | sbert | none: no significant loss, diversity gained | \N{EN DASH} | \N{EN DASH} |" in summary
+    )
+    assert "sft · sbert**: no significant loss; gains at sft: +10.0% [+10.0, +10.0]." in summary
+    assert 'data-status="gained"' in page and "none: no significant loss, diversity gained" in page
+
+    _, _, lost = _loss_study(0.8)  # now a site: the bold legend comes with it
+    text = render_summary_md(lost.headline, study_info={"name": "x"}, table1=lost.table1)
+    assert text.count("**Bold**") == 2 and "**sft: " in text  # Table 1 and per task, each where bold is used
+
+
+def _flagged_qfd_study() -> tuple[pd.DataFrame, LineageGraph, object]:
+    """base -> sft -> rl, verifiable tasks t1 (D_all barely moves: its CI includes 0) and t3 (a clear fall)."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for task, shifts in (("t1", (0.0, 0.01, 0.0)), ("t3", (0.0, -0.2, -0.3))):
+        for name, shift in zip(("base", "sft", "rl"), shifts, strict=True):
+            for p in range(8):
+                rows.append((name, task, f"p{p}", "sbert", "all", 0.6 + shift + rng.normal(0, 0.05), K))
+                rows.append((name, task, f"p{p}", "sbert", "correct", 0.5 + shift / 2 + rng.normal(0, 0.05), 4))
+    scores = pd.DataFrame(rows, columns=["checkpoint", "task", "prompt_id", "metric", "subset", "value", "n_outputs"])
+    graph = LineageGraph(
+        [CheckpointNode("base", "base"), CheckpointNode("sft", "sft", "base"), CheckpointNode("rl", "rl", "sft")]
+    )
+    return scores, graph, analyze(scores, None, graph, bootstrap=BootstrapSettings(resamples=200))
+
+
+def test_qfd_flag_is_shown_and_explained(tmp_path: Path) -> None:
+    scores, graph, analysis = _flagged_qfd_study()
+    qfd = analysis.qfd
+    assert list(qfd.loc[qfd["delta_all_ci_includes_zero"], "task"]) == ["t1", "t1"]
+    path = write_report(tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph,
+                        study_info={"name": "q"})  # fmt: skip
+    summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    rows = [line for line in summary.splitlines() if line.startswith("| base → ")]
+    assert len(rows) == 4 and all("\N{EN DASH}" not in row for row in rows)  # every share shown, with its CI
+    for row in rows:
+        assert (row.count(" ‡") == 2) == ("| t1 |" in row), row  # both shares of a flagged row are marked
+    assert summary.count("‡ ΔD_all's 95% CI includes 0") == 1
+    page = path.read_text(encoding="utf-8")
+    assert 'id="qfd-ci-includes-zero"' in page and "ΔD_all&#39;s 95% CI includes 0" in page
+    assert "share of ΔD_all (reference → checkpoint); ‡ ΔD_all's CI includes 0" in page  # the figure's axis label
+
+
+def test_older_tables_are_read_in_one_sign() -> None:
+    """An analysis written before issue 20: headline's loss_pct_base (positive = lost) and a collapse-site row
+    naming a gain. Read back, the loss is a negative change and the gain is no site."""
+    old_headline = pd.DataFrame(
+        {"lineage": ["a"], "loss_pct_base": [80.5], "loss_pct_base_ci_low": [78.0], "loss_pct_base_ci_high": [83.0]}
+    )
+    old_sites = pd.DataFrame(
+        {
+            "lineage": ["a", "b"], "parent": ["base", "base"], "child": ["a", "b"], "stage": ["sft", "instruct"],
+            "delta": [-0.4, 0.05], "delta_ci_low": [-0.45, 0.02], "delta_ci_high": [-0.35, 0.1],
+            "delta_pct_base": [-80.5, 12.3], "delta_pct_base_ci_low": [-83.0, 4.8],
+            "delta_pct_base_ci_high": [-78.0, 25.3], "significant": [True, True], "is_loss": [True, False],
+            "loss_share": [1.0, np.nan],
+        }
+    )  # fmt: skip
+    tables = report_tables({"headline": old_headline, "collapse_sites": old_sites})
+    row = tables.headline.iloc[0]
+    assert (row["change_pct_base"], row["change_pct_base_ci_low"], row["change_pct_base_ci_high"]) == (-80.5, -83, -78)
+    sites = tables.collapse_sites.set_index("lineage")
+    assert list(sites["status"]) == ["collapse site", "gained"]
+    assert sites.loc["a", "child"] == "a" and pd.isna(sites.loc["b", "child"]) and np.isnan(sites.loc["b", "delta"])
+
+
+def test_qfd_figure_keeps_its_scale_when_a_flagged_share_is_huge() -> None:
+    """A ΔD_all near 0 (CI includes 0) gives shares like 3500%: they are shown, cut at the axis' edge and written
+    out, so the other rows keep a readable scale."""
+    from divtrace.report.plots import QFD_SHARE_RANGE, plot_qfd
+
+    qfd = pd.DataFrame(
+        {
+            "reference": ["base", "base"], "checkpoint": ["x", "y"], "task": ["t", "t"], "metric": ["sbert"] * 2,
+            "delta_all": [-0.001, -0.2], "quality_control_share": [-34.0, 0.4], "residual_share": [35.0, 0.6],
+            "delta_all_ci_includes_zero": [True, False], "share_outside_unit": [True, False],
+        }
+    )  # fmt: skip
+    svg = plot_qfd(qfd, "sbert")
+    assert f"(off scale: quality control {MINUS}3400%, residual 3500%)" in svg
+    assert "base → x · t ‡ †" in svg and "base → y · t ‡" not in svg
+    assert QFD_SHARE_RANGE == (-1.0, 2.0) and "‡ ΔD_all's CI includes 0; † a share outside [0, 1]" in svg

@@ -12,31 +12,48 @@ from divtrace.analysis.collapse import (
     CHECKPOINT_MEANS_COLUMNS,
     COLLAPSE_COLUMNS,
     EDGE_COLUMNS,
+    GAINED,
     HEADLINE_COLUMNS,
+    NO_SIGNIFICANT_LOSS,
     RETAINED_COLUMNS,
+    SIGN_CONVENTION,
+    SITE,
+    collapse_step,
 )
 from divtrace.analysis.cot import THINKING_COLUMNS, thinking_ablation
 from divtrace.analysis.curves import CURVE_COLUMNS, PASSK_COLUMNS, diversity_curves, passk_table
 from divtrace.analysis.pipeline import AnalysisResult, analyze, headline_table, read_analysis, write_analysis
-from divtrace.analysis.qfd import OUTSIDE_UNIT_EXPLANATION, PAIRINGS, QFD_COLUMNS, quality_filtered_decomposition
+from divtrace.analysis.qfd import (
+    CI_INCLUDES_ZERO_EXPLANATION,
+    OUTSIDE_UNIT_EXPLANATION,
+    PAIRINGS,
+    QFD_COLUMNS,
+    quality_filtered_decomposition,
+)
 from divtrace.analysis.table1 import PAPER_TABLE1, TABLE1_COLUMNS, table_one
 
 __all__ = [
     "CHECKPOINT_MEANS_COLUMNS",
+    "CI_INCLUDES_ZERO_EXPLANATION",
     "COLLAPSE_COLUMNS",
     "CURVE_COLUMNS",
     "EDGE_COLUMNS",
+    "GAINED",
     "HEADLINE_COLUMNS",
+    "NO_SIGNIFICANT_LOSS",
     "OUTSIDE_UNIT_EXPLANATION",
     "PAIRINGS",
     "PAPER_TABLE1",
     "PASSK_COLUMNS",
     "QFD_COLUMNS",
     "RETAINED_COLUMNS",
+    "SIGN_CONVENTION",
+    "SITE",
     "TABLE1_COLUMNS",
     "THINKING_COLUMNS",
     "AnalysisResult",
     "analyze",
+    "collapse_step",
     "diversity_curves",
     "headline_table",
     "passk_table",

@@ -1,5 +1,10 @@
 """Diversity along a lineage: checkpoint means, retained fraction of base, edge deltas, collapse sites, headline.
 
+Sign convention (:data:`SIGN_CONVENTION`, the same in every table, plot and file): a change is diversity after a
+stage minus diversity before it, so it is negative when diversity is lost. A *collapse site* is the stage whose loss
+is the largest among the losses that are significant (the change's CI lies below 0, :func:`collapse_step`); a
+lineage with no significant loss has none, and a stage that gained diversity never is one.
+
 Every comparison between checkpoints is paired over prompts: the same prompts are sampled for every checkpoint of a
 task, so a comparison uses the prompts on which every checkpoint involved has a finite value (an inner join on
 ``prompt_id``); prompts present for some of them only are dropped and counted (``n_dropped``). Confidence intervals
@@ -37,15 +42,27 @@ EDGE_COLUMNS = [
     "delta_pct_base", "delta_pct_base_ci_low", "delta_pct_base_ci_high", "significant",
 ]  # fmt: skip
 COLLAPSE_COLUMNS = [
-    "lineage", "task", "metric", "base", "parent", "child", "stage", "n_prompts",
+    "lineage", "task", "metric", "base", "status", "parent", "child", "stage", "n_prompts",
     "delta", "delta_ci_low", "delta_ci_high", "delta_pct_base", "delta_pct_base_ci_low", "delta_pct_base_ci_high",
-    "significant", "is_loss", "n_edges", "n_edges_with_data", "lineage_delta", "loss_share",
+    "n_edges", "n_edges_with_data", "n_significant_losses", "n_significant_gains", "lineage_delta", "loss_share",
 ]  # fmt: skip
 HEADLINE_COLUMNS = [
     "lineage", "task", "metric", "step", "parent", "child", "stage", "n_prompts",
-    "loss_pct_base", "loss_pct_base_ci_low", "loss_pct_base_ci_high", "significant", "is_collapse_site",
+    "change_pct_base", "change_pct_base_ci_low", "change_pct_base_ci_high", "significant", "is_collapse_site",
     "retained_pct", "retained_pct_ci_low", "retained_pct_ci_high",
 ]  # fmt: skip
+
+#: The one statement of the sign of every change divtrace reports (tables, plots, files, sentences).
+SIGN_CONVENTION = (
+    "A change is the diversity after a stage minus the diversity before it, as % of the base model's diversity: "
+    "negative = diversity lost, positive = diversity gained."
+)
+#: ``collapse_sites.status``: the row names the lineage's collapse site (its largest significant loss).
+SITE = "collapse site"
+#: ``collapse_sites.status``: no edge lost diversity significantly, and none gained significantly.
+NO_SIGNIFICANT_LOSS = "no significant loss"
+#: ``collapse_sites.status``: no edge lost diversity significantly, and at least one gained significantly.
+GAINED = "gained"
 
 
 def wide_scores(scores: pd.DataFrame, subset: str) -> dict[tuple[str, str], pd.DataFrame]:
@@ -107,6 +124,34 @@ def _edge_stats(mu: np.ndarray) -> np.ndarray:
 def excludes_zero(low: float, high: float) -> bool:
     """Whether the interval [low, high] excludes 0 (False when either end is NaN)."""
     return bool(low > 0 or high < 0)
+
+
+def significant_loss(change: float, low: float, high: float) -> bool:
+    """Whether a change is a significant loss: negative, with a CI that excludes 0."""
+    return bool(change < 0 and excludes_zero(low, high))
+
+
+def significant_gain(change: float, low: float, high: float) -> bool:
+    """Whether a change is a significant gain: positive, with a CI that excludes 0."""
+    return bool(change > 0 and excludes_zero(low, high))
+
+
+def collapse_step(changes: Sequence[float], lows: Sequence[float], highs: Sequence[float]) -> int | None:
+    """The collapse site among the stages of one lineage: the index of the most negative change among the
+    significant losses (:func:`significant_loss`), the first on a tie; None when no stage lost significantly.
+
+    Args:
+        changes: each stage's change (any unit; negative = diversity lost), in path order.
+        lows: the lower ends of their CIs.
+        highs: the upper ends of their CIs.
+
+    Raises:
+        ValueError: the three sequences differ in length.
+    """
+    if not len(changes) == len(lows) == len(highs):
+        raise ValueError(f"collapse_step: {len(changes)} changes but {len(lows)} / {len(highs)} CI ends")
+    losses = [i for i, (c, lo, hi) in enumerate(zip(changes, lows, highs, strict=True)) if significant_loss(c, lo, hi)]
+    return min(losses, key=lambda i: (changes[i], i)) if losses else None
 
 
 def checkpoint_means(scores: pd.DataFrame, graph: LineageGraph | None, settings: BootstrapSettings) -> pd.DataFrame:
@@ -265,17 +310,22 @@ def edge_table(
 
 
 def collapse_sites(edges: pd.DataFrame, lineages: Mapping[str, Sequence[str]]) -> pd.DataFrame:
-    """Per lineage x task x metric: the edge on the base-to-leaf path with the largest loss (most negative delta).
+    """Per lineage x task x metric: the collapse site, the edge of the base-to-leaf path with the largest
+    significant loss (:func:`collapse_step` on the edges' deltas and delta CIs), or why there is none.
 
     Args:
         edges: the table from :func:`edge_table`.
-        lineages: ``{leaf: [base, ..., leaf]}`` (``LineageGraph.lineages()``); a lineage with no edge is skipped.
+        lineages: ``{leaf: [base, ..., leaf]}`` (``LineageGraph.lineages()``); a lineage with no edge is skipped,
+            and so is a task and metric where no edge of the path has data.
 
-    Returns columns :data:`COLLAPSE_COLUMNS`: the chosen edge's fields from ``edges``; ``is_loss`` (its delta is
-    negative: when False no edge of the lineage lost diversity and the row shows the smallest change);
-    ``n_edges`` on the path and ``n_edges_with_data``; ``lineage_delta`` = the sum of the path's edge deltas (NaN
-    unless every edge has data); ``loss_share`` = delta / lineage_delta, the share of the lineage's total loss
-    this edge accounts for (NaN unless both are losses; above 1 when other edges gained diversity).
+    Returns columns :data:`COLLAPSE_COLUMNS`. ``status`` is :data:`SITE` when the row names a site, else
+    :data:`GAINED` (no edge lost significantly, some edge gained significantly) or :data:`NO_SIGNIFICANT_LOSS`
+    (no edge changed significantly); without a site the edge fields (``parent`` to ``delta_pct_base_ci_high``)
+    are empty (None / NaN). ``delta`` and ``delta_pct_base`` (with CIs) are signed: negative = diversity lost.
+    ``n_edges`` on the path, ``n_edges_with_data``, ``n_significant_losses`` and ``n_significant_gains`` among
+    them; ``lineage_delta`` = the sum of the path's edge deltas (NaN unless every edge has data); ``loss_share`` =
+    delta / lineage_delta, the share of the lineage's total loss the site accounts for (NaN without a site or
+    unless the lineage lost overall; above 1 when other edges gained diversity).
     """
     records = []
     # Rows as Any: pandas-stubs types every itertuples field as any scalar; the columns are documented above.
@@ -291,35 +341,49 @@ def collapse_sites(edges: pd.DataFrame, lineages: Mapping[str, Sequence[str]]) -
             found = [indexed[(p, c, task, metric)] for p, c in path_edges if (p, c, task, metric) in indexed]
             if not found:
                 continue
-            worst = min(found, key=lambda r: r.delta)
+            step = collapse_step(
+                [r.delta for r in found], [r.delta_ci_low for r in found], [r.delta_ci_high for r in found]
+            )
+            site = found[step] if step is not None else None
+            gains = sum(significant_gain(r.delta, r.delta_ci_low, r.delta_ci_high) for r in found)
             complete = len(found) == len(path_edges)
             total = float(sum(r.delta for r in found)) if complete else float("nan")
-            share = worst.delta / total if complete and total < 0 and worst.delta < 0 else float("nan")
+            share = site.delta / total if site is not None and complete and total < 0 else float("nan")
             records.append(
                 {
                     "lineage": leaf,
                     "task": task,
                     "metric": metric,
                     "base": path[0],
-                    "parent": worst.parent,
-                    "child": worst.child,
-                    "stage": worst.stage,
-                    "n_prompts": worst.n_prompts,
-                    "delta": worst.delta,
-                    "delta_ci_low": worst.delta_ci_low,
-                    "delta_ci_high": worst.delta_ci_high,
-                    "delta_pct_base": worst.delta_pct_base,
-                    "delta_pct_base_ci_low": worst.delta_pct_base_ci_low,
-                    "delta_pct_base_ci_high": worst.delta_pct_base_ci_high,
-                    "significant": worst.significant,
-                    "is_loss": bool(worst.delta < 0),
+                    "status": SITE if site is not None else GAINED if gains else NO_SIGNIFICANT_LOSS,
+                    **_site_fields(site),
                     "n_edges": len(path_edges),
                     "n_edges_with_data": len(found),
+                    "n_significant_losses": sum(
+                        significant_loss(r.delta, r.delta_ci_low, r.delta_ci_high) for r in found
+                    ),
+                    "n_significant_gains": gains,
                     "lineage_delta": total,
                     "loss_share": float(share),
                 }
             )
-    return pd.DataFrame(records, columns=COLLAPSE_COLUMNS)
+    sites = pd.DataFrame(records, columns=COLLAPSE_COLUMNS)
+    sites["n_prompts"] = sites["n_prompts"].astype("Int64")
+    return sites
+
+
+_SITE_FIELDS = (
+    "parent", "child", "stage", "n_prompts", "delta", "delta_ci_low", "delta_ci_high",
+    "delta_pct_base", "delta_pct_base_ci_low", "delta_pct_base_ci_high",
+)  # fmt: skip
+
+
+def _site_fields(site: Any) -> dict[str, Any]:
+    """The edge fields of a collapse-site row: the site's, or empty (None for names, NaN for numbers)."""
+    if site is None:
+        names = ("parent", "child", "stage", "n_prompts")
+        return {name: None if name in names else float("nan") for name in _SITE_FIELDS}
+    return {name: getattr(site, name) for name in _SITE_FIELDS}
 
 
 def headline(
@@ -328,8 +392,9 @@ def headline(
     """The study's Table 1 in long form: per lineage x task x metric, one row per edge of the path.
 
     Returns columns :data:`HEADLINE_COLUMNS`: ``step`` (1 for the edge leaving the base), the edge and its
-    ``stage``; ``loss_pct_base`` = -delta_pct_base (positive = diversity lost, as % of the base's diversity) with
-    its CI; ``significant``; ``is_collapse_site`` (the lineage's largest-loss edge, see :func:`collapse_sites`);
+    ``stage``; ``change_pct_base`` = the edge's ``delta_pct_base`` (negative = diversity lost, as % of the base's
+    diversity, :data:`SIGN_CONVENTION`) with its CI; ``significant`` (the delta's CI excludes 0);
+    ``is_collapse_site`` (the lineage's largest significant loss, see :func:`collapse_sites`);
     ``retained_pct`` = 100 * retained(leaf) with its CI, repeated on every row of the lineage. Lineages, tasks and
     metrics without edge data have no rows.
     """
@@ -339,7 +404,7 @@ def headline(
     }
     kept: dict[tuple[Any, ...], Any] = {(r.checkpoint, r.task, r.metric): r for r in retained.itertuples(index=False)}
     site: dict[tuple[Any, ...], tuple[Any, Any]] = {
-        (r.lineage, r.task, r.metric): (r.parent, r.child) for r in sites.itertuples(index=False) if r.is_loss
+        (r.lineage, r.task, r.metric): (r.parent, r.child) for r in sites.itertuples(index=False) if r.status == SITE
     }
     pairs: list[tuple[str, str]] = sorted({(str(r.task), str(r.metric)) for r in edges.itertuples(index=False)})
     records = []
@@ -360,9 +425,9 @@ def headline(
                         "child": child,
                         "stage": edge.stage,
                         "n_prompts": edge.n_prompts,
-                        "loss_pct_base": -edge.delta_pct_base,
-                        "loss_pct_base_ci_low": -edge.delta_pct_base_ci_high,
-                        "loss_pct_base_ci_high": -edge.delta_pct_base_ci_low,
+                        "change_pct_base": edge.delta_pct_base,
+                        "change_pct_base_ci_low": edge.delta_pct_base_ci_low,
+                        "change_pct_base_ci_high": edge.delta_pct_base_ci_high,
                         "significant": edge.significant,
                         "is_collapse_site": site.get((leaf, task, metric)) == (parent, child),
                         "retained_pct": 100.0 * leaf_row.retained if leaf_row else float("nan"),

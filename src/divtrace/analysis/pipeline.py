@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from divtrace.analysis.collapse import (
+    SIGN_CONVENTION,
     checkpoint_means,
     collapse_sites,
     edge_table,
@@ -21,6 +22,7 @@ from divtrace.analysis.collapse import (
 from divtrace.analysis.cot import thinking_ablation
 from divtrace.analysis.curves import correct_per_prompt, diversity_curves, passk_table
 from divtrace.analysis.qfd import (
+    CI_INCLUDES_ZERO_EXPLANATION,
     OUTSIDE_UNIT_EXPLANATION,
     PAIRINGS,
     ZERO_TOLERANCE,
@@ -49,7 +51,8 @@ class AnalysisResult:
         checkpoint_means: per checkpoint x task x metric (subset ``all``): mean, std, bootstrap CI.
         retained: per graph checkpoint x task x metric: D(c) / D(base) with a paired CI.
         edges: per edge x task x metric: delta, delta as % of base, paired CIs, significance.
-        collapse_sites: per lineage x task x metric: the largest-loss edge and its share of the lineage's loss.
+        collapse_sites: per lineage x task x metric: the collapse site (the edge with the largest significant
+            loss) and its share of the lineage's loss, or the ``status`` saying why there is none.
         qfd: quality-filtered decomposition of base -> c (and parent -> no-think variant) on verifiable tasks,
             unpaired as in the paper by default (see :mod:`divtrace.analysis.qfd`).
         thinking: thinking on vs suppressed: diversity and accuracy.
@@ -58,7 +61,8 @@ class AnalysisResult:
         headline: Table 1 per task, long form (see :func:`headline_table`).
         table1: the study's Table 1: per lineage, each stage's change as % of base averaged over tasks, and
             retained %, with task-stratified CIs (see :mod:`divtrace.analysis.table1`).
-        settings: what determined the numbers (bootstrap with its seed, lineages, pairs, inputs seen).
+        settings: what determined the numbers (bootstrap with its seed, lineages, pairs, inputs seen) and the sign
+            convention of every change (``sign_convention``: negative = diversity lost).
     """
 
     checkpoint_means: pd.DataFrame
@@ -148,7 +152,10 @@ def analyze(
                 "pairing": qfd_pairing,
                 "comparisons": "base -> each tree checkpoint; parent -> each variant",
                 "outside_unit": OUTSIDE_UNIT_EXPLANATION,
+                "delta_all_ci_includes_zero": CI_INCLUDES_ZERO_EXPLANATION,
             },
+            "sign_convention": SIGN_CONVENTION,
+            "collapse_site": "the stage with the largest loss whose CI excludes 0; none without a significant loss",
             "table1": {
                 "study_name": study_name,
                 "rows": {row.label: {"kind": row.kind, "checkpoints": list(row.checkpoints)} for row in groups},
@@ -170,11 +177,11 @@ def analyze(
 
 
 def headline_table(result: AnalysisResult) -> pd.DataFrame:
-    """The study's Table 1, long form: per lineage x task x metric, each stage's loss as % of base, and retained %.
+    """The study's Table 1, long form: per lineage x task x metric, each stage's change as % of base, and retained %.
 
     Columns :data:`divtrace.analysis.collapse.HEADLINE_COLUMNS`: lineage (its leaf), task, metric, step, parent,
-    child, stage, n_prompts, loss_pct_base (+ CI; positive = diversity lost), significant, is_collapse_site,
-    retained_pct (+ CI) of the leaf, repeated on each row.
+    child, stage, n_prompts, change_pct_base (+ CI; negative = diversity lost), significant, is_collapse_site (the
+    largest significant loss), retained_pct (+ CI) of the leaf, repeated on each row.
     """
     return headline(result.edges, result.retained, result.collapse_sites, result.settings.get("lineages", {}))
 

@@ -20,7 +20,11 @@ Pairing (``pairing``, recorded in the table and the analysis settings):
 ΔD_all = D_all(c) - D_all(ref), ΔD_correct = D_correct(c) - D_correct(ref). Shares of ΔD_all: residual
 ("genuine narrowing") = ΔD_correct / ΔD_all, quality-control = (ΔD_all - ΔD_correct) / ΔD_all = 1 - residual.
 A share outside [0, 1] (ΔD_correct larger than ΔD_all, or of the opposite sign: diversity among the correct answers
-grew while all answers narrowed) is kept and flagged in ``share_outside_unit``.
+grew while all answers narrowed) is kept and flagged in ``share_outside_unit``. Every share that is defined
+arithmetically is given with its CI, as the paper shows every share; when ΔD_all's CI includes 0 the row is flagged
+(``delta_all_ci_includes_zero``, :data:`CI_INCLUDES_ZERO_EXPLANATION`), since the shares then divide by a change
+that may be none. A share is undefined (NaN, the reason in ``note``) only when a D_correct rests on fewer than 2
+qualifying prompts or ΔD_all is exactly 0.
 
 Bootstrap: one percentile bootstrap over the shared prompt index of the comparison (unpaired: every prompt with a
 value in either checkpoint; paired: the prompts qualifying in both). Each resample draws that many prompts
@@ -58,7 +62,7 @@ QFD_COLUMNS = [
     "delta_correct", "delta_correct_ci_low", "delta_correct_ci_high",
     "residual_share", "residual_share_ci_low", "residual_share_ci_high",
     "quality_control_share", "quality_control_share_ci_low", "quality_control_share_ci_high",
-    "share_outside_unit", "note",
+    "share_outside_unit", "delta_all_ci_includes_zero", "note",
 ]  # fmt: skip
 
 #: |ΔD_all| at or below this (relative to the reference's mean D_all, at least 1) counts as no change at all.
@@ -69,6 +73,13 @@ OUTSIDE_UNIT_EXPLANATION = (
     "A share outside [0, 1] means ΔD_correct is larger than ΔD_all or of the opposite sign (for instance diversity "
     "among the correct answers grew while diversity over all answers fell), so the two parts are not fractions of "
     "one loss: the residual is negative and the quality-control part exceeds 100%, or the other way round."
+)
+
+
+#: The one-sentence explanation of ``delta_all_ci_includes_zero`` (the report and summary.md quote it).
+CI_INCLUDES_ZERO_EXPLANATION = (
+    "ΔD_all's 95% CI includes 0, so the change being split is not distinguishable from no change: the shares are "
+    "shown, with their (wide) intervals, but they divide by a change that may be none and apportion no clear change."
 )
 
 
@@ -85,7 +96,8 @@ def _qfd_stats(mu: np.ndarray) -> np.ndarray:
     delta_all = mu[1] - mu[0]
     delta_correct = mu[3] - mu[2]
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.stack([delta_all, delta_correct, delta_correct / delta_all])
+        share = np.where(delta_all == 0, np.nan, delta_correct / delta_all)  # no change: no share (skipped)
+    return np.stack([delta_all, delta_correct, share])
 
 
 def quality_filtered_decomposition(
@@ -113,12 +125,14 @@ def quality_filtered_decomposition(
     is averaged over; ``n_qualifying_*`` each checkpoint's own qualifying prompts, ``n_qualifying_both`` those
     qualifying in both (in paired mode every mean is over these). ``mean_n_correct_*``: mean K_c over the prompts
     of that checkpoint's D_correct. ``d_*``: the four means; ``delta_*``, ``residual_share`` and
-    ``quality_control_share`` with percentile CIs. The shares are NaN, with the reason in ``note``, when a
-    D_correct rests on fewer than 2 prompts, when ΔD_all is 0, or when the CI of ΔD_all includes 0 (no change to
-    decompose: a ratio over a near-zero denominator means nothing). ``share_outside_unit`` is True when defined
-    shares fall outside [0, 1] (:data:`OUTSIDE_UNIT_EXPLANATION`). ``note`` also says when the shares decompose a
-    gain (ΔD_all > 0) and when the metric is K-dependent (Vendi: D_correct is over K_c < K outputs, so ΔD_correct
-    also moves with the number of correct outputs; compare ``mean_n_correct_*``). Empty ``note``: nothing to add.
+    ``quality_control_share`` with percentile CIs (a resample whose ΔD_all is exactly 0 is skipped). The shares are
+    NaN, with the reason in ``note``, only when a D_correct rests on fewer than 2 prompts or ΔD_all is 0.
+    ``delta_all_ci_includes_zero`` is True when ΔD_all's CI includes 0 or could not be computed: the shares are
+    still given but split no clear change (:data:`CI_INCLUDES_ZERO_EXPLANATION`). ``share_outside_unit`` is True
+    when defined shares fall outside [0, 1] (:data:`OUTSIDE_UNIT_EXPLANATION`). ``note`` also says when the shares
+    decompose a gain (ΔD_all > 0) and when the metric is K-dependent (Vendi: D_correct is over K_c < K outputs, so
+    ΔD_correct also moves with the number of correct outputs; compare ``mean_n_correct_*``). Empty ``note``:
+    nothing to add.
 
     Raises:
         DivtraceError: ``pairing`` is not one of :data:`PAIRINGS`.
@@ -186,6 +200,7 @@ def quality_filtered_decomposition(
             )
     table = pd.DataFrame(records, columns=QFD_COLUMNS)
     table["share_outside_unit"] = table["share_outside_unit"].astype(bool)
+    table["delta_all_ci_includes_zero"] = table["delta_all_ci_includes_zero"].astype(bool)
     return table.sort_values(["task", "metric"], kind="stable").reset_index(drop=True)
 
 
@@ -266,13 +281,14 @@ def _shares(pair: _Pair, metric: str) -> dict[str, object]:
         "quality_control_share_ci_low": 1.0 - share_high,
         "quality_control_share_ci_high": 1.0 - share_low,
         "share_outside_unit": outside,
+        "delta_all_ci_includes_zero": not excludes_zero(float(low[0]), float(high[0])),
         "note": "; ".join(notes),
     }
 
 
 def _undefined_reason(pair: _Pair) -> str:
     """Why the shares are undefined ('' when they are defined)."""
-    point, low, high, used = pair.point, pair.low, pair.high, pair.used
+    point, used = pair.point, pair.used
     if pair.pairing == "paired" and used[2] < 2:
         return "fewer than 2 prompts with >= 2 correct outputs in both checkpoints: shares undefined"
     short = [who for who, n in ((pair.reference, used[2]), (pair.name, used[3])) if n < 2]
@@ -281,8 +297,6 @@ def _undefined_reason(pair: _Pair) -> str:
     delta_all = float(point[0])
     if not np.isfinite(delta_all) or abs(delta_all) <= ZERO_TOLERANCE * max(1.0, abs(pair.mean_reference_all)):
         return "delta_all is 0: no change to decompose, shares undefined"
-    if not excludes_zero(float(low[0]), float(high[0])):
-        return "delta_all CI includes 0: no clear change to decompose, shares undefined"
     return ""
 
 

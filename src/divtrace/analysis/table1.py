@@ -19,6 +19,11 @@ so no single path stands for them and the paper's "RL-Zero: 93% retained" is one
 change (and retained) per task is the mean over its members, then the mean over tasks is taken; its prompts per
 task are those with a finite value for the base and every member. Each member also keeps its own lineage row.
 
+Signs (:data:`divtrace.analysis.collapse.SIGN_CONVENTION`): a change is negative when diversity is lost. A step is
+``significant`` when its change's CI excludes 0; a row's collapse site (``is_collapse_site``) is its largest
+significant loss (:func:`divtrace.analysis.collapse.collapse_step`): a row without a significant loss has none, and a
+step that gained is never one.
+
 Confidence intervals: percentile bootstrap stratified by task. Each resample redraws every task's prompts with
 replacement *within that task* (n_t draws from its n_t prompts), jointly for all checkpoints of the row, and takes
 the mean over tasks again: the tasks are fixed (the study's tasks are not a sample of tasks), prompt sampling is
@@ -37,13 +42,14 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
+from divtrace.analysis.collapse import collapse_step, excludes_zero
 from divtrace.stats.bootstrap import BootstrapSettings, percentile_interval, resample_counts
 from divtrace.study.lineage import LineageGraph
 
 TABLE1_COLUMNS = [
     "lineage", "kind", "members", "base", "path", "metric", "step", "parent", "child", "stage",
     "n_tasks", "tasks", "n_prompts",
-    "change_pct_base", "change_pct_base_ci_low", "change_pct_base_ci_high",
+    "change_pct_base", "change_pct_base_ci_low", "change_pct_base_ci_high", "significant", "is_collapse_site",
     "retained_pct", "retained_pct_ci_low", "retained_pct_ci_high",
     "paper_change_pct_base", "paper_retained_pct",
 ]  # fmt: skip
@@ -149,8 +155,10 @@ def table_one(
     Returns columns :data:`TABLE1_COLUMNS`: ``lineage`` (the leaf, or the stage for a group), ``kind``,
     ``members`` (comma-separated), ``base``, ``path`` (``base → ... → leaf``), ``metric``, ``step`` (1 = the stage
     leaving the base), ``parent``/``child``/``stage`` of the step, ``n_tasks`` and ``tasks`` (comma-separated)
-    averaged over, ``n_prompts`` (summed over those tasks), ``change_pct_base`` (negative = diversity lost) and
-    ``retained_pct`` (the same on each step of a row) with their CIs, and the published ``paper_*`` values or NaN.
+    averaged over, ``n_prompts`` (summed over those tasks), ``change_pct_base`` (negative = diversity lost) with its
+    CI, ``significant`` (that CI excludes 0), ``is_collapse_site`` (the row's largest significant loss; no step of
+    a row without one), ``retained_pct`` (the same on each step of a row) with its CI, and the published
+    ``paper_*`` values or NaN.
     A row without any task with data is left out.
     """
     chosen = sorted({metric for _, metric in wide_all}) if metrics is None else list(metrics)
@@ -161,6 +169,8 @@ def table_one(
             if not tasks:
                 continue
             paper_changes, paper_retained = _paper(study_name, metric, row)
+            n = len(row.steps)
+            site = collapse_step(list(point[:n]), list(low[:n]), list(high[:n]))
             for step, (parent, child, stage) in enumerate(row.steps, start=1):
                 records.append(
                     {
@@ -180,6 +190,8 @@ def table_one(
                         "change_pct_base": float(point[step - 1]),
                         "change_pct_base_ci_low": float(low[step - 1]),
                         "change_pct_base_ci_high": float(high[step - 1]),
+                        "significant": excludes_zero(float(low[step - 1]), float(high[step - 1])),
+                        "is_collapse_site": site == step - 1,
                         "retained_pct": float(point[-1]),
                         "retained_pct_ci_low": float(low[-1]),
                         "retained_pct_ci_high": float(high[-1]),

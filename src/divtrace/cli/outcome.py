@@ -44,8 +44,21 @@ def run_stages(stages: list[tuple[str, Callable[[RunProgress], StageReport]]]) -
     return reports
 
 
+def findings(table1_path: Path) -> list[str]:
+    """The report's opening sentences (one per lineage and metric, mean over tasks) from a stored ``table1``; none
+    when it is missing."""
+    if not table1_path.exists():
+        return []
+    import pandas as pd
+
+    from divtrace.report.findings import headline_findings, table1_view
+
+    return [str(finding) for finding in headline_findings(table1_view(pd.read_parquet(table1_path), None))]
+
+
 def print_outcome(reports: list[StageReport], directory: Path, output_format: OutputFormat) -> None:
-    """What each stage did, the headline table (retained diversity and collapse sites), and where the report is."""
+    """What each stage did, the headline table (retained diversity and collapse sites), one sentence per lineage and
+    metric (where it collapsed, mean over tasks), and where the report is."""
     for stage_report in reports:
         say(f"{stage_report.stage}: ran {len(stage_report.ran)}, already done {len(stage_report.skipped)}")
         for line in stage_report.notes:
@@ -54,6 +67,8 @@ def print_outcome(reports: list[StageReport], directory: Path, output_format: Ou
     retained = directory / "analysis" / "retained.parquet"
     if headline.exists() and retained.exists():
         print_frame(collapse_frame(headline, retained), output_format, collapse_table)
+    for sentence in findings(directory / "analysis" / "table1.parquet"):
+        say(sentence)
     report_dir = directory / "report"
     if (report_dir / "index.html").exists():
         say(f"report: {report_dir / 'index.html'}  summary: {report_dir / 'summary.md'}")

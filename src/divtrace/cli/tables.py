@@ -53,7 +53,14 @@ def score_table(summary: pd.DataFrame) -> Table:
 
 
 def collapse_frame(sites_path: Path, retained_path: Path) -> pd.DataFrame:
-    """Per lineage, task and metric: the leaf's retained diversity and the stage that lost the most, as text."""
+    """Per lineage, task and metric: the leaf's retained diversity and the collapse site, as text.
+
+    The collapse site is the stage with the largest significant loss (``collapse_sites.status`` is
+    ``collapse site``); without one the site reads why (no significant loss, or diversity gained) and the change is
+    ``-``. Changes are signed, negative = diversity lost.
+    """
+    from divtrace.report.summary_md import NO_SITE_TEXT
+
     sites = pd.read_parquet(sites_path)
     retained = pd.read_parquet(retained_path)
     kept = retained.set_index(["checkpoint", "task", "metric"])
@@ -67,32 +74,42 @@ def collapse_frame(sites_path: Path, retained_path: Path) -> pd.DataFrame:
             )
         else:
             kept_text = "-"
-        site = f"{row.parent} -> {row.child} ({row.stage})" if isinstance(row.child, str) else "-"
-        change = (
-            f"{row.delta_pct_base:+.1f} [{row.delta_pct_base_ci_low:+.1f}, {row.delta_pct_base_ci_high:+.1f}]"
-            + (" *" if row.significant else "")
-            if row.delta_pct_base == row.delta_pct_base
-            else "-"
-        )
+        status = str(getattr(row, "status", ""))
+        is_site = isinstance(row.child, str) and status not in NO_SITE_TEXT
         rows.append(
             {
                 "lineage": str(row.lineage),
                 "task": str(row.task),
                 "metric": str(row.metric),
                 "retained % of base [95% CI]": kept_text,
-                "collapse site": site,
-                "change, % of base [95% CI]": change,
+                "collapse site": f"{row.parent} -> {row.child} ({row.stage})"
+                if is_site
+                else NO_SITE_TEXT.get(status, "-"),
+                "change, % of base [95% CI]": (
+                    f"{row.delta_pct_base:+.1f} [{row.delta_pct_base_ci_low:+.1f}, {row.delta_pct_base_ci_high:+.1f}]"
+                    if is_site
+                    else "-"
+                ),
             }
         )
     return pd.DataFrame(rows)
 
 
+#: What the collapse table's numbers mean (its caption).
+COLLAPSE_CAPTION = (
+    "change: % of the base's diversity, negative = diversity lost; collapse site: the stage with the largest loss "
+    "whose 95% paired bootstrap CI excludes 0"
+)
+
+
 def collapse_table(frame: pd.DataFrame) -> Table:
-    """The rich form of :func:`collapse_frame`."""
+    """The rich form of :func:`collapse_frame`, captioned with what its numbers mean (when it has rows)."""
     table = Table(*frame.columns, title="where diversity collapses (leaf of each lineage vs its base)")
     for row in frame.itertuples(index=False):
         table.add_row(*(escape(str(value)) for value in row))
-    table.caption = "* the 95% paired bootstrap CI excludes 0"
+    if len(frame):
+        table.caption = COLLAPSE_CAPTION
+        table.caption_justify = "left"
     return table
 
 

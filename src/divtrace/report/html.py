@@ -5,7 +5,10 @@ from disk with no network: every figure is an inline SVG (see :mod:`divtrace.rep
 inline, there is no script. Model outputs are untrusted text: the template autoescapes everything that is not one
 of our own figures.
 
-The analysis tables reach the figures through :func:`report_tables`, which fills in any column a table lacks.
+The analysis tables reach the figures through :func:`report_tables`, which fills in any column a table lacks. The
+page opens with one sentence per lineage and metric (:mod:`divtrace.report.findings`) and states the sign of every
+change once (:data:`divtrace.analysis.SIGN_CONVENTION`: negative = diversity lost); numbers are written by
+:mod:`divtrace.report.numbers`, as in ``summary.md``.
 """
 
 from __future__ import annotations
@@ -25,27 +28,34 @@ from markupsafe import Markup
 
 from divtrace.analysis import (
     CHECKPOINT_MEANS_COLUMNS,
+    CI_INCLUDES_ZERO_EXPLANATION,
     COLLAPSE_COLUMNS,
     CURVE_COLUMNS,
     EDGE_COLUMNS,
+    GAINED,
     HEADLINE_COLUMNS,
+    NO_SIGNIFICANT_LOSS,
     OUTSIDE_UNIT_EXPLANATION,
     PASSK_COLUMNS,
     QFD_COLUMNS,
     RETAINED_COLUMNS,
+    SIGN_CONVENTION,
+    SITE,
     TABLE1_COLUMNS,
     THINKING_COLUMNS,
     AnalysisResult,
 )
+from divtrace.analysis.collapse import significant_gain, significant_loss
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_atomic
 from divtrace.report import plots
-from divtrace.report.summary_md import pct_ci, render_summary_md, sampling_settings, signed_pct_ci, table1_view
+from divtrace.report.findings import headline_findings, table1_view
+from divtrace.report.numbers import pct_ci, plain, share_ci, signed, signed_ci, signed_pct_ci
+from divtrace.report.summary_md import SITE_DEFINITION, render_summary_md, sampling_settings, site_text
 from divtrace.samples import SampleRecord
 from divtrace.samples.thinking import unclosed_count
 from divtrace.study.lineage import LineageGraph
 
-_DASH = "\N{EN DASH}"
 _MIN_OUTPUT_CHARS = 200
 
 #: The columns of each analysis table (the analysis package's own lists: one source of truth).
@@ -68,6 +78,9 @@ def report_tables(analysis: Any) -> AnalysisResult:
 
     A table is looked up as an attribute, then as a mapping key; a table that is absent or None is empty, and
     columns of the analysis schema that a table lacks are added as NaN (so an empty or older table still renders).
+    Tables written before one sign convention are read in it: an older ``headline``'s ``loss_pct_base`` (positive
+    = lost) becomes ``change_pct_base`` (negative = lost), and an older ``collapse_sites`` (the largest loss of each
+    lineage, significant or not, without ``status``) keeps its site only where that loss is significant.
     """
     tables = {}
     for field in fields(AnalysisResult):
@@ -76,13 +89,31 @@ def report_tables(analysis: Any) -> AnalysisResult:
         frame = getattr(analysis, field.name, None)
         if frame is None and isinstance(analysis, Mapping):
             frame = analysis.get(field.name)
-        frame = pd.DataFrame() if frame is None else frame.copy()
+        frame = pd.DataFrame() if frame is None else _in_one_sign(field.name, frame.copy())
         for name in _COLUMNS[field.name]:
             if name not in frame.columns:
                 frame[name] = np.nan
         tables[field.name] = frame.reset_index(drop=True)
     settings = getattr(analysis, "settings", None)
     return AnalysisResult(**tables, settings=settings if isinstance(settings, dict) else {})
+
+
+def _in_one_sign(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """An analysis table written before the sign convention and ``collapse_sites.status``, read in today's terms."""
+    if name == "headline" and "loss_pct_base" in frame.columns and "change_pct_base" not in frame.columns:
+        frame["change_pct_base"] = -frame["loss_pct_base"]
+        frame["change_pct_base_ci_low"] = -frame.get("loss_pct_base_ci_high", np.nan)
+        frame["change_pct_base_ci_high"] = -frame.get("loss_pct_base_ci_low", np.nan)
+    if name == "collapse_sites" and "status" not in frame.columns and {"delta", "delta_ci_low"} <= set(frame.columns):
+        args = frame[["delta", "delta_ci_low", "delta_ci_high"]].to_numpy(dtype=np.float64)
+        lost = np.array([significant_loss(*row) for row in args], dtype=bool)
+        gained = np.array([significant_gain(*row) for row in args], dtype=bool)
+        frame["status"] = np.where(lost, SITE, np.where(gained, GAINED, NO_SIGNIFICANT_LOSS))
+        edge = [c for c in frame.columns if c in ("parent", "child", "stage") or c.startswith("delta")]
+        frame.loc[~lost, edge] = None
+        if "loss_share" in frame.columns:
+            frame.loc[~lost, "loss_share"] = np.nan
+    return frame
 
 
 def write_report(
@@ -161,11 +192,17 @@ def render_html(context: Mapping[str, Any]) -> str:
     """The template rendered with ``context`` (autoescaped; figures are passed as :class:`Markup`)."""
     source = (resources.files("divtrace.report") / "templates" / "index.html.j2").read_text(encoding="utf-8")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters["pct"] = _pct
+    env.filters["pct"] = lambda value, digits=1: pct_ci(value, None, None, digits)
     env.filters["num"] = _num
     env.filters["signed_pct_ci"] = lambda d: signed_pct_ci(d["value"], d["low"], d["high"])
     env.filters["pct_ci"] = lambda d: pct_ci(d["retained"], d["retained_low"], d["retained_high"])
-    env.filters["signed0"] = lambda v: _DASH if v is None else f"{v:+.0f}".replace("-", "\N{MINUS SIGN}")
+    env.filters["signed0"] = lambda v: signed(v, 0)
+    env.filters["change"] = lambda r: signed_pct_ci(
+        r["delta_pct_base"], r["delta_pct_base_ci_low"], r["delta_pct_base_ci_high"]
+    )
+    env.filters["site"] = site_text
+    env.filters["delta_ci"] = lambda r, name: signed_ci(r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"])
+    env.filters["share_ci"] = lambda r, name: share_ci(r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"])
     return env.from_string(source).render(**context)
 
 
@@ -204,8 +241,13 @@ def build_context(
         if primary is not None
         else ([], max_output_chars)
     )
+    table1 = table1_view(tables.table1, study_info.get("name"), metrics)
+    qfd = tables.qfd
+    shares_defined = qfd["residual_share"].notna()
     return {
         "study": _study_header(study_info, graph),
+        "findings": headline_findings(table1),
+        "sign_convention": f"{SIGN_CONVENTION} {SITE_DEFINITION}",
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "metrics": metrics,
         "tasks": tasks,
@@ -214,12 +256,14 @@ def build_context(
         "collapse_sites": _records(tables.collapse_sites.sort_values(["lineage", "task", "metric"]))
         if len(tables.collapse_sites)
         else [],
-        "qfd_undefined": _records(tables.qfd[tables.qfd["residual_share"].isna() & tables.qfd["note"].notna()]),
-        "qfd_rows": _records(tables.qfd),
-        "qfd_flagged": _records(tables.qfd[tables.qfd["share_outside_unit"].eq(True)]),
-        "qfd_pairing": ", ".join(sorted(str(p) for p in tables.qfd["pairing"].dropna().unique())),
+        "qfd_undefined": _records(qfd[~shares_defined & qfd["note"].notna()]),
+        "qfd_rows": _records(qfd),
+        "qfd_flagged": _records(qfd[qfd["share_outside_unit"].eq(True)]),
+        "qfd_includes_zero": _records(qfd[shares_defined & qfd["delta_all_ci_includes_zero"].eq(True)]),
+        "qfd_pairing": ", ".join(sorted(str(p) for p in qfd["pairing"].dropna().unique())),
         "outside_unit_explanation": OUTSIDE_UNIT_EXPLANATION,
-        "table1": table1_view(tables.table1, study_info.get("name"), metrics),
+        "includes_zero_explanation": CI_INCLUDES_ZERO_EXPLANATION,
+        "table1": table1,
         "primary_metric": primary,
         "drilldown": drilldown,
         "drilldown_cut": output_chars if output_chars < max_output_chars else None,
@@ -479,19 +523,50 @@ def _cut(text: str | None, max_chars: int) -> str | None:
     return f"{text[:head]} [… {len(text) - max_chars} characters cut …] {text[len(text) - tail :]}"
 
 
+#: Checkpoint fields the checkpoint table shows in their own columns (or that the graph already shows).
+_CHECKPOINT_COLUMNS = frozenset({"name", "model", "stage", "parent", "variant_of", "thinking"})
+
+
+def checkpoint_settings(checkpoint: Mapping[str, Any]) -> str:
+    """What the checkpoint table's ``settings`` column shows: each setting of ``checkpoint`` (a dict from
+    ``CheckpointSpec.model_dump(mode="json")``) that no other column shows, as ``key = value`` joined by ``; ``,
+    backend options (``options``) inline with the rest; an unset one (None, empty text, list or mapping) is left
+    out, a flag reads yes / no and a list its items. Empty when nothing is set."""
+    items: list[str] = []
+    for key, value in checkpoint.items():
+        if key in _CHECKPOINT_COLUMNS:
+            continue
+        nested = value.items() if isinstance(value, Mapping) else [(key, value)]
+        items += [f"{k} = {_setting(v)}" for k, v in nested if not _unset(v)]
+    return "; ".join(items)
+
+
+def _unset(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, list, tuple, dict)) and not value) or _isnan(value)
+
+
+def _setting(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
 def _study_header(study_info: Mapping[str, Any], graph: LineageGraph) -> dict[str, Any]:
     extra = {str(c.get("name")): c for c in study_info.get("checkpoints") or [] if isinstance(c, Mapping)}
     checkpoints = []
     for name in _checkpoint_order(graph):
         node = graph.nodes[name]
-        details = {k: v for k, v in extra.get(name, {}).items() if k != "name" and v not in (None, "")}
+        given = extra.get(name, {})
         checkpoints.append(
             {
                 "name": name,
                 "stage": node.stage,
                 "parent": node.parent or (f"variant of {node.variant_of}" if node.variant_of else ""),
+                "model": "" if _unset(given.get("model")) else str(given.get("model")),
                 "thinking": node.thinking,
-                "details": ", ".join(f"{k}: {v}" for k, v in details.items()),
+                "settings": checkpoint_settings(given),
             }
         )
     embedder = study_info.get("embedder")
@@ -549,18 +624,10 @@ def _isnan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def _pct(value: Any, digits: int = 1) -> str:
-    """A percentage already in percent units (``12.3`` -> ``12.3%``); an en dash when missing."""
-    if value is None or _isnan(value):
-        return _DASH
-    return f"{float(value):.{digits}f}%"
-
-
 def _num(value: Any, digits: int = 3) -> str:
-    if value is None or _isnan(value):
-        return _DASH
+    """A table value: yes / no, an integer, or a number with ``digits`` decimals; an en dash when missing."""
     if isinstance(value, (bool, np.bool_)):
         return "yes" if value else "no"
     if isinstance(value, (int, np.integer)):
         return str(int(value))
-    return f"{float(value):.{digits}f}"
+    return plain(value, digits)

@@ -13,7 +13,7 @@ import io
 import itertools
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import matplotlib
 import numpy as np
@@ -22,6 +22,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.transforms import offset_copy
 
 from divtrace.study.lineage import LineageGraph
 
@@ -184,11 +185,31 @@ def plot_heatmap(
     return _finish(fig)
 
 
+#: The room left above and below a waterfall's data, as a fraction of the range it spans.
+WATERFALL_MARGIN = 0.05
+
+
+def waterfall_limits(values: Iterable[float]) -> tuple[float, float]:
+    """The y range of a waterfall panel: every finite value (bar ends, CI ends, retained levels), 0 and 100
+    included, with :data:`WATERFALL_MARGIN` of the span added on each side that goes beyond 0 (the retained bars
+    stand on 0, so the axis starts there unless something lies below it)."""
+    finite = [float(v) for v in values if math.isfinite(float(v))]
+    low, high = min([0.0, *finite]), max([100.0, *finite])
+    margin = WATERFALL_MARGIN * (high - low)
+    return (low - margin if low < 0 else 0.0), high + margin
+
+
 def plot_waterfall(edges: pd.DataFrame, path: Sequence[str], metrics: Sequence[str], tasks: Sequence[str]) -> str:
+    """Stage waterfall of one lineage as an SVG: :func:`waterfall_figure`."""
+    return _finish(waterfall_figure(edges, path, metrics, tasks))
+
+
+def waterfall_figure(edges: pd.DataFrame, path: Sequence[str], metrics: Sequence[str], tasks: Sequence[str]) -> Figure:
     """Stage waterfall of one lineage (``path`` = base ... leaf), one panel per metric, one bar per task.
 
     Each stage's bar floats from the diversity before the stage to after it, as % of the base (starting at
-    100%); the error bar is the stage's 95% CI. ``edges``: columns parent, child, stage, task, metric,
+    100%), so a loss (a negative change) points down; the error bar is the stage's 95% CI. Each panel's y axis
+    fits its bars and CIs (:func:`waterfall_limits`). ``edges``: columns parent, child, stage, task, metric,
     delta_pct_base, delta_pct_base_ci_low, delta_pct_base_ci_high.
     """
     pairs = list(itertools.pairwise(path))
@@ -241,6 +262,9 @@ def plot_waterfall(edges: pd.DataFrame, path: Sequence[str], metrics: Sequence[s
             x, level, index = zip(*finals, strict=True)
             ax.bar(x, level, width=width, color=[colours[t] for t in index], alpha=0.55, edgecolor="0.3", linewidth=0.4)
         ax.axhline(100, color="0.5", linestyle="--", linewidth=0.8)
+        spans = [v for _, bottom, height, _ in bars for v in (bottom, bottom + height)]
+        spans += [v for _, y, below, above in errors for v in (y - below, y + above)]
+        ax.set_ylim(*waterfall_limits(spans + [level for _, level, _ in finals]))
         labels = [f"{stages.get(child, '')}\n{parent}→{child}" for parent, child in pairs] + ["retained\n(leaf)"]
         ax.set_xticks(range(len(labels)), labels)
         ax.set_ylabel("% of base")
@@ -250,28 +274,32 @@ def plot_waterfall(edges: pd.DataFrame, path: Sequence[str], metrics: Sequence[s
         fig.legend(
             handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, title="task"
         )
-    return _finish(fig)
+    return fig
+
+
+#: The widest share range a decomposition figure shows; a bar beyond it is cut at the edge and its shares written.
+QFD_SHARE_RANGE = (-1.0, 2.0)
 
 
 def plot_qfd(qfd: pd.DataFrame, metric: str) -> str:
     """Quality-filtered decomposition of ``metric``: per (comparison, task), quality-control vs residual share.
 
     ``qfd``: columns reference (else base), checkpoint, task, metric, delta_all, quality_control_share,
-    residual_share and optionally share_outside_unit. The two shares sum to 1: the quality-control bar runs from 0
-    and the residual continues from its end; a negative share (outside [0, 1]) runs leftwards from 0 instead and its
-    comparison is marked with a dagger. ΔD_all is written next to each bar.
+    residual_share and optionally share_outside_unit and delta_all_ci_includes_zero. The two shares sum to 1: the
+    quality-control bar runs from 0 and the residual continues from its end; a negative share (outside [0, 1])
+    runs leftwards from 0 instead and its comparison is marked with a dagger (†), a comparison whose ΔD_all CI
+    includes 0 with a double dagger (‡); the axis label explains the marks used. The x axis fits the bars within
+    :data:`QFD_SHARE_RANGE`; a bar beyond it is cut there and its shares are written next to ΔD_all, which is
+    written next to each bar.
     """
     frame = qfd[qfd["metric"] == metric].reset_index(drop=True)
     references = frame["reference"] if "reference" in frame.columns else frame["base"]
     references = references.where(references.notna(), frame["base"] if "base" in frame.columns else "")
-    outside = (
-        frame["share_outside_unit"].eq(True)
-        if "share_outside_unit" in frame.columns
-        else pd.Series(False, index=frame.index)
-    )
+    outside = _flags(frame, "share_outside_unit")
+    unclear = _flags(frame, "delta_all_ci_includes_zero")
     labels = [
-        f"{ref} → {row.checkpoint} · {row.task}{' †' if flag else ''}"
-        for ref, row, flag in zip(references, frame.itertuples(), outside, strict=True)
+        f"{ref} → {row.checkpoint} · {row.task}{' ‡' if zero else ''}{' †' if flag else ''}"
+        for ref, row, flag, zero in zip(references, frame.itertuples(), outside, unclear, strict=True)
     ]
     fig = Figure(figsize=(7.5, max(1.8, 0.32 * len(frame) + 1.2)))
     ax = fig.subplots()
@@ -282,17 +310,38 @@ def plot_qfd(qfd: pd.DataFrame, metric: str) -> str:
     # Positive shares stack rightwards from 0, a negative one runs leftwards from 0, so neither hides the other.
     residual_left = np.where((residual >= 0) & (quality >= 0), np.nan_to_num(quality), 0.0)
     ax.barh(y, residual, left=residual_left, color="#4575b4", label="residual (correct answers narrowed)")
-    for yi, delta in zip(y, frame["delta_all"].to_numpy(dtype=float), strict=True):
-        if math.isfinite(delta):
-            ax.text(1.02, yi, f"ΔD_all {delta:+.3f}", va="center", fontsize=7, transform=ax.get_yaxis_transform())
+    ends = np.concatenate([quality, residual_left + residual, [0.0, 1.0]])
+    ends = ends[np.isfinite(ends)]
+    low = max(float(ends.min()) - 0.05, QFD_SHARE_RANGE[0])
+    high = min(float(ends.max()) + 0.05, QFD_SHARE_RANGE[1])
+    ax.set_xlim(low, high)
+    for yi, delta, qc, res in zip(y, frame["delta_all"].to_numpy(dtype=float), quality, residual, strict=True):
+        text = f"ΔD_all {delta:+.3f}".replace("-", "\N{MINUS SIGN}") if math.isfinite(delta) else ""
+        if any(math.isfinite(v) and not low <= v <= high for v in (qc, res, qc + res)):
+            shares = f"quality control {100 * qc:.0f}%, residual {100 * res:.0f}%".replace("-", "\N{MINUS SIGN}")
+            text += f" (off scale: {shares})"
+        if text:
+            ax.text(1.02, yi, text, va="center", fontsize=7, transform=ax.get_yaxis_transform())
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.axvline(0, color="0.3", linewidth=0.6)
     ax.axvline(1, color="0.3", linewidth=0.6, linestyle=":")
-    ax.set_xlabel("share of ΔD_all (reference → checkpoint); † = a share outside [0, 1]")
+    marks = [
+        text
+        for used, text in ((unclear.any(), "‡ ΔD_all's CI includes 0"), (outside.any(), "† a share outside [0, 1]"))
+        if used
+    ]
+    ax.set_xlabel("; ".join(["share of ΔD_all (reference → checkpoint)", *marks]))
     ax.set_title(f"{metric}: quality-filtered decomposition")
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2, frameon=False)
+    # Below the tick labels and the axis label, a fixed distance whatever the figure's height.
+    below = offset_copy(ax.transAxes, fig=fig, y=-0.42, units="inches")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, ncol=2, frameon=False)
     return _finish(fig)
+
+
+def _flags(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A boolean flag column of ``frame``, all False when it is absent (NaN counts as False)."""
+    return frame[column].eq(True) if column in frame.columns else pd.Series(False, index=frame.index)
 
 
 def plot_thinking(thinking: pd.DataFrame, metrics: Sequence[str]) -> str:

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 SCORER_VERSION = 4  # 4: EAD's V is 50257 for every checkpoint unless a study sets it; 3: values clipped into each
 # metric's range, indistinguishable_texts column
 #: Likewise for the analysis tables (2: the paper's unpaired decomposition, Table 1, the study's pass@k levels).
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3  # 3: collapse_sites.status (a site is a significant loss), headline.change_pct_base, table1
+# significant/is_collapse_site, qfd.delta_all_ci_includes_zero
 
 #: ``(stage, description, done, total)``: progress of a stage, in its own unit (samples, prompts, shards).
 RunProgress = Callable[[str, str, int, int], None]
