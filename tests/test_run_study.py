@@ -78,6 +78,11 @@ def test_run_small_study_end_to_end_and_again(tmp_path: Path) -> None:
         assert f"{stage}: ran 0" in output
     assert files_and_times(run) == before  # nothing rewritten
 
+    # divtrace report reads a generated run (its tasks are named by YAML file in study.yaml): nothing to redo
+    code, output = invoke("report", str(run))
+    assert code == 0, output
+    assert "report: ran 0" in output and files_and_times(run) == before
+
     # Losing one unit's scores redoes that unit and what depends on it, nothing else.
     (run / "scores" / "smollm2-135m-instruct" / "open_ended.json").unlink()
     code, output = invoke("run", str(study), "--out", str(run))
