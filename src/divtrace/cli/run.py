@@ -18,7 +18,7 @@ from divtrace.cli.progress import progress_display
 from divtrace.errors import DivtraceError
 
 if TYPE_CHECKING:
-    from divtrace.runs.plan import PlanRow
+    from divtrace.plan.rows import PlanRow
     from divtrace.study import Study
 
 
@@ -47,7 +47,7 @@ def run(
     """Run a study end to end: plan, generate, verify, score, analyze, report; resumable, skipping done work."""
     from divtrace.api import run as run_study_api
     from divtrace.runs.layout import RunLayout
-    from divtrace.runs.plan import plan_study, plan_without_data
+    from divtrace.plan.rows import plan_study, plan_without_data
     from divtrace.runs.stages import plan_tasks
     from divtrace.study import load_study
 
@@ -95,7 +95,7 @@ def _print_plan(study: Study, directory: Path, rows: list[PlanRow], dry_run: boo
 
     from divtrace.cli.console import stdout_console
     from divtrace.progress import format_duration
-    from divtrace.runs.plan_summary import summarize_plan
+    from divtrace.plan.summary import summarize_plan
 
     summary = summarize_plan(study, rows)
     if dry_run and output_format is not OutputFormat.table:

@@ -34,7 +34,7 @@ from divtrace.generate.backends.options import BackendOptions, TransformersOptio
 from divtrace.generate.job import GenerationJob
 from divtrace.generate.runner import write_shard
 from divtrace.generate.store import keys_match, read_shard_keys
-from divtrace.runs.cost import replica_gpus
+from divtrace.plan.cost import replica_gpus
 from divtrace.runs.layout import RunLayout
 from divtrace.runs.stages import (
     PlannedTask,
@@ -187,7 +187,7 @@ class RayExecutor:
     # ----------------------------------------------------------------------------------------------- generate
 
     def gpus_for(self, checkpoint: CheckpointSpec) -> float:
-        """GPUs per generator actor of ``checkpoint``: :func:`divtrace.runs.cost.replica_gpus`, but none on a
+        """GPUs per generator actor of ``checkpoint``: :func:`divtrace.plan.cost.replica_gpus`, but none on a
         cluster without GPUs unless the study asks for them (``executor.gpus_per_model``)."""
         if self.study.executor.gpus_per_model is None and self.ray.cluster_resources().get("GPU", 0) <= 0:
             return 0.0  # a CPU cluster (CPU vLLM included): an actor asking for a GPU would never run

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from divtrace.generate.job import shard_starts
-from divtrace.runs.cost import GenerationSize, cost_rows
+from divtrace.plan.cost import GenerationSize, cost_rows
 from divtrace.runs.layout import RunLayout, is_done
 from divtrace.runs.stages import PlannedTask, generation_key, sampling_for
 from divtrace.study import Study
