@@ -10,7 +10,6 @@ settings is an error, never silently mixed in or overwritten.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ import pyarrow.parquet as pq
 
 from divtrace.errors import DivtraceError
 from divtrace.fingerprint import fingerprint
-
-SAMPLES_DIR = "samples"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+from divtrace.runs.layout import SAMPLES_DIR as SAMPLES_DIR  # the run directory's paths, re-exported
+from divtrace.runs.layout import safe_name as safe_name
+from divtrace.runs.layout import shard_path as shard_path
 
 
 def sample_key(
@@ -32,17 +31,6 @@ def sample_key(
     3046 and 3881 for what a looser key does).
     """
     return fingerprint([model_ref, rendered_prompt, sampling, seed, sample_index], ensure_ascii=False)
-
-
-def safe_name(label: str) -> str:
-    """``label`` made safe as one path component (runs of other characters become ``_``)."""
-    cleaned = _UNSAFE.sub("_", label).strip("._")
-    return cleaned or "_"
-
-
-def shard_path(out_dir: str | Path, checkpoint: str, task: str, index: int) -> Path:
-    """The file of shard ``index`` of (checkpoint, task) under ``out_dir``."""
-    return Path(out_dir) / SAMPLES_DIR / safe_name(checkpoint) / safe_name(task) / f"shard-{index:05d}.parquet"
 
 
 def read_shard_keys(path: Path) -> list[list[str]] | None:
