@@ -15,7 +15,7 @@ import pandas as pd
 
 from divtrace.errors import DivtraceError
 from divtrace.progress import Progress, ProgressSink
-from divtrace.runs.layout import RunLayout
+from divtrace.runs.layout import RunLayout, default_run_directory
 from divtrace.samples import DEFAULT_TASK, SampleRecord, read_samples
 from divtrace.samples.thinking import split_record_thinking
 from divtrace.score.metrics import Metric
@@ -261,7 +261,7 @@ def run(
     from divtrace.study import Study, load_study
 
     chosen = study if isinstance(study, Study) else load_study(study)
-    directory = Path(out) if out is not None else Path("runs") / chosen.name
+    directory = Path(out) if out is not None else default_run_directory(chosen.name)
     kind = executor or chosen.executor.type
     if kind not in ("local", "ray"):
         raise DivtraceError(f"executor {kind!r}: choose local or ray")

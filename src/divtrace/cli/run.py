@@ -47,13 +47,13 @@ def run(
     """Run a study end to end: plan, generate, verify, score, analyze, report; resumable, skipping done work."""
     from divtrace.api import run as run_study_api
     from divtrace.plan.rows import plan_study, plan_without_data
-    from divtrace.runs.layout import RunLayout
+    from divtrace.runs.layout import RunLayout, default_run_directory
     from divtrace.study import load_study
     from divtrace.study.planned import plan_tasks
 
     chosen = load_study(study or "quickstart")
     use_ray = (executor.value if executor is not None else chosen.executor.type) == "ray"
-    directory = out or Path("runs") / chosen.name
+    directory = out or default_run_directory(chosen.name)
     if not dry_run:
         checks.writable_directory(directory, "--out")
     if use_ray and not dry_run:  # fail fast: before the task data loads, which can take minutes on a real study

@@ -42,6 +42,11 @@ def shard_path(out_dir: str | Path, checkpoint: str, task: str, index: int) -> P
     return Path(out_dir) / SAMPLES_DIR / safe_name(checkpoint) / safe_name(task) / f"shard-{index:05d}.parquet"
 
 
+def default_run_directory(study_name: str) -> Path:
+    """Where a study's run goes when no directory is given: ``runs/<study name>``."""
+    return Path("runs") / study_name
+
+
 class RunLayout:
     """Paths of one run directory, and reading what its units stored."""
 
