@@ -21,8 +21,8 @@ def run_progress(display: ProgressDisplay) -> ProgressSink:
     unit and step (``generate: gemma/arithmetic``, ``score: gemma/arithmetic embedding``)."""
 
     def show(event: ProgressEvent) -> None:
-        label = " ".join(part for part in (f"{event.stage}:", event.unit, event.step) if part)
-        display.update(label, event.done, event.total, event.count)
+        detail = " ".join(part for part in (event.unit, event.step) if part)
+        display.update(f"{event.stage}: {detail}" if detail else event.stage, event.done, event.total, event.count)
 
     return show
 

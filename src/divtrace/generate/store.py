@@ -68,28 +68,3 @@ def read_shard_settings(path: Path) -> list[dict[str, Any]] | None:
     except Exception as err:
         raise DivtraceError(f"{path}: not a divtrace sample shard ({type(err).__name__}: {err})") from err
     return rows
-
-
-def keys_match(path: Path, found: list[list[str]] | None, expected_keys: list[list[str]]) -> bool:
-    """Whether the keys ``found`` in shard ``path`` are ``expected_keys`` (False when ``found`` is None).
-
-    Raises DivtraceError naming the file when it holds other samples (other model, prompts or settings): the user
-    must choose another output directory.
-    """
-    if found is None:
-        return False
-    if found != expected_keys:
-        raise DivtraceError(
-            f"{path} holds samples made with a different model, prompts or sampling settings than this run; "
-            "use another --out directory (or delete the file to regenerate it)"
-        )
-    return True
-
-
-def shard_is_finished(path: Path, expected_keys: list[list[str]]) -> bool:
-    """True when ``path`` exists and holds exactly ``expected_keys`` (per prompt, per sample, in order).
-
-    Returns False when the file does not exist. Raises DivtraceError naming the file when it exists but holds
-    other samples (other model, prompts or settings), or is not a divtrace shard.
-    """
-    return keys_match(path, read_shard_keys(path), expected_keys)
