@@ -1,6 +1,6 @@
 """The report stage: ``index.html`` and ``summary.md`` from the stored analysis, scores and samples, as one unit.
 
-Its key hashes the score and verdict files, the analysis (its marker's key), the study and :data:`REPORT_VERSION`.
+Its key hashes the score and verdict files, the analysis tables, the study and :data:`REPORT_VERSION`.
 :func:`~divtrace.report.write_report` renders and writes in one call, so the report is rendered when it is saved,
 in the driver's process (the stage is never distributed): the worker only passes its inputs on.
 """
@@ -19,7 +19,7 @@ from divtrace.fingerprint import files_fingerprint
 from divtrace.progress import ProgressSink
 from divtrace.report.html import write_report
 from divtrace.runs.layout import RunLayout, read_tables
-from divtrace.runs.markers import marker_for, read_marker
+from divtrace.runs.markers import marker_for
 from divtrace.runs.stage import Stage, Unit, WorkItem
 from divtrace.samples import SampleRecord
 from divtrace.score.settings import PACKAGED_MINILM, NLISettings
@@ -116,11 +116,12 @@ class ReportStage(Stage[ReportWork, ReportWork]):
 
     def units(self, layout: RunLayout) -> list[Unit]:
         """One unit, ``report``."""
-        analysis = read_marker(marker_for(layout.analysis_dir))
+        marker = marker_for(layout.analysis_dir)
+        analysis = sorted(p for p in layout.analysis_dir.glob("[!.]*") if p.is_file() and p != marker)
         key = self.key(
             {
                 "inputs": files_fingerprint(input_files(layout, self.study, self.task_names)),
-                "analysis": analysis.fingerprint if analysis is not None else None,
+                "analysis": files_fingerprint(analysis),
                 "study": self.study.model_dump(mode="json"),
             }
         )
