@@ -235,7 +235,8 @@ def test_a_shard_made_with_other_settings_is_refused_naming_the_setting(
     shutil.copytree(local_run / "samples", run / "samples")
     study = small_study()
     hotter = study.model_copy(update={"sampling": study.sampling.model_copy(update={"temperature": 0.5})})
-    with pytest.raises(ResumeMismatchError, match=r"shard-00000 .* was generated with temperature=0\.8, now 0\.5"):
+    named = r"shard-\d+ .* was generated with temperature=0\.8, now 0\.5"  # whichever shard's actor answers first
+    with pytest.raises(ResumeMismatchError, match=named):
         divtrace.run(hotter, run, address=ray_address)
 
 
