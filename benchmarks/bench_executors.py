@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from divtrace.executors.local import run_study
+from divtrace.api import run
 from divtrace.samples import read_samples
 from divtrace.study import ExecutorSpec, small_quickstart_study
 
@@ -66,14 +66,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "executors.json")
     args = parser.parse_args()
 
-    from divtrace.executors.ray_executor import run_study_ray
-
     study = small_quickstart_study(args.prompts, args.k, args.max_new_tokens, seed=5, name="bench-executors")
     root = Path(tempfile.mkdtemp(prefix="divtrace-bench-executors-"))
-    run_study(study, root / "warm-up")  # fills the model and embedding caches
+    run(study, root / "warm-up", executor="local")  # fills the model and embedding caches
     rows = []
     started = time.perf_counter()
-    run_study(study, root / "local")
+    run(study, root / "local", executor="local")
     rows.append({"executor": "local", "workers": 1, "run_s": round(time.perf_counter() - started, 2)})
     reference = all_samples(root / "local")
     for workers in args.workers:
@@ -82,7 +80,7 @@ def main() -> None:
         try:
             spec = ExecutorSpec(type="ray", address=address, replicas=max(1, workers // 2), cpus_per_worker=1)
             started = time.perf_counter()
-            run_study_ray(study.model_copy(update={"executor": spec}), root / f"ray-{workers}")
+            run(study.model_copy(update={"executor": spec}), root / f"ray-{workers}", executor="ray")
             elapsed = time.perf_counter() - started
         finally:
             stop_cluster()

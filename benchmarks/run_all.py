@@ -6,7 +6,7 @@ Runs, each in its own process (so one's caches and threads do not disturb the ne
 2. ``bench_generate.py``: generation overhead vs a bare transformers ``generate`` (SmolLM2-135M);
 3. ``bench_verify.py``: sandboxed HumanEval verification throughput, 4 parallel sandboxes;
 4. ``bench_executors.py``: the same small study under the local executor and the Ray executor (2 and 4 workers);
-5. the cost model (:mod:`divtrace.runs.cost`): generated tokens and GPU-hours of the full ``olmo3-7b`` study.
+5. the cost model (:mod:`divtrace.plan.cost`): generated tokens and GPU-hours of the full ``olmo3-7b`` study.
 
 The GPU rate of the cost model is ``--gpu-tokens-per-s`` per model replica: a measured vLLM figure when one is at
 hand (``benchmarks/results/vllm.json`` with ``tokens_per_s``, written when a GPU was available), else the
@@ -25,8 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-from divtrace.runs.cost import estimate_cost
-from divtrace.runs.throughput import rate_for
+from divtrace.plan.cost import estimate_cost
+from divtrace.plan.throughput import rate_for
 from divtrace.study import load_study
 
 HERE = Path(__file__).parent

@@ -20,12 +20,8 @@ from divtrace.study import load_study
 
 study, out, executor = load_study(sys.argv[1]), sys.argv[2], sys.argv[3]
 try:
-    if executor == "ray":
-        from divtrace.executors.ray_executor import run_study_ray
-        run_study_ray(study, out, address=sys.argv[4])
-    else:
-        from divtrace.executors.local import run_study
-        run_study(study, out)
+    import divtrace
+    divtrace.run(study, out, executor=executor, address=sys.argv[4] if executor == "ray" else None)
 except RunInterrupted as err:
     print(json.dumps({"stage": err.stage, "done": err.done, "message": str(err)}))
     sys.exit(130)

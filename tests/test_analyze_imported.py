@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from divtrace.cli import app
 from divtrace.errors import DivtraceError
-from divtrace.runs.imported import SampleSource, parse_lineage
 from divtrace.study import RecordedSampling, load_study
+from divtrace.study.imported import SampleSource, parse_lineage
 from tests.test_importers import write_lmeval
 
 K = 4
@@ -231,7 +231,7 @@ def test_analyze_lighteval_gsm8k_verifies_and_reports_the_recorded_sampling(tmp_
 
 
 def test_recorded_sampling_is_each_setting_the_records_share_or_says_mixed(tmp_path: Path) -> None:
-    from divtrace.runs.imported import imported_study, read_sources
+    from divtrace.study.imported import imported_study, read_sources
     from tests.test_importers import GEN_KWARGS, lmeval_line
 
     cool = [lmeval_line(i) for i in range(3)]  # temperature 0.8, max_gen_toks 256
@@ -255,9 +255,12 @@ def test_recorded_sampling_is_each_setting_the_records_share_or_says_mixed(tmp_p
 
 
 def test_analyze_says_which_tasks_cannot_be_verified_and_why(tmp_path: Path) -> None:
-    from divtrace.runs.imported import import_samples, imported_study, read_sources, run_tasks
+    from divtrace.executors.driver import run_stages
+    from divtrace.executors.local import LocalExecutor
     from divtrace.runs.layout import RunLayout
-    from divtrace.runs.stages import stage_verify
+    from divtrace.study.imported import import_samples, imported_study, read_sources
+    from divtrace.study.planned import run_tasks
+    from divtrace.study.stages import verify_stage
 
     path = write_lmeval(tmp_path / "in", "base", "word_problems", [gsm8k_line(i, base_outputs(i)) for i in range(3)])
     records, _ = read_sources([SampleSource(path)], fmt="lm-eval")
@@ -266,7 +269,7 @@ def test_analyze_says_which_tasks_cannot_be_verified_and_why(tmp_path: Path) -> 
     study = imported_study(checkpoints, records)
     layout = RunLayout(tmp_path / "run")
     import_samples(study, records, layout)
-    report = stage_verify(study, layout, run_tasks(study))
+    [report] = run_stages([verify_stage(study, run_tasks(study))], layout, LocalExecutor())
     assert report.ran == [] and len(report.notes) == 1
     note = report.notes[0]
     assert "task word_problems: not verified" in note and "--task-map word_problems=TASK" in note
@@ -275,7 +278,7 @@ def test_analyze_says_which_tasks_cannot_be_verified_and_why(tmp_path: Path) -> 
     assert mapped.tasks[0].verify_as == "gsm8k"
     layout = RunLayout(tmp_path / "mapped")
     import_samples(mapped, records, layout)
-    report = stage_verify(mapped, layout, run_tasks(mapped))
+    [report] = run_stages([verify_stage(mapped, run_tasks(mapped))], layout, LocalExecutor())
     assert report.ran == ["base/word_problems"] and report.notes == []
     verdicts = pd.read_parquet(layout.verdicts_file("base", "word_problems"))
     assert verdicts.groupby("sample_index")["correct"].all().tolist() == [True, True, False, False]

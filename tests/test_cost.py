@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from divtrace.runs.cost import cost_rows, estimate_cost
+from divtrace.plan.cost import cost_rows, estimate_cost
 from divtrace.study import CheckpointSpec, ExecutorSpec, SamplingSpec, Study, TaskSpec, load_study
 
 

@@ -15,7 +15,6 @@ from divtrace.generate.backends import backend_options
 from divtrace.generate.backends.options import OpenAIOptions, TransformersOptions, VLLMOptions, tensor_parallel_size
 from divtrace.generate.params import MIN_STUDY_K, SamplingParams, SamplingSpec
 from divtrace.generate.stops import cut_at_stop
-from divtrace.runs.stages import backend_options as checkpoint_options
 from divtrace.study import CheckpointSpec, load_study, parse_study
 
 
@@ -129,9 +128,9 @@ def test_constructor_keywords_and_defaults_filled_in() -> None:
     assert threaded.constructor_kwargs() == {"batch_size": 4, "threads": 2}
     assert TransformersOptions(threads=1).with_defaults(threads=2).threads == 1  # a given option wins
     local = CheckpointSpec(name="a", model="m", revision="main", options={"batch_size": 4})
-    assert checkpoint_options(local).constructor_kwargs() == {"batch_size": 4, "revision": "main"}
+    assert local.backend_options().constructor_kwargs() == {"batch_size": 4, "revision": "main"}
     served = CheckpointSpec(name="a", model="m", revision="main", backend="openai")
-    assert checkpoint_options(served).constructor_kwargs() == {}
+    assert served.backend_options().constructor_kwargs() == {}
 
 
 def test_sampling_params_are_made_from_the_study_sampling() -> None:

@@ -1,75 +1,90 @@
-"""The generation work units: :func:`divtrace.runs.stages.generation_shards` cuts each unfinished (checkpoint, task)
-once, into the shards both executors draw, and the local executor writes exactly those files and markers."""
+"""The generate stage (:class:`divtrace.generate.stage.GenerateStage`): each (checkpoint, task) is one unit, cut
+once into the indexed shards both executors draw; the driver writes exactly those files and markers, and a stored
+shard made with other settings is refused naming the setting."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
+import pytest
+
+from divtrace.executors.driver import run_stages
+from divtrace.executors.local import LocalExecutor
+from divtrace.generate.resume import ResumeMismatchError
 from divtrace.generate.store import shard_path
 from divtrace.runs.layout import RunLayout
-from divtrace.runs.stages import (
-    StageReport,
-    backend_options,
-    generation_key,
-    generation_shards,
-    plan_tasks,
-    render_options,
-    sampling_for,
-    shards_by_unit,
-    stage_generate,
-)
+from divtrace.runs.markers import is_done, mark_done
 from divtrace.study import small_quickstart_study
+from divtrace.study.planned import plan_tasks
+from divtrace.study.stages import checkpoint_model, generate_stage
 
 STUDY = small_quickstart_study(3, 2, 3, shard_size=2, seed=5, name="shards")
 
 
 def test_each_unit_is_cut_once_into_indexed_shards(tmp_path: Path) -> None:
     tasks = plan_tasks(STUDY)
-    report = StageReport("generate")
-    shards = generation_shards(STUDY, RunLayout(tmp_path), tasks, report)
-    units = shards_by_unit(shards)
-    assert list(units) == [(c.name, t.name) for c in STUDY.checkpoints for t in tasks] and not report.skipped
-    for (checkpoint, task), unit in units.items():
-        assert [s.index for s in unit] == [0, 1] and [list(s.prompts) for s in unit] == [[0, 1], [2]]
-        assert [s.path for s in unit] == [shard_path(tmp_path, checkpoint, task, i) for i in (0, 1)]
-        assert [s.samples for s in unit] == [4, 2]
-        spec, planned = STUDY.checkpoint(checkpoint), unit[0].task
-        job = unit[0].generation
-        assert all(s.generation is job for s in unit)  # one job per unit, shared by its shards
-        assert job.params == sampling_for(STUDY, planned) and job.render == render_options(STUDY, spec)
+    layout = RunLayout(tmp_path)
+    stage = generate_stage(STUDY, tasks, layout)
+    units = stage.units(layout)
+    assert [(u.checkpoint, u.task) for u in units] == [(c.name, t.name) for c in STUDY.checkpoints for t in tasks]
+    for unit in units:
+        spec, planned = STUDY.checkpoint(unit.checkpoint), next(t for t in tasks if t.name == unit.task)
+        items = stage.items(layout, unit)
+        assert [item.payload.index for item in items] == [0, 1] and [item.size for item in items] == [4, 2]
+        assert all(item.group == unit.checkpoint and item.payload.stored is None for item in items)
+        job = stage.job(unit.checkpoint, unit.task)
+        assert [list(span) for span in job.shard_ranges()] == [[0, 1], [2]]
+        paths = [shard_path(tmp_path, unit.checkpoint, unit.task, i) for i in (0, 1)]
+        assert (
+            [job.shard_path(i) for i in (0, 1)]
+            == paths
+            == [layout.shard_file(unit.checkpoint, unit.task, i) for i in (0, 1)]
+        )
+        assert job.params == STUDY.sampling_for(planned) and job.render == STUDY.render_options(spec)
         assert job.shard_prompts(1) == (planned.prompts[2],) and job.shard_size == STUDY.shard_size
-        assert all(s.key == generation_key(STUDY, spec, planned) for s in unit)
-        assert all(s.options == backend_options(spec) for s in unit)
-        assert all(s.marker == RunLayout(tmp_path).generation_marker(checkpoint, task) for s in unit)
+        assert stage.model(unit.checkpoint) == checkpoint_model(spec)
+        assert unit.marker == layout.generation_marker(unit.checkpoint, unit.task) and unit.size == 6
+        assert unit.facts == {"prompts": 3, "k": 2}
 
 
-def test_a_unit_is_listed_until_its_marker_holds_its_key(tmp_path: Path) -> None:
+def test_a_unit_is_pending_until_its_marker_holds_its_key(tmp_path: Path) -> None:
     tasks = plan_tasks(STUDY)
     layout = RunLayout(tmp_path)
-    first = generation_shards(STUDY, layout, tasks, StageReport("generate"))[0]
-    first.mark_unit_done()
-    assert json.loads(first.marker.read_text()) == {"fingerprint": first.key, "prompts": 3, "k": 2}
-    report = StageReport("generate")
-    left = generation_shards(STUDY, layout, tasks, report)
-    assert report.skipped == [first.unit] and first.unit not in {s.unit for s in left}
+    first, *others = generate_stage(STUDY, tasks, layout).units(layout)
+    mark_done(first.marker, first.key)
+    assert is_done(first.marker, first.key) and not any(is_done(u.marker, u.key) for u in others)
+    hotter = STUDY.model_copy(update={"sampling": STUDY.sampling.model_copy(update={"temperature": 0.5})})
+    again = generate_stage(hotter, tasks, layout).units(layout)[0]
+    assert again.name == first.name and not is_done(again.marker, again.key)  # another setting: another key
 
 
-def test_the_local_executor_writes_the_listed_shards_and_markers(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_the_local_executor_writes_the_listed_shards_and_markers_and_refuses_other_settings(tmp_path: Path) -> None:
     study = STUDY.model_copy(update={"checkpoints": STUDY.checkpoints[:1], "tasks": STUDY.tasks[:1]})
     tasks = plan_tasks(study)
     layout = RunLayout(tmp_path)
-    shards = generation_shards(study, layout, tasks, StageReport("generate"))
-    report = stage_generate(study, layout, tasks)
-    assert report.ran == [shards[0].unit]
+    stage = generate_stage(study, tasks, layout)
+    [unit] = stage.units(layout)
+    [report] = run_stages([stage], layout, LocalExecutor())
+    assert report.ran == [unit.name]
     written = sorted(p for p in (tmp_path / "samples").rglob("*") if p.is_file())
-    assert written == sorted([*(s.path for s in shards), shards[0].marker])
-    assert json.loads(shards[0].marker.read_text())["fingerprint"] == shards[0].key
-    assert generation_shards(study, layout, tasks, StageReport("generate")) == []
+    job = stage.job(unit.checkpoint, unit.task)
+    assert written == sorted([job.shard_path(0), job.shard_path(1), unit.marker])
+    assert json.loads(unit.marker.read_text()) == {"fingerprint": unit.key, "prompts": 3, "k": 2}
+    [again] = run_stages([stage], layout, LocalExecutor())
+    assert again.ran == [] and again.skipped == [unit.name]
+
+    # The same unit with another temperature: the stored shards are refused, naming the setting.
+    hotter = study.model_copy(update={"sampling": study.sampling.model_copy(update={"temperature": 0.6})})
+    named = re.escape("shard-00000") + r" .* was generated with temperature=0\.8, now 0\.6"
+    with pytest.raises(ResumeMismatchError, match=named):
+        run_stages([generate_stage(hotter, tasks, layout)], layout, LocalExecutor())
 
 
 def test_a_shard_planned_alone_is_the_shard_of_the_whole_plan(tmp_path: Path) -> None:
-    """What a Ray actor does (plan one shard under its own index) gives the records the local executor writes."""
+    """Planning one shard under its own index gives the records of the whole job's plan."""
     from divtrace.generate.job import GenerationJob
     from divtrace.generate.params import SamplingParams
     from divtrace.generate.prompts import PromptItem

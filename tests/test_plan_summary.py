@@ -10,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from divtrace.plan.rows import plan_study, plan_without_data
+from divtrace.plan.summary import FRAME_COLUMNS, PlanSummary, checkpoint_device, summarize_plan
+from divtrace.plan.throughput import THROUGHPUTS, Throughput, model_parameters, rate_for, throughput_table
 from divtrace.progress import format_duration
 from divtrace.runs.layout import RunLayout
-from divtrace.runs.plan import plan_study, plan_without_data
-from divtrace.runs.plan_summary import FRAME_COLUMNS, PlanSummary, checkpoint_device, summarize_plan
-from divtrace.runs.stages import plan_tasks
-from divtrace.runs.throughput import THROUGHPUTS, Throughput, model_parameters, rate_for, throughput_table
 from divtrace.study import STARTER_STUDY, CheckpointSpec, load_study
+from divtrace.study.planned import plan_tasks
 
 
 def starter(tmp_path: Path) -> PlanSummary:

@@ -18,9 +18,7 @@ import yaml
 from divtrace import plugins
 from divtrace.errors import DivtraceError, ModelLoadError
 from divtrace.generate.backends import BACKEND_PACKAGES, BACKENDS, check_installed, create_generator
-from divtrace.runs.imported import run_tasks
 from divtrace.runs.layout import RunLayout
-from divtrace.runs.stages import StageReport, score_units, study_scorer
 from divtrace.samples import SampleRecord
 from divtrace.score.content_key import content_key
 from divtrace.score.metric_spec import MetricSpec
@@ -29,6 +27,8 @@ from divtrace.score.metrics._base import ValueRange
 from divtrace.score.scorer import build_metrics
 from divtrace.score.settings import EmbedderSettings, NLISettings
 from divtrace.study import Study, load_study, parse_study
+from divtrace.study.planned import run_tasks
+from divtrace.study.stages import score_stage, scorer_spec
 from divtrace.tasks import get_task, task_names
 from divtrace.verify import create_verifier, verifier_names
 
@@ -192,7 +192,7 @@ def test_a_runtime_metric_is_used_from_a_study_with_args(
     study = parse_study(_quickstart(metrics=metrics))
     assert study.metric_names() == ["ead", LengthSpread.name]
     assert study.metrics[1] == MetricSpec(name=LengthSpread.name, args={"scale": "2.5"})
-    scorer = study_scorer(study)
+    scorer = scorer_spec(study).scorer()
     spread = scorer.metrics[1]
     assert isinstance(spread, LengthSpread) and spread.scale == 2.5  # validated, then converted
     records = [
@@ -280,7 +280,7 @@ def _tiny_model(directory: Path) -> Path:
 
 def _score_key(tmp_path: Path, **changes: Any) -> str:
     study = parse_study(_quickstart(**changes))
-    units = score_units(study, RunLayout(tmp_path / "run"), run_tasks(study), StageReport("score"))
+    units = score_stage(study, run_tasks(study)).units(RunLayout(tmp_path / "run"))
     return units[0].key
 
 

@@ -3,14 +3,21 @@ elsewhere), on a real small quickstart study."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 import divtrace
+from divtrace.analysis.stage import AnalyzeStage
 from divtrace.errors import DivtraceError
+from divtrace.generate.stage import GenerateStage
+from divtrace.report.stage import ReportStage
+from divtrace.runs.stage import Stage
+from divtrace.score.stage import ScoreStage
 from divtrace.study import small_quickstart_study
+from divtrace.verify.stage import VerifyStage
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +40,21 @@ def test_run_returns_what_it_did_and_the_analysis(finished: divtrace.RunOutcome)
 
     with pytest.raises(DivtraceError, match="executor 'slurm'"):
         divtrace.run(finished.directory / "study.yaml", finished.directory, executor="slurm")  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [GenerateStage, VerifyStage, ScoreStage, AnalyzeStage, ReportStage])
+def test_a_new_stage_version_redoes_the_units_of_that_stage_only(
+    finished: divtrace.RunOutcome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: type[Stage[object, object]]
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(finished.directory, run)
+    shards = {path: path.read_bytes() for path in (run / "samples").rglob("shard-*.parquet")}
+    monkeypatch.setattr(stage, "version", stage.version + 1)
+    again = divtrace.run(run / "study.yaml", run, executor="local")
+    units = {"generate": 4, "verify": 2, "score": 4, "analyze": 1, "report": 1}  # 2 checkpoints x 2 tasks
+    assert {r.stage: len(r.ran) for r in again.reports} == {s: n if s == stage.name else 0 for s, n in units.items()}
+    assert {path: path.read_bytes() for path in shards} == shards  # a generation redone draws nothing new
 
 
 @pytest.mark.slow

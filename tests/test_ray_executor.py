@@ -1,9 +1,10 @@
 """The Ray executor on a real local cluster (``ray start --head`` on 127.0.0.1 with 4 CPU workers).
 
 The study is the quickstart cut down (3 prompts per task, K = 3, one prompt per shard so there are 12 generation
-shards); the reference is the same study run by the local executor. The Ray run must give the same samples and
-the same scores; a generator worker killed (SIGKILL) in the middle of the run must cost only its shard, retried,
-with every shard complete, none duplicated, and a second run must do nothing.
+shards); the reference is the same study run by the local executor. The Ray run goes through the same driver: it
+must write the same files and markers, the same samples and the same scores; a shard made with other settings is
+refused naming the setting, as it is locally; a generator worker killed (SIGKILL) in the middle of the run must
+cost only its shard, retried, with every shard complete, none duplicated, and a second run must do nothing.
 
 The clusters and the driver (this process, and the subprocesses it starts) live in a temporary HOME, so the suite
 never reads or writes the real ``~/.ray`` (Ray's token file ``~/.ray/auth_token`` decides whether a cluster from
@@ -33,7 +34,7 @@ from typer.testing import CliRunner
 import divtrace
 from divtrace.cli import app
 from divtrace.errors import DivtraceError
-from divtrace.executors.local import run_study
+from divtrace.generate.resume import ResumeMismatchError
 from divtrace.generate.store import read_shard_keys
 from divtrace.samples import read_samples
 from divtrace.study import ExecutorSpec, Study, small_quickstart_study
@@ -172,20 +173,36 @@ def scores_of(run: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("local") / "run"
-    run_study(small_study().model_copy(update={"executor": ExecutorSpec()}), run)
+    divtrace.run(small_study().model_copy(update={"executor": ExecutorSpec()}), run)
     return run
+
+
+def markers_of(run: Path) -> dict[str, object]:
+    """Every unit marker of the run but the analysis' and the report's (their keys hash the score files, whose
+    last digits may differ between machines' BLAS), by path relative to the run."""
+    found = [*run.glob("samples/*/*/_complete.json"), *run.glob("verdicts/*/*.json"), *run.glob("scores/*/*.json")]
+    return {str(p.relative_to(run)): json.loads(p.read_text()) for p in found}
+
+
+def files_of(run: Path) -> list[str]:
+    """Every file of the run directory, relative to it."""
+    return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
 
 
 @pytest.mark.slow
 def test_ray_run_matches_local_and_second_run_does_nothing(ray_address: str, local_run: Path, tmp_path: Path) -> None:
-    from divtrace.executors.ray_executor import run_study_ray
-
     run = tmp_path / "run"
-    reports = {r.stage: r for r in run_study_ray(small_study(), run, address=ray_address)}
+    outcome = divtrace.run(small_study(), run, address=ray_address)  # the study's executor: ray
+    reports = {r.stage: r for r in outcome.reports}
     assert len(reports["generate"].ran) == 4 and len(reports["score"].ran) == 4 and len(reports["verify"].ran) == 2
     assert samples_of(run) == samples_of(local_run)
     names, markers, keys = generation_files(run)
     assert (names, markers, keys) == generation_files(local_run)  # same shard files, keys and unit markers
+    assert files_of(run) == files_of(local_run)  # the same files everywhere (one driver writes them)
+    assert markers_of(run) == markers_of(local_run)  # the same unit keys and facts
+    for checkpoint in CHECKPOINTS:  # verdicts are exact: the same bytes
+        verdicts = f"verdicts/{checkpoint}/arithmetic.parquet"
+        assert (run / verdicts).read_bytes() == (local_run / verdicts).read_bytes()
     assert len(markers) == len(CHECKPOINTS) * len(TASKS) and len(keys) == len(markers) * PROMPTS  # multi-shard
     ours, theirs = scores_of(run), scores_of(local_run)
     assert ours[["checkpoint", "task", "prompt_id", "metric", "subset"]].equals(
@@ -208,8 +225,24 @@ def test_ray_run_matches_local_and_second_run_does_nothing(ray_address: str, loc
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
+def test_a_shard_made_with_other_settings_is_refused_naming_the_setting(
+    ray_address: str, local_run: Path, tmp_path: Path
+) -> None:
+    """The local run's shards, resumed on Ray with another temperature: the Ray actor that loads the model names
+    the setting, as the local executor does (tests/test_generation_shards.py)."""
+    run = tmp_path / "run"
+    shutil.copytree(local_run / "samples", run / "samples")
+    study = small_study()
+    hotter = study.model_copy(update={"sampling": study.sampling.model_copy(update={"temperature": 0.5})})
+    named = r"shard-\d+ .* was generated with temperature=0\.8, now 0\.5"  # whichever shard's actor answers first
+    with pytest.raises(ResumeMismatchError, match=named):
+        divtrace.run(hotter, run, address=ray_address)
+
+
 def generator_workers() -> list[int]:
-    """PIDs of Ray worker processes running a ShardGenerator actor (Ray names them ``ray::ShardGenerator...``)."""
+    """PIDs of Ray worker processes running a stage's actor (Ray names them ``ray::StageWorker...``); while nothing
+    is scored yet, the generate stage's."""
     pids = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -217,15 +250,13 @@ def generator_workers() -> list[int]:
                 command = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            if command.startswith(b"ray::ShardGenerator"):
+            if command.startswith(b"ray::StageWorker"):
                 pids.append(int(entry))
     return pids
 
 
 @pytest.mark.slow
 def test_worker_killed_mid_run_loses_only_its_shard(ray_address: str, local_run: Path, tmp_path: Path) -> None:
-    from divtrace.executors.ray_executor import run_study_ray
-
     run = tmp_path / "run"
     killed: list[int] = []
     shards_at_kill: list[int] = []
@@ -234,8 +265,8 @@ def test_worker_killed_mid_run_loses_only_its_shard(ray_address: str, local_run:
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
             written = list((run / "samples").rglob("shard-*.parquet")) if (run / "samples").exists() else []
-            busy = [pid for pid in generator_workers() if b"generate" in Path(f"/proc/{pid}/cmdline").read_bytes()]
-            if written and busy:  # some shards done, a worker in the middle of the next one
+            busy = [pid for pid in generator_workers() if b"compute" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            if written and busy and not (run / "scores").exists():  # some shards done, a worker in the next one
                 shards_at_kill.append(len(written))
                 os.kill(busy[0], signal.SIGKILL)
                 killed.append(busy[0])
@@ -244,7 +275,7 @@ def test_worker_killed_mid_run_loses_only_its_shard(ray_address: str, local_run:
 
     killer = threading.Thread(target=kill_a_busy_generator, daemon=True)
     killer.start()
-    run_study_ray(small_study(), run, address=ray_address)
+    divtrace.run(small_study(), run, address=ray_address)
     killer.join(timeout=5)
     assert killed, "no generator worker was caught mid-shard"
     assert shards_at_kill[0] < len(CHECKPOINTS) * len(TASKS) * PROMPTS
@@ -268,14 +299,13 @@ def silent_listener() -> Iterator[str]:
 
 def test_no_cluster_at_the_address_fails_at_once_before_any_work(tmp_path: Path) -> None:
     from divtrace.executors.ray_connect import check_ray_address
-    from divtrace.executors.ray_executor import run_study_ray
+    from divtrace.executors.ray_executor import RayExecutor
 
     closed = f"127.0.0.1:{free_port()}"
     with pytest.raises(DivtraceError, match=f"no Ray cluster answers at {closed} within 3s.*ray start --head"):
         check_ray_address(closed, timeout_s=3)
-    with pytest.raises(DivtraceError, match="no Ray cluster answers"):
-        run_study_ray(small_study(), tmp_path / "run", address=closed, connect_timeout_s=3)
-    assert not (tmp_path / "run").exists()  # nothing written
+    with pytest.raises(DivtraceError, match="no Ray cluster answers"), RayExecutor(address=closed, connect_timeout_s=3):
+        pass
     # The Python API and the command line get the same error from that one check.
     with pytest.raises(DivtraceError, match=f"no Ray cluster answers at {closed}"):
         divtrace.run(small_study(), tmp_path / "api", executor="ray", address=closed)
@@ -336,7 +366,7 @@ def answers(address: str) -> int:
     """Join the cluster the way divtrace does and run one task on it."""
     from divtrace.executors.ray_executor import RayExecutor
 
-    with RayExecutor(small_study(), Path(tempfile.mkdtemp()), address=address) as executor:
+    with RayExecutor(small_study().executor, address=address) as executor:
         return executor.ray.get(executor.ray.remote(lambda: 41).remote()) + 1
 
 
@@ -370,7 +400,7 @@ def test_a_local_ray_leaves_no_token_behind(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()
     with isolated_home(home), pytest.MonkeyPatch.context() as patch:
-        with RayExecutor(small_study().model_copy(update={"executor": ExecutorSpec(type="ray")}), tmp_path / "r"):
+        with RayExecutor(ExecutorSpec(type="ray")):
             pass  # ray.init() of a local instance, then ray.shutdown()
         assert not (home / ".ray" / "auth_token").exists()
         with ray_cluster(home) as address:
@@ -386,12 +416,10 @@ def test_a_local_ray_leaves_no_token_behind(tmp_path: Path) -> None:
 def test_ctrl_c_ends_the_ray_run_with_units_done_and_a_rerun_resumes(
     ray_address: str, local_run: Path, tmp_path: Path
 ) -> None:
-    from divtrace.executors.ray_executor import run_study_ray
-
     study_file = tmp_path / "study.yaml"
     study_file.write_text(small_study().to_yaml())
     run = tmp_path / "run"
     done_before = check_interrupted(*interrupt_run(study_file, run, "ray", ray_address), run)
-    run_study_ray(small_study(), run, address=ray_address)
+    divtrace.run(small_study(), run, address=ray_address)
     check_resumed(done_before, run)
     assert samples_of(run) == samples_of(local_run)

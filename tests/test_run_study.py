@@ -115,12 +115,11 @@ def test_run_small_study_end_to_end_and_again(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_ends_the_local_run_with_units_done_and_a_rerun_resumes(tmp_path: Path) -> None:
-    from divtrace.executors.local import run_study
-    from divtrace.study import load_study
+    import divtrace
     from tests.interrupt import check_interrupted, check_resumed, interrupt_run
 
     study = small_quickstart(tmp_path / "study.yaml")
     run = tmp_path / "run"
     done_before = check_interrupted(*interrupt_run(study, run), run)
-    run_study(load_study(study), run)
+    divtrace.run(study, run, executor="local")
     check_resumed(done_before, run)

@@ -10,10 +10,12 @@ import pytest
 import yaml
 
 from divtrace.errors import DivtraceError
-from divtrace.runs.stages import PlannedTask, generation_key, render_options, sampling_for
+from divtrace.runs.layout import RunLayout
 from divtrace.score.scorer import build_metrics
-from divtrace.study import PRESETS, STARTER_STUDY, load_study, parse_study
+from divtrace.study import PRESETS, STARTER_STUDY, Study, load_study, parse_study
 from divtrace.study.lineage import CheckpointNode, LineageGraph
+from divtrace.study.planned import PlannedTask
+from divtrace.study.stages import generate_stage
 from divtrace.tasks import get_task
 
 
@@ -73,20 +75,25 @@ def test_generation_settings_come_from_the_task_unless_the_study_overrides_them(
     raw["tasks"][1].update(stop=["\nTHE END"], max_new_tokens=2000)
     study = parse_study(raw)
     gsm8k, writing = (PlannedTask(spec, get_task(spec.name), [], "") for spec in study.tasks)
-    assert sampling_for(study, gsm8k).stop == ("\nQuestion:", "\n\nQuestion")
-    assert sampling_for(study, gsm8k).max_new_tokens == 32768
-    assert sampling_for(study, writing).stop == ("\nTHE END",) and sampling_for(study, writing).max_new_tokens == 2000
+    assert study.sampling_for(gsm8k).stop == ("\nQuestion:", "\n\nQuestion")
+    assert study.sampling_for(gsm8k).max_new_tokens == 32768
+    assert study.sampling_for(writing).stop == ("\nTHE END",) and study.sampling_for(writing).max_new_tokens == 2000
     # a study-wide cap applies to every task but one that sets its own
     capped = parse_study({**raw, "sampling": {**raw["sampling"], "max_new_tokens": 64}})
-    assert [sampling_for(capped, PlannedTask(t, get_task(t.name), [], "")).max_new_tokens for t in capped.tasks] == [
+    assert [capped.sampling_for(PlannedTask(t, get_task(t.name), [], "")).max_new_tokens for t in capped.tasks] == [
         64,
         2000,
     ]
-    policies = {c.name: render_options(study, c).stops.value for c in study.checkpoints}
+    policies = {c.name: study.render_options(c).stops.value for c in study.checkpoints}
     assert policies == {"base": "auto", "sft": "always", "dpo": "auto"}
-    assert render_options(parse_study({**raw, "stops": "never"}), study.checkpoints[2]).stops.value == "never"
-    changed = {c.name: generation_key(parse_study({**raw, "stops": "never"}), c, gsm8k) for c in study.checkpoints}
-    assert {c.name: generation_key(study, c, gsm8k) for c in study.checkpoints}["dpo"] != changed["dpo"]
+    assert parse_study({**raw, "stops": "never"}).render_options(study.checkpoints[2]).stops.value == "never"
+    layout = RunLayout("run")
+
+    def generation_keys(of: Study) -> dict[str, str]:
+        return {unit.checkpoint: unit.key for unit in generate_stage(of, [gsm8k], layout).units(layout)}
+
+    keys, changed = generation_keys(study), generation_keys(parse_study({**raw, "stops": "never"}))
+    assert keys["dpo"] != changed["dpo"] and keys["sft"] == changed["sft"]  # sft's own policy wins
 
 
 def test_round_trip_and_starter(tmp_path: Path) -> None:

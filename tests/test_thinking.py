@@ -29,13 +29,12 @@ from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import Completion, GenerationRequest
 from divtrace.generate.runner import RenderOptions, generate_samples
 from divtrace.report import write_report
-from divtrace.runs.imported import import_samples, imported_study, parse_lineage
 from divtrace.runs.layout import RunLayout
-from divtrace.runs.stages import read_task_samples
 from divtrace.samples import SampleRecord, read_samples, write_samples
 from divtrace.samples.thinking import split_record_thinking, split_thinking, unclosed_total
 from divtrace.score.scorer import ScoreOptions, Scorer
 from divtrace.stats import BootstrapSettings
+from divtrace.study.imported import import_samples, imported_study, parse_lineage
 from divtrace.verify.pipeline import verify_records
 from tests.test_importers import TASK, current_rows, lmeval_line, write_lighteval, write_lmeval
 from tests.test_report import make_graph, make_study
@@ -364,7 +363,7 @@ def test_imported_run_directory_keeps_the_setting(tmp_path: Path, strip: bool) -
     import_samples(study, records, layout, strip_thinking=strip)
     marker = json.loads(layout.generation_marker("think", "gsm8k").read_text())
     assert marker["strip_thinking"] is strip
-    [stored] = read_task_samples(layout, "think", "gsm8k")
+    [stored] = layout.read_samples("think", "gsm8k")
     if strip:
         assert stored.responses[0] == "#### 18" and stored.thinking_unclosed == [False, False, True, False]
     else:
@@ -372,4 +371,4 @@ def test_imported_run_directory_keeps_the_setting(tmp_path: Path, strip: bool) -
     # a run directory written before the setting existed: the marker lacks it, the samples are stripped on reading
     marker.pop("strip_thinking")
     layout.generation_marker("think", "gsm8k").write_text(json.dumps(marker))
-    assert read_task_samples(layout, "think", "gsm8k")[0].thinking_unclosed == [False, False, True, False]
+    assert layout.read_samples("think", "gsm8k")[0].thinking_unclosed == [False, False, True, False]

@@ -113,7 +113,8 @@ def shards(run: Path, checkpoint: str) -> list[Path]:
 @pytest.fixture(scope="module")
 def local_two(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]]:
     """The two-checkpoint study run by the local executor, and how many engines were alive as each one loaded."""
-    from divtrace.executors.local import run_study
+    import divtrace
+    from divtrace.progress import ProgressEvent
 
     engines_when_loading: list[int] = []
     others = set(_engine_children())  # the module's sampling engine, if it is up: not the run's
@@ -121,12 +122,12 @@ def local_two(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]
     def run_engines() -> list[int]:
         return [pid for pid in alive(_engine_children()) if pid not in others]
 
-    def progress(stage: str, description: str, done: int, total: int) -> None:
-        if stage == "generate" and description.startswith("loading"):
+    def progress(event: ProgressEvent) -> None:
+        if event.stage == "generate" and event.step.startswith("loading") and event.done == 0:
             engines_when_loading.append(len(run_engines()))
 
     run = tmp_path_factory.mktemp("vllm-local") / "run"
-    run_study(two_checkpoint_study(), run, progress=progress)
+    divtrace.run(two_checkpoint_study(), run, executor="local", progress=progress)
     engines_when_loading.append(len(run_engines()))  # after the run
     return run, engines_when_loading
 
@@ -145,12 +146,12 @@ def test_the_ray_executor_drives_vllm_actors_on_a_cpu_cluster(
     local_two: tuple[Path, list[int]], tmp_path: Path
 ) -> None:
     pytest.importorskip("ray")
-    from divtrace.executors.ray_executor import run_study_ray
+    import divtrace
     from tests.test_ray_executor import ray_cluster
 
     study = two_checkpoint_study().model_copy(update={"executor": ExecutorSpec(type="ray", cpus_per_worker=1)})
     with ray_cluster() as address:  # no GPU: the vLLM actors must ask for none (gpus_per_model unset)
-        run_study_ray(study, tmp_path / "ray", address=address)
+        divtrace.run(study, tmp_path / "ray", executor="ray", address=address)
     for name in ("smol-plain", "smol-chat"):
         ray_records = read_samples(shards(tmp_path / "ray", name)).records
         local_records = read_samples(shards(local_two[0], name)).records

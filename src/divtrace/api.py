@@ -5,7 +5,8 @@ files or records). The command line calls the same functions; docs/architecture.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -13,7 +14,8 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 
 from divtrace.errors import DivtraceError
-from divtrace.progress import Progress
+from divtrace.progress import Progress, ProgressSink
+from divtrace.runs.layout import RunLayout, default_run_directory
 from divtrace.samples import DEFAULT_TASK, SampleRecord, read_samples
 from divtrace.samples.thinking import split_record_thinking
 from divtrace.score.metrics import Metric
@@ -34,8 +36,10 @@ from divtrace.stats.bootstrap import BootstrapSettings
 
 if TYPE_CHECKING:
     from divtrace.analysis.pipeline import AnalysisResult
-    from divtrace.runs.stages import PlannedTask, RunProgress, StageReport
+    from divtrace.executors.driver import Executor as StageExecutor
+    from divtrace.runs.stage import StageReport
     from divtrace.study import Study
+    from divtrace.study.planned import PlannedTask
 
 SamplesInput = str | Path | SampleRecord | Sequence[str | Path] | Sequence[SampleRecord]
 
@@ -216,12 +220,12 @@ class RunOutcome:
         """
         from divtrace.analysis.pipeline import read_analysis
 
-        return read_analysis(self.directory / "analysis")
+        return read_analysis(RunLayout(self.directory).analysis_dir)
 
     @property
     def report_path(self) -> Path | None:
         """``report/index.html`` when the run wrote a report, else None."""
-        path = self.directory / "report" / "index.html"
+        path = RunLayout(self.directory).report_html
         return path if path.exists() else None
 
 
@@ -232,7 +236,7 @@ def run(
     executor: Executor | None = None,
     address: str | None = None,
     tasks: list[PlannedTask] | None = None,
-    progress: RunProgress | None = None,
+    progress: ProgressSink | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> RunOutcome:
     """Run ``study`` end to end (plan, generate, verify, score, analyze, report) into ``out``; resumable.
@@ -242,33 +246,42 @@ def run(
         out: the run directory (default ``runs/<study name>``); finished units found there are not redone.
         executor: ``local`` (this process) or ``ray`` (a Ray cluster); default: the study's ``executor.type``.
         address: the Ray cluster (``HOST:PORT`` or ``auto``); default: the study's; checked once, before any work
-            (:func:`divtrace.executors.ray_connect.check_ray_address`, through
-            :func:`~divtrace.executors.ray_executor.run_study_ray`): a DivtraceError says what to do when no
+            (:func:`divtrace.executors.ray_connect.check_ray_address`, when
+            :class:`~divtrace.executors.ray_executor.RayExecutor` joins it): a DivtraceError says what to do when no
             cluster answers. ``divtrace run`` relies on this check.
-        tasks: the planned tasks when the caller already loaded them (:func:`divtrace.runs.stages.plan_tasks`).
-        progress: :data:`~divtrace.runs.stages.RunProgress` callback ``(stage, description, done, total)``.
+        tasks: the planned tasks when the caller already loaded them (:func:`divtrace.study.planned.plan_tasks`).
+        progress: a :data:`~divtrace.progress.ProgressSink`: every stage's :class:`~divtrace.progress.ProgressEvent`.
         on_stage: called with each stage's name as it starts.
 
     Raises:
         DivtraceError: a bad study, unavailable task data, no cluster at ``address``...;
             :class:`~divtrace.errors.RunInterrupted` on Ctrl-C, counting the units kept.
     """
+    from divtrace.executors.driver import run_study
     from divtrace.study import Study, load_study
 
     chosen = study if isinstance(study, Study) else load_study(study)
-    directory = Path(out) if out is not None else Path("runs") / chosen.name
+    directory = Path(out) if out is not None else default_run_directory(chosen.name)
     kind = executor or chosen.executor.type
     if kind not in ("local", "ray"):
         raise DivtraceError(f"executor {kind!r}: choose local or ray")
-    if kind == "ray":
-        from divtrace.executors.ray_executor import run_study_ray  # it checks the address before any work
-
-        reports = run_study_ray(chosen, directory, address=address, tasks=tasks, progress=progress, on_stage=on_stage)
-    else:
-        from divtrace.executors.local import run_study
-
-        reports = run_study(chosen, directory, tasks=tasks, progress=progress, on_stage=on_stage)
+    with _executor(kind, chosen, address) as runner:  # Ray: the address is checked before any work
+        reports = run_study(chosen, directory, runner, tasks=tasks, progress=progress, on_stage=on_stage)
     return RunOutcome(directory, reports)
+
+
+@contextlib.contextmanager
+def _executor(kind: Executor, study: Study, address: str | None) -> Iterator[StageExecutor]:
+    """The executor ``kind`` for ``study``, joined (Ray) for the block."""
+    if kind == "ray":
+        from divtrace.executors.ray_executor import RayExecutor
+
+        with RayExecutor(study.executor, address=address) as ray:
+            yield ray
+    else:
+        from divtrace.executors.local import LocalExecutor
+
+        yield LocalExecutor()
 
 
 def analyze(
@@ -289,7 +302,7 @@ def analyze(
     report: bool = True,
     skip_invalid: bool = False,
     strip_thinking: bool = True,
-    progress: RunProgress | None = None,
+    progress: ProgressSink | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_problem: Callable[[str], None] | None = None,
     on_import: Callable[[dict[tuple[str, str], int]], None] | None = None,
@@ -309,23 +322,19 @@ def analyze(
             ``lighteval``.
         data_dir: task data, for records without references.
         verify, report: run the verify stage (needed for the decomposition) and write the report.
+        progress: a :data:`~divtrace.progress.ProgressSink`: every stage's :class:`~divtrace.progress.ProgressEvent`.
+        on_stage: called with each stage's name as it starts.
         on_problem: called with each record skipped under ``skip_invalid``; on_import with the prompts imported
             per (checkpoint, task).
 
     Raises:
         DivtraceError: a missing or malformed input (file, line, field), a lineage checkpoint without samples...
     """
-    from divtrace.runs.imported import (
-        SampleSource,
-        import_choices,
-        import_samples,
-        imported_study,
-        read_sources,
-        run_tasks,
-    )
-    from divtrace.runs.layout import RunLayout
-    from divtrace.runs.stages import stage_analyze, stage_report, stage_score, stage_verify
+    from divtrace.executors.driver import run_stages, study_stages
+    from divtrace.executors.local import LocalExecutor
     from divtrace.study import Study, load_study
+    from divtrace.study.imported import SampleSource, import_choices, import_samples, imported_study, read_sources
+    from divtrace.study.planned import run_tasks
 
     base_study = study if isinstance(study, Study) or study is None else load_study(study)
     choices = import_choices(base_study, lineage, variants, metrics=metrics, embedder=embedder, nli_model=nli_model)
@@ -352,20 +361,8 @@ def analyze(
     if on_import is not None:
         on_import(dict(imported.counts))
     tasks = run_tasks(chosen)
-    stages: list[tuple[str, Callable[[], StageReport]]] = []
-    if verify:
-        stages.append(("verify", lambda: stage_verify(chosen, layout, tasks, progress)))
-    stages += [
-        ("score", lambda: stage_score(chosen, layout, tasks, progress)),
-        ("analyze", lambda: stage_analyze(chosen, layout, tasks)),
-    ]
-    if report:
-        stages.append(("report", lambda: stage_report(chosen, layout, tasks)))
-    reports = []
-    for name, stage in stages:
-        if on_stage is not None:
-            on_stage(name)
-        reports.append(stage())
+    stages = study_stages(chosen, tasks, layout, generate=False, verify=verify, report=report)
+    reports = run_stages(stages, layout, LocalExecutor(), progress=progress, on_stage=on_stage)
     return RunOutcome(Path(out), reports)
 
 

@@ -66,7 +66,7 @@ def analyze(
 ) -> None:
     """Analyze samples generated elsewhere along a lineage: verify, score, analyze (and report), resumably."""
     from divtrace.api import analyze as analyze_samples
-    from divtrace.runs.imported import SampleSource
+    from divtrace.study.imported import SampleSource
     from divtrace.tasks.names import parse_task_map
 
     checks.existing_inputs([SampleSource.parse(text).path for text in inputs])

@@ -3,45 +3,28 @@ where the report is."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from divtrace.cli.console import OutputFormat, note, print_frame, say
-from divtrace.cli.progress import ProgressDisplay, progress_display
+from divtrace.cli.progress import ProgressDisplay
 from divtrace.cli.tables import collapse_frame, collapse_table
+from divtrace.runs.layout import RunLayout
 
 if TYPE_CHECKING:
-    from divtrace.runs.stages import RunProgress, StageReport
-
-#: The unit each stage's progress counts, unless its description ends with one in parentheses (``(texts)``).
-STAGE_UNITS = {"generate": "samples", "verify": "samples", "score": "cells", "analyze": "steps", "report": "steps"}
+    from divtrace.progress import ProgressEvent, ProgressSink
+    from divtrace.runs.stage import StageReport
 
 
-def run_progress(display: ProgressDisplay) -> RunProgress:
-    """The :data:`~divtrace.runs.stages.RunProgress` callback that drives ``display``."""
-    from divtrace.progress import UNITS
+def run_progress(display: ProgressDisplay) -> ProgressSink:
+    """The :data:`~divtrace.progress.ProgressSink` that draws a run's events on ``display``: one bar per stage,
+    unit and step (``generate: gemma/arithmetic``, ``score: gemma/arithmetic embedding``)."""
 
-    def report(stage: str, description: str, done: int, total: int) -> None:
-        unit = STAGE_UNITS.get(stage, "items")
-        head, _, tail = description.rpartition(" (")
-        if head and tail.endswith(")") and tail[:-1] in UNITS:
-            description, unit = head, tail[:-1]
-        display.update(f"{stage}: {description}", done, total or None, unit)
+    def show(event: ProgressEvent) -> None:
+        detail = " ".join(part for part in (event.unit, event.step) if part)
+        display.update(f"{event.stage}: {detail}" if detail else event.stage, event.done, event.total, event.count)
 
-    return report
-
-
-def run_stages(stages: list[tuple[str, Callable[[RunProgress], StageReport]]]) -> list[StageReport]:
-    """Run ``stages`` in order under one progress display; what each did."""
-    from divtrace.cli.console import stderr_console
-
-    reports = []
-    with progress_display() as display:
-        for name, stage in stages:
-            stderr_console().log(f"stage {name}")
-            reports.append(stage(run_progress(display)))
-    return reports
+    return show
 
 
 def findings(table1_path: Path) -> list[str]:
@@ -63,12 +46,11 @@ def print_outcome(reports: list[StageReport], directory: Path, output_format: Ou
         say(f"{stage_report.stage}: ran {len(stage_report.ran)}, already done {len(stage_report.skipped)}")
         for line in stage_report.notes:
             note(line, stage_report.stage)
-    headline = directory / "analysis" / "collapse_sites.parquet"
-    retained = directory / "analysis" / "retained.parquet"
+    layout = RunLayout(directory)
+    headline, retained = layout.analysis_table("collapse_sites"), layout.analysis_table("retained")
     if headline.exists() and retained.exists():
         print_frame(collapse_frame(headline, retained), output_format, collapse_table)
-    for sentence in findings(directory / "analysis" / "table1.parquet"):
+    for sentence in findings(layout.analysis_table("table1")):
         say(sentence)
-    report_dir = directory / "report"
-    if (report_dir / "index.html").exists():
-        say(f"report: {report_dir / 'index.html'}  summary: {report_dir / 'summary.md'}")
+    if layout.report_html.exists():
+        say(f"report: {layout.report_html}  summary: {layout.report_summary}")

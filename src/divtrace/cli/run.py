@@ -13,12 +13,12 @@ from divtrace.cli import checks
 from divtrace.cli.app import command
 from divtrace.cli.console import OutputFormat, note, print_frame, stderr_console
 from divtrace.cli.options import FormatOption, flag
-from divtrace.cli.outcome import print_outcome, run_progress, run_stages
+from divtrace.cli.outcome import print_outcome, run_progress
 from divtrace.cli.progress import progress_display
 from divtrace.errors import DivtraceError
 
 if TYPE_CHECKING:
-    from divtrace.runs.plan import PlanRow
+    from divtrace.plan.rows import PlanRow
     from divtrace.study import Study
 
 
@@ -46,14 +46,14 @@ def run(
 ) -> None:
     """Run a study end to end: plan, generate, verify, score, analyze, report; resumable, skipping done work."""
     from divtrace.api import run as run_study_api
-    from divtrace.runs.layout import RunLayout
-    from divtrace.runs.plan import plan_study, plan_without_data
-    from divtrace.runs.stages import plan_tasks
+    from divtrace.plan.rows import plan_study, plan_without_data
+    from divtrace.runs.layout import RunLayout, default_run_directory
     from divtrace.study import load_study
+    from divtrace.study.planned import plan_tasks
 
     chosen = load_study(study or "quickstart")
     use_ray = (executor.value if executor is not None else chosen.executor.type) == "ray"
-    directory = out or Path("runs") / chosen.name
+    directory = out or default_run_directory(chosen.name)
     if not dry_run:
         checks.writable_directory(directory, "--out")
     if use_ray and not dry_run:  # fail fast: before the task data loads, which can take minutes on a real study
@@ -94,8 +94,8 @@ def _print_plan(study: Study, directory: Path, rows: list[PlanRow], dry_run: boo
     from rich.table import Table
 
     from divtrace.cli.console import stdout_console
+    from divtrace.plan.summary import summarize_plan
     from divtrace.progress import format_duration
-    from divtrace.runs.plan_summary import summarize_plan
 
     summary = summarize_plan(study, rows)
     if dry_run and output_format is not OutputFormat.table:
@@ -135,17 +135,24 @@ def report_command(
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """(Re)write RUN/report/index.html and summary.md from the run directory's stored analysis."""
-    from divtrace.runs.imported import run_tasks
+    from divtrace.executors.driver import run_stages
+    from divtrace.executors.local import LocalExecutor
+    from divtrace.report.stage import ReportStage
     from divtrace.runs.layout import RunLayout
-    from divtrace.runs.stages import generated_tasks, stage_report
     from divtrace.study import IMPORTED_MODEL, load_study
+    from divtrace.study.planned import generated_tasks, run_tasks
 
     layout = RunLayout(run_dir)
     if not layout.study_file.exists():
         raise DivtraceError(f"{layout.study_file}: not found; is {run_dir} a run directory of divtrace run/analyze?")
-    checks.writable_directory(run_dir / "report", "report directory")
+    checks.writable_directory(layout.report_dir, "report directory")
     chosen = load_study(str(layout.study_file))
     imported = all(c.model == IMPORTED_MODEL for c in chosen.checkpoints)
     tasks = run_tasks(chosen) if imported else generated_tasks(chosen)
-    reports = run_stages([("report", lambda p: stage_report(chosen, layout, tasks))])
+    stage = ReportStage(chosen, {planned.name: planned.origin for planned in tasks})
+    with progress_display() as display:
+        reports = run_stages(
+            [stage], layout, LocalExecutor(), progress=run_progress(display),
+            on_stage=lambda name: stderr_console().log(f"stage {name}"),
+        )  # fmt: skip
     print_outcome(reports, run_dir, output_format)

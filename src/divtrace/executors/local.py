@@ -1,67 +1,41 @@
-"""The local executor: every stage in this process, in order, skipping work that is already done."""
+"""The local executor: a stage's work items in this process, one worker at a time."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Iterable
+from typing import Any
 
-from divtrace.errors import RunInterrupted
-from divtrace.runs.layout import RunLayout
-from divtrace.runs.stages import (
-    PlannedTask,
-    RunProgress,
-    StageReport,
-    plan_tasks,
-    stage_analyze,
-    stage_generate,
-    stage_report,
-    stage_score,
-    stage_verify,
-)
-from divtrace.study import Study
-
-#: Called when a stage starts, with its name.
-StageStart = Callable[[str], None]
-#: A stage that works on units: (study, layout, tasks, progress) -> what it ran and skipped.
-UnitStage = Callable[[Study, RunLayout, list[PlannedTask], RunProgress | None], StageReport]
+from divtrace.executors.driver import AnyStage, Results
+from divtrace.runs.stage import Worker, WorkItem
 
 
-def run_study(
-    study: Study,
-    out: str | Path,
-    *,
-    tasks: list[PlannedTask] | None = None,
-    progress: RunProgress | None = None,
-    on_stage: StageStart | None = None,
-    generate: UnitStage = stage_generate,
-    verify: UnitStage = stage_verify,
-    score: UnitStage = stage_score,
-) -> list[StageReport]:
-    """Run plan -> generate -> verify -> score -> analyze -> report for ``study`` into the run directory ``out``.
+class LocalExecutor:
+    """Runs every item in this process, in order, opening a worker when the group changes (a checkpoint's model is
+    loaded once for its items, and only when it has work) and closing it when the group is done.
 
-    The resolved study is frozen as ``out/study.yaml``. Each stage skips the units whose outputs are complete
-    and current, so re-running a finished study does no work and an interrupted one resumes. Another executor
-    passes its own ``generate``, ``verify`` and ``score`` (same outputs and markers, work done elsewhere).
-    Returns what each stage ran and skipped. Ctrl-C (KeyboardInterrupt) ends the run with :class:`RunInterrupted`
-    naming the stage and the units finished in this invocation (a stage's own cleanup has run by then).
+    A context manager too (it holds nothing), like :class:`~divtrace.executors.ray_executor.RayExecutor`.
     """
-    layout = RunLayout(out)
-    layout.freeze_study(study.to_yaml())
-    planned = tasks if tasks is not None else plan_tasks(study)
-    reports = []
-    stages: tuple[tuple[str, Callable[[], StageReport]], ...] = (
-        ("generate", lambda: generate(study, layout, planned, progress)),
-        ("verify", lambda: verify(study, layout, planned, progress)),
-        ("score", lambda: score(study, layout, planned, progress)),
-        ("analyze", lambda: stage_analyze(study, layout, planned)),
-        ("report", lambda: stage_report(study, layout, planned)),
-    )
-    for name, stage in stages:
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def run_items(self, stage: AnyStage, items: Iterable[WorkItem[Any]], results: Results) -> None:
+        """Compute each item with a worker of its group and hand its result over; the worker is closed on the way
+        out, Ctrl-C included."""
+        worker: Worker[Any, Any] | None = None
+        group: str | None = None
         try:
-            if on_stage is not None:
-                on_stage(name)
-            reports.append(stage())
-        except (KeyboardInterrupt, RunInterrupted) as err:
-            during = err.done if isinstance(err, RunInterrupted) else 0
-            raise RunInterrupted(name, during + sum(len(r.ran) for r in reports)) from err
-    return reports
+            for item in items:
+                if worker is None or item.group != group:
+                    if worker is not None:
+                        worker.close()
+                        worker = None
+                    worker = stage.open_worker(item.group, None, results.progress)
+                    group = item.group
+                results.finished(item, worker.compute(item.payload, results.started(item)))
+        finally:
+            if worker is not None:
+                worker.close()

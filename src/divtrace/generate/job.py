@@ -14,7 +14,7 @@ from pathlib import Path
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.render_options import RenderOptions
-from divtrace.generate.store import shard_path
+from divtrace.runs.layout import shard_path
 
 
 def shard_starts(prompts: int, shard_size: int) -> range:

@@ -10,7 +10,6 @@ settings is an error, never silently mixed in or overwritten.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +17,9 @@ import pyarrow.parquet as pq
 
 from divtrace.errors import DivtraceError
 from divtrace.fingerprint import fingerprint
-
-SAMPLES_DIR = "samples"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+from divtrace.runs.layout import SAMPLES_DIR as SAMPLES_DIR  # the run directory's paths, re-exported
+from divtrace.runs.layout import safe_name as safe_name
+from divtrace.runs.layout import shard_path as shard_path
 
 
 def sample_key(
@@ -32,17 +31,6 @@ def sample_key(
     3046 and 3881 for what a looser key does).
     """
     return fingerprint([model_ref, rendered_prompt, sampling, seed, sample_index], ensure_ascii=False)
-
-
-def safe_name(label: str) -> str:
-    """``label`` made safe as one path component (runs of other characters become ``_``)."""
-    cleaned = _UNSAFE.sub("_", label).strip("._")
-    return cleaned or "_"
-
-
-def shard_path(out_dir: str | Path, checkpoint: str, task: str, index: int) -> Path:
-    """The file of shard ``index`` of (checkpoint, task) under ``out_dir``."""
-    return Path(out_dir) / SAMPLES_DIR / safe_name(checkpoint) / safe_name(task) / f"shard-{index:05d}.parquet"
 
 
 def read_shard_keys(path: Path) -> list[list[str]] | None:
@@ -80,28 +68,3 @@ def read_shard_settings(path: Path) -> list[dict[str, Any]] | None:
     except Exception as err:
         raise DivtraceError(f"{path}: not a divtrace sample shard ({type(err).__name__}: {err})") from err
     return rows
-
-
-def keys_match(path: Path, found: list[list[str]] | None, expected_keys: list[list[str]]) -> bool:
-    """Whether the keys ``found`` in shard ``path`` are ``expected_keys`` (False when ``found`` is None).
-
-    Raises DivtraceError naming the file when it holds other samples (other model, prompts or settings): the user
-    must choose another output directory.
-    """
-    if found is None:
-        return False
-    if found != expected_keys:
-        raise DivtraceError(
-            f"{path} holds samples made with a different model, prompts or sampling settings than this run; "
-            "use another --out directory (or delete the file to regenerate it)"
-        )
-    return True
-
-
-def shard_is_finished(path: Path, expected_keys: list[list[str]]) -> bool:
-    """True when ``path`` exists and holds exactly ``expected_keys`` (per prompt, per sample, in order).
-
-    Returns False when the file does not exist. Raises DivtraceError naming the file when it exists but holds
-    other samples (other model, prompts or settings), or is not a divtrace shard.
-    """
-    return keys_match(path, read_shard_keys(path), expected_keys)

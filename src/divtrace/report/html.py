@@ -142,7 +142,7 @@ def write_report(
         graph: the study's lineage graph.
         study_info: ``name`` and optionally ``caveat`` (shown at the top), ``description``, ``tasks``,
             ``metrics``, ``embedder``, ``nli_model``, ``sampling`` (dict), ``checkpoints`` (list of dicts with
-            ``name`` and e.g. ``model``); see :func:`divtrace.runs.stages.study_info`.
+            ``name`` and e.g. ``model``); see :class:`divtrace.report.stage.StudyInfo`.
         primary_metric: the metric the lineage diagram is coloured by and the drill-down ranks prompts by
             (default: sbert if present, else the study's first metric).
         drilldown_lineages: the lineages (named by their leaf) to drill into; default every lineage.

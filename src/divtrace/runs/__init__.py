@@ -1,1 +1,2 @@
-"""Study runs: the run directory layout, the plan, and the stages (generate, verify, score, analyze, report)."""
+"""The run directory: its paths (``layout``), completion markers (``markers``) and the contract every stage
+implements (``stage``)."""

@@ -1,4 +1,4 @@
-"""The run directory: where each stage writes, and the completion markers that make every stage resumable.
+"""The run directory: every path in it is built here, and nowhere else.
 
 ::
 
@@ -9,23 +9,46 @@
     RUN/analysis/*.parquet, *.csv                   the analysis tables (+ _complete.json)
     RUN/report/index.html, summary.md               the report (+ _complete.json)
 
-A marker holds the fingerprint of everything its output was computed from; a stage whose marker matches is
-skipped without loading any model, so running a finished study again does no work.
+Each unit of work has a marker next to its output (:mod:`divtrace.runs.markers`) holding the fingerprint of what
+the output was computed from; a stage skips the units whose marker matches, so running a finished study again does
+no work.
 """
 
 from __future__ import annotations
 
-import json
+import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
-from divtrace.generate.store import SAMPLES_DIR, safe_name
-from divtrace.io_atomic import write_atomic, write_json_atomic
-from divtrace.samples.reader import RUN_MARKER
+import pandas as pd
+
+from divtrace.io_atomic import write_atomic
+from divtrace.runs.markers import marker_for, read_marker
+from divtrace.samples import SampleRecord, read_samples
+
+#: The directory of the generated samples in a run directory (and under ``divtrace generate --out``).
+SAMPLES_DIR = "samples"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+def safe_name(label: str) -> str:
+    """``label`` made safe as one path component (runs of other characters become ``_``)."""
+    cleaned = _UNSAFE.sub("_", label).strip("._")
+    return cleaned or "_"
+
+
+def shard_path(out_dir: str | Path, checkpoint: str, task: str, index: int) -> Path:
+    """The file of shard ``index`` of (checkpoint, task) under ``out_dir``."""
+    return Path(out_dir) / SAMPLES_DIR / safe_name(checkpoint) / safe_name(task) / f"shard-{index:05d}.parquet"
+
+
+def default_run_directory(study_name: str) -> Path:
+    """Where a study's run goes when no directory is given: ``runs/<study name>``."""
+    return Path("runs") / study_name
 
 
 class RunLayout:
-    """Paths of one run directory."""
+    """Paths of one run directory, and reading what its units stored."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -45,13 +68,17 @@ class RunLayout:
         """Generation shards of (checkpoint, task)."""
         return self.root / SAMPLES_DIR / safe_name(checkpoint) / safe_name(task)
 
+    def shard_file(self, checkpoint: str, task: str, index: int) -> Path:
+        """Shard ``index`` of (checkpoint, task)."""
+        return shard_path(self.root, checkpoint, task, index)
+
     def sample_files(self, checkpoint: str, task: str) -> list[Path]:
         """The finished shards of (checkpoint, task), in order."""
         return sorted(self.samples_dir(checkpoint, task).glob("shard-*.parquet"))
 
     def generation_marker(self, checkpoint: str, task: str) -> Path:
         """Marker of a finished (checkpoint, task) generation."""
-        return self.samples_dir(checkpoint, task) / RUN_MARKER
+        return marker_for(self.samples_dir(checkpoint, task))
 
     def verdicts_file(self, checkpoint: str, task: str) -> Path:
         """Verdicts of (checkpoint, task)."""
@@ -66,25 +93,46 @@ class RunLayout:
         """The analysis tables."""
         return self.root / "analysis"
 
+    def analysis_table(self, name: str) -> Path:
+        """The Parquet file of analysis table ``name`` (``collapse_sites``, ``retained``...)."""
+        return self.analysis_dir / f"{name}.parquet"
+
     @property
     def report_dir(self) -> Path:
         """The report."""
         return self.root / "report"
 
+    @property
+    def report_html(self) -> Path:
+        """The HTML report."""
+        return self.report_dir / "index.html"
 
-def marker_for(output: Path) -> Path:
-    """The marker file of an output file or directory."""
-    return output / RUN_MARKER if output.suffix == "" else output.with_suffix(".json")
+    @property
+    def report_summary(self) -> Path:
+        """The Markdown summary of the report."""
+        return self.report_dir / "summary.md"
+
+    def read_samples(self, checkpoint: str, task: str) -> list[SampleRecord]:
+        """The stored samples of (checkpoint, task), in prompt order (none when there are no shards).
+
+        Chain-of-thought is stripped on reading (responses already stored are kept; see
+        :func:`~divtrace.samples.read_samples`) unless the samples were imported with stripping off
+        (``divtrace analyze --no-strip-thinking`` records it in the generation marker).
+        """
+        files = self.sample_files(checkpoint, task)
+        if not files:
+            return []
+        marker = read_marker(self.generation_marker(checkpoint, task))
+        strip = marker.strip_thinking if marker is not None else True
+        return read_samples(files, strip_thinking=strip).records
+
+    def read_verdicts(self, checkpoint: str, task: str) -> pd.DataFrame | None:
+        """The stored verdict table of (checkpoint, task); None when it was not verified."""
+        path = self.verdicts_file(checkpoint, task)
+        return pd.read_parquet(path) if path.exists() else None
 
 
-def is_done(marker: Path, key: str) -> bool:
-    """True when ``marker`` exists and records fingerprint ``key``."""
-    try:
-        return bool(json.loads(marker.read_text())["fingerprint"] == key)
-    except (FileNotFoundError, ValueError, KeyError, TypeError):
-        return False
-
-
-def mark_done(marker: Path, key: str, **facts: Any) -> None:
-    """Record that the output of ``marker`` is complete for fingerprint ``key`` (plus facts for people)."""
-    write_json_atomic({"fingerprint": key, **facts}, marker)
+def read_tables(paths: Iterable[Path]) -> pd.DataFrame:
+    """The tables at ``paths`` that exist, concatenated in order (empty when there are none)."""
+    frames = [pd.read_parquet(path) for path in paths if path.exists()]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

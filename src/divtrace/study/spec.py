@@ -7,7 +7,7 @@ Built-in presets: ``quickstart`` (the packaged models, small enough for a laptop
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -21,12 +21,27 @@ from pydantic import (
     model_validator,
 )
 
-from divtrace.generate.backends.options import OPTIONS_MODELS, BackendName, BackendOptions, tag_options
+from divtrace.errors import DivtraceError
+from divtrace.generate.backends.options import (
+    OPTIONS_MODELS,
+    BackendName,
+    BackendOptions,
+    OpenAIOptions,
+    TransformersOptions,
+    VLLMOptions,
+    tag_options,
+)
+from divtrace.generate.params import SamplingParams
 from divtrace.generate.params import SamplingSpec as SamplingSpec  # the study's sampling, re-exported
+from divtrace.generate.render_options import RenderOptions
 from divtrace.generate.stops import StopPolicy
+from divtrace.generate.thinking import ThinkingMode
 from divtrace.score.metric_spec import MetricSpec, as_spec
 from divtrace.score.settings import CodeEmbedderSettings, EmbedderSettings, ModelSettings, NLISettings
 from divtrace.study.lineage import CheckpointNode, LineageGraph
+
+if TYPE_CHECKING:
+    from divtrace.study.planned import PlannedTask
 
 _S = TypeVar("_S", bound=ModelSettings)
 
@@ -70,6 +85,20 @@ class CheckpointSpec(_Strict):
     def _options_of_backend(cls, value: Any, info: ValidationInfo) -> Any:
         backend = info.data.get("backend")
         return value if backend is None else tag_options(backend, value)
+
+    def backend_options(self) -> BackendOptions:
+        """The options its generator is built with: ``options``, plus the checkpoint's revision for the local
+        backends (an options ``revision`` wins)."""
+        if isinstance(self.options, TransformersOptions | VLLMOptions):
+            return self.options.with_defaults(revision=self.revision)
+        return self.options
+
+    def generator_tokenizer(self) -> tuple[str, str | None] | None:
+        """The tokenizer its generator uses, as (reference, revision) (EAD's V under ``tokenizer: generator``);
+        None when it is unknown here (imported samples, a served model without a ``tokenizer`` option)."""
+        if isinstance(self.options, OpenAIOptions):
+            return (self.options.tokenizer, None) if self.options.tokenizer else None
+        return None if self.model == IMPORTED_MODEL else (self.model, self.revision)
 
 
 class TaskSpec(_Strict):
@@ -274,6 +303,34 @@ class Study(_Strict):
     def stop_policy(self, checkpoint: CheckpointSpec) -> StopPolicy:
         """The stop policy of ``checkpoint``: its own, else the study's."""
         return StopPolicy(checkpoint.stops or self.stops)
+
+    def render_options(self, checkpoint: CheckpointSpec) -> RenderOptions:
+        """How ``checkpoint`` renders the study's prompts: system prompt, chat template, thinking mode, stop policy."""
+        return RenderOptions(
+            checkpoint.system_prompt,
+            checkpoint.chat_template,
+            ThinkingMode(checkpoint.thinking),
+            self.stop_policy(checkpoint),
+        )
+
+    def sampling_for(self, planned: PlannedTask) -> SamplingParams:
+        """The sampling parameters of one task: the study's, with the task's stops and token cap.
+
+        The cap is the study task's ``max_new_tokens``, else the study's ``sampling.max_new_tokens``, else the
+        task's own; the stops are the study task's ``stop``, else the task's (before the stop policy, which
+        :meth:`render_options` carries). Raises DivtraceError for a study of imported samples (nothing to sample).
+        """
+        sampling = self.sampling
+        if not isinstance(sampling, SamplingSpec):
+            raise DivtraceError(
+                f"study {self.name!r} describes imported samples (sampling as recorded: {sampling.source}); "
+                "it cannot generate: give a study with sampling settings"
+            )
+        return sampling.params(
+            stop=planned.task.stop if planned.spec.stop is None else tuple(planned.spec.stop),
+            task_max_new_tokens=planned.task.max_new_tokens,
+            max_new_tokens=planned.spec.max_new_tokens,
+        )
 
     def checkpoint(self, name: str) -> CheckpointSpec:
         """The checkpoint called ``name``."""

@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from divtrace.errors import DivtraceError
 from divtrace.fingerprint import files_fingerprint, fingerprint
 from divtrace.generate.runner import write_shard
-from divtrace.generate.store import shard_path
-from divtrace.runs.layout import RunLayout, is_done, mark_done
-from divtrace.runs.stages import PlannedTask
+from divtrace.runs.layout import RunLayout
+from divtrace.runs.markers import is_done, mark_done
 from divtrace.samples import SampleRecord, read_samples
 from divtrace.score.metric_spec import MetricChoice, as_spec
 from divtrace.score.settings import EmbedderSettings, NLISettings
-from divtrace.study import IMPORTED_MODEL, UNKNOWN, CheckpointSpec, RecordedSampling, Study, TaskSpec
-from divtrace.tasks import get_task
-from divtrace.tasks.base import DataSource, Task
+from divtrace.study.spec import IMPORTED_MODEL, UNKNOWN, CheckpointSpec, RecordedSampling, Study, TaskSpec
 from divtrace.tasks.names import resolve_task
 
 _NODE = re.compile(r"^\s*(?P<name>[^:>\s][^:>]*?)\s*(?::\s*(?P<stage>[^:>\s]+)\s*)?$")
@@ -270,7 +267,7 @@ def import_samples(
     A (checkpoint, task) whose stored shard already holds exactly these records (read with the same
     ``strip_thinking``) is left alone, so importing the same files again changes nothing downstream. Records of
     checkpoints outside the study are not imported. ``strip_thinking`` is recorded in each generation marker, and
-    the later stages read the shard with it (see :func:`divtrace.runs.stages.read_task_samples`).
+    the later stages read the shard with it (see :meth:`divtrace.runs.layout.RunLayout.read_samples`).
     """
     report = ImportReport()
     wanted = {checkpoint.name for checkpoint in study.checkpoints}
@@ -285,7 +282,7 @@ def import_samples(
             {"records": [record.model_dump(mode="json") for record in group], "strip_thinking": strip_thinking}
         )
         marker = layout.generation_marker(checkpoint, task)
-        path = shard_path(layout.root, checkpoint, task, 0)
+        path = layout.shard_file(checkpoint, task, 0)
         if not (is_done(marker, key) and path.exists()):
             for stale in layout.sample_files(checkpoint, task):
                 stale.unlink()
@@ -300,38 +297,6 @@ def import_samples(
             )
         report.counts[(checkpoint, task)] = len(group)
     return report
-
-
-def run_tasks(study: Study, origin: str = "imported") -> list[PlannedTask]:
-    """The study's tasks for the stages after generation (verify, score, analyze, report): no prompts loaded.
-
-    ``origin`` is what the report says about where each task's samples came from.
-
-    Each task keeps its name (the label in the samples and every table). Its verifier comes from the task
-    ``verify_as`` names, else the registered task of that name, else :func:`~divtrace.tasks.names.resolve_task`'s
-    mapping (``gsm8k|0``, ``gsm8k_cot_zeroshot`` -> gsm8k). A name none of these knows becomes an unverifiable
-    custom task, scored like any other, whose ``not_verified`` says why and what to do.
-    """
-    planned = []
-    for spec in study.tasks:
-        target = spec.verify_as or resolve_task(spec.name).task
-        reason = None
-        if target is not None:
-            found = get_task(target)
-            task = found if found.name == spec.name else replace(found, name=spec.name)
-        else:
-            reason = resolve_task(spec.name).reason
-            task = Task(
-                name=spec.name,
-                family="custom",
-                source=DataSource(),
-                prompt_format=lambda row: str(row.get("prompt", "")),
-                template="{prompt}",
-                default_n=0,
-                description="imported samples of a task divtrace does not know (not verifiable)",
-            )
-        planned.append(PlannedTask(spec, task, [], origin, not_verified=reason))
-    return planned
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 totals and notes; what ``divtrace run --dry-run`` prints, as a table or (:meth:`PlanSummary.frame`) CSV/JSON.
 
 Times are upper bounds: every sample is counted at its task's ``max_new_tokens``, at the rate
-:func:`~divtrace.runs.throughput.rate_for` chooses for the checkpoint's backend, device and model size, and each
+:func:`~divtrace.plan.throughput.rate_for` chooses for the checkpoint's backend, device and model size, and each
 rate carries its provenance (measured, with its results file, or assumed).
 """
 
@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from divtrace.generate.backends.options import OpenAIOptions
-from divtrace.runs.cost import replica_gpus
-from divtrace.runs.plan import PlanRow
-from divtrace.runs.throughput import THROUGHPUTS, Rate, Throughput, format_parameters, model_parameters, rate_for
+from divtrace.plan.cost import replica_gpus
+from divtrace.plan.rows import PlanRow
+from divtrace.plan.throughput import THROUGHPUTS, Rate, Throughput, format_parameters, model_parameters, rate_for
 from divtrace.study import CheckpointSpec, Study
 
 if TYPE_CHECKING:
@@ -167,10 +167,10 @@ def summarize_plan(
     cuda_available: bool | None = None,
     table: tuple[Throughput, ...] = THROUGHPUTS,
 ) -> PlanSummary:
-    """The :class:`PlanSummary` of ``rows`` (from :func:`~divtrace.runs.plan.plan_study` or
-    :func:`~divtrace.runs.plan.plan_without_data`) for ``study``.
+    """The :class:`PlanSummary` of ``rows`` (from :func:`~divtrace.plan.rows.plan_study` or
+    :func:`~divtrace.plan.rows.plan_without_data`) for ``study``.
 
-    Each checkpoint's rate comes from ``table`` (:func:`~divtrace.runs.throughput.rate_for`) for its backend,
+    Each checkpoint's rate comes from ``table`` (:func:`~divtrace.plan.throughput.rate_for`) for its backend,
     device (:func:`checkpoint_device`; ``cuda_available`` None asks torch) and model; done rows cost 0 s.
     Raises KeyError when a row names a checkpoint the study does not have.
     """

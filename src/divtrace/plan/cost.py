@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from divtrace.generate.backends.options import OpenAIOptions, tensor_parallel_size
-from divtrace.runs.stages import PlannedTask, sampling_for
 from divtrace.study import CheckpointSpec, Study
+from divtrace.study.planned import PlannedTask
+from divtrace.study.stages import checkpoint_model
 from divtrace.tasks import get_task
 
 
@@ -55,7 +55,7 @@ def cost_rows(study: Study) -> list[CostRow]:
     for spec in study.tasks:
         task = get_task(spec.name)
         planned = PlannedTask(spec, task, [], "")
-        params = sampling_for(study, planned)
+        params = study.sampling_for(planned)
         for checkpoint in study.checkpoints:
             gpus = replica_gpus(study, checkpoint)
             rows.append(
@@ -76,9 +76,7 @@ def replica_gpus(study: Study, checkpoint: CheckpointSpec) -> float:
     ``tensor_parallel_size``, else 1 (0 for openai, whose GPUs are the server's)."""
     if study.executor.gpus_per_model is not None:
         return study.executor.gpus_per_model
-    if isinstance(checkpoint.options, OpenAIOptions):
-        return 0.0
-    return float(tensor_parallel_size(checkpoint.options))
+    return checkpoint_model(checkpoint).gpus()
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from divtrace.generate.job import shard_starts
-from divtrace.runs.cost import GenerationSize, cost_rows
-from divtrace.runs.layout import RunLayout, is_done
-from divtrace.runs.stages import PlannedTask, generation_key, sampling_for
+from divtrace.plan.cost import GenerationSize, cost_rows
+from divtrace.runs.layout import RunLayout
+from divtrace.runs.markers import is_done
 from divtrace.study import Study
+from divtrace.study.planned import PlannedTask
+from divtrace.study.stages import generate_stage
 
 
 @dataclass(frozen=True)
@@ -24,13 +26,12 @@ class PlanRow(GenerationSize):
 
 def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> list[PlanRow]:
     """One row per (checkpoint, task), with whether its generation is already complete in ``layout``."""
+    stage = generate_stage(study, tasks, layout)
+    units = iter(stage.units(layout))  # one per (checkpoint, task), in this order
     rows = []
     for checkpoint in study.checkpoints:
         for planned in tasks:
-            params = sampling_for(study, planned)
-            done = is_done(
-                layout.generation_marker(checkpoint.name, planned.name), generation_key(study, checkpoint, planned)
-            )
+            unit, params = next(units), study.sampling_for(planned)
             rows.append(
                 PlanRow(
                     checkpoint=checkpoint.name,
@@ -40,7 +41,7 @@ def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> lis
                     k=params.k,
                     shards=len(shard_starts(len(planned.prompts), study.shard_size)),
                     max_new_tokens=params.max_new_tokens,
-                    done=done,
+                    done=is_done(unit.marker, unit.key),
                 )
             )
     return rows

@@ -1,0 +1,106 @@
+"""The analyze stage: every analysis table of a run from its stored scores and verdicts, as one unit.
+
+Its key hashes the score and verdict files, the checkpoint graph (as ``study.yaml`` holds it), the decomposition's
+pairing, the study's name (Table 1 shows the paper's row for the study it reproduces) and :data:`ANALYSIS_VERSION`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from divtrace.analysis.pipeline import AnalysisResult, analyze, write_analysis
+from divtrace.fingerprint import files_fingerprint
+from divtrace.progress import ProgressSink
+from divtrace.runs.layout import RunLayout, read_tables
+from divtrace.runs.markers import marker_for
+from divtrace.runs.stage import Stage, Unit, WorkItem
+from divtrace.study import Study
+
+#: Bumped when the analysis tables change for the same inputs (2: the paper's unpaired decomposition, Table 1, the
+#: study's pass@k levels).
+ANALYSIS_VERSION = 3  # 3: collapse_sites.status (a site is a significant loss), headline.change_pct_base, table1
+# significant/is_collapse_site, qfd.delta_all_ci_includes_zero
+
+
+@dataclass(frozen=True)
+class AnalysisWork:
+    """The stored scores and verdicts of a run (empty frames where there are none)."""
+
+    scores: pd.DataFrame
+    verdicts: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class AnalyzeStage(Stage[AnalysisWork, AnalysisResult]):
+    """The analysis of ``study``'s checkpoints x ``tasks`` (the task names of the run)."""
+
+    name: ClassVar[str] = "analyze"
+    version: ClassVar[int] = ANALYSIS_VERSION
+    distributed: ClassVar[bool] = False
+
+    study: Study
+    tasks: tuple[str, ...]
+
+    def units(self, layout: RunLayout) -> list[Unit]:
+        """One unit, ``analysis``."""
+        key = self.key(
+            {
+                "inputs": files_fingerprint(input_files(layout, self.study, self.tasks)),
+                "graph": [checkpoint.model_dump(mode="json") for checkpoint in self.study.checkpoints],
+                "decomposition": self.study.decomposition,
+                "study": self.study.name,
+            }
+        )
+        return [Unit("analysis", key, marker_for(layout.analysis_dir), (layout.analysis_dir,))]
+
+    def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[AnalysisWork]]:
+        """Every stored score and verdict, in study order, as one item."""
+        scores = read_tables(layout.scores_file(*cell) for cell in cells(self.study, self.tasks))
+        verdicts = read_tables(layout.verdicts_file(*cell) for cell in cells(self.study, self.tasks))
+        return [WorkItem(unit, AnalysisWork(scores, verdicts))]
+
+    def open_worker(self, group: str, threads: int | None, progress: ProgressSink | None) -> Analysing:
+        """A worker (it loads nothing)."""
+        return Analysing(self.study)
+
+    def save(self, layout: RunLayout, item: WorkItem[AnalysisWork], result: AnalysisResult) -> Mapping[str, Any]:
+        """Write every table atomically."""
+        write_analysis(result, layout.analysis_dir)
+        return {}
+
+
+class Analysing:
+    """The analyze stage's worker."""
+
+    def __init__(self, study: Study) -> None:
+        self.study = study
+
+    def compute(self, payload: AnalysisWork, progress: ProgressSink | None) -> AnalysisResult:
+        """Every analysis table along the study's lineage graph."""
+        return analyze(
+            payload.scores,
+            payload.verdicts,
+            self.study.graph(),
+            qfd_pairing=self.study.decomposition,
+            study_name=self.study.name,
+        )
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def cells(study: Study, tasks: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Every (checkpoint, task) of ``study`` over ``tasks``, in study order (checkpoint, then task)."""
+    return [(checkpoint.name, task) for checkpoint in study.checkpoints for task in tasks]
+
+
+def input_files(layout: RunLayout, study: Study, tasks: tuple[str, ...]) -> list[Path]:
+    """The stored score and verdict files of every (checkpoint, task), in study order (what the analysis and the
+    report are computed from)."""
+    places = [place(*cell) for cell in cells(study, tasks) for place in (layout.scores_file, layout.verdicts_file)]
+    return [path for path in places if path.exists()]

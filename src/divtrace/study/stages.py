@@ -1,0 +1,77 @@
+"""A study's settings as the stages below it take them: the generate, verify and score stage objects of a run.
+
+The stages live in their packages and know nothing of a study (``generate``, ``verify`` and ``score`` sit below
+``study``); these functions hand each one its typed settings. The analyze and report stages, above ``study``, take
+the study itself (:class:`~divtrace.analysis.stage.AnalyzeStage`, :class:`~divtrace.report.stage.ReportStage`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from divtrace.generate.job import GenerationJob
+from divtrace.generate.stage import CheckpointModel, GenerateStage
+from divtrace.runs.layout import RunLayout
+from divtrace.score.stage import ScorerSpec, ScoreStage
+from divtrace.study.planned import PlannedTask
+from divtrace.study.spec import CheckpointSpec, Study
+from divtrace.verify.stage import VerifyStage, not_verified_note
+
+
+def checkpoint_model(checkpoint: CheckpointSpec) -> CheckpointModel:
+    """How the generate stage loads ``checkpoint``'s model."""
+    return CheckpointModel(
+        checkpoint.name, checkpoint.backend, checkpoint.model, checkpoint.revision, checkpoint.backend_options()
+    )
+
+
+def generate_stage(study: Study, tasks: Sequence[PlannedTask], layout: RunLayout) -> GenerateStage:
+    """Every (checkpoint, task) generation of ``study`` into ``layout``, checkpoint by checkpoint: the task's
+    prompts, sampled as :meth:`Study.sampling_for` says, rendered as :meth:`Study.render_options` says, in shards of
+    the study's ``shard_size``."""
+    jobs = tuple(
+        GenerationJob(
+            tuple(planned.prompts),
+            study.sampling_for(planned),
+            layout.root,
+            checkpoint.name,
+            planned.name,
+            study.render_options(checkpoint),
+            study.shard_size,
+        )
+        for checkpoint in study.checkpoints
+        for planned in tasks
+    )
+    return GenerateStage(tuple(checkpoint_model(c) for c in study.checkpoints), jobs)
+
+
+def verify_stage(study: Study, tasks: Sequence[PlannedTask]) -> VerifyStage:
+    """Verdicts of ``study``'s verifiable tasks; the others are named in the stage's notes, with why."""
+    return VerifyStage(
+        tuple(checkpoint.name for checkpoint in study.checkpoints),
+        tuple(planned.task for planned in tasks if planned.task.verifiable),
+        study.data_dir,
+        tuple(not_verified_note(p.name, p.not_verified) for p in tasks if not p.task.verifiable),
+    )
+
+
+def scorer_spec(study: Study) -> ScorerSpec:
+    """The one scorer of ``study``: its metrics (with their args), embedders and NLI settings, every subset
+    (all, correct, curves)."""
+    return ScorerSpec(
+        tuple(study.metrics),
+        embedder=study.embedder_settings(),
+        code_embedder=study.code_embedder_settings(),
+        nli=study.nli_settings(),
+    )
+
+
+def score_stage(study: Study, tasks: Sequence[PlannedTask]) -> ScoreStage:
+    """Scores of every (checkpoint, task) of ``study`` with its scorer, each checkpoint's generator tokenizer at
+    hand for EAD's ``tokenizer: generator``."""
+    return ScoreStage(
+        scorer_spec(study),
+        tuple(checkpoint.name for checkpoint in study.checkpoints),
+        tuple(planned.name for planned in tasks),
+        {checkpoint.name: checkpoint.generator_tokenizer() for checkpoint in study.checkpoints},
+    )
