@@ -122,7 +122,7 @@ def local_two(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[int]
         return [pid for pid in alive(_engine_children()) if pid not in others]
 
     def progress(stage: str, description: str, done: int, total: int) -> None:
-        if stage == "generate" and description.startswith("loading"):
+        if stage == "generate" and description.endswith("loading model"):
             engines_when_loading.append(len(run_engines()))
 
     run = tmp_path_factory.mktemp("vllm-local") / "run"

@@ -4,43 +4,45 @@ where the report is."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from divtrace.cli.console import OutputFormat, note, print_frame, say
-from divtrace.cli.progress import ProgressDisplay, progress_display
+from divtrace.cli.progress import progress_display
 from divtrace.cli.tables import collapse_frame, collapse_table
+from divtrace.progress import ProgressEvent, ProgressSink
 
 if TYPE_CHECKING:
     from divtrace.runs.stages import RunProgress, StageReport
 
-#: The unit each stage's progress counts, unless its description ends with one in parentheses (``(texts)``).
-STAGE_UNITS = {"generate": "samples", "verify": "samples", "score": "cells", "analyze": "steps", "report": "steps"}
+
+@dataclass(frozen=True)
+class _Bridge:
+    """TEMPORARY: see :func:`run_progress_bridge`."""
+
+    sink: ProgressSink
+
+    def __call__(self, stage: str, description: str, done: int, total: int) -> None:
+        self.sink(ProgressEvent(stage, description, done, total or None, ""))
 
 
-def run_progress(display: ProgressDisplay) -> RunProgress:
-    """The :data:`~divtrace.runs.stages.RunProgress` callback that drives ``display``."""
-    from divtrace.progress import UNITS
-
-    def report(stage: str, description: str, done: int, total: int) -> None:
-        unit = STAGE_UNITS.get(stage, "items")
-        head, _, tail = description.rpartition(" (")
-        if head and tail.endswith(")") and tail[:-1] in UNITS:
-            description, unit = head, tail[:-1]
-        display.update(f"{stage}: {description}", done, total or None, unit)
-
-    return report
+def run_progress_bridge(sink: ProgressSink) -> RunProgress:
+    """TEMPORARY (issue 21): the stage functions of :mod:`divtrace.runs.stages` and the executors still take the
+    old :data:`~divtrace.runs.stages.RunProgress` ``(stage, description, done, total)``; this one hands ``sink``
+    on to them. Their components report to ``sink`` directly (``stages._events`` finds it on the bridge); the few
+    calls the executors make themselves arrive as events whose unit is the description, counting nothing named.
+    It goes away once the stages take a :data:`~divtrace.progress.ProgressSink` (the stage rewrite)."""
+    return _Bridge(sink)
 
 
 def run_stages(stages: list[tuple[str, Callable[[RunProgress], StageReport]]]) -> list[StageReport]:
-    """Run ``stages`` in order under one progress display; what each did."""
-    from divtrace.cli.console import stderr_console
-
+    """Run ``stages`` in order under one progress display (a line per stage); what each did."""
     reports = []
     with progress_display() as display:
         for name, stage in stages:
-            stderr_console().log(f"stage {name}")
-            reports.append(stage(run_progress(display)))
+            display.begin(name)
+            reports.append(stage(run_progress_bridge(display)))
     return reports
 
 

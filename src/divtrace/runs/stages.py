@@ -25,7 +25,7 @@ from divtrace.generate.render_options import RenderOptions
 from divtrace.generate.runner import generate_samples
 from divtrace.generate.thinking import ThinkingMode
 from divtrace.io_atomic import write_table_atomic
-from divtrace.progress import Progress
+from divtrace.progress import ProgressEvent, ProgressSink, scoped
 from divtrace.runs.layout import RunLayout, is_done, mark_done, marker_for
 from divtrace.samples import SampleRecord, read_samples
 from divtrace.study import IMPORTED_MODEL, CheckpointSpec, SamplingSpec, Study, TaskSpec
@@ -229,15 +229,16 @@ def stage_generate(
             units = shards_by_unit(s for s in shards if s.checkpoint.name == checkpoint.name)
             if not units:
                 continue
-            if progress is not None:
-                progress("generate", f"loading {checkpoint.name}", 0, 0)
+            loading = _events(progress, "generate", checkpoint.name)
+            if loading is not None:
+                loading(ProgressEvent("", "", 0, None, "", "loading model"))
             options = next(iter(units.values()))[0].options  # the shard jobs carry the checkpoint's options
             generator = create_generator(checkpoint.backend, checkpoint.model, **options.constructor_kwargs())
             try:
                 for unit in units.values():
                     first = unit[0]
-                    counter = _Counter(progress, "generate", f"{checkpoint.name} / {first.task.name}")
-                    generate_samples(generator, first.generation, counter, [shard.index for shard in unit])
+                    events = _events(progress, "generate", first.unit)
+                    generate_samples(generator, first.generation, events, [shard.index for shard in unit])
                     first.mark_unit_done()
                     report.ran.append(first.unit)
             finally:
@@ -254,21 +255,18 @@ def backend_options(checkpoint: CheckpointSpec) -> BackendOptions:
     return options
 
 
-class _Counter:
-    """Adapts :func:`generate_samples` progress events to :data:`RunProgress`."""
-
-    def __init__(self, progress: RunProgress | None, stage: str, description: str) -> None:
-        self.progress, self.stage, self.description = progress, stage, description
-        self.total = 0
-        self.done = 0
-
-    def __call__(self, event: str, value: int) -> None:
-        if event == "total":
-            self.total = value
-        else:
-            self.done += value
-        if self.progress is not None:
-            self.progress(self.stage, self.description, self.done, self.total)
+def _events(progress: RunProgress | None, stage: str, unit: str) -> ProgressSink | None:
+    """TEMPORARY (issue 21, console branch, until the stage rewrite passes a ProgressSink through): the sink the
+    components of ``unit`` report to. The CLI's bridge (``divtrace.cli.outcome.run_progress_bridge``) carries the
+    display's sink, which gets the events as they are; any other :data:`RunProgress` gets ``(stage, "unit step",
+    done, total)``."""
+    if progress is None:
+        return None
+    sink = getattr(progress, "sink", None)
+    if sink is not None:
+        return scoped(sink, stage=stage, unit=unit)
+    report = progress
+    return lambda e: report(stage, " ".join(p for p in (e.unit or unit, e.step) if p), e.done, e.total or 0)
 
 
 def read_task_samples(layout: RunLayout, checkpoint: str, task: str) -> list[SampleRecord]:
@@ -353,7 +351,11 @@ def verify_units(study: Study, layout: RunLayout, tasks: list[PlannedTask], repo
 
 
 def compute_verdicts(
-    records: list[SampleRecord], checkpoint: str, planned: PlannedTask, data_dir: str | None, progress: Any = None
+    records: list[SampleRecord],
+    checkpoint: str,
+    planned: PlannedTask,
+    data_dir: str | None,
+    progress: ProgressSink | None = None,
 ) -> pd.DataFrame:
     """One verdict per sample of ``records`` (one checkpoint and task), labelled with both."""
     from divtrace.verify.pipeline import verify_records
@@ -375,12 +377,8 @@ def stage_verify(
     with interruptible(report):
         for unit in verify_units(study, layout, tasks, report):
             records = read_task_samples(layout, unit.checkpoint, unit.task.name)
-
-            def tick(_task: str, done: int, total: int, name: str = unit.name) -> None:
-                if progress is not None:
-                    progress("verify", name, done, total)
-
-            verdicts = compute_verdicts(records, unit.checkpoint, unit.task, study.data_dir, tick)
+            events = _events(progress, "verify", unit.name)
+            verdicts = compute_verdicts(records, unit.checkpoint, unit.task, study.data_dir, events)
             unit.save(verdicts, samples=len(verdicts))
             report.ran.append(unit.name)
     return report
@@ -497,7 +495,7 @@ def score_unit(
     records: list[SampleRecord],
     verdicts: pd.DataFrame | None,
     vocab_size: int | None,
-    progress: Progress | None = None,
+    progress: ProgressSink | None = None,
 ) -> pd.DataFrame:
     """The stored score table of one (checkpoint, task): per-prompt rows of every subset plus the across-input
     rows (see :func:`~divtrace.score.scorer.unit_table`); ``progress`` as :meth:`Scorer.score` reports it."""
@@ -517,25 +515,13 @@ def stage_score(
         scorer = study_scorer(study) if units else None
         for unit in units:
             assert scorer is not None
-            if progress is not None:
-                progress("score", unit.name, 0, 1)
             records = read_task_samples(layout, unit.checkpoint, unit.task.name)
             vocab_size = unit_vocab_size(scorer, study.checkpoint(unit.checkpoint))
             verdicts = stored_verdicts(layout, unit.checkpoint, unit.task.name)
-            scores = score_unit(scorer, records, verdicts, vocab_size, _scorer_progress(progress, unit.name))
+            scores = score_unit(scorer, records, verdicts, vocab_size, _events(progress, "score", unit.name))
             unit.save(scores, rows=len(scores), metrics=scorer.metric_settings(vocab_size))
-            if progress is not None:
-                progress("score", unit.name, 1, 1)
             report.ran.append(unit.name)
     return report
-
-
-def _scorer_progress(progress: RunProgress | None, unit: str) -> Progress | None:
-    """The scorer's events of ``unit`` as :data:`RunProgress` ``("score", "<unit> <label> (<unit of count>)", done,
-    total)``, total 0 while unknown."""
-    if progress is None:
-        return None
-    return lambda label, done, total, count: progress("score", f"{unit} {label} ({count})", done, total or 0)
 
 
 def read_scores(layout: RunLayout, study: Study, tasks: list[PlannedTask]) -> pd.DataFrame:
