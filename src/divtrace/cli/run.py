@@ -113,7 +113,6 @@ def _print_plan(
     """The plan: its totals and estimate first (with the notes that matter), then a line per checkpoint, then with
     ``detail`` a row per (checkpoint, task); on stdout for ``--dry-run`` (CSV/JSON: every row), on stderr before a
     real run."""
-    from rich import box
     from rich.table import Table
 
     from divtrace.cli.console import stdout_console
@@ -129,8 +128,12 @@ def _print_plan(
     def line(text: str) -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 
-    tasks = len({row.task for row in rows})
-    line(f"plan of study {study.name} -> {directory}: {len(summary.checkpoints)} checkpoint(s) x {tasks} task(s)")
+    tasks = list(dict.fromkeys(row.task for row in rows))
+    names = ", ".join(tasks)
+    line(
+        f"plan of study {study.name} -> {directory}: {len(summary.checkpoints)} checkpoint(s) x {len(tasks)} task(s)"
+        + (f" ({names})" if len(names) <= 80 else "")
+    )
     if summary.samples_to_do:
         kind = "a guess: some figures are assumed, see the notes" if summary.guess else "from measured figures"
         total = (
@@ -146,19 +149,29 @@ def _print_plan(
     notes = [*([data_note] if data_note else []), *summary.notes]
     for text in notes:
         _plan_note(console, text)
-    table = Table("checkpoint", "backend", "model", "tasks", "samples", "max tokens", "status", "generation",
-                  box=box.SIMPLE_HEAD, show_edge=False)  # fmt: skip
-    for subtotal in summary.checkpoints:
-        table.add_row(
-            escape(subtotal.checkpoint), subtotal.backend, escape(subtotal.model), str(subtotal.tasks),
-            f"{subtotal.samples:,}", f"{subtotal.max_tokens:,}", subtotal.status,
-            f"{format_duration(subtotal.seconds)} at {escape(subtotal.rate.label)}",
-        )  # fmt: skip
-    console.print(table)
+    header = ("checkpoint", "backend", "model", "tasks", "samples", "max tokens", "status", "generation")
+    cells = [
+        (c.checkpoint, c.backend, c.model, str(c.tasks), f"{c.samples:,}", f"{c.max_tokens:,}", c.status,
+         f"{format_duration(c.seconds)} at {c.rate.label}")
+        for c in summary.checkpoints
+    ]  # fmt: skip
+    for text in aligned([header, *cells], numeric=frozenset({3, 4, 5})):
+        line(text)
     if detail:
         console.print(_detail_table(summary))
     elif dry_run:
         line("a row per (checkpoint, task): --detail; every row as CSV or JSON: --format csv|json")
+
+
+def aligned(rows: list[tuple[str, ...]], numeric: frozenset[int] = frozenset()) -> list[str]:
+    """``rows`` as lines of columns two spaces apart, the ``numeric`` ones right-aligned; no trailing spaces."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        padded = zip(row, widths, strict=True)
+        cells = [cell.rjust(width) if i in numeric else cell.ljust(width) for i, (cell, width) in enumerate(padded)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
 
 
 def _plan_note(console: Console, text: str) -> None:
