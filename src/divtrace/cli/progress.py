@@ -176,7 +176,8 @@ class ProgressDisplay:
             for name in list(self._open):
                 if name != stage:
                     self.end(name)
-            self._stage(stage)
+            if stage not in self._open:
+                self._stage(stage)
 
     def end(self, stage: str, failed: bool = False) -> None:
         """``stage`` is over: its bar closes full with its clock stopped, or its final line is printed."""

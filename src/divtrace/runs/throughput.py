@@ -45,9 +45,28 @@ class Throughput:
         return self.source.startswith("measured")
 
 
-#: The rates the plan estimates from. Measured entries come from the benchmarks on the 2-core CPU machine
-#: (bench_generate.py: 32 rows per batch, 32 new tokens; bench_vllm.py: 8 prompts x K=8, enforce_eager).
+#: Where the quickstart figures come from: ``divtrace run`` of the quickstart study on the 2-core development machine
+#: (``DIVTRACE_CACHE_DIR=$(mktemp -d) divtrace run --out DIR``), each phase's wall time divided by the slowdown the
+#: machine's load average caused while it ran (:func:`cpu_slowdown`), i.e. figures for an otherwise idle machine.
+QUICKSTART_MEASUREMENT = "measured: divtrace run quickstart, 2 CPU cores"
+
+#: The rates the plan estimates from. Measured entries come from the quickstart (its tasks: 48 new tokens, stop
+#: strings, 64 rows in batches of 32), and from the benchmarks on the 2-core CPU machine (bench_generate.py: 32 rows
+#: per batch, 32 new tokens, end of sequence ignored, no stop strings; bench_vllm.py: 8 prompts x K=8,
+#: enforce_eager). The quickstart's come first: a real run's rate wins over a benchmark's for the same model.
 THROUGHPUTS: tuple[Throughput, ...] = (
+    Throughput(
+        "transformers", "cpu", 34.9, QUICKSTART_MEASUREMENT,
+        "gemma-3-270m, float32: the quickstart's 6,144-token budget twice (cold and warm cache) in 352 s "
+        "idle-equivalent",
+        model="quickstart:gemma-3-270m", parameters=270e6,
+    ),
+    Throughput(
+        "transformers", "cpu", 60.2, QUICKSTART_MEASUREMENT,
+        "smollm2-135m-instruct, float32: the quickstart's 6,144-token budget twice (cold and warm cache) in 204 s "
+        "idle-equivalent (180 s and 24 s: runs on this shared machine vary that much)",
+        model="quickstart:smollm2-135m-instruct", parameters=135e6,
+    ),
     Throughput(
         "transformers", "cpu", 48.0, "measured: bench_generate.py, 2 CPU cores",
         "bench_generate.py --model quickstart:gemma-3-270m, 2 CPU threads, float32",
@@ -258,10 +277,6 @@ def _file(entry: Throughput) -> str:
 # run's time: on the quickstart, the first load of each packaged model (its GGUF de-quantised into the cache),
 # embedding and the report take as long as drawing the tokens.
 
-#: Where the quickstart figures below come from (the 2-core development machine; wall times divided by the load
-#: the machine was under while they were measured, i.e. for an otherwise idle machine).
-QUICKSTART_MEASUREMENT = "measured: divtrace run quickstart, 2 CPU cores"
-
 
 @dataclass(frozen=True)
 class Figure:
@@ -282,12 +297,12 @@ class Figure:
 #: later uses, from the cache).
 QUICKSTART_LOAD_S: dict[str, tuple[Figure, Figure]] = {
     "gemma-3-270m": (
-        Figure(60.0, QUICKSTART_MEASUREMENT, "GGUF de-quantised to safetensors, then loaded"),
+        Figure(56.0, QUICKSTART_MEASUREMENT, "GGUF de-quantised to safetensors, then loaded"),
         Figure(4.0, QUICKSTART_MEASUREMENT, "loaded from the cache"),
     ),
     "smollm2-135m-instruct": (
-        Figure(15.0, QUICKSTART_MEASUREMENT, "GGUF de-quantised to safetensors, then loaded"),
-        Figure(2.0, QUICKSTART_MEASUREMENT, "loaded from the cache"),
+        Figure(13.0, QUICKSTART_MEASUREMENT, "GGUF de-quantised to safetensors, then loaded"),
+        Figure(3.0, QUICKSTART_MEASUREMENT, "loaded from the cache"),
     ),
 }
 
@@ -313,7 +328,7 @@ VERIFY_RATES: dict[str, Figure] = {
 
 #: Texts embedded per second, by device (the packaged all-MiniLM-L6-v2 on CPU; larger embedders are slower).
 EMBED_RATES: dict[str, Figure] = {
-    "cpu": Figure(60.0, QUICKSTART_MEASUREMENT, "all-MiniLM-L6-v2 over the quickstart's outputs"),
+    "cpu": Figure(100.0, QUICKSTART_MEASUREMENT, "all-MiniLM-L6-v2 over the quickstart's outputs"),
     "gpu": Figure(1000.0, "assumed", "a sentence embedder on one GPU"),
 }
 
@@ -327,7 +342,7 @@ NLI_S_PER_PAIR: dict[str, Figure] = {
 }
 
 #: Seconds of the analysis and the report together (bootstraps, plots, the HTML), besides scoring.
-ANALYSIS_S = Figure(20.0, QUICKSTART_MEASUREMENT, "analyze and report of 2 checkpoints x 2 tasks")
+ANALYSIS_S = Figure(2.0, QUICKSTART_MEASUREMENT, "analyze and report of 2 checkpoints x 2 tasks")
 
 
 def machine_load() -> tuple[float, int] | None:
