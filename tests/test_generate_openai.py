@@ -556,15 +556,15 @@ def test_cli_generate_through_a_server(katan: ServerProcess, tmp_path: Path) -> 
 def test_runner_announces_the_total_before_any_request_and_advances_per_sample(
     katan: ServerProcess, tmp_path: Path
 ) -> None:
-    """The bar of ``divtrace generate --backend openai`` knows its total before the first request (the ``n`` probe
-    of ``check`` included) and moves once per completed sample."""
+    """The bar of ``divtrace generate --backend openai`` knows its total (tokens of the budget) before the first
+    request (the ``n`` probe of ``check`` included) and moves once per completed sample, by its max_new_tokens."""
     from divtrace.generate.job import GenerationJob
     from divtrace.generate.prompts import PromptItem
     from divtrace.generate.runner import generate_samples
 
     params = PARAMS.model_copy(update={"k": 3, "max_new_tokens": 4})
     items = [PromptItem(f"p{i}", prompt) for i, prompt in enumerate(PROMPTS[:2])]
-    events: list[tuple[str, int, int]] = []  # (event, value, POSTs the server had answered by then)
+    events: list[tuple[int, int | None, int]] = []  # (done, total, POSTs the server had answered by then)
     with FlakyServer([], upstream=katan.base_url) as proxy:
         generator = create_generator(
             "openai", SERVED, base_url=proxy.base_url, endpoint="chat", max_retries=2, n_mode="auto"
@@ -572,11 +572,14 @@ def test_runner_announces_the_total_before_any_request_and_advances_per_sample(
         summary = generate_samples(
             generator,
             GenerationJob.of(items, params, out_dir=tmp_path, checkpoint="served", task="t", shard_size=1),
-            progress=lambda event, value: events.append((event, value, len(proxy.posts))),
+            progress=lambda event: events.append((event.done, event.total, len(proxy.posts))),
         )
         generator.close()
-    assert events[0] == ("total", 2 * params.k, 0)  # announced before the n probe and every sample request
-    advances = [value for event, value, _ in events[1:]]
-    assert [event for event, _, _ in events[1:]] == ["advance"] * len(advances)
-    assert advances == [1] * (2 * params.k)  # llm-katan ignores n: one request, one event, per sample
+    total = 2 * params.k * params.max_new_tokens
+    assert events[0] == (0, total, 0)  # announced before the n probe and every sample request
+    assert {event[1] for event in events} == {total}
+    done = [event[0] for event in events]
+    assert done == sorted(done) and done[-1] == total
+    # llm-katan ignores n: one request, one step of max_new_tokens, per sample
+    assert sorted(set(done)) == list(range(0, total + 1, params.max_new_tokens))
     assert summary.samples_written == 2 * params.k

@@ -20,6 +20,7 @@ from divtrace.generate.resume import ModelSource, ResumeMismatchError, generatio
 from divtrace.generate.runner import RenderOptions, generate_if_needed, generate_samples
 from divtrace.generate.store import shard_path
 from divtrace.generate.thinking import ThinkingMode
+from divtrace.progress import TOKENS, ProgressEvent
 
 INSTRUCT = "quickstart:smollm2-135m-instruct"
 ITEMS = [PromptItem(f"q{i}", text) for i, text in enumerate(["Name a fruit.", "Describe a cloud.", "Say hi."])]
@@ -62,12 +63,11 @@ def test_finished_generation_is_done_without_a_generator(finished: Path) -> None
 
 
 def test_rerun_of_a_finished_generation_never_calls_the_factory(finished: Path) -> None:
-    events: list[tuple[str, int]] = []
-    summary = generate_if_needed(
-        no_model, job(ITEMS, PARAMS, finished), SOURCE, progress=lambda event, n: events.append((event, n))
-    )
+    events: list[ProgressEvent] = []
+    summary = generate_if_needed(no_model, job(ITEMS, PARAMS, finished), SOURCE, progress=events.append)
     assert not summary.model_loaded and (summary.shards, summary.skipped_shards, summary.written_shards) == (2, 2, 0)
-    assert events == [("total", 6), ("skipped", 6)]
+    tokens = 6 * PARAMS.max_new_tokens  # 6 samples, all done: the whole budget at once
+    assert [(e.done, e.total, e.count) for e in events] == [(tokens, tokens, TOKENS)]
 
 
 def test_missing_shard_loads_the_model_and_finishes(instruct: TransformersGenerator, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from divtrace.generate.prompts import PromptItem, read_prompts
 from divtrace.generate.runner import RenderOptions, generate_samples
 from divtrace.generate.stops import StopPolicy
 from divtrace.generate.thinking import ThinkingMode
+from divtrace.progress import TOKENS, ProgressEvent
 from divtrace.samples import read_samples
 
 INSTRUCT = "quickstart:smollm2-135m-instruct"
@@ -85,6 +86,24 @@ def test_k_distinct_samples_and_full_records(instruct: TransformersGenerator, tm
         assert record.model_ref and len(record.model_ref["file_sha256"]) == 64
         assert record.rendered_prompt.startswith("<|im_start|>")
         assert len(set(record.sample_keys)) == 4
+
+
+def test_progress_moves_within_one_shard_in_tokens_of_the_budget(
+    instruct: TransformersGenerator, tmp_path: Path
+) -> None:
+    """One shard of 2 prompts x K=4 (8 samples, one batch): progress arrives per decoding step, not only when the
+    shard is written; tokens of the budget (8 x 6), monotone, ending at the total, for the unit checkpoint/task."""
+    params = SamplingParams(k=4, temperature=0.9, max_new_tokens=6, seed=3)
+    items = [PromptItem(f"q{i}", p) for i, p in enumerate(PROMPTS[:2])]
+    events: list[ProgressEvent] = []
+    job = GenerationJob.of(items, params, out_dir=tmp_path, checkpoint="smol", task="demo", shard_size=8)
+    generate_samples(instruct, job, events.append)
+    assert len(job.shard_ranges()) == 1
+    assert {(e.stage, e.unit, e.count, e.total) for e in events} == {("", "smol/demo", TOKENS, 48)}
+    done = [e.done for e in events]
+    assert done[0] == 0 and done[-1] == 48 and done == sorted(done)
+    within = [d for d in done if 0 < d < 48]
+    assert within and all(d % 8 == 0 for d in within)  # a step of the batch: 8 rows, one token each
 
 
 def test_same_seed_same_samples_other_seed_other_samples(instruct: TransformersGenerator, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import divtrace
 from divtrace.errors import ModelLoadError
-from divtrace.progress import Counter
+from divtrace.progress import ProgressSink
 from divtrace.score.metrics import ScoringContext, create_metric
 from divtrace.score.metrics.nli import (
     NLIDiversity,
@@ -206,7 +206,7 @@ class TableNLI(NLIDiversity):
             return int(premise[1:]) / 10
         return 1.0 if premise[0] == "a" else 0.5
 
-    def _classify(self, pairs: list[tuple[str, str]], progress: Counter | None = None) -> tuple[np.ndarray, int]:
+    def _classify(self, pairs: list[tuple[str, str]], progress: ProgressSink | None = None) -> tuple[np.ndarray, int]:
         self.classified.extend(pairs)
         return np.array([self.similarity(p, h) for p, h in pairs], dtype=np.float64), 1
 

@@ -10,9 +10,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from divtrace.generate.models import QUICKSTART_MODELS
 from divtrace.plan.rows import plan_study, plan_without_data
 from divtrace.plan.summary import FRAME_COLUMNS, PlanSummary, checkpoint_device, summarize_plan
-from divtrace.plan.throughput import THROUGHPUTS, Throughput, model_parameters, rate_for, throughput_table
+from divtrace.plan.throughput import (
+    QUICKSTART_LOAD_S,
+    THROUGHPUTS,
+    Throughput,
+    cpu_slowdown,
+    model_parameters,
+    rate_for,
+    throughput_table,
+)
 from divtrace.progress import format_duration
 from divtrace.runs.layout import RunLayout
 from divtrace.study import STARTER_STUDY, CheckpointSpec, load_study
@@ -23,7 +32,7 @@ def starter(tmp_path: Path) -> PlanSummary:
     path = tmp_path / "study.yaml"
     path.write_text(STARTER_STUDY, encoding="utf-8")
     study = load_study(path)
-    return summarize_plan(study, plan_without_data(study), cuda_available=False)
+    return summarize_plan(study, plan_without_data(study), cuda_available=False, slowdown=1.0)
 
 
 def assert_adds_up(summary: PlanSummary) -> None:
@@ -50,19 +59,21 @@ def test_model_size_from_packaged_models_and_names() -> None:
 
 
 def test_rate_provenance() -> None:
-    exact = rate_for("transformers", "cpu", "quickstart:gemma-3-270m")
-    assert exact.measured and exact.tokens_per_s == 48.0
-    assert exact.label == "48 tok/s (measured: bench_generate.py, 2 CPU cores)"
+    exact = rate_for("transformers", "cpu", "quickstart:gemma-3-270m")  # a real run's rate wins over a benchmark's
+    assert exact.measured and exact.tokens_per_s == 34.9
+    assert exact.label == "35 tok/s (measured: divtrace run quickstart, 2 CPU cores)"
+    bench = rate_for("transformers", "cpu", "quickstart:gemma-3-270m", THROUGHPUTS[2:])
+    assert bench.label == "48 tok/s (measured: bench_generate.py, 2 CPU cores)"
     vllm_cpu = rate_for("vllm", "cpu", "quickstart:smollm2-135m-instruct")
     assert vllm_cpu.measured and vllm_cpu.source == "measured: bench_vllm.py, 2 CPU cores"
     near = rate_for("transformers", "cpu", "HuggingFaceTB/SmolLM2-135M")  # same size as a measured model
-    assert near.measured and near.tokens_per_s == 101.0 and "quickstart:smollm2-135m-instruct" in near.explanation
+    assert near.measured and near.tokens_per_s == 60.2 and "quickstart:smollm2-135m-instruct" in near.explanation
     gpu = rate_for("vllm", "gpu", "allenai/Olmo-3-7B-Instruct")
     assert not gpu.measured and gpu.label == "2,500 tok/s (assumed)"
     assert gpu.explanation.startswith("no measured rate for 7B on vllm/gpu; assumed 2,500 tok/s")
     scaled = rate_for("transformers", "cpu", "allenai/Olmo-3-7B-Instruct")
-    assert not scaled.measured and scaled.tokens_per_s == pytest.approx(48.0 * 270e6 / 7e9)
-    assert scaled.explanation.startswith("no measured rate for 7B on transformers/cpu; assumed 1.9 tok/s")
+    assert not scaled.measured and scaled.tokens_per_s == pytest.approx(34.9 * 270e6 / 7e9)
+    assert scaled.explanation.startswith("no measured rate for 7B on transformers/cpu; assumed 1.3 tok/s")
     unknown = rate_for("transformers", "cpu", "my-finetune")
     assert not unknown.measured and "no measured rate for my-finetune (unknown size)" in unknown.explanation
     with pytest.raises(ValueError, match="no throughput entry"):
@@ -90,10 +101,10 @@ def test_starter_study_says_its_7b_rates_are_assumed(tmp_path: Path) -> None:
         assert not subtotal.rate.measured and subtotal.rate.label.endswith("(assumed)")
         assert subtotal.device == "cpu" and subtotal.tasks == 2
     assert not summary.all_measured
-    assert any(n.startswith("no measured rate for 7B on transformers/cpu; assumed 1.9 tok/s") for n in summary.notes)
+    assert any(n.startswith("no measured rate for 7B on transformers/cpu; assumed 1.3 tok/s") for n in summary.notes)
     assert len(summary.notes) == 2  # one explanation for the three checkpoints, then the upper-bound caveat
     on_gpu = summarize_plan(load_study(tmp_path / "study.yaml"), plan_without_data(load_study(tmp_path / "study.yaml")),
-                            cuda_available=True)  # fmt: skip
+                            cuda_available=True, slowdown=1.0)  # fmt: skip
     assert on_gpu.notes[0].startswith("no measured rate for 7B on transformers/gpu; assumed 300 tok/s")
     assert on_gpu.gpu_hours == pytest.approx(on_gpu.seconds / 3600)
     assert_adds_up(summary)
@@ -102,11 +113,11 @@ def test_starter_study_says_its_7b_rates_are_assumed(tmp_path: Path) -> None:
 def test_quickstart_plan_uses_measured_rates_with_their_files(tmp_path: Path) -> None:
     study = load_study("quickstart")
     rows = plan_study(study, RunLayout(tmp_path), plan_tasks(study))
-    summary = summarize_plan(study, rows, cuda_available=False)
+    summary = summarize_plan(study, rows, cuda_available=False, slowdown=1.0)
     labels = {c.checkpoint: c.rate.label for c in summary.checkpoints}
     assert labels == {
-        "gemma-3-270m": "48 tok/s (measured: bench_generate.py, 2 CPU cores)",
-        "smollm2-135m-instruct": "101 tok/s (measured: bench_generate.py, 2 CPU cores)",
+        "gemma-3-270m": "35 tok/s (measured: divtrace run quickstart, 2 CPU cores)",
+        "smollm2-135m-instruct": "60 tok/s (measured: divtrace run quickstart, 2 CPU cores)",
     }
     assert summary.all_measured and summary.gpu_hours == 0
     assert summary.notes == (summary.notes[-1],)  # only the upper-bound caveat: nothing assumed
@@ -116,7 +127,7 @@ def test_quickstart_plan_uses_measured_rates_with_their_files(tmp_path: Path) ->
 
     # A finished row costs nothing and leaves its checkpoint partly done.
     first = summary.rows[0].row
-    partial = summarize_plan(study, [replace(first, done=True), *rows[1:]], cuda_available=False)
+    partial = summarize_plan(study, [replace(first, done=True), *rows[1:]], cuda_available=False, slowdown=1.0)
     subtotal = partial.checkpoints[0]
     assert partial.rows[0].seconds == 0 and subtotal.status == "partly done"
     assert subtotal.samples == summary.checkpoints[0].samples
@@ -127,7 +138,7 @@ def test_quickstart_plan_uses_measured_rates_with_their_files(tmp_path: Path) ->
 
 def test_olmo3_totals_exact_with_a_subtotal_per_checkpoint() -> None:
     olmo = load_study("olmo3-7b")
-    summary = summarize_plan(olmo, plan_without_data(olmo), cuda_available=False)
+    summary = summarize_plan(olmo, plan_without_data(olmo), cuda_available=False, slowdown=1.0)
     assert len(summary.rows) == 16 * 15 and len(summary.checkpoints) == 16
     # 16 checkpoints x K=16 x the 15 tasks' N (500 x 13 + 164 + 479 = 7,143: IFEval and TruthfulQA at the study's 500)
     assert summary.samples == summary.samples_to_do == 1_828_608
@@ -146,12 +157,14 @@ def test_frame_has_rows_subtotals_and_a_total(tmp_path: Path) -> None:
     summary = starter(tmp_path)
     frame = summary.frame()
     assert list(frame.columns) == list(FRAME_COLUMNS)
-    assert list(frame["kind"]) == ["task", "task", "checkpoint"] * 3 + ["total"]
+    assert list(frame["kind"]) == ["task", "task", "checkpoint"] * 3 + ["stage"] * len(summary.stages) + ["total"]
+    assert list(frame[frame["kind"] == "stage"]["task"]) == [stage.stage for stage in summary.stages]
     tasks, subtotals = frame[frame["kind"] == "task"], frame[frame["kind"] == "checkpoint"]
-    total = frame[frame["kind"] == "total"].iloc[0]
+    stages, total = frame[frame["kind"] == "stage"], frame[frame["kind"] == "total"].iloc[0]
     for column in ("samples", "max_tokens", "samples_to_do", "max_tokens_to_do"):
         assert subtotals[column].sum() == tasks[column].sum() == total[column]
-    assert total["est_seconds"] == pytest.approx(subtotals["est_seconds"].sum())
+    assert total["est_seconds"] == pytest.approx(subtotals["est_seconds"].sum() + stages["est_seconds"].sum())
+    assert total["est_seconds"] == pytest.approx(summary.total_seconds) and total["rate_source"] == "assumed"
     assert set(subtotals["rate_source"]) == {"assumed"} and set(tasks["parameters"]) == {"7B"}
     assert pd.read_csv(io.StringIO(frame.to_csv(index=False)))["samples"].iloc[-1] == summary.samples
     assert json.loads(frame.to_json(orient="records"))[-1]["max_tokens"] == summary.max_tokens
@@ -181,3 +194,50 @@ def test_rates_from_benchmark_result_files(tmp_path: Path) -> None:
     cpu = rate_for("transformers", "cpu", "m-1B", table)
     assert cpu.measured and cpu.source == "measured: benchmarks/results/generate.json"
     assert throughput_table(None) == THROUGHPUTS and throughput_table(tmp_path / "absent") == THROUGHPUTS
+
+
+def test_the_estimate_covers_the_whole_run_and_says_where_each_figure_comes_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Besides generation: each model's load (its first use de-quantises a packaged GGUF: longer), verification of
+    the verifiable tasks, scoring, the analysis and the report; measured on the quickstart, assumed elsewhere."""
+    study = load_study("quickstart")
+    rows = plan_study(study, RunLayout(tmp_path / "run"), plan_tasks(study))
+    monkeypatch.setenv("DIVTRACE_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    cold = summarize_plan(study, rows, cuda_available=False, slowdown=1.0)
+    assert [stage.stage for stage in cold.stages] == ["model loading", "verify", "score", "analyze and report"]
+    assert all(stage.measured and stage.seconds > 0 for stage in cold.stages) and not cold.guess
+    assert cold.total_seconds == pytest.approx(cold.seconds + sum(stage.seconds for stage in cold.stages))
+    first_use = sum(first.value for first, _ in QUICKSTART_LOAD_S.values())
+    assert cold.stages[0].seconds == pytest.approx(first_use) and "de-quantised" in cold.stages[0].explanation
+    converted = tmp_path / "fresh-cache" / "models"
+    for model in QUICKSTART_MODELS.values():
+        (converted / f"{model.gguf_stem}-0123456789abcdef").mkdir(parents=True)
+        (converted / f"{model.gguf_stem}-0123456789abcdef" / "config.json").write_text("{}")
+    warm = summarize_plan(study, rows, cuda_available=False, slowdown=1.0)
+    assert warm.stages[0].seconds == pytest.approx(sum(later.value for _, later in QUICKSTART_LOAD_S.values()))
+    assert warm.stages[0].seconds < cold.stages[0].seconds
+
+    done = summarize_plan(study, [replace(row, done=True) for row in rows], cuda_available=False, slowdown=1.0)
+    assert done.stages == () and done.total_seconds == 0  # nothing left: nothing to load, verify or score
+
+    olmo = load_study("olmo3-7b")
+    guessed = summarize_plan(olmo, plan_without_data(olmo), cuda_available=False, slowdown=1.0)
+    assert guessed.guess and not guessed.stages[0].measured  # a 7B vLLM engine start is assumed
+    assert guessed.total_seconds > guessed.seconds
+
+
+def test_cpu_work_is_slowed_by_the_machines_load() -> None:
+    assert cpu_slowdown(4.0, 2) == 3.0  # 4 CPUs busy elsewhere, 2 wanted: a third of the machine
+    assert cpu_slowdown(0.3, 2) == 1.0  # about idle
+    study = load_study("quickstart")
+    rows = plan_without_data(study)
+    idle = summarize_plan(study, rows, cuda_available=False, slowdown=1.0)
+    busy = summarize_plan(study, rows, cuda_available=False, slowdown=3.0)
+    assert busy.seconds == pytest.approx(3 * idle.seconds)
+    assert busy.total_seconds == pytest.approx(3 * idle.total_seconds)
+    assert any("3.0x slower" in note for note in busy.notes)
+    olmo = load_study("olmo3-7b")  # GPU generation is not slowed by the CPUs' load
+    olmo_rows = plan_without_data(olmo)
+    gpu = [summarize_plan(olmo, olmo_rows, cuda_available=False, slowdown=s).seconds for s in (1.0, 3.0)]
+    assert gpu[0] == gpu[1]

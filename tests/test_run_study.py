@@ -8,6 +8,10 @@ runs in about a minute.
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -123,3 +127,32 @@ def test_ctrl_c_ends_the_local_run_with_units_done_and_a_rerun_resumes(tmp_path:
     done_before = check_interrupted(*interrupt_run(study, run), run)
     divtrace.run(study, run, executor="local")
     check_resumed(done_before, run)
+
+
+STAGES = ("generate", "verify", "score", "analyze", "report")
+
+
+@pytest.mark.slow
+def test_piped_run_prints_short_plain_lines_a_few_per_stage(tmp_path: Path) -> None:
+    """``divtrace run`` into a pipe (a log file): the plan opens with its totals; progress is a few plain lines per
+    stage (its first event, then at most one per interval, then a final line), never padded, without logging
+    locations or the libraries' own bars; no line is longer than 200 characters."""
+    study = small_quickstart(tmp_path / "study.yaml")
+    result = subprocess.run(
+        [sys.executable, "-m", "divtrace.cli", "run", str(study), "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=1200, check=False,
+        env={**os.environ, "DIVTRACE_PROGRESS_INTERVAL": "3600"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines() + result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 200, max(lines, key=len)
+    assert not [line for line in lines if re.search(r"\.py:\d+", line)]  # no logging location
+    assert not [line for line in lines if line != line.rstrip()]  # no padding
+    assert "it/s]" not in result.stderr  # no tqdm bar (the GGUF conversion's)
+    assert result.stderr.startswith("plan of study small-quickstart")
+    assert "36 samples to generate" in result.stderr.splitlines()[1]  # the totals come first
+    for stage in STAGES:
+        progress = [line for line in result.stderr.splitlines() if line.startswith((f"{stage} ", f"{stage}: done"))]
+        assert 1 <= len(progress) <= 3, (stage, progress)  # at most: the first event, the final line
+        assert re.fullmatch(rf"{stage}: done(, \d unit\(s\))? in \d+(\.\d)? (s|min)", progress[-1]), progress
+        assert f"{stage}: ran " in result.stderr  # what it did, once at the end

@@ -161,12 +161,23 @@ def test_dry_run_without_task_data_plans_from_the_study(tmp_path: Path) -> None:
     plan = subprocess.run([sys.executable, "-m", "divtrace.cli", "run", "olmo3-7b", "--dry-run"], capture_output=True,
                           text=True, cwd=tmp_path, env=env)  # fmt: skip
     assert plan.returncode == 0, plan.stderr
-    assert "task data is not available here" in plan.stderr and "--data-dir" in plan.stderr
-    # 16 checkpoints x K=16 x the 15 tasks' N (500 x 13 + 164 + 479) = 1,828,608 samples
-    assert "1,828,608 samples to generate" in plan.stdout
-    # one subtotal per checkpoint, each at the assumed vLLM GPU rate, which says it is assumed
-    assert plan.stdout.count("15 task(s)") == 16 and plan.stdout.count("at 2,500 tok/s (assumed)") == 16
+    lines = plan.stdout.splitlines()
+    # it opens with the totals: 16 checkpoints x K=16 x the 15 tasks' N (500 x 13 + 164 + 479) = 1,828,608 samples,
+    # an estimate that says it is a guess (the GPU rate is assumed)
+    assert lines[0].startswith("plan of study olmo3-7b -> runs/olmo3-7b: 16 checkpoint(s) x 15 task(s)")
+    assert lines[1].startswith("1,828,608 samples to generate") and "a guess" in lines[1]
+    assert lines[2].startswith("  generation ~") and "model loading ~" in lines[2] and "score ~" in lines[2]
+    # then the notes that matter: the task data is a short note (no hub error text), the assumed rate
+    data = next(i for i, line in enumerate(lines) if line.startswith("note: task data is not available here"))
+    assert "--data-dir" in " ".join(lines[data : data + 3]) and "Provide it offline" not in plan.stdout
+    assert "Traceback" not in plan.stderr and "Couldn't reach" not in plan.stderr + plan.stdout
     assert "note: no measured rate for 7B on vllm/gpu; assumed 2,500 tok/s" in plan.stdout
+    # then one line per checkpoint, each at the assumed vLLM GPU rate, which says it is assumed
+    assert plan.stdout.count("at 2,500 tok/s (assumed)") == 16 and len(lines) < 40
+    assert "task(s)" not in "".join(lines[1:]) and "--detail" in lines[-1]  # the rows only on request
+    detail = subprocess.run([sys.executable, "-m", "divtrace.cli", "run", "olmo3-7b", "--dry-run", "--detail"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
+    assert detail.stdout.count("│ 15 task(s)") == 16 and detail.stdout.count("humaneval") == 16
     # the study's token caps: per checkpoint and sample, 32768 x (500 x 11 tasks + 164 + 479) + 2048 x 500
     # (CRUXEval) + 512 x 500 (TruthfulQA) = 202,573,824 tokens; x K = 16 x 16 checkpoints
     assert "at most 51,858,898,944 tokens" in plan.stdout

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import pandas as pd
 
 from divtrace.errors import DivtraceError
-from divtrace.progress import Progress, ProgressSink
+from divtrace.progress import ProgressSink
 from divtrace.runs.layout import RunLayout, default_run_directory
 from divtrace.samples import DEFAULT_TASK, SampleRecord, read_samples
 from divtrace.samples.thinking import split_record_thinking
@@ -62,7 +62,7 @@ def score(
     checkpoint: str | None = None,
     task: str | None = None,
     out: str | Path | None = None,
-    progress: Progress | None = None,
+    progress: ProgressSink | None = None,
     strip_thinking: bool = True,
     input_format: str = "auto",
 ) -> ScoreResult:
@@ -90,8 +90,9 @@ def score(
         skip_invalid: skip (and report in ``settings["skipped_records"]``) records that break the schema.
         checkpoint / task: labels for records that carry none (default: the file stem, and "default").
         out: if given, write the result tables there (see :func:`write_result`).
-        progress: :data:`divtrace.progress.Progress` callback ``(label, done, total, unit)`` (see
-            :meth:`Scorer.score`); a former ``(stage, done, total)`` callback is still accepted.
+        progress: a :data:`~divtrace.progress.ProgressSink`: it gets :class:`~divtrace.progress.ProgressEvent`
+            values by step (``embedding`` in texts, each metric in prompts or pairs; see :meth:`Scorer.score`),
+            their stage left empty.
         strip_thinking: remove chain-of-thought from the outputs before scoring, as the study did (see
             :mod:`divtrace.samples.thinking`; responses a record already carries are kept) and flag unclosed
             thinking (counted in the summary's ``unclosed_thinking``). False scores the records as they are.

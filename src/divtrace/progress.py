@@ -1,16 +1,10 @@
-"""The one progress protocol of divtrace's library code: ``progress(label, done, total, unit)``.
+"""The one progress protocol of divtrace: a long job reports :class:`ProgressEvent` values to a :data:`ProgressSink`.
 
-A long job reports as it goes by calling a :data:`Progress` callback with
-
-- ``label``: what is being done (``"embedding"``, ``"scoring sbert"``, ``"nli across-input"``); one label is one
-  bar or one periodic line;
-- ``done``: how many ``unit`` are finished so far; never decreases for a label;
-- ``total``: how many ``unit`` the job has, or None while unknown; announced with the first event (``done`` 0)
-  whenever it is known before any work;
-- ``unit``: what ``done`` counts, one of :data:`UNITS`, so a display can show "N texts/s".
-
-Components that do one kind of work take the smaller :data:`Counter` ``(done, total)`` and let their caller (the
-scorer) give it a label and a unit with :func:`counter`.
+Every component that works for long takes ``progress: ProgressSink | None`` and calls it as it goes: the embedding
+store (texts), the NLI metric (premise/hypothesis pairs), the scorer (texts, then prompts per metric), verification
+(samples) and generation (tokens of the budget, within a shard). An emitter fills in what it knows (``count``,
+``step``, the ``unit`` when it knows it) and leaves the rest empty; its caller, who knows the stage and the unit,
+fills them in with :func:`scoped`. The command line's display (:mod:`divtrace.cli.progress`) is one such sink.
 """
 
 from __future__ import annotations
@@ -25,13 +19,16 @@ TEXTS = "texts"
 PAIRS = "pairs"
 #: Prompts (a prompt's group of K outputs, with its curve and correct subsets) scored by a metric.
 PROMPTS = "prompts"
-#: Samples drawn (generation) or verified.
+#: Samples verified.
 SAMPLES = "samples"
-#: Tokens generated.
+#: Tokens of the generation budget: ``max_new_tokens`` per sample, the token count the plan estimates from. A
+#: batch counts its rows' tokens step by step as it decodes; a sample that stops early counts the rest of its
+#: budget when it is drawn, so the total is known from the start.
 TOKENS = "tokens"
 #: Units of work of a stage (a (checkpoint, task), the analysis, the report).
 UNITS_OF_WORK = "units"
-#: Every unit a :data:`Progress` event may carry.
+#: Every count a :class:`ProgressEvent` may carry (besides ``""``: a step that counts nothing, such as loading a
+#: model).
 UNITS = (TEXTS, PAIRS, PROMPTS, SAMPLES, TOKENS, UNITS_OF_WORK)
 
 
@@ -40,12 +37,13 @@ class ProgressEvent:
     """One report of a long job's progress: the one progress event of divtrace.
 
     Attributes:
-        stage: the pipeline stage (``generate``, ``verify``, ``score``, ``analyze``, ``report``, ``import``); empty
-            when the emitter does not know it (the caller fills it in with :func:`scoped`).
-        unit: the unit of work (``checkpoint/task``, ``analysis``); empty for the stage as a whole.
+        stage: the pipeline stage (``generate``, ``verify``, ``score``, ``analyze``, ``report``); empty when the
+            emitter does not know it (the caller fills it in with :func:`scoped`).
+        unit: the unit of work (``checkpoint/task``); empty for the stage as a whole, or when the emitter does not
+            know it.
         done: how many ``count`` are finished; never decreases for one (stage, unit, step).
-        total: how many ``count`` there are, or None while unknown.
-        count: what ``done`` counts, one of :data:`UNITS`.
+        total: how many ``count`` there are, or None while unknown (or when nothing is counted).
+        count: what ``done`` counts, one of :data:`UNITS`; empty for a step that counts nothing (``loading model``).
         step: what is being done inside the unit (``loading model``, ``embedding``, ``ead``); empty for the unit's
             own count.
     """
@@ -62,30 +60,27 @@ class ProgressEvent:
 ProgressSink = Callable[[ProgressEvent], None]
 
 
-def scoped(sink: ProgressSink | None, stage: str = "", unit: str = "", step: str = "") -> ProgressSink | None:
-    """A sink that fills in the empty ``stage``/``unit``/``step`` of each event with the values given here before
+def scoped(sink: ProgressSink | None, *, stage: str = "", unit: str = "", step: str = "") -> ProgressSink | None:
+    """A sink that fills in the empty ``stage``/``unit``/``step`` fields of each event with the ones given before
     passing it to ``sink`` (what an emitter cannot know, its caller does); None when ``sink`` is None."""
     if sink is None:
         return None
     target = sink
 
     def fill(event: ProgressEvent) -> None:
+        if (event.stage or not stage) and (event.unit or not unit) and (event.step or not step):
+            target(event)
+            return
         target(dataclasses.replace(event, stage=event.stage or stage, unit=event.unit or unit, step=event.step or step))
 
     return fill
 
 
-#: ``(label, done, total, unit)``: see the module docstring.
-Progress = Callable[[str, int, "int | None", str], None]
-#: ``(done, total)`` of one job whose label and unit the caller knows.
-Counter = Callable[[int, int], None]
-
-
-def counter(progress: Progress | None, label: str, unit: str) -> Counter | None:
-    """A :data:`Counter` that reports to ``progress`` under ``label`` in ``unit``; None when ``progress`` is None."""
-    if progress is None:
-        return None
-    return lambda done, total: progress(label, done, total, unit)
+def emit(sink: ProgressSink | None, done: int, total: int | None, count: str, step: str = "", unit: str = "") -> None:
+    """Send ``ProgressEvent(stage="", unit, done, total, count, step)`` to ``sink``, if there is one (what an
+    emitter calls; its caller's :func:`scoped` fills in the stage)."""
+    if sink is not None:
+        sink(ProgressEvent("", unit, done, total, count, step))
 
 
 def format_duration(seconds: float) -> str:

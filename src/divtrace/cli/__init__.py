@@ -9,5 +9,9 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. The libraries' own progress bars are turned off first: tqdm reads
+    ``TQDM_DISABLE`` once, when it is imported (task data loading imports it before any progress display)."""
+    from divtrace.cli.progress import quiet_library_bars
+
+    quiet_library_bars()
     app()

@@ -9,7 +9,7 @@ import typer
 
 from divtrace.cli import checks
 from divtrace.cli.app import command
-from divtrace.cli.console import OutputFormat, note, say, stderr_console
+from divtrace.cli.console import OutputFormat, note, say
 from divtrace.cli.options import (
     DataDirOption,
     FormatOption,
@@ -21,7 +21,7 @@ from divtrace.cli.options import (
     TaskMapOption,
     flag,
 )
-from divtrace.cli.outcome import print_outcome, run_progress
+from divtrace.cli.outcome import print_outcome
 from divtrace.cli.progress import progress_display
 
 if TYPE_CHECKING:
@@ -100,8 +100,8 @@ def analyze(
             report=report,
             skip_invalid=skip_invalid,
             strip_thinking=strip_thinking,
-            progress=run_progress(display),
-            on_stage=lambda name: stderr_console().log(f"stage {name}"),
+            progress=display,
+            on_stage=display.begin,
             on_problem=lambda problem: note(problem, "skipped"),
             on_import=imported,
         )

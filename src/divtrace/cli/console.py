@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 import json
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -39,9 +40,23 @@ def stderr_console() -> Console:
     return _console(stderr=True)
 
 
+#: Off a terminal, a note longer than this is wrapped (at spaces) onto lines this long, so a log stays readable.
+NOTE_WIDTH = 120
+
+
 def note(message: str, label: str = "note", style: str = "yellow") -> None:
-    """``label: message`` on stderr; ``message`` is printed as is (square brackets such as ``[vllm]`` survive)."""
-    stderr_console().print(f"[{style}]{label}:[/] {escape(message)}")
+    """``label: message`` on stderr; ``message`` is printed as is (square brackets such as ``[vllm]`` survive).
+    On a terminal rich wraps it to the window; off one it is wrapped at :data:`NOTE_WIDTH` columns, continuation
+    lines indented."""
+    console = stderr_console()
+    if console.is_terminal:
+        console.print(f"[{style}]{label}:[/] {escape(message)}")
+        return
+    lines = textwrap.wrap(
+        f"{label}: {message}", NOTE_WIDTH, subsequent_indent="  ", break_long_words=False, break_on_hyphens=False
+    )
+    for line in lines or [f"{label}:"]:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def say(message: str) -> None:

@@ -16,6 +16,7 @@ from divtrace.cli.progress import progress_display
 from divtrace.errors import DivtraceError
 from divtrace.generate.params import MIN_STUDY_K
 from divtrace.generate.stops import StopPolicy
+from divtrace.progress import ProgressEvent, scoped
 
 
 class ThinkingOption(str, enum.Enum):
@@ -178,29 +179,21 @@ def generate(
     )
     label = checkpoint or safe_name(model.removeprefix("quickstart:"))
     task_name = task_label or default_label
-    bar = f"{label} / {task_name}"
-
-    def load() -> Generator:  # called only when some shard is left to generate
-        say(f"loading {model} ({backend.value})")
-        return create_generator(backend.value, model, **options.constructor_kwargs())
+    unit = f"{label}/{task_name}"
 
     with progress_display() as display:
+        events = scoped(display, stage="generate")
 
-        def report(event: str, value: int) -> None:
-            if event == "total":
-                display.set_total(bar, value, "samples")
-            elif event == "skipped":
-                done, total = display.counts(bar)
-                display.update(bar, done, (total or 0) - value, "samples")
-            else:
-                display.advance(bar, value, "samples")
+        def load() -> Generator:  # called only when some shard is left to generate
+            display(ProgressEvent("generate", unit, 0, None, "", f"loading {model} ({backend.value})"))
+            return create_generator(backend.value, model, **options.constructor_kwargs())
 
         render = RenderOptions(system_prompt, chat_template, ThinkingMode(thinking.value), stops)
         summary = generate_if_needed(
             load,
             GenerationJob(tuple(items), params, out, label, task_name, render, shard_size),
             ModelSource(backend.value, model, revision, options.constructor_kwargs()),
-            report,
+            events,
         )
     if not summary.model_loaded:
         say(f"all {summary.shards} shard(s) already done in {out}; the model was not loaded")

@@ -7,24 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from divtrace.cli.console import OutputFormat, note, print_frame, say
-from divtrace.cli.progress import ProgressDisplay
 from divtrace.cli.tables import collapse_frame, collapse_table
 from divtrace.runs.layout import RunLayout
 
 if TYPE_CHECKING:
-    from divtrace.progress import ProgressEvent, ProgressSink
     from divtrace.runs.stage import StageReport
-
-
-def run_progress(display: ProgressDisplay) -> ProgressSink:
-    """The :data:`~divtrace.progress.ProgressSink` that draws a run's events on ``display``: one bar per stage,
-    unit and step (``generate: gemma/arithmetic``, ``score: gemma/arithmetic embedding``)."""
-
-    def show(event: ProgressEvent) -> None:
-        detail = " ".join(part for part in (event.unit, event.step) if part)
-        display.update(f"{event.stage}: {detail}" if detail else event.stage, event.done, event.total, event.count)
-
-    return show
 
 
 def findings(table1_path: Path) -> list[str]:

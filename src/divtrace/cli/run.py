@@ -11,14 +11,18 @@ from rich.markup import escape
 
 from divtrace.cli import checks
 from divtrace.cli.app import command
-from divtrace.cli.console import OutputFormat, note, print_frame, stderr_console
+from divtrace.cli.console import OutputFormat, note, print_frame, say, stderr_console
 from divtrace.cli.options import FormatOption, flag
-from divtrace.cli.outcome import print_outcome, run_progress
+from divtrace.cli.outcome import print_outcome
 from divtrace.cli.progress import progress_display
 from divtrace.errors import DivtraceError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
     from divtrace.plan.rows import PlanRow
+    from divtrace.plan.summary import PlanSummary
     from divtrace.study import Study
 
 
@@ -42,6 +46,9 @@ def run(
     address: Annotated[
         str | None, typer.Option(help="ray: the cluster address (HOST:PORT or 'auto'; default: the study's)")
     ] = None,
+    detail: Annotated[
+        bool, flag("with the plan, a row per (checkpoint, task), not only per checkpoint", "--detail/--no-detail")
+    ] = False,
     output_format: FormatOption = OutputFormat.table,
 ) -> None:
     """Run a study end to end: plan, generate, verify, score, analyze, report; resumable, skipping done work."""
@@ -65,16 +72,22 @@ def run(
         with stderr_console().status("loading task data"):
             tasks = plan_tasks(chosen)
         rows = plan_study(chosen, RunLayout(directory), tasks)
+        data_note = None
     except DivtraceError as err:
         if not dry_run:
             raise
-        note(f"task data is not available here, so the plan uses each task's N: {err}")
+        data_note = (
+            f"task data is not available here ({_first_sentence(str(err))}), so the plan counts each task's N; "
+            "--data-dir DIR reads it offline (divtrace tasks show NAME says how to get it)"
+        )
         rows = plan_without_data(chosen)
-    _print_plan(chosen, directory, rows, dry_run, output_format)
+    _print_plan(chosen, directory, rows, dry_run, output_format, detail, data_note)
     if chosen.caveat:
         note(chosen.caveat, "caveat", "bold yellow")
     if dry_run:
         return
+    if use_ray:
+        say("generate, verify and score run on the Ray cluster")
     with progress_display() as display:
         outcome = run_study_api(
             chosen,
@@ -82,15 +95,24 @@ def run(
             executor="ray" if use_ray else "local",
             address=address,
             tasks=tasks,
-            progress=run_progress(display),
-            on_stage=lambda name: stderr_console().log(f"stage {name}" + (" (ray)" if use_ray else "")),
+            progress=display,
+            on_stage=display.begin,
         )
     print_outcome(outcome.reports, directory, output_format)
 
 
-def _print_plan(study: Study, directory: Path, rows: list[PlanRow], dry_run: bool, output_format: OutputFormat) -> None:
-    """The plan with a subtotal per checkpoint, the total and where each rate comes from: on stdout for
-    ``--dry-run`` (in ``output_format``), on stderr before a real run."""
+def _print_plan(
+    study: Study,
+    directory: Path,
+    rows: list[PlanRow],
+    dry_run: bool,
+    output_format: OutputFormat,
+    detail: bool,
+    data_note: str | None,
+) -> None:
+    """The plan: its totals and estimate first (with the notes that matter), then a line per checkpoint, then with
+    ``detail`` a row per (checkpoint, task); on stdout for ``--dry-run`` (CSV/JSON: every row), on stderr before a
+    real run."""
     from rich.table import Table
 
     from divtrace.cli.console import stdout_console
@@ -102,8 +124,75 @@ def _print_plan(study: Study, directory: Path, rows: list[PlanRow], dry_run: boo
         print_frame(summary.frame(), output_format, lambda frame: Table())
         return
     console = stdout_console() if dry_run else stderr_console()
+
+    def line(text: str) -> None:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    tasks = list(dict.fromkeys(row.task for row in rows))
+    names = ", ".join(tasks)
+    line(
+        f"plan of study {study.name} -> {directory}: {len(summary.checkpoints)} checkpoint(s) x {len(tasks)} task(s)"
+        + (f" ({names})" if len(names) <= 80 else "")
+    )
+    if summary.samples_to_do:
+        kind = "a guess: some figures are assumed, see the notes" if summary.guess else "from measured figures"
+        total = (
+            f"{summary.samples_to_do:,} samples to generate, at most {summary.max_tokens_to_do:,} tokens; "
+            f"estimate ~{format_duration(summary.total_seconds)} ({kind})"
+        )
+        line(total + (f", ~{summary.gpu_hours:,.0f} GPU-hours" if summary.gpu_hours else ""))
+        parts = [f"generation ~{format_duration(summary.seconds)}"]
+        parts += [f"{stage.stage} ~{format_duration(stage.seconds)}" for stage in summary.stages]
+        line("  " + ", ".join(parts))
+    else:
+        line(f"{summary.samples:,} samples, all generated already (nothing to generate)")
+    notes = [*([data_note] if data_note else []), *summary.notes]
+    for text in notes:
+        _plan_note(console, text)
+    header = ("checkpoint", "backend", "model", "tasks", "samples", "max tokens", "status", "generation")
+    cells = [
+        (c.checkpoint, c.backend, c.model, str(c.tasks), f"{c.samples:,}", f"{c.max_tokens:,}", c.status,
+         f"{format_duration(c.seconds)} at {c.rate.label}")
+        for c in summary.checkpoints
+    ]  # fmt: skip
+    for text in aligned([header, *cells], numeric=frozenset({3, 4, 5})):
+        line(text)
+    if detail:
+        console.print(_detail_table(summary))
+    elif dry_run:
+        line("a row per (checkpoint, task): --detail; every row as CSV or JSON: --format csv|json")
+
+
+def aligned(rows: list[tuple[str, ...]], numeric: frozenset[int] = frozenset()) -> list[str]:
+    """``rows`` as lines of columns two spaces apart, the ``numeric`` ones right-aligned; no trailing spaces."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        padded = zip(row, widths, strict=True)
+        cells = [cell.rjust(width) if i in numeric else cell.ljust(width) for i, (cell, width) in enumerate(padded)]
+        lines.append("  ".join(cells).rstrip())
+    return lines
+
+
+def _plan_note(console: Console, text: str) -> None:
+    """``note: text`` in the plan on ``console`` (stdout for a dry run), wrapped like :func:`note`."""
+    import textwrap
+
+    from divtrace.cli.console import NOTE_WIDTH
+
+    width = NOTE_WIDTH if not console.is_terminal else max(40, console.width)
+    for part in textwrap.wrap(f"note: {text}", width, subsequent_indent="  ", break_long_words=False):
+        console.print(part, markup=False, highlight=False, soft_wrap=True)
+
+
+def _detail_table(summary: PlanSummary) -> Table:
+    """The plan's rows, a (checkpoint, task) per line, with each checkpoint's subtotal after its rows."""
+    from rich.table import Table
+
+    from divtrace.progress import format_duration
+
     table = Table("checkpoint", "task", "backend", "prompts", "K", "samples", "shards", "max tokens", "status",
-                  "estimate", title=f"plan of study {study.name} -> {directory}")  # fmt: skip
+                  "estimate", title=f"plan of study {summary.study}, per (checkpoint, task)")  # fmt: skip
     for subtotal in summary.checkpoints:
         for estimate in summary.rows:
             row = estimate.row
@@ -117,16 +206,18 @@ def _print_plan(study: Study, directory: Path, rows: list[PlanRow], dry_run: boo
             subtotal.status, f"{format_duration(subtotal.seconds)} at {escape(subtotal.rate.label)}",
             end_section=True,
         )  # fmt: skip
-    console.print(table)
-    total = (
-        f"{summary.samples_to_do:,} samples to generate, at most {summary.max_tokens_to_do:,} tokens; "
-        f"estimate ~{format_duration(summary.seconds)}"
-    )
-    if summary.gpu_hours:
-        total += f", ~{summary.gpu_hours:,.0f} GPU-hours"
-    console.print(total + (" (nothing to generate)" if not summary.samples_to_do else ""), markup=False)
-    for line in summary.notes:
-        console.print(f"note: {line}", markup=False)
+    return table
+
+
+def _first_sentence(message: str, limit: int = 140) -> str:
+    """The first line of ``message`` up to its second ``": "``, first sentence end or parenthesis, at most ``limit``
+    characters."""
+    text = message.strip().splitlines()[0] if message.strip() else ""
+    text = ": ".join(text.split(": ")[:2])  # "task X: cannot load Y: ExceptionName: details" -> "task X: cannot load Y"
+    for end in (" (", ". "):
+        if end in text:
+            text = text[: text.index(end)]
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @command("report")
@@ -152,7 +243,6 @@ def report_command(
     stage = ReportStage(chosen, {planned.name: planned.origin for planned in tasks})
     with progress_display() as display:
         reports = run_stages(
-            [stage], layout, LocalExecutor(), progress=run_progress(display),
-            on_stage=lambda name: stderr_console().log(f"stage {name}"),
+            [stage], layout, LocalExecutor(), progress=display, on_stage=display.begin,
         )  # fmt: skip
     print_outcome(reports, run_dir, output_format)

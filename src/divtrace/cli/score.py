@@ -23,6 +23,7 @@ from divtrace.cli.options import (
 from divtrace.cli.progress import progress_display
 from divtrace.cli.tables import score_table
 from divtrace.errors import DivtraceError
+from divtrace.progress import scoped
 
 
 @command()
@@ -107,7 +108,7 @@ def score(
             checkpoint=checkpoint,
             task=task,
             out=out,
-            progress=display.update,
+            progress=scoped(display, stage="score"),
             strip_thinking=strip_thinking,
         )
     for problem in result.settings.get("skipped_records", []):

@@ -22,6 +22,7 @@ from divtrace.cli.options import (
 )
 from divtrace.cli.progress import progress_display
 from divtrace.cli.tables import verify_table
+from divtrace.progress import scoped
 
 
 @command()
@@ -55,7 +56,7 @@ def verify(
             records,
             data_dir=data_dir,
             task_map=mapping,
-            progress=lambda name, done, total: display.update(f"verify {name}", done, total, "samples"),
+            progress=scoped(display, stage="verify"),
             strip_thinking=strip_thinking,
         )
     result.settings["strip_thinking"] = strip_thinking

@@ -38,6 +38,7 @@ class QuickstartModel:
     locate: Callable[[], Path]
     notes: str = ""
     parameters: float | None = None  # parameter count of the upstream model (for throughput estimates)
+    gguf_stem: str = ""  # the GGUF file's name without .gguf: its converted copy is cached as STEM-DIGEST
 
 
 def _gemma_gguf() -> Path:
@@ -62,6 +63,7 @@ QUICKSTART_MODELS: dict[str, QuickstartModel] = {
             stage="base",
             locate=_gemma_gguf,
             parameters=270e6,
+            gguf_stem="gemma-3-270m-q4_k_m",
         ),
         QuickstartModel(
             name="smollm2-135m-instruct",
@@ -72,6 +74,7 @@ QUICKSTART_MODELS: dict[str, QuickstartModel] = {
             locate=_smollm2_gguf,
             notes="a different model family from gemma-3-270m: comparing them is not a lineage",
             parameters=135e6,
+            gguf_stem="SmolLM2-135M-Instruct.Q4_1",
         ),
     )
 }
@@ -193,6 +196,15 @@ def converted_gguf_dir(gguf: Path, digest: str | None = None) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise ModelLoadError(f"cannot convert GGUF file {gguf} to safetensors: {type(err).__name__}: {err}") from err
     return target
+
+
+def quickstart_converted(name: str) -> bool:
+    """Whether the packaged quickstart model ``name`` was already de-quantised into this cache (its first load does
+    it, which takes most of that load's time); answered without locating or hashing its GGUF file."""
+    spec = QUICKSTART_MODELS.get(name)
+    if spec is None or not spec.gguf_stem:
+        return False
+    return any((cache_dir() / "models").glob(f"{spec.gguf_stem}-*/config.json"))
 
 
 @lru_cache(maxsize=32)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from divtrace.generate.params import SamplingParams
+from divtrace.progress import ProgressSink
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,6 @@ class Completion:
     seed: int
 
 
-#: ``(samples_done)`` callback a backend calls as samples finish, for progress bars.
-SampleProgress = Callable[[int], None]
-
-
 @runtime_checkable
 class Generator(Protocol):
     """A loaded model that draws samples.
@@ -55,8 +52,11 @@ class Generator(Protocol):
     - ``check(params)`` returns the *effective* sampling parameters the backend will use for ``params`` (exactly
       what is recorded on each sample) or raises :class:`UnsupportedSamplingError` when it would change one.
     - ``render(prompt, system_prompt, chat_template, thinking)`` gives the exact text the model sees.
-    - ``generate(requests, params)`` returns, for each request, one :class:`Completion` per seed, in order; the
-      sample drawn for a seed does not depend on the other requests in the call.
+    - ``generate(requests, params, progress)`` returns, for each request, one :class:`Completion` per seed, in
+      order; the sample drawn for a seed does not depend on the other requests in the call. ``progress``, when
+      given, gets :class:`~divtrace.progress.ProgressEvent` values counting tokens of the call's budget
+      (:data:`~divtrace.progress.TOKENS`: ``done`` of ``params.max_new_tokens`` per seed) as the backend can tell
+      them (per decoding step, request or sample), ending at the total; stage and unit left empty.
     """
 
     backend: str
@@ -73,7 +73,7 @@ class Generator(Protocol):
         self,
         requests: Sequence[GenerationRequest],
         params: SamplingParams,
-        progress: SampleProgress | None = None,
+        progress: ProgressSink | None = None,
     ) -> list[list[Completion]]: ...
 
     def close(self) -> None: ...

@@ -24,12 +24,8 @@ from divtrace.generate.resume import (
 from divtrace.generate.stops import effective_stops
 from divtrace.generate.store import read_shard_keys, read_shard_settings, sample_key, shard_path
 from divtrace.generate.thinking import prompt_opens_thinking, split_thinking
+from divtrace.progress import TOKENS, ProgressEvent, ProgressSink, emit
 from divtrace.samples import SampleRecord, write_samples
-
-#: ``(event, value)`` callback counting samples: ``("total", samples)`` once, first, before the backend is asked
-#: anything (its parameter check may send a request); ``("skipped", samples)`` for finished shards; ``("advance",
-#: samples)`` as samples are drawn (per completed sample, or per completed request of K samples).
-GenerationProgress = Callable[[str, int], None]
 
 
 @dataclass
@@ -141,10 +137,10 @@ def generate_shard(
     generator: Generator,
     plan: ShardPlan,
     index: int,
-    advance: Callable[[int], None] | None = None,
+    progress: ProgressSink | None = None,
 ) -> list[SampleRecord]:
     """Draw every sample of shard ``index`` of ``plan`` (sample k of prompt p with its planned seed, with the
-    plan's effective parameters)."""
+    plan's effective parameters); ``progress`` gets the backend's events (tokens of this shard's budget)."""
     shard = plan.shards[index]
     params = plan.params
     requests = [
@@ -157,7 +153,7 @@ def generate_shard(
         )
         for p in shard
     ]
-    completions = generator.generate(requests, params, advance)
+    completions = generator.generate(requests, params, progress)
     return [
         _record(p, done, plan.job.checkpoint, plan.job.task, plan.sampling, plan.model_ref)
         for p, done in zip(shard, completions, strict=True)
@@ -175,7 +171,7 @@ def write_shard(records: Sequence[SampleRecord], out_dir: str | Path, checkpoint
 def generate_samples(
     generator: Generator,
     job: GenerationJob,
-    progress: GenerationProgress | None = None,
+    progress: ProgressSink | None = None,
     shards: Sequence[int] | None = None,
 ) -> GenerationSummary:
     """Draw ``job.params.k`` samples for every prompt of ``job`` and store them as its shards (``shards``: only
@@ -193,22 +189,33 @@ def generate_samples(
     - each record holds the raw ``outputs``, ``reasoning`` and ``responses`` (thinking stripped), seeds, finish
       reasons, token counts, the effective ``sampling`` and the ``model_ref``, plus ``rendered_prompt`` and
       ``sample_keys``.
+
+    Progress: ``progress`` gets :class:`~divtrace.progress.ProgressEvent` values of the unit
+    ``checkpoint/task`` counting tokens of the budget (:data:`~divtrace.progress.TOKENS`: ``max_new_tokens`` per
+    sample of the chosen shards): the total first, before the backend is asked anything (its parameter check may
+    send a request), then finished shards as found, then within each shard as the backend draws (per decoding
+    step, request or sample, as the backend can tell). The stage is left empty for the caller.
     """
     spans = job.shard_ranges()
     chosen = list(range(len(spans)) if shards is None else shards)
-    if progress is not None:  # every prompt gets params.k samples: known before rendering or checking anything
-        progress("total", sum(len(spans[index]) for index in chosen) * job.params.k)
+    budget = job.params.max_new_tokens
+    unit = f"{job.checkpoint}/{job.task}"
+    total = sum(len(spans[index]) for index in chosen) * job.params.k * budget  # known before rendering anything
+    emit(progress, 0, total, TOKENS, unit=unit)
     plan = plan_shards(generator, job, chosen)
     summary = GenerationSummary(shards=len(chosen))
+    done = 0
     try:
         for index in chosen:
+            shard_tokens = plan.shard_samples(index) * budget
             if plan.shard_is_finished(index):
                 summary.skipped_shards += 1
-                if progress is not None:
-                    progress("skipped", plan.shard_samples(index))
+                done += shard_tokens
+                emit(progress, done, total, TOKENS, unit=unit)
                 continue
-            advance = (lambda n: progress("advance", n)) if progress is not None else None
-            records = generate_shard(generator, plan, index, advance)
+            records = generate_shard(generator, plan, index, _within(progress, unit, done, total))
+            done += shard_tokens
+            emit(progress, done, total, TOKENS, unit=unit)
             summary.paths.append(write_shard(records, job.out_dir, job.checkpoint, job.task, index))
             summary.written_shards += 1
             summary.samples_written += sum(len(r.outputs) for r in records)
@@ -222,7 +229,7 @@ def generate_if_needed(
     make_generator: Callable[[], Generator],
     job: GenerationJob,
     source: ModelSource,
-    progress: GenerationProgress | None = None,
+    progress: ProgressSink | None = None,
 ) -> GenerationSummary:
     """:func:`generate_samples` of ``job`` with the generator ``make_generator`` builds, built only when some shard
     is not confirmed done by :func:`~divtrace.generate.resume.generation_status` (``source`` says which model and
@@ -234,15 +241,27 @@ def generate_if_needed(
     """
     status = generation_status(job, source)
     if status.done:
-        if progress is not None:
-            progress("total", job.samples)
-            progress("skipped", job.samples)
+        tokens = job.samples * job.params.max_new_tokens
+        emit(progress, tokens, tokens, TOKENS, unit=f"{job.checkpoint}/{job.task}")
         return GenerationSummary(status.shards, status.shards, model_loaded=False)
     generator = make_generator()
     try:
         return generate_samples(generator, job, progress)
     finally:
         generator.close()
+
+
+def _within(progress: ProgressSink | None, unit: str, before: int, total: int) -> ProgressSink | None:
+    """The backend's events of one shard (tokens of that shard's budget) as events of the whole ``unit``: offset
+    by the ``before`` tokens of the shards before it, out of the unit's ``total``."""
+    if progress is None:
+        return None
+    target = progress
+
+    def forward(event: ProgressEvent) -> None:
+        target(ProgressEvent("", unit, before + event.done, total, TOKENS, event.step))
+
+    return forward
 
 
 def _remove_stale_temporaries(path: Path) -> None:

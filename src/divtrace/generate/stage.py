@@ -11,7 +11,7 @@ writes each shard as it arrives and the unit's marker once all its shards are st
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -197,7 +197,7 @@ class ShardDrawer:
                 return None
             path = plan.job.shard_path(index)
             raise ResumeMismatchError(mismatch_message(path, difference(payload.stored, plan.expectation(index))))
-        return generate_shard(self.generator, plan, index, _advance(progress, plan.shard_samples(index)))
+        return generate_shard(self.generator, plan, index, progress)
 
     def close(self) -> None:
         """Release the model."""
@@ -208,18 +208,3 @@ class ShardDrawer:
         if (checkpoint, task) not in self._plans:
             self._plans[checkpoint, task] = plan_shards(self.generator, self.stage.job(checkpoint, task))
         return self._plans[checkpoint, task]
-
-
-def _advance(progress: ProgressSink | None, total: int) -> Callable[[int], None] | None:
-    """:func:`~divtrace.generate.runner.generate_shard`'s ``advance(n)`` counter as :class:`ProgressEvent` of the
-    shard's samples. (An adapter until the generation components emit ProgressEvent themselves.)"""
-    if progress is None:
-        return None
-    drawn = [0]
-
-    def advance(samples: int) -> None:
-        drawn[0] += samples
-        progress(ProgressEvent("", "", drawn[0], total, SAMPLES))
-
-    progress(ProgressEvent("", "", 0, total, SAMPLES))
-    return advance

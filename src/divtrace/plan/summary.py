@@ -1,9 +1,12 @@
 """The plan of a study as one structure: per (checkpoint, task) rows with estimated time, per-checkpoint subtotals,
-totals and notes; what ``divtrace run --dry-run`` prints, as a table or (:meth:`PlanSummary.frame`) CSV/JSON.
+the stages besides generation, totals and notes; what ``divtrace run --dry-run`` prints, as text or
+(:meth:`PlanSummary.frame`) CSV/JSON.
 
-Times are upper bounds: every sample is counted at its task's ``max_new_tokens``, at the rate
-:func:`~divtrace.plan.throughput.rate_for` chooses for the checkpoint's backend, device and model size, and each
-rate carries its provenance (measured, with its results file, or assumed).
+Generation times are upper bounds: every sample is counted at its task's ``max_new_tokens``, at the rate
+:func:`~divtrace.plan.throughput.rate_for` chooses for the checkpoint's backend, device and model size. The rest of
+the run (loading each model, verifying, scoring, the analysis and the report) is estimated from the figures of
+:mod:`divtrace.plan.throughput`. Every figure carries its provenance (measured, or assumed: a guess), and CPU work
+is slowed by the machine's current load (:func:`~divtrace.plan.throughput.cpu_slowdown`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,24 @@ from typing import TYPE_CHECKING
 from divtrace.generate.backends.options import OpenAIOptions
 from divtrace.plan.cost import replica_gpus
 from divtrace.plan.rows import PlanRow
-from divtrace.plan.throughput import THROUGHPUTS, Rate, Throughput, format_parameters, model_parameters, rate_for
+from divtrace.plan.throughput import (
+    ANALYSIS_S,
+    EMBED_RATES,
+    LOAD_S,
+    METRIC_S_PER_PROMPT,
+    NLI_S_PER_PAIR,
+    QUICKSTART_LOAD_S,
+    THROUGHPUTS,
+    VERIFY_RATES,
+    Figure,
+    Rate,
+    Throughput,
+    cpu_slowdown,
+    format_parameters,
+    machine_load,
+    model_parameters,
+    rate_for,
+)
 from divtrace.study import CheckpointSpec, Study
 
 if TYPE_CHECKING:
@@ -74,6 +94,17 @@ class CheckpointSubtotal:
 
 
 @dataclass(frozen=True)
+class StageEstimate:
+    """The estimated time of one part of the run besides drawing tokens: ``model loading``, ``verify``, ``score``
+    or ``analyze and report``; ``measured`` is False when any figure it uses is assumed (a guess)."""
+
+    stage: str
+    seconds: float
+    measured: bool
+    explanation: str
+
+
+@dataclass(frozen=True)
 class PlanSummary:
     """A study's plan: rows, per-checkpoint subtotals (in study order), totals and notes (each assumed rate's
     explanation, the upper-bound caveat). Totals are exact sums of the subtotals, which are exact sums of the rows.
@@ -83,6 +114,10 @@ class PlanSummary:
     rows: tuple[RowEstimate, ...]
     checkpoints: tuple[CheckpointSubtotal, ...]
     notes: tuple[str, ...]
+    #: The other stages of what is left to do (none when nothing is left to generate).
+    stages: tuple[StageEstimate, ...] = ()
+    #: The factor CPU work was slowed by for the machine's load (1.0: idle).
+    slowdown: float = 1.0
 
     @property
     def samples(self) -> int:
@@ -110,6 +145,16 @@ class PlanSummary:
         return sum(c.seconds for c in self.checkpoints)
 
     @property
+    def total_seconds(self) -> float:
+        """Estimated time of the whole run left: generation plus the other stages (:attr:`stages`)."""
+        return self.seconds + sum(stage.seconds for stage in self.stages)
+
+    @property
+    def guess(self) -> bool:
+        """True when some figure of the estimate is assumed, not measured (the estimate is then a guess)."""
+        return not self.all_measured or not all(stage.measured for stage in self.stages)
+
+    @property
     def gpu_hours(self) -> float:
         """GPU-hours of what is left (checkpoints on a GPU only: seconds x GPUs per replica)."""
         return sum(c.gpu_hours for c in self.checkpoints)
@@ -121,7 +166,8 @@ class PlanSummary:
 
     def frame(self) -> pd.DataFrame:
         """The plan as one table (:data:`FRAME_COLUMNS`): a ``task`` row per (checkpoint, task), then a
-        ``checkpoint`` subtotal row after each checkpoint's rows, then one ``total`` row."""
+        ``checkpoint`` subtotal row after each checkpoint's rows, a ``stage`` row per other stage (its name in
+        ``task``), then one ``total`` row (its ``est_seconds``: the whole run, :attr:`total_seconds`)."""
         import pandas as pd
 
         records: list[dict[str, object]] = []
@@ -130,6 +176,9 @@ class PlanSummary:
                 if estimate.row.checkpoint == subtotal.checkpoint:
                     records.append(_task_record(estimate, subtotal))
             records.append(_subtotal_record(subtotal))
+        for stage in self.stages:
+            records.append({"kind": "stage", "task": stage.stage, "est_seconds": stage.seconds,
+                            "rate_source": "measured" if stage.measured else "assumed"})  # fmt: skip
         records.append(
             {
                 "kind": "total", "checkpoint": "", "task": "", "backend": "", "model": "", "device": "",
@@ -137,7 +186,8 @@ class PlanSummary:
                 "shards": sum(c.shards for c in self.checkpoints), "samples": self.samples,
                 "max_tokens": self.max_tokens, "status": "done" if self.samples_to_do == 0 else "to do",
                 "samples_to_do": self.samples_to_do, "max_tokens_to_do": self.max_tokens_to_do,
-                "tokens_per_s": None, "rate_source": "", "est_seconds": self.seconds, "gpu_hours": self.gpu_hours,
+                "tokens_per_s": None, "rate_source": "assumed" if self.guess else "measured",
+                "est_seconds": self.total_seconds, "gpu_hours": self.gpu_hours,
             }
         )  # fmt: skip
         frame = pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS))
@@ -166,16 +216,24 @@ def summarize_plan(
     *,
     cuda_available: bool | None = None,
     table: tuple[Throughput, ...] = THROUGHPUTS,
+    slowdown: float | None = None,
 ) -> PlanSummary:
     """The :class:`PlanSummary` of ``rows`` (from :func:`~divtrace.plan.rows.plan_study` or
     :func:`~divtrace.plan.rows.plan_without_data`) for ``study``.
 
     Each checkpoint's rate comes from ``table`` (:func:`~divtrace.plan.throughput.rate_for`) for its backend,
-    device (:func:`checkpoint_device`; ``cuda_available`` None asks torch) and model; done rows cost 0 s.
+    device (:func:`checkpoint_device`; ``cuda_available`` None asks torch) and model; done rows cost 0 s. The
+    other stages of the rows left to do are estimated by :func:`other_stages`. CPU work is multiplied by
+    ``slowdown`` (None: :func:`~divtrace.plan.throughput.cpu_slowdown` of this machine's load now).
     Raises KeyError when a row names a checkpoint the study does not have.
     """
     if cuda_available is None:
         cuda_available = _cuda_available()
+    busy = None
+    if slowdown is None:
+        measured_load = machine_load()
+        slowdown = cpu_slowdown(*measured_load) if measured_load is not None else 1.0
+        busy = measured_load if slowdown > 1.0 else None
     specs = {checkpoint.name: checkpoint for checkpoint in study.checkpoints}
     rates = {
         name: rate_for(spec.backend, checkpoint_device(spec, cuda_available), spec.model, table)
@@ -184,8 +242,9 @@ def summarize_plan(
     estimates = []
     for row in rows:
         spec, rate = specs[row.checkpoint], rates[row.checkpoint]
-        seconds = 0.0 if row.done else row.max_tokens / rate.tokens_per_s
-        on_gpu = checkpoint_device(spec, cuda_available) == "gpu"
+        device = checkpoint_device(spec, cuda_available)
+        seconds = 0.0 if row.done else row.max_tokens / rate.tokens_per_s * (slowdown if device == "cpu" else 1.0)
+        on_gpu = device == "gpu"
         gpu_hours = seconds * replica_gpus(study, spec) / 3600 if on_gpu else 0.0
         estimates.append(RowEstimate(row, rate, seconds, gpu_hours))
     subtotals = []
@@ -194,7 +253,84 @@ def summarize_plan(
         if own:
             subtotals.append(_subtotal(spec, checkpoint_device(spec, cuda_available), rates[name], own))
     notes = [c.rate.explanation for c in subtotals if not c.rate.measured and c.samples_to_do]
-    return PlanSummary(study.name, tuple(estimates), tuple(subtotals), (*dict.fromkeys(notes), UPPER_BOUND_NOTE))
+    stages = other_stages(study, rows, cuda_available, slowdown)
+    if busy is not None:
+        notes.append(f"this machine is busy (load average {busy[0]:.1f} on {busy[1]} CPUs): CPU work is estimated "
+                     f"{slowdown:.1f}x slower than on an idle machine")  # fmt: skip
+    elif slowdown > 1.0:
+        notes.append(f"CPU work is estimated {slowdown:.1f}x slower than on an idle machine")
+    return PlanSummary(
+        study.name, tuple(estimates), tuple(subtotals), (*dict.fromkeys(notes), UPPER_BOUND_NOTE), stages, slowdown
+    )
+
+
+def other_stages(study: Study, rows: list[PlanRow], cuda_available: bool, slowdown: float) -> tuple[StageEstimate, ...]:
+    """The time of loading each model with work left, verifying and scoring the rows left to do, and the analysis
+    and report (when anything is left), from the figures of :mod:`divtrace.plan.throughput`."""
+    from divtrace.score.metrics import metric_class
+    from divtrace.score.settings import NLISettings
+    from divtrace.tasks import get_task
+
+    todo = [row for row in rows if not row.done]
+    if not todo:
+        return ()
+    specs = {checkpoint.name: checkpoint for checkpoint in study.checkpoints}
+    tasks = {task.name: task for task in (get_task(spec.name) for spec in study.tasks)}
+    on_gpu = cuda_available or any(checkpoint_device(spec, cuda_available) == "gpu" for spec in specs.values())
+    scoring = "gpu" if on_gpu else "cpu"  # where the embedder and the NLI classifier run: where the study runs
+
+    def scaled(seconds: float, device: str) -> float:
+        return seconds * (slowdown if device == "cpu" else 1.0)
+
+    names = dict.fromkeys(row.checkpoint for row in todo)
+    loads = [_load_figure(specs[name], checkpoint_device(specs[name], cuda_available)) for name in names]
+    load_s = sum(scaled(figure.value, device) for figure, device in loads)
+    how = "; ".join(f"{figure.value:g} s ({figure.note})" for figure, _ in loads)
+    parts = [StageEstimate("model loading", load_s, all(f.measured for f, _ in loads), f"{len(loads)} model(s): {how}")]
+
+    verify_s, verify_figures = 0.0, []
+    for row in todo:
+        verifier = getattr(tasks.get(row.task), "verifier", None)
+        if verifier:
+            figure = VERIFY_RATES.get(verifier, Figure(50.0, "assumed", f"no figure for the {verifier} verifier"))
+            verify_s += scaled(row.samples / figure.value, "cpu")
+            verify_figures.append(figure)
+    if verify_figures:
+        measured = all(f.measured for f in verify_figures)
+        parts.append(
+            StageEstimate("verify", verify_s, measured, "the verifiable tasks' samples at each verifier's rate")
+        )
+
+    classes = [metric_class(name) for name in study.metric_names()]
+    embeds = (
+        sum(row.samples for row in todo) if any(m.uses_embeddings or m.uses_code_embeddings for m in classes) else 0
+    )
+    prompts = sum(row.prompts for row in todo)
+    embed = EMBED_RATES[scoring]
+    score_s = scaled(embeds / embed.value + prompts * len(classes) * METRIC_S_PER_PROMPT.value, scoring)
+    measured = embed.measured and METRIC_S_PER_PROMPT.measured
+    if any(m.settings_type is NLISettings for m in classes):  # pairs of K outputs per prompt, both directions
+        pairs = sum(row.prompts * row.k * (row.k - 1) for row in todo)
+        score_s += scaled(pairs * NLI_S_PER_PAIR[scoring].value, scoring)
+        measured = measured and NLI_S_PER_PAIR[scoring].measured
+    how = f"{embeds:,} texts at {embed.value:g} texts/s, {len(classes)} metric(s) x {prompts:,} prompts"
+    parts.append(StageEstimate("score", score_s, measured, how))
+    analysis = StageEstimate(
+        "analyze and report", scaled(ANALYSIS_S.value, "cpu"), ANALYSIS_S.measured, ANALYSIS_S.note
+    )
+    return (*parts, analysis)
+
+
+def _load_figure(spec: CheckpointSpec, device: str) -> tuple[Figure, str]:
+    """The figure of loading ``spec``'s model on ``device``, and the device (CPU figures are slowed by load)."""
+    from divtrace.generate.models import QUICKSTART_PREFIX, quickstart_converted
+
+    if spec.model.startswith(QUICKSTART_PREFIX) and spec.model[len(QUICKSTART_PREFIX) :] in QUICKSTART_LOAD_S:
+        name = spec.model[len(QUICKSTART_PREFIX) :]
+        first, later = QUICKSTART_LOAD_S[name]
+        return (later if quickstart_converted(name) else first), "cpu"
+    figure = LOAD_S.get((spec.backend, device), Figure(60.0, "assumed", f"no figure for {spec.backend}/{device}"))
+    return figure, device
 
 
 def _subtotal(spec: CheckpointSpec, device: str, rate: Rate, estimates: list[RowEstimate]) -> CheckpointSubtotal:

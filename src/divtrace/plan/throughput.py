@@ -45,9 +45,28 @@ class Throughput:
         return self.source.startswith("measured")
 
 
-#: The rates the plan estimates from. Measured entries come from the benchmarks on the 2-core CPU machine
-#: (bench_generate.py: 32 rows per batch, 32 new tokens; bench_vllm.py: 8 prompts x K=8, enforce_eager).
+#: Where the quickstart figures come from: ``divtrace run`` of the quickstart study on the 2-core development machine
+#: (``DIVTRACE_CACHE_DIR=$(mktemp -d) divtrace run --out DIR``), each phase's wall time divided by the slowdown the
+#: machine's load average caused while it ran (:func:`cpu_slowdown`), i.e. figures for an otherwise idle machine.
+QUICKSTART_MEASUREMENT = "measured: divtrace run quickstart, 2 CPU cores"
+
+#: The rates the plan estimates from. Measured entries come from the quickstart (its tasks: 48 new tokens, stop
+#: strings, 64 rows in batches of 32), and from the benchmarks on the 2-core CPU machine (bench_generate.py: 32 rows
+#: per batch, 32 new tokens, end of sequence ignored, no stop strings; bench_vllm.py: 8 prompts x K=8,
+#: enforce_eager). The quickstart's come first: a real run's rate wins over a benchmark's for the same model.
 THROUGHPUTS: tuple[Throughput, ...] = (
+    Throughput(
+        "transformers", "cpu", 34.9, QUICKSTART_MEASUREMENT,
+        "gemma-3-270m, float32: the quickstart's 6,144-token budget twice (cold and warm cache) in 352 s "
+        "idle-equivalent",
+        model="quickstart:gemma-3-270m", parameters=270e6,
+    ),
+    Throughput(
+        "transformers", "cpu", 60.2, QUICKSTART_MEASUREMENT,
+        "smollm2-135m-instruct, float32: the quickstart's 6,144-token budget twice (cold and warm cache) in 204 s "
+        "idle-equivalent (180 s and 24 s: runs on this shared machine vary that much)",
+        model="quickstart:smollm2-135m-instruct", parameters=135e6,
+    ),
     Throughput(
         "transformers", "cpu", 48.0, "measured: bench_generate.py, 2 CPU cores",
         "bench_generate.py --model quickstart:gemma-3-270m, 2 CPU threads, float32",
@@ -251,3 +270,93 @@ def _distance(entry: Throughput, parameters: float) -> float:
 
 def _file(entry: Throughput) -> str:
     return entry.source.removeprefix("measured:").strip()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The rest of a run: loading models, verifying, scoring, the analysis and the report. Generation is not all of a
+# run's time: on the quickstart, the first load of each packaged model (its GGUF de-quantised into the cache),
+# embedding and the report take as long as drawing the tokens.
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One cost besides drawing tokens: ``value`` (seconds, or items per second as the table says), ``source``
+    (``measured: ...`` or ``assumed``) and ``note`` (how it was measured, or why it is assumed)."""
+
+    value: float
+    source: str
+    note: str
+
+    @property
+    def measured(self) -> bool:
+        """True when the figure was measured."""
+        return self.source.startswith("measured")
+
+
+#: Seconds to load a packaged quickstart model: (first use, when its GGUF file is de-quantised into the cache;
+#: later uses, from the cache).
+QUICKSTART_LOAD_S: dict[str, tuple[Figure, Figure]] = {
+    "gemma-3-270m": (
+        Figure(56.0, QUICKSTART_MEASUREMENT, "GGUF de-quantised to safetensors, then loaded"),
+        Figure(4.0, QUICKSTART_MEASUREMENT, "loaded from the cache"),
+    ),
+    "smollm2-135m-instruct": (
+        Figure(13.0, QUICKSTART_MEASUREMENT, "GGUF de-quantised to safetensors, then loaded"),
+        Figure(3.0, QUICKSTART_MEASUREMENT, "loaded from the cache"),
+    ),
+}
+
+#: Seconds to load any other model, by (backend, device).
+LOAD_S: dict[tuple[str, str], Figure] = {
+    ("transformers", "cpu"): Figure(30.0, "assumed", "a small model from the hub cache; larger ones take longer"),
+    ("transformers", "gpu"): Figure(60.0, "assumed", "a 7B model in bfloat16 from the hub cache onto one GPU"),
+    ("vllm", "cpu"): Figure(23.0, "measured: bench_vllm.py, 2 CPU cores", "engine start, SmolLM2-135M"),
+    ("vllm", "gpu"): Figure(120.0, "assumed", "engine start with a 7B model from the hub cache (CUDA graphs)"),
+    ("openai", "server"): Figure(0.0, "assumed", "the server is already running"),
+}
+
+#: Samples verified per second, by verifier (the code verifiers run every sample in a sandbox).
+VERIFY_RATES: dict[str, Figure] = {
+    "gsm8k": Figure(400.0, QUICKSTART_MEASUREMENT, "the arithmetic task's short answers"),
+    "humaneval": Figure(35.7, "measured: bench_verify.py, 2 CPU cores", "4 sandboxes in parallel"),
+    "mbpp": Figure(35.7, "assumed", "as HumanEval (bench_verify.py): one sandboxed program per sample"),
+    "cruxeval": Figure(35.7, "assumed", "as HumanEval (bench_verify.py): one sandboxed program per sample"),
+    "math": Figure(20.0, "assumed", "symbolic equivalence (math-verify) of each answer"),
+    "ifeval": Figure(50.0, "assumed", "IFEval's instruction checks"),
+    "truthfulqa": Figure(1000.0, "assumed", "string containment"),
+}
+
+#: Texts embedded per second, by device (the packaged all-MiniLM-L6-v2 on CPU; larger embedders are slower).
+EMBED_RATES: dict[str, Figure] = {
+    "cpu": Figure(100.0, QUICKSTART_MEASUREMENT, "all-MiniLM-L6-v2 over the quickstart's outputs"),
+    "gpu": Figure(1000.0, "assumed", "a sentence embedder on one GPU"),
+}
+
+#: Seconds per prompt and metric (every subset of a prompt: all, correct, the curve levels), besides embedding.
+METRIC_S_PER_PROMPT = Figure(0.01, QUICKSTART_MEASUREMENT, "EAD, SBERT and Vendi over 8 outputs, every subset")
+
+#: Seconds per premise/hypothesis pair the NLI classifier reads, by device.
+NLI_S_PER_PAIR: dict[str, Figure] = {
+    "cpu": Figure(0.05, "assumed", "an MNLI classifier on CPU"),
+    "gpu": Figure(0.002, "assumed", "an MNLI classifier on one GPU"),
+}
+
+#: Seconds of the analysis and the report together (bootstraps, plots, the HTML), besides scoring.
+ANALYSIS_S = Figure(2.0, QUICKSTART_MEASUREMENT, "analyze and report of 2 checkpoints x 2 tasks")
+
+
+def machine_load() -> tuple[float, int] | None:
+    """This machine's 1-minute load average and the CPUs this process may use; None where the system cannot say."""
+    import os
+
+    try:
+        return os.getloadavg()[0], len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def cpu_slowdown(load: float, cores: int) -> float:
+    """How much slower CPU work that keeps ``cores`` CPUs busy runs on a machine whose other processes keep ``load``
+    CPUs busy (its load average) than on an idle one: ``(load + cores) / cores``; 1.0 below 1.25 (about idle)."""
+    factor = (load + cores) / max(cores, 1)
+    return factor if factor >= 1.25 else 1.0

@@ -19,8 +19,10 @@ embedder cannot tell from a different output of the same group (same embedding, 
 all-MiniLM reads as one unknown token): their diversity is understated. The total and a few examples are in
 ``settings["indistinguishable_texts"]``.
 
-Progress (:mod:`divtrace.progress`): ``embedding`` in texts; ``scoring <metric>`` in prompts, a few prompts per
-metric call (NLI in classifier pairs, reported by the metric per batch); ``<metric> across-input`` likewise.
+Progress (:class:`~divtrace.progress.ProgressEvent`, by step): ``loading models`` (nothing counted, once, before the
+first score); ``embedding`` in texts; ``<metric>`` in prompts, a few prompts per metric call (NLI in classifier
+pairs, reported by the metric per batch); ``<metric> across-input`` likewise. The caller fills in the stage and the
+unit (:func:`~divtrace.progress.scoped`).
 
 Which metric scores which group is decided from the metric and the task registry (never from a list of names):
 metrics not suitable for code skip code tasks, code-only metrics skip tasks known not to be code, answer metrics
@@ -42,7 +44,7 @@ import pandas as pd
 
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
-from divtrace.progress import PROMPTS, TEXTS, Progress, counter
+from divtrace.progress import PROMPTS, ProgressSink, emit, scoped
 from divtrace.samples import DEFAULT_TASK, SampleRecord
 from divtrace.samples.thinking import unclosed_count
 from divtrace.score.indistinguishable import IndistinguishableTally, indistinguishable_positions
@@ -370,7 +372,7 @@ class Scorer:
         verdicts: Verdicts | None = None,
         *,
         vocab_size: int | None = None,
-        progress: Progress | None = None,
+        progress: ProgressSink | None = None,
     ) -> ScoreResult:
         """Score ``records`` (see the module docstring for what is computed).
 
@@ -380,14 +382,16 @@ class Scorer:
             verdicts: per prompt, the samples' correctness and answers (``correct`` subset, answer metrics).
             vocab_size: the generator tokenizer's vocabulary size, for metrics that ask for it
                 (:attr:`needs_generator_vocab`: EAD with tokenizer ``generator``); recorded in the settings.
-            progress: :data:`divtrace.progress.Progress` callback ``(label, done, total, unit)``: ``embedding``
-                (texts), ``scoring <metric>`` (prompts; NLI: pairs) and ``<metric> across-input`` (prompts; NLI:
-                pairs), each announced with ``done`` 0 and its total (``embedding`` only when a text needs encoding).
+            progress: where :class:`~divtrace.progress.ProgressEvent` values go, by ``step``: ``loading models``
+                (before the first score only), ``embedding`` (texts), ``<metric>`` (prompts; NLI: pairs) and
+                ``<metric> across-input`` (prompts; NLI: pairs), each announced with ``done`` 0 and its total
+                (``embedding`` only when a text needs encoding). Stage and unit are left empty for the caller.
         """
         if not records:
             raise DivtraceError("no sample records to score")
-        report = progress
         records, unencodable = encodable_records(records)
+        if not self._prepared:
+            emit(progress, 0, None, "", step="loading models")
         self.prepare()
         context = ScoringContext(embeddings=self.embedder, code_embeddings=self.code_embedder, vocab_size=vocab_size)
         groups = self._groups(records, verdicts)
@@ -395,13 +399,13 @@ class Scorer:
         if uses_embeddings:
             assert self.embedder is not None
             every_text = [text for record in records for text in record.scored_texts()]
-            self.embedder.embed(every_text, progress=counter(report, "embedding", TEXTS))
+            self.embedder.embed(every_text, progress=scoped(progress, step="embedding"))
         confused = self._indistinguishable(groups) if uses_embeddings else {}
         rows: list[dict[str, Any]] = []
         across_rows: list[tuple[str, str, str, int, float]] = []
         for metric in self.metrics:
-            rows += self._score_metric(metric, groups, context, confused, report)
-            across_rows += self._across_input(metric, records, context, report)
+            rows += self._score_metric(metric, groups, context, confused, progress)
+            across_rows += self._across_input(metric, records, context, progress)
         per_prompt = pd.DataFrame(rows)
         if per_prompt.empty:
             per_prompt = pd.DataFrame(columns=PER_PROMPT_COLUMNS)
@@ -464,7 +468,7 @@ class Scorer:
         groups: list[_Group],
         context: ScoringContext,
         confused: dict[tuple[str, ...], list[int]],
-        progress: Progress | None,
+        progress: ProgressSink | None,
     ) -> list[dict[str, Any]]:
         applies = {task: _applies(metric, task) for task in {_cell(g.record)[1] for g in groups}}
         # answer metrics score cells whose verifier extracts answers (not IFEval's, which extracts none)
@@ -478,12 +482,11 @@ class Scorer:
         inputs: list[Sequence[Any]] = [g.texts if metric.input == "texts" else g.answers or () for g in eligible]
         if not inputs:
             return []
-        label = f"scoring {metric.name}"
+        own_progress = scoped(progress, step=metric.name)
         if metric.progress_unit is not None:
-            own = replace(context, progress=counter(progress, label, metric.progress_unit))
-            values, diagnostics = _score_inputs(metric, inputs, own)
+            values, diagnostics = _score_inputs(metric, inputs, replace(context, progress=own_progress))
         else:
-            values, diagnostics = _score_by_prompt(metric, eligible, inputs, context, progress, label)
+            values, diagnostics = _score_by_prompt(metric, eligible, inputs, context, own_progress)
         rows = []
         for index, (group, value) in enumerate(zip(eligible, values, strict=True)):
             checkpoint, task = _cell(group.record)
@@ -503,7 +506,7 @@ class Scorer:
         return rows
 
     def _across_input(
-        self, metric: Metric, records: Sequence[SampleRecord], context: ScoringContext, progress: Progress | None
+        self, metric: Metric, records: Sequence[SampleRecord], context: ScoringContext, progress: ProgressSink | None
     ) -> list[tuple[str, str, str, int, float]]:
         if metric.input != "texts":
             return []
@@ -522,17 +525,14 @@ class Scorer:
         if not chosen:
             return []
         inputs = [texts for _, texts in chosen]
-        label = f"{metric.name} across-input"
+        own_progress = scoped(progress, step=f"{metric.name} across-input")
         if metric.progress_unit is not None:
-            own = replace(context, progress=counter(progress, label, metric.progress_unit))
-            values, _ = _score_inputs(metric, inputs, own, diagnostics=False)
+            values, _ = _score_inputs(metric, inputs, replace(context, progress=own_progress), diagnostics=False)
         else:
             prompts = sum(len(texts) for texts in inputs)
-            if progress is not None:
-                progress(label, 0, prompts, PROMPTS)
+            emit(own_progress, 0, prompts, PROMPTS)
             values, _ = _score_inputs(metric, inputs, context, diagnostics=False)
-            if progress is not None:
-                progress(label, prompts, prompts, PROMPTS)
+            emit(own_progress, prompts, prompts, PROMPTS)
         return [(*cell, metric.name, len(texts), float(v)) for (cell, texts), v in zip(chosen, values, strict=True)]
 
 
@@ -551,15 +551,13 @@ def _score_by_prompt(
     eligible: list[_Group],
     inputs: list[Sequence[Any]],
     context: ScoringContext,
-    progress: Progress | None,
-    label: str,
+    progress: ProgressSink | None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Score ``inputs`` (the groups of ``eligible``, consecutive per prompt) :data:`PROMPTS_PER_CALL` prompts at a
-    time, reporting ``(label, prompts done, prompts, "prompts")`` before the first call and after each."""
+    time, reporting the prompts done (``prompts``) before the first call and after each."""
     prompt_of = np.cumsum([0] + [a.record is not b.record for a, b in itertools.pairwise(eligible)])
     prompts = int(prompt_of[-1]) + 1
-    if progress is not None:
-        progress(label, 0, prompts, PROMPTS)
+    emit(progress, 0, prompts, PROMPTS)
     values: list[np.ndarray] = []
     diagnostics: dict[str, list[np.ndarray]] = {}
     for first in range(0, prompts, PROMPTS_PER_CALL):
@@ -569,8 +567,7 @@ def _score_by_prompt(
         values.append(chunk_values)
         for name, array in chunk_diagnostics.items():
             diagnostics.setdefault(name, []).append(array)
-        if progress is not None:
-            progress(label, last, prompts, PROMPTS)
+        emit(progress, last, prompts, PROMPTS)
     return np.concatenate(values), {name: np.concatenate(arrays) for name, arrays in diagnostics.items()}
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from divtrace.fingerprint import files_fingerprint
 from divtrace.io_atomic import write_table_atomic
-from divtrace.progress import Progress, ProgressEvent, ProgressSink
+from divtrace.progress import ProgressSink
 from divtrace.runs.layout import RunLayout
 from divtrace.runs.markers import marker_for
 from divtrace.runs.stage import Stage, Unit, WorkItem
@@ -150,16 +150,9 @@ class Scoring:
         """The stored score table of one (checkpoint, task): per-prompt rows of every subset plus the across-input
         rows (see :func:`~divtrace.score.scorer.unit_table`)."""
         lookup = verdicts_from_table(payload.verdicts) if payload.verdicts is not None else None
-        result = self.scorer.score(payload.records, lookup, vocab_size=payload.vocab_size, progress=_scoring(progress))
+        result = self.scorer.score(payload.records, lookup, vocab_size=payload.vocab_size, progress=progress)
         return unit_table(result)
 
     def close(self) -> None:
         """Nothing to release (the models stay cached in the process)."""
 
-
-def _scoring(progress: ProgressSink | None) -> Progress | None:
-    """:meth:`Scorer.score`'s ``(label, done, total, count)`` callback as :class:`ProgressEvent` whose step is the
-    label. (An adapter until the scorer emits ProgressEvent itself.)"""
-    if progress is None:
-        return None
-    return lambda label, done, total, count: progress(ProgressEvent("", "", done, total, count, label))

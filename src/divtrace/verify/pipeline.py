@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import pandas as pd
 
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
+from divtrace.progress import SAMPLES, ProgressSink, emit, scoped
 from divtrace.samples import SampleRecord
 from divtrace.samples.thinking import split_record_thinking, unclosed_total
 from divtrace.stats import cell_k_levels, mean_pass_at_k
@@ -24,9 +25,6 @@ from divtrace.verify import Verdict, create_verifier, majority_rule, verifier_cl
 from divtrace.verify.aggregate import ifeval_accuracy, majority_correct, vote_key
 from divtrace.verify.base import PROMPT_FORM_KEY
 
-#: ``(task, done, total)`` callback counting samples (unit ``samples``): called with 0 before a (checkpoint, task)
-#: starts and after every batch of :data:`VERIFY_BATCH` samples.
-VerifyProgress = Callable[[str, int, int], None]
 #: Samples handed to a verifier at once (it verifies them in parallel): the granularity of progress.
 VERIFY_BATCH = 64
 
@@ -62,7 +60,7 @@ def verify_records(
     *,
     task: str | Task | None = None,
     data_dir: str | Path | None = None,
-    progress: VerifyProgress | None = None,
+    progress: ProgressSink | None = None,
     strip_thinking: bool = True,
     task_map: Mapping[str, str] | None = None,
 ) -> VerifyResult:
@@ -73,8 +71,9 @@ def verify_records(
         task: task name, task YAML file or :class:`Task` for every record (its ``name`` labels the rows).
         data_dir: where to find task data for records without ``references`` (imported samples): the
             references are then looked up by ``prompt_id`` in the task's data.
-        progress: ``(task, samples verified, samples)`` of each (checkpoint, task): 0 first, then after every
-            batch of :data:`VERIFY_BATCH` samples.
+        progress: where :class:`~divtrace.progress.ProgressEvent` values go: the samples verified (``samples``) of
+            each (checkpoint, task), its unit ``checkpoint/task``: 0 first, then after every batch of
+            :data:`VERIFY_BATCH` samples. The stage is left empty for the caller.
         strip_thinking: pass each record through :func:`~divtrace.samples.thinking.split_record_thinking` first
             (chain-of-thought removed as the study did where a record has no ``responses``; unclosed thinking
             flagged). False verifies the records as they are (e.g. already read with the setting wanted).
@@ -121,7 +120,7 @@ def verify_records(
         outputs = [text for record in group for text in record.scored_texts()]
         refs = [references[i] for i, record in enumerate(group) for _ in record.scored_texts()]
         try:
-            verdicts = _verify_in_chunks(chosen, outputs, refs, progress)
+            verdicts = _verify_in_chunks(chosen, outputs, refs, scoped(progress, unit=f"{checkpoint}/{label}"))
         except ValueError as error:  # references without the fields the verifier reads
             raise DivtraceError(_reference_problem(group, references, chosen, checkpoint, label, error)) from None
         position = 0
@@ -308,17 +307,15 @@ def _with_prompt_form(reference: dict[str, Any], record: SampleRecord) -> dict[s
 
 
 def _verify_in_chunks(
-    task: Task, outputs: list[str], references: list[dict[str, Any]], progress: VerifyProgress | None
+    task: Task, outputs: list[str], references: list[dict[str, Any]], progress: ProgressSink | None
 ) -> list[Verdict]:
     verifier = create_verifier(task.verifier or "")
     verdicts: list[Verdict] = []
-    if progress is not None:
-        progress(task.name, 0, len(outputs))
+    emit(progress, 0, len(outputs), SAMPLES)
     for start in range(0, len(outputs), VERIFY_BATCH):
         stop = start + VERIFY_BATCH
         verdicts.extend(verifier.verify_batch(outputs[start:stop], references[start:stop]))
-        if progress is not None:
-            progress(task.name, len(verdicts), len(outputs))
+        emit(progress, len(verdicts), len(outputs), SAMPLES)
     return verdicts
 
 

@@ -8,7 +8,7 @@ are verified), so on Ray each unit may run as its own task.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -16,7 +16,7 @@ import pandas as pd
 
 from divtrace.fingerprint import files_fingerprint
 from divtrace.io_atomic import write_table_atomic
-from divtrace.progress import SAMPLES, ProgressEvent, ProgressSink
+from divtrace.progress import SAMPLES, ProgressSink
 from divtrace.runs.layout import RunLayout
 from divtrace.runs.markers import marker_for
 from divtrace.runs.stage import Stage, Unit, WorkItem
@@ -109,21 +109,13 @@ class Verifying:
             payload.records,
             task=self.stage.task(payload.task),
             data_dir=self.stage.data_dir,
-            progress=_verified(progress),
+            progress=progress,
             strip_thinking=False,
         )
         return result.verdicts.assign(checkpoint=payload.checkpoint, task=payload.task)
 
     def close(self) -> None:
         """Nothing to release."""
-
-
-def _verified(progress: ProgressSink | None) -> Callable[[str, int, int], None] | None:
-    """:func:`~divtrace.verify.pipeline.verify_records`' ``(task, done, total)`` callback as :class:`ProgressEvent`
-    of samples. (An adapter until verify_records emits ProgressEvent itself.)"""
-    if progress is None:
-        return None
-    return lambda _task, done, total: progress(ProgressEvent("", "", done, total, SAMPLES))
 
 
 def not_verified_note(task: str, reason: str | None = None) -> str:

@@ -10,9 +10,10 @@ from typing import Any
 
 from divtrace.errors import DivtraceError
 from divtrace.generate.params import SamplingParams
-from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
+from divtrace.generate.protocol import Completion, GenerationRequest
 from divtrace.generate.rendering import RenderedInput, render_input
 from divtrace.generate.thinking import ThinkingMode
+from divtrace.progress import ProgressSink
 
 
 class GeneratorBase(abc.ABC):
@@ -37,10 +38,11 @@ class GeneratorBase(abc.ABC):
         self,
         requests: Sequence[GenerationRequest],
         params: SamplingParams,
-        progress: SampleProgress | None = None,
+        progress: ProgressSink | None = None,
     ) -> list[list[Completion]]:
-        """One :class:`Completion` per seed of each request, in order; ``progress(samples)`` is called as samples
-        are drawn. Raises DivtraceError if the backend drew another number of completions than seeds."""
+        """One :class:`Completion` per seed of each request, in order; ``progress`` gets the tokens of the call's
+        budget as they are drawn (the :class:`~divtrace.generate.protocol.Generator` contract). Raises DivtraceError
+        if the backend drew another number of completions than seeds."""
         results = self._draw(requests, params, progress)
         for request, completions in zip(requests, results, strict=True):
             if len(completions) != len(request.seeds):  # never reached: each backend returns one per seed
@@ -55,7 +57,7 @@ class GeneratorBase(abc.ABC):
 
     @abc.abstractmethod
     def _draw(
-        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: SampleProgress | None
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: ProgressSink | None
     ) -> list[list[Completion]]:
         """This backend's drawing (see :meth:`generate`)."""
 

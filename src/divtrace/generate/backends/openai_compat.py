@@ -38,10 +38,11 @@ import openai
 from divtrace.errors import DivtraceError, ModelLoadError
 from divtrace.generate.backends.base import GeneratorBase
 from divtrace.generate.params import SamplingParams, UnsupportedSamplingError
-from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
+from divtrace.generate.protocol import Completion, GenerationRequest
 from divtrace.generate.rendering import RenderedInput, chat_messages, render_input
 from divtrace.generate.stops import cut_at_stop
 from divtrace.generate.thinking import EMPTY_THINKING_BLOCK, THINK_CLOSE, THINK_OPEN, ThinkingMode, apply_thinking
+from divtrace.progress import TOKENS, ProgressSink, emit
 
 Endpoint = Literal["completions", "chat"]
 NMode = Literal["auto", "native", "separate"]
@@ -91,12 +92,18 @@ class _Run:
     params: SamplingParams
     semaphore: asyncio.Semaphore
     probe_lock: asyncio.Lock
-    progress: SampleProgress | None
+    progress: ProgressSink | None
+    #: Samples of the call (each counts ``params.max_new_tokens`` tokens of the budget when it arrives).
+    samples: int = 0
     extra_body: dict[str, Any] = field(default_factory=dict)
+    drawn: int = 0
 
     def advance(self, samples: int) -> None:
-        if self.progress is not None and samples:
-            self.progress(samples)
+        """``samples`` more arrived: report the call's budget tokens drawn so far."""
+        if samples:
+            self.drawn += samples
+            budget = self.params.max_new_tokens
+            emit(self.progress, self.drawn * budget, self.samples * budget, TOKENS)
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -368,15 +375,15 @@ class OpenAIGenerator(GeneratorBase):
     # ----- generation -----
 
     def _draw(
-        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: SampleProgress | None
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: ProgressSink | None
     ) -> list[list[Completion]]:
         """One :class:`Completion` per seed of each request, in order, drawn over concurrent HTTP requests.
 
         Synchronous for the caller: the requests run in an event loop of their own (see :func:`_run_sync`).
-        ``progress(samples)`` is called as samples arrive. Chat requests need ``messages`` (from :meth:`render`).
-        Raises UnsupportedSamplingError as :meth:`check` does, OpenAIServerError when a request fails after its
-        retries (the other requests in flight are cancelled), and DivtraceError when an answer cannot be a sample
-        (an unknown finish reason, more choices than asked).
+        ``progress`` gets the tokens of the call's budget as samples arrive. Chat requests need ``messages``
+        (from :meth:`render`). Raises UnsupportedSamplingError as :meth:`check` does, OpenAIServerError when a
+        request fails after its retries (the other requests in flight are cancelled), and DivtraceError when an
+        answer cannot be a sample (an unknown finish reason, more choices than asked).
         """
         self._ensure_open()
         self._check_supported(params)
@@ -389,7 +396,7 @@ class OpenAIGenerator(GeneratorBase):
         return _run_sync(lambda: self._generate_async(requests, params, progress))
 
     async def _generate_async(
-        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: SampleProgress | None
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: ProgressSink | None
     ) -> list[list[Completion]]:
         async with self._client() as client:
             run = _Run(
@@ -398,6 +405,7 @@ class OpenAIGenerator(GeneratorBase):
                 semaphore=asyncio.Semaphore(self.max_concurrency),
                 probe_lock=asyncio.Lock(),
                 progress=progress,
+                samples=sum(len(request.seeds) for request in requests),
                 extra_body=self._sampling_extra_body(params),
             )
             return await _gather_or_cancel([self._draw_request(run, request) for request in requests])

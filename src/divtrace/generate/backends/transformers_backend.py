@@ -23,8 +23,9 @@ from divtrace.generate.backends.base import TokenizerRendering
 from divtrace.generate.backends.nucleus import NucleusFilter
 from divtrace.generate.models import ResolvedModel, resolve_model
 from divtrace.generate.params import SamplingParams
-from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
+from divtrace.generate.protocol import Completion, GenerationRequest
 from divtrace.generate.stops import cut_at_stop
+from divtrace.progress import TOKENS, ProgressSink, emit
 
 if TYPE_CHECKING:
     import torch
@@ -72,6 +73,20 @@ class SeededRowSampler:
         tokens = torch.searchsorted(cdf, threshold, right=True).clamp_(max=cdf.shape[1] - 1)
         chosen = torch.full_like(scores, float("-inf"))
         return chosen.scatter_(1, tokens, 0.0)
+
+
+class StepReport:
+    """A logits processor that changes nothing and reports the decoding steps of one batch to ``progress``: tokens
+    of the call's budget, ``before`` plus ``rows`` per step taken, out of ``total``."""
+
+    def __init__(self, progress: ProgressSink, before: int, rows: int, total: int) -> None:
+        self.progress, self.before, self.rows, self.total = progress, before, rows, total
+        self.steps = 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.steps += 1  # called once per new token of every row
+        emit(self.progress, self.before + self.steps * self.rows, self.total, TOKENS)
+        return scores
 
 
 #: How this backend seeds samples, recorded on every sample (part of its key).
@@ -184,22 +199,33 @@ class TransformersGenerator(TokenizerRendering):
         }
 
     def _draw(
-        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: SampleProgress | None
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: ProgressSink | None
     ) -> list[list[Completion]]:
-        """One completion per seed of each request, in order; rows of all requests are batched together."""
+        """One completion per seed of each request, in order; rows of all requests are batched together.
+        Progress: tokens of the budget, per decoding step of each batch (its rows times the steps taken)."""
         rows = [(r, i) for r, request in enumerate(requests) for i in range(len(request.seeds))]
         results: list[list[Completion | None]] = [[None] * len(request.seeds) for request in requests]
+        budget = params.max_new_tokens
+        total = len(rows) * budget
+        emit(progress, 0, total, TOKENS)
         for start in range(0, len(rows), self.batch_size):
             batch = rows[start : start + self.batch_size]
             texts = [requests[r].rendered for r, _ in batch]
             seeds = [requests[r].seeds[i] for r, i in batch]
-            for (r, i), completion in zip(batch, self._generate_batch(texts, seeds, params), strict=True):
+            steps = StepReport(progress, start * budget, len(batch), total) if progress is not None else None
+            for (r, i), completion in zip(batch, self._generate_batch(texts, seeds, params, steps), strict=True):
                 results[r][i] = completion
-            if progress is not None:
-                progress(len(batch))
+            emit(progress, (start + len(batch)) * budget, total, TOKENS)
         return [[c for c in per_request if c is not None] for per_request in results]
 
-    def _generate_batch(self, texts: list[str], seeds: list[int], params: SamplingParams) -> list[Completion]:
+    def _generate_batch(
+        self,
+        texts: list[str],
+        seeds: list[int],
+        params: SamplingParams,
+        steps: StepReport | None = None,
+    ) -> list[Completion]:
+        """The completions of one batch; ``steps``, when given, reports each decoding step."""
         import torch
         from transformers import (
             GenerationConfig,
@@ -232,11 +258,14 @@ class TransformersGenerator(TokenizerRendering):
             pad_token_id=self.tokenizer.pad_token_id,
             stop_strings=list(params.stop) or None,
         )
+        processors = LogitsProcessorList([SeededRowSampler(uniforms, warpers, prompt_length)])
+        if steps is not None:
+            processors.insert(0, steps)
         with torch.inference_mode():
             output = self.model.generate(
                 **encoded,
                 generation_config=config,
-                logits_processor=LogitsProcessorList([SeededRowSampler(uniforms, warpers, prompt_length)]),
+                logits_processor=processors,
                 tokenizer=self.tokenizer if params.stop else None,
             )
         return [

@@ -16,9 +16,11 @@ drawn under other settings are never taken for these.
 from __future__ import annotations
 
 import gc
+import inspect
+import io
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from divtrace.errors import DivtraceError, ModelLoadError
@@ -27,7 +29,8 @@ from divtrace.generate.backends.base import TokenizerRendering
 from divtrace.generate.backends.options import DEFAULT_CPU_KV_CACHE_GIB, VLLMOptions
 from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams
-from divtrace.generate.protocol import Completion, GenerationRequest, SampleProgress
+from divtrace.generate.protocol import Completion, GenerationRequest
+from divtrace.progress import TOKENS, ProgressSink, emit
 
 
 def _platform() -> str:
@@ -139,9 +142,12 @@ class VLLMGenerator(TokenizerRendering):
         return list(self.tokenizer(rendered, add_special_tokens=add_special)["input_ids"])
 
     def _draw(
-        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: SampleProgress | None
+        self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: ProgressSink | None
     ) -> list[list[Completion]]:
-        """One vLLM request per sample (``n=1``, ``seed`` = the sample's seed), all in one engine call."""
+        """One vLLM request per sample (``n=1``, ``seed`` = the sample's seed), all in one engine call.
+
+        Progress: tokens of the budget, per finished request when this vLLM takes a progress-bar factory
+        (``use_tqdm`` callable), else all at once when the call returns."""
         from vllm import SamplingParams as VLLMSamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -163,7 +169,12 @@ class VLLMGenerator(TokenizerRendering):
                         **top_k,
                     )
                 )
-        outputs = iter(self.engine.generate(prompts, sampling, use_tqdm=False))
+        total = len(prompts) * params.max_new_tokens
+        emit(progress, 0, total, TOKENS)
+        bar: bool | Callable[..., Any] = False
+        if progress is not None and _takes_bar_factory(self.engine):
+            bar = _request_bar(progress, params.max_new_tokens, total)
+        outputs = iter(self.engine.generate(prompts, sampling, use_tqdm=bar))
         results: list[list[Completion]] = []
         for request in requests:
             completions = []
@@ -178,8 +189,7 @@ class VLLMGenerator(TokenizerRendering):
                     )
                 )
             results.append(completions)
-            if progress is not None:
-                progress(len(completions))
+        emit(progress, total, total, TOKENS)
         return results
 
     def close(self) -> None:
@@ -204,3 +214,30 @@ class VLLMGenerator(TokenizerRendering):
                 if done:
                     break
                 time.sleep(0.1)
+
+
+def _takes_bar_factory(engine: Any) -> bool:
+    """Whether ``engine.generate`` accepts a progress-bar factory as ``use_tqdm`` (newer vLLM), so that finished
+    requests can be counted during the call."""
+    try:
+        parameter = inspect.signature(engine.generate).parameters.get("use_tqdm")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and "Callable" in str(parameter.annotation)
+
+
+def _request_bar(progress: ProgressSink, tokens_per_request: int, total: int) -> Callable[..., Any]:
+    """The progress-bar factory vLLM makes its bar with: a tqdm writing nowhere whose updates (requests finished,
+    one sample each) go to ``progress`` as tokens of the budget."""
+    from tqdm import tqdm
+
+    class RequestBar(tqdm):  # type: ignore[misc]  # tqdm is untyped
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "file": io.StringIO(), "disable": False})
+
+        def update(self, n: float | None = 1) -> bool | None:
+            shown: bool | None = super().update(n)
+            emit(progress, min(int(self.n) * tokens_per_request, total), total, TOKENS)
+            return shown
+
+    return RequestBar

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
-from divtrace.progress import Counter
+from divtrace.progress import ProgressSink
 from divtrace.score.settings import FrozenSettings
 
 if TYPE_CHECKING:
@@ -31,13 +31,14 @@ class ScoringContext:
     when no metric needs them). ``vocab_size`` is the generator tokenizer's vocabulary size of the records being
     scored, when known and asked for (EAD's V with ``tokenizer: generator``, :attr:`Metric.needs_generator_vocab`).
     ``progress`` is set by the scorer, during one ``score_groups`` call, for a metric that reports its own progress
-    (:attr:`Metric.progress_unit`): the metric calls it with ``(done, total)`` in that unit as it works.
+    (:attr:`Metric.progress_unit`): the metric sends it :class:`~divtrace.progress.ProgressEvent` values counting
+    that unit as it works (the scorer fills in the step, the metric's name).
     """
 
     embeddings: EmbeddingStore | None = None
     code_embeddings: EmbeddingStore | None = None
     vocab_size: int | None = None
-    progress: Counter | None = None
+    progress: ProgressSink | None = None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 embeddings of ``texts``, one row each, in order."""

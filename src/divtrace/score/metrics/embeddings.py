@@ -17,7 +17,7 @@ import numpy as np
 
 from divtrace.cache import cache_dir
 from divtrace.errors import ModelLoadError
-from divtrace.progress import Counter
+from divtrace.progress import TEXTS, ProgressSink, emit
 from divtrace.score.content_key import content_key, resolve_model_location
 from divtrace.score.metrics.embedding_cache import EmbeddingCache, text_hash
 from divtrace.score.settings import EmbedderSettings
@@ -25,8 +25,6 @@ from divtrace.score.settings import EmbedderSettings
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-#: Progress callback: (texts encoded, texts to encode); kept for callers of the former name.
-ProgressFn = Counter
 
 _LOADED: dict[tuple[str, str | None], SentenceTransformer] = {}
 #: New vectors are written to the disk cache in transactions of this many texts (and at the end).
@@ -109,11 +107,12 @@ class EmbeddingStore:
         self.stats = EmbeddingStats()
         self._memory: dict[str, np.ndarray] = {}
 
-    def embed(self, texts: Sequence[str], progress: Counter | None = None) -> np.ndarray:
+    def embed(self, texts: Sequence[str], progress: ProgressSink | None = None) -> np.ndarray:
         """Embeddings of ``texts`` (rows in input order; shape (len(texts), dim)), computing only what is new.
 
-        ``progress(encoded, to_encode)`` counts texts: called with 0 before the encoder runs and after every
-        encoder batch; not called when nothing needs encoding (everything came from memory or the disk cache).
+        ``progress`` gets :class:`~divtrace.progress.ProgressEvent` values counting texts (``texts``, ``done`` of
+        the texts to encode): 0 before the encoder runs, then after every encoder batch; none when nothing needs
+        encoding (everything came from memory or the disk cache).
         """
         self.stats.requested += len(texts)
         unique = list(dict.fromkeys(texts))
@@ -126,7 +125,7 @@ class EmbeddingStore:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([self._memory[t] for t in texts])
 
-    def _fill(self, texts: list[str], progress: Counter | None) -> None:
+    def _fill(self, texts: list[str], progress: ProgressSink | None) -> None:
         hashes = [text_hash(t) for t in texts]
         on_disk = self.cache.get_many(self.model_key, hashes) if self.cache else {}
         self.stats.from_disk += len(on_disk)
@@ -140,11 +139,10 @@ class EmbeddingStore:
         if to_encode:
             self._encode(to_encode, progress)
 
-    def _encode(self, items: list[tuple[str, bytes]], progress: Counter | None) -> None:
+    def _encode(self, items: list[tuple[str, bytes]], progress: ProgressSink | None) -> None:
         model = load_sentence_transformer(self.settings)
         items.sort(key=lambda item: len(item[0]), reverse=True)  # similar lengths share a batch: less padding
-        if progress is not None:
-            progress(0, len(items))
+        emit(progress, 0, len(items), TEXTS)
         size = self.settings.batch_size
         unsaved: list[tuple[bytes, np.ndarray]] = []
         for start in range(0, len(items), size):
@@ -162,8 +160,7 @@ class EmbeddingStore:
             self.stats.encoded += len(batch)
             if len(unsaved) >= CACHE_FLUSH_TEXTS:
                 unsaved = self._save(unsaved)
-            if progress is not None:
-                progress(start + len(batch), len(items))
+            emit(progress, start + len(batch), len(items), TEXTS)
         self._save(unsaved)
 
     def _save(self, vectors: list[tuple[bytes, np.ndarray]]) -> list[tuple[bytes, np.ndarray]]:

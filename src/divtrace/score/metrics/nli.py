@@ -32,7 +32,7 @@ code scores every pair across inputs (``pairs_across: all``; the default 2,000 c
 
 Every premise/hypothesis pair of every group is collected first, identical pairs are classified once, and the
 classifier runs over them longest first in batches of ``NLISettings.batch_size``. Progress, when the scoring
-context carries a counter, is reported after every batch in premise/hypothesis pairs classified (unit ``pairs``).
+context carries a sink, is reported after every batch in premise/hypothesis pairs classified (count ``pairs``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from divtrace.errors import ModelLoadError
-from divtrace.progress import PAIRS, Counter
+from divtrace.progress import PAIRS, ProgressSink, emit
 from divtrace.score.metrics._base import STUDY_SOURCE, Metric, ScoringContext, ValueRange
 from divtrace.score.metrics._registry import register_metric
 from divtrace.score.settings import NLISettings
@@ -322,9 +322,8 @@ class NLIDiversity(Metric):
         """Diversity of each group, float64, in the order given (rules: module docstring).
 
         A group without a scorable pair (fewer than 2 texts, or fewer than 2 with a sentence) scores NaN.
-        ``last_stats`` records what was done. ``context.progress``, when set, is called with ``(classified,
-        to classify)`` distinct premise/hypothesis pairs: once with 0 before the classifier runs, then after every
-        batch.
+        ``last_stats`` records what was done. ``context.progress``, when set, gets events counting the distinct
+        premise/hypothesis pairs classified (``pairs``): 0 before the classifier runs, then after every batch.
         """
         settings = self.nli_settings
         by_pair = settings.pooling == "pairs"
@@ -385,12 +384,11 @@ class NLIDiversity(Metric):
             result[g] = 1.0 - float(np.mean(unit_sum / unit_count))
         return result
 
-    def _classify(self, pairs: list[tuple[str, str]], progress: Counter | None) -> tuple[np.ndarray, int]:
+    def _classify(self, pairs: list[tuple[str, str]], progress: ProgressSink | None) -> tuple[np.ndarray, int]:
         """P(entailment) - P(contradiction) of each (premise, hypothesis), float64, and the number of batches;
-        ``progress(done, len(pairs))`` before the first batch and after each."""
+        progress in pairs before the first batch and after each."""
         scores = np.empty(len(pairs), dtype=np.float64)
-        if progress is not None:
-            progress(0, len(pairs))
+        emit(progress, 0, len(pairs), PAIRS)
         if not pairs:
             return scores, 0
         import torch
@@ -414,6 +412,5 @@ class NLIDiversity(Metric):
                 probabilities = torch.softmax(logits.double(), dim=-1).cpu().numpy()
                 scores[batch] = probabilities[:, loaded.entailment] - probabilities[:, loaded.contradiction]
                 done += len(batch)
-                if progress is not None:
-                    progress(done, len(pairs))
+                emit(progress, done, len(pairs), PAIRS)
         return scores, len(batches)
