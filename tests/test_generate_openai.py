@@ -469,14 +469,11 @@ def test_server_that_keeps_failing_raises_after_the_retry_budget() -> None:
         generator = OpenAIGenerator("m", base_url=failing.base_url, n_mode="separate", max_retries=2)
         params = PARAMS.model_copy(update={"k": 1})
         requests = [GenerationRequest("q0", "Hi", "Hi", (1,))]
-        started = time.monotonic()
         with pytest.raises(OpenAIServerError, match=r"HTTP 503 on /completions after 3 attempt\(s\)") as caught:
             generator.generate(requests, params)
-        elapsed = time.monotonic() - started
     assert isinstance(caught.value, DivtraceError)
     assert (caught.value.status_code, caught.value.attempts) == (503, 3)
     assert failing.posts == [503, 503, 503]
-    assert elapsed < 10
 
 
 def test_unreachable_server_and_request_timeout_raise_clear_errors() -> None:
@@ -492,10 +489,8 @@ def test_unreachable_server_and_request_timeout_raise_clear_errors() -> None:
 
     with FlakyServer([], default="hang", hang_s=3.0) as hanging:
         slow = OpenAIGenerator("m", base_url=hanging.base_url, timeout=0.3, max_retries=1)
-        started = time.monotonic()
         with pytest.raises(OpenAIServerError, match=r"timed out \(0.3 s\) on each of 2 attempt"):
-            slow.generate(requests, params)
-        assert time.monotonic() - started < 3
+            slow.generate(requests, params)  # the client's 0.3 s timeout fired, twice, before the server's 3 s hang
     assert hanging.posts == [0, 0]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import nltk
@@ -11,6 +10,7 @@ import pytest
 
 from divtrace.verify import create_verifier
 from divtrace.verify.ifeval import IFEvalVerifier, _punkt_tab_files, _write_punkt_tab, official_kwargs
+from tests.guards import hang_guard
 
 # The kwargs fields of a google/IFEval row: every row carries all of them, None where unused.
 KWARG_KEYS = [
@@ -218,11 +218,10 @@ def test_missing_kwargs_are_flagged(verifier: IFEvalVerifier) -> None:
 
 def test_hostile_outputs_never_raise(verifier: IFEvalVerifier) -> None:
     outputs = ["\x00\ufffd" * 1000, "*" * 10_000, "\n" * 5000, ("Word, " * 40_000)[:200_000], "<<" * 5000]
-    start = time.perf_counter()
-    for row in (NOTE, FRUITS, TITLED, RIVER, REPEAT):
-        verdicts = verifier.verify_batch(outputs, [row] * len(outputs))
-        assert len(verdicts) == len(outputs)
-    assert time.perf_counter() - start < 20
+    with hang_guard():
+        for row in (NOTE, FRUITS, TITLED, RIVER, REPEAT):
+            verdicts = verifier.verify_batch(outputs, [row] * len(outputs))
+            assert len(verdicts) == len(outputs)
 
 
 def test_punkt_model_is_available_offline(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from divtrace.verify.math import (
     math_gold,
     normalize_number,
 )
+from tests.guards import hang_guard
 
 GSM8K_SOLUTION = (
     "Janet sells 16 - 3 - 4 = <<16-3-4=9>>9 duck eggs a day.\n"
@@ -115,12 +115,11 @@ def test_normalize_number() -> None:
 
 
 def test_boxes_are_found_in_linear_time_on_hostile_text() -> None:
-    start = time.perf_counter()
-    assert last_boxed("\\boxed{" * 50_000) is None
-    assert first_boxed("\\boxed{" * 50_000) is None
-    assert last_boxed("{" * 300_000 + "\\boxed{7}") == "7"
-    assert first_boxed("{" * 300_000 + "\\boxed{7} \\boxed{8}") == "7"
-    assert time.perf_counter() - start < 2
+    with hang_guard():  # quadratic scanning of these strings would take hours
+        assert last_boxed("\\boxed{" * 50_000) is None
+        assert first_boxed("\\boxed{" * 50_000) is None
+        assert last_boxed("{" * 300_000 + "\\boxed{7}") == "7"
+        assert first_boxed("{" * 300_000 + "\\boxed{7} \\boxed{8}") == "7"
 
 
 # ------------------------------------------------------------------------------------------------ GSM8K
@@ -186,9 +185,9 @@ def test_gsm8k_thousands_separators() -> None:
 
 def test_gsm8k_hostile_outputs() -> None:
     verifier = GSM8KVerifier()
-    start = time.perf_counter()
-    verdicts = verifier.verify_batch(["1" * 1_000_000, "\x00\ufffd####", "-" * 10_000, "9" * 60], [{"answer": 5}] * 4)
-    assert time.perf_counter() - start < 5
+    hostile = ["1" * 1_000_000, "\x00\ufffd####", "-" * 10_000, "9" * 60]
+    with hang_guard():
+        verdicts = verifier.verify_batch(hostile, [{"answer": 5}] * 4)
     assert [v.correct for v in verdicts] == [False] * 4
     assert verdicts[0].detail == "number too long"
     assert verdicts[1].extracted is None
@@ -289,9 +288,8 @@ def test_math_garbage_and_huge_inputs_do_not_hang() -> None:
         "\\boxed{\\fra{1}{2}}",
         "\\boxed{10^{10^{10}}}",
     ]
-    start = time.perf_counter()
-    verdicts = verifier.verify_batch(outputs, [HALF] * len(outputs))
-    assert time.perf_counter() - start < 15
+    with hang_guard():
+        verdicts = verifier.verify_batch(outputs, [HALF] * len(outputs))
     assert not any(v.correct for v in verdicts)
     assert verdicts[4].detail == "answer too long to parse"
     assert verdicts[7].detail is not None and "timed out" in verdicts[7].detail

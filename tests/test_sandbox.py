@@ -119,10 +119,8 @@ def test_fork_bomb_is_bounded_and_cleaned_up(isolation: str) -> None:
     code = (
         name_process(token) + "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     )
-    start = time.monotonic()
     result = run_python(code, SandboxLimits(timeout_s=1.0, max_processes=16), isolation=isolation)
-    assert result.status in ("timeout", "killed", "error")
-    assert time.monotonic() - start < 8
+    assert result.status in ("timeout", "killed", "error")  # bounded: the limit ended it
     assert token not in process_names()
     assert run_python("print('still fine')", isolation=isolation).stdout == "still fine\n"
 
@@ -309,13 +307,15 @@ def test_working_directory_is_private_and_removed(isolation: str) -> None:
 
 
 def test_parallel_runs(isolation: str) -> None:
-    codes = [f"import time\ntime.sleep(0.6)\nprint({i})" for i in range(4)]
-    start = time.monotonic()
-    results = run_many(codes, SandboxLimits(timeout_s=10), workers=4, isolation=isolation)
-    elapsed = time.monotonic() - start
-    assert [r.stdout for r in results] == ["0\n", "1\n", "2\n", "3\n"]
+    # Each program prints its index and when it was sleeping; with 4 workers the four sleeps overlap (one after
+    # the other, each would start after the previous one ended). Overlap is asserted, not a duration.
+    codes = [f"import time\nt0 = time.time()\ntime.sleep(1.0)\nprint({i}, t0, time.time())" for i in range(4)]
+    results = run_many(codes, SandboxLimits(timeout_s=30), workers=4, isolation=isolation)
     assert all(r.status == "ok" for r in results)
-    assert elapsed < 2.3  # four 0.6 s sleeps overlapped (one after the other: 2.4 s and more)
+    spans = [r.stdout.split() for r in results]
+    assert [int(span[0]) for span in spans] == [0, 1, 2, 3]  # results in input order
+    starts, ends = [float(span[1]) for span in spans], [float(span[2]) for span in spans]
+    assert max(starts) < min(ends)  # all four were asleep at the same moment
     assert run_many([], isolation=isolation) == []
 
 
