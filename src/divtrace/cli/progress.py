@@ -93,20 +93,23 @@ class _Count(ProgressColumn):
 
 
 class _Rate(ProgressColumn):
-    """``48.20 tokens/s`` in the step's count, from rich's estimate; blank until there is one, and once closed."""
+    """``48.20 tokens/s`` in the step's count: the step's own rate since it began (:meth:`_Step.rate`, the same
+    figure the plain lines print), set with every update; blank before any progress, and once closed."""
 
     def render(self, task: Task) -> Text:
         count = task.fields.get("count") or "items"
-        if task.speed is None or task.fields.get("closed"):
+        rate = task.fields.get("rate")
+        if rate is None or task.fields.get("closed"):
             return Text("")
-        return Text(f"{task.speed:,.2f} {count}/s", style="progress.data.speed")
+        return Text(f"{rate:,.2f} {count}/s", style="progress.data.speed")
 
 
 class _Eta(ProgressColumn):
     def render(self, task: Task) -> Text:
-        if task.fields.get("closed") or task.total is None or task.speed is None or not task.speed:
+        rate = task.fields.get("rate")
+        if task.fields.get("closed") or task.total is None or not rate:
             return Text("")
-        return Text(f"ETA {format_duration(max(0.0, task.total - task.completed) / task.speed)}", style="cyan")
+        return Text(f"ETA {format_duration(max(0.0, task.total - task.completed) / rate)}", style="cyan")
 
 
 class _Elapsed(ProgressColumn):
@@ -219,12 +222,17 @@ class ProgressDisplay:
                     assert state.task is not None
                     # a new step: its rate and ETA start afresh (reset keeps the fields, update sets them)
                     self._progress.reset(state.task, total=event.total, completed=event.done)
-                    self._progress.update(state.task, what=step.what, count=event.count, counts=step.counts())
+                    self._progress.update(
+                        state.task, what=step.what, count=event.count, counts=step.counts(), rate=None
+                    )
                     return
             step.done, step.total = event.done, event.total
             if self._progress is not None:
                 assert state.task is not None
-                self._progress.update(state.task, total=event.total, completed=event.done, counts=step.counts())
+                self._progress.update(
+                    state.task, total=event.total, completed=event.done, counts=step.counts(),
+                    rate=step.rate(time.monotonic()),
+                )  # fmt: skip
                 return
             now = time.monotonic()
             if state.printed is None or now - state.printed >= self.line_interval_s:
@@ -236,7 +244,7 @@ class ProgressDisplay:
         if self._progress is not None:
             state.task = self._progress.add_task(
                 "", total=None, stage=name, what="", count="", counts="", started=state.started, ended=None,
-                closed=False,
+                closed=False, rate=None,
             )  # fmt: skip
         return state
 
