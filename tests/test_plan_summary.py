@@ -12,9 +12,10 @@ import pytest
 
 from divtrace.generate.models import QUICKSTART_MODELS
 from divtrace.plan.rows import plan_study, plan_without_data
-from divtrace.plan.summary import FRAME_COLUMNS, PlanSummary, checkpoint_device, summarize_plan
+from divtrace.plan.summary import FRAME_COLUMNS, PlanSummary, batched_tokens, checkpoint_device, summarize_plan
 from divtrace.plan.throughput import (
     QUICKSTART_LOAD_S,
+    RATE_ROWS,
     THROUGHPUTS,
     Throughput,
     cpu_slowdown,
@@ -24,7 +25,7 @@ from divtrace.plan.throughput import (
 )
 from divtrace.progress import format_duration
 from divtrace.runs.layout import RunLayout
-from divtrace.study import STARTER_STUDY, CheckpointSpec, load_study
+from divtrace.study import STARTER_STUDY, CheckpointSpec, load_study, small_quickstart_study
 from divtrace.study.planned import plan_tasks
 
 
@@ -241,3 +242,17 @@ def test_cpu_work_is_slowed_by_the_machines_load() -> None:
     olmo_rows = plan_without_data(olmo)
     gpu = [summarize_plan(olmo, olmo_rows, cuda_available=False, slowdown=s).seconds for s in (1.0, 3.0)]
     assert gpu[0] == gpu[1]
+
+
+def test_small_transformers_batches_cost_as_much_as_full_ones() -> None:
+    """On a CPU a decoding step costs about the same with 6 rows as with 32 (the rates' batch): a shard of a few
+    rows counts as a full batch; full batches count exactly their tokens; vLLM's continuous batching is not padded."""
+    small = small_quickstart_study(3, 3, 8, shard_size=2)  # shards of 2 and 1 prompts: 6 and 3 rows, 8 tokens
+    row = plan_without_data(small)[0]
+    spec = small.checkpoints[0]
+    assert row.max_tokens == 72 and batched_tokens(row, small.shard_size, spec.options) == 2 * RATE_ROWS * 8
+    quickstart = load_study("quickstart")  # 8 prompts x K=8 per shard: two full batches of 32
+    full = plan_without_data(quickstart)[0]
+    assert batched_tokens(full, quickstart.shard_size, quickstart.checkpoints[0].options) == full.max_tokens
+    vllm = CheckpointSpec(name="v", model="m", backend="vllm")
+    assert batched_tokens(row, small.shard_size, vllm.options) == row.max_tokens

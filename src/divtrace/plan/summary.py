@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from divtrace.generate.backends.options import OpenAIOptions
+from divtrace.generate.backends.options import BackendOptions, OpenAIOptions, TransformersOptions
 from divtrace.plan.cost import replica_gpus
 from divtrace.plan.rows import PlanRow
 from divtrace.plan.throughput import (
@@ -24,6 +24,7 @@ from divtrace.plan.throughput import (
     METRIC_S_PER_PROMPT,
     NLI_S_PER_PAIR,
     QUICKSTART_LOAD_S,
+    RATE_ROWS,
     THROUGHPUTS,
     VERIFY_RATES,
     Figure,
@@ -243,7 +244,8 @@ def summarize_plan(
     for row in rows:
         spec, rate = specs[row.checkpoint], rates[row.checkpoint]
         device = checkpoint_device(spec, cuda_available)
-        seconds = 0.0 if row.done else row.max_tokens / rate.tokens_per_s * (slowdown if device == "cpu" else 1.0)
+        tokens = batched_tokens(row, study.shard_size, spec.options)
+        seconds = 0.0 if row.done else tokens / rate.tokens_per_s * (slowdown if device == "cpu" else 1.0)
         on_gpu = device == "gpu"
         gpu_hours = seconds * replica_gpus(study, spec) / 3600 if on_gpu else 0.0
         estimates.append(RowEstimate(row, rate, seconds, gpu_hours))
@@ -262,6 +264,22 @@ def summarize_plan(
     return PlanSummary(
         study.name, tuple(estimates), tuple(subtotals), (*dict.fromkeys(notes), UPPER_BOUND_NOTE), stages, slowdown
     )
+
+
+def batched_tokens(row: PlanRow, shard_size: int, options: BackendOptions) -> int:
+    """The token cap of ``row`` as its backend pays for it. For transformers, each batch (a shard's rows, at most
+    the backend's ``batch_size`` of them) decodes ``max_new_tokens`` steps, and a step costs about as much with a few
+    rows as with the :data:`~divtrace.plan.throughput.RATE_ROWS` rows its rate was measured with: a batch counts at
+    least that many rows, so full batches count exactly their tokens. Other backends: ``row.max_tokens``."""
+    if not isinstance(options, TransformersOptions):
+        return row.max_tokens
+    batch = options.batch_size
+    rows_per_shard = [min(shard_size, row.prompts - start) * row.k for start in range(0, row.prompts, shard_size)]
+    counted = 0
+    for rows in rows_per_shard:
+        full, rest = divmod(rows, batch)
+        counted += full * max(batch, RATE_ROWS) + (max(rest, RATE_ROWS) if rest else 0)
+    return counted * row.max_new_tokens
 
 
 def other_stages(study: Study, rows: list[PlanRow], cuda_available: bool, slowdown: float) -> tuple[StageEstimate, ...]:

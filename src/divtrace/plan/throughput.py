@@ -99,6 +99,11 @@ THROUGHPUTS: tuple[Throughput, ...] = (
     Throughput("openai", "server", 500.0, "assumed", "a served model: depends entirely on the server"),
 )  # fmt: skip
 
+#: Rows per batch the transformers rates were measured with (32): on a CPU, a decoding step costs about as much with
+#: fewer rows (the vocabulary-wide work of a step does not shrink with the batch), so a smaller batch counts as this
+#: many rows in the plan (:func:`divtrace.plan.summary.batched_tokens`).
+RATE_ROWS = 32
+
 #: Size classes by parameter count (upper bounds), for matching a rate measured on one model to another.
 SIZE_CLASSES: tuple[tuple[float, str], ...] = (
     (1e9, "<1B"),
