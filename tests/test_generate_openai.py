@@ -37,6 +37,7 @@ from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams, UnsupportedSamplingError, sample_seed
 from divtrace.generate.protocol import Completion, GenerationRequest
 from divtrace.generate.thinking import EMPTY_THINKING_BLOCK, ThinkingMode
+from divtrace.progress import ProgressEvent
 from divtrace.samples import read_samples
 
 MODEL = "quickstart:smollm2-135m-instruct"
@@ -289,6 +290,15 @@ def assert_one_per_seed(requests: list[GenerationRequest], results: list[list[Co
         assert len(set(texts)) == k, texts  # K distinct samples
 
 
+def samples_reported(events: list[ProgressEvent], max_new_tokens: int) -> int:
+    """The samples a generate call's progress reported: its events count tokens of the budget (max_new_tokens per
+    sample), never decreasing, ending at the call's whole budget."""
+    assert events and all(event.count == "tokens" for event in events)
+    dones = [event.done for event in events]
+    assert dones == sorted(dones) and events[-1].done == events[-1].total
+    return events[-1].done // max_new_tokens
+
+
 # ----- completions endpoint (transformers serve) -----
 
 
@@ -307,10 +317,10 @@ def test_completions_endpoint_draws_k_distinct_samples(tserve: ServerProcess, mo
     assert effective["endpoint"] == "completions" and effective["tokenizer"] == MODEL
 
     requests = requests_for(generator, PARAMS, PROMPTS[:2])
-    done: list[int] = []
-    results = generator.generate(requests, PARAMS, done.append)
+    events: list[ProgressEvent] = []
+    results = generator.generate(requests, PARAMS, events.append)
     assert_one_per_seed(requests, results, PARAMS.k)
-    assert sum(done) == 2 * PARAMS.k
+    assert samples_reported(events, PARAMS.max_new_tokens) == 2 * PARAMS.k
     for completion in (c for per in results for c in per):
         # transformers serve reports honest finish reasons and a per-request token count
         assert completion.output_tokens is not None and 1 <= completion.output_tokens <= PARAMS.max_new_tokens
@@ -388,10 +398,10 @@ def test_chat_endpoint_draws_k_distinct_samples_and_records_effective_params(kat
     requests = requests_for(generator, params, PROMPTS[:2])
     assert requests[0].messages == ({"role": "user", "content": "Write one line about the sea."},)
     assert requests[0].rendered == "<|user|>\nWrite one line about the sea.\n<|assistant|>\n"
-    done: list[int] = []
-    results = generator.generate(requests, params, done.append)
+    events: list[ProgressEvent] = []
+    results = generator.generate(requests, params, events.append)
     assert_one_per_seed(requests, results, params.k)
-    assert sum(done) == 2 * params.k
+    assert samples_reported(events, params.max_new_tokens) == 2 * params.k
     for completion in (c for per in results for c in per):
         # llm-katan ignores stop: the text is cut here, and the server's token count no longer applies
         assert "\n\n" not in completion.text
@@ -407,12 +417,12 @@ def test_server_ignoring_n_is_detected_during_generation(katan: ServerProcess) -
         )
         params = PARAMS.model_copy(update={"k": 3, "max_new_tokens": 8})
         requests = requests_for(generator, params, PROMPTS)
-        done: list[int] = []
-        results = generator.generate(requests, params, done.append)
+        events: list[ProgressEvent] = []
+        results = generator.generate(requests, params, events.append)
         assert generator.check(params)["n_handling"] == "separate"  # remembered: no new probe
     assert generator.n_support() == (False, "server ignored n: 1 choice(s) for n=3")
     assert_one_per_seed(requests, results, 3)
-    assert sum(done) == 9
+    assert samples_reported(events, params.max_new_tokens) == 9
     # one n=3 request (its single answer discarded), then 3 x 3 single requests; no probe, no other n=3 request
     assert counting.posts == [200] * 10
 
