@@ -9,6 +9,7 @@ or not a number) is an en dash.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -48,22 +49,22 @@ def plain(value: Any, digits: int = 1) -> str:
 
 def signed_pct_ci(value: Any, low: Any, high: Any, digits: int = 1) -> str:
     """A change in percent units: ``-62.0% [-65.0, -59.0]`` (``+4.0%`` without a CI); an en dash when missing."""
-    if missing(value):
-        return DASH
-    text = f"{signed(value, digits)}%"
-    if missing(low) or missing(high):
-        return text
-    return f"{text} [{signed(low, digits)}, {signed(high, digits)}]"
+    return _percent_ci(signed, value, low, high, digits)
 
 
 def pct_ci(value: Any, low: Any, high: Any, digits: int = 1) -> str:
     """A level in percent units: ``62.5% [58.1, 66.0]`` (``62.5%`` without a CI); an en dash when missing."""
+    return _percent_ci(plain, value, low, high, digits)
+
+
+def _percent_ci(number: Callable[[Any, int], str], value: Any, low: Any, high: Any, digits: int) -> str:
+    """``value%`` and ``[low, high]`` written by ``number``; the CI left out when either end is missing."""
     if missing(value):
         return DASH
-    text = f"{plain(value, digits)}%"
+    text = f"{number(value, digits)}%"
     if missing(low) or missing(high):
         return text
-    return f"{text} [{plain(low, digits)}, {plain(high, digits)}]"
+    return f"{text} [{number(low, digits)}, {number(high, digits)}]"
 
 
 def share_ci(value: Any, low: Any, high: Any) -> str:

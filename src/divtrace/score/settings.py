@@ -133,6 +133,10 @@ class NLISettings(ModelSettings):
     device: str | None = None
 
 
+#: EAD ``tokenizer`` value that takes V from each checkpoint's own generator tokenizer (known to ``divtrace run``).
+GENERATOR_TOKENIZER = "generator"
+
+
 class EADSettings(FrozenSettings):
     """Where EAD's vocabulary size V comes from: ``vocab_size`` when given, else the size of ``tokenizer``'s
     vocabulary (a Hugging Face tokenizer id or path; ``generator``: each checkpoint's own generator tokenizer),
@@ -143,4 +147,4 @@ class EADSettings(FrozenSettings):
 
     def model_reference(self) -> tuple[str, str | None] | None:
         """The tokenizer, when one is named (its files decide V); None for ``generator`` (the checkpoints' own)."""
-        return (self.tokenizer, None) if self.tokenizer and self.tokenizer != "generator" else None
+        return (self.tokenizer, None) if self.tokenizer and self.tokenizer != GENERATOR_TOKENIZER else None

@@ -12,15 +12,13 @@ from divtrace.errors import DivtraceError, ModelLoadError
 from divtrace.score.metrics._base import STUDY_SOURCE, Metric, ScoringContext, ValueRange
 from divtrace.score.metrics._registry import register_metric
 from divtrace.score.metrics.ngrams import WORDS_RULE, ngram_counts
-from divtrace.score.settings import EADSettings
+from divtrace.score.settings import GENERATOR_TOKENIZER, EADSettings
 
 #: EAD's V unless a study or a command sets another: GPT-2's vocabulary size. The study's reference code meant to
 #: read V from the generator's tokenizer, but its diversity settings never name a model, so every published EAD used
 #: this fallback, for every checkpoint (docs/fidelity.md). EAD counts whitespace words, so one fixed V also keeps
 #: EAD comparable across model families.
 DEFAULT_VOCAB_SIZE = 50257
-#: ``tokenizer`` value that takes V from each checkpoint's own generator tokenizer (known to ``divtrace run``).
-GENERATOR_TOKENIZER = "generator"
 
 
 @lru_cache(maxsize=8)
