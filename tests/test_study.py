@@ -169,7 +169,7 @@ def test_dry_run_without_task_data_plans_from_the_study(tmp_path: Path) -> None:
     assert lines[2].startswith("  generation ~") and "model loading ~" in lines[2] and "score ~" in lines[2]
     # then the notes that matter: the task data is a short note (no hub error text), the assumed rate
     data = next(i for i, line in enumerate(lines) if line.startswith("note: task data is not available here"))
-    assert "--data-dir" in " ".join(lines[data : data + 3]) and "Provide it offline" not in plan.stdout
+    assert "DIVTRACE_DATA_DIR" in " ".join(lines[data : data + 3]) and "Provide it offline" not in plan.stdout
     assert "Traceback" not in plan.stderr and "Couldn't reach" not in plan.stderr + plan.stdout
     assert "note: no measured rate for 7B on vllm/gpu; assumed 2,500 tok/s" in plan.stdout
     # then one line per checkpoint, each at the assumed vLLM GPU rate, which says it is assumed

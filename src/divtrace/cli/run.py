@@ -78,7 +78,8 @@ def run(
             raise
         data_note = (
             f"task data is not available here ({_first_sentence(str(err))}), so the plan counts each task's N; "
-            "--data-dir DIR reads it offline (divtrace tasks show NAME says how to get it)"
+            "offline, a study's data_dir or DIVTRACE_DATA_DIR names a directory of TASK.jsonl files (divtrace tasks "
+            "show NAME says how to make one)"
         )
         rows = plan_without_data(chosen)
     _print_plan(chosen, directory, rows, dry_run, output_format, detail, data_note)
