@@ -1,7 +1,7 @@
 """Run model-written code, treated as hostile input, in a throwaway sandbox (docs/sandbox.md).
 
 Two programs: ``supervisor`` runs inside the sandbox with ``python -I -S`` and may import the standard library only
-(tests/test_sandbox_layout.py enforces it); ``host`` is the API divtrace calls.
+(tests/sandbox/test_layout.py enforces it); ``host`` is the API divtrace calls.
 """
 
 from divtrace.sandbox.host import (

@@ -1,7 +1,7 @@
 """The sandbox supervisor: the program that runs inside the sandbox, one process per run.
 
 It is loaded by :mod:`divtrace.sandbox.host` with ``python -I -S``, so it may import the standard library only, and
-few modules of it (it starts once per run); tests/test_sandbox_layout.py checks this. The supervisor prepares the
+few modules of it (it starts once per run); tests/sandbox/test_layout.py checks this. The supervisor prepares the
 sandbox, forks the program (``main.py`` in an empty working directory) with resource limits and without privileges,
 waits for it and reports how it ended on a private pipe. The best isolation the machine allows is chosen once per
 process (see :func:`divtrace.sandbox.sandbox_capabilities`):

@@ -26,7 +26,7 @@ from divtrace.generate.thinking import (
 
 
 def test_split_thinking_of_generated_outputs() -> None:
-    """The generator's cases (the full rule is tested in test_thinking.py)."""
+    """The generator's cases (the full rule is tested in tests/generate/test_thinking.py)."""
     assert split_thinking("<think>\nhmm, 2+2\n</think>\n\nIt is 4.") == ("It is 4.", "hmm, 2+2", False)
     assert split_thinking("hmm, 2+2</think>It is 4.", opened_in_prompt=True) == ("It is 4.", "hmm, 2+2", False)
     # the budget ran out while thinking: the text is kept (not emptied) and flagged

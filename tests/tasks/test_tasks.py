@@ -14,7 +14,7 @@ from divtrace.samples import read_samples
 from divtrace.tasks import all_tasks, get_task, load_prompts, task_names
 from divtrace.tasks.sources import read_table_rows
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "tasks"
 
 STUDY_N = {
     "tldr": 500, "cnn_dailymail": 500, "xsum": 500, "humaneval": 164, "mbpp": 500, "cruxeval": 500, "gsm8k": 500,
@@ -26,7 +26,7 @@ STUDY_N = {
 def test_the_study_tasks_and_their_defaults() -> None:
     assert task_names()[:15] == list(STUDY_N)
     assert {t.name: t.default_n for t in all_tasks() if t.name in STUDY_N} == STUDY_N
-    # prompts, stops and token caps: tests/test_task_fidelity.py
+    # prompts, stops and token caps: tests/tasks/test_fidelity.py
     verifiable = {t.name: t.verifier for t in all_tasks() if t.verifiable and t.name in STUDY_N}  # not YAML ones
     assert verifiable == {
         "humaneval": "humaneval", "mbpp": "mbpp", "cruxeval": "cruxeval", "gsm8k": "gsm8k",
@@ -123,7 +123,7 @@ def test_the_quickstart_tasks_are_registered_and_listed() -> None:
 
 
 def test_cli_tasks_list_and_show() -> None:
-    env = {"COLUMNS": "200", "PATH": "", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {"COLUMNS": "200", "PATH": "", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     listing = subprocess.run([sys.executable, "-m", "divtrace.cli", "tasks"], capture_output=True, text=True,
                              env=env, check=True)  # fmt: skip
     assert all(name in listing.stdout for name in STUDY_N)

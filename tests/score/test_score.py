@@ -18,7 +18,7 @@ from divtrace.score.metrics.embedding_cache import EmbeddingCache
 from divtrace.score.metrics.embeddings import EmbeddingStore
 from divtrace.score.settings import EmbedderSettings
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "quickstart_samples.jsonl"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "quickstart_samples.jsonl"
 
 BASE = [
     [

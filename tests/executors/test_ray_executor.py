@@ -230,7 +230,7 @@ def test_a_shard_made_with_other_settings_is_refused_naming_the_setting(
     ray_address: str, local_run: Path, tmp_path: Path
 ) -> None:
     """The local run's shards, resumed on Ray with another temperature: the Ray actor that loads the model names
-    the setting, as the local executor does (tests/test_generation_shards.py)."""
+    the setting, as the local executor does (tests/generate/test_shards.py)."""
     run = tmp_path / "run"
     shutil.copytree(local_run / "samples", run / "samples")
     study = small_study()
@@ -329,7 +329,7 @@ def test_a_port_that_is_not_a_ray_cluster_fails_within_the_timeout() -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_ends_a_process_waiting_for_a_cluster(sig: signal.Signals) -> None:
-    source = str(Path(__file__).resolve().parents[1] / "src")
+    source = str(Path(__file__).resolve().parents[2] / "src")
     with silent_listener() as address:
         waiter = subprocess.Popen(
             [sys.executable, "-c", "import sys; from divtrace.executors.ray_connect import check_ray_address; "

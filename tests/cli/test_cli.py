@@ -26,8 +26,8 @@ from divtrace import __version__
 from divtrace.samples import read_samples
 from divtrace.study import PRESETS
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "quickstart_samples.jsonl"
-SRC = str(Path(__file__).parents[1] / "src")
+EXAMPLE = Path(__file__).parents[2] / "examples" / "quickstart_samples.jsonl"
+SRC = str(Path(__file__).parents[2] / "src")
 INSTRUCT = "quickstart:smollm2-135m-instruct"
 
 
@@ -275,7 +275,7 @@ def test_ctrl_c_during_generate_says_what_is_kept_and_a_rerun_resumes(prompts_fi
 
 
 def test_verify_lmeval_logs_with_a_task_map_and_a_renamed_log_with_task(tmp_path: Path) -> None:
-    from tests.test_importers import lmeval_line, write_lmeval
+    from tests.samples.test_importers import lmeval_line, write_lmeval
 
     logs = tmp_path / "logs"
     written = write_lmeval(logs, "base", "my_word_problems", [lmeval_line(i) for i in range(2)])

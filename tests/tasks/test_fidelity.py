@@ -15,7 +15,7 @@ import pytest
 from divtrace.tasks import get_task, load_prompts
 from divtrace.tasks.sources import read_table_rows
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "tasks"
 
 GOLDEN: dict[str, tuple[str, tuple[str, ...], int]] = {
     "tldr": (

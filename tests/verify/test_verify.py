@@ -14,7 +14,7 @@ from divtrace.errors import DivtraceError
 from divtrace.samples import SampleRecord, read_samples, write_samples
 from divtrace.verify.pipeline import verify_records, write_verify_result
 
-FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "tasks"
 JANET = {"answer": "Janet sells 16 - 3 - 4 = 9 duck eggs a day.\n#### 18"}
 ROBE = {"answer": "It takes 2/2=1 bolt of white fiber\n#### 3"}
 
@@ -162,7 +162,7 @@ def test_a_base_model_humaneval_continuation_keeps_its_indentation(tmp_path: Pat
 
 def gsm8k_details_rows() -> list[dict]:
     """lighteval GSM8K details (current layout): ``gsm8k_prompt`` puts the dataset answer in ``choices[0]``."""
-    from tests.test_importers import lighteval_doc, lighteval_response
+    from tests.samples.test_importers import lighteval_doc, lighteval_response
 
     rows = []
     for i, (reference, answer) in enumerate([(JANET, 18), (ROBE, 3)]):
@@ -175,7 +175,7 @@ def gsm8k_details_rows() -> list[dict]:
 
 
 def test_lighteval_gsm8k_details_are_verified_from_their_golds(tmp_path: Path) -> None:
-    from tests.test_importers import TASK, write_lighteval
+    from tests.samples.test_importers import TASK, write_lighteval
 
     path = write_lighteval(tmp_path, "olmo-sft", gsm8k_details_rows())
     read = read_samples(path).records
@@ -216,7 +216,7 @@ def test_harness_task_names_resolve_to_divtrace_tasks(label: str, expected: str)
 
 
 def test_lmeval_task_names_reach_the_verifier(tmp_path: Path) -> None:
-    from tests.test_importers import lmeval_line, write_lmeval
+    from tests.samples.test_importers import lmeval_line, write_lmeval
 
     for label in ("gsm8k_cot_zeroshot", "gsm8k_cot_self_consistency"):
         write_lmeval(tmp_path, "base", label, [lmeval_line(i) for i in range(2)])
@@ -255,7 +255,7 @@ def test_a_known_task_without_a_verifier_says_so(tmp_path: Path) -> None:
 
 
 def test_references_the_verifier_cannot_read_name_the_record(tmp_path: Path) -> None:
-    from tests.test_importers import lmeval_line, write_lmeval
+    from tests.samples.test_importers import lmeval_line, write_lmeval
 
     line = lmeval_line(0)
     line["doc"] = {"question": "q"}  # no answer, and the target is not a field the gsm8k verifier reads
@@ -269,7 +269,7 @@ def test_references_the_verifier_cannot_read_name_the_record(tmp_path: Path) -> 
 
 def test_lighteval_references_in_both_layouts_and_for_math_and_ifeval() -> None:
     from divtrace.verify.pipeline import record_references
-    from tests.test_importers import older_row
+    from tests.samples.test_importers import older_row
 
     older = older_row(9)  # flat columns: gold, choices, gold_index, specifics
     refs = {"query": older["example"], "gold": older["gold"], "choices": [], "gold_index": [], "specifics": None}

@@ -147,7 +147,7 @@ def test_the_ray_executor_drives_vllm_actors_on_a_cpu_cluster(
 ) -> None:
     pytest.importorskip("ray")
     import divtrace
-    from tests.test_ray_executor import ray_cluster
+    from tests.executors.test_ray_executor import ray_cluster
 
     study = two_checkpoint_study().model_copy(update={"executor": ExecutorSpec(type="ray", cpus_per_worker=1)})
     with ray_cluster() as address:  # no GPU: the vLLM actors must ask for none (gpus_per_model unset)

@@ -27,7 +27,7 @@ from divtrace.score.scorer import (
     verdicts_from_table,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "quickstart_samples.jsonl"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "quickstart_samples.jsonl"
 CHAIN = "gemma-3-270m>smollm2-135m-instruct:instruct"
 
 

@@ -12,7 +12,7 @@ from divtrace.samples import SampleRecord, read_samples
 from divtrace.samples.jsonl import write_samples_jsonl
 from divtrace.samples.parquet import write_samples_parquet
 
-FIXTURES = Path(__file__).parent / "fixtures" / "samples"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "samples"
 SHARD = FIXTURES / "generated-shard.parquet"
 JSONL = FIXTURES / "generated-shard.jsonl"
 

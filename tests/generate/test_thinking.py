@@ -2,8 +2,8 @@
 outputs whose thinking never closed made visible (``thinking_unclosed`` per sample, ``unclosed_thinking`` counts
 in the verify/score tables, a warning in the report).
 
-The import fixtures reuse the real file shapes of ``test_importers.py`` (lm-eval ``samples_*.jsonl`` lines,
-lighteval ``details_*.parquet`` rows).
+The import fixtures reuse the real file shapes of ``tests/samples/test_importers.py`` (lm-eval
+``samples_*.jsonl`` lines, lighteval ``details_*.parquet`` rows).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ from divtrace.score.scorer import ScoreOptions, Scorer
 from divtrace.stats import BootstrapSettings
 from divtrace.study.imported import import_samples, imported_study, parse_lineage
 from divtrace.verify.pipeline import verify_records
-from tests.test_importers import TASK, current_rows, lmeval_line, write_lighteval, write_lmeval
-from tests.test_report import make_graph, make_study
+from tests.report.test_report import make_graph, make_study
+from tests.samples.test_importers import TASK, current_rows, lmeval_line, write_lighteval, write_lmeval
 
 THINK_PROMPT = "<|im_start|>user\nJanet's ducks lay 16 eggs...<|im_end|>\n<|im_start|>assistant\n<think>"
 JANET = {"question": "Janet's ducks lay 16 eggs...", "answer": "16 - 3 - 4 = 9; 9 * 2 = 18\n#### 18"}

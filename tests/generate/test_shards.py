@@ -89,7 +89,7 @@ def test_a_shard_planned_alone_is_the_shard_of_the_whole_plan(tmp_path: Path) ->
     from divtrace.generate.params import SamplingParams
     from divtrace.generate.prompts import PromptItem
     from divtrace.generate.runner import generate_shard, plan_shards
-    from tests.test_thinking import CannedThinkGenerator
+    from tests.generate.test_thinking import CannedThinkGenerator
 
     generator = CannedThinkGenerator(["a</think>1", "b</think>2"])
     items = [PromptItem(f"q{i}", f"prompt {i}") for i in range(5)]

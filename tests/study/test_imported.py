@@ -1,8 +1,8 @@
 """``divtrace analyze`` and ``divtrace report`` on samples generated elsewhere (lm-eval files, plain JSONL).
 
-The lm-eval files are written in lm-eval's real layout (see tests/test_importers.py); the base checkpoint's outputs
-are varied and half of them wrong, the "sft" checkpoint's are one correct answer repeated, so diversity must drop
-along base -> sft, and verification must see the difference in accuracy.
+The lm-eval files are written in lm-eval's real layout (see tests/samples/test_importers.py); the base checkpoint's
+outputs are varied and half of them wrong, the "sft" checkpoint's are one correct answer repeated, so diversity must
+drop along base -> sft, and verification must see the difference in accuracy.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from divtrace.cli import app
 from divtrace.errors import DivtraceError
 from divtrace.study import RecordedSampling, load_study
 from divtrace.study.imported import SampleSource, parse_lineage
-from tests.test_importers import write_lmeval
+from tests.samples.test_importers import write_lmeval
 
 K = 4
 N_DOCS = 6
@@ -149,7 +149,7 @@ def test_analyze_lmeval_samples_end_to_end(lmeval_files: tuple[Path, Path], tmp_
 
 
 def test_analyze_plain_jsonl_with_checkpoint_column(tmp_path: Path) -> None:
-    samples = Path(__file__).resolve().parents[1] / "examples" / "quickstart_samples.jsonl"
+    samples = Path(__file__).resolve().parents[2] / "examples" / "quickstart_samples.jsonl"
     run = tmp_path / "run"
     chain = "gemma-3-270m>smollm2-135m-instruct:instruct"
     code, output = invoke("analyze", str(samples), "--lineage", chain, "--out", str(run), "--no-report")
@@ -188,7 +188,7 @@ def test_analyze_errors_name_what_is_wrong(lmeval_files: tuple[Path, Path], tmp_
 
 def gsm8k_details(root: Path, model: str, outputs_of) -> Path:  # type: ignore[no-untyped-def]
     """lighteval GSM8K details of N_DOCS documents (``gsm8k_prompt``: the dataset answer is ``choices[0]``)."""
-    from tests.test_importers import lighteval_doc, lighteval_response, write_lighteval
+    from tests.samples.test_importers import lighteval_doc, lighteval_response, write_lighteval
 
     rows = []
     for i in range(N_DOCS):
@@ -232,7 +232,7 @@ def test_analyze_lighteval_gsm8k_verifies_and_reports_the_recorded_sampling(tmp_
 
 def test_recorded_sampling_is_each_setting_the_records_share_or_says_mixed(tmp_path: Path) -> None:
     from divtrace.study.imported import imported_study, read_sources
-    from tests.test_importers import GEN_KWARGS, lmeval_line
+    from tests.samples.test_importers import GEN_KWARGS, lmeval_line
 
     cool = [lmeval_line(i) for i in range(3)]  # temperature 0.8, max_gen_toks 256
     for line in cool:
