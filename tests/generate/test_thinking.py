@@ -29,6 +29,7 @@ from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import Completion, GenerationRequest
 from divtrace.generate.runner import RenderOptions, generate_samples
 from divtrace.report import write_report
+from divtrace.report.study_info import StudyInfo
 from divtrace.runs.layout import RunLayout
 from divtrace.samples import SampleRecord, read_samples, write_samples
 from divtrace.samples.thinking import split_record_thinking, split_thinking, unclosed_total
@@ -327,7 +328,7 @@ def test_report_warns_about_unclosed_thinking(tmp_path: Path) -> None:
     analysis = analyze(scores, verdicts, make_graph(), bootstrap=BootstrapSettings(resamples=50))
     write_report(
         tmp_path, analysis=analysis, samples=flagged, per_prompt_scores=scores, graph=make_graph(),
-        study_info={"name": "think study", "metrics": ["sbert", "ead"]},
+        study_info=StudyInfo("think study", metrics=("sbert", "ead")),
     )  # fmt: skip
     page = (tmp_path / "index.html").read_text(encoding="utf-8")
     start = page.index('id="unclosed-thinking"')
@@ -343,11 +344,11 @@ def test_report_warns_about_unclosed_thinking(tmp_path: Path) -> None:
                                                       2, 0))  # fmt: skip
     analysis = analyze(scores, verdicts, make_graph(), bootstrap=BootstrapSettings(resamples=50))
     write_report(tmp_path / "b", analysis=analysis, samples=[], per_prompt_scores=scores, graph=make_graph(),
-                 study_info={"name": "x"})  # fmt: skip
+                 study_info=StudyInfo("x"))  # fmt: skip
     assert f"dpo \N{MULTIPLICATION SIGN} poems: {2 * 10} outputs" in (tmp_path / "b" / "index.html").read_text()
     write_report(tmp_path / "c", analysis=analyze(scores.drop(columns="unclosed_thinking"), verdicts, make_graph(),
                  bootstrap=BootstrapSettings(resamples=50)), samples=samples, per_prompt_scores=scores,
-                 graph=make_graph(), study_info={"name": "x"})  # fmt: skip
+                 graph=make_graph(), study_info=StudyInfo("x"))  # fmt: skip
     assert "unclosed-thinking" not in (tmp_path / "c" / "index.html").read_text()
 
 

@@ -11,6 +11,7 @@ with that command in the reason, when no chromium binary is on PATH.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -24,13 +25,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from divtrace.analysis import analyze
+from divtrace.analysis import AnalysisResult, analyze
 from divtrace.errors import DivtraceError
 from divtrace.report import report_tables, write_report
 from divtrace.report.html import _cut, _fit_budget, indistinguishable_cells
+from divtrace.report.study_info import StudyInfo
 from divtrace.report.summary_md import render_summary_md
 from divtrace.samples import SampleRecord
 from divtrace.stats import BootstrapSettings
+from divtrace.study import CheckpointSpec, SamplingSpec
 from divtrace.study.lineage import CheckpointNode, LineageGraph
 
 K = 8
@@ -41,16 +44,16 @@ HOSTILE_OUTPUT = "<script>alert(1)</script>"
 HOSTILE_IMG = "<img src=x onerror=\"document.body.dataset.pwned='1'\">"
 HOSTILE_PROMPT = '</div><script>document.title="PWNED"</script> What is 2+2?'
 CAVEAT = "the base and instruct models are from different families: this is a cross-family comparison, not a lineage"
-STUDY_INFO = {
-    "name": "constructed <lineage> study",
-    "caveat": CAVEAT,
-    "description": "A constructed study for the report tests.",
-    "tasks": list(TASKS),
-    "metrics": list(METRICS),
-    "embedder": {"model": "all-MiniLM-L6-v2", "normalize": True},
-    "sampling": {"k": K, "temperature": 1.0, "top_p": 1.0, "seed": 1234},
-    "checkpoints": [{"name": "base", "model": "quickstart:base"}],
-}
+STUDY_INFO = StudyInfo(
+    name="constructed <lineage> study",
+    caveat=CAVEAT,
+    description="A constructed study for the report tests.",
+    tasks={task: "constructed" for task in TASKS},
+    metrics=tuple(METRICS),
+    embedder={"model": "all-MiniLM-L6-v2", "normalize": True},
+    sampling=SamplingSpec(k=K, temperature=1.0, top_p=1.0, seed=1234),
+    checkpoints=(CheckpointSpec(name="base", model="quickstart:base"),),
+)
 CHROMIUM_INSTALL = "apt-get install -y --no-install-recommends chromium"
 SECTIONS = ("lineage", "heatmaps", "waterfalls", "qfd", "thinking", "curves")
 
@@ -259,7 +262,7 @@ def test_summary_md_escapes_pipes() -> None:
             "retained_pct": [87.5],
         }
     )
-    text = render_summary_md(headline, study_info={"name": "x"})
+    text = render_summary_md(headline, study_info=StudyInfo("x"))
     assert "| t | m | **\N{MINUS SIGN}12.5% [\N{MINUS SIGN}15.0, \N{MINUS SIGN}10.0]** | 87.5% |" in text
     assert "## a\\|b: base → a\\|b" in text
 
@@ -270,7 +273,7 @@ def test_sections_without_data_are_left_out(tmp_path: Path) -> None:
     scores = scores[scores["checkpoint"].isin(["base", "sft"]) & (scores["subset"] == "all")]
     analysis = analyze(scores, None, graph, bootstrap=BootstrapSettings(resamples=100))
     path = write_report(
-        tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph, study_info={"name": "tiny"}
+        tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph, study_info=StudyInfo("tiny")
     )
     text = path.read_text(encoding="utf-8")
     assert 'id="qfd"' not in text and 'id="thinking"' not in text and 'class="caveat"' not in text
@@ -278,12 +281,18 @@ def test_sections_without_data_are_left_out(tmp_path: Path) -> None:
     assert "(outputs not available)" in text  # no samples given: the drill-down still ranks prompts
 
 
+def tables_only(**tables: pd.DataFrame) -> AnalysisResult:
+    """An analysis with ``tables`` and every other table empty (as an older divtrace may have written it)."""
+    empty = {field.name: pd.DataFrame() for field in dataclasses.fields(AnalysisResult) if field.name != "settings"}
+    return AnalysisResult(**{**empty, **tables})
+
+
 def test_tables_read_back_from_disk_fill_missing_columns() -> None:
     tables = report_tables(
-        {
-            "qfd": pd.DataFrame({"checkpoint": ["c"], "quality_control_share": [0.7], "delta_all": [-0.1]}),
-            "thinking": pd.DataFrame({"diversity_suppressed": [0.2]}),
-        }
+        tables_only(
+            qfd=pd.DataFrame({"checkpoint": ["c"], "quality_control_share": [0.7], "delta_all": [-0.1]}),
+            thinking=pd.DataFrame({"diversity_suppressed": [0.2]}),
+        )
     )
     assert tables.qfd["quality_control_share"].tolist() == [0.7]
     assert tables.qfd["delta_all"].tolist() == [-0.1]
@@ -422,7 +431,7 @@ def _olmo3_analysis() -> tuple[LineageGraph, pd.DataFrame, object]:
 def test_table1_is_at_the_top_with_the_paper_row_for_olmo3(tmp_path: Path) -> None:
     graph, scores, analysis = _olmo3_analysis()
     path = write_report(
-        tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph, study_info={"name": "olmo3-7b"}
+        tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph, study_info=StudyInfo("olmo3-7b")
     )
     text = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert text.index("## Table 1") < text.index("## Per task") < text.index("## Collapse sites")
@@ -450,17 +459,17 @@ def test_table1_is_at_the_top_with_the_paper_row_for_olmo3(tmp_path: Path) -> No
 
     other = write_report(
         tmp_path / "other", analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph,
-        study_info={"name": "my-study"},
+        study_info=StudyInfo("my-study"),
     )  # fmt: skip
     assert "↳ paper" not in (tmp_path / "other" / "summary.md").read_text(encoding="utf-8")
     assert 'class="paper"' not in other.read_text(encoding="utf-8")
 
 
 def test_report_without_table1_says_to_rerun_analyze(tmp_path: Path, study: dict[str, object]) -> None:
-    tables = {name: table for name, table in study["analysis"].tables().items() if name != "table1"}
+    older = dataclasses.replace(study["analysis"], table1=pd.DataFrame())  # read_analysis gives this for no file
     path = write_report(
-        tmp_path, analysis=tables, samples=[], per_prompt_scores=study["scores"], graph=study["graph"],
-        study_info={"name": "old"},
+        tmp_path, analysis=older, samples=[], per_prompt_scores=study["scores"], graph=study["graph"],
+        study_info=StudyInfo("old"),
     )  # fmt: skip
     assert "run <code>divtrace analyze</code> again" in path.read_text(encoding="utf-8")
     assert "run `divtrace analyze` again" in (tmp_path / "summary.md").read_text(encoding="utf-8")
@@ -478,7 +487,7 @@ def test_shares_outside_unit_are_explained(tmp_path: Path) -> None:
     analysis = analyze(scores, None, graph, bootstrap=BootstrapSettings(resamples=100))
     assert analysis.qfd["share_outside_unit"].tolist() == [True]
     path = write_report(
-        tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph, study_info={"name": "x"}
+        tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph, study_info=StudyInfo("x")
     )
     sentence = "A share outside [0, 1] means ΔD_correct is larger than ΔD_all or of the opposite sign"
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
@@ -510,7 +519,7 @@ def test_indistinguishable_outputs_are_warned_about_in_the_report(tmp_path: Path
     assert indistinguishable_cells(scores) == [{"checkpoint": "sft", "task": task, "outputs": 4}]
     analysis = analyze(scores, None, graph, bootstrap=BootstrapSettings(resamples=100))
     path = write_report(
-        tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph, study_info={"name": "t"}
+        tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph, study_info=StudyInfo("t")
     )
     assert 'id="indistinguishable"' in path.read_text(encoding="utf-8")
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
@@ -593,7 +602,7 @@ def test_one_sentence_per_lineage_and_metric_says_where_it_collapsed() -> None:
     }
     assert [r["metric"] for r in view["rows"]] == ["sbert", "sbert", "ead", "vendi"]  # the paper's first
 
-    text = render_summary_md(pd.DataFrame(), study_info={"name": "s"}, table1=_example_table1(), metrics=["ead"])
+    text = render_summary_md(pd.DataFrame(), study_info=StudyInfo("s"), table1=_example_table1(), metrics=["ead"])
     lines = text.splitlines()
     opening = lines.index("## Where diversity collapses")
     assert opening == 2 and text.index("## Where diversity collapses") < text.index("## Table 1")
@@ -606,7 +615,7 @@ def test_report_opens_with_the_sentences(report: Path, study: dict[str, object])
     from divtrace.report.findings import headline_findings, table1_view
 
     page = report.read_text(encoding="utf-8")
-    findings = headline_findings(table1_view(study["analysis"].table1, STUDY_INFO["name"], list(METRICS)))
+    findings = headline_findings(table1_view(study["analysis"].table1, STUDY_INFO.name, list(METRICS)))
     assert len(findings) == 2 * len(METRICS)  # lineages rl and rlzero, each metric
     first = page.index('id="findings"')
     assert first < page.index('id="checkpoints"') < page.index('id="table1"')
@@ -635,7 +644,7 @@ def test_one_sbert_loss_reads_the_same_signed_number_in_every_table(tmp_path: Pa
     """The issue's example: one SBERT loss read -80.5%, 80.5% and -80.5% in summary.md's three tables."""
     scores, graph, analysis = _loss_study(0.195)
     path = write_report(tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph,
-                        study_info={"name": "one loss"})  # fmt: skip
+                        study_info=StudyInfo("one loss"))  # fmt: skip
     loss = f"{MINUS}80.5% [{MINUS}80.5, {MINUS}80.5]"
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     table1 = next(line for line in summary.splitlines() if line.startswith("| sft | base → sft | sbert |"))
@@ -654,17 +663,16 @@ def test_checkpoint_table_shows_each_fact_once(tmp_path: Path) -> None:
     """The checkpoint table repeated the other columns as Python reprs (``options: {}``) and the sampling line
     showed ``top_k = None``; now each fact is shown once, unset settings are left out."""
     from divtrace.report.html import checkpoint_settings
-    from divtrace.study.spec import CheckpointSpec, SamplingSpec
 
-    base = CheckpointSpec(name="base", model="quickstart:gemma-3-270m").model_dump(mode="json")
+    base = CheckpointSpec(name="base", model="quickstart:gemma-3-270m")
     sft = CheckpointSpec(
         name="sft", model="org/sft", stage="sft", parent="base", backend="vllm", options={"dtype": "bfloat16"},
         chat_template=True, revision="abc123",
-    ).model_dump(mode="json")  # fmt: skip
+    )  # fmt: skip
     assert checkpoint_settings(base) == "backend = transformers"
     assert checkpoint_settings(sft) == "revision = abc123; backend = vllm; chat_template = yes; dtype = bfloat16"
     scores, graph, analysis = _loss_study(0.9)
-    info = {"name": "c", "checkpoints": [base, sft], "sampling": SamplingSpec().model_dump(mode="json")}
+    info = StudyInfo("c", checkpoints=(base, sft), sampling=SamplingSpec())
     page = write_report(tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph,
                         study_info=info).read_text(encoding="utf-8")  # fmt: skip
     table = page[page.index('<table id="checkpoints">') : page.index("</table>", page.index('id="checkpoints"'))]
@@ -700,7 +708,7 @@ def test_footnotes_appear_only_when_used(tmp_path: Path) -> None:
     lineage's sentence and the collapse-site table say it gained."""
     scores, graph, analysis = _loss_study(1.1)
     path = write_report(tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph,
-                        study_info={"name": "gain"})  # fmt: skip
+                        study_info=StudyInfo("gain"))  # fmt: skip
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     page = path.read_text(encoding="utf-8")
     for text in (summary, page):
@@ -713,7 +721,7 @@ def test_footnotes_appear_only_when_used(tmp_path: Path) -> None:
     assert 'data-status="gained"' in page and "none: no significant loss, diversity gained" in page
 
     _, _, lost = _loss_study(0.8)  # now a site: the bold legend comes with it
-    text = render_summary_md(lost.headline, study_info={"name": "x"}, table1=lost.table1)
+    text = render_summary_md(lost.headline, study_info=StudyInfo("x"), table1=lost.table1)
     assert text.count("**Bold**") == 2 and "**sft: " in text  # Table 1 and per task, each where bold is used
 
 
@@ -738,7 +746,7 @@ def test_qfd_flag_is_shown_and_explained(tmp_path: Path) -> None:
     qfd = analysis.qfd
     assert list(qfd.loc[qfd["delta_all_ci_includes_zero"], "task"]) == ["t1", "t1"]
     path = write_report(tmp_path, analysis=analysis, samples=[], per_prompt_scores=scores, graph=graph,
-                        study_info={"name": "q"})  # fmt: skip
+                        study_info=StudyInfo("q"))  # fmt: skip
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     rows = [line for line in summary.splitlines() if line.startswith("| base → ")]
     assert len(rows) == 4 and all("\N{EN DASH}" not in row for row in rows)  # every share shown, with its CI
@@ -765,7 +773,7 @@ def test_older_tables_are_read_in_one_sign() -> None:
             "loss_share": [1.0, np.nan],
         }
     )  # fmt: skip
-    tables = report_tables({"headline": old_headline, "collapse_sites": old_sites})
+    tables = report_tables(tables_only(headline=old_headline, collapse_sites=old_sites))
     row = tables.headline.iloc[0]
     assert (row["change_pct_base"], row["change_pct_base_ci_low"], row["change_pct_base_ci_high"]) == (-80.5, -83, -78)
     sites = tables.collapse_sites.set_index("lineage")

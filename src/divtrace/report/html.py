@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -51,9 +50,11 @@ from divtrace.io_atomic import write_atomic
 from divtrace.report import plots
 from divtrace.report.findings import headline_findings, table1_view
 from divtrace.report.numbers import pct_ci, plain, share_ci, signed, signed_ci, signed_pct_ci
+from divtrace.report.study_info import StudyInfo
 from divtrace.report.summary_md import SITE_DEFINITION, render_summary_md, sampling_settings, site_text
 from divtrace.samples import SampleRecord
 from divtrace.samples.thinking import unclosed_count
+from divtrace.study import CheckpointSpec
 from divtrace.study.lineage import LineageGraph
 
 _MIN_OUTPUT_CHARS = 200
@@ -73,29 +74,22 @@ _COLUMNS: dict[str, list[str]] = {
 }
 
 
-def report_tables(analysis: Any) -> AnalysisResult:
-    """``analysis`` (an ``AnalysisResult`` or a mapping of its DataFrames) with every table and column present.
+def report_tables(analysis: AnalysisResult) -> AnalysisResult:
+    """``analysis`` with every column of the analysis schema present in every table.
 
-    A table is looked up as an attribute, then as a mapping key; a table that is absent or None is empty, and
-    columns of the analysis schema that a table lacks are added as NaN (so an empty or older table still renders).
+    Columns a table lacks are added as NaN (so an empty table, or one an older divtrace wrote, still renders).
     Tables written before one sign convention are read in it: an older ``headline``'s ``loss_pct_base`` (positive
     = lost) becomes ``change_pct_base`` (negative = lost), and an older ``collapse_sites`` (the largest loss of each
     lineage, significant or not, without ``status``) keeps its site only where that loss is significant.
     """
     tables = {}
-    for field in fields(AnalysisResult):
-        if field.name == "settings":
-            continue
-        frame = getattr(analysis, field.name, None)
-        if frame is None and isinstance(analysis, Mapping):
-            frame = analysis.get(field.name)
-        frame = pd.DataFrame() if frame is None else _in_one_sign(field.name, frame.copy())
-        for name in _COLUMNS[field.name]:
-            if name not in frame.columns:
-                frame[name] = np.nan
-        tables[field.name] = frame.reset_index(drop=True)
-    settings = getattr(analysis, "settings", None)
-    return AnalysisResult(**tables, settings=settings if isinstance(settings, dict) else {})
+    for name, table in analysis.tables().items():
+        frame = _in_one_sign(name, table.copy())
+        for column in _COLUMNS[name]:
+            if column not in frame.columns:
+                frame[column] = np.nan
+        tables[name] = frame.reset_index(drop=True)
+    return AnalysisResult(**tables, settings=analysis.settings)
 
 
 def _in_one_sign(name: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -119,11 +113,11 @@ def _in_one_sign(name: str, frame: pd.DataFrame) -> pd.DataFrame:
 def write_report(
     out_dir: str | Path,
     *,
-    analysis: Any,
+    analysis: AnalysisResult,
     samples: Sequence[SampleRecord] | pd.DataFrame,
     per_prompt_scores: pd.DataFrame,
     graph: LineageGraph,
-    study_info: Mapping[str, Any],
+    study_info: StudyInfo,
     primary_metric: str | None = None,
     drilldown_lineages: Sequence[str] | None = None,
     drilldown_n: int = 1,
@@ -134,15 +128,14 @@ def write_report(
 
     Args:
         out_dir: created if missing; both files are written atomically.
-        analysis: an ``AnalysisResult`` (or a mapping of its DataFrames), read through :func:`report_tables`.
+        analysis: the analysis tables, read through :func:`report_tables`.
         samples: the sample records (or a DataFrame with checkpoint, task, prompt_id, prompt and responses or
             outputs), for the drill-down; only the prompts shown are used.
         per_prompt_scores: checkpoint, task, prompt_id, metric, value (and ``subset``: only ``all`` rows are
             used), to rank prompts by how much their diversity changed from base to leaf.
         graph: the study's lineage graph.
-        study_info: ``name`` and optionally ``caveat`` (shown at the top), ``description``, ``tasks``,
-            ``metrics``, ``embedder``, ``nli_model``, ``sampling`` (dict), ``checkpoints`` (list of dicts with
-            ``name`` and e.g. ``model``); see :class:`divtrace.report.stage.StudyInfo`.
+        study_info: what the page says about the study (name, caveat at the top, description, checkpoints,
+            tasks and metrics in their order, models, sampling).
         primary_metric: the metric the lineage diagram is coloured by and the drill-down ranks prompts by
             (default: sbert if present, else the study's first metric).
         drilldown_lineages: the lineages (named by their leaf) to drill into; default every lineage.
@@ -212,7 +205,7 @@ def build_context(
     samples: Sequence[SampleRecord] | pd.DataFrame,
     per_prompt_scores: pd.DataFrame,
     graph: LineageGraph,
-    study_info: Mapping[str, Any],
+    study_info: StudyInfo,
     primary_metric: str | None,
     drilldown_lineages: Sequence[str] | None,
     drilldown_n: int,
@@ -220,8 +213,8 @@ def build_context(
     max_drilldown_chars: int = 2_000_000,
 ) -> dict[str, Any]:
     """Everything the template needs: study header, figures (SVG :class:`Markup`), tables, drill-down."""
-    metrics = _ordered(study_info.get("metrics") or [], _values(tables, "metric"))
-    tasks = _ordered(study_info.get("tasks") or [], _values(tables, "task"))
+    metrics = _ordered(study_info.metrics, _values(tables, "metric"))
+    tasks = _ordered(study_info.tasks, _values(tables, "task"))
     lineages = {leaf: path for leaf, path in graph.lineages().items() if len(path) > 1}
 
     unknown = sorted(set(drilldown_lineages or []) - set(lineages))
@@ -241,7 +234,7 @@ def build_context(
         if primary is not None
         else ([], max_output_chars)
     )
-    table1 = table1_view(tables.table1, study_info.get("name"), metrics)
+    table1 = table1_view(tables.table1, study_info.name, metrics)
     qfd = tables.qfd
     shares_defined = qfd["residual_share"].notna()
     return {
@@ -527,13 +520,13 @@ def _cut(text: str | None, max_chars: int) -> str | None:
 _CHECKPOINT_COLUMNS = frozenset({"name", "model", "stage", "parent", "variant_of", "thinking"})
 
 
-def checkpoint_settings(checkpoint: Mapping[str, Any]) -> str:
-    """What the checkpoint table's ``settings`` column shows: each setting of ``checkpoint`` (a dict from
-    ``CheckpointSpec.model_dump(mode="json")``) that no other column shows, as ``key = value`` joined by ``; ``,
+def checkpoint_settings(spec: CheckpointSpec) -> str:
+    """What the checkpoint table's ``settings`` column shows: each setting of ``spec`` (as its JSON dump) that no
+    other column shows, as ``key = value`` joined by ``; ``,
     backend options (``options``) inline with the rest; an unset one (None, empty text, list or mapping) is left
     out, a flag reads yes / no and a list its items. Empty when nothing is set."""
     items: list[str] = []
-    for key, value in checkpoint.items():
+    for key, value in spec.model_dump(mode="json").items():
         if key in _CHECKPOINT_COLUMNS:
             continue
         nested = value.items() if isinstance(value, Mapping) else [(key, value)]
@@ -553,34 +546,34 @@ def _setting(value: Any) -> str:
     return str(value)
 
 
-def _study_header(study_info: Mapping[str, Any], graph: LineageGraph) -> dict[str, Any]:
-    extra = {str(c.get("name")): c for c in study_info.get("checkpoints") or [] if isinstance(c, Mapping)}
+def _study_header(study_info: StudyInfo, graph: LineageGraph) -> dict[str, Any]:
+    specs = {spec.name: spec for spec in study_info.checkpoints}
     checkpoints = []
     for name in _checkpoint_order(graph):
         node = graph.nodes[name]
-        given = extra.get(name, {})
+        spec = specs.get(name)
         checkpoints.append(
             {
                 "name": name,
                 "stage": node.stage,
                 "parent": node.parent or (f"variant of {node.variant_of}" if node.variant_of else ""),
-                "model": "" if _unset(given.get("model")) else str(given.get("model")),
+                "model": spec.model if spec is not None else "",
                 "thinking": node.thinking,
-                "settings": checkpoint_settings(given),
+                "settings": checkpoint_settings(spec) if spec is not None else "",
             }
         )
-    embedder = study_info.get("embedder")
+    embedder = study_info.embedder
     if isinstance(embedder, Mapping):
         embedder = ", ".join(f"{k}: {v}" for k, v in embedder.items())
-    sampling = study_info.get("sampling") or {}
+    heading, sampling = sampling_settings(study_info.sampling)
     return {
-        "name": str(study_info.get("name") or "divtrace study"),
-        "description": study_info.get("description") or "",
-        "caveat": study_info.get("caveat") or "",
+        "name": study_info.title,
+        "description": study_info.description,
+        "caveat": study_info.caveat or "",
         "embedder": embedder or "default",
-        "nli_model": study_info.get("nli_model") or "",
-        "sampling": sampling_settings(sampling)[1] if isinstance(sampling, Mapping) else {"settings": sampling},
-        "sampling_heading": sampling_settings(sampling)[0] if isinstance(sampling, Mapping) else "",
+        "nli_model": study_info.nli_model or "",
+        "sampling": sampling,
+        "sampling_heading": heading,
         "checkpoints": checkpoints,
     }
 

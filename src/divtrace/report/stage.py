@@ -7,7 +7,7 @@ in the driver's process (the stage is never distributed): the worker only passes
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,75 +18,15 @@ from divtrace.analysis.stage import cells, input_files
 from divtrace.fingerprint import files_fingerprint
 from divtrace.progress import ProgressSink
 from divtrace.report.html import write_report
+from divtrace.report.study_info import StudyInfo
 from divtrace.runs.layout import RunLayout, read_tables
 from divtrace.runs.markers import marker_for
 from divtrace.runs.stage import Stage, Unit, WorkItem
 from divtrace.samples import SampleRecord
-from divtrace.score.settings import PACKAGED_MINILM, NLISettings
-from divtrace.study import CheckpointSpec, RecordedSampling, SamplingSpec, Study
+from divtrace.study import Study
 
 #: Bumped when the report changes for the same inputs.
 REPORT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class StudyInfo(Mapping[str, Any]):
-    """What the report says about the study: its name, description and caveat, checkpoints, tasks (with where
-    their samples came from), metrics, models and sampling.
-
-    Also a read-only mapping of the same values as plain JSON (checkpoints as dicts), which is how
-    :func:`~divtrace.report.write_report` reads it.
-    """
-
-    name: str
-    description: str
-    caveat: str | None
-    checkpoints: tuple[CheckpointSpec, ...]
-    #: Task name -> where its prompts (or samples) came from.
-    tasks: Mapping[str, str]
-    metrics: tuple[str, ...]
-    #: The sentence embedder as the study names it (an id or its settings), the packaged one when it names none.
-    embedder: str | Mapping[str, Any]
-    nli_model: str | NLISettings | None
-    sampling: SamplingSpec | RecordedSampling
-
-    @classmethod
-    def of(cls, study: Study, origins: Mapping[str, str]) -> StudyInfo:
-        """The description of ``study`` whose tasks came from ``origins`` (task name -> origin)."""
-        dumped = study.model_dump(mode="json")
-        return cls(
-            name=study.name,
-            description=study.description,
-            caveat=study.caveat,
-            checkpoints=tuple(study.checkpoints),
-            tasks=dict(origins),
-            metrics=tuple(study.metric_names()),
-            embedder=dumped["embedder"] or PACKAGED_MINILM,
-            nli_model=study.nli_model,
-            sampling=study.sampling,
-        )
-
-    def _fields(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "description": self.description,
-            "caveat": self.caveat,
-            "checkpoints": [checkpoint.model_dump(mode="json") for checkpoint in self.checkpoints],
-            "tasks": dict(self.tasks),
-            "metrics": list(self.metrics),
-            "embedder": self.embedder,
-            "nli_model": self.nli_model,
-            "sampling": self.sampling.model_dump(mode="json"),
-        }
-
-    def __getitem__(self, key: str) -> Any:
-        return self._fields()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._fields())
-
-    def __len__(self) -> int:
-        return len(self._fields())
 
 
 @dataclass(frozen=True)

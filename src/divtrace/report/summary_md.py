@@ -22,6 +22,8 @@ from divtrace.analysis import GAINED, NO_SIGNIFICANT_LOSS, SIGN_CONVENTION
 from divtrace.analysis.qfd import CI_INCLUDES_ZERO_EXPLANATION, OUTSIDE_UNIT_EXPLANATION
 from divtrace.report.findings import headline_findings, table1_view
 from divtrace.report.numbers import DASH, MINUS, absent, missing, pct_ci, share_ci, signed, signed_ci, signed_pct_ci
+from divtrace.report.study_info import StudyInfo
+from divtrace.study import RecordedSampling, SamplingSpec
 
 #: How a collapse-site row without a site reads, by its ``status``.
 NO_SITE_TEXT = {
@@ -38,7 +40,7 @@ SITE_DEFINITION = (
 def render_summary_md(
     headline: pd.DataFrame,
     *,
-    study_info: Mapping[str, Any],
+    study_info: StudyInfo,
     collapse_sites: pd.DataFrame | None = None,
     metrics: Sequence[str] | None = None,
     unclosed_thinking: Sequence[Mapping[str, Any]] | None = None,
@@ -52,7 +54,7 @@ def render_summary_md(
         headline: columns lineage, task, metric, step, parent, child, stage, change_pct_base,
             change_pct_base_ci_low, change_pct_base_ci_high, is_collapse_site, retained_pct (``change_pct_base``
             negative = diversity lost).
-        study_info: ``name`` and optionally ``caveat`` (quoted at the top) and ``description``.
+        study_info: its title, caveat (quoted at the top), description and sampling are shown.
         collapse_sites: optional; columns lineage, task, metric, status, parent, child, stage, delta_pct_base and
             its CI (``delta_pct_base_ci_low``/``_high``), loss_share (:data:`divtrace.analysis.COLLAPSE_COLUMNS`).
         metrics: order of the metrics in each table (others follow, sorted; SBERT, the paper's, first in Table 1).
@@ -73,10 +75,10 @@ def render_summary_md(
         table ``task | metric | <stage> ... | retained``, each change cell ``-12.3% [-16.4, -8.1]`` (95% CI, true
         minus signs), the collapse site in bold, then collapse sites and the decomposition. Every cell is escaped.
     """
-    lines = [f"# {_cell(study_info.get('name') or 'divtrace study')}: diversity along the lineage", ""]
-    if study_info.get("caveat"):
-        lines += [f"> **Caveat:** {_cell(study_info['caveat'])}", ""]
-    view = table1_view(table1, study_info.get("name"), metrics) if table1 is not None else None
+    lines = [f"# {_cell(study_info.title)}: diversity along the lineage", ""]
+    if study_info.caveat:
+        lines += [f"> **Caveat:** {_cell(study_info.caveat)}", ""]
+    view = table1_view(table1, study_info.name, metrics) if table1 is not None else None
     if view is not None and view["rows"]:
         lines += ["## Where diversity collapses", ""]
         lines += [f"- **{_cell(f.subject)}**: {_cell(f.text)}" for f in headline_findings(view)]
@@ -108,9 +110,9 @@ def render_summary_md(
         lines.append("")
     if view is not None:
         lines += _table1_lines(view, table1 is None or table1.empty)
-    if study_info.get("description"):
-        lines += [_cell(study_info["description"]), ""]
-    sampling = sampling_text(study_info.get("sampling"))
+    if study_info.description:
+        lines += [_cell(study_info.description), ""]
+    sampling = sampling_text(study_info.sampling)
     if sampling:
         lines += [f"**Sampling:** {_cell(sampling)}", ""]
     lines += _per_task_lines(headline, metrics)
@@ -121,29 +123,30 @@ def render_summary_md(
     return "\n".join(lines)
 
 
-def sampling_settings(sampling: Any) -> tuple[str, dict[str, Any]]:
-    """How to show a study's ``sampling`` (a dict from ``study.sampling.model_dump()``): a heading and the settings.
+def sampling_settings(sampling: SamplingSpec | RecordedSampling | None) -> tuple[str, dict[str, Any]]:
+    """How to show a study's ``sampling``: a heading and the settings (as their JSON dump); empty for None.
 
     An imported study's sampling (``from_records``, see :class:`divtrace.study.RecordedSampling`) is headed "as
     the imported records carry it" (with the tool, and "requested" when the values are what the tool was asked
     for); its values may read ``unknown`` or ``mixed: ...``. A study's own sampling is headed "study settings".
     A setting that is not set (None, e.g. ``top_k`` without top-k sampling) is left out.
     """
-    if not isinstance(sampling, Mapping) or not sampling:
+    if sampling is None:
         return "", {}
+    dumped = sampling.model_dump(mode="json")
     settings = {
         key: value
-        for key, value in sampling.items()
+        for key, value in dumped.items()
         if key not in ("from_records", "source", "requested") and value is not None
     }
-    if not sampling.get("from_records"):
+    if not isinstance(sampling, RecordedSampling):
         return "study settings", settings
-    heading = f"as the imported records carry it ({sampling.get('source') or 'unknown source'}"
-    heading += ", as requested from the tool)" if sampling.get("requested") else ")"
+    heading = f"as the imported records carry it ({sampling.source or 'unknown source'}"
+    heading += ", as requested from the tool)" if sampling.requested else ")"
     return heading, settings
 
 
-def sampling_text(sampling: Any) -> str:
+def sampling_text(sampling: SamplingSpec | RecordedSampling | None) -> str:
     """``sampling`` in one line: ``k = 4; temperature = 0.8; ... (as the imported records carry it (lm-eval))``;
     empty when there is none."""
     heading, settings = sampling_settings(sampling)
