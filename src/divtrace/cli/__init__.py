@@ -1,8 +1,9 @@
-"""The ``divtrace`` command line: one module per command, registered on :data:`app` (see :mod:`.app`), all run
+"""The ``divtrace`` command line: one module per command (the catalog commands ``lineages``, ``tasks``, ``metrics``
+and ``init`` share :mod:`.catalog`), registered on :data:`app` (see :mod:`.app`), all run
 under the one error handler of :mod:`.errors`; checks that run before work are in :mod:`.checks`, progress in
 :mod:`.progress`, consoles and table output in :mod:`.console`."""
 
-from divtrace.cli import analyze, catalog, generate, run, score, verify  # noqa: F401  (register the commands)
+from divtrace.cli import analyze, catalog, generate, report, run, score, verify  # noqa: F401  (register the commands)
 from divtrace.cli.app import app
 
 __all__ = ["app", "main"]

@@ -1,4 +1,4 @@
-"""``divtrace run`` (a study end to end) and ``divtrace report`` (rewrite a run's report)."""
+"""``divtrace run``: a study end to end (or its plan, with ``--dry-run``)."""
 
 from __future__ import annotations
 
@@ -219,31 +219,3 @@ def _first_sentence(message: str, limit: int = 140) -> str:
         if end in text:
             text = text[: text.index(end)]
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-@command("report")
-def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory of divtrace run or divtrace analyze")],
-    output_format: FormatOption = OutputFormat.table,
-) -> None:
-    """(Re)write RUN/report/index.html and summary.md from the run directory's stored analysis."""
-    from divtrace.executors.driver import run_stages
-    from divtrace.executors.local import LocalExecutor
-    from divtrace.report.stage import ReportStage
-    from divtrace.runs.layout import RunLayout
-    from divtrace.study import IMPORTED_MODEL, load_study
-    from divtrace.study.planned import generated_tasks, run_tasks
-
-    layout = RunLayout(run_dir)
-    if not layout.study_file.exists():
-        raise DivtraceError(f"{layout.study_file}: not found; is {run_dir} a run directory of divtrace run/analyze?")
-    checks.writable_directory(layout.report_dir, "report directory")
-    chosen = load_study(str(layout.study_file))
-    imported = all(c.model == IMPORTED_MODEL for c in chosen.checkpoints)
-    tasks = run_tasks(chosen) if imported else generated_tasks(chosen)
-    stage = ReportStage(chosen, {planned.name: planned.origin for planned in tasks})
-    with progress_display() as display:
-        reports = run_stages(
-            [stage], layout, LocalExecutor(), progress=display, on_stage=display.begin,
-        )  # fmt: skip
-    print_outcome(reports, run_dir, output_format)
