@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from divtrace.stats import (
     PASS_AT_K_LEVELS,
     BootstrapSettings,
+    bootstrap_means,
     cell_mean_cis,
     curve_levels,
     default_k_levels,
     pass_at_k,
     pass_at_k_per_prompt,
+    percentile_interval,
 )
 
 
@@ -72,3 +75,32 @@ def test_cell_mean_cis_of_a_cell_do_not_depend_on_the_other_cells() -> None:
     assert together.mean == alone.mean
     # stacked into one matrix product, the CI may differ in the last bit only
     assert (together.low, together.high) == pytest.approx((alone.low, alone.high), abs=1e-12)
+
+
+def test_bootstrap_means_is_scipys_paired_percentile_bootstrap() -> None:
+    """Same generator, same draws, same percentile: scipy.stats.bootstrap's CI, up to the rounding of the means."""
+    rng = np.random.default_rng(3)
+    values = rng.random((2, 25))
+    settings = BootstrapSettings(resamples=300, confidence=0.9, seed=5)
+    ours = bootstrap_means({"a": values}, lambda mu: np.stack([mu[1] - mu[0]]), settings)["a"]
+    theirs = stats.bootstrap(
+        (values[0], values[1]),
+        lambda a, b, axis=-1: b.mean(axis=axis) - a.mean(axis=axis),
+        paired=True,
+        n_resamples=300,
+        confidence_level=0.9,
+        method="percentile",
+        rng=np.random.default_rng(5),
+    ).confidence_interval
+    assert (ours.low[0], ours.high[0]) == pytest.approx((theirs.low, theirs.high), abs=1e-12)
+
+
+def test_percentile_interval_skips_nan_resamples() -> None:
+    samples = np.array([[np.nan, 3.0, 1.0, 2.0, np.nan], [np.nan] * 5])
+    low, high = percentile_interval(samples, 0.5)
+    assert (low[0], high[0]) == (1.5, 2.5)  # the quartiles of 1, 2, 3
+    assert np.isnan(low[1]) and np.isnan(high[1])
+    # a ratio of means over a resample that drew only the prompts where both means are 0 is NaN: skipped, not NaN
+    values = np.array([[0.0, 0.0, 1.0, 2.0], [0.0, 0.0, 3.0, 4.0]])
+    ratio = bootstrap_means({"a": values}, lambda mu: np.stack([mu[1] / mu[0]]), BootstrapSettings())["a"]
+    assert ratio.low[0] <= ratio.point[0] <= ratio.high[0]

@@ -1,5 +1,6 @@
 """The statistics every divtrace table shares, each defined once: pass@k and its levels, the diversity-vs-K curve
-levels, and percentile-bootstrap CIs over prompts."""
+levels, and percentile-bootstrap CIs over prompts (one engine: :func:`resample_counts` draws every resample,
+:func:`percentile_interval` makes every CI)."""
 
 from divtrace.stats.bootstrap import (
     BootstrapSettings,

@@ -1,15 +1,23 @@
 """Percentile-bootstrap confidence intervals over prompts (the unit every divtrace comparison is paired on).
 
-The resampling machinery of every table: :func:`bootstrap_means` (scipy's percentile bootstrap over prompt indices,
-paired across the samples compared, many groups in one vectorised call), :func:`cell_mean_cis` (the mean of each
-cell with its CI: the scorer's summary, the analysis' checkpoint means and diversity-vs-K curves), and the
-hand-rolled resampling of the stratified and masked statistics (:func:`resample_counts`, :func:`masked_means`,
-:func:`percentile_interval`).
+One engine for every CI: :func:`resample_counts` draws the resamples (how often each prompt is drawn) and
+:func:`percentile_interval` turns the statistic over them into the CI. On it: :func:`bootstrap_means` (statistics of
+per-sample means, paired across the samples compared, many groups in one matrix product), :func:`cell_mean_cis`
+(the mean of each cell with its CI: the scorer's summary, the analysis' checkpoint means and diversity-vs-K curves),
+:func:`masked_means` (each row's mean over its own prompts: the quality-filtered decomposition), and Table 1's
+bootstrap stratified by task (:mod:`divtrace.analysis.table1`).
+
+Written by hand because no library does all of it: ``scipy.stats.bootstrap`` draws the same resamples
+(``rng.integers(0, n, (resamples, n))`` in one batch) and, as of scipy 1.17, takes the same percentile
+(``scipy.stats.quantile``, used here), but it makes the whole CI NaN (with a ``DegenerateDataWarning``) as soon as
+one resample's statistic is NaN, with no option to skip those resamples, which masked means and ratios of means need
+(a resample that drew none of a row's prompts, or whose base mean is 0); and it hands the statistic index arrays,
+which would only be turned back into these counts. So the CIs are scipy's percentile bootstrap, NaN resamples
+skipped.
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -31,7 +39,7 @@ class BootstrapSettings:
 MeanCombiner = Callable[[np.ndarray], np.ndarray]
 _Key = TypeVar("_Key", bound=Hashable)
 
-#: Most bootstrap means one vectorised call may hold (samples x groups x resamples).
+#: Most bootstrap means one matrix product may hold (samples x groups x resamples).
 _BOOTSTRAP_BUDGET = 8_000_000
 
 
@@ -58,10 +66,12 @@ def bootstrap_means(
 
     Returns:
         ``{key: Estimate}`` with arrays of shape (m,). The point estimate is ``combine`` of the plain means.
-        The CI resamples prompt indices (jointly across the S samples) with ``scipy.stats.bootstrap``; the
-        generator is seeded from ``settings.seed`` for every group, so a CI depends only on its own inputs and
-        equals (to rounding, see :func:`cell_mean_cis`) what a separate call per group would give. Groups with the
-        same n are stacked into one vectorised call. With n < 2 the CI is NaN; with n = 0 the point is NaN too.
+        The CI resamples the prompts (jointly across the S samples, :func:`resample_counts`) from a generator
+        seeded from ``settings.seed`` for every group, so a CI depends only on its own inputs and equals (to
+        rounding, see :func:`cell_mean_cis`) what a separate call per group would give; a resample whose statistic
+        is NaN (a ratio over a resample whose base mean is 0) is skipped (:func:`percentile_interval`). Groups with
+        the same n share the resamples and matrix products. With n < 2 the CI is NaN; with n = 0 the point is NaN
+        too.
     """
     by_n: dict[int, list[_Key]] = {}
     for key, values in jobs.items():
@@ -69,57 +79,34 @@ def bootstrap_means(
     out: dict[_Key, Estimate] = {}
     for n, keys in by_n.items():
         stacked = np.stack([jobs[key] for key in keys], axis=1)  # (S, G, n)
+        samples = stacked.shape[0]
         with np.errstate(divide="ignore", invalid="ignore"):
             point = combine(stacked.mean(axis=-1)) if n else None
         if point is None:
-            m = combine(np.ones((stacked.shape[0], 1))).shape[0]
+            m = combine(np.ones((samples, 1))).shape[0]
             point = np.full((m, len(keys)), np.nan)
         low = np.full_like(point, np.nan)
         high = np.full_like(point, np.nan)
         if n >= 2:
-            per_call = max(1, _BOOTSTRAP_BUDGET // (stacked.shape[0] * settings.resamples))
+            counts = resample_counts(n, settings.resamples, np.random.default_rng(settings.seed))
+            per_call = max(1, _BOOTSTRAP_BUDGET // (samples * settings.resamples))
             for start in range(0, len(keys), per_call):
                 chunk = slice(start, start + per_call)
-                low[:, chunk], high[:, chunk] = _bootstrap_chunk(stacked[:, chunk, :], combine, settings)
+                flat = stacked[:, chunk, :].reshape(-1, n)  # (S * G, n)
+                means = (flat @ counts.T / n).reshape(samples, -1, settings.resamples)  # (S, G, resamples)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    low[:, chunk], high[:, chunk] = percentile_interval(combine(means), settings.confidence)
         for position, key in enumerate(keys):
             out[key] = Estimate(point[:, position], low[:, position], high[:, position])
     return out
 
 
-def _bootstrap_chunk(
-    values: np.ndarray, combine: MeanCombiner, settings: BootstrapSettings
-) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile CI of ``combine(means)`` for values of shape (S, G, n), resampling the n prompts jointly."""
-    samples, groups, n = values.shape
-    flat = values.reshape(samples * groups, n)
-
-    def statistic(indices: np.ndarray, axis: int = -1) -> np.ndarray:
-        # indices: (n,) or (resamples, n) prompt indices drawn by scipy. The mean of each resample is a weighted
-        # sum (weights = how often each prompt was drawn): one matrix product for every group and sample at once.
-        rows = np.atleast_2d(indices)
-        offsets = (rows + n * np.arange(rows.shape[0])[:, None]).ravel()
-        counts = np.bincount(offsets, minlength=rows.size).reshape(rows.shape).astype(np.float64)
-        means = (flat @ counts.T / n).reshape(samples, groups, rows.shape[0])
-        return combine(means if indices.ndim > 1 else means[..., 0])
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        result = stats.bootstrap(
-            (np.arange(n),),
-            statistic,
-            n_resamples=settings.resamples,
-            confidence_level=settings.confidence,
-            method="percentile",
-            vectorized=True,
-            rng=np.random.default_rng(settings.seed),
-        )
-    return np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
-
-
 def resample_counts(n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """How often each of ``n`` prompts is drawn in each resample: shape (resamples, n), float.
 
-    Each resample draws ``n`` prompt indices uniformly with replacement (the ordinary nonparametric bootstrap);
-    a mean over a resample is then ``counts @ values / counts.sum()``.
+    Each resample draws ``n`` prompt indices uniformly with replacement (the ordinary nonparametric bootstrap), all
+    of them in one ``rng.integers(0, n, (resamples, n))``, the draws of ``scipy.stats.bootstrap`` with the same
+    generator; a mean over a resample is then ``counts @ values / counts.sum()``.
     """
     draws = rng.integers(0, n, size=(resamples, n))
     offsets = (draws + n * np.arange(resamples)[:, None]).ravel()
@@ -140,13 +127,15 @@ def masked_means(values: np.ndarray, masks: np.ndarray, counts: np.ndarray) -> n
 
 
 def percentile_interval(samples: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval along the last axis, skipping NaN resamples (NaN where every resample is NaN)."""
+    """The percentile CI of bootstrap statistics along the last axis (the resamples), as (low, high).
+
+    The ``(1 - confidence) / 2`` and ``1 - (1 - confidence) / 2`` quantiles (``scipy.stats.quantile``, linear
+    interpolation, as ``scipy.stats.bootstrap(method="percentile")`` takes them) over the resamples whose statistic
+    is not NaN; NaN where every resample is NaN. Infinite statistics take part (an end can be +-inf).
+    """
     alpha = (1.0 - confidence) / 2.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices: NaN, which is the answer we want
-        low = np.nanquantile(samples, alpha, axis=-1)
-        high = np.nanquantile(samples, 1.0 - alpha, axis=-1)
-    return np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+    ends = stats.quantile(samples, np.array([alpha, 1.0 - alpha]), axis=-1, nan_policy="omit")
+    return np.asarray(ends[..., 0], dtype=np.float64), np.asarray(ends[..., 1], dtype=np.float64)
 
 
 @dataclass(frozen=True)
