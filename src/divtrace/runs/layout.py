@@ -8,6 +8,7 @@
     RUN/scores/<checkpoint>/<task>.parquet          one row per prompt x metric x subset (+ .json marker)
     RUN/analysis/*.parquet, *.csv                   the analysis tables (+ _complete.json)
     RUN/report/index.html, summary.md               the report (+ _complete.json)
+    RUN/divtrace.lock                               while a run holds the directory (:mod:`divtrace.runs.lock`)
 
 Each unit of work has a marker next to its output (:mod:`divtrace.runs.markers`) holding the fingerprint of what
 the output was computed from; a stage skips the units whose marker matches, so running a finished study again does
@@ -57,6 +58,11 @@ class RunLayout:
     def study_file(self) -> Path:
         """The frozen study."""
         return self.root / "study.yaml"
+
+    @property
+    def lock_file(self) -> Path:
+        """The lock of the run that holds the directory (:mod:`divtrace.runs.lock`); absent when none does."""
+        return self.root / "divtrace.lock"
 
     def freeze_study(self, study_yaml: str) -> None:
         """Write ``study.yaml`` (creating the run directory), unless it already holds exactly this text."""
