@@ -16,6 +16,7 @@ import pandas as pd
 from divtrace.errors import DivtraceError
 from divtrace.progress import ProgressSink
 from divtrace.runs.layout import RunLayout, default_run_directory
+from divtrace.runs.lock import hold_run_directory
 from divtrace.samples import DEFAULT_TASK, SampleRecord, read_samples
 from divtrace.samples.thinking import split_record_thinking
 from divtrace.score.metrics import Metric
@@ -239,6 +240,7 @@ def run(
     tasks: list[PlannedTask] | None = None,
     progress: ProgressSink | None = None,
     on_stage: Callable[[str], None] | None = None,
+    wait: bool = False,
 ) -> RunOutcome:
     """Run ``study`` end to end (plan, generate, verify, score, analyze, report) into ``out``; resumable.
 
@@ -253,9 +255,16 @@ def run(
         tasks: the planned tasks when the caller already loaded them (:func:`divtrace.study.planned.plan_tasks`).
         progress: a :data:`~divtrace.progress.ProgressSink`: every stage's :class:`~divtrace.progress.ProgressEvent`.
         on_stage: called with each stage's name as it starts.
+        wait: when another run holds ``out``, wait until it is done (saying so once, as a warning of the
+            ``divtrace.runs.lock`` logger) instead of raising :class:`~divtrace.runs.lock.RunDirectoryInUse`.
+
+    The run holds ``out`` from start to end (:func:`~divtrace.runs.lock.hold_run_directory`), and ``out`` belongs
+    to one study: a directory whose ``study.yaml`` names another study is refused before anything in it is
+    written (:func:`~divtrace.study.ownership.check_run_directory`).
 
     Raises:
-        DivtraceError: a bad study, unavailable task data, no cluster at ``address``...;
+        DivtraceError: a bad study, unavailable task data, no cluster at ``address``, ``out`` in use by another run
+            (:class:`~divtrace.runs.lock.RunDirectoryInUse`) or holding another study...;
             :class:`~divtrace.errors.RunInterrupted` on Ctrl-C, counting the units kept.
     """
     from divtrace.executors.driver import run_study
@@ -266,7 +275,10 @@ def run(
     kind = executor or chosen.executor.type
     if kind not in ("local", "ray"):
         raise DivtraceError(f"executor {kind!r}: choose local or ray")
-    with _executor(kind, chosen, address) as runner:  # Ray: the address is checked before any work
+    with (
+        hold_run_directory(directory, "divtrace.run", wait=wait, wait_flag="wait=True"),
+        _executor(kind, chosen, address) as runner,  # Ray: the address is checked before any work
+    ):
         reports = run_study(chosen, directory, runner, tasks=tasks, progress=progress, on_stage=on_stage)
     return RunOutcome(directory, reports)
 
@@ -307,6 +319,7 @@ def analyze(
     on_stage: Callable[[str], None] | None = None,
     on_problem: Callable[[str], None] | None = None,
     on_import: Callable[[dict[tuple[str, str], int]], None] | None = None,
+    wait: bool = False,
 ) -> RunOutcome:
     """Verify, score, analyze (and report) samples generated elsewhere, along a lineage, into the run directory
     ``out``; resumable like :func:`run`.
@@ -327,9 +340,14 @@ def analyze(
         on_stage: called with each stage's name as it starts.
         on_problem: called with each record skipped under ``skip_invalid``; on_import with the prompts imported
             per (checkpoint, task).
+        wait: when another run holds ``out``, wait until it is done instead of raising (as :func:`run`).
+
+    The analysis holds ``out`` from start to end, and ``out`` belongs to one study, as for :func:`run`: a run
+    directory of ``divtrace run`` (or of another study) is refused before anything in it is written.
 
     Raises:
-        DivtraceError: a missing or malformed input (file, line, field), a lineage checkpoint without samples...
+        DivtraceError: a missing or malformed input (file, line, field), a lineage checkpoint without samples,
+            ``out`` in use or holding another study...
     """
     from divtrace.executors.driver import run_stages, study_stages
     from divtrace.executors.local import LocalExecutor
@@ -337,34 +355,35 @@ def analyze(
     from divtrace.study.imported import SampleSource, import_choices, import_samples, imported_study, read_sources
     from divtrace.study.planned import run_tasks
 
-    base_study = study if isinstance(study, Study) or study is None else load_study(study)
-    choices = import_choices(base_study, lineage, variants, metrics=metrics, embedder=embedder, nli_model=nli_model)
-    sources = [SampleSource.parse(str(text)) for text in inputs]
-    records, problems = read_sources(
-        sources, skip_invalid=skip_invalid, strip_thinking=strip_thinking, fmt=input_format
-    )
-    if task is not None:
-        records = with_task(records, task)
-    for problem in problems:
-        if on_problem is not None:
-            on_problem(problem)
-    chosen = imported_study(
-        choices.checkpoints,
-        records,
-        metrics=choices.metrics,
-        embedder=choices.embedder,
-        nli_model=choices.nli_model,
-        data_dir=str(data_dir) if data_dir else None,
-        task_map=task_map,
-    )
-    layout = RunLayout(out)
-    imported = import_samples(chosen, records, layout, strip_thinking=strip_thinking)
-    if on_import is not None:
-        on_import(dict(imported.counts))
-    tasks = run_tasks(chosen)
-    stages = study_stages(chosen, tasks, layout, generate=False, verify=verify, report=report)
-    reports = run_stages(stages, layout, LocalExecutor(), progress=progress, on_stage=on_stage)
-    return RunOutcome(Path(out), reports)
+    with hold_run_directory(out, "divtrace.analyze", wait=wait, wait_flag="wait=True"):
+        base_study = study if isinstance(study, Study) or study is None else load_study(study)
+        choices = import_choices(base_study, lineage, variants, metrics=metrics, embedder=embedder, nli_model=nli_model)
+        sources = [SampleSource.parse(str(text)) for text in inputs]
+        records, problems = read_sources(
+            sources, skip_invalid=skip_invalid, strip_thinking=strip_thinking, fmt=input_format
+        )
+        if task is not None:
+            records = with_task(records, task)
+        for problem in problems:
+            if on_problem is not None:
+                on_problem(problem)
+        chosen = imported_study(
+            choices.checkpoints,
+            records,
+            metrics=choices.metrics,
+            embedder=choices.embedder,
+            nli_model=choices.nli_model,
+            data_dir=str(data_dir) if data_dir else None,
+            task_map=task_map,
+        )
+        layout = RunLayout(out)
+        imported = import_samples(chosen, records, layout, strip_thinking=strip_thinking)
+        if on_import is not None:
+            on_import(dict(imported.counts))
+        tasks = run_tasks(chosen)
+        stages = study_stages(chosen, tasks, layout, generate=False, verify=verify, report=report)
+        reports = run_stages(stages, layout, LocalExecutor(), progress=progress, on_stage=on_stage)
+        return RunOutcome(Path(out), reports)
 
 
 def with_task(records: Sequence[SampleRecord], task: str) -> list[SampleRecord]:

@@ -19,6 +19,7 @@ from divtrace.cli.options import (
     SkipInvalidOption,
     StripThinkingOption,
     TaskMapOption,
+    WaitOption,
     flag,
 )
 from divtrace.cli.outcome import print_outcome
@@ -63,9 +64,11 @@ def analyze(
     skip_invalid: SkipInvalidOption = False,
     strip_thinking: StripThinkingOption = True,
     output_format: FormatOption = OutputFormat.table,
+    wait: WaitOption = False,
 ) -> None:
     """Analyze samples generated elsewhere along a lineage: verify, score, analyze (and report), resumably."""
     from divtrace.api import analyze as analyze_samples
+    from divtrace.runs.lock import hold_run_directory
     from divtrace.study.imported import SampleSource
     from divtrace.tasks.names import parse_task_map
 
@@ -82,7 +85,7 @@ def analyze(
             + ", ".join(f"{c}/{t} {n}" for (c, t), n in sorted(counts.items()))
         )
 
-    with progress_display() as display:
+    with hold_run_directory(out, "divtrace analyze", wait=wait, say=note), progress_display() as display:
         outcome = analyze_samples(
             inputs,
             out,

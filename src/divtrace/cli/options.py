@@ -38,6 +38,15 @@ SkipInvalidOption = Annotated[
         "--skip-invalid/--no-skip-invalid",
     ),
 ]
+#: ``--wait/--no-wait`` of the commands that write a run directory (run, analyze, report).
+WaitOption = Annotated[
+    bool,
+    flag(
+        "when another divtrace command is using the run directory, wait until it is done (default: stop at once, "
+        "naming it)",
+        "--wait/--no-wait",
+    ),
+]
 FormatOption = Annotated[OutputFormat, typer.Option("--format", help="how to print the table: table, csv or json")]
 RecordTaskOption = Annotated[
     str | None,

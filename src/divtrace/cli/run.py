@@ -12,7 +12,7 @@ from rich.markup import escape
 from divtrace.cli import checks
 from divtrace.cli.app import command
 from divtrace.cli.console import OutputFormat, note, print_frame, say, stderr_console
-from divtrace.cli.options import FormatOption, flag
+from divtrace.cli.options import FormatOption, WaitOption, flag
 from divtrace.cli.outcome import print_outcome
 from divtrace.cli.progress import progress_display
 from divtrace.errors import DivtraceError
@@ -50,19 +50,42 @@ def run(
         bool, flag("with the plan, a row per (checkpoint, task), not only per checkpoint", "--detail/--no-detail")
     ] = False,
     output_format: FormatOption = OutputFormat.table,
+    wait: WaitOption = False,
 ) -> None:
     """Run a study end to end: plan, generate, verify, score, analyze, report; resumable, skipping done work."""
-    from divtrace.api import run as run_study_api
-    from divtrace.plan.rows import plan_study, plan_without_data
     from divtrace.runs.layout import RunLayout, default_run_directory
+    from divtrace.runs.lock import hold_run_directory
     from divtrace.study import load_study
-    from divtrace.study.planned import plan_tasks
+    from divtrace.study.ownership import check_run_directory
 
     chosen = load_study(study or "quickstart")
-    use_ray = (executor.value if executor is not None else chosen.executor.type) == "ray"
     directory = out or default_run_directory(chosen.name)
     if not dry_run:
         checks.writable_directory(directory, "--out")
+    check_run_directory(RunLayout(directory), chosen)  # another study's directory: refused before it is touched
+    if dry_run:
+        _plan_and_run(chosen, directory, True, executor, address, detail, output_format)
+        return
+    with hold_run_directory(directory, "divtrace run", wait=wait, say=note):  # held until the run ends
+        _plan_and_run(chosen, directory, False, executor, address, detail, output_format)
+
+
+def _plan_and_run(
+    chosen: Study,
+    directory: Path,
+    dry_run: bool,
+    executor: ExecutorOption | None,
+    address: str | None,
+    detail: bool,
+    output_format: OutputFormat,
+) -> None:
+    """The plan of ``chosen`` in ``directory``, then (unless ``dry_run``) the run."""
+    from divtrace.api import run as run_study_api
+    from divtrace.plan.rows import plan_study, plan_without_data
+    from divtrace.runs.layout import RunLayout
+    from divtrace.study.planned import plan_tasks
+
+    use_ray = (executor.value if executor is not None else chosen.executor.type) == "ray"
     if use_ray and not dry_run:  # fail fast: before the task data loads, which can take minutes on a real study
         from divtrace.executors.ray_connect import check_ray_address
 

@@ -24,9 +24,11 @@ from divtrace.errors import RunInterrupted
 from divtrace.progress import UNITS_OF_WORK, ProgressEvent, ProgressSink, scoped
 from divtrace.report.stage import ReportStage
 from divtrace.runs.layout import RunLayout
+from divtrace.runs.lock import hold_run_directory
 from divtrace.runs.markers import is_done, mark_done
 from divtrace.runs.stage import Stage, StageReport, Unit, WorkItem
 from divtrace.study import Study
+from divtrace.study.ownership import check_run_directory
 from divtrace.study.planned import PlannedTask, plan_tasks
 from divtrace.study.stages import generate_stage, score_stage, verify_stage
 
@@ -205,11 +207,24 @@ def run_study(
 ) -> list[StageReport]:
     """Run plan -> generate -> verify -> score -> analyze -> report for ``study`` into the run directory ``out``.
 
-    The resolved study is frozen as ``out/study.yaml``; ``tasks`` are the planned tasks when the caller already
-    loaded them (default: :func:`~divtrace.study.planned.plan_tasks`). Each stage skips the units whose outputs are
-    complete and current, so re-running a finished study does no work and an interrupted one resumes.
+    The run holds the directory (:func:`~divtrace.runs.lock.hold_run_directory`; at no cost when the caller holds
+    it already). Before anything in it is written, a directory of another study is refused
+    (:func:`~divtrace.study.ownership.check_run_directory`), and so is a stored output a stage would refuse to
+    resume, as far as that is known without loading a model (:meth:`Stage.check_resume`); only then is the
+    resolved study frozen as ``out/study.yaml``. ``tasks`` are the planned tasks when the caller already loaded them
+    (default: :func:`~divtrace.study.planned.plan_tasks`). Each stage skips the units whose outputs are complete and
+    current, so re-running a finished study does no work and an interrupted one resumes.
+
+    Raises:
+        RunDirectoryInUse: another process holds ``out``.
+        DivtraceError: ``out`` holds another study, or a stored output made with other settings.
     """
     layout = RunLayout(out)
-    layout.freeze_study(study.to_yaml())
-    planned = tasks if tasks is not None else plan_tasks(study)
-    return run_stages(study_stages(study, planned, layout), layout, executor, progress=progress, on_stage=on_stage)
+    with hold_run_directory(out, "divtrace.run", wait_flag="wait=True"):
+        check_run_directory(layout, study)
+        planned = tasks if tasks is not None else plan_tasks(study)
+        stages = study_stages(study, planned, layout)
+        for stage in stages:
+            stage.check_resume(layout)
+        layout.freeze_study(study.to_yaml())
+        return run_stages(stages, layout, executor, progress=progress, on_stage=on_stage)

@@ -18,11 +18,12 @@ from typing import Any, ClassVar
 from divtrace.generate.backends.options import BackendOptions, OpenAIOptions, TransformersOptions, tensor_parallel_size
 from divtrace.generate.job import GenerationJob
 from divtrace.generate.protocol import Generator
-from divtrace.generate.resume import ResumeMismatchError, difference, mismatch_message
+from divtrace.generate.resume import ModelSource, ResumeMismatchError, difference, generation_status, mismatch_message
 from divtrace.generate.runner import ShardPlan, generate_shard, plan_shards, write_shard
 from divtrace.generate.store import read_shard_settings
 from divtrace.progress import SAMPLES, UNITS_OF_WORK, ProgressEvent, ProgressSink
 from divtrace.runs.layout import RunLayout
+from divtrace.runs.markers import is_done
 from divtrace.runs.stage import Stage, Unit, WorkItem
 from divtrace.samples import SampleRecord
 
@@ -139,6 +140,22 @@ class GenerateStage(Stage[ShardWork, ShardResult]):
                 )
             )
         return units
+
+    def check_resume(self, layout: RunLayout) -> None:
+        """Refuse, before any model loads, a stored shard of an unfinished generation made with another requested
+        setting (:func:`~divtrace.generate.resume.generation_status`: the prompts, the sampling settings, the
+        rendering, the backend and its given options, the model's reference), naming the setting. What only the
+        loaded model can tell (a hub revision's commit, the chat template in use) is checked by the worker.
+
+        Raises:
+            ResumeMismatchError: a stored shard was made with other settings.
+        """
+        for unit in self.units(layout):
+            if is_done(unit.marker, unit.key) or not layout.sample_files(unit.checkpoint, unit.task):
+                continue
+            model = self.model(unit.checkpoint)
+            source = ModelSource(model.backend, model.model, model.revision, model.options.constructor_kwargs())
+            generation_status(self.job(unit.checkpoint, unit.task), source)
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[ShardWork]]:
         """Every shard of the unit, with what its file holds now (which shards are finished is decided by the

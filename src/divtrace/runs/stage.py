@@ -11,7 +11,8 @@ A stage is an object its package owns (``generate/stage.py``, ``verify/stage.py`
 - how to open a :class:`Worker` (:meth:`Stage.open_worker`: load a model once for a group of items, e.g. a
   checkpoint's), which computes one item without writing anything, so it can run anywhere (a Ray actor);
 - how to store an item's result (:meth:`Stage.save`: atomic writes, done by the driver process, which owns the run
-  directory).
+  directory);
+- what it would refuse to resume, when that is known before any work (:meth:`Stage.check_resume`).
 
 The driver (:mod:`divtrace.executors.driver`) runs every stage the same way: the pending units (marker missing or
 stale), their items through an executor, each result saved as it arrives, a unit's marker written once all its
@@ -127,6 +128,12 @@ class Stage(ABC, Generic[P, R]):
     def notes(self) -> list[str]:
         """What the user should know about the stage's work before it runs (work that will not be done, and why)."""
         return []
+
+    def check_resume(self, layout: RunLayout) -> None:
+        """Raise a :class:`~divtrace.errors.DivtraceError` when a stored output in ``layout`` was made otherwise
+        and this stage would refuse to resume it, as far as that is known without loading a model (nothing to
+        check by default). The driver asks every stage before it writes anything, ``study.yaml`` included, so such
+        a refusal leaves the run directory as it was."""
 
     @abstractmethod
     def units(self, layout: RunLayout) -> list[Unit]:

@@ -18,10 +18,12 @@ from divtrace.errors import DivtraceError
 from divtrace.fingerprint import files_fingerprint, fingerprint
 from divtrace.generate.runner import write_shard
 from divtrace.runs.layout import RunLayout
+from divtrace.runs.lock import hold_run_directory
 from divtrace.runs.markers import is_done, mark_done
 from divtrace.samples import SampleRecord, read_samples
 from divtrace.score.metric_spec import MetricChoice, as_spec
 from divtrace.score.settings import EmbedderSettings, NLISettings
+from divtrace.study.ownership import check_run_directory
 from divtrace.study.spec import IMPORTED_MODEL, UNKNOWN, CheckpointSpec, RecordedSampling, Study, TaskSpec
 from divtrace.tasks.names import resolve_task
 
@@ -268,7 +270,18 @@ def import_samples(
     ``strip_thinking``) is left alone, so importing the same files again changes nothing downstream. Records of
     checkpoints outside the study are not imported. ``strip_thinking`` is recorded in each generation marker, and
     the later stages read the shard with it (see :meth:`divtrace.runs.layout.RunLayout.read_samples`).
+
+    The import holds the run directory (:func:`~divtrace.runs.lock.hold_run_directory`; at no cost when the caller
+    holds it already, as :func:`divtrace.analyze` does), and a directory of another study, or one made by
+    ``divtrace run``, is refused before anything in it is written
+    (:func:`~divtrace.study.ownership.check_run_directory`).
     """
+    with hold_run_directory(layout.root, "divtrace.analyze", wait_flag="wait=True"):
+        check_run_directory(layout, study)
+        return _import(study, records, layout, strip_thinking)
+
+
+def _import(study: Study, records: Sequence[SampleRecord], layout: RunLayout, strip_thinking: bool) -> ImportReport:
     report = ImportReport()
     wanted = {checkpoint.name for checkpoint in study.checkpoints}
     groups: dict[tuple[str, str], list[SampleRecord]] = {}
