@@ -226,3 +226,26 @@ def test_a_run_killed_with_sigkill_leaves_a_lock_the_next_run_takes_over(tmp_pat
     taken = f"note: {run}: taking over the lock of {holder.describe()}, which ended without releasing it"
     assert flat(after.stderr).startswith(taken)
     assert "report: ran 1" in after.stderr and not RunLayout(run).lock_file.exists()
+
+
+def test_without_flock_the_run_goes_on_unlocked_saying_so_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system that cannot flock (some FUSE mounts): ENOSYS from flock, as filelock's native lock sees it."""
+    import errno
+
+    from filelock._native import _unix
+
+    def no_flock(fd: int) -> bool:
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(_unix, "lock_fd_nonblocking", no_flock)
+    run = tmp_path / "run"
+    said: list[str] = []
+    with (
+        hold_run_directory(run, "divtrace run", say=said.append),
+        hold_run_directory(run, "divtrace.run", say=said.append),  # nested: nothing more to say
+    ):
+        pass
+    assert said == [
+        f"cannot lock {run} ({run / 'divtrace.lock'}: Function not implemented): its file system does not support "
+        "flock, so nothing stops another run from writing the directory at the same time"
+    ]

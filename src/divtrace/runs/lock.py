@@ -181,9 +181,7 @@ def hold_run_directory(
                 _HELD[key].depth -= 1
         return
     lock = _FileLock(RunLayout(directory).lock_file, Holder.this_process(command))
-    if not lock.acquire(directory, wait=wait, say=tell, wait_flag=wait_flag):
-        yield  # no flock on this file system: said, and the run goes on unlocked
-        return
+    locked = lock.acquire(directory, wait=wait, say=tell, wait_flag=wait_flag)  # False: no flock here (said)
     with _HELD_LOCK:
         _HELD[key] = _Hold(threading.get_ident())
     try:
@@ -191,7 +189,8 @@ def hold_run_directory(
     finally:
         with _HELD_LOCK:
             del _HELD[key]
-        lock.release()
+        if locked:
+            lock.release()
 
 
 class _FileLock:
