@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from divtrace.errors import DivtraceError
 from divtrace.runs.layout import RunLayout
 from divtrace.runs.lock import Holder, RunDirectoryInUse, hold_run_directory
 from tests.run_commands import (
@@ -124,11 +125,24 @@ def test_a_lock_left_by_a_killed_holder_is_taken_over_saying_so(tmp_path: Path, 
 def test_a_released_directory_keeps_no_lock_file_and_the_next_run_says_nothing(tmp_path: Path) -> None:
     run = tmp_path / "run"
     said: list[str] = []
-    for _ in range(2):
-        with hold_run_directory(run, "divtrace run", say=said.append):
-            assert RunLayout(run).lock_file.exists()
-        assert list(run.iterdir()) == []
+    with hold_run_directory(run, "divtrace run", say=said.append):
+        (run / "study.yaml").write_text("name: x\n")
+    assert [path.name for path in run.iterdir()] == ["study.yaml"]
+    with hold_run_directory(run, "divtrace run", say=said.append):
+        assert RunLayout(run).lock_file.exists()
+    assert [path.name for path in run.iterdir()] == ["study.yaml"]
     assert said == []
+
+
+def test_a_directory_the_hold_created_is_removed_when_nothing_was_written_in_it(tmp_path: Path) -> None:
+    run = tmp_path / "new" / "run"
+    with pytest.raises(DivtraceError, match="no task data"), hold_run_directory(run, "divtrace run"):
+        raise DivtraceError("no task data")  # a run that fails before its first output
+    assert not run.exists() and (tmp_path / "new").exists()
+    tmp_path.joinpath("kept").mkdir()
+    with hold_run_directory(tmp_path / "kept", "divtrace run"):  # one it did not create stays, empty or not
+        pass
+    assert (tmp_path / "kept").is_dir()
 
 
 def test_nested_holds_in_one_thread_are_free_and_another_thread_is_refused(tmp_path: Path) -> None:

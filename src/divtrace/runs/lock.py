@@ -13,9 +13,11 @@ API (``divtrace.run``, ``divtrace.analyze``; :func:`~divtrace.executors.driver.r
   line takes the lock before loading task data, then calls the Python API, which takes it too). Another thread of
   the same process is a holder like any other.
 - **Who holds it is in the file.** The holder writes one JSON line (:class:`Holder`: pid, host, command, since)
-  into the lock file once it holds the lock, and removes the file, still holding the lock, when it is done. A
-  waiter that had opened the removed file finds it unlinked after locking it and tries again on the new one
-  (``filelock`` checks the link count), so two holders never overlap.
+  into the lock file once it holds the lock, and removes the file, still holding the lock, when it is done (and
+  the directory, when the hold created it and nothing was written in it: a run refused or failed before its first
+  output leaves no trace). A waiter that had opened the removed file finds it unlinked after locking it and tries
+  again on a new one (``filelock`` checks the link count; a removed directory is made again), so two holders never
+  overlap.
 - **Stale locks are taken over, saying so.** A lock file that still names a holder when its lock is free was left
   by a process that ended without releasing it (killed): the next run takes it over and says whose it was.
   Should the lock be busy although its named holder is no longer running on this host, a process that holder
@@ -167,7 +169,7 @@ def hold_run_directory(
     """
     tell = say or _logger.warning
     directory = Path(root)
-    directory.mkdir(parents=True, exist_ok=True)
+    created = _make_directory(directory)
     key = directory.resolve()
     with _HELD_LOCK:
         nested = key in _HELD and _HELD[key].thread == threading.get_ident()
@@ -181,7 +183,12 @@ def hold_run_directory(
                 _HELD[key].depth -= 1
         return
     lock = _FileLock(RunLayout(directory).lock_file, Holder.this_process(command))
-    locked = lock.acquire(directory, wait=wait, say=tell, wait_flag=wait_flag)  # False: no flock here (said)
+    try:
+        locked = lock.acquire(directory, wait=wait, say=tell, wait_flag=wait_flag)  # False: no flock here (said)
+    except BaseException:
+        if created:
+            _remove_if_empty(directory)
+        raise
     with _HELD_LOCK:
         _HELD[key] = _Hold(threading.get_ident())
     try:
@@ -190,7 +197,25 @@ def hold_run_directory(
         with _HELD_LOCK:
             del _HELD[key]
         if locked:
-            lock.release()
+            lock.release(directory if created else None)
+        elif created:
+            _remove_if_empty(directory)
+
+
+def _make_directory(directory: Path) -> bool:
+    """Create ``directory`` (and its parents) unless it exists; whether this call created it."""
+    try:
+        directory.mkdir(parents=True)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _remove_if_empty(directory: Path) -> None:
+    """Remove ``directory`` when nothing was written in it (a run refused or failed before its first output leaves
+    no trace of a directory it created)."""
+    with contextlib.suppress(OSError):
+        directory.rmdir()
 
 
 class _FileLock:
@@ -212,13 +237,13 @@ class _FileLock:
 
         try:
             try:
-                self._lock.acquire(blocking=False)
+                self._take(blocking=False)
             except Timeout:
                 holder = self._holder_of_busy_lock()
                 if not wait:
                     raise RunDirectoryInUse(directory, holder, wait_flag) from None
                 say(f"{directory} is in use by {_who(holder)}; waiting until it is free (Ctrl-C to stop)")
-                self._lock.acquire()
+                self._take(blocking=True)
         except OSError as err:
             if err.errno not in _NO_FLOCK:
                 raise
@@ -231,16 +256,31 @@ class _FileLock:
             say(f"{directory}: taking over the lock of {self.previous.describe()}, which ended without releasing it")
         return True
 
-    def release(self) -> None:
-        """Remove the lock file (still holding the lock, and only if it is still this lock's file), then unlock."""
+    def release(self, created: Path | None = None) -> None:
+        """Remove the lock file (still holding the lock, and only if it is still this lock's file), and the
+        directory ``created`` when it is empty, then unlock."""
         try:
             if self._fd is not None and os.path.samestat(os.fstat(self._fd), os.stat(self.path)):
                 self.path.unlink()
+                if created is not None:
+                    _remove_if_empty(created)
         except FileNotFoundError:
             pass
         finally:
             self._fd = None
             self._lock.release()
+
+    def _take(self, *, blocking: bool) -> None:
+        """Take the flock, recreating the directory when the holder this one waited for removed it (it created
+        the directory and left it empty)."""
+        while True:
+            try:
+                self._lock.acquire(blocking=blocking)
+                return
+            except FileNotFoundError:
+                if self.path.parent.exists():
+                    raise
+                self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def _claim(self, fd: int) -> None:
         """Once the flock is held: remember a stale holder's line, then write this holder's."""
