@@ -17,7 +17,7 @@ from typing import Any
 from divtrace.errors import DivtraceError
 from divtrace.fingerprint import files_fingerprint, fingerprint
 from divtrace.generate.runner import write_shard
-from divtrace.runs.layout import RunLayout
+from divtrace.runs.layout import RunLayout, run_name_problems
 from divtrace.runs.markers import is_done, mark_done
 from divtrace.samples import SampleRecord, read_samples
 from divtrace.score.metric_spec import MetricChoice, as_spec
@@ -65,8 +65,9 @@ def parse_lineage(specs: Sequence[str], variants: Sequence[str] = ()) -> list[Ch
     weights as OF sampled with thinking suppressed (the thinking ablation).
 
     Raises:
-        DivtraceError: a malformed chain or variant, a stage given twice differently, or a checkpoint with two
-            parents.
+        DivtraceError: a malformed chain or variant, a stage given twice differently, a checkpoint with two
+            parents, or names that cannot each have their own directory in a run directory (two that become the
+            same directory name, one too long; see :func:`~divtrace.runs.layout.run_name_problems`).
     """
     nodes: dict[str, CheckpointSpec] = {}
     for spec in specs:
@@ -105,6 +106,9 @@ def parse_lineage(specs: Sequence[str], variants: Sequence[str] = ()) -> list[Ch
         )
     if not nodes:
         raise DivtraceError("give the lineage: --lineage base>sft>dpo (repeatable), or --study FILE")
+    problems = run_name_problems(nodes, "checkpoint")
+    if problems:
+        raise DivtraceError("--lineage: " + "; ".join(problems))
     return list(nodes.values())
 
 
@@ -167,7 +171,8 @@ def imported_study(
 
     Raises:
         DivtraceError: a checkpoint of the lineage has no samples (the message lists those that do); ``task_map``
-            names a task divtrace does not know.
+            names a task divtrace does not know; the samples' task labels cannot each have their own files in a
+            run directory (see :func:`~divtrace.runs.layout.run_name_problems`).
     """
     found = sorted({record.checkpoint or "" for record in records})
     missing = [c.name for c in checkpoints if c.name not in found]
@@ -177,6 +182,12 @@ def imported_study(
             "(label an input as NAME=PATH to set its checkpoint)"
         )
     tasks = sorted({record.task or "" for record in records})
+    problems = run_name_problems(tasks, "task")
+    if problems:
+        raise DivtraceError(
+            "the task labels of the samples: " + "; ".join(problems) + " (a record's task field, or the task "
+            "lm-eval or lighteval logged)"
+        )
     return Study(
         name=name,
         description=f"samples imported from elsewhere: {len(records)} prompts, checkpoints {', '.join(found)}",

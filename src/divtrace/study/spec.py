@@ -249,8 +249,23 @@ class Study(_Strict):
                 if target is not None and target not in names:
                     raise ValueError(f"checkpoints.{index}.{key}: {target!r} is not a checkpoint of this study")
         self.graph()  # duplicate names, cycles, variants with parents
+        self._names_fit_run_directory()
         self._metrics_are_valid()
         return self
+
+    def _names_fit_run_directory(self) -> None:
+        """Every checkpoint and task gets its own files in a run directory: no two names become the same directory
+        name (:func:`~divtrace.runs.layout.safe_name`) and none is too long for a file name. A task file's label is
+        the ``name`` it holds (not checked when the file cannot be read here; loading the task says why)."""
+        from divtrace.runs.layout import run_name_problems
+        from divtrace.tasks.yaml_task import task_file_label
+
+        labels = [task_file_label(task.name) for task in self.tasks]
+        problems = run_name_problems([c.name for c in self.checkpoints], "checkpoint") + run_name_problems(
+            [label for label in labels if label is not None], "task"
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def _metrics_are_valid(self) -> None:
         """Every metric is registered, once, with valid args; the models the metrics need are named."""
