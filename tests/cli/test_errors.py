@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -79,3 +80,50 @@ def test_analyze_refuses_lineage_names_and_task_labels_that_share_a_directory(tm
     from_study = cli("analyze", str(samples), "--study", str(study), "--out", str(run))
     assert_user_error(from_study, f"error: {study}: checkpoints 'sft?' and 'sft' would be stored under one name")
     assert not run.exists()
+
+
+LATIN1_STUDY = "name: caf\xe9\ncheckpoints:\n  - {name: base, model: 'quickstart:smollm2-135m-instruct'}\n"
+#: The start of an ELF executable: valid UTF-8 up to its first NUL byte, at offset 7.
+BINARY = b"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x03\x00>\x00\x01\x00\x00\x00\xf0\x8b\x01"
+
+
+def assert_one_line(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    """Exit 2 and exactly ``expected`` on stderr, on one line."""
+    assert_user_error(result, expected)
+    assert result.stderr.strip() == expected, result.stderr
+
+
+def test_a_study_file_that_is_not_utf8_text_is_one_line_naming_the_byte(tmp_path: Path) -> None:
+    latin1, binary = tmp_path / "latin1.yaml", tmp_path / "binary.yaml"
+    latin1.write_bytes(LATIN1_STUDY.encode("latin-1"))
+    binary.write_bytes(BINARY)
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(json.dumps({"prompt_id": "1", "prompt": "p", "outputs": ["a", "b"]}) + "\n")
+    expected = {
+        latin1: f"error: {latin1}, line 1: not UTF-8 text (byte 0xe9 at byte offset 9): save the file as UTF-8",
+        binary: f"error: {binary}, line 1: binary data, not text (a NUL byte at byte offset 7): give the text file, "
+        "or save UTF-16 text as UTF-8",
+    }
+    for study, message in expected.items():
+        assert_one_line(cli("run", str(study), "--dry-run"), message)
+        assert_one_line(cli("analyze", str(samples), "--study", str(study), "--out", str(tmp_path / "run")), message)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_sample_file_that_is_not_utf8_text_is_one_line_naming_the_line_and_byte(tmp_path: Path) -> None:
+    good = json.dumps({"checkpoint": "base", "prompt_id": "1", "prompt": "p", "outputs": ["a", "b"]}) + "\n"
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes(good.encode() + good.replace('"p"', '"caf\xe9"').replace('"1"', '"2"').encode("latin-1"))
+    offset = len(good) + good.index('"p"') + 4  # the é, on line 2
+    binary = tmp_path / "binary.bin"  # no known suffix: the content tells
+    binary.write_bytes(BINARY)
+    expected = {
+        latin1: f"error: {latin1}, line 2: not UTF-8 text (byte 0xe9 at byte offset {offset}): save the file as UTF-8",
+        binary: f"error: {binary}, line 1: binary data, not text (a NUL byte at byte offset 7): give the text file, "
+        "or save UTF-16 text as UTF-8; sample files are JSON Lines (UTF-8) or Parquet",
+    }
+    for path, message in expected.items():
+        assert_one_line(cli("score", str(path)), message)
+        assert_one_line(cli("verify", str(path)), message)
+        assert_one_line(cli("analyze", str(path), "--lineage", "base", "--out", str(tmp_path / "run")), message)
+    assert not (tmp_path / "run").exists()

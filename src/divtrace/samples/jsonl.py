@@ -10,6 +10,7 @@ from typing import Any
 from divtrace.errors import SampleFormatError
 from divtrace.io_atomic import atomic_output
 from divtrace.samples.schema import SampleRecord
+from divtrace.text_files import not_text
 
 OnError = Callable[[SampleFormatError], None]
 """Called with a per-record error instead of raising it; the bad record is then skipped."""
@@ -25,28 +26,28 @@ def iter_jsonl_records(path: str | Path, *, on_error: OnError | None = None) -> 
         * A UTF-8 byte-order mark at the start of the file is ignored; ``\\r\\n`` line endings are accepted.
         * A line that is not valid JSON, or whose JSON is not an object, is a per-record error: it is passed
           to ``on_error`` and skipped when ``on_error`` is given, else raised.
-        * A line that is not valid UTF-8 makes the rest of the file unreadable: a :class:`SampleFormatError`
-          naming that line is always raised (the lines before it have already been yielded).
+        * A line that is not valid UTF-8, or holds a NUL byte (binary data), makes the rest of the file unreadable:
+          a :class:`SampleFormatError` naming that line and the byte offset is always raised (the lines before it
+          have already been yielded).
         * A file that cannot be opened raises :class:`SampleFormatError` with ``line=None``.
     """
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below; a generator cannot use a bare with-open here
     except OSError as exc:
         raise SampleFormatError(path, None, None, f"cannot open: {exc.strerror or exc}") from None
+    offset = 0
     with handle:
         for number, data in enumerate(handle, start=1):
+            start, offset = offset, offset + len(data)
             if number == 1 and data.startswith(_BOM):
-                data = data[len(_BOM) :]
+                data, start = data[len(_BOM) :], start + len(_BOM)
+            problem = not_text(data, start) if b"\x00" in data else None
             try:
                 text = data.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise SampleFormatError(
-                    path,
-                    number,
-                    None,
-                    f"not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {exc.start + 1}); "
-                    "sample files must be UTF-8 encoded",
-                ) from None
+            except UnicodeDecodeError:
+                problem = not_text(data, start)
+            if problem is not None:
+                raise SampleFormatError(path, number, None, problem.reason)
             if not text.strip():
                 continue
             try:

@@ -13,7 +13,7 @@ from divtrace.samples.lighteval import is_lighteval_details_file, iter_lighteval
 from divtrace.samples.lmeval import is_lmeval_samples_file, iter_lmeval_records
 from divtrace.samples.parquet import iter_parquet_records, write_samples_parquet
 from divtrace.samples.schema import DEFAULT_TASK, SampleRecord
-from divtrace.samples.sniff import has_divtrace_keys, lfs_pointer_error, sniff_format
+from divtrace.samples.sniff import binary_content, has_divtrace_keys, lfs_pointer_error, sniff_format
 from divtrace.samples.thinking import split_record_thinking
 from divtrace.samples.validate import record_from_dict
 
@@ -110,6 +110,23 @@ def _as_list(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     return [Path(p) for p in paths]
 
 
+def _unknown_type(path: Path) -> SampleFormatError:
+    """The error for a file whose format neither its content nor its name tells: binary or not UTF-8 content is
+    named with its byte offset."""
+    problem = binary_content(path)
+    if problem is not None:
+        return SampleFormatError(
+            path, problem.line, None, f"{problem.reason}; sample files are JSON Lines (UTF-8) or Parquet"
+        )
+    return SampleFormatError(
+        path,
+        None,
+        None,
+        "unknown sample file type: the content is neither JSON Lines nor Parquet and the name ends in none of "
+        ".jsonl, .json, .parquet; pass the format (divtrace, lm-eval, lighteval)",
+    )
+
+
 class _Reader:
     """The state of one :func:`read_samples` call."""
 
@@ -141,15 +158,7 @@ class _Reader:
             else:
                 detected = resolve_format(path, fmt)
                 if detected is None:
-                    self.report(
-                        SampleFormatError(
-                            path,
-                            None,
-                            None,
-                            "unknown sample file type: the content is neither JSON Lines nor Parquet and the name "
-                            "ends in none of .jsonl, .json, .parquet; pass the format (divtrace, lm-eval, lighteval)",
-                        )
-                    )
+                    self.report(_unknown_type(path))
                 else:
                     yield path, detected
 

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from divtrace.errors import SampleFormatError
 from divtrace.samples.lighteval import NEW_LAYOUT, OLD_LAYOUT
+from divtrace.text_files import NotText, not_text
 
 #: The first line of every Git LFS pointer file (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md).
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
@@ -62,6 +63,16 @@ def _first_json_object(path: Path) -> dict[str, Any] | None:
                 return None
             return value if isinstance(value, dict) else None
     return None
+
+
+def binary_content(path: str | Path) -> NotText | None:
+    """Where and why the start of a file (its first MiB) is not UTF-8 text; None when it is, or cannot be read."""
+    try:
+        with Path(path).open("rb") as handle:
+            head = handle.read(_PEEK_BYTES)
+    except OSError:
+        return None
+    return not_text(head, final=len(head) < _PEEK_BYTES)
 
 
 def _parquet_columns(path: Path) -> set[str] | None:
