@@ -25,19 +25,20 @@ class NotText:
     reason: str
 
 
-def not_text(data: bytes, start: int = 0, *, final: bool = True) -> NotText | None:
+def not_text(data: bytes, start: int = 0, *, final: bool = True, of: str = "") -> NotText | None:
     """Why ``data`` (a file's bytes from byte offset ``start`` on) is not UTF-8 text; None when it is.
 
     Contract: a NUL byte means binary data (or UTF-16 text), reported at the first NUL whatever comes before it;
     otherwise the first byte that does not decode as UTF-8 is reported with its value. ``final`` False accepts a
-    character cut off at the end of ``data`` (a prefix of a longer file).
+    character cut off at the end of ``data`` (a prefix of a longer file). ``of`` follows the offset in the reason
+    (`` of the decompressed data``).
     """
     nul = data.find(b"\x00")
     if nul >= 0:
         return NotText(
             start + nul,
             data.count(b"\n", 0, nul) + 1,
-            f"binary data, not text (a NUL byte at byte offset {start + nul}): give the text file, or save UTF-16 "
+            f"binary data, not text (a NUL byte at byte offset {start + nul}{of}): give the text file, or save UTF-16 "
             "text as UTF-8",
         )
     try:
@@ -47,7 +48,7 @@ def not_text(data: bytes, start: int = 0, *, final: bool = True) -> NotText | No
         return NotText(
             offset,
             data.count(b"\n", 0, error.start) + 1,
-            f"not UTF-8 text (byte 0x{data[error.start]:02x} at byte offset {offset}): save the file as UTF-8",
+            f"not UTF-8 text (byte 0x{data[error.start]:02x} at byte offset {offset}{of}): save the file as UTF-8",
         )
     return None
 

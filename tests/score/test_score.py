@@ -154,3 +154,20 @@ def test_cli_refuses_the_generators_tokenizer_before_any_work(tmp_path: Path, en
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "tokenizer 'generator' needs each checkpoint's generator" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_reads_gzip_jsonl_as_the_plain_file(tmp_path: Path, env: dict[str, str]) -> None:
+    import gzip
+
+    base = write_jsonl(tmp_path / "base.jsonl", BASE)
+    compressed = tmp_path / "gz" / "base.jsonl.gz"  # the checkpoint is still "base"
+    compressed.parent.mkdir()
+    compressed.write_bytes(gzip.compress(base.read_bytes()))
+    plain = run_cli("score", str(base), "--metrics", "ead,distinct", "--format", "json", env=env)
+    assert plain.returncode == 0, plain.stderr
+    for args in ([str(compressed)], [str(compressed), "--input-format", "jsonl"], [str(compressed.parent)]):
+        read = run_cli("score", *args, "--metrics", "ead,distinct", "--format", "json", env=env)
+        assert read.returncode == 0, read.stderr
+        assert json.loads(read.stdout) == json.loads(plain.stdout)
+    api = divtrace.score(compressed, metrics=["ead", "distinct"])
+    pd.testing.assert_frame_equal(api.summary, divtrace.score(base, metrics=["ead", "distinct"]).summary)

@@ -282,3 +282,24 @@ def test_analyze_says_which_tasks_cannot_be_verified_and_why(tmp_path: Path) -> 
     assert report.ran == ["base/word_problems"] and report.notes == []
     verdicts = pd.read_parquet(layout.verdicts_file("base", "word_problems"))
     assert verdicts.groupby("sample_index")["correct"].all().tolist() == [True, True, False, False]
+
+
+def test_analyze_reads_gzip_jsonl_as_the_plain_file(lmeval_files: tuple[Path, Path], tmp_path: Path) -> None:
+    import gzip
+
+    base, sft = lmeval_files
+    runs = {}
+    for kind in ("plain", "gzip"):
+        inputs = []
+        for name, path in (("base", base), ("sft", sft)):
+            if kind == "gzip":  # samples_gsm8k_<time>.jsonl.gz: lm-eval's name, which gives the task
+                compressed = tmp_path / "gz" / name / (path.name + ".gz")
+                compressed.parent.mkdir(parents=True)
+                compressed.write_bytes(gzip.compress(path.read_bytes()))
+                path = compressed
+            inputs.append(f"{name}={path}")
+        runs[kind] = tmp_path / f"run-{kind}"
+        code, output = invoke("analyze", *inputs, "--lineage", "base>sft", "--out", str(runs[kind]), "--no-report")
+        assert code == 0, output
+    for table in ("verdicts/sft/gsm8k.parquet", "scores/base/gsm8k.parquet", "analysis/edges.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(runs["plain"] / table), pd.read_parquet(runs["gzip"] / table))
