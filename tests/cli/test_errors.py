@@ -7,6 +7,7 @@ import json
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 from divtrace.study import STARTER_STUDY
@@ -127,3 +128,24 @@ def test_a_sample_file_that_is_not_utf8_text_is_one_line_naming_the_line_and_byt
         assert_one_line(cli("verify", str(path)), message)
         assert_one_line(cli("analyze", str(path), "--lineage", "base", "--out", str(tmp_path / "run")), message)
     assert not (tmp_path / "run").exists()
+
+
+def test_verify_cuts_mixed_k_with_a_warning_or_refuses_it_with_strict_k(tmp_path: Path) -> None:
+    lines = [
+        {"checkpoint": "base", "task": "arithmetic", "prompt_id": str(i), "prompt": "1+1?",
+         "references": {"answer": "2"}, "outputs": ["2", "3", "2", "2", "5"][: 3 if i else 5]}
+        for i in range(3)
+    ]  # fmt: skip
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "verified"
+    verified = cli("verify", str(samples), "--out", str(out), "--format", "json")
+    assert verified.returncode == 0, verified.stderr
+    assert "warning: base/arithmetic has prompts with different K: 3 (2 prompts), 5 (1 prompt)" in " ".join(
+        verified.stderr.split()
+    )
+    verdicts = pd.read_parquet(out / "verdicts.parquet")
+    assert len(verdicts) == 9  # 3 prompts x the common K, 3
+    settings = json.loads((out / "verify_settings.json").read_text())
+    assert [cell["common_k"] for cell in settings["mixed_k"]["cells"]] == [3]
+    assert_user_error(cli("verify", str(samples), "--strict-k"), "error: mixed K refused (--strict-k): base/arithmetic")
