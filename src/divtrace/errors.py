@@ -9,6 +9,10 @@ class DivtraceError(Exception):
     """Base class of every error divtrace raises on purpose."""
 
 
+class DivtraceWarning(UserWarning):
+    """What divtrace warns about its input (samples cut to a common K...) when the caller takes no warnings itself."""
+
+
 class SampleFormatError(DivtraceError):
     """A sample file, or one record in it, does not satisfy the sample schema.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from divtrace.analysis.qfd import (
 from divtrace.analysis.table1 import PAPER_SOURCE, PAPER_STUDY, table1_rows, table_one
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
+from divtrace.samples.common_k import MixedK, mixed_k_settings
 from divtrace.stats.bootstrap import BootstrapSettings
 from divtrace.study.lineage import LineageGraph
 
@@ -90,6 +92,7 @@ def analyze(
     bootstrap: BootstrapSettings | None = None,
     qfd_pairing: Pairing = "unpaired",
     study_name: str | None = None,
+    mixed_k: Sequence[MixedK] = (),
 ) -> AnalysisResult:
     """Run every analysis on per-prompt scores along ``graph``.
 
@@ -103,6 +106,8 @@ def analyze(
         qfd_pairing: the quality-filtered decomposition's form: ``"unpaired"`` (the paper's: each checkpoint's
             D_correct over its own qualifying prompts) or ``"paired"`` (prompts qualifying in both).
         study_name: the study's name; for ``olmo3-7b`` Table 1 carries the published row next to ours.
+        mixed_k: the (checkpoint, task) whose imported samples were cut to their smallest K before scoring
+            (:mod:`divtrace.samples.common_k`), recorded in ``settings["mixed_k"]`` with the rule.
 
     Returns:
         An :class:`AnalysisResult`; deterministic for given inputs (every CI is seeded from ``bootstrap.seed``).
@@ -167,6 +172,7 @@ def analyze(
             "checkpoints_not_in_graph": sorted(set(scores["checkpoint"].unique()) - set(graph.nodes)),
             "verifiable": [list(key) for key in sorted(wide_correct)],
             "qfd_zero_tolerance": ZERO_TOLERANCE,
+            "mixed_k": mixed_k_settings(mixed_k),
             "n_score_rows": len(scores),
             "n_verdict_rows": 0 if verdicts is None else len(verdicts),
         },

@@ -19,20 +19,29 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
-from divtrace.io_atomic import write_atomic
+from divtrace.io_atomic import temporary_path, write_atomic
 from divtrace.runs.markers import marker_for, read_marker
 from divtrace.samples import SampleRecord, read_samples
 
 #: The directory of the generated samples in a run directory (and under ``divtrace generate --out``).
 SAMPLES_DIR = "samples"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+#: The most bytes one file or directory name may have (ext4, XFS, btrfs, APFS and NTFS all allow 255).
+NAME_MAX = 255
+#: The characters :func:`safe_name` keeps, in words (for messages).
+SAFE_CHARACTERS = "letters, digits and . _ + = -"
 
 
 def safe_name(label: str) -> str:
-    """``label`` made safe as one path component (runs of other characters become ``_``)."""
+    """``label`` made safe as one path component (runs of other characters become ``_``).
+
+    This is the one directory-name rule: every checkpoint and task directory or file of a run directory is named
+    with it, and :func:`run_name_problems` checks names against it.
+    """
     cleaned = _UNSAFE.sub("_", label).strip("._")
     return cleaned or "_"
 
@@ -45,6 +54,58 @@ def shard_path(out_dir: str | Path, checkpoint: str, task: str, index: int) -> P
 def default_run_directory(study_name: str) -> Path:
     """Where a study's run goes when no directory is given: ``runs/<study name>``."""
     return Path("runs") / study_name
+
+
+def longest_name(checkpoint: str, task: str) -> str:
+    """The longest (in UTF-8 bytes) file or directory name that (checkpoint, task) gives in a run directory: its
+    directories, unit files and markers, and the temporary names they are written under first."""
+    layout = RunLayout("")
+    files = [layout.shard_file(checkpoint, task, 0), layout.generation_marker(checkpoint, task)]
+    for output in (layout.verdicts_file(checkpoint, task), layout.scores_file(checkpoint, task)):
+        files += [output, marker_for(output)]
+    names = {part for file in files for part in file.parts} | {temporary_path(file).name for file in files}
+    return max(names, key=lambda name: len(name.encode()))
+
+
+def _shown(name: str, limit: int = 48) -> str:
+    """``name`` quoted for a message, cut to its first ``limit`` characters when longer."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}… ({len(name)} characters)"
+
+
+def run_name_problems(names: Iterable[str], kind: Literal["checkpoint", "task"]) -> list[str]:
+    """Why some of ``names`` (the checkpoints, or the tasks, of one run) cannot each have their own files in a run
+    directory, one sentence per problem; empty when every name can.
+
+    Contract: names that :func:`safe_name` turns into the same directory name would share their samples, verdicts
+    and scores: each such group is one problem naming every name in it and the directory. A name whose longest
+    file name (:func:`longest_name`, suffixes such as ``.parquet`` and temporary names included) is over
+    :data:`NAME_MAX` bytes is one problem naming it. A name given twice is not a problem here (the study refuses
+    duplicate checkpoints; a task given twice is one task).
+    """
+    unique = list(dict.fromkeys(names))
+    problems = []
+    by_directory: dict[str, list[str]] = {}
+    for name in unique:
+        by_directory.setdefault(safe_name(name), []).append(name)
+    for directory, group in by_directory.items():
+        if len(group) > 1:
+            listed = ", ".join(_shown(name) for name in group[:-1]) + f" and {_shown(group[-1])}"
+            problems.append(
+                f"{kind}s {listed} would be stored under one name, {_shown(directory)}, in the run directory (a "
+                f"name keeps {SAFE_CHARACTERS}; other characters become _): "
+                + ("rename one of them" if len(group) == 2 else "rename all but one")
+            )
+    for name in unique:
+        longest = longest_name(name, "t") if kind == "checkpoint" else longest_name("c", name)
+        size = len(longest.encode())
+        if size > NAME_MAX:
+            limit = len(safe_name(name).encode()) - (size - NAME_MAX)
+            problems.append(
+                f"{kind} {_shown(name)} is too long: the run directory would name a file or directory after it with "
+                f"{size} bytes (suffixes such as .parquet and temporary names included), over the {NAME_MAX} bytes "
+                f"a file system allows; shorten it to at most {limit} characters"
+            )
+    return problems
 
 
 class RunLayout:
