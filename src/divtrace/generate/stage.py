@@ -65,7 +65,7 @@ class CheckpointModel:
         options = self.options
         if isinstance(options, TransformersOptions):
             options = options.with_defaults(threads=threads)
-        return create_generator(self.backend, self.model, **options.constructor_kwargs())
+        return create_generator(self.backend, self.model, options)
 
 
 @dataclass(frozen=True)
