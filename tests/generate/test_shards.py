@@ -75,7 +75,8 @@ def test_the_local_executor_writes_the_listed_shards_and_markers_and_refuses_oth
     marker = json.loads(unit.marker.read_text())
     assert marker == {"fingerprint": unit.key, "prompts": 3, "k": 2, "outputs": marker["outputs"]}
     assert unit.outputs == (job.shard_path(0), job.shard_path(1))  # the marker records each shard
-    assert [item["path"] for item in marker["outputs"]] == [f"samples/{unit.name}/shard-0000{i}.parquet" for i in (0, 1)]
+    paths = [f"samples/{unit.name}/shard-0000{i}.parquet" for i in (0, 1)]
+    assert [item["path"] for item in marker["outputs"]] == paths
     assert [item["size"] for item in marker["outputs"]] == [job.shard_path(i).stat().st_size for i in (0, 1)]
     [again] = run_stages([stage], layout, LocalExecutor())
     assert again.ran == [] and again.skipped == [unit.name]

@@ -13,8 +13,8 @@ on a Ray cluster.
 A unit redone because of a damaged output gets one note per file in its stage's report (``samples/base/gsm8k/
 shard-00001.parquet is missing: redoing generate of base/gsm8k``); a file that is there but not as recorded is moved
 under ``damaged/`` first (:meth:`RunLayout.set_aside`), so nothing reads it as good, and the unit's marker is
-removed until the unit is redone (a generation keeps its other shards: only the missing ones are drawn again). A done unit whose marker was written before outputs were recorded
-gets them recorded now.
+removed until the unit is redone (a generation keeps its other shards: only the missing ones are drawn again). A
+done unit whose marker was written before outputs were recorded gets them recorded now.
 
 Ctrl-C ends the run with :class:`~divtrace.errors.RunInterrupted` naming the stage, counting the units finished in
 this invocation and, for each unit left unfinished, the items it kept (``2 shards of generate/base/gsm8k``), once
