@@ -110,9 +110,13 @@ def test_each_damaged_output_is_named_and_redone(
     for name, damage in damages.items():
         damage(run / name)
     left = {name: (run / name).read_bytes() for name in damages if (run / name).exists()}
+    shards = [path for path in run.glob("samples/*/*/shard-*.parquet") if str(path.relative_to(run)) not in damages]
+    shards_written = {path: path.stat().st_mtime_ns for path in shards}
 
     code, output = invoke("run", str(study), "--out", str(run))
     assert code == 0, output
+    redrawn = [path for path, mtime in shards_written.items() if path.stat().st_mtime_ns != mtime]
+    assert redrawn == []  # a generation draws only its missing or damaged shard, the others are kept
     for stage in ("generate", "verify", "score", "analyze", "report"):
         assert f"{stage}: ran 1," in output  # only the damaged unit; what it feeds is current again
     for name in damages:
