@@ -281,7 +281,8 @@ def run(
 
     Raises:
         DivtraceError: a bad study, unavailable task data, no cluster at ``address``...;
-            :class:`~divtrace.errors.RunInterrupted` on Ctrl-C, counting the units kept.
+            :class:`~divtrace.errors.RunInterrupted` on Ctrl-C, counting the units finished and the shards kept of
+            unfinished generations.
     """
     from divtrace.executors.driver import run_study
     from divtrace.study import Study, load_study

@@ -33,6 +33,8 @@ from divtrace.analysis.qfd import (
 from divtrace.analysis.table1 import PAPER_SOURCE, PAPER_STUDY, table1_rows, table_one
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
+from divtrace.runs.layout import read_table
+from divtrace.runs.outputs import UnreadableOutputError
 from divtrace.samples.common_k import MixedK, mixed_k_settings
 from divtrace.stats.bootstrap import BootstrapSettings
 from divtrace.study.lineage import LineageGraph
@@ -41,6 +43,8 @@ SCORE_COLUMNS = ["checkpoint", "task", "prompt_id", "metric", "subset", "value",
 #: Optional score column: the prompt's outputs whose thinking never closed (older score tables lack it).
 OPTIONAL_SCORE_COLUMNS = ["unclosed_thinking"]
 VERDICT_INPUT_COLUMNS = ["checkpoint", "task", "prompt_id", "sample_index", "correct"]
+#: The analysis settings, next to the tables.
+SETTINGS_FILE = "analysis_settings.json"
 #: Tables an analysis written by an older divtrace may lack: read back empty (the report says to re-run analyze).
 _OPTIONAL_TABLES = frozenset({"table1"})
 
@@ -202,8 +206,15 @@ def write_analysis(result: AnalysisResult, out_dir: str | Path) -> list[Path]:
     for name, table in result.tables().items():
         written.append(write_table_atomic(table, out / f"{name}.parquet"))
         written.append(write_table_atomic(table, out / f"{name}.csv"))
-    written.append(write_json_atomic(result.settings, out / "analysis_settings.json"))
+    written.append(write_json_atomic(result.settings, out / SETTINGS_FILE))
     return written
+
+
+def analysis_files(out_dir: str | Path) -> list[Path]:
+    """Every file :func:`write_analysis` writes to ``out_dir``, in the order it writes them."""
+    out = Path(out_dir)
+    names = [item.name for item in fields(AnalysisResult) if item.name != "settings"]
+    return [out / f"{name}.{suffix}" for name in names for suffix in ("parquet", "csv")] + [out / SETTINGS_FILE]
 
 
 def read_analysis(out_dir: str | Path) -> AnalysisResult:
@@ -212,7 +223,7 @@ def read_analysis(out_dir: str | Path) -> AnalysisResult:
     A ``table1`` missing (an analysis written before it existed) reads back empty; any other missing table raises.
 
     Raises:
-        DivtraceError: a table or ``analysis_settings.json`` is missing (naming the file).
+        DivtraceError: a table or ``analysis_settings.json`` is missing or cannot be read (naming the file).
     """
     out = Path(out_dir)
     tables = {}
@@ -225,11 +236,15 @@ def read_analysis(out_dir: str | Path) -> AnalysisResult:
             continue
         if not path.exists():
             raise DivtraceError(f"{path}: analysis table missing; run `divtrace analyze` again")
-        tables[item.name] = pd.read_parquet(path)
-    settings_path = out / "analysis_settings.json"
+        tables[item.name] = read_table(path)
+    settings_path = out / SETTINGS_FILE
     if not settings_path.exists():
         raise DivtraceError(f"{settings_path}: analysis settings missing; run `divtrace analyze` again")
-    return AnalysisResult(**tables, settings=json.loads(settings_path.read_text(encoding="utf-8")))
+    try:
+        settings = json.loads(settings_path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise UnreadableOutputError(settings_path, f"{type(err).__name__}: {err}") from None
+    return AnalysisResult(**tables, settings=settings)
 
 
 def _require_columns(table: pd.DataFrame, name: str, columns: list[str]) -> None:

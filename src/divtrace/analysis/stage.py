@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from divtrace.analysis.pipeline import AnalysisResult, analyze, write_analysis
+from divtrace.analysis.pipeline import AnalysisResult, analysis_files, analyze, write_analysis
 from divtrace.fingerprint import files_fingerprint
 from divtrace.progress import ProgressSink
 from divtrace.runs.layout import RunLayout, read_tables
@@ -62,10 +62,14 @@ class AnalyzeStage(Stage[AnalysisWork, AnalysisResult]):
                 **({"mixed_k": [cell.model_dump(mode="json") for cell in mixed]} if mixed else {}),
             }
         )
-        return [Unit("analysis", key, marker_for(layout.analysis_dir), (layout.analysis_dir,))]
+        return [Unit("analysis", key, marker_for(layout.analysis_dir), tuple(analysis_files(layout.analysis_dir)))]
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[AnalysisWork]]:
-        """Every stored score and verdict, in study order, as one item."""
+        """Every stored score and verdict, in study order, as one item; refused when a unit's scores are missing or
+        a unit's scores or verdicts are not complete."""
+        for cell in cells(self.study, self.tasks):
+            layout.check_scores(*cell, self.name)
+            layout.check_verdicts(*cell, self.name)
         scores = read_tables(layout.scores_file(*cell) for cell in cells(self.study, self.tasks))
         verdicts = read_tables(layout.verdicts_file(*cell) for cell in cells(self.study, self.tasks))
         return [WorkItem(unit, AnalysisWork(scores, verdicts))]

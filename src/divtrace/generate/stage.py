@@ -1,8 +1,8 @@
 """The generate stage: K samples per prompt for every (checkpoint, task), shard by shard.
 
-A unit is one (checkpoint, task) generation (:class:`~divtrace.generate.job.GenerationJob`); its work items are
-its shards (:meth:`GenerationJob.shard_ranges`), grouped by checkpoint, so a worker loads a checkpoint's model once
-and draws shard after shard. A worker plans a job once (renders and keys its prompts,
+A unit is one (checkpoint, task) generation (:class:`~divtrace.generate.job.GenerationJob`); its outputs and work
+items are its shards (:meth:`GenerationJob.shard_ranges`), grouped by checkpoint, so a worker loads a checkpoint's
+model once and draws shard after shard. A worker plans a job once (renders and keys its prompts,
 :func:`~divtrace.generate.runner.plan_shards`) and returns a shard's records, or None when the shard's file
 already holds exactly its sample keys; a stored shard made with other settings raises
 :class:`~divtrace.generate.resume.ResumeMismatchError` naming the setting, wherever the worker runs. The driver
@@ -87,6 +87,7 @@ class GenerateStage(Stage[ShardWork, ShardResult]):
     name: ClassVar[str] = "generate"
     version: ClassVar[int] = GENERATE_VERSION
     count: ClassVar[str] = SAMPLES
+    item_name: ClassVar[str] = "shard"
     loads_model: ClassVar[bool] = True
 
     models: tuple[CheckpointModel, ...]
@@ -119,7 +120,8 @@ class GenerateStage(Stage[ShardWork, ShardResult]):
         )
 
     def units(self, layout: RunLayout) -> list[Unit]:
-        """One unit per job; its marker is the (checkpoint, task) generation marker."""
+        """One unit per job; its marker is the (checkpoint, task) generation marker, its outputs the job's shard
+        files (the marker records each: a shard missing or damaged is drawn again, the others are kept)."""
         units = []
         for job in self.jobs:
             if job.out_dir != layout.root:
@@ -131,7 +133,7 @@ class GenerateStage(Stage[ShardWork, ShardResult]):
                     f"{job.checkpoint}/{job.task}",
                     self.unit_key(job),
                     layout.generation_marker(job.checkpoint, job.task),
-                    (layout.samples_dir(job.checkpoint, job.task),),
+                    tuple(job.shard_path(index) for index in range(len(job.shard_ranges()))),
                     job.checkpoint,
                     job.task,
                     size=job.samples,

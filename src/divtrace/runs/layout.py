@@ -8,10 +8,15 @@
     RUN/scores/<checkpoint>/<task>.parquet          one row per prompt x metric x subset (+ .json marker)
     RUN/analysis/*.parquet, *.csv                   the analysis tables (+ _complete.json)
     RUN/report/index.html, summary.md               the report (+ _complete.json)
+    RUN/damaged/...                                 outputs found damaged, moved aside (never read again)
 
 Each unit of work has a marker next to its output (:mod:`divtrace.runs.markers`) holding the fingerprint of what
-the output was computed from; a stage skips the units whose marker matches, so running a finished study again does
-no work.
+the output was computed from and each file it wrote; a stage skips the units whose marker matches and whose files
+are as recorded (:mod:`divtrace.runs.outputs`), so running a finished study again does no work.
+
+Reading what a unit stored (:meth:`RunLayout.read_samples`, :meth:`RunLayout.read_verdicts`, :func:`read_table`)
+raises :class:`~divtrace.runs.outputs.UnreadableOutputError`, naming the file and what to do, when it cannot be
+read.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from typing import Literal
 
 import pandas as pd
 
+from divtrace.errors import SampleFormatError
 from divtrace.io_atomic import temporary_path, write_atomic
 from divtrace.runs.markers import marker_for, read_marker
+from divtrace.runs.outputs import UnreadableOutputError, check_input
 from divtrace.samples import SampleRecord, read_samples
 
 #: The directory of the generated samples in a run directory (and under ``divtrace generate --out``).
@@ -159,6 +166,19 @@ class RunLayout:
         return self.analysis_dir / f"{name}.parquet"
 
     @property
+    def damaged_dir(self) -> Path:
+        """Where outputs found damaged are moved aside (nothing reads them)."""
+        return self.root / "damaged"
+
+    def set_aside(self, path: Path) -> Path:
+        """Move the damaged output ``path`` (in the run directory) to the same place under :attr:`damaged_dir`,
+        replacing one moved there before; its new path."""
+        target = self.damaged_dir / path.relative_to(self.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(target)
+        return target
+
+    @property
     def report_dir(self) -> Path:
         """The report."""
         return self.root / "report"
@@ -173,6 +193,28 @@ class RunLayout:
         """The Markdown summary of the report."""
         return self.report_dir / "summary.md"
 
+    def check_samples(self, checkpoint: str, task: str, reader: str) -> None:
+        """Raise :class:`~divtrace.runs.outputs.IncompleteInputError` unless the samples of (checkpoint, task) are
+        complete for ``reader`` to read (``score of base/gsm8k``); none at all is no error (a cell without
+        samples)."""
+        samples = self.samples_dir(checkpoint, task)
+        check_input(self.root, self.generation_marker(checkpoint, task), reader, samples, required=False)
+
+    def check_verdicts(self, checkpoint: str, task: str, reader: str) -> None:
+        """Like :meth:`check_samples`, for the verdicts of (checkpoint, task) when it was verified (its verdicts or
+        their marker exist)."""
+        verdicts = self.verdicts_file(checkpoint, task)
+        check_input(self.root, marker_for(verdicts), reader, verdicts, required=False)
+
+    def check_scores(self, checkpoint: str, task: str, reader: str) -> None:
+        """Like :meth:`check_samples`, for the scores of (checkpoint, task), which must be there."""
+        scores = self.scores_file(checkpoint, task)
+        check_input(self.root, marker_for(scores), reader, scores)
+
+    def check_analysis(self, reader: str) -> None:
+        """Like :meth:`check_samples`, for the analysis tables, which must be there."""
+        check_input(self.root, marker_for(self.analysis_dir), reader, self.analysis_dir)
+
     def read_samples(self, checkpoint: str, task: str) -> list[SampleRecord]:
         """The stored samples of (checkpoint, task), in prompt order (none when there are no shards).
 
@@ -185,15 +227,30 @@ class RunLayout:
             return []
         marker = read_marker(self.generation_marker(checkpoint, task))
         strip = marker.strip_thinking if marker is not None else True
-        return read_samples(files, strip_thinking=strip).records
+        try:
+            return read_samples(files, strip_thinking=strip).records
+        except SampleFormatError as err:
+            where = "".join(f"{name} {value}, " for name, value in (("line", err.line), ("field", err.field)) if value)
+            raise UnreadableOutputError(Path(err.path), where + err.reason) from None
 
     def read_verdicts(self, checkpoint: str, task: str) -> pd.DataFrame | None:
         """The stored verdict table of (checkpoint, task); None when it was not verified."""
         path = self.verdicts_file(checkpoint, task)
-        return pd.read_parquet(path) if path.exists() else None
+        return read_table(path) if path.exists() else None
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """The Parquet table at ``path``; :class:`~divtrace.runs.outputs.UnreadableOutputError` when it cannot be
+    read."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise UnreadableOutputError(path, "it is missing") from None
+    except Exception as err:  # pyarrow's errors (not Parquet, truncated) and the OS's
+        raise UnreadableOutputError(path, f"{type(err).__name__}: {err}") from None
 
 
 def read_tables(paths: Iterable[Path]) -> pd.DataFrame:
     """The tables at ``paths`` that exist, concatenated in order (empty when there are none)."""
-    frames = [pd.read_parquet(path) for path in paths if path.exists()]
+    frames = [read_table(path) for path in paths if path.exists()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -18,7 +18,8 @@ from divtrace.errors import DivtraceError
 from divtrace.fingerprint import files_fingerprint, fingerprint
 from divtrace.generate.runner import write_shard
 from divtrace.runs.layout import RunLayout, run_name_problems
-from divtrace.runs.markers import is_done, mark_done
+from divtrace.runs.markers import mark_done
+from divtrace.runs.outputs import record_outputs, unit_state
 from divtrace.samples import SampleRecord, read_samples
 from divtrace.samples.common_k import MixedK
 from divtrace.score.metric_spec import MetricChoice, as_spec
@@ -301,13 +302,14 @@ def import_samples(
         )
         marker = layout.generation_marker(checkpoint, task)
         path = layout.shard_file(checkpoint, task, 0)
-        if not (is_done(marker, key) and path.exists()):
+        if not unit_state(layout.root, marker, key, (path,)).done:  # a shard missing or damaged is imported again
             for stale in layout.sample_files(checkpoint, task):
                 stale.unlink()
             write_shard(group, layout.root, checkpoint, task, 0)
             mark_done(
                 marker,
                 key,
+                record_outputs(layout.root, (path,), marker),
                 prompts=len(group),
                 imported=True,
                 shard=files_fingerprint([path]),
