@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from divtrace.generate.backends.options import TransformersOptions
 from divtrace.generate.backends.transformers_backend import TransformersGenerator
 from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams
@@ -60,7 +61,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "generate.json")
     args = parser.parse_args()
 
-    generator = TransformersGenerator(args.model, batch_size=args.batch_prompts * args.k, ignore_eos=True)
+    generator = TransformersGenerator(
+        args.model, TransformersOptions(batch_size=args.batch_prompts * args.k, ignore_eos=True)
+    )
     params = SamplingParams(k=args.k, temperature=0.6, top_p=0.95, max_new_tokens=args.max_new_tokens, seed=1234)
     items = [PromptItem(f"p{i}", PROMPTS[i % len(PROMPTS)] + ("" if i < len(PROMPTS) else f" ({i})"))
              for i in range(args.prompts)]  # fmt: skip

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from bench_generate import PROMPTS  # the same prompts as the transformers benchmark (this script's folder)
+from divtrace.generate.backends.options import VLLMOptions
 from divtrace.generate.backends.vllm_backend import VLLMGenerator
 from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams
@@ -86,7 +87,7 @@ def main() -> None:
     items = [PromptItem(f"p{i}", PROMPTS[i % len(PROMPTS)]) for i in range(args.prompts)]
     params = SamplingParams(k=args.k, temperature=0.8, top_p=0.95, max_new_tokens=args.max_new_tokens, seed=1)
     start = time.perf_counter()
-    generator = VLLMGenerator(args.model, enforce_eager=args.eager, kv_cache_gib=args.kv_cache_gib)
+    generator = VLLMGenerator(args.model, VLLMOptions(enforce_eager=args.eager, kv_cache_gib=args.kv_cache_gib))
     engine_start_s = time.perf_counter() - start
     bare_round(generator, items[:1], params)  # warm-up (first-request costs) on both paths
     divtrace_round(generator, items[:1], params)

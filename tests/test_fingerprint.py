@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from divtrace.cache import directory_fingerprint
-from divtrace.fingerprint import files_fingerprint, fingerprint
+from divtrace.fingerprint import file_digest, files_fingerprint, fingerprint
 from divtrace.generate.models import file_sha256
 from divtrace.generate.store import sample_key
 from divtrace.score.settings import EmbedderSettings, NLISettings
@@ -45,6 +45,7 @@ def test_file_digests_are_unchanged(tmp_path: Path) -> None:
     )
     assert directory_fingerprint(root) == "5de5fa0a376621a3a20e"
     assert file_sha256(root / "a.bin") == "7d471e4af16db5a30ce10aebbc29f5178b2edbad6c7dc2e8ff8ee6e4848a726f"
+    assert file_digest(root / "a.bin") == file_sha256(root / "a.bin")  # what markers record of each output
 
 
 def test_digits_truncate_the_full_digest() -> None:

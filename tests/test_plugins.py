@@ -146,6 +146,22 @@ def test_a_missing_extra_is_named_before_anything_is_imported(cleanup: list[tupl
     assert "divtrace_no_such_module" not in sys.modules
 
 
+def test_a_plugin_backend_is_called_with_the_model_and_its_options_as_given(
+    cleanup: list[tuple[plugins.Kind, str]],
+) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def factory(*args: Any) -> str:  # the contract: factory(model) or factory(model, options)
+        calls.append(args)
+        return "generator"
+
+    plugins.register("backend", "echo", factory)
+    cleanup.append(("backend", "echo"))
+    assert create_generator("echo", "some-model") == "generator"
+    assert create_generator("echo", "some-model", {"anything": 1}) == "generator"  # not validated here
+    assert calls == [("some-model",), ("some-model", {"anything": 1})]
+
+
 def test_a_bad_lazy_reference_is_a_clear_error(cleanup: list[tuple[plugins.Kind, str]]) -> None:
     plugins.register("metric", "broken", "divtrace.score.metrics.lexical:NoSuchMetric")
     cleanup.append(("metric", "broken"))

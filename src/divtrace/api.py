@@ -6,6 +6,7 @@ files or records). The command line calls the same functions; docs/architecture.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,12 @@ from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
-from divtrace.errors import DivtraceError
+from divtrace.errors import DivtraceError, DivtraceWarning
 from divtrace.progress import ProgressSink
 from divtrace.runs.layout import RunLayout, default_run_directory
 from divtrace.runs.lock import hold_run_directory
 from divtrace.samples import DEFAULT_TASK, SampleRecord, read_samples
+from divtrace.samples.common_k import mixed_k_settings, to_common_k
 from divtrace.samples.thinking import split_record_thinking
 from divtrace.score.metrics import Metric
 from divtrace.score.metrics.embeddings import EmbeddingStore
@@ -66,6 +68,8 @@ def score(
     progress: ProgressSink | None = None,
     strip_thinking: bool = True,
     input_format: str = "auto",
+    strict_k: bool = False,
+    on_warning: Callable[[str], None] | None = None,
 ) -> ScoreResult:
     """Score the diversity of sampled outputs, per prompt and per (checkpoint, task).
 
@@ -99,9 +103,17 @@ def score(
             thinking (counted in the summary's ``unclosed_thinking``). False scores the records as they are.
         input_format: the format of every sample file (see :func:`~divtrace.samples.read_samples`: ``auto``, from
             each file's content, or ``divtrace``, ``jsonl``, ``parquet``, ``lm-eval``, ``lighteval``).
+        strict_k: refuse samples whose prompts have different numbers of outputs within a (checkpoint, task);
+            by default each such cell is cut to its smallest K, the first K outputs of each prompt, for every
+            metric (:mod:`divtrace.samples.common_k`), and ``settings["mixed_k"]`` lists the cells.
+        on_warning: called with each warning about the input (a cell cut to its common K); default: Python's
+            :func:`warnings.warn` with :class:`~divtrace.errors.DivtraceWarning`.
 
     Returns:
         A :class:`ScoreResult` with per-prompt, across-input and summary tables and the settings used.
+
+    Raises:
+        DivtraceError: bad input (file, line, field), mixed K with ``strict_k``, a model that cannot load...
     """
     nli = nli_model if isinstance(nli_model, NLISettings) else NLISettings(model=nli_model) if nli_model else None
     if metrics is None:
@@ -126,7 +138,6 @@ def score(
         ),
         use_cache=use_cache,
     )
-    scorer.prepare()  # every model loads first: a metric that cannot run fails before any work
     records, problems = _load(
         samples,
         skip_invalid=skip_invalid,
@@ -135,9 +146,14 @@ def score(
         strip_thinking=strip_thinking,
         input_format=input_format,
     )
-    result = scorer.score(records, verdicts_from_table(verdicts) if verdicts is not None else None, progress=progress)
+    common = to_common_k(records, strict=strict_k)
+    _warn(common.warnings(), on_warning)
+    scorer.prepare()  # every model loads before scoring: a metric that cannot run fails before any work
+    lookup = verdicts_from_table(verdicts) if verdicts is not None else None
+    result = scorer.score(common.records, lookup, progress=progress)
     result.settings["skipped_records"] = [str(p) for p in problems]
     result.settings["strip_thinking"] = strip_thinking
+    result.settings["mixed_k"] = mixed_k_settings(common.mixed)
     if out is not None:
         write_result(result, out)
     return result
@@ -187,6 +203,15 @@ def _load(
         strip_thinking=strip_thinking,
     )
     return result.records, list(result.problems)
+
+
+def _warn(messages: Sequence[str], on_warning: Callable[[str], None] | None) -> None:
+    """Give each warning to ``on_warning``, or to :func:`warnings.warn` as a :class:`DivtraceWarning`."""
+    for message in messages:
+        if on_warning is not None:
+            on_warning(message)
+        else:
+            warnings.warn(message, DivtraceWarning, stacklevel=3)
 
 
 def _embedder(
@@ -265,7 +290,8 @@ def run(
     Raises:
         DivtraceError: a bad study, unavailable task data, no cluster at ``address``, ``out`` in use by another run
             (:class:`~divtrace.runs.lock.RunDirectoryInUse`) or holding another study...;
-            :class:`~divtrace.errors.RunInterrupted` on Ctrl-C, counting the units kept.
+            :class:`~divtrace.errors.RunInterrupted` on Ctrl-C, counting the units finished and the shards kept of
+            unfinished generations.
     """
     from divtrace.executors.driver import run_study
     from divtrace.study import Study, load_study
@@ -315,10 +341,12 @@ def analyze(
     report: bool = True,
     skip_invalid: bool = False,
     strip_thinking: bool = True,
+    strict_k: bool = False,
     progress: ProgressSink | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_problem: Callable[[str], None] | None = None,
     on_import: Callable[[dict[tuple[str, str], int]], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
     wait: bool = False,
 ) -> RunOutcome:
     """Verify, score, analyze (and report) samples generated elsewhere, along a lineage, into the run directory
@@ -336,10 +364,15 @@ def analyze(
             ``lighteval``.
         data_dir: task data, for records without references.
         verify, report: run the verify stage (needed for the decomposition) and write the report.
+        strict_k: refuse samples whose prompts have different numbers of outputs within a (checkpoint, task);
+            by default each such cell is cut to its smallest K, the first K outputs of each prompt, before anything
+            is verified or scored (:mod:`divtrace.samples.common_k`), and ``analysis_settings.json`` lists the
+            cells (``mixed_k``).
         progress: a :data:`~divtrace.progress.ProgressSink`: every stage's :class:`~divtrace.progress.ProgressEvent`.
         on_stage: called with each stage's name as it starts.
         on_problem: called with each record skipped under ``skip_invalid``; on_import with the prompts imported
-            per (checkpoint, task).
+            per (checkpoint, task); on_warning with each warning about the input (a cell cut to its common K;
+            default: :func:`warnings.warn` with :class:`~divtrace.errors.DivtraceWarning`).
         wait: when another run holds ``out``, wait until it is done instead of raising (as :func:`run`).
 
     The analysis holds ``out`` from start to end, and ``out`` belongs to one study, as for :func:`run`: a run
@@ -347,7 +380,7 @@ def analyze(
 
     Raises:
         DivtraceError: a missing or malformed input (file, line, field), a lineage checkpoint without samples,
-            ``out`` in use or holding another study...
+            mixed K with ``strict_k``, ``out`` in use or holding another study...
     """
     from divtrace.executors.driver import run_stages, study_stages
     from divtrace.executors.local import LocalExecutor
@@ -367,6 +400,9 @@ def analyze(
         for problem in problems:
             if on_problem is not None:
                 on_problem(problem)
+        common = to_common_k(records, strict=strict_k)  # the labels are final: cut each cell before any work
+        _warn(common.warnings(), on_warning)
+        records = common.records
         chosen = imported_study(
             choices.checkpoints,
             records,
@@ -375,6 +411,7 @@ def analyze(
             nli_model=choices.nli_model,
             data_dir=str(data_dir) if data_dir else None,
             task_map=task_map,
+            mixed_k=common.mixed,
         )
         layout = RunLayout(out)
         imported = import_samples(chosen, records, layout, strip_thinking=strip_thinking)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
 class DivtraceError(Exception):
     """Base class of every error divtrace raises on purpose."""
+
+
+class DivtraceWarning(UserWarning):
+    """What divtrace warns about its input (samples cut to a common K...) when the caller takes no warnings itself."""
 
 
 class SampleFormatError(DivtraceError):
@@ -45,12 +50,20 @@ class RunInterrupted(DivtraceError):
         done: units finished in this invocation and kept (for a run: all stages together, each written with its
             completion marker, so a rerun of the same command skips it and resumes with the rest).
         unit: what ``done`` counts, in words (``units``; ``of 8 shard(s) in runs/x`` for one generate).
+        kept: the work items stored of units left unfinished, in words (``2 shards of generate/base/gsm8k``): a
+            rerun keeps them too.
     """
 
-    def __init__(self, stage: str, done: int, unit: str = "units") -> None:
+    def __init__(self, stage: str, done: int, unit: str = "units", kept: Sequence[str] = ()) -> None:
         self.stage = stage
         self.done = done
         self.unit = unit
-        super().__init__(
-            f"during {stage}: {done} {unit} finished and kept; rerun the same command to resume where it stopped"
-        )
+        self.kept = tuple(kept)
+        finished = counted(done, "unit") if unit == "units" else f"{done} {unit}"
+        what = f"{', '.join(self.kept)} kept, {finished} finished" if self.kept else f"{finished} finished and kept"
+        super().__init__(f"during {stage}: {what}; rerun the same command to resume where it stopped")
+
+
+def counted(number: int, noun: str) -> str:
+    """``number`` and ``noun``, plural unless it is 1 (``1 shard``, ``0 units``)."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"

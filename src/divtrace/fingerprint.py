@@ -1,8 +1,8 @@
 """Content fingerprints: hex sha256 of canonical JSON or of file bytes, the keys of every on-disk cache and marker.
 
-Every digest divtrace stores (stage markers, sample keys, settings fingerprints, model directory digests) is made
-here, so the serialisation and chunking are defined once. Changing any of them invalidates what users have on
-disk: ``tests/test_fingerprint.py`` pins literal values.
+Every digest divtrace stores (stage markers and the outputs they record, sample keys, settings fingerprints, model
+directory digests) is made here, so the serialisation and chunking are defined once. Changing any of them invalidates
+what users have on disk: ``tests/test_fingerprint.py`` pins literal values.
 """
 
 from __future__ import annotations
@@ -35,6 +35,14 @@ def update_with_file(digest: Any, path: Path) -> None:
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(_BLOCK), b""):
             digest.update(block)
+
+
+def file_digest(path: Path) -> str:
+    """Hex sha256 of the bytes of the file at ``path`` (what a marker records of each output, see
+    :mod:`divtrace.runs.outputs`)."""
+    digest = hashlib.sha256()
+    update_with_file(digest, path)
+    return digest.hexdigest()
 
 
 def files_fingerprint(paths: Iterable[Path]) -> str:

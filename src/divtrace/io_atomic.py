@@ -13,6 +13,12 @@ from typing import Any
 import pandas as pd
 
 
+def temporary_path(target: Path) -> Path:
+    """A fresh hidden temporary file next to ``target`` (``.NAME.<12 hex digits>.tmp``), where
+    :func:`atomic_output` writes before renaming it onto ``target``."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+
+
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is fsynced and renamed onto ``path``.
@@ -24,7 +30,7 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    tmp = temporary_path(target)
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)

@@ -8,6 +8,12 @@ registered when :mod:`divtrace.tasks.registry` is first imported (:data:`CATALOG
 
 Adding a plug-in: a line in :data:`BUILTIN_PLUGINS` for a built-in one; :func:`register` (or the kind's decorator,
 ``register_metric``/``register_verifier``, or ``register_task``) for a third-party one.
+
+A backend's target is a factory (a class, or any callable) that
+:func:`~divtrace.generate.backends.create_generator` calls as ``factory(model)`` when no options are given and
+``factory(model, options)`` otherwise, and that returns a :class:`~divtrace.generate.protocol.Generator`. The
+built-in backends get their typed options model (``TransformersGenerator(model, TransformersOptions(...))``, a
+mapping validated through it first); a third-party backend gets the options as they were given.
 """
 
 from __future__ import annotations

@@ -179,9 +179,14 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def markers_of(run: Path) -> dict[str, object]:
     """Every unit marker of the run but the analysis' and the report's (their keys hash the score files, whose
-    last digits may differ between machines' BLAS), by path relative to the run."""
+    last digits may differ between machines' BLAS), by path relative to the run; the score markers' outputs by path
+    only, for the same reason."""
     found = [*run.glob("samples/*/*/_complete.json"), *run.glob("verdicts/*/*.json"), *run.glob("scores/*/*.json")]
-    return {str(p.relative_to(run)): json.loads(p.read_text()) for p in found}
+    markers = {str(p.relative_to(run)): json.loads(p.read_text()) for p in found}
+    for name, marker in markers.items():
+        if name.startswith("scores/"):
+            marker["outputs"] = [output["path"] for output in marker["outputs"]]
+    return markers
 
 
 def files_of(run: Path) -> list[str]:

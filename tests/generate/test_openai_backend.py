@@ -33,6 +33,7 @@ import pytest
 from divtrace.errors import DivtraceError
 from divtrace.generate.backends import create_generator
 from divtrace.generate.backends.openai_compat import OpenAIGenerator, OpenAIServerError, readable_chat
+from divtrace.generate.backends.options import OpenAIOptions
 from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams, UnsupportedSamplingError, sample_seed
 from divtrace.generate.protocol import Completion, GenerationRequest
@@ -305,7 +306,8 @@ def samples_reported(events: list[ProgressEvent], max_new_tokens: int) -> int:
 @pytest.mark.slow
 def test_completions_endpoint_draws_k_distinct_samples(tserve: ServerProcess, model_dir: str) -> None:
     generator = OpenAIGenerator(
-        model_dir, base_url=tserve.base_url, endpoint="completions", tokenizer=MODEL, max_retries=2, n_mode="auto"
+        model_dir,
+        OpenAIOptions(base_url=tserve.base_url, endpoint="completions", tokenizer=MODEL, max_retries=2, n_mode="auto"),
     )
     rendered, messages = generator.render("Name a fruit.", chat_template=None)
     assert rendered.endswith("<|im_start|>assistant\n")  # the tokenizer's chat template, rendered locally
@@ -333,7 +335,7 @@ def test_completions_endpoint_draws_k_distinct_samples(tserve: ServerProcess, mo
 @pytest.mark.slow
 def test_completions_seeds_reach_the_server_and_stop_strings_are_cut(tserve: ServerProcess, model_dir: str) -> None:
     # max_concurrency=1: transformers serve seeds one global generator, so only serial requests are reproducible
-    generator = OpenAIGenerator(model_dir, base_url=tserve.base_url, max_concurrency=1, max_retries=2)
+    generator = OpenAIGenerator(model_dir, OpenAIOptions(base_url=tserve.base_url, max_concurrency=1, max_retries=2))
     params = PARAMS.model_copy(update={"k": 3, "stop": ("e",)})
     requests = requests_for(generator, params, ["Once upon a time"])
     assert requests[0].rendered == "Once upon a time" and requests[0].messages is None  # no tokenizer: plain text
@@ -349,13 +351,15 @@ def test_completions_seeds_reach_the_server_and_stop_strings_are_cut(tserve: Ser
 def test_strict_server_refuses_vllm_only_fields(tserve: ServerProcess, model_dir: str) -> None:
     # extra_sampling_params sends top_k in extra_body: transformers serve answers 422 instead of ignoring it
     generator = OpenAIGenerator(
-        model_dir, base_url=tserve.base_url, extra_sampling_params=True, max_retries=2, n_mode="auto"
+        model_dir, OpenAIOptions(base_url=tserve.base_url, extra_sampling_params=True, max_retries=2, n_mode="auto")
     )  # auto: check() probes n with one request, which carries top_k
     with pytest.raises(OpenAIServerError, match=r"HTTP 422.*top_k") as caught:
         generator.check(PARAMS.model_copy(update={"top_k": 20}))
     assert caught.value.attempts == 1  # a 4xx is never retried
     # suppressed thinking on the chat endpoint needs continue_final_message, which this server rejects
-    chat = OpenAIGenerator(model_dir, base_url=tserve.base_url, endpoint="chat", n_mode="separate", max_retries=2)
+    chat = OpenAIGenerator(
+        model_dir, OpenAIOptions(base_url=tserve.base_url, endpoint="chat", n_mode="separate", max_retries=2)
+    )
     rendered, messages = chat.render("Name a fruit.", thinking=ThinkingMode.suppressed)
     request = GenerationRequest("q0", "Name a fruit.", rendered, (1,), messages)
     with pytest.raises(OpenAIServerError, match="continue_final_message"):
@@ -367,7 +371,7 @@ def test_strict_server_refuses_vllm_only_fields(tserve: ServerProcess, model_dir
 
 @pytest.mark.slow
 def test_chat_endpoint_draws_k_distinct_samples_and_records_effective_params(katan: ServerProcess) -> None:
-    generator = create_generator("openai", SERVED, base_url=katan.base_url, endpoint="chat", max_retries=2)
+    generator = create_generator("openai", SERVED, {"base_url": katan.base_url, "endpoint": "chat", "max_retries": 2})
     assert isinstance(generator, OpenAIGenerator)
     params = PARAMS.model_copy(update={"stop": ("\n\n",)})
     effective = generator.check(params)
@@ -413,7 +417,7 @@ def test_server_ignoring_n_is_detected_during_generation(katan: ServerProcess) -
     # no check() first: the first n=3 request comes back with one choice, then every sample is its own request
     with FlakyServer([], upstream=katan.base_url) as counting:
         generator = OpenAIGenerator(
-            SERVED, base_url=counting.base_url, endpoint="chat", max_concurrency=4, n_mode="auto"
+            SERVED, OpenAIOptions(base_url=counting.base_url, endpoint="chat", max_concurrency=4, n_mode="auto")
         )
         params = PARAMS.model_copy(update={"k": 3, "max_new_tokens": 8})
         requests = requests_for(generator, params, PROMPTS)
@@ -429,7 +433,7 @@ def test_server_ignoring_n_is_detected_during_generation(katan: ServerProcess) -
 
 @pytest.mark.slow
 def test_native_n_mode_refuses_a_server_that_ignores_n(katan: ServerProcess) -> None:
-    generator = OpenAIGenerator(SERVED, base_url=katan.base_url, endpoint="chat", n_mode="native")
+    generator = OpenAIGenerator(SERVED, OpenAIOptions(base_url=katan.base_url, endpoint="chat", n_mode="native"))
     with pytest.raises(UnsupportedSamplingError, match="ignores n"):
         generator.check(PARAMS)
     requests = requests_for(generator, PARAMS, PROMPTS[:1])
@@ -441,7 +445,10 @@ def test_native_n_mode_refuses_a_server_that_ignores_n(katan: ServerProcess) -> 
 def test_retries_429_then_503_then_succeeds(katan: ServerProcess) -> None:
     with FlakyServer([429, 503], upstream=katan.base_url) as flaky:
         generator = OpenAIGenerator(
-            SERVED, base_url=flaky.base_url, endpoint="chat", n_mode="separate", max_concurrency=1, max_retries=3
+            SERVED,
+            OpenAIOptions(
+                base_url=flaky.base_url, endpoint="chat", n_mode="separate", max_concurrency=1, max_retries=3
+            ),
         )
         params = PARAMS.model_copy(update={"k": 2, "max_new_tokens": 8})
         requests = requests_for(generator, params, PROMPTS[:1])
@@ -455,7 +462,7 @@ def test_retries_429_then_503_then_succeeds(katan: ServerProcess) -> None:
 
 @pytest.mark.slow
 def test_generate_from_a_thread_and_from_a_running_event_loop(katan: ServerProcess) -> None:
-    generator = OpenAIGenerator(SERVED, base_url=katan.base_url, endpoint="chat", n_mode="separate")
+    generator = OpenAIGenerator(SERVED, OpenAIOptions(base_url=katan.base_url, endpoint="chat", n_mode="separate"))
     params = PARAMS.model_copy(update={"k": 1, "max_new_tokens": 4})
     requests = requests_for(generator, params, PROMPTS[:1])
     from_thread: list[list[list[Completion]]] = []
@@ -476,7 +483,7 @@ def test_generate_from_a_thread_and_from_a_running_event_loop(katan: ServerProce
 
 def test_server_that_keeps_failing_raises_after_the_retry_budget() -> None:
     with FlakyServer([], default=503) as failing:
-        generator = OpenAIGenerator("m", base_url=failing.base_url, n_mode="separate", max_retries=2)
+        generator = OpenAIGenerator("m", OpenAIOptions(base_url=failing.base_url, n_mode="separate", max_retries=2))
         params = PARAMS.model_copy(update={"k": 1})
         requests = [GenerationRequest("q0", "Hi", "Hi", (1,))]
         with pytest.raises(OpenAIServerError, match=r"HTTP 503 on /completions after 3 attempt\(s\)") as caught:
@@ -489,7 +496,7 @@ def test_server_that_keeps_failing_raises_after_the_retry_budget() -> None:
 def test_unreachable_server_and_request_timeout_raise_clear_errors() -> None:
     params = PARAMS.model_copy(update={"k": 1})
     requests = [GenerationRequest("q0", "Hi", "Hi", (1,))]
-    closed = OpenAIGenerator("m", base_url=f"http://127.0.0.1:{free_port()}", max_retries=1)
+    closed = OpenAIGenerator("m", OpenAIOptions(base_url=f"http://127.0.0.1:{free_port()}", max_retries=1))
     assert closed.base_url.endswith("/v1")
     with pytest.raises(OpenAIServerError, match="cannot reach the OpenAI-compatible server") as caught:
         closed.generate(requests, params)
@@ -498,14 +505,14 @@ def test_unreachable_server_and_request_timeout_raise_clear_errors() -> None:
         closed.model_ref()
 
     with FlakyServer([], default="hang", hang_s=3.0) as hanging:
-        slow = OpenAIGenerator("m", base_url=hanging.base_url, timeout=0.3, max_retries=1)
+        slow = OpenAIGenerator("m", OpenAIOptions(base_url=hanging.base_url, timeout=0.3, max_retries=1))
         with pytest.raises(OpenAIServerError, match=r"timed out \(0.3 s\) on each of 2 attempt"):
             slow.generate(requests, params)  # the client's 0.3 s timeout fired, twice, before the server's 3 s hang
     assert hanging.posts == [0, 0]
 
 
 def test_top_k_is_refused_without_extra_sampling_params() -> None:
-    generator = OpenAIGenerator("m", base_url=f"http://127.0.0.1:{free_port()}/v1")
+    generator = OpenAIGenerator("m", OpenAIOptions(base_url=f"http://127.0.0.1:{free_port()}/v1"))
     params = SamplingParams(top_k=20)
     with pytest.raises(UnsupportedSamplingError, match="top_k=20"):
         generator.check(params)  # refused before any request
@@ -515,7 +522,7 @@ def test_top_k_is_refused_without_extra_sampling_params() -> None:
 
 
 def test_rendering_per_endpoint() -> None:
-    chat = OpenAIGenerator("m", endpoint="chat")
+    chat = OpenAIGenerator("m", OpenAIOptions(endpoint="chat"))
     rendered, messages = chat.render("Q?", system_prompt="Be brief.", thinking=ThinkingMode.suppressed)
     assert messages == (
         {"role": "system", "content": "Be brief."},
@@ -532,8 +539,8 @@ def test_rendering_per_endpoint() -> None:
     assert plain.render("Q?", thinking=ThinkingMode.suppressed) == ("Q?" + EMPTY_THINKING_BLOCK, None)
     with pytest.raises(DivtraceError, match="without a tokenizer"):
         plain.render("Q?", chat_template=True)
-    with pytest.raises(DivtraceError, match="unknown n_mode"):
-        OpenAIGenerator("m", n_mode="sometimes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="n_mode\n  Input should be 'auto', 'native' or 'separate'"):
+        OpenAIOptions(n_mode="sometimes")  # type: ignore[arg-type]  # the options model refuses it
 
 
 @pytest.mark.slow
@@ -572,7 +579,7 @@ def test_runner_announces_the_total_before_any_request_and_advances_per_sample(
     events: list[tuple[int, int | None, int]] = []  # (done, total, POSTs the server had answered by then)
     with FlakyServer([], upstream=katan.base_url) as proxy:
         generator = create_generator(
-            "openai", SERVED, base_url=proxy.base_url, endpoint="chat", max_retries=2, n_mode="auto"
+            "openai", SERVED, {"base_url": proxy.base_url, "endpoint": "chat", "max_retries": 2, "n_mode": "auto"}
         )
         summary = generate_samples(
             generator,

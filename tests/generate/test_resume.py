@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from divtrace.generate.backends.options import TransformersOptions, VLLMOptions
 from divtrace.generate.backends.transformers_backend import TransformersGenerator
 from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams
@@ -26,11 +27,12 @@ INSTRUCT = "quickstart:smollm2-135m-instruct"
 ITEMS = [PromptItem(f"q{i}", text) for i, text in enumerate(["Name a fruit.", "Describe a cloud.", "Say hi."])]
 PARAMS = SamplingParams(k=2, temperature=0.8, max_new_tokens=6, seed=4)
 SOURCE = ModelSource("transformers", INSTRUCT)
+CPU = TransformersOptions(threads=2, device="cpu")
 
 
 @pytest.fixture(scope="module")
 def instruct() -> TransformersGenerator:
-    return TransformersGenerator(INSTRUCT, threads=2, device="cpu")
+    return TransformersGenerator(INSTRUCT, CPU)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,20 @@ def status(out: Path, params: SamplingParams = PARAMS, source: ModelSource = SOU
 def test_finished_generation_is_done_without_a_generator(finished: Path) -> None:
     done = status(finished)
     assert done.done and done.finished == (0, 1) and done.describe() == "all 2 shard(s) are already done"
-    assert status(finished, source=ModelSource("transformers", INSTRUCT, options={"device": "cpu"})).done
+    assert status(
+        finished, source=ModelSource("transformers", INSTRUCT, options=TransformersOptions(device="cpu"))
+    ).done
+    # only the options given are requested settings: the model's defaults (device None) leave it to the machine
+    assert status(finished, source=ModelSource("transformers", INSTRUCT, options=TransformersOptions())).done
     assert status(finished, chat_template=True).done  # what the model's template gave
+
+
+def test_a_source_takes_the_options_of_its_backend() -> None:
+    assert ModelSource("vllm", INSTRUCT, options=VLLMOptions(enforce_eager=True)).options == VLLMOptions(
+        enforce_eager=True
+    )
+    with pytest.raises(ValueError, match="VLLMOptions are not options of the transformers backend"):
+        ModelSource("transformers", INSTRUCT, options=VLLMOptions())
 
 
 def test_rerun_of_a_finished_generation_never_calls_the_factory(finished: Path) -> None:
@@ -78,7 +92,7 @@ def test_missing_shard_loads_the_model_and_finishes(instruct: TransformersGenera
 
     def factory() -> Generator:
         loaded.append(True)
-        return TransformersGenerator(INSTRUCT, threads=2, device="cpu")
+        return TransformersGenerator(INSTRUCT, CPU)
 
     summary = generate_if_needed(factory, job(ITEMS, PARAMS, tmp_path), SOURCE)
     assert loaded == [True] and summary.model_loaded and (summary.skipped_shards, summary.written_shards) == (1, 1)
@@ -105,7 +119,10 @@ def test_other_temperature_is_refused_naming_it_before_and_after_loading(
         ({"thinking": ThinkingMode.suppressed}, "thinking='native', now 'suppressed'"),
         ({"system_prompt": "Be brief."}, "system_prompt=None, now 'Be brief.'"),
         ({"chat_template": False}, "chat_template=True, now False"),
-        ({"source": ModelSource("transformers", INSTRUCT, options={"dtype": "bfloat16"})}, "dtype='float32', now"),
+        (
+            {"source": ModelSource("transformers", INSTRUCT, options=TransformersOptions(dtype="bfloat16"))},
+            "dtype='float32', now",
+        ),
         ({"source": ModelSource("transformers", "quickstart:gemma-3-270m")}, "model_ref.id="),
         ({"source": ModelSource("vllm", INSTRUCT)}, "backend='transformers', now 'vllm'"),
     ],

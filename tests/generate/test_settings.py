@@ -11,8 +11,14 @@ import pytest
 import yaml
 
 from divtrace.errors import DivtraceError
-from divtrace.generate.backends import backend_options
-from divtrace.generate.backends.options import OpenAIOptions, TransformersOptions, VLLMOptions, tensor_parallel_size
+from divtrace.generate.backends import backend_options, create_generator, validate_options
+from divtrace.generate.backends.options import (
+    OPTIONS_MODELS,
+    OpenAIOptions,
+    TransformersOptions,
+    VLLMOptions,
+    tensor_parallel_size,
+)
 from divtrace.generate.params import MIN_STUDY_K, SamplingParams, SamplingSpec
 from divtrace.generate.stops import cut_at_stop
 from divtrace.study import CheckpointSpec, load_study, parse_study
@@ -109,7 +115,16 @@ def test_cli_flags_build_the_same_model_as_a_study() -> None:
         from_study = parse_study(_study(backend, options)).checkpoints[0].options
         assert type(from_flags) is type(from_study)
         assert dict(from_flags) == dict(from_study)
-        assert from_flags.constructor_kwargs() == from_study.constructor_kwargs()
+        assert from_flags.model_dump() == from_study.model_dump()
+
+
+def test_cli_flags_not_given_leave_every_default_to_the_model() -> None:
+    not_given = {name: None for model in OPTIONS_MODELS.values() for name in model.model_fields}
+    for backend, model in OPTIONS_MODELS.items():
+        given = {"base_url": "http://127.0.0.1:9/v1"} if backend == "openai" else {}  # openai needs its server
+        options = backend_options(backend, {**not_given, **given})
+        assert options.model_dump() == given
+        assert dict(options) == dict(model.model_validate(given))
 
 
 def test_cli_flag_errors_name_the_option() -> None:
@@ -121,16 +136,39 @@ def test_cli_flag_errors_name_the_option() -> None:
         backend_options("llamacpp", {})
 
 
-def test_constructor_keywords_and_defaults_filled_in() -> None:
+def test_given_options_and_defaults_filled_in() -> None:
     options = TransformersOptions.model_validate({"batch_size": 4})
-    assert options.constructor_kwargs() == {"batch_size": 4}  # the constructor's own defaults apply to the rest
+    assert options.model_dump() == {"batch_size": 4} and options.model_fields_set == {"batch_size"}
+    assert (options.threads, options.ignore_eos) == (None, False)  # the model's defaults apply to the rest
     threaded = options.with_defaults(threads=2, revision=None)
-    assert threaded.constructor_kwargs() == {"batch_size": 4, "threads": 2}
+    assert threaded.model_dump() == {"batch_size": 4, "threads": 2} and threaded.threads == 2
     assert TransformersOptions(threads=1).with_defaults(threads=2).threads == 1  # a given option wins
     local = CheckpointSpec(name="a", model="m", revision="main", options={"batch_size": 4})
-    assert local.backend_options().constructor_kwargs() == {"batch_size": 4, "revision": "main"}
+    assert local.backend_options().model_dump() == {"batch_size": 4, "revision": "main"}
     served = CheckpointSpec(name="a", model="m", revision="main", backend="openai")
-    assert served.backend_options().constructor_kwargs() == {}
+    assert served.backend_options().model_dump() == {}
+
+
+def test_openai_options_hold_the_constraints_the_constructor_had() -> None:
+    bare = OpenAIOptions(base_url="http://127.0.0.1:9/")
+    assert bare.base_url == "http://127.0.0.1:9/v1"  # normalized for use...
+    assert bare.model_dump() == {"base_url": "http://127.0.0.1:9/"}  # ...dumped as given
+    with pytest.raises(DivtraceError, match=r"openai backend options: base_url: .*'nope' is not an http"):
+        backend_options("openai", {"base_url": "nope"})
+    with pytest.raises(DivtraceError, match=r"openai backend options: .*chat endpoint renders prompts on the server"):
+        backend_options("openai", {"base_url": "http://h:1", "endpoint": "chat", "tokenizer": "t"})
+    with pytest.raises(DivtraceError, match="openai backend options: n_mode: Input should be 'auto', 'native'"):
+        validate_options("openai", {"n_mode": "sometimes"})
+
+
+def test_create_generator_validates_a_mapping_before_importing_the_backend() -> None:
+    with pytest.raises(DivtraceError, match="transformers backend options: batchsize: Extra inputs are not permitted"):
+        create_generator("transformers", "m", {"batchsize": 8})
+    with pytest.raises(DivtraceError, match="vllm backend options must be a mapping or VLLMOptions, not OpenAIOpt"):
+        create_generator("vllm", "m", OpenAIOptions())
+    assert validate_options("vllm", {"enforce_eager": True}) == VLLMOptions(enforce_eager=True)
+    given = TransformersOptions(batch_size=2)
+    assert validate_options("transformers", given) is given
 
 
 def test_sampling_params_are_made_from_the_study_sampling() -> None:

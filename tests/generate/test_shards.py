@@ -53,7 +53,7 @@ def test_a_unit_is_pending_until_its_marker_holds_its_key(tmp_path: Path) -> Non
     tasks = plan_tasks(STUDY)
     layout = RunLayout(tmp_path)
     first, *others = generate_stage(STUDY, tasks, layout).units(layout)
-    mark_done(first.marker, first.key)
+    mark_done(first.marker, first.key, ())
     assert is_done(first.marker, first.key) and not any(is_done(u.marker, u.key) for u in others)
     hotter = STUDY.model_copy(update={"sampling": STUDY.sampling.model_copy(update={"temperature": 0.5})})
     again = generate_stage(hotter, tasks, layout).units(layout)[0]
@@ -72,7 +72,12 @@ def test_the_local_executor_writes_the_listed_shards_and_markers_and_refuses_oth
     written = sorted(p for p in (tmp_path / "samples").rglob("*") if p.is_file())
     job = stage.job(unit.checkpoint, unit.task)
     assert written == sorted([job.shard_path(0), job.shard_path(1), unit.marker])
-    assert json.loads(unit.marker.read_text()) == {"fingerprint": unit.key, "prompts": 3, "k": 2}
+    marker = json.loads(unit.marker.read_text())
+    assert marker == {"fingerprint": unit.key, "prompts": 3, "k": 2, "outputs": marker["outputs"]}
+    assert unit.outputs == (job.shard_path(0), job.shard_path(1))  # the marker records each shard
+    paths = [f"samples/{unit.name}/shard-0000{i}.parquet" for i in (0, 1)]
+    assert [item["path"] for item in marker["outputs"]] == paths
+    assert [item["size"] for item in marker["outputs"]] == [job.shard_path(i).stat().st_size for i in (0, 1)]
     [again] = run_stages([stage], layout, LocalExecutor())
     assert again.ran == [] and again.skipped == [unit.name]
 

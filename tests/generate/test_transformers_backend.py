@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from divtrace.generate.backends.options import TransformersOptions
 from divtrace.generate.backends.transformers_backend import TransformersGenerator
 from divtrace.generate.job import GenerationJob
 from divtrace.generate.models import resolve_model
@@ -37,7 +38,7 @@ PROMPTS = [
 
 @pytest.fixture(scope="module")
 def instruct() -> TransformersGenerator:
-    return TransformersGenerator(INSTRUCT, threads=2)
+    return TransformersGenerator(INSTRUCT, TransformersOptions(threads=2))
 
 
 @pytest.fixture

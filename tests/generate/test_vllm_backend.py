@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from divtrace.generate.backends.options import VLLMOptions
 from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
@@ -27,7 +28,7 @@ pytest.importorskip("vllm", reason="the vLLM tests run in the CPU vLLM environme
 from divtrace.generate.backends.vllm_backend import VLLMGenerator, _engine_children  # noqa: E402
 
 MODEL = "quickstart:smollm2-135m-instruct"
-ENGINE = {"enforce_eager": True, "kv_cache_gib": 1.0, "max_model_len": 1024}
+ENGINE = VLLMOptions(enforce_eager=True, kv_cache_gib=1.0, max_model_len=1024)
 PROMPTS = [PromptItem("q0", "Name a fruit."), PromptItem("q1", "Describe a cloud.")]
 
 
@@ -47,7 +48,7 @@ def alive(pids: list[int]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def generator() -> Iterator[VLLMGenerator]:
-    made = VLLMGenerator(MODEL, **ENGINE)
+    made = VLLMGenerator(MODEL, ENGINE)
     yield made
     made.close()
 
@@ -87,7 +88,7 @@ def test_engine_settings_are_recorded_and_keyed(generator: VLLMGenerator) -> Non
 
 def test_close_ends_the_engine_processes() -> None:
     before = set(_engine_children())  # the module's other engine, if it is up
-    made = VLLMGenerator(MODEL, **ENGINE)
+    made = VLLMGenerator(MODEL, ENGINE)
     workers = [pid for pid in _engine_children() if pid not in before]
     assert alive(workers), "the engine runs in a worker process"
     made.close()
@@ -97,7 +98,7 @@ def test_close_ends_the_engine_processes() -> None:
 
 def two_checkpoint_study():  # type: ignore[no-untyped-def]
     study = small_quickstart_study(2, 2, 8, seed=5, name="vllm-two")
-    options = dict(ENGINE)
+    options = ENGINE.model_dump()  # the keys given, as a study holds them
     checkpoints = [
         CheckpointSpec(name="smol-plain", model=MODEL, backend="vllm", chat_template=False, options=options),
         CheckpointSpec(name="smol-chat", model=MODEL, backend="vllm", parent="smol-plain", options=options),

@@ -270,7 +270,8 @@ def test_not_utf8_names_the_line_and_keeps_earlier_records(tmp_path: Path) -> No
     with pytest.raises(SampleFormatError) as info:
         read_samples(path)
     assert_names(info.value, path, 3, None)
-    assert "UTF-8" in info.value.reason
+    offset = len("\n".join(lines[:2])) + 1 + lines[2].index("\xe9")
+    assert info.value.reason == f"not UTF-8 text (byte 0xe9 at byte offset {offset}): save the file as UTF-8"
     result = read_samples(path, skip_invalid=True)
     assert [r.prompt_id for r in result.records] == ["1", "2"]
     assert [(p.line, "UTF-8" in p.reason) for p in result.problems] == [(3, True)]

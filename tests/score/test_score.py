@@ -154,3 +154,52 @@ def test_cli_refuses_the_generators_tokenizer_before_any_work(tmp_path: Path, en
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "tokenizer 'generator' needs each checkpoint's generator" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_cli_reads_gzip_jsonl_as_the_plain_file(tmp_path: Path, env: dict[str, str]) -> None:
+    import gzip
+
+    base = write_jsonl(tmp_path / "base.jsonl", BASE)
+    compressed = tmp_path / "gz" / "base.jsonl.gz"  # the checkpoint is still "base"
+    compressed.parent.mkdir()
+    compressed.write_bytes(gzip.compress(base.read_bytes()))
+    plain = run_cli("score", str(base), "--metrics", "ead,distinct", "--format", "json", env=env)
+    assert plain.returncode == 0, plain.stderr
+    for args in ([str(compressed)], [str(compressed), "--input-format", "jsonl"], [str(compressed.parent)]):
+        read = run_cli("score", *args, "--metrics", "ead,distinct", "--format", "json", env=env)
+        assert read.returncode == 0, read.stderr
+        assert json.loads(read.stdout) == json.loads(plain.stdout)
+    api = divtrace.score(compressed, metrics=["ead", "distinct"])
+    pd.testing.assert_frame_equal(api.summary, divtrace.score(base, metrics=["ead", "distinct"]).summary)
+
+
+def test_mixed_k_is_scored_at_the_common_k_or_refused(tmp_path: Path, env: dict[str, str]) -> None:
+    # prompt p1 has 6 outputs, the others 4: the cell is scored on the first 4 outputs of every prompt
+    longer = [BASE[0], BASE[1] + ["Thunder rolls over the hills.", "Fresh bread, somehow."], BASE[2]]
+    (tmp_path / "mixed").mkdir()
+    mixed = write_jsonl(tmp_path / "mixed" / "base.jsonl", longer)
+    by_hand = write_jsonl(tmp_path / "base.jsonl", BASE)
+    metrics = "ead,distinct,vendi"
+    expected = run_cli("score", str(by_hand), "--metrics", metrics, "--format", "json", env=env)
+    scored = run_cli(
+        "score", str(mixed), "--metrics", metrics, "--format", "json", "--out", str(tmp_path / "o"), env=env
+    )
+    assert scored.returncode == 0 and expected.returncode == 0, scored.stderr + expected.stderr
+    assert json.loads(scored.stdout) == json.loads(expected.stdout)
+    assert (
+        "warning: base/default has prompts with different K: 4 (2 prompts), 6 (1 prompt); prompts with more than 4: "
+        "'p1' (K=6); every prompt of the cell is cut to its first 4 outputs"
+    ) in " ".join(scored.stderr.split())
+    settings = json.loads((tmp_path / "o" / "score_settings.json").read_text())["settings"]
+    assert [(c["checkpoint"], c["common_k"], c["prompts_per_k"]) for c in settings["mixed_k"]["cells"]] == [
+        ("base", 4, {"4": 2, "6": 1})
+    ]
+    strict = run_cli("score", str(mixed), "--metrics", metrics, "--strict-k", env=env)
+    assert strict.returncode == 2 and "Traceback" not in strict.stderr
+    assert strict.stderr.startswith("error: mixed K refused (--strict-k): base/default has prompts with different K")
+
+    with pytest.warns(divtrace.errors.DivtraceWarning, match="base/default has prompts with different K"):
+        api = divtrace.score(mixed, metrics=["ead", "distinct"])
+    pd.testing.assert_frame_equal(api.summary, divtrace.score(by_hand, metrics=["ead", "distinct"]).summary)
+    with pytest.raises(divtrace.DivtraceError, match="mixed K refused"):
+        divtrace.score(mixed, metrics=["ead"], strict_k=True)

@@ -282,3 +282,78 @@ def test_analyze_says_which_tasks_cannot_be_verified_and_why(tmp_path: Path) -> 
     assert report.ran == ["base/word_problems"] and report.notes == []
     verdicts = pd.read_parquet(layout.verdicts_file("base", "word_problems"))
     assert verdicts.groupby("sample_index")["correct"].all().tolist() == [True, True, False, False]
+
+
+def test_analyze_reads_gzip_jsonl_as_the_plain_file(lmeval_files: tuple[Path, Path], tmp_path: Path) -> None:
+    import gzip
+
+    base, sft = lmeval_files
+    runs = {}
+    for kind in ("plain", "gzip"):
+        inputs = []
+        for name, path in (("base", base), ("sft", sft)):
+            if kind == "gzip":  # samples_gsm8k_<time>.jsonl.gz: lm-eval's name, which gives the task
+                compressed = tmp_path / "gz" / name / (path.name + ".gz")
+                compressed.parent.mkdir(parents=True)
+                compressed.write_bytes(gzip.compress(path.read_bytes()))
+                path = compressed
+            inputs.append(f"{name}={path}")
+        runs[kind] = tmp_path / f"run-{kind}"
+        code, output = invoke("analyze", *inputs, "--lineage", "base>sft", "--out", str(runs[kind]), "--no-report")
+        assert code == 0, output
+    for table in ("verdicts/sft/gsm8k.parquet", "scores/base/gsm8k.parquet", "analysis/edges.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(runs["plain"] / table), pd.read_parquet(runs["gzip"] / table))
+
+
+def test_analyze_cuts_mixed_k_to_the_common_k_and_records_it(tmp_path: Path) -> None:
+    """Base's prompts 1 and 3 have 6 outputs, the others 4: every number equals that of the samples cut by hand."""
+
+    def base_line(doc_id: int, k: int) -> dict:
+        extra = [f"A longer road, {doc_id} more words on day {i}. #### {i}" for i in range(k - K)]
+        return gsm8k_line(doc_id, base_outputs(doc_id) + extra)
+
+    sft = write_lmeval(tmp_path / "in", "org__sft-7b", "gsm8k", [gsm8k_line(i, sft_outputs(i)) for i in range(N_DOCS)])
+    mixed = write_lmeval(
+        tmp_path / "in", "org__base-7b", "gsm8k", [base_line(i, 6 if i in (1, 3) else K) for i in range(N_DOCS)]
+    )
+    by_hand = write_lmeval(tmp_path / "cut", "org__base-7b", "gsm8k", [base_line(i, K) for i in range(N_DOCS)])
+    runs = {"mixed": tmp_path / "run", "by hand": tmp_path / "by-hand"}
+    code, output = invoke(
+        "analyze", f"base={mixed}", f"sft={sft}", "--lineage", "base>sft", "--out", str(runs["mixed"])
+    )
+    assert code == 0, output
+    assert (
+        "warning: base/gsm8k has prompts with different K: 4 (4 prompts), 6 (2 prompts); prompts with more than 4: "
+        "'1' (K=6), '3' (K=6); every prompt of the cell is cut to its first 4 outputs"
+    ) in " ".join(output.split())  # the note is wrapped off a terminal
+    settings = json.loads((runs["mixed"] / "analysis" / "analysis_settings.json").read_text())
+    assert settings["mixed_k"]["cells"] == [
+        {"checkpoint": "base", "task": "gsm8k", "common_k": 4, "prompts_per_k": {"4": 4, "6": 2},
+         "first_cut": [["1", 6], ["3", 6]]}
+    ]  # fmt: skip
+    assert "smallest K" in settings["mixed_k"]["rule"]
+    assert "cut to a common K = base/gsm8k to 4" in (runs["mixed"] / "report" / "summary.md").read_text()
+
+    code, output = invoke(
+        "analyze", f"base={by_hand}", f"sft={sft}", "--lineage", "base>sft", "--out", str(runs["by hand"])
+    )
+    assert code == 0, output
+    assert "warning" not in output
+    by_hand_settings = json.loads((runs["by hand"] / "analysis" / "analysis_settings.json").read_text())
+    assert by_hand_settings["mixed_k"]["cells"] == []
+    for table in ("verdicts/base/gsm8k", "scores/base/gsm8k", "analysis/passk", "analysis/edges", "analysis/curves"):
+        expected = pd.read_parquet(runs["by hand"] / f"{table}.parquet")
+        pd.testing.assert_frame_equal(pd.read_parquet(runs["mixed"] / f"{table}.parquet"), expected)
+    assert set(pd.read_parquet(runs["mixed"] / "scores/base/gsm8k.parquet").query("subset == 'all'")["n_outputs"]) == {
+        K
+    }
+
+    strict = tmp_path / "strict"
+    code, output = invoke(
+        "analyze", f"base={mixed}", f"sft={sft}", "--lineage", "base>sft", "--strict-k", "--out", str(strict)
+    )
+    assert code == 2
+    assert (
+        "mixed K refused (--strict-k): base/gsm8k has prompts with different K: 4 (4 prompts), 6 (2 prompts)" in output
+    )
+    assert not strict.exists()

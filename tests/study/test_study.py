@@ -186,3 +186,36 @@ def test_dry_run_without_task_data_plans_from_the_study(tmp_path: Path) -> None:
                          capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
     assert run.returncode == 2 and "Provide it offline" in run.stderr
     assert not (tmp_path / "r" / "samples").exists()
+
+
+def test_names_that_share_a_run_directory_or_are_too_long_are_refused_at_load(tmp_path: Path) -> None:
+    raw = yaml.safe_load(STARTER_STUDY)
+    raw["checkpoints"][1]["name"] = "sft/v2 final"
+    raw["checkpoints"][2].update(name="sft_v2_final", parent="sft/v2 final")
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(DivtraceError, match=r"study.yaml: checkpoints 'sft/v2 final' and 'sft_v2_final' would be "
+                       r"stored under one name, 'sft_v2_final', in the run directory"):  # fmt: skip
+        load_study(path)
+
+    raw = yaml.safe_load(STARTER_STUDY)
+    raw["checkpoints"][0]["name"] = "b" * 300
+    raw["checkpoints"][1]["parent"] = "b" * 300
+    with pytest.raises(DivtraceError, match=r"checkpoint 'b{48}'… \(300 characters\) is too long"):
+        parse_study(raw, "study.yaml")
+
+
+def test_a_task_file_is_checked_by_the_name_it_holds(tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"q": "2+2?"}\n')
+    long_task = tmp_path / "long.yaml"
+    long_task.write_text(f"name: {'t' * 300}\nprompts: prompts.jsonl\ntemplate: '{{q}}'\n")
+    short_task = tmp_path / ("d" * 200) / "short.yaml"  # a long path, a short name: fine
+    short_task.parent.mkdir()
+    short_task.write_text(f"name: short\nprompts: {prompts}\ntemplate: '{{q}}'\n")
+    raw = yaml.safe_load(STARTER_STUDY)
+    raw["tasks"] = [{"name": str(short_task)}]
+    assert parse_study(raw).tasks[0].name == str(short_task)
+    raw["tasks"] = [{"name": str(long_task)}, {"name": "arithmetic"}]
+    with pytest.raises(DivtraceError, match=r"task 't{48}'… \(300 characters\) is too long"):
+        parse_study(raw, "study.yaml")

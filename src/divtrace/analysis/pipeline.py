@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ from divtrace.analysis.qfd import (
 from divtrace.analysis.table1 import PAPER_SOURCE, PAPER_STUDY, table1_rows, table_one
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
+from divtrace.runs.layout import read_table
+from divtrace.runs.outputs import UnreadableOutputError
+from divtrace.samples.common_k import MixedK, mixed_k_settings
 from divtrace.stats.bootstrap import BootstrapSettings
 from divtrace.study.lineage import LineageGraph
 
@@ -39,6 +43,8 @@ SCORE_COLUMNS = ["checkpoint", "task", "prompt_id", "metric", "subset", "value",
 #: Optional score column: the prompt's outputs whose thinking never closed (older score tables lack it).
 OPTIONAL_SCORE_COLUMNS = ["unclosed_thinking"]
 VERDICT_INPUT_COLUMNS = ["checkpoint", "task", "prompt_id", "sample_index", "correct"]
+#: The analysis settings, next to the tables.
+SETTINGS_FILE = "analysis_settings.json"
 #: Tables an analysis written by an older divtrace may lack: read back empty (the report says to re-run analyze).
 _OPTIONAL_TABLES = frozenset({"table1"})
 
@@ -90,6 +96,7 @@ def analyze(
     bootstrap: BootstrapSettings | None = None,
     qfd_pairing: Pairing = "unpaired",
     study_name: str | None = None,
+    mixed_k: Sequence[MixedK] = (),
 ) -> AnalysisResult:
     """Run every analysis on per-prompt scores along ``graph``.
 
@@ -103,6 +110,8 @@ def analyze(
         qfd_pairing: the quality-filtered decomposition's form: ``"unpaired"`` (the paper's: each checkpoint's
             D_correct over its own qualifying prompts) or ``"paired"`` (prompts qualifying in both).
         study_name: the study's name; for ``olmo3-7b`` Table 1 carries the published row next to ours.
+        mixed_k: the (checkpoint, task) whose imported samples were cut to their smallest K before scoring
+            (:mod:`divtrace.samples.common_k`), recorded in ``settings["mixed_k"]`` with the rule.
 
     Returns:
         An :class:`AnalysisResult`; deterministic for given inputs (every CI is seeded from ``bootstrap.seed``).
@@ -167,6 +176,7 @@ def analyze(
             "checkpoints_not_in_graph": sorted(set(scores["checkpoint"].unique()) - set(graph.nodes)),
             "verifiable": [list(key) for key in sorted(wide_correct)],
             "qfd_zero_tolerance": ZERO_TOLERANCE,
+            "mixed_k": mixed_k_settings(mixed_k),
             "n_score_rows": len(scores),
             "n_verdict_rows": 0 if verdicts is None else len(verdicts),
         },
@@ -196,8 +206,15 @@ def write_analysis(result: AnalysisResult, out_dir: str | Path) -> list[Path]:
     for name, table in result.tables().items():
         written.append(write_table_atomic(table, out / f"{name}.parquet"))
         written.append(write_table_atomic(table, out / f"{name}.csv"))
-    written.append(write_json_atomic(result.settings, out / "analysis_settings.json"))
+    written.append(write_json_atomic(result.settings, out / SETTINGS_FILE))
     return written
+
+
+def analysis_files(out_dir: str | Path) -> list[Path]:
+    """Every file :func:`write_analysis` writes to ``out_dir``, in the order it writes them."""
+    out = Path(out_dir)
+    names = [item.name for item in fields(AnalysisResult) if item.name != "settings"]
+    return [out / f"{name}.{suffix}" for name in names for suffix in ("parquet", "csv")] + [out / SETTINGS_FILE]
 
 
 def read_analysis(out_dir: str | Path) -> AnalysisResult:
@@ -206,7 +223,7 @@ def read_analysis(out_dir: str | Path) -> AnalysisResult:
     A ``table1`` missing (an analysis written before it existed) reads back empty; any other missing table raises.
 
     Raises:
-        DivtraceError: a table or ``analysis_settings.json`` is missing (naming the file).
+        DivtraceError: a table or ``analysis_settings.json`` is missing or cannot be read (naming the file).
     """
     out = Path(out_dir)
     tables = {}
@@ -219,11 +236,15 @@ def read_analysis(out_dir: str | Path) -> AnalysisResult:
             continue
         if not path.exists():
             raise DivtraceError(f"{path}: analysis table missing; run `divtrace analyze` again")
-        tables[item.name] = pd.read_parquet(path)
-    settings_path = out / "analysis_settings.json"
+        tables[item.name] = read_table(path)
+    settings_path = out / SETTINGS_FILE
     if not settings_path.exists():
         raise DivtraceError(f"{settings_path}: analysis settings missing; run `divtrace analyze` again")
-    return AnalysisResult(**tables, settings=json.loads(settings_path.read_text(encoding="utf-8")))
+    try:
+        settings = json.loads(settings_path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise UnreadableOutputError(settings_path, f"{type(err).__name__}: {err}") from None
+    return AnalysisResult(**tables, settings=settings)
 
 
 def _require_columns(table: pd.DataFrame, name: str, columns: list[str]) -> None:

@@ -1,7 +1,8 @@
 """The analyze stage: every analysis table of a run from its stored scores and verdicts, as one unit.
 
 Its key hashes the score and verdict files, the checkpoint graph (as ``study.yaml`` holds it), the decomposition's
-pairing, the study's name (Table 1 shows the paper's row for the study it reproduces) and :data:`ANALYSIS_VERSION`.
+pairing, the study's name (Table 1 shows the paper's row for the study it reproduces), the cells of imported samples
+cut to a common K (only when there are some, so other runs keep their keys) and :data:`ANALYSIS_VERSION`.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from divtrace.analysis.pipeline import AnalysisResult, analyze, write_analysis
+from divtrace.analysis.pipeline import AnalysisResult, analysis_files, analyze, write_analysis
 from divtrace.fingerprint import files_fingerprint
 from divtrace.progress import ProgressSink
 from divtrace.runs.layout import RunLayout, read_tables
 from divtrace.runs.markers import marker_for
 from divtrace.runs.stage import Stage, Unit, WorkItem
-from divtrace.study import Study
+from divtrace.samples.common_k import MixedK
+from divtrace.study import RecordedSampling, Study
 
 #: Bumped when the analysis tables change for the same inputs (2: the paper's unpaired decomposition, Table 1, the
 #: study's pass@k levels).
@@ -50,18 +52,24 @@ class AnalyzeStage(Stage[AnalysisWork, AnalysisResult]):
 
     def units(self, layout: RunLayout) -> list[Unit]:
         """One unit, ``analysis``."""
+        mixed = mixed_k(self.study)
         key = self.key(
             {
                 "inputs": files_fingerprint(input_files(layout, self.study, self.tasks)),
                 "graph": [checkpoint.model_dump(mode="json") for checkpoint in self.study.checkpoints],
                 "decomposition": self.study.decomposition,
                 "study": self.study.name,
+                **({"mixed_k": [cell.model_dump(mode="json") for cell in mixed]} if mixed else {}),
             }
         )
-        return [Unit("analysis", key, marker_for(layout.analysis_dir), (layout.analysis_dir,))]
+        return [Unit("analysis", key, marker_for(layout.analysis_dir), tuple(analysis_files(layout.analysis_dir)))]
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[AnalysisWork]]:
-        """Every stored score and verdict, in study order, as one item."""
+        """Every stored score and verdict, in study order, as one item; refused when a unit's scores are missing or
+        a unit's scores or verdicts are not complete."""
+        for cell in cells(self.study, self.tasks):
+            layout.check_scores(*cell, self.name)
+            layout.check_verdicts(*cell, self.name)
         scores = read_tables(layout.scores_file(*cell) for cell in cells(self.study, self.tasks))
         verdicts = read_tables(layout.verdicts_file(*cell) for cell in cells(self.study, self.tasks))
         return [WorkItem(unit, AnalysisWork(scores, verdicts))]
@@ -90,10 +98,17 @@ class Analysing:
             self.study.graph(),
             qfd_pairing=self.study.decomposition,
             study_name=self.study.name,
+            mixed_k=mixed_k(self.study),
         )
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def mixed_k(study: Study) -> tuple[MixedK, ...]:
+    """The (checkpoint, task) of ``study``'s imported samples that were cut to their smallest K (none for a study
+    that generates its samples: divtrace's own generation gives one K)."""
+    return study.sampling.mixed_k if isinstance(study.sampling, RecordedSampling) else ()
 
 
 def cells(study: Study, tasks: tuple[str, ...]) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ from divtrace.cli.options import (
     InputFormatOption,
     RecordTaskOption,
     SkipInvalidOption,
+    StrictKOption,
     StripThinkingOption,
     TaskMapOption,
     WaitOption,
@@ -63,6 +64,7 @@ def analyze(
     report: Annotated[bool, flag("also write report/index.html and summary.md", "--report/--no-report")] = True,
     skip_invalid: SkipInvalidOption = False,
     strip_thinking: StripThinkingOption = True,
+    strict_k: StrictKOption = False,
     output_format: FormatOption = OutputFormat.table,
     wait: WaitOption = False,
 ) -> None:
@@ -103,9 +105,11 @@ def analyze(
             report=report,
             skip_invalid=skip_invalid,
             strip_thinking=strip_thinking,
+            strict_k=strict_k,
             progress=display,
             on_stage=display.begin,
             on_problem=lambda problem: note(problem, "skipped"),
             on_import=imported,
+            on_warning=lambda message: note(message, "warning"),
         )
     print_outcome(outcome.reports, out, output_format)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel
 
 from divtrace.cli import checks
 from divtrace.cli.app import command
@@ -14,9 +15,22 @@ from divtrace.cli.console import say
 from divtrace.cli.options import flag
 from divtrace.cli.progress import progress_display
 from divtrace.errors import DivtraceError
+from divtrace.generate.backends.options import (
+    DEFAULT_CPU_KV_CACHE_GIB,
+    OpenAIOptions,
+    TransformersOptions,
+    VLLMOptions,
+)
 from divtrace.generate.params import MIN_STUDY_K
 from divtrace.generate.stops import StopPolicy
 from divtrace.progress import ProgressEvent, scoped
+
+
+def _default(options: type[BaseModel], name: str) -> str:
+    """``(default: VALUE)``: the default of backend option ``name``, read from its options model (stated there)."""
+    value = options.model_fields[name].default
+    shown = ("on" if value else "off") if isinstance(value, bool) else value
+    return f"(default: {shown})"
 
 
 class ThinkingOption(str, enum.Enum):
@@ -98,44 +112,65 @@ def generate(
     shard_size: Annotated[int, typer.Option(min=1, help="prompts per stored shard (the unit of resumption)")] = 8,
     device: Annotated[str | None, typer.Option(help="transformers/vllm: device (default cuda if available)")] = None,
     dtype: Annotated[str | None, typer.Option(help="transformers/vllm: float32, bfloat16, float16")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="transformers: samples per forward batch")] = 32,
-    threads: Annotated[int | None, typer.Option(min=1, help="transformers: torch CPU threads")] = None,
-    tensor_parallel_size: Annotated[int, typer.Option(min=1, help="vllm: GPUs per model")] = 1,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(help=f"transformers: samples per forward batch {_default(TransformersOptions, 'batch_size')}"),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="transformers: torch CPU threads")] = None,
+    tensor_parallel_size: Annotated[
+        int | None, typer.Option(help=f"vllm: GPUs per model {_default(VLLMOptions, 'tensor_parallel_size')}")
+    ] = None,
     gpu_memory_utilization: Annotated[
         float | None,
-        typer.Option(min=0.0, max=1.0, help="vllm: share of GPU memory the engine may take (default: vLLM's)"),
+        typer.Option(help="vllm: share of GPU memory the engine may take (default: vLLM's)"),
     ] = None,
     kv_cache_gib: Annotated[
-        float | None, typer.Option(help="vllm: KV-cache size in GiB (CPU default 2; GPU: from the memory share)")
+        float | None,
+        typer.Option(
+            help=f"vllm: KV-cache size in GiB (CPU default {DEFAULT_CPU_KV_CACHE_GIB:g}; GPU: from the memory share)"
+        ),
     ] = None,
     enforce_eager: Annotated[
-        bool,
+        bool | None,
         flag(
-            "vllm: no compilation/CUDA graphs (faster start; recorded, samples may differ)",
+            "vllm: no compilation/CUDA graphs (faster start; recorded, samples may differ) "
+            + _default(VLLMOptions, "enforce_eager"),
             "--enforce-eager/--no-enforce-eager",
         ),
-    ] = False,
+    ] = None,
     max_model_len: Annotated[int | None, typer.Option(help="vllm: context length cap (default: the model's)")] = None,
     base_url: Annotated[str | None, typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1")] = None,
-    endpoint: Annotated[EndpointOption, typer.Option(help="openai: completions or chat")] = EndpointOption.completions,
-    max_concurrency: Annotated[int, typer.Option(min=1, help="openai: requests in flight at most")] = 16,
+    endpoint: Annotated[
+        EndpointOption | None, typer.Option(help=f"openai: completions or chat {_default(OpenAIOptions, 'endpoint')}")
+    ] = None,
+    max_concurrency: Annotated[
+        int | None,
+        typer.Option(help=f"openai: requests in flight at most {_default(OpenAIOptions, 'max_concurrency')}"),
+    ] = None,
     max_retries: Annotated[
-        int, typer.Option(min=0, help="openai: retries (with backoff) on 429/5xx/connection errors")
-    ] = 5,
+        int | None,
+        typer.Option(
+            help="openai: retries (with backoff) on 429/5xx/connection errors " + _default(OpenAIOptions, "max_retries")
+        ),
+    ] = None,
     n_mode: Annotated[
-        NModeOption,
-        typer.Option(help="openai: separate (a request and seed per sample), auto (n=K where honoured) or native"),
-    ] = NModeOption.separate,
+        NModeOption | None,
+        typer.Option(
+            help="openai: separate (a request and seed per sample), auto (n=K where honoured) or native "
+            + _default(OpenAIOptions, "n_mode")
+        ),
+    ] = None,
     tokenizer: Annotated[
         str | None, typer.Option(help="openai completions: tokenizer id/path to render the chat template locally")
     ] = None,
     extra_sampling_params: Annotated[
-        bool,
+        bool | None,
         flag(
-            "openai: send top_k etc. in extra_body (vLLM/SGLang servers)",
+            "openai: send top_k etc. in extra_body (vLLM/SGLang servers) "
+            + _default(OpenAIOptions, "extra_sampling_params"),
             "--extra-sampling-params/--no-extra-sampling-params",
         ),
-    ] = False,
+    ] = None,
 ) -> None:
     """Sample K outputs per prompt from one checkpoint; resumable (finished shards are never redone)."""
     from divtrace.generate.backends import backend_options, check_installed, create_generator
@@ -155,8 +190,27 @@ def generate(
     if backend is not BackendOption.openai:
         checks.model_reference(model)
     check_installed(backend.value)
-    # The backend picks its own flags (revision, device, base_url...) out of all of them.
-    options = backend_options(backend.value, {**locals(), "endpoint": endpoint.value, "n_mode": n_mode.value})
+    # The backend flags by option name; the backend picks its own (None: not given, the options model's default).
+    backend_flags = {
+        "revision": revision,
+        "device": device,
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "threads": threads,
+        "tensor_parallel_size": tensor_parallel_size,
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "kv_cache_gib": kv_cache_gib,
+        "enforce_eager": enforce_eager,
+        "max_model_len": max_model_len,
+        "base_url": base_url,
+        "endpoint": endpoint.value if endpoint is not None else None,
+        "max_concurrency": max_concurrency,
+        "max_retries": max_retries,
+        "n_mode": n_mode.value if n_mode is not None else None,
+        "tokenizer": tokenizer,
+        "extra_sampling_params": extra_sampling_params,
+    }
+    options = backend_options(backend.value, backend_flags)
     task_stop: tuple[str, ...] = ()
     task_max_new_tokens = 512
     if task is not None:
@@ -186,13 +240,13 @@ def generate(
 
         def load() -> Generator:  # called only when some shard is left to generate
             display(ProgressEvent("generate", unit, 0, None, "", f"loading {model} ({backend.value})"))
-            return create_generator(backend.value, model, **options.constructor_kwargs())
+            return create_generator(backend.value, model, options)
 
         render = RenderOptions(system_prompt, chat_template, ThinkingMode(thinking.value), stops)
         summary = generate_if_needed(
             load,
             GenerationJob(tuple(items), params, out, label, task_name, render, shard_size),
-            ModelSource(backend.value, model, revision, options.constructor_kwargs()),
+            ModelSource(backend.value, model, revision, options),
             events,
         )
     if not summary.model_loaded:

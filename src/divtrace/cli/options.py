@@ -31,6 +31,15 @@ StripThinkingOption = Annotated[
         "--strip-thinking/--no-strip-thinking",
     ),
 ]
+#: ``--strict-k/--no-strict-k`` of the commands that read samples (score, verify, analyze).
+StrictKOption = Annotated[
+    bool,
+    flag(
+        "refuse samples whose prompts have different numbers of outputs (K) within a checkpoint and task (off: "
+        "each such checkpoint x task is cut to its smallest K, the first K outputs of each prompt, with a warning)",
+        "--strict-k/--no-strict-k",
+    ),
+]
 SkipInvalidOption = Annotated[
     bool,
     flag(

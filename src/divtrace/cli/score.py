@@ -17,6 +17,7 @@ from divtrace.cli.options import (
     RecordCheckpointOption,
     RecordTaskOption,
     SkipInvalidOption,
+    StrictKOption,
     StripThinkingOption,
     flag,
 )
@@ -73,6 +74,7 @@ def score(
     seed: Annotated[int, typer.Option(help="seed of the bootstrap CIs and of the across-input sample")] = 1234,
     resamples: Annotated[int, typer.Option(min=1, help="bootstrap resamples")] = 1000,
     strip_thinking: StripThinkingOption = True,
+    strict_k: StrictKOption = False,
 ) -> None:
     """Score the diversity of K sampled outputs per prompt; print a summary per (checkpoint, task, metric)."""
     from divtrace.api import score as score_samples
@@ -110,6 +112,8 @@ def score(
             out=out,
             progress=scoped(display, stage="score"),
             strip_thinking=strip_thinking,
+            strict_k=strict_k,
+            on_warning=lambda message: note(message, "warning"),
         )
     for problem in result.settings.get("skipped_records", []):
         note(problem, "skipped")

@@ -17,6 +17,7 @@ from divtrace.cli.options import (
     InputFormatOption,
     RecordTaskOption,
     SkipInvalidOption,
+    StrictKOption,
     StripThinkingOption,
     TaskMapOption,
 )
@@ -36,10 +37,12 @@ def verify(
     output_format: FormatOption = OutputFormat.table,
     skip_invalid: SkipInvalidOption = False,
     strip_thinking: StripThinkingOption = True,
+    strict_k: StrictKOption = False,
 ) -> None:
     """Check each sample against its task's reference: a verdict per sample; accuracy, pass@k, majority vote."""
     from divtrace.api import with_task
     from divtrace.samples import read_samples
+    from divtrace.samples.common_k import mixed_k_settings, to_common_k
     from divtrace.tasks.names import parse_task_map
     from divtrace.verify.pipeline import verify_records, write_verify_result
 
@@ -50,16 +53,19 @@ def verify(
     read = read_samples(inputs, skip_invalid=skip_invalid, strip_thinking=strip_thinking, fmt=input_format.value)
     for problem in read.problems:
         note(str(problem), "skipped")
-    records = with_task(read.records, task) if task is not None else read.records
+    common = to_common_k(with_task(read.records, task) if task is not None else read.records, strict=strict_k)
+    for warning in common.warnings():
+        note(warning, "warning")
     with progress_display(transient=True) as display:
         result = verify_records(
-            records,
+            common.records,
             data_dir=data_dir,
             task_map=mapping,
             progress=scoped(display, stage="verify"),
             strip_thinking=strip_thinking,
         )
     result.settings["strip_thinking"] = strip_thinking
+    result.settings["mixed_k"] = mixed_k_settings(common.mixed)
     if out is not None:
         write_verify_result(result, out)
     for line in result.skipped:

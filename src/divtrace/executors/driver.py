@@ -1,15 +1,24 @@
 """The one driver: every stage of every run (``divtrace run``, ``divtrace analyze``, ``divtrace report``, the Python
 API), whatever executor does the work.
 
-For each stage (:class:`~divtrace.runs.stage.Stage`), in order: its units whose marker does not hold their key are
-pending; their work items, read from the run directory as each unit comes up, go to the executor; the driver saves
-each result as it arrives (:meth:`Stage.save`, in this process, which owns the run directory) and writes a unit's
-marker once all its items are stored; a :class:`~divtrace.runs.stage.StageReport` says what ran and what was
-already done. An executor only runs items: :class:`~divtrace.executors.local.LocalExecutor` in this process,
-:class:`~divtrace.executors.ray_executor.RayExecutor` on a Ray cluster.
+For each stage (:class:`~divtrace.runs.stage.Stage`), in order: its units that are not done
+(:func:`~divtrace.runs.outputs.unit_state`: the marker does not hold their key, or a file it records is missing,
+truncated or changed) are pending; their work items, read from the run directory as each unit comes up, go to the
+executor; the driver saves each result as it arrives (:meth:`Stage.save`, in this process, which owns the run
+directory) and writes a unit's marker once all its items are stored, recording every output file's size and sha256;
+a :class:`~divtrace.runs.stage.StageReport` says what ran and what was already done. An executor only runs items:
+:class:`~divtrace.executors.local.LocalExecutor` in this process, :class:`~divtrace.executors.ray_executor.RayExecutor`
+on a Ray cluster.
 
-Ctrl-C ends the run with :class:`~divtrace.errors.RunInterrupted` naming the stage and counting the units finished
-and kept in this invocation, once the executor has shut its work down.
+A unit redone because of a damaged output gets one note per file in its stage's report (``samples/base/gsm8k/
+shard-00001.parquet is missing: redoing generate of base/gsm8k``); a file that is there but not as recorded is moved
+under ``damaged/`` first (:meth:`RunLayout.set_aside`), so nothing reads it as good, and the unit's marker is
+removed until the unit is redone (a generation keeps its other shards: only the missing ones are drawn again). A
+done unit whose marker was written before outputs were recorded gets them recorded now.
+
+Ctrl-C ends the run with :class:`~divtrace.errors.RunInterrupted` naming the stage, counting the units finished in
+this invocation and, for each unit left unfinished, the items it kept (``2 shards of generate/base/gsm8k``), once
+the executor has shut its work down.
 """
 
 from __future__ import annotations
@@ -20,12 +29,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from divtrace.analysis.stage import AnalyzeStage
-from divtrace.errors import RunInterrupted
+from divtrace.errors import RunInterrupted, counted
 from divtrace.progress import UNITS_OF_WORK, ProgressEvent, ProgressSink, scoped
 from divtrace.report.stage import ReportStage
 from divtrace.runs.layout import RunLayout
 from divtrace.runs.lock import hold_run_directory
-from divtrace.runs.markers import is_done, mark_done
+from divtrace.runs.markers import mark_done, read_marker
+from divtrace.runs.outputs import Damage, record_outputs, unit_state
 from divtrace.runs.stage import Stage, StageReport, Unit, WorkItem
 from divtrace.study import Study
 from divtrace.study.ownership import check_run_directory
@@ -75,6 +85,7 @@ class _StageRun:
         self._left: dict[str, int] = {}
         self._size: dict[str, int | None] = {}
         self._done: dict[str, int] = {}
+        self._stored: dict[str, int] = {}
         self._facts: dict[str, dict[str, Any]] = {}
 
     def items(self) -> Iterator[WorkItem[Any]]:
@@ -86,6 +97,7 @@ class _StageRun:
             sizes = [item.size for item in items if item.size is not None]
             self._size[unit.name] = unit.size if unit.size is not None else (sum(sizes) if sizes else None)
             self._done[unit.name] = 0
+            self._stored[unit.name] = 0
             self._facts[unit.name] = dict(unit.facts)
             if not items:
                 self._complete(unit)
@@ -110,6 +122,7 @@ class _StageRun:
         """Save ``result``; write the unit's marker when it was its last item."""
         unit = item.unit
         self._facts[unit.name].update(self.stage.save(self.layout, item, result))
+        self._stored[unit.name] += 1
         self._left[unit.name] -= 1
         if item.size is not None:
             self._done[unit.name] += item.size
@@ -117,8 +130,17 @@ class _StageRun:
         if self._left[unit.name] == 0:
             self._complete(unit)
 
+    def kept(self) -> list[str]:
+        """The items stored of each unit left unfinished, in words (``2 shards of generate/base/gsm8k``)."""
+        return [
+            f"{counted(stored, self.stage.item_name)} of {self.stage.name}/{name}"
+            for name, stored in self._stored.items()
+            if stored and name not in self.report.ran
+        ]
+
     def _complete(self, unit: Unit) -> None:
-        mark_done(unit.marker, unit.key, **self._facts[unit.name])
+        outputs = record_outputs(self.layout.root, unit.outputs, unit.marker)
+        mark_done(unit.marker, unit.key, outputs, **self._facts[unit.name])
         self.report.ran.append(unit.name)
         self._emit("", len(self.report.ran), len(self.pending), UNITS_OF_WORK)
 
@@ -135,16 +157,30 @@ def run_stage(
     progress: ProgressSink | None = None,
 ) -> None:
     """Run ``stage``'s pending units with ``executor``, recording in ``report`` what ran (a unit only once its
-    outputs and marker are written) and what was already done."""
+    outputs and marker are written), what was already done and, in its notes, each damaged output redone.
+
+    Raises :class:`RunInterrupted` on Ctrl-C, counting the units of this stage finished and the items kept of those
+    left unfinished.
+    """
     pending = []
     for unit in stage.units(layout):
-        if is_done(unit.marker, unit.key):
+        state = unit_state(layout.root, unit.marker, unit.key, unit.outputs)
+        if state.done:
+            if not state.recorded:
+                _record_now(layout, unit)
             report.skipped.append(unit.name)
-        else:
-            pending.append(unit)
-    if pending:
-        run = _StageRun(stage, layout, report, pending, progress)
+            continue
+        if state.damage:
+            report.notes += [_redo(layout, stage, unit, damage) for damage in state.damage]
+            unit.marker.unlink()  # it no longer says what the outputs are: the unit is unfinished until redone
+        pending.append(unit)
+    if not pending:
+        return
+    run = _StageRun(stage, layout, report, pending, progress)
+    try:
         executor.run_items(stage, run.items(), run)
+    except (KeyboardInterrupt, RunInterrupted) as err:
+        raise RunInterrupted(stage.name, len(report.ran), kept=run.kept()) from err
 
 
 def run_stages(
@@ -157,8 +193,8 @@ def run_stages(
 ) -> list[StageReport]:
     """Run ``stages`` in order into ``layout``; what each ran and skipped, and its notes.
 
-    Raises :class:`RunInterrupted` on Ctrl-C, naming the stage and counting the units finished and kept in this
-    invocation (every stage's so far).
+    Raises :class:`RunInterrupted` on Ctrl-C, naming the stage, counting the units finished in this invocation
+    (every stage's so far) and the items kept of the units left unfinished.
     """
     reports: list[StageReport] = []
     for stage in stages:
@@ -168,9 +204,27 @@ def run_stages(
                 on_stage(stage.name)
             run_stage(stage, layout, executor, report, progress)
         except (KeyboardInterrupt, RunInterrupted) as err:
-            raise RunInterrupted(stage.name, sum(len(r.ran) for r in [*reports, report])) from err
+            kept = err.kept if isinstance(err, RunInterrupted) else ()
+            raise RunInterrupted(stage.name, sum(len(r.ran) for r in [*reports, report]), kept=kept) from err
         reports.append(report)
     return reports
+
+
+def _redo(layout: RunLayout, stage: AnyStage, unit: Unit, damage: Damage) -> str:
+    """Move the damaged output aside when it is there; the note that says so and that ``unit`` is redone."""
+    moved = ""
+    if damage.present:
+        moved = f", moved to {layout.set_aside(damage.path).relative_to(layout.root).as_posix()}"
+    return f"{damage}{moved}: redoing {stage.name} of {unit.name}"
+
+
+def _record_now(layout: RunLayout, unit: Unit) -> None:
+    """Record the outputs of a done unit in its marker, written before outputs were recorded (its key and facts
+    kept)."""
+    marker = read_marker(unit.marker)
+    if marker is not None:
+        facts = {**marker.facts, **({} if marker.strip_thinking else {"strip_thinking": False})}
+        mark_done(unit.marker, marker.fingerprint, record_outputs(layout.root, unit.outputs, unit.marker), **facts)
 
 
 def study_stages(

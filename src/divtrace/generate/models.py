@@ -8,7 +8,6 @@ through transformers takes 20-60 s and the cached directory loads in a few secon
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import shutil
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any
 
 from divtrace.cache import cache_dir, directory_fingerprint
 from divtrace.errors import ModelLoadError
-from divtrace.fingerprint import update_with_file
+from divtrace.fingerprint import file_digest
 from divtrace.hub import hub_reachable
 
 QUICKSTART_PREFIX = "quickstart:"
@@ -108,9 +107,7 @@ def file_sha256(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _FILE_DIGESTS:
-        digest = hashlib.sha256()
-        update_with_file(digest, path)
-        _FILE_DIGESTS[key] = digest.hexdigest()
+        _FILE_DIGESTS[key] = file_digest(path)
     return _FILE_DIGESTS[key]
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from divtrace.errors import DivtraceError
+from divtrace.generate.backends.options import BackendOptions, TransformersOptions, tag_options
 from divtrace.generate.job import GenerationJob
 from divtrace.generate.params import SamplingParams, sample_seed
 from divtrace.generate.prompts import PromptItem
@@ -39,13 +40,17 @@ class ResumeMismatchError(DivtraceError):
 
 @dataclass(frozen=True)
 class ModelSource:
-    """The model a generation asks for, before it is loaded: backend, reference, revision and backend options
-    (the keywords :func:`~divtrace.generate.backends.create_generator` takes)."""
+    """The model a generation asks for, before it is loaded: backend, reference, revision and the backend's typed
+    options (what :func:`~divtrace.generate.backends.create_generator` builds it with; None: the defaults)."""
 
     backend: str
     model: str
     revision: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: BackendOptions | None = None
+
+    def __post_init__(self) -> None:
+        if self.options is not None:
+            tag_options(self.backend, self.options)  # ValueError for options of another backend
 
 
 @dataclass(frozen=True)
@@ -196,15 +201,21 @@ def _environment(source: ModelSource) -> tuple[dict[str, Any], dict[str, Any], s
 
     from divtrace.generate.backends.transformers_backend import SEEDING, default_device, default_dtype
 
-    options = source.options
-    explicit = {key: options[key] for key in ("device", "dtype", "ignore_eos") if options.get(key) is not None}
-    device = options.get("device") or default_device()
+    # None: the model's defaults (an options model of another backend is refused by ModelSource).
+    options = source.options if isinstance(source.options, TransformersOptions) else TransformersOptions()
+    # Explicit: the settings the user gave (the model's fields set), not the defaults the model fills in.
+    explicit: dict[str, Any] = {
+        key: value
+        for key in ("device", "dtype", "ignore_eos")
+        if key in options.model_fields_set and (value := getattr(options, key)) is not None
+    }
+    device = options.device or default_device()
     environment = {
         "backend_version": transformers.__version__,
         "torch_version": torch.__version__,
         "device": device,
-        "dtype": options.get("dtype") or default_dtype(device),
-        "ignore_eos": bool(options.get("ignore_eos", False)),
+        "dtype": options.dtype or default_dtype(device),
+        "ignore_eos": options.ignore_eos,
         "seeding": SEEDING,
     }
     return explicit, environment, {*environment, *_PINNED_BY_WEIGHTS, "chat_template", "stop"}, None

@@ -1,8 +1,8 @@
 """The generate stage: K samples per prompt for every (checkpoint, task), shard by shard.
 
-A unit is one (checkpoint, task) generation (:class:`~divtrace.generate.job.GenerationJob`); its work items are
-its shards (:meth:`GenerationJob.shard_ranges`), grouped by checkpoint, so a worker loads a checkpoint's model once
-and draws shard after shard. A worker plans a job once (renders and keys its prompts,
+A unit is one (checkpoint, task) generation (:class:`~divtrace.generate.job.GenerationJob`); its outputs and work
+items are its shards (:meth:`GenerationJob.shard_ranges`), grouped by checkpoint, so a worker loads a checkpoint's
+model once and draws shard after shard. A worker plans a job once (renders and keys its prompts,
 :func:`~divtrace.generate.runner.plan_shards`) and returns a shard's records, or None when the shard's file
 already holds exactly its sample keys; a stored shard made with other settings raises
 :class:`~divtrace.generate.resume.ResumeMismatchError` naming the setting, wherever the worker runs. The driver
@@ -66,7 +66,7 @@ class CheckpointModel:
         options = self.options
         if isinstance(options, TransformersOptions):
             options = options.with_defaults(threads=threads)
-        return create_generator(self.backend, self.model, **options.constructor_kwargs())
+        return create_generator(self.backend, self.model, options)
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ class GenerateStage(Stage[ShardWork, ShardResult]):
     name: ClassVar[str] = "generate"
     version: ClassVar[int] = GENERATE_VERSION
     count: ClassVar[str] = SAMPLES
+    item_name: ClassVar[str] = "shard"
     loads_model: ClassVar[bool] = True
 
     models: tuple[CheckpointModel, ...]
@@ -120,7 +121,8 @@ class GenerateStage(Stage[ShardWork, ShardResult]):
         )
 
     def units(self, layout: RunLayout) -> list[Unit]:
-        """One unit per job; its marker is the (checkpoint, task) generation marker."""
+        """One unit per job; its marker is the (checkpoint, task) generation marker, its outputs the job's shard
+        files (the marker records each: a shard missing or damaged is drawn again, the others are kept)."""
         units = []
         for job in self.jobs:
             if job.out_dir != layout.root:
@@ -132,7 +134,7 @@ class GenerateStage(Stage[ShardWork, ShardResult]):
                     f"{job.checkpoint}/{job.task}",
                     self.unit_key(job),
                     layout.generation_marker(job.checkpoint, job.task),
-                    (layout.samples_dir(job.checkpoint, job.task),),
+                    tuple(job.shard_path(index) for index in range(len(job.shard_ranges()))),
                     job.checkpoint,
                     job.task,
                     size=job.samples,
@@ -154,7 +156,7 @@ class GenerateStage(Stage[ShardWork, ShardResult]):
             if is_done(unit.marker, unit.key) or not layout.sample_files(unit.checkpoint, unit.task):
                 continue
             model = self.model(unit.checkpoint)
-            source = ModelSource(model.backend, model.model, model.revision, model.options.constructor_kwargs())
+            source = ModelSource(model.backend, model.model, model.revision, model.options)
             generation_status(self.job(unit.checkpoint, unit.task), source)
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[ShardWork]]:

@@ -33,6 +33,14 @@ def sample_key(
     return fingerprint([model_ref, rendered_prompt, sampling, seed, sample_index], ensure_ascii=False)
 
 
+def not_a_shard(path: Path, err: Exception) -> str:
+    """The refusal of shard ``path``, which cannot be read as a divtrace shard (``err``), and what to do."""
+    return (
+        f"{path}: not a readable divtrace sample shard ({type(err).__name__}: {err}); delete it (or move it away) "
+        "and run again: it will be generated again"
+    )
+
+
 def read_shard_keys(path: Path) -> list[list[str]] | None:
     """The sample keys stored in shard ``path`` (per prompt, per sample, in order); None when there is no file.
 
@@ -44,7 +52,7 @@ def read_shard_keys(path: Path) -> list[list[str]] | None:
         found = pq.read_table(path, columns=["sample_keys"]).column("sample_keys").to_pylist()
         return [json.loads(cell) for cell in found]
     except Exception as err:
-        raise DivtraceError(f"{path}: not a divtrace sample shard ({type(err).__name__}: {err})") from err
+        raise DivtraceError(not_a_shard(path, err)) from err
 
 
 #: The columns of a shard that say how its samples were made (read by :func:`read_shard_settings`).
@@ -66,5 +74,5 @@ def read_shard_settings(path: Path) -> list[dict[str, Any]] | None:
             for column in _JSON_SETTING_COLUMNS:
                 row[column] = json.loads(row[column]) if row[column] is not None else None
     except Exception as err:
-        raise DivtraceError(f"{path}: not a divtrace sample shard ({type(err).__name__}: {err})") from err
+        raise DivtraceError(not_a_shard(path, err)) from err
     return rows

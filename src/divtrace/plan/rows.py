@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from divtrace.generate.job import shard_starts
 from divtrace.plan.cost import GenerationSize, cost_rows
 from divtrace.runs.layout import RunLayout
-from divtrace.runs.markers import is_done
+from divtrace.runs.outputs import unit_state
 from divtrace.study import Study
 from divtrace.study.planned import PlannedTask
 from divtrace.study.stages import generate_stage
@@ -25,7 +25,8 @@ class PlanRow(GenerationSize):
 
 
 def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> list[PlanRow]:
-    """One row per (checkpoint, task), with whether its generation is already complete in ``layout``."""
+    """One row per (checkpoint, task), with whether its generation is already complete in ``layout`` (its marker
+    holds its key and its shards have their recorded sizes: digests are left to the run)."""
     stage = generate_stage(study, tasks, layout)
     units = iter(stage.units(layout))  # one per (checkpoint, task), in this order
     rows = []
@@ -41,7 +42,7 @@ def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> lis
                     k=params.k,
                     shards=len(shard_starts(len(planned.prompts), study.shard_size)),
                     max_new_tokens=params.max_new_tokens,
-                    done=is_done(unit.marker, unit.key),
+                    done=unit_state(layout.root, unit.marker, unit.key, unit.outputs, digests=False).done,
                 )
             )
     return rows

@@ -68,8 +68,13 @@ class ReportStage(Stage[ReportWork, ReportWork]):
         return [Unit("report", key, marker_for(layout.report_dir), (layout.report_html, layout.report_summary))]
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[ReportWork]]:
-        """The stored analysis, every sample and every per-prompt score, as one item."""
+        """The stored analysis, every sample and every per-prompt score, as one item; refused when one of them is
+        not complete."""
         every = cells(self.study, self.task_names)
+        layout.check_analysis(self.name)
+        for cell in every:
+            layout.check_scores(*cell, self.name)
+            layout.check_samples(*cell, self.name)
         samples = [record for cell in every for record in layout.read_samples(*cell)]
         scores = read_tables(layout.scores_file(*cell) for cell in every)
         return [WorkItem(unit, ReportWork(read_analysis(layout.analysis_dir), samples, scores))]

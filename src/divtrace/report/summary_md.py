@@ -141,6 +141,9 @@ def sampling_settings(sampling: SamplingSpec | RecordedSampling | None) -> tuple
     }
     if not isinstance(sampling, RecordedSampling):
         return "study settings", settings
+    if settings.pop("mixed_k", None):
+        cut = (f"{cell.checkpoint}/{cell.task} to {cell.common_k}" for cell in sampling.mixed_k)
+        settings["cut to a common K"] = ", ".join(cut)
     heading = f"as the imported records carry it ({sampling.source or 'unknown source'}"
     heading += ", as requested from the tool)" if sampling.requested else ")"
     return heading, settings

@@ -8,11 +8,16 @@
     RUN/scores/<checkpoint>/<task>.parquet          one row per prompt x metric x subset (+ .json marker)
     RUN/analysis/*.parquet, *.csv                   the analysis tables (+ _complete.json)
     RUN/report/index.html, summary.md               the report (+ _complete.json)
+    RUN/damaged/...                                 outputs found damaged, moved aside (never read again)
     RUN/divtrace.lock                               while a run holds the directory (:mod:`divtrace.runs.lock`)
 
 Each unit of work has a marker next to its output (:mod:`divtrace.runs.markers`) holding the fingerprint of what
-the output was computed from; a stage skips the units whose marker matches, so running a finished study again does
-no work.
+the output was computed from and each file it wrote; a stage skips the units whose marker matches and whose files
+are as recorded (:mod:`divtrace.runs.outputs`), so running a finished study again does no work.
+
+Reading what a unit stored (:meth:`RunLayout.read_samples`, :meth:`RunLayout.read_verdicts`, :func:`read_table`)
+raises :class:`~divtrace.runs.outputs.UnreadableOutputError`, naming the file and what to do, when it cannot be
+read.
 """
 
 from __future__ import annotations
@@ -20,20 +25,31 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
 
-from divtrace.io_atomic import write_atomic
+from divtrace.errors import SampleFormatError
+from divtrace.io_atomic import temporary_path, write_atomic
 from divtrace.runs.markers import marker_for, read_marker
+from divtrace.runs.outputs import UnreadableOutputError, check_input
 from divtrace.samples import SampleRecord, read_samples
 
 #: The directory of the generated samples in a run directory (and under ``divtrace generate --out``).
 SAMPLES_DIR = "samples"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+#: The most bytes one file or directory name may have (ext4, XFS, btrfs, APFS and NTFS all allow 255).
+NAME_MAX = 255
+#: The characters :func:`safe_name` keeps, in words (for messages).
+SAFE_CHARACTERS = "letters, digits and . _ + = -"
 
 
 def safe_name(label: str) -> str:
-    """``label`` made safe as one path component (runs of other characters become ``_``)."""
+    """``label`` made safe as one path component (runs of other characters become ``_``).
+
+    This is the one directory-name rule: every checkpoint and task directory or file of a run directory is named
+    with it, and :func:`run_name_problems` checks names against it.
+    """
     cleaned = _UNSAFE.sub("_", label).strip("._")
     return cleaned or "_"
 
@@ -46,6 +62,58 @@ def shard_path(out_dir: str | Path, checkpoint: str, task: str, index: int) -> P
 def default_run_directory(study_name: str) -> Path:
     """Where a study's run goes when no directory is given: ``runs/<study name>``."""
     return Path("runs") / study_name
+
+
+def longest_name(checkpoint: str, task: str) -> str:
+    """The longest (in UTF-8 bytes) file or directory name that (checkpoint, task) gives in a run directory: its
+    directories, unit files and markers, and the temporary names they are written under first."""
+    layout = RunLayout("")
+    files = [layout.shard_file(checkpoint, task, 0), layout.generation_marker(checkpoint, task)]
+    for output in (layout.verdicts_file(checkpoint, task), layout.scores_file(checkpoint, task)):
+        files += [output, marker_for(output)]
+    names = {part for file in files for part in file.parts} | {temporary_path(file).name for file in files}
+    return max(names, key=lambda name: len(name.encode()))
+
+
+def _shown(name: str, limit: int = 48) -> str:
+    """``name`` quoted for a message, cut to its first ``limit`` characters when longer."""
+    return repr(name) if len(name) <= limit else f"{name[:limit]!r}… ({len(name)} characters)"
+
+
+def run_name_problems(names: Iterable[str], kind: Literal["checkpoint", "task"]) -> list[str]:
+    """Why some of ``names`` (the checkpoints, or the tasks, of one run) cannot each have their own files in a run
+    directory, one sentence per problem; empty when every name can.
+
+    Contract: names that :func:`safe_name` turns into the same directory name would share their samples, verdicts
+    and scores: each such group is one problem naming every name in it and the directory. A name whose longest
+    file name (:func:`longest_name`, suffixes such as ``.parquet`` and temporary names included) is over
+    :data:`NAME_MAX` bytes is one problem naming it. A name given twice is not a problem here (the study refuses
+    duplicate checkpoints; a task given twice is one task).
+    """
+    unique = list(dict.fromkeys(names))
+    problems = []
+    by_directory: dict[str, list[str]] = {}
+    for name in unique:
+        by_directory.setdefault(safe_name(name), []).append(name)
+    for directory, group in by_directory.items():
+        if len(group) > 1:
+            listed = ", ".join(_shown(name) for name in group[:-1]) + f" and {_shown(group[-1])}"
+            problems.append(
+                f"{kind}s {listed} would be stored under one name, {_shown(directory)}, in the run directory (a "
+                f"name keeps {SAFE_CHARACTERS}; other characters become _): "
+                + ("rename one of them" if len(group) == 2 else "rename all but one")
+            )
+    for name in unique:
+        longest = longest_name(name, "t") if kind == "checkpoint" else longest_name("c", name)
+        size = len(longest.encode())
+        if size > NAME_MAX:
+            limit = len(safe_name(name).encode()) - (size - NAME_MAX)
+            problems.append(
+                f"{kind} {_shown(name)} is too long: the run directory would name a file or directory after it with "
+                f"{size} bytes (suffixes such as .parquet and temporary names included), over the {NAME_MAX} bytes "
+                f"a file system allows; shorten it to at most {limit} characters"
+            )
+    return problems
 
 
 class RunLayout:
@@ -104,6 +172,19 @@ class RunLayout:
         return self.analysis_dir / f"{name}.parquet"
 
     @property
+    def damaged_dir(self) -> Path:
+        """Where outputs found damaged are moved aside (nothing reads them)."""
+        return self.root / "damaged"
+
+    def set_aside(self, path: Path) -> Path:
+        """Move the damaged output ``path`` (in the run directory) to the same place under :attr:`damaged_dir`,
+        replacing one moved there before; its new path."""
+        target = self.damaged_dir / path.relative_to(self.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(target)
+        return target
+
+    @property
     def report_dir(self) -> Path:
         """The report."""
         return self.root / "report"
@@ -118,6 +199,28 @@ class RunLayout:
         """The Markdown summary of the report."""
         return self.report_dir / "summary.md"
 
+    def check_samples(self, checkpoint: str, task: str, reader: str) -> None:
+        """Raise :class:`~divtrace.runs.outputs.IncompleteInputError` unless the samples of (checkpoint, task) are
+        complete for ``reader`` to read (``score of base/gsm8k``); none at all is no error (a cell without
+        samples)."""
+        samples = self.samples_dir(checkpoint, task)
+        check_input(self.root, self.generation_marker(checkpoint, task), reader, samples, required=False)
+
+    def check_verdicts(self, checkpoint: str, task: str, reader: str) -> None:
+        """Like :meth:`check_samples`, for the verdicts of (checkpoint, task) when it was verified (its verdicts or
+        their marker exist)."""
+        verdicts = self.verdicts_file(checkpoint, task)
+        check_input(self.root, marker_for(verdicts), reader, verdicts, required=False)
+
+    def check_scores(self, checkpoint: str, task: str, reader: str) -> None:
+        """Like :meth:`check_samples`, for the scores of (checkpoint, task), which must be there."""
+        scores = self.scores_file(checkpoint, task)
+        check_input(self.root, marker_for(scores), reader, scores)
+
+    def check_analysis(self, reader: str) -> None:
+        """Like :meth:`check_samples`, for the analysis tables, which must be there."""
+        check_input(self.root, marker_for(self.analysis_dir), reader, self.analysis_dir)
+
     def read_samples(self, checkpoint: str, task: str) -> list[SampleRecord]:
         """The stored samples of (checkpoint, task), in prompt order (none when there are no shards).
 
@@ -130,15 +233,30 @@ class RunLayout:
             return []
         marker = read_marker(self.generation_marker(checkpoint, task))
         strip = marker.strip_thinking if marker is not None else True
-        return read_samples(files, strip_thinking=strip).records
+        try:
+            return read_samples(files, strip_thinking=strip).records
+        except SampleFormatError as err:
+            where = "".join(f"{name} {value}, " for name, value in (("line", err.line), ("field", err.field)) if value)
+            raise UnreadableOutputError(Path(err.path), where + err.reason) from None
 
     def read_verdicts(self, checkpoint: str, task: str) -> pd.DataFrame | None:
         """The stored verdict table of (checkpoint, task); None when it was not verified."""
         path = self.verdicts_file(checkpoint, task)
-        return pd.read_parquet(path) if path.exists() else None
+        return read_table(path) if path.exists() else None
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """The Parquet table at ``path``; :class:`~divtrace.runs.outputs.UnreadableOutputError` when it cannot be
+    read."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise UnreadableOutputError(path, "it is missing") from None
+    except Exception as err:  # pyarrow's errors (not Parquet, truncated) and the OS's
+        raise UnreadableOutputError(path, f"{type(err).__name__}: {err}") from None
 
 
 def read_tables(paths: Iterable[Path]) -> pd.DataFrame:
     """The tables at ``paths`` that exist, concatenated in order (empty when there are none)."""
-    frames = [pd.read_parquet(path) for path in paths if path.exists()]
+    frames = [read_table(path) for path in paths if path.exists()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

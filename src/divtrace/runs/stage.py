@@ -15,8 +15,12 @@ A stage is an object its package owns (``generate/stage.py``, ``verify/stage.py`
 - what it would refuse to resume, when that is known before any work (:meth:`Stage.check_resume`).
 
 The driver (:mod:`divtrace.executors.driver`) runs every stage the same way: the pending units (marker missing or
-stale), their items through an executor, each result saved as it arrives, a unit's marker written once all its
-items are stored, and a :class:`StageReport`.
+stale, or an output it records missing or damaged), their items through an executor, each result saved as it
+arrives, a unit's marker written once all its items are stored (recording each output file's size and digest), and
+a :class:`StageReport`.
+
+A stage that reads another stage's units checks them first (:func:`divtrace.runs.outputs.check_input`) in
+:meth:`Stage.items`, so it never computes on a short or damaged input.
 """
 
 from __future__ import annotations
@@ -41,13 +45,15 @@ R_co = TypeVar("R_co", covariant=True)
 
 @dataclass(frozen=True)
 class Unit:
-    """One unit of a stage: an output with its marker, done when the marker holds ``key``.
+    """One unit of a stage: an output with its marker, done when the marker holds ``key`` and the output files it
+    records are as recorded (:func:`divtrace.runs.outputs.unit_state`).
 
     Attributes:
         name: ``checkpoint/task``, ``analysis`` or ``report``: how reports and progress name it.
         key: the fingerprint of everything the output is computed from (:meth:`Stage.key`).
         marker: the completion marker (:func:`divtrace.runs.markers.marker_for` of the output).
-        outputs: the files or directories the unit writes.
+        outputs: the files the unit writes (a directory: every file below it but hidden ones and the marker); its
+            marker records each with its size and sha256.
         checkpoint, task: the (checkpoint, task) cell of a unit of one; empty for a unit of the whole study.
         size: how many of the stage's :attr:`Stage.count` the unit holds (samples of a generation), when known.
         facts: what its marker records besides the key, for people (``prompts``, ``k``).
@@ -115,6 +121,8 @@ class Stage(ABC, Generic[P, R]):
     version: ClassVar[int]
     #: What :attr:`Unit.size` and :attr:`WorkItem.size` count (one of :data:`divtrace.progress.UNITS`).
     count: ClassVar[str] = UNITS_OF_WORK
+    #: What one of its work items is, in words (``shard``): how an interrupted run counts the items it kept.
+    item_name: ClassVar[str] = "item"
     #: True when its items are worth sending to a cluster (Ray); False: they always run in the driver's process.
     distributed: ClassVar[bool] = True
     #: True when a worker loads a model worth keeping across items (Ray: actors per group, kept until the group's

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from divtrace.errors import SampleFormatError
+from divtrace.samples.compressed import uncompressed_name
 from divtrace.samples.jsonl import OnError, iter_jsonl_records
 
 SOURCE = "lm-eval"
@@ -177,7 +178,8 @@ def iter_lmeval_records(
 
     Contract:
         * ``checkpoint`` defaults to the parent directory's name (lm-eval writes one directory per model);
-          ``task`` defaults to the task parsed from the file name. Given values override both.
+          ``task`` defaults to the task parsed from the file name (a ``.gz`` suffix aside). Given values override
+          both.
         * A document logged again under another filter with the same ``resps`` is skipped; with different
           ``resps`` it is an error naming both lines.
         * Per-line errors go to ``on_error`` when given (the line is skipped), else are raised; file-level
@@ -187,7 +189,7 @@ def iter_lmeval_records(
     if checkpoint is None:
         checkpoint = file.absolute().parent.name or file.stem
     if task is None:
-        parsed = parse_samples_filename(file.name)
+        parsed = parse_samples_filename(uncompressed_name(file.name))
         task = parsed[0] if parsed else None
     seen: dict[str, tuple[int, list[str]]] = {}
     for line, row in iter_jsonl_records(file, on_error=on_error):

@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from divtrace.errors import SampleFormatError
+from divtrace.samples.compressed import uncompressed_name
 from divtrace.samples.jsonl import OnError, iter_jsonl_records, write_samples_jsonl
 from divtrace.samples.lighteval import is_lighteval_details_file, iter_lighteval_records
 from divtrace.samples.lmeval import is_lmeval_samples_file, iter_lmeval_records
 from divtrace.samples.parquet import iter_parquet_records, write_samples_parquet
 from divtrace.samples.schema import DEFAULT_TASK, SampleRecord
-from divtrace.samples.sniff import has_divtrace_keys, lfs_pointer_error, sniff_format
+from divtrace.samples.sniff import binary_content, has_divtrace_keys, lfs_pointer_error, sniff_format
 from divtrace.samples.thinking import split_record_thinking
 from divtrace.samples.validate import record_from_dict
 
@@ -34,8 +35,9 @@ class ReadResult:
 
 def detect_format(path: str | Path) -> str | None:
     """The format of one file from its name: ``samples_*.jsonl`` -> ``"lm-eval"``, ``details_*.parquet`` ->
-    ``"lighteval"``, ``*.jsonl``/``*.json`` -> ``"jsonl"``, ``*.parquet`` -> ``"parquet"``, else ``None``."""
-    name = Path(path).name.lower()
+    ``"lighteval"``, ``*.jsonl``/``*.json`` -> ``"jsonl"``, ``*.parquet`` -> ``"parquet"``, else ``None``; a
+    ``.gz`` suffix is looked through (``x.jsonl.gz`` is ``"jsonl"``)."""
+    name = uncompressed_name(Path(path).name.lower())
     if is_lmeval_samples_file(name):
         return "lm-eval"
     if is_lighteval_details_file(name):
@@ -80,11 +82,12 @@ def _accepts(path: Path, fmt: str) -> bool:
     detected = detect_format(path)
     if fmt == "auto":
         return detected is not None
+    plain = uncompressed_name(name.lower())
     if fmt in ("jsonl", "lm-eval"):
-        return name.lower().endswith(JSONL_SUFFIXES)
+        return plain.endswith(JSONL_SUFFIXES)
     if fmt == "divtrace":
-        return name.lower().endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
-    return name.lower().endswith(PARQUET_SUFFIXES)
+        return plain.endswith(JSONL_SUFFIXES + PARQUET_SUFFIXES)
+    return plain.endswith(PARQUET_SUFFIXES)
 
 
 #: The completion marker divtrace writes in each finished directory of a run (``runs/layout.py::marker_for``): not a
@@ -108,6 +111,23 @@ def _as_list(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     if isinstance(paths, (str, Path)):
         return [Path(paths)]
     return [Path(p) for p in paths]
+
+
+def _unknown_type(path: Path) -> SampleFormatError:
+    """The error for a file whose format neither its content nor its name tells: binary or not UTF-8 content is
+    named with its byte offset."""
+    problem = binary_content(path)
+    if problem is not None:
+        return SampleFormatError(
+            path, problem.line, None, f"{problem.reason}; sample files are JSON Lines (UTF-8) or Parquet"
+        )
+    return SampleFormatError(
+        path,
+        None,
+        None,
+        "unknown sample file type: the content is neither JSON Lines (plain or gzip-compressed) nor Parquet and the "
+        "name ends in none of .jsonl, .json, .parquet (.jsonl.gz); pass the format (divtrace, lm-eval, lighteval)",
+    )
 
 
 class _Reader:
@@ -141,15 +161,7 @@ class _Reader:
             else:
                 detected = resolve_format(path, fmt)
                 if detected is None:
-                    self.report(
-                        SampleFormatError(
-                            path,
-                            None,
-                            None,
-                            "unknown sample file type: the content is neither JSON Lines nor Parquet and the name "
-                            "ends in none of .jsonl, .json, .parquet; pass the format (divtrace, lm-eval, lighteval)",
-                        )
-                    )
+                    self.report(_unknown_type(path))
                 else:
                     yield path, detected
 
@@ -176,7 +188,8 @@ class _Reader:
             seen_rows += 1
             self.report(error)
 
-        defaults = {"checkpoint": self.checkpoint or path.stem, "task": self.task or DEFAULT_TASK}
+        stem = Path(uncompressed_name(path.name)).stem  # base.jsonl.gz is checkpoint base, as base.jsonl is
+        defaults = {"checkpoint": self.checkpoint or stem, "task": self.task or DEFAULT_TASK}
         rows = self.rows(path, fmt, on_error if self.skip_invalid else None)
         while True:
             try:
@@ -232,11 +245,14 @@ def read_samples(
           ``"parquet"``, ``"lm-eval"``, ``"lighteval"`` force that reader. A directory means every file below it
           with a supported extension (recursively, hidden files and ``results_*.json`` excluded), in sorted path
           order.
+        * A gzip-compressed JSON Lines file (found by its content, whatever its name: ``x.jsonl.gz``, or a
+          compressed file with any name) is read as its decompressed content, in every format that reads JSON
+          Lines; ``x.jsonl.gz`` is named as ``x.jsonl`` would be (its checkpoint label, a directory's files).
         * A Git LFS pointer (the file git leaves when the data was not pulled) is an error saying so and how to
           get the data (``git lfs pull``).
-        * A record without ``checkpoint`` gets the ``checkpoint`` argument, else the file's stem; one without
-          ``task`` gets the ``task`` argument, else :data:`DEFAULT_TASK`. For lm-eval and lighteval files the
-          arguments override what the importer infers from the file's name and directory.
+        * A record without ``checkpoint`` gets the ``checkpoint`` argument, else the file's stem (``.gz`` aside);
+          one without ``task`` gets the ``task`` argument, else :data:`DEFAULT_TASK`. For lm-eval and lighteval
+          files the arguments override what the importer infers from the file's name and directory.
         * Errors: an empty file, a bad record, a duplicate ``(checkpoint, task, prompt_id)`` anywhere in the
           input (the message names both places) or an unreadable file are :class:`SampleFormatError`. With
           ``skip_invalid=False`` the first one is raised. With ``skip_invalid=True`` each is appended to

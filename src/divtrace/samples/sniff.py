@@ -1,8 +1,8 @@
 """Tell a sample file's format from its content: divtrace JSONL/Parquet, lm-eval samples, lighteval details.
 
 File names lie (a renamed ``samples_gsm8k_….jsonl`` is still an lm-eval log), so ``read_samples(fmt="auto")``
-looks inside: the first bytes (Parquet magic ``PAR1``, a Git LFS pointer), the first JSON record's keys, or the
-Parquet schema's column names.
+looks inside: the first bytes (Parquet magic ``PAR1``, a Git LFS pointer, the gzip magic: a compressed file is
+looked at decompressed), the first JSON record's keys, or the Parquet schema's column names.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from divtrace.errors import SampleFormatError
+from divtrace.samples.compressed import is_gzip, read_head
 from divtrace.samples.lighteval import NEW_LAYOUT, OLD_LAYOUT
+from divtrace.text_files import NotText, not_text
 
 #: The first line of every Git LFS pointer file (https://github.com/git-lfs/git-lfs/blob/main/docs/spec.md).
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
@@ -51,9 +53,9 @@ def lfs_pointer_error(path: str | Path) -> SampleFormatError | None:
 
 
 def _first_json_object(path: Path) -> dict[str, Any] | None:
-    """The first non-empty line of a text file parsed as JSON when it is an object; None otherwise."""
-    with path.open("rb") as handle:
-        head = handle.read(_PEEK_BYTES)
+    """The first non-empty line of a text file (decompressed when gzip) parsed as JSON when it is an object; None
+    otherwise."""
+    head = read_head(path, _PEEK_BYTES)
     for raw in head.splitlines():
         if raw.strip():
             try:
@@ -64,6 +66,17 @@ def _first_json_object(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def binary_content(path: str | Path) -> NotText | None:
+    """Where and why the start of a file's content (its first MiB, decompressed when gzip) is not UTF-8 text; None
+    when it is, or cannot be read."""
+    try:
+        head = read_head(path, _PEEK_BYTES)
+    except OSError:
+        return None
+    of = " of the decompressed data" if is_gzip(path) else ""
+    return not_text(head, final=len(head) < _PEEK_BYTES, of=of)
+
+
 def _parquet_columns(path: Path) -> set[str] | None:
     try:
         return set(pq.ParquetFile(path).schema_arrow.names)
@@ -72,8 +85,9 @@ def _parquet_columns(path: Path) -> set[str] | None:
 
 
 def content_kind(path: str | Path) -> tuple[str, frozenset[str]] | None:
-    """``("jsonl" | "parquet", the first record's keys or the columns)`` of a file, from its content; None when
-    the content says nothing (an empty or unreadable file, text that is not JSON objects, a Git LFS pointer)."""
+    """``("jsonl" | "parquet", the first record's keys or the columns)`` of a file, from its content (decompressed
+    when gzip: JSON Lines only); None when the content says nothing (an empty or unreadable file, text that is not
+    JSON objects, a Git LFS pointer)."""
     file = Path(path)
     try:
         with file.open("rb") as handle:

@@ -111,7 +111,10 @@ class ScoreStage(Stage[ScoreWork, pd.DataFrame]):
         return units
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[ScoreWork]]:
-        """The unit's samples and verdicts, as one item."""
+        """The unit's samples and verdicts, as one item (refused when they are not complete)."""
+        reader = f"{self.name} of {unit.name}"
+        layout.check_samples(unit.checkpoint, unit.task, reader)
+        layout.check_verdicts(unit.checkpoint, unit.task, reader)
         records = layout.read_samples(unit.checkpoint, unit.task)
         verdicts = layout.read_verdicts(unit.checkpoint, unit.task)
         return [WorkItem(unit, ScoreWork(records, verdicts, self.vocab_size(unit.checkpoint)))]

@@ -17,10 +17,12 @@ from typing import Any
 from divtrace.errors import DivtraceError
 from divtrace.fingerprint import files_fingerprint, fingerprint
 from divtrace.generate.runner import write_shard
-from divtrace.runs.layout import RunLayout
+from divtrace.runs.layout import RunLayout, run_name_problems
 from divtrace.runs.lock import hold_run_directory
-from divtrace.runs.markers import is_done, mark_done
+from divtrace.runs.markers import mark_done
+from divtrace.runs.outputs import record_outputs, unit_state
 from divtrace.samples import SampleRecord, read_samples
+from divtrace.samples.common_k import MixedK
 from divtrace.score.metric_spec import MetricChoice, as_spec
 from divtrace.score.settings import EmbedderSettings, NLISettings
 from divtrace.study.ownership import check_run_directory
@@ -67,8 +69,9 @@ def parse_lineage(specs: Sequence[str], variants: Sequence[str] = ()) -> list[Ch
     weights as OF sampled with thinking suppressed (the thinking ablation).
 
     Raises:
-        DivtraceError: a malformed chain or variant, a stage given twice differently, or a checkpoint with two
-            parents.
+        DivtraceError: a malformed chain or variant, a stage given twice differently, a checkpoint with two
+            parents, or names that cannot each have their own directory in a run directory (two that become the
+            same directory name, one too long; see :func:`~divtrace.runs.layout.run_name_problems`).
     """
     nodes: dict[str, CheckpointSpec] = {}
     for spec in specs:
@@ -107,6 +110,9 @@ def parse_lineage(specs: Sequence[str], variants: Sequence[str] = ()) -> list[Ch
         )
     if not nodes:
         raise DivtraceError("give the lineage: --lineage base>sft>dpo (repeatable), or --study FILE")
+    problems = run_name_problems(nodes, "checkpoint")
+    if problems:
+        raise DivtraceError("--lineage: " + "; ".join(problems))
     return list(nodes.values())
 
 
@@ -159,19 +165,24 @@ def imported_study(
     nli_model: str | NLISettings | None = None,
     data_dir: str | None = None,
     task_map: Mapping[str, str] | None = None,
+    mixed_k: Sequence[MixedK] = (),
 ) -> Study:
     """The study that describes imported samples: the lineage, the tasks found, the metrics to compute.
 
-    ``sampling`` is what the records carry (:func:`recorded_sampling`), not the study defaults. Each task keeps
+    ``sampling`` is what the records carry (:func:`recorded_sampling`), not the study defaults; its ``mixed_k``
+    lists the cells of ``mixed_k`` (what :func:`~divtrace.samples.common_k.to_common_k` cut) of the lineage's
+    checkpoints. Each task keeps
     its label as logged (``gsm8k|0``, ``gsm8k_cot_zeroshot``...); ``verify_as`` names the divtrace task that
     verifies it (:func:`~divtrace.tasks.names.resolve_task`, ``task_map`` first), None when there is none (the
     verify stage then says why).
 
     Raises:
         DivtraceError: a checkpoint of the lineage has no samples (the message lists those that do); ``task_map``
-            names a task divtrace does not know.
+            names a task divtrace does not know; the samples' task labels cannot each have their own files in a
+            run directory (see :func:`~divtrace.runs.layout.run_name_problems`).
     """
     found = sorted({record.checkpoint or "" for record in records})
+    names = {c.name for c in checkpoints}
     missing = [c.name for c in checkpoints if c.name not in found]
     if missing:
         raise DivtraceError(
@@ -179,12 +190,18 @@ def imported_study(
             "(label an input as NAME=PATH to set its checkpoint)"
         )
     tasks = sorted({record.task or "" for record in records})
+    problems = run_name_problems(tasks, "task")
+    if problems:
+        raise DivtraceError(
+            "the task labels of the samples: " + "; ".join(problems) + " (a record's task field, or the task "
+            "lm-eval or lighteval logged)"
+        )
     return Study(
         name=name,
         description=f"samples imported from elsewhere: {len(records)} prompts, checkpoints {', '.join(found)}",
         checkpoints=list(checkpoints),
         tasks=[TaskSpec(name=task, verify_as=_verify_as(task, task_map)) for task in tasks],
-        sampling=recorded_sampling(records),
+        sampling=recorded_sampling(records, [cell for cell in mixed_k if cell.checkpoint in names]),
         metrics=list(metrics) if metrics else Study.model_fields["metrics"].get_default(call_default_factory=True),
         embedder=embedder,
         nli_model=nli_model,
@@ -239,7 +256,7 @@ def _record_sampling(record: SampleRecord) -> dict[str, Any]:
     }
 
 
-def recorded_sampling(records: Sequence[SampleRecord]) -> RecordedSampling:
+def recorded_sampling(records: Sequence[SampleRecord], mixed_k: Sequence[MixedK] = ()) -> RecordedSampling:
     """The sampling the records carry, for an imported study's ``sampling`` (and its report).
 
     Contract: ``k`` from the number of outputs per prompt; ``temperature``, ``top_p``, ``max_new_tokens`` from
@@ -248,6 +265,7 @@ def recorded_sampling(records: Sequence[SampleRecord]) -> RecordedSampling:
     ``generation_size``; lighteval logs no temperature). A setting every record shares is that value; one no
     record logged is ``"unknown"``; otherwise ``"mixed: ..."`` lists the values (and ``unknown`` when some records
     lack it). ``source`` names the tool(s); ``requested`` is True when any value is what a tool was asked for.
+    ``mixed_k``: the cells cut to a common K before (:func:`~divtrace.samples.common_k.to_common_k`).
     """
     per_record = [_record_sampling(record) for record in records]
     sources = sorted({item["source"] for item in per_record})
@@ -258,6 +276,7 @@ def recorded_sampling(records: Sequence[SampleRecord]) -> RecordedSampling:
         top_p=_agreed([item["top_p"] for item in per_record]),
         max_new_tokens=_agreed([item["max_new_tokens"] for item in per_record]),
         requested=any(item["requested"] for item in per_record),
+        mixed_k=tuple(mixed_k),
     )
 
 
@@ -296,13 +315,14 @@ def _import(study: Study, records: Sequence[SampleRecord], layout: RunLayout, st
         )
         marker = layout.generation_marker(checkpoint, task)
         path = layout.shard_file(checkpoint, task, 0)
-        if not (is_done(marker, key) and path.exists()):
+        if not unit_state(layout.root, marker, key, (path,)).done:  # a shard missing or damaged is imported again
             for stale in layout.sample_files(checkpoint, task):
                 stale.unlink()
             write_shard(group, layout.root, checkpoint, task, 0)
             mark_done(
                 marker,
                 key,
+                record_outputs(layout.root, (path,), marker),
                 prompts=len(group),
                 imported=True,
                 shard=files_fingerprint([path]),

@@ -15,9 +15,11 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SerializerFunctionWrapHandler,
     Tag,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -36,6 +38,7 @@ from divtrace.generate.params import SamplingSpec as SamplingSpec  # the study's
 from divtrace.generate.render_options import RenderOptions
 from divtrace.generate.stops import StopPolicy
 from divtrace.generate.thinking import ThinkingMode
+from divtrace.samples.common_k import MixedK
 from divtrace.score.metric_spec import MetricSpec, as_spec
 from divtrace.score.settings import CodeEmbedderSettings, EmbedderSettings, ModelSettings, NLISettings
 from divtrace.study.lineage import CheckpointNode, LineageGraph
@@ -137,6 +140,8 @@ class RecordedSampling(_Strict):
     keep no temperature, for instance); ``"mixed: a, b[, unknown]"`` when records disagree or only some logged it.
     ``requested`` is True when the values are what the tool was asked for (lm-eval's ``gen_kwargs``), which a
     backend may not have honoured. ``from_records`` tells this apart from :class:`SamplingSpec` in ``study.yaml``.
+    ``k`` is the K analysed: each (checkpoint, task) whose prompts had different K was cut to its smallest
+    (:mod:`divtrace.samples.common_k`), and ``mixed_k`` lists those cells (written only when there are some).
     """
 
     from_records: Literal[True] = True
@@ -146,6 +151,15 @@ class RecordedSampling(_Strict):
     top_p: float | str = UNKNOWN
     max_new_tokens: int | str = UNKNOWN
     requested: bool = False
+    mixed_k: tuple[MixedK, ...] = Field((), description="the (checkpoint, task) cut to their smallest K")
+
+    @model_serializer(mode="wrap")
+    def _omit_uniform_k(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Every field, ``mixed_k`` only when some cell had mixed K (so a uniform import's study is as before)."""
+        data: dict[str, Any] = handler(self)
+        if not self.mixed_k:
+            data.pop("mixed_k", None)
+        return data
 
 
 def _sampling_kind(value: Any) -> str:
@@ -249,8 +263,23 @@ class Study(_Strict):
                 if target is not None and target not in names:
                     raise ValueError(f"checkpoints.{index}.{key}: {target!r} is not a checkpoint of this study")
         self.graph()  # duplicate names, cycles, variants with parents
+        self._names_fit_run_directory()
         self._metrics_are_valid()
         return self
+
+    def _names_fit_run_directory(self) -> None:
+        """Every checkpoint and task gets its own files in a run directory: no two names become the same directory
+        name (:func:`~divtrace.runs.layout.safe_name`) and none is too long for a file name. A task file's label is
+        the ``name`` it holds (not checked when the file cannot be read here; loading the task says why)."""
+        from divtrace.runs.layout import run_name_problems
+        from divtrace.tasks.yaml_task import task_file_label
+
+        labels = [task_file_label(task.name) for task in self.tasks]
+        problems = run_name_problems([c.name for c in self.checkpoints], "checkpoint") + run_name_problems(
+            [label for label in labels if label is not None], "task"
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
 
     def _metrics_are_valid(self) -> None:
         """Every metric is registered, once, with valid args; the models the metrics need are named."""

@@ -42,9 +42,9 @@ def get_task(name: str) -> Task:
 
     Raises DivtraceError listing the known names for an unknown one.
     """
-    if name.endswith((".yaml", ".yml")):
-        from divtrace.tasks.yaml_task import load_task_file
+    from divtrace.tasks.yaml_task import TASK_FILE_SUFFIXES, load_task_file
 
+    if name.endswith(TASK_FILE_SUFFIXES):
         return register_task(load_task_file(Path(name)), replace=True)
     task = plugins.load("task", name)
     if not isinstance(task, Task):

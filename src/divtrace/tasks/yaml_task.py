@@ -54,6 +54,24 @@ class TaskFile(BaseModel):
         return value
 
 
+#: The suffixes of a task file; a study's task named with one is the file's task.
+TASK_FILE_SUFFIXES = (".yaml", ".yml")
+
+
+def task_file_label(name: str) -> str | None:
+    """The label a study's task ``name`` gives its samples: ``name`` itself, or for a task file (a ``.yaml`` or
+    ``.yml`` path) the ``name`` it holds; None when that file cannot be read or holds no name (loading the task with
+    :func:`load_task_file` says why)."""
+    if not name.endswith(TASK_FILE_SUFFIXES):
+        return name
+    try:
+        raw = read_yaml_mapping(Path(name), missing="", not_a_mapping="")
+    except DivtraceError:
+        return None
+    label = raw.get("name")
+    return label if isinstance(label, str) and label else None
+
+
 def load_task_file(path: str | Path) -> Task:
     """The task described by a YAML file.
 

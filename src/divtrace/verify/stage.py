@@ -75,7 +75,9 @@ class VerifyStage(Stage[VerifyWork, pd.DataFrame]):
         return units
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[VerifyWork]]:
-        """The unit's stored samples, as one item."""
+        """The unit's stored samples, as one item (refused when they are not complete: see
+        :meth:`RunLayout.check_samples`)."""
+        layout.check_samples(unit.checkpoint, unit.task, f"{self.name} of {unit.name}")
         records = layout.read_samples(unit.checkpoint, unit.task)
         samples = sum(len(record.outputs) for record in records)
         return [WorkItem(unit, VerifyWork(unit.checkpoint, unit.task, records), size=samples)]

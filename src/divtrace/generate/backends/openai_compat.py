@@ -30,24 +30,19 @@ import concurrent.futures
 import os
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, TypeVar
 
 import openai
 
 from divtrace.errors import DivtraceError, ModelLoadError
 from divtrace.generate.backends.base import GeneratorBase
+from divtrace.generate.backends.options import OpenAIOptions
 from divtrace.generate.params import SamplingParams, UnsupportedSamplingError
 from divtrace.generate.protocol import Completion, GenerationRequest
 from divtrace.generate.rendering import RenderedInput, chat_messages, render_input
 from divtrace.generate.stops import cut_at_stop
 from divtrace.generate.thinking import EMPTY_THINKING_BLOCK, THINK_CLOSE, THINK_OPEN, ThinkingMode, apply_thinking
 from divtrace.progress import TOKENS, ProgressSink, emit
-
-Endpoint = Literal["completions", "chat"]
-NMode = Literal["auto", "native", "separate"]
-ENDPOINTS: tuple[str, ...] = ("completions", "chat")
-N_MODES: tuple[str, ...] = ("auto", "native", "separate")
 
 #: Server finish reasons that mean "ended by end-of-sequence or a stop string" / "ran out of ``max_tokens``".
 STOP_REASONS = frozenset({"stop", "eos", "eos_token", "stop_sequence", "end_turn"})
@@ -106,15 +101,6 @@ class _Run:
             emit(self.progress, self.drawn * budget, self.samples * budget, TOKENS)
 
 
-def normalize_base_url(base_url: str) -> str:
-    """``base_url`` without a trailing slash, with ``/v1`` appended when it names only a host (``http://h:8000``)."""
-    parts = urlsplit(base_url.strip())
-    if not parts.scheme or not parts.netloc:
-        raise DivtraceError(f"base_url {base_url!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
-    path = parts.path.rstrip("/") or "/v1"
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
-
-
 def readable_chat(messages: Sequence[dict[str, str]]) -> str:
     """A readable rendering of chat messages: ``<|role|>`` then the content, one block per message.
 
@@ -162,6 +148,10 @@ class OpenAIGenerator(GeneratorBase):
 
     Args:
         model: the served model name (the ``model`` field of every request, vLLM's ``--served-model-name``).
+        options: the settings below (:class:`~.options.OpenAIOptions`, where their defaults and constraints are
+            stated); None: every default.
+
+    Options:
         base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (``/v1`` is appended to a bare host).
         api_key: sent as ``Authorization: Bearer``; default ``$OPENAI_API_KEY``, else ``EMPTY`` (local servers).
         endpoint: ``completions`` (text prompt rendered here) or ``chat`` (messages rendered by the server).
@@ -197,52 +187,25 @@ class OpenAIGenerator(GeneratorBase):
 
     backend = "openai"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str = "http://127.0.0.1:8000/v1",
-        api_key: str | None = None,
-        endpoint: Endpoint = "completions",
-        tokenizer: str | None = None,
-        max_concurrency: int = 16,
-        max_retries: int = 5,
-        timeout: float = 600.0,
-        n_mode: NMode = "separate",
-        extra_sampling_params: bool = False,
-    ) -> None:
+    def __init__(self, model: str, options: OpenAIOptions | None = None) -> None:
         if not model:
             raise DivtraceError("the openai backend needs the served model name (model=...)")
-        if endpoint not in ENDPOINTS:
-            raise DivtraceError(f"unknown endpoint {endpoint!r}; choose one of {', '.join(ENDPOINTS)}")
-        if n_mode not in N_MODES:
-            raise DivtraceError(f"unknown n_mode {n_mode!r}; choose one of {', '.join(N_MODES)}")
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
-        if max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
-        if timeout <= 0:
-            raise ValueError("timeout must be > 0 seconds")
-        if endpoint == "chat" and tokenizer is not None:
-            raise DivtraceError("the chat endpoint renders prompts on the server: drop tokenizer, or use completions")
         self.model = model
-        self.base_url = normalize_base_url(base_url)
-        self.endpoint: Endpoint = endpoint
-        self.tokenizer_ref = tokenizer
-        self.max_concurrency = max_concurrency
-        self.max_retries = max_retries
-        self.timeout = float(timeout)
-        self.n_mode: NMode = n_mode
-        self.extra_sampling_params = extra_sampling_params
-        self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self.options = options if options is not None else OpenAIOptions()
+        self._api_key = self.options.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self._tokenizer: Any | None = None
         #: Whether the server honours ``n``: None until known (auto), set by the probe or the first n>1 answer.
-        self._n_native: bool | None = {"auto": None, "native": None, "separate": False}[n_mode]
+        self._n_native: bool | None = {"auto": None, "native": None, "separate": False}[self.options.n_mode]
         #: How ``n`` support was learnt (shown by :meth:`n_support`).
-        self.n_note = "n not used (n_mode=separate)" if n_mode == "separate" else "not probed yet"
+        self.n_note = "n not used (n_mode=separate)" if self.options.n_mode == "separate" else "not probed yet"
         self._server_model: dict[str, Any] | None = None
         self._server_model_fetched = False
         self._closed = False
+
+    @property
+    def base_url(self) -> str:
+        """The API root, normalized (``/v1`` appended to a bare host) by :class:`~.options.OpenAIOptions`."""
+        return self.options.base_url
 
     # ----- identity and effective parameters -----
 
@@ -305,8 +268,8 @@ class OpenAIGenerator(GeneratorBase):
             "openai_version": openai.__version__,
             "base_url": self.base_url,
             "served_model": self.model,
-            "endpoint": self.endpoint,
-            "tokenizer": self.tokenizer_ref,
+            "endpoint": self.options.endpoint,
+            "tokenizer": self.options.tokenizer,
             "n_handling": handling,
             "seeding": seeding + "; whether the server honours the request seed is up to the server",
             "extra_body": self._sampling_extra_body(params),
@@ -331,7 +294,7 @@ class OpenAIGenerator(GeneratorBase):
           when thinking is suppressed) and their :func:`readable_chat` rendering; ``chat_template=False`` is an
           error, since the server always applies its template.
         """
-        if self.endpoint == "chat":
+        if self.options.endpoint == "chat":
             if chat_template is False:
                 raise DivtraceError(
                     "the chat endpoint always applies the server's chat template; "
@@ -355,7 +318,7 @@ class OpenAIGenerator(GeneratorBase):
         )
 
     def _load_tokenizer(self) -> Any | None:
-        if self.tokenizer_ref is None:
+        if self.options.tokenizer is None:
             return None
         if self._tokenizer is None:
             from transformers import AutoTokenizer
@@ -363,12 +326,12 @@ class OpenAIGenerator(GeneratorBase):
             from divtrace.generate.models import resolve_model
 
             try:
-                self._tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.tokenizer_ref).load_path)
+                self._tokenizer = AutoTokenizer.from_pretrained(resolve_model(self.options.tokenizer).load_path)
             except ModelLoadError:
                 raise
             except Exception as err:
                 raise ModelLoadError(
-                    f"cannot load tokenizer {self.tokenizer_ref!r} ({type(err).__name__}: {err})"
+                    f"cannot load tokenizer {self.options.tokenizer!r} ({type(err).__name__}: {err})"
                 ) from err
         return self._tokenizer
 
@@ -387,7 +350,7 @@ class OpenAIGenerator(GeneratorBase):
         """
         self._ensure_open()
         self._check_supported(params)
-        if self.endpoint == "chat":
+        if self.options.endpoint == "chat":
             missing = [r.prompt_id for r in requests if not r.messages]
             if missing:
                 raise DivtraceError(f"chat requests need messages (render with this generator): {missing[:5]}")
@@ -402,7 +365,7 @@ class OpenAIGenerator(GeneratorBase):
             run = _Run(
                 client=client,
                 params=params,
-                semaphore=asyncio.Semaphore(self.max_concurrency),
+                semaphore=asyncio.Semaphore(self.options.max_concurrency),
                 probe_lock=asyncio.Lock(),
                 progress=progress,
                 samples=sum(len(request.seeds) for request in requests),
@@ -434,7 +397,7 @@ class OpenAIGenerator(GeneratorBase):
         try:
             drawn = await self._draw_native(run, request)
         except OpenAIServerError as err:
-            if self.n_mode != "auto" or err.status_code not in (400, 422):
+            if self.options.n_mode != "auto" or err.status_code not in (400, 422):
                 raise
             completions = await self._draw_separate(run, request)
             self._learn_n(False, f"server rejected n={len(request.seeds)} (HTTP {err.status_code})")
@@ -455,7 +418,7 @@ class OpenAIGenerator(GeneratorBase):
             )
         if len(choices) < k:
             note = f"server ignored n: {len(choices)} choice(s) for n={k}"
-            if self.n_mode == "native":
+            if self.options.n_mode == "native":
                 raise UnsupportedSamplingError(
                     f"{self.base_url} ignores n ({note}); use n_mode='auto' or 'separate' with this server"
                 )
@@ -481,23 +444,25 @@ class OpenAIGenerator(GeneratorBase):
         return await _gather_or_cancel([one(seed) for seed in request.seeds])
 
     def _learn_n(self, honoured: bool, note: str) -> None:
-        if self.n_mode == "auto" and self._n_native is not False:
+        if self.options.n_mode == "auto" and self._n_native is not False:
             self._n_native = honoured
             self.n_note = note
-        elif self.n_mode == "native" and honoured:
+        elif self.options.n_mode == "native" and honoured:
             self._n_native = True
             self.n_note = note
 
     async def _probe_n(self, params: SamplingParams) -> None:
         """Send one ``n=2``, one-token request and learn from the answer whether the server honours ``n``."""
-        source: Any = PROBE_PROMPT if self.endpoint == "completions" else [{"role": "user", "content": PROBE_PROMPT}]
+        source: Any = (
+            PROBE_PROMPT if self.options.endpoint == "completions" else [{"role": "user", "content": PROBE_PROMPT}]
+        )
         probe = params.model_copy(update={"max_new_tokens": 1, "stop": ()})
         extra = self._sampling_extra_body(params)
         async with self._client() as client:
             try:
                 response = await self._create(client, source, probe, extra, params.seed, n=2)
             except OpenAIServerError as err:
-                if self.n_mode != "auto" or err.status_code not in (400, 422):
+                if self.options.n_mode != "auto" or err.status_code not in (400, 422):
                     raise
                 await self._create(client, source, probe, extra, params.seed, n=1)
                 self._learn_n(False, f"probe: server rejected n=2 (HTTP {err.status_code})")
@@ -506,7 +471,7 @@ class OpenAIGenerator(GeneratorBase):
         if count > 2:
             raise DivtraceError(f"{self.base_url} answered {count} choices for n=2")
         if count < 2:
-            if self.n_mode == "native":
+            if self.options.n_mode == "native":
                 raise UnsupportedSamplingError(
                     f"{self.base_url} ignores n (probe: {count} choice for n=2); "
                     "use n_mode='auto' or 'separate' with this server"
@@ -520,19 +485,22 @@ class OpenAIGenerator(GeneratorBase):
     def _client(self) -> openai.AsyncOpenAI:
         """A fresh async client for one event loop (connections are bound to the loop that opened them)."""
         return openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self._api_key, max_retries=self.max_retries, timeout=self.timeout
+            base_url=self.base_url,
+            api_key=self._api_key,
+            max_retries=self.options.max_retries,
+            timeout=self.options.timeout,
         )
 
     def _source(self, request: GenerationRequest) -> Any:
-        return request.rendered if self.endpoint == "completions" else [dict(m) for m in request.messages or ()]
+        return request.rendered if self.options.endpoint == "completions" else [dict(m) for m in request.messages or ()]
 
     def _sampling_extra_body(self, params: SamplingParams) -> dict[str, Any]:
-        if not self.extra_sampling_params:
+        if not self.options.extra_sampling_params:
             return {}
         return {"top_k": params.top_k if params.top_k is not None else -1, **NEUTRAL_EXTRA_SAMPLING}
 
     def _check_supported(self, params: SamplingParams) -> None:
-        if params.top_k is not None and not self.extra_sampling_params:
+        if params.top_k is not None and not self.options.extra_sampling_params:
             raise UnsupportedSamplingError(
                 f"top_k={params.top_k} has no field in the OpenAI API; with a vLLM or SGLang server pass "
                 "extra_sampling_params=True to send it in extra_body, or drop top_k"
@@ -555,7 +523,7 @@ class OpenAIGenerator(GeneratorBase):
             kwargs["stop"] = list(params.stop)
         extra_body = dict(extra)
         try:
-            if self.endpoint == "completions":
+            if self.options.endpoint == "completions":
                 return await client.completions.create(prompt=source, extra_body=extra_body or None, **kwargs)
             if source and source[-1]["role"] == "assistant":
                 extra_body.update(PREFILL_EXTRA_BODY)
@@ -563,15 +531,15 @@ class OpenAIGenerator(GeneratorBase):
         except openai.APIStatusError as err:
             raise self._status_error(err, bool(extra_body)) from err
         except openai.APITimeoutError as err:
-            attempts = self.max_retries + 1
+            attempts = self.options.max_retries + 1
             raise OpenAIServerError(
-                f"{self.base_url}: request timed out ({self.timeout:g} s) on each of {attempts} attempt(s)",
+                f"{self.base_url}: request timed out ({self.options.timeout:g} s) on each of {attempts} attempt(s)",
                 base_url=self.base_url,
                 status_code=None,
                 attempts=attempts,
             ) from err
         except openai.APIConnectionError as err:
-            attempts = self.max_retries + 1
+            attempts = self.options.max_retries + 1
             cause = err.__cause__ or err
             raise OpenAIServerError(
                 f"cannot reach the OpenAI-compatible server at {self.base_url} after {attempts} attempt(s): "
@@ -584,10 +552,10 @@ class OpenAIGenerator(GeneratorBase):
     def _status_error(self, err: openai.APIStatusError, sent_extra_body: bool) -> OpenAIServerError:
         status = err.status_code
         retried = status in RETRIED_STATUSES or status >= 500
-        attempts = self.max_retries + 1 if retried else 1
-        route = "/completions" if self.endpoint == "completions" else "/chat/completions"
+        attempts = self.options.max_retries + 1 if retried else 1
+        route = "/completions" if self.options.endpoint == "completions" else "/chat/completions"
         message = f"{self.base_url}: HTTP {status} on {route} after {attempts} attempt(s): {err.message}"
-        if status == 404 and self.endpoint == "completions":
+        if status == 404 and self.options.endpoint == "completions":
             message += " (the server may not offer the legacy completions endpoint: try endpoint='chat')"
         elif status in (400, 422) and sent_extra_body:
             message += (
@@ -608,7 +576,7 @@ class OpenAIGenerator(GeneratorBase):
                     f"cannot reach the OpenAI-compatible server at {self.base_url}: {type(cause).__name__}: {cause}",
                     base_url=self.base_url,
                     status_code=None,
-                    attempts=self.max_retries + 1,
+                    attempts=self.options.max_retries + 1,
                 ) from err
         for entry in page.data:
             if entry.id == self.model:
@@ -628,7 +596,7 @@ class OpenAIGenerator(GeneratorBase):
 
     def _choice_text(self, choice: Any) -> str:
         """The raw text of a choice; reasoning a server split out (vLLM/SGLang reasoning parsers) is put back."""
-        if self.endpoint == "completions":
+        if self.options.endpoint == "completions":
             return choice.text or ""
         message = choice.message
         content = message.content or ""

@@ -6,12 +6,18 @@ imports neither torch, vllm nor openai.
 
 An options model dumps exactly the keys it was given, as given (order and values), never its defaults: that is
 what a study's ``study.yaml`` and its generation keys have always held for ``options``, so they do not change.
+
+Each built-in backend's constructor takes its model (``TransformersGenerator(model, TransformersOptions(...))``;
+None: every default) and reads every setting from it: the defaults and the constraints on each value are stated
+here, once. What a backend decides only once loaded (the transformers device and dtype by hardware, vLLM's CPU
+KV-cache size) stays with the backend, documented there.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -19,6 +25,7 @@ from pydantic import (
     Field,
     ModelWrapValidatorHandler,
     PrivateAttr,
+    field_validator,
     model_serializer,
     model_validator,
 )
@@ -46,11 +53,6 @@ class _BackendOptions(BaseModel):
     @model_serializer(mode="plain")
     def _dump_given(self) -> dict[str, Any]:
         return dict(self._given)
-
-    def constructor_kwargs(self) -> dict[str, Any]:
-        """The backend constructor's keywords: the options given, validated (the constructor's defaults apply to
-        the others)."""
-        return {name: getattr(self, name) for name in type(self).model_fields if name in self._given}
 
     def with_defaults(self, **values: Any) -> Self:
         """These options plus ``values`` for the keys not given here (None values are skipped)."""
@@ -101,7 +103,12 @@ class VLLMOptions(_BackendOptions):
 
 
 class OpenAIOptions(_BackendOptions):
-    """Options of the openai backend (see :class:`~.openai_compat.OpenAIGenerator` for each one's meaning)."""
+    """Options of the openai backend (see :class:`~.openai_compat.OpenAIGenerator` for each one's meaning).
+
+    ``base_url`` must be an http(s) URL; its value here is normalized (:func:`normalize_base_url`: ``/v1`` added
+    to a bare host), while the dump keeps it as given. The ``chat`` endpoint takes no ``tokenizer`` (the server
+    renders the prompts).
+    """
 
     backend: Literal["openai"] = Field("openai", exclude=True)
     base_url: str = "http://127.0.0.1:8000/v1"
@@ -113,6 +120,27 @@ class OpenAIOptions(_BackendOptions):
     timeout: float = Field(600.0, gt=0)
     n_mode: Literal["auto", "native", "separate"] = "separate"
     extra_sampling_params: bool = False
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return normalize_base_url(value)
+
+    @model_validator(mode="after")
+    def _tokenizer_needs_completions(self) -> Self:
+        if self.endpoint == "chat" and self.tokenizer is not None:
+            raise ValueError("the chat endpoint renders prompts on the server: drop tokenizer, or use completions")
+        return self
+
+
+def normalize_base_url(base_url: str) -> str:
+    """``base_url`` without a trailing slash, with ``/v1`` appended when it names only a host (``http://h:8000``);
+    ValueError when it is not an http(s) URL."""
+    parts = urlsplit(base_url.strip())
+    if not parts.scheme or not parts.netloc:
+        raise ValueError(f"base_url {base_url!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 #: A checkpoint's options: the model of its backend, chosen by the ``backend`` key.

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from divtrace.errors import ModelLoadError
 from divtrace.generate.backends.base import TokenizerRendering
 from divtrace.generate.backends.nucleus import NucleusFilter
+from divtrace.generate.backends.options import TransformersOptions
 from divtrace.generate.models import ResolvedModel, resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.protocol import Completion, GenerationRequest
@@ -114,38 +115,24 @@ class TransformersGenerator(TokenizerRendering):
 
     Args:
         model: a model reference (``quickstart:NAME``, hub id, local directory, ``.gguf`` file).
-        revision: hub revision (branch, tag or commit).
-        device: ``cpu``, ``cuda``, ``cuda:1``...; default: ``cuda`` when available.
-        dtype: ``float32``, ``bfloat16``, ``float16``; default :func:`default_dtype`.
-        batch_size: rows (samples) per forward batch.
-        ignore_eos: keep generating past end-of-sequence until ``max_new_tokens`` (benchmarks); recorded.
-        threads: torch CPU threads (default: torch's choice); recorded.
+        options: the backend's settings (:class:`~.options.TransformersOptions`: revision, device, dtype,
+            batch_size, ignore_eos, threads); None: every default. Decided here, once loaded, when not given: the
+            device (:func:`default_device`, ``cuda`` when torch sees a GPU) and the dtype (:func:`default_dtype`,
+            by device); both are recorded on every sample. ``threads`` sets torch's CPU threads for the process.
     """
 
     backend = "transformers"
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        revision: str | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        batch_size: int = 32,
-        ignore_eos: bool = False,
-        threads: int | None = None,
-    ) -> None:
+    def __init__(self, model: str, options: TransformersOptions | None = None) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        if threads is not None:
-            torch.set_num_threads(threads)
-        self.device = device or default_device()
-        self.dtype = dtype or default_dtype(self.device)
-        self.batch_size = batch_size
-        self.ignore_eos = ignore_eos
+        self.options = options if options is not None else TransformersOptions()
+        if self.options.threads is not None:
+            torch.set_num_threads(self.options.threads)
+        self.device = self.options.device or default_device()
+        self.dtype = self.options.dtype or default_dtype(self.device)
+        revision = self.options.revision
         self.resolved: ResolvedModel = resolve_model(model, revision)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.load_path, revision=revision)
@@ -193,7 +180,7 @@ class TransformersGenerator(TokenizerRendering):
             "torch_version": torch.__version__,
             "device": self.device,
             "dtype": self.dtype,
-            "ignore_eos": self.ignore_eos,
+            "ignore_eos": self.options.ignore_eos,
             "seeding": SEEDING,
             "model_generation_defaults_not_applied": self.model_defaults_not_applied,
         }
@@ -208,8 +195,8 @@ class TransformersGenerator(TokenizerRendering):
         budget = params.max_new_tokens
         total = len(rows) * budget
         emit(progress, 0, total, TOKENS)
-        for start in range(0, len(rows), self.batch_size):
-            batch = rows[start : start + self.batch_size]
+        for start in range(0, len(rows), self.options.batch_size):
+            batch = rows[start : start + self.options.batch_size]
             texts = [requests[r].rendered for r, _ in batch]
             seeds = [requests[r].seeds[i] for r, i in batch]
             steps = StepReport(progress, start * budget, len(batch), total) if progress is not None else None
@@ -253,7 +240,7 @@ class TransformersGenerator(TokenizerRendering):
         config = GenerationConfig(
             do_sample=False,
             max_new_tokens=params.max_new_tokens,
-            min_new_tokens=params.max_new_tokens if self.ignore_eos else None,
+            min_new_tokens=params.max_new_tokens if self.options.ignore_eos else None,
             eos_token_id=self.eos_ids or None,
             pad_token_id=self.tokenizer.pad_token_id,
             stop_strings=list(params.stop) or None,
@@ -275,7 +262,7 @@ class TransformersGenerator(TokenizerRendering):
 
     def _completion(self, new_ids: list[int], seed: int, params: SamplingParams) -> Completion:
         """Decode one row: cut at end-of-sequence (kept in the token count) or padding, then at a stop string."""
-        ends = set(self.eos_ids) if not self.ignore_eos else set()
+        ends = set(self.eos_ids) if not self.options.ignore_eos else set()
         length, hit_eos = len(new_ids), False
         for position, token in enumerate(new_ids):
             if token in ends:

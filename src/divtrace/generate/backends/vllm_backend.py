@@ -63,16 +63,16 @@ class VLLMGenerator(TokenizerRendering):
 
     Args:
         model: a model reference (see :func:`~divtrace.generate.models.resolve_model`).
-        **options: :class:`VLLMOptions` fields; an unknown or invalid one raises DivtraceError naming it.
+        options: the engine's settings (:class:`~.options.VLLMOptions`); None: every default. Decided here, once
+            vLLM's platform is known: the KV-cache size on CPU when none is given
+            (:data:`~.options.DEFAULT_CPU_KV_CACHE_GIB`, vLLM's own default reserving a share of all memory), and
+            a ``device`` other than ``auto`` that is not the build's platform is a DivtraceError.
     """
 
     backend = "vllm"
 
-    def __init__(self, model: str, **options: Any) -> None:
-        try:  # the same model a study's options are validated with at load
-            self.options = VLLMOptions.model_validate({k: v for k, v in options.items() if v is not None})
-        except ValueError as err:
-            raise DivtraceError(f"vllm backend options: {err}") from None
+    def __init__(self, model: str, options: VLLMOptions | None = None) -> None:
+        self.options = options if options is not None else VLLMOptions()
         self.resolved = resolve_model(model, self.options.revision)
         check_installed("vllm")
         self.platform = _platform()
