@@ -172,13 +172,13 @@ def test_metric_flags_and_registry() -> None:
 def test_api_scores_code_samples_with_the_ast_metrics() -> None:
     records = [
         divtrace.SampleRecord(prompt_id="p0", prompt="q", outputs=[P1, UNPARSEABLE, markdown(P2)], checkpoint="c"),
-        divtrace.SampleRecord(prompt_id="p1", prompt="q", outputs=[P1, P1], checkpoint="c"),
-    ]
+        divtrace.SampleRecord(prompt_id="p1", prompt="q", outputs=[P1, P1, P1], checkpoint="c"),
+    ]  # the same K for both prompts (a mixed K would be cut to the smallest: samples/common_k.py)
     result = divtrace.score(records, metrics=["ast", "ast-distinct"], use_cache=False)
     per_prompt = result.per_prompt.set_index(["metric", "prompt_id"])["value"]
     assert per_prompt[("ast", "p0")] == pytest.approx(P1_P2_DISTANCE)
     assert per_prompt[("ast", "p1")] == 0.0
-    assert per_prompt[("ast-distinct", "p1")] == pytest.approx(0.5)
+    assert per_prompt[("ast-distinct", "p1")] == pytest.approx(score("ast-distinct", [[P1, P1, P1]])[0])
 
 
 def test_cli_scores_code_samples_with_the_ast_metrics(tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_cli_scores_code_samples_with_the_ast_metrics(tmp_path: Path) -> None:
     samples.write_text(
         json.dumps({"prompt_id": "p0", "prompt": "q", "outputs": [P1, UNPARSEABLE, markdown(P2)]})
         + "\n"
-        + json.dumps({"prompt_id": "p1", "prompt": "q", "outputs": [P1, P2]})
+        + json.dumps({"prompt_id": "p1", "prompt": "q", "outputs": [P1, UNPARSEABLE, P2]})
         + "\n"
     )
     proc = subprocess.run(

@@ -178,9 +178,11 @@ def test_across_input_pairs_all_scores_every_pair_as_the_study_did(tiny_nli_mode
         NLIDiversity(pairs_across="some")
 
 
-def test_unloadable_model_fails_before_reading_samples(tmp_path: Path) -> None:
+def test_unloadable_model_fails_before_any_scoring(tmp_path: Path) -> None:
+    """The samples are read (and their K checked) first, cheaply; then every model loads before any scoring."""
+    samples = [divtrace.SampleRecord(prompt_id="p0", prompt="q", outputs=["a b", "c d"], checkpoint="c")]
     with pytest.raises(ModelLoadError, match="cannot load NLI model"):
-        divtrace.score(tmp_path / "does-not-exist.jsonl", nli_model=str(tmp_path / "no-model"))
+        divtrace.score(samples, nli_model=str(tmp_path / "no-model"))
     not_nli = build_tiny_nli_model(tmp_path / "plain", id2label={})
     with pytest.raises(ModelLoadError, match="entailment and contradiction"):
         NLIDiversity(model=str(not_nli)).prepare()
