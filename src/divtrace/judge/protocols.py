@@ -227,7 +227,7 @@ class KirkSummary(JudgeProtocol):
 
     def read(self, order: str, text: str) -> Judgment:
         """``model_1``'s ranking turned to the output's side (``model_1`` is the reference when it was shown first)."""
-        verdict = parse_kirk_ranking(text)
+        verdict: str | None = parse_kirk_ranking(text)
         if verdict is None:
             return Judgment(None, None)
         if order == "reference_first":
