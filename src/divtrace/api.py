@@ -428,3 +428,150 @@ def with_task(records: Sequence[SampleRecord], task: str) -> list[SampleRecord]:
     from divtrace.samples import DEFAULT_TASK
 
     return [r if r.task and r.task != DEFAULT_TASK else r.model_copy(update={"task": task}) for r in records]
+
+
+@dataclass
+class JudgeOutcome:
+    """What :func:`judge` did.
+
+    Attributes:
+        out: the output directory (``judgments.parquet``, ``quality.csv``, ``cache.jsonl``).
+        judgments: one row per judge call (and per output not sent); empty after ``batch_prepare``.
+        quality: one row per (checkpoint, task, protocol); empty after ``batch_prepare``.
+        requests: the judge calls the inputs need; ``answered_before``: of them, answered by the cache (or the batch
+            results) before any request was sent; ``sent``: sent to the endpoint now.
+        batch_files: the Batch API request files written (``batch_prepare``).
+        skipped_records: the invalid records skipped (``skip_invalid``), one line each.
+    """
+
+    out: Path
+    judgments: pd.DataFrame
+    quality: pd.DataFrame
+    requests: int
+    answered_before: int
+    sent: int
+    batch_files: list[Path]
+    skipped_records: list[str]
+
+
+def judge(
+    samples: str | Path | Sequence[str | Path],
+    *,
+    judge_model: str,
+    out: str | Path,
+    endpoint: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    max_concurrency: int = 8,
+    max_retries: int = 6,
+    timeout: float = 120.0,
+    protocols: Mapping[str, str] | None = None,
+    outputs: Literal["first", "all"] = "first",
+    baseline: str | None = None,
+    batch_prepare: str | Path | None = None,
+    batch_results: Sequence[str | Path] = (),
+    checkpoint: str | None = None,
+    task: str | None = None,
+    skip_invalid: bool = False,
+    input_format: str = "auto",
+    strip_thinking: bool = True,
+    bootstrap: BootstrapSettings | None = None,
+    progress: ProgressSink | None = None,
+) -> JudgeOutcome:
+    """Judge the quality of sampled outputs with an LLM judge, the study's protocols (:mod:`divtrace.judge`).
+
+    Args:
+        samples: sample files or directories (as :func:`score` reads them), or run directories (``study.yaml``: its
+            samples, read as the run stores them, and each checkpoint's lineage base as the default baseline).
+        judge_model: the judge model as the endpoint serves it (the study: ``gpt-4.1-mini``).
+        out: the output directory: ``judgments.parquet``, ``quality.csv`` and ``cache.jsonl`` (every answer, by a
+            key of everything that shaped it: an interrupted run resumes and a rerun sends no request).
+        endpoint: an OpenAI-compatible API root (OpenAI, a vLLM or SGLang server...); the API key is read from
+            ``api_key_env``. None: only the cache and ``batch_results`` answer.
+        max_concurrency / max_retries / timeout: requests in flight, retries (429 and 5xx, honouring
+            ``Retry-After``), seconds per request.
+        protocols: task -> protocol; default: the study's protocol of each of the inputs' tasks it judged.
+        outputs: ``first`` output per prompt (the study's) or ``all``.
+        baseline: the checkpoint a pairwise-against-baseline protocol compares with (default for a run
+            directory: each checkpoint's lineage base).
+        batch_prepare: write OpenAI Batch API request files for the calls not yet answered into this directory,
+            and stop (no tables).
+        batch_results: downloaded Batch API output (and error) files: their answers are kept in the cache first.
+        checkpoint / task: labels for records that carry none; skip_invalid / input_format / strip_thinking: how
+            sample files are read (see :func:`score`).
+        bootstrap: the quality CIs' settings (1000 resamples over prompts, seed 1234).
+        progress: gets the judge calls as they are answered.
+
+    Raises:
+        DivtraceError: bad input (naming the file and line, or the record without a reference or checklist), no
+            judged task, an unreachable endpoint or a refused key (before any request), answers missing without
+            an endpoint.
+    """
+    from divtrace.io_atomic import write_atomic, write_table_atomic
+    from divtrace.judge.aggregate import quality_table
+    from divtrace.judge.batch import read_batch_results, write_batch_requests
+    from divtrace.judge.cache import JudgmentCache, resolve
+    from divtrace.judge.client import JudgeClient, JudgeEndpoint
+    from divtrace.judge.inputs import JudgeInputs, is_run_directory, read_run_directory
+    from divtrace.judge.pipeline import JudgeConfig, judgments_table, plan_requests, study_protocols
+
+    inputs = JudgeInputs()
+    skipped: list[str] = []
+    paths = [Path(samples)] if isinstance(samples, str | Path) else [Path(item) for item in samples]
+    if not paths:
+        raise DivtraceError("no samples given")
+    for path in paths:
+        if is_run_directory(path):
+            read_run_directory(path, inputs)
+            continue
+        records, problems = _load(
+            path,
+            skip_invalid=skip_invalid,
+            checkpoint=checkpoint,
+            task=task,
+            strip_thinking=strip_thinking,
+            input_format=input_format,
+        )
+        skipped += [str(problem) for problem in problems]
+        inputs.add(records, str(path))
+    tasks = sorted({cell_task for _, cell_task in inputs.cells})
+    chosen = dict(protocols) if protocols is not None else study_protocols(tasks)
+    if not any(name in chosen for name in tasks):
+        raise DivtraceError(
+            f"none of the tasks of the samples ({', '.join(tasks)}) has a judge protocol: the study judged tldr, "
+            "cnn_dailymail, xsum (kirk_summary), writingprompts (arena_hard_creative) and wildbench (wb_score); "
+            "name one per task (--protocol TASK=PROTOCOL)"
+        )
+    config = JudgeConfig(judge_model, chosen, outputs, baseline, {} if baseline else inputs.bases)
+    work = plan_requests(inputs.cells, config, inputs.where)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = JudgmentCache(out / "cache.jsonl")
+    if batch_results:
+        answers = read_batch_results([Path(f) for f in batch_results])
+        for request in work.requests:
+            if request.key in answers and cache.get(request.key) is None:
+                cache.put(request, answers[request.key])
+    pending = [request for request in work.requests if cache.get(request.key) is None]
+    answered_before = len(work.requests) - len(pending)
+    if batch_prepare is not None:
+        files = write_batch_requests(pending, Path(batch_prepare))
+        return JudgeOutcome(out, pd.DataFrame(), pd.DataFrame(), len(work.requests), answered_before, 0, files, skipped)
+    client = None
+    if endpoint is not None:
+        client = JudgeClient(
+            JudgeEndpoint(
+                base_url=endpoint,
+                api_key_env=api_key_env,
+                max_concurrency=max_concurrency,
+                max_retries=max_retries,
+                timeout=timeout,
+            )
+        )
+        if pending:
+            client.check(judge_model)
+    responses = resolve(work.requests, cache, client, progress)
+    judgments = judgments_table(work, responses)
+    quality = quality_table(judgments, bootstrap)
+    write_table_atomic(judgments, out / "judgments.parquet")
+    write_atomic(out / "quality.csv", lambda tmp: quality.to_csv(tmp, index=False))
+    return JudgeOutcome(out, judgments, quality, len(work.requests), answered_before, len(pending), [], skipped)

@@ -138,3 +138,26 @@ def caption_unclosed(table: Table, summary: pd.DataFrame) -> None:
             + " (checkpoint/task). The token cap (max_new_tokens) may be too small there."
         )
         table.caption_justify = "left"
+
+
+def quality_table(quality: pd.DataFrame) -> Table:
+    """Quality per checkpoint, task and protocol (``divtrace judge``'s table)."""
+    table = Table(title="quality per checkpoint and task by an LLM judge (mean over prompts, 95% bootstrap CI)")
+    columns = ("checkpoint", "task", "protocol", "value", "95% CI", "prompts", "unparseable", "not sent", "baseline")
+    for column in columns:
+        table.add_column(
+            column, justify="left" if column in ("checkpoint", "task", "protocol", "baseline") else "right"
+        )
+    for row in quality.itertuples(index=False):
+        table.add_row(
+            escape(str(row.checkpoint)),
+            escape(str(row.task)),
+            escape(f"{row.protocol} ({row.value_kind})"),
+            f"{row.value:.4f}",
+            f"[{row.ci_low:.4f}, {row.ci_high:.4f}]",
+            str(row.n_prompts),
+            str(row.n_unparseable),
+            str(row.n_skipped),
+            escape(str(row.baseline)),
+        )
+    return table

@@ -40,7 +40,7 @@ from divtrace.runs.stage import Stage, StageReport, Unit, WorkItem
 from divtrace.study import Study
 from divtrace.study.ownership import check_run_directory
 from divtrace.study.planned import PlannedTask, plan_tasks
-from divtrace.study.stages import generate_stage, score_stage, verify_stage
+from divtrace.study.stages import generate_stage, judge_stage, score_stage, verify_stage
 
 #: Called when a stage starts, with its name.
 StageStart = Callable[[str], None]
@@ -236,14 +236,17 @@ def study_stages(
     verify: bool = True,
     report: bool = True,
 ) -> list[AnyStage]:
-    """The stages of ``study`` over ``tasks`` in ``layout``: generate, verify, score, analyze, report (``generate``,
-    ``verify``, ``report`` False leave that one out)."""
+    """The stages of ``study`` over ``tasks`` in ``layout``: generate, verify, judge (when the study has a judge),
+    score, analyze, report (``generate``, ``verify``, ``report`` False leave that one out)."""
     origins: Mapping[str, str] = {planned.name: planned.origin for planned in tasks}
     stages: list[AnyStage] = []
     if generate:
         stages.append(generate_stage(study, tasks, layout))
     if verify:
         stages.append(verify_stage(study, tasks))
+    judging = judge_stage(study, tasks, layout)
+    if judging is not None:
+        stages.append(judging)
     stages += [score_stage(study, tasks), AnalyzeStage(study, tuple(origins))]
     if report:
         stages.append(ReportStage(study, origins))
@@ -280,5 +283,7 @@ def run_study(
         stages = study_stages(study, planned, layout)
         for stage in stages:
             stage.check_resume(layout)
+        for stage in stages:
+            stage.check_ready(layout)
         layout.freeze_study(study.to_yaml())
         return run_stages(stages, layout, executor, progress=progress, on_stage=on_stage)

@@ -33,14 +33,16 @@ class JudgeConfig:
         judge_model: the judge model's name as the endpoint serves it (the study: ``gpt-4.1-mini``).
         protocols: the protocol of each judged task (task name -> protocol name); tasks not named are not judged.
         outputs: ``first`` (the study: each checkpoint's first output per prompt) or ``all`` (every output).
-        baseline: the checkpoint a pairwise-against-baseline protocol compares with (the lineage's base in a study);
-            needed only when such a protocol is used.
+        baseline: the checkpoint a pairwise-against-baseline protocol compares with; needed only when such a
+            protocol is used.
+        baselines: a baseline per checkpoint, over ``baseline`` (in a study: each checkpoint's lineage base).
     """
 
     judge_model: str
     protocols: Mapping[str, str] = field(default_factory=lambda: dict(STUDY_PROTOCOLS))
     outputs: OutputsJudged = "first"
     baseline: str | None = None
+    baselines: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for protocol in self.protocols.values():
@@ -89,7 +91,7 @@ def plan_requests(
         baseline_records: dict[str, SampleRecord] = {}
         baseline = ""
         if protocol.needs_baseline:
-            baseline = baseline_of(config, task, cells)
+            baseline = baseline_of(config, checkpoint, task, cells)
             if checkpoint == baseline:
                 continue
             baseline_records = {record.prompt_id: record for record in cells[(baseline, task)]}
@@ -124,22 +126,23 @@ def plan_requests(
     return work
 
 
-def baseline_of(config: JudgeConfig, task: str, cells: Mapping[Cell, Sequence[SampleRecord]]) -> str:
-    """The baseline checkpoint of ``task``'s pairwise protocol; DivtraceError when none is set or it has no samples
-    of ``task``."""
+def baseline_of(config: JudgeConfig, checkpoint: str, task: str, cells: Mapping[Cell, Sequence[SampleRecord]]) -> str:
+    """The baseline ``checkpoint`` is compared with on ``task`` (its entry in ``config.baselines``, else
+    ``config.baseline``); DivtraceError when none is set or it has no samples of ``task``."""
     protocol = config.protocols[task]
-    if not config.baseline:
+    baseline = config.baselines.get(checkpoint) or config.baseline
+    if not baseline:
         raise DivtraceError(
             f"task {task} is judged with {protocol}, which compares each checkpoint with a baseline checkpoint: name "
             "it (--baseline CKPT; in a study, the lineage's base is the default)"
         )
-    if (config.baseline, task) not in cells:
-        have = sorted({checkpoint for checkpoint, cell_task in cells if cell_task == task})
+    if (baseline, task) not in cells:
+        have = sorted({name for name, cell_task in cells if cell_task == task})
         raise DivtraceError(
-            f"task {task} is judged against baseline {config.baseline}, which has no samples of it "
+            f"task {task} is judged against baseline {baseline}, which has no samples of it "
             f"(checkpoints with samples of {task}: {', '.join(have)})"
         )
-    return config.baseline
+    return baseline
 
 
 def not_sent_reason(output: JudgedOutput, needs_baseline: bool) -> str:

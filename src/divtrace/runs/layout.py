@@ -158,6 +158,15 @@ class RunLayout:
         """Verdicts of (checkpoint, task)."""
         return self.root / "verdicts" / safe_name(checkpoint) / f"{safe_name(task)}.parquet"
 
+    def judgments_file(self, checkpoint: str, task: str) -> Path:
+        """Judgments of (checkpoint, task) by an LLM judge."""
+        return self.root / "judgments" / safe_name(checkpoint) / f"{safe_name(task)}.parquet"
+
+    @property
+    def judge_cache_file(self) -> Path:
+        """Every judge answer received, by request key (:mod:`divtrace.judge.cache`)."""
+        return self.root / "judgments" / "cache.jsonl"
+
     def scores_file(self, checkpoint: str, task: str) -> Path:
         """Per-prompt scores of (checkpoint, task)."""
         return self.root / "scores" / safe_name(checkpoint) / f"{safe_name(task)}.parquet"
@@ -211,6 +220,12 @@ class RunLayout:
         their marker exist)."""
         verdicts = self.verdicts_file(checkpoint, task)
         check_input(self.root, marker_for(verdicts), reader, verdicts, required=False)
+
+    def check_judgments(self, checkpoint: str, task: str, reader: str) -> None:
+        """Like :meth:`check_samples`, for the judgments of (checkpoint, task) when it was judged (its table or its
+        marker exist)."""
+        judgments = self.judgments_file(checkpoint, task)
+        check_input(self.root, marker_for(judgments), reader, judgments, required=False)
 
     def check_scores(self, checkpoint: str, task: str, reader: str) -> None:
         """Like :meth:`check_samples`, for the scores of (checkpoint, task), which must be there."""

@@ -12,7 +12,8 @@ A stage is an object its package owns (``generate/stage.py``, ``verify/stage.py`
   checkpoint's), which computes one item without writing anything, so it can run anywhere (a Ray actor);
 - how to store an item's result (:meth:`Stage.save`: atomic writes, done by the driver process, which owns the run
   directory);
-- what it would refuse to resume, when that is known before any work (:meth:`Stage.check_resume`).
+- what it would refuse to resume, when that is known before any work (:meth:`Stage.check_resume`), and whether it
+  can do its work at all (:meth:`Stage.check_ready`: the judge's endpoint answers).
 
 The driver (:mod:`divtrace.executors.driver`) runs every stage the same way: the pending units (marker missing or
 stale, or an output it records missing or damaged), their items through an executor, each result saved as it
@@ -142,6 +143,11 @@ class Stage(ABC, Generic[P, R]):
         and this stage would refuse to resume it, as far as that is known without loading a model (nothing to
         check by default). The driver asks every stage before it writes anything, ``study.yaml`` included, so such
         a refusal leaves the run directory as it was."""
+
+    def check_ready(self, layout: RunLayout) -> None:
+        """Raise a :class:`~divtrace.errors.DivtraceError` when the stage could not do its pending work at all (an
+        unreachable endpoint, a refused key), found before any stage works (nothing to check by default). The
+        driver asks every stage after :meth:`check_resume`, before anything is written."""
 
     @abstractmethod
     def units(self, layout: RunLayout) -> list[Unit]:

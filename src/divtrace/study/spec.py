@@ -217,6 +217,27 @@ class ExecutorSpec(_Strict):
     replicas: int = Field(1, ge=1)
 
 
+class JudgeSpec(_Strict):
+    """The LLM judge of a study (``judge:``): which OpenAI-compatible endpoint and model, and which protocol judges
+    each task (:mod:`divtrace.judge`).
+
+    ``protocols`` maps task names to protocols (``kirk_summary``, ``arena_hard_creative``, ``wb_score``); None: the
+    study's protocol for each of its tasks that the study judged (TL;DR, CNN/DailyMail, XSum, WritingPrompts,
+    WildBench). ``baseline``: the checkpoint a pairwise-against-baseline protocol compares with; None: each
+    checkpoint's lineage base. The API key is read from the environment variable ``api_key_env`` (never stored).
+    """
+
+    endpoint: str = Field(min_length=1, description="the API root, e.g. https://api.openai.com/v1")
+    model: str = Field(min_length=1, description="the judge model (the study: gpt-4.1-mini)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="the environment variable holding the API key")
+    protocols: dict[str, str] | None = Field(None, description="task -> protocol; default: the study's")
+    outputs: Literal["first", "all"] = Field("first", description="first output per prompt (the study's), or all")
+    baseline: str | None = Field(None, description="checkpoint compared with (default: each lineage's base)")
+    max_concurrency: int = Field(8, ge=1)
+    max_retries: int = Field(6, ge=0)
+    timeout: float = Field(120.0, gt=0, description="seconds per request")
+
+
 def _default_metrics() -> list[str | MetricSpec]:
     return ["ead", "sbert", "vendi"]
 
@@ -253,6 +274,7 @@ class Study(_Strict):
     data_dir: str | None = None
     shard_size: int = Field(8, ge=1)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
+    judge: JudgeSpec | None = Field(None, description="an LLM judge of quality on tasks without a verifier")
 
     @model_validator(mode="after")
     def _graph_is_valid(self) -> Study:
@@ -265,7 +287,27 @@ class Study(_Strict):
         self.graph()  # duplicate names, cycles, variants with parents
         self._names_fit_run_directory()
         self._metrics_are_valid()
+        self._judge_is_valid()
         return self
+
+    def _judge_is_valid(self) -> None:
+        """The judge's protocols are known and name the study's tasks; its baseline is a checkpoint."""
+        if self.judge is None:
+            return
+        from divtrace.judge.protocols import PROTOCOLS
+        from divtrace.tasks.yaml_task import task_file_label
+
+        tasks = {task_file_label(task.name) or task.name for task in self.tasks}
+        for task, protocol in (self.judge.protocols or {}).items():
+            if protocol not in PROTOCOLS:
+                raise ValueError(
+                    f"judge.protocols.{task}: unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}"
+                )
+            if task not in tasks:
+                raise ValueError(f"judge.protocols.{task}: not a task of this study ({', '.join(sorted(tasks))})")
+        names = [c.name for c in self.checkpoints]
+        if self.judge.baseline is not None and self.judge.baseline not in names:
+            raise ValueError(f"judge.baseline: {self.judge.baseline!r} is not a checkpoint of this study")
 
     def _names_fit_run_directory(self) -> None:
         """Every checkpoint and task gets its own files in a run directory: no two names become the same directory

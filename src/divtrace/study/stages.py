@@ -1,4 +1,4 @@
-"""A study's settings as the stages below it take them: the generate, verify and score stage objects of a run.
+"""A study's settings as the stages below it take them: the generate, verify, judge and score stage objects of a run.
 
 The stages live in their packages and know nothing of a study (``generate``, ``verify`` and ``score`` sit below
 ``study``); these functions hand each one its typed settings. The analyze and report stages, above ``study``, take
@@ -11,6 +11,9 @@ from collections.abc import Sequence
 
 from divtrace.generate.job import GenerationJob
 from divtrace.generate.stage import CheckpointModel, GenerateStage
+from divtrace.judge.client import JudgeEndpoint
+from divtrace.judge.pipeline import JudgeConfig, study_protocols
+from divtrace.judge.stage import JudgeStage
 from divtrace.runs.layout import RunLayout
 from divtrace.score.stage import ScorerSpec, ScoreStage
 from divtrace.study.planned import PlannedTask
@@ -74,4 +77,39 @@ def score_stage(study: Study, tasks: Sequence[PlannedTask]) -> ScoreStage:
         tuple(checkpoint.name for checkpoint in study.checkpoints),
         tuple(planned.name for planned in tasks),
         {checkpoint.name: checkpoint.generator_tokenizer() for checkpoint in study.checkpoints},
+    )
+
+
+def judge_config(study: Study, tasks: Sequence[PlannedTask]) -> JudgeConfig | None:
+    """What ``study``'s judge judges: its protocols (the study's for its tasks when it names none), outputs, and
+    each checkpoint's baseline (the judge's ``baseline``, else the checkpoint's lineage base); None without a
+    judge."""
+    if study.judge is None:
+        return None
+    judge = study.judge
+    protocols = judge.protocols if judge.protocols is not None else study_protocols([p.name for p in tasks])
+    graph = study.graph()
+    baselines = {} if judge.baseline else {c.name: graph.base_of(c.name) for c in study.checkpoints}
+    return JudgeConfig(judge.model, dict(protocols), judge.outputs, judge.baseline, baselines)
+
+
+def judge_stage(study: Study, tasks: Sequence[PlannedTask], layout: RunLayout) -> JudgeStage | None:
+    """The judge stage of ``study`` over ``tasks`` (None when the study has no judge or judges none of them)."""
+    config = judge_config(study, tasks)
+    if config is None or study.judge is None or not any(p.name in config.protocols for p in tasks):
+        return None
+    judge = study.judge
+    endpoint = JudgeEndpoint(
+        base_url=judge.endpoint,
+        api_key_env=judge.api_key_env,
+        max_concurrency=judge.max_concurrency,
+        max_retries=judge.max_retries,
+        timeout=judge.timeout,
+    )
+    return JudgeStage(
+        tuple(checkpoint.name for checkpoint in study.checkpoints),
+        tuple(planned.name for planned in tasks),
+        config,
+        endpoint,
+        str(layout.judge_cache_file),
     )

@@ -133,6 +133,7 @@ BUILTIN_TASKS: tuple[Task, ...] = (
         500,
         stop=SUMMARY_STOP,
         id_field="id",
+        reference_fields=("summary",),  # the judge's reference summary (divtrace.judge)
     ),
     _task(
         "cnn_dailymail",
@@ -142,6 +143,7 @@ BUILTIN_TASKS: tuple[Task, ...] = (
         500,
         stop=SUMMARY_STOP,
         id_field="id",
+        reference_fields=("highlights",),
     ),
     _task(
         "xsum",
@@ -151,6 +153,7 @@ BUILTIN_TASKS: tuple[Task, ...] = (
         500,
         stop=("\n",),
         id_field="id",
+        reference_fields=("summary",),
         prompt_format=_xsum,
     ),
     # code
@@ -277,6 +280,7 @@ BUILTIN_TASKS: tuple[Task, ...] = (
         "{content of the first turn of conversation_input, stripped}",
         500,
         id_field="session_id",
+        reference_fields=("checklist",),  # WB-Score's checklist (divtrace.judge)
         prompt_format=_first_turn,
     ),
 )
