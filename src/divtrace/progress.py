@@ -25,11 +25,13 @@ SAMPLES = "samples"
 #: batch counts its rows' tokens step by step as it decodes; a sample that stops early counts the rest of its
 #: budget when it is drawn, so the total is known from the start.
 TOKENS = "tokens"
+#: Judge requests answered (by the judge server, the judgment cache or OpenAI Batch API results).
+JUDGMENTS = "judgments"
 #: Units of work of a stage (a (checkpoint, task), the analysis, the report).
 UNITS_OF_WORK = "units"
 #: Every count a :class:`ProgressEvent` may carry (besides ``""``: a step that counts nothing, such as loading a
 #: model).
-UNITS = (TEXTS, PAIRS, PROMPTS, SAMPLES, TOKENS, UNITS_OF_WORK)
+UNITS = (TEXTS, PAIRS, PROMPTS, SAMPLES, TOKENS, JUDGMENTS, UNITS_OF_WORK)
 
 
 @dataclass(frozen=True)

@@ -5,27 +5,18 @@
 - ``transformers serve`` (part of transformers) serves the same directory on /v1/completions too. It ignores
   ``n``, honours ``seed`` (one global generator), ``top_p`` and ``stop`` (keeping the stop string in the text) and
   rejects fields it does not know (HTTP 422).
-- A stdlib loopback HTTP server answers scripted errors (429, 503, a hang) and forwards the rest to llm-katan.
+- A stdlib loopback HTTP server (:class:`tests.servers.FlakyServer`) answers scripted errors (429, 503, a hang)
+  and forwards the rest to llm-katan.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
@@ -34,230 +25,39 @@ from divtrace.errors import DivtraceError
 from divtrace.generate.backends import create_generator
 from divtrace.generate.backends.openai_compat import OpenAIGenerator, OpenAIServerError, readable_chat
 from divtrace.generate.backends.options import OpenAIOptions
-from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams, UnsupportedSamplingError, sample_seed
 from divtrace.generate.protocol import Completion, GenerationRequest
 from divtrace.generate.thinking import EMPTY_THINKING_BLOCK, ThinkingMode
 from divtrace.progress import ProgressEvent
 from divtrace.samples import read_samples
+from tests.servers import MODEL, SERVED, FlakyServer, ServerProcess, free_port
 
-MODEL = "quickstart:smollm2-135m-instruct"
-SERVED = "smollm2"
 PROMPTS = ["Write one line about the sea.", "Invent a name for a cat.", "Describe a cloud."]
-STARTUP_TIMEOUT_S = 180
 #: Sampling that gives distinct short samples from a 135M model and keeps each request under a second on CPU.
 PARAMS = SamplingParams(k=4, temperature=1.0, top_p=0.95, max_new_tokens=16, seed=7)
 
 
-# ----- real servers -----
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ServerProcess:
-    """A server started as its own process group; ``wait_ready`` polls ``/health`` until it answers 200."""
-
-    def __init__(self, name: str, command: list[str], port: int, log: Path) -> None:
-        self.name = name
-        self.port = port
-        self.base_url = f"http://127.0.0.1:{port}/v1"
-        self.log = log
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": "1",  # one core per server: the machine is shared
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "HF_HUB_DISABLE_UPDATE_CHECK": "1",
-            "PYTHONUNBUFFERED": "1",
-        }
-        with log.open("wb") as sink:
-            self.process = subprocess.Popen(
-                command, stdout=sink, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        self._ready = False
-
-    def wait_ready(self) -> ServerProcess:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not self._ready:
-            if self.process.poll() is not None:
-                pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.name} not ready after {STARTUP_TIMEOUT_S} s:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
-                    self._ready = answer.status == 200
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.5)
-        return self
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=15)
+# ----- real servers (tests/servers.py; started once per session by tests/conftest.py) -----
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The quickstart SmolLM2 directory, with a generation_config.json that samples: ``do_sample`` and no top-k.
-
-    Both servers call ``model.generate`` with the model's generation config underneath the request's fields:
-    ``transformers serve`` never sets ``do_sample`` (without it every request is greedy, whatever the
-    temperature) and transformers adds ``top_k=50`` when the config leaves it unset.
-    """
-    source = Path(resolve_model(MODEL).load_path)
-    served = tmp_path_factory.mktemp("served") / "smollm2-135m-instruct"
-    served.mkdir()
-    for path in source.iterdir():
-        if path.name != "generation_config.json":
-            (served / path.name).symlink_to(path)
-    config = json.loads((source / "generation_config.json").read_text())
-    (served / "generation_config.json").write_text(json.dumps({**config, "do_sample": True, "top_k": 0}))
-    return str(served)
+def model_dir(served_model_dir: str) -> str:
+    return served_model_dir
 
 
 @pytest.fixture(scope="module")
-def launched(model_dir: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServerProcess]]:
+def launched(katan_process: ServerProcess | None, tserve_process: ServerProcess | None) -> None:
     """Both servers, launched at once so they load in parallel; each fixture below waits for its own."""
-    logs = tmp_path_factory.mktemp("servers")
-    servers: dict[str, ServerProcess] = {}
-    if importlib.util.find_spec("llm_katan") is not None:
-        port = free_port()
-        servers["katan"] = ServerProcess(
-            "llm-katan",
-            [
-                sys.executable, "-m", "llm_katan.cli",
-                "--model", model_dir, "--served-model-name", SERVED,
-                "--backend", "transformers", "--device", "cpu", "--no-quantize",
-                "--host", "127.0.0.1", "--port", str(port),
-                "--providers", "openai", "--disable-dashboard",
-                "--stats-file", str(logs / "katan-stats.json"), "--log-level", "WARNING",
-            ],
-            port,
-            logs / "llm-katan.log",
-        )  # fmt: skip
-    if _transformers_serve_available():
-        port = free_port()
-        servers["tserve"] = ServerProcess(
-            "transformers serve",
-            [
-                sys.executable, "-m", "transformers.cli.transformers", "serve", model_dir,
-                "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
-            ],
-            port,
-            logs / "transformers-serve.log",
-        )  # fmt: skip
-    yield servers
-    for server in servers.values():
-        server.stop()
-
-
-def _transformers_serve_available() -> bool:
-    from transformers.utils.import_utils import is_serve_available
-
-    return bool(is_serve_available())
 
 
 @pytest.fixture(scope="module")
-def katan(launched: dict[str, ServerProcess]) -> ServerProcess:
-    if "katan" not in launched:
-        pytest.skip("llm-katan is not installed: pip install 'llm-katan>=0.22,<1' (it is in the test extra)")
-    return launched["katan"].wait_ready()
+def katan(launched: None, katan: ServerProcess) -> ServerProcess:
+    return katan
 
 
 @pytest.fixture(scope="module")
-def tserve(launched: dict[str, ServerProcess]) -> ServerProcess:
-    if "tserve" not in launched:
-        pytest.skip("transformers serve needs fastapi, uvicorn and openai: pip install fastapi uvicorn openai")
-    return launched["tserve"].wait_ready()
-
-
-# ----- a loopback server that fails on purpose -----
-
-
-class FlakyServer:
-    """A real HTTP server on 127.0.0.1 that answers POSTs from a script, then a default action.
-
-    Actions: an HTTP status (an OpenAI-style error body), ``"proxy"`` (forward to ``upstream`` and relay the
-    answer) or ``"hang"`` (answer nothing for ``hang_s`` seconds). GETs are always forwarded (404 without an
-    upstream). ``posts`` lists the status answered to each POST (0 for a hang).
-    """
-
-    def __init__(
-        self, script: list[int | str], default: int | str = "proxy", upstream: str | None = None, hang_s: float = 3.0
-    ) -> None:
-        self.script = list(script)
-        self.default = default
-        self.upstream = upstream
-        self.hang_s = hang_s
-        self.posts: list[int] = []
-        self._lock = threading.Lock()
-        flaky = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                self._relay(*flaky.forward("GET", self.path, None, self.headers.get("Authorization")))
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with flaky._lock:
-                    action = flaky.script.pop(0) if flaky.script else flaky.default
-                if action == "hang":
-                    flaky.posts.append(0)
-                    time.sleep(flaky.hang_s)
-                    return
-                if action == "proxy":
-                    status, payload = flaky.forward("POST", self.path, body, self.headers.get("Authorization"))
-                else:
-                    status = int(action)
-                    payload = json.dumps({"error": {"message": f"scripted {status}", "type": "server_error"}})
-                    payload = payload.encode()
-                flaky.posts.append(status)
-                self._relay(status, payload)
-
-            def _relay(self, status: int, payload: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def forward(self, method: str, path: str, body: bytes | None, auth: str | None) -> tuple[int, bytes]:
-        if self.upstream is None:
-            return 404, b'{"error": {"message": "no upstream"}}'
-        headers = {"Content-Type": "application/json", "Authorization": auth or "Bearer x"}
-        request = urllib.request.Request(self.upstream + path.removeprefix("/v1"), body, headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=120) as answer:
-                return answer.status, answer.read()
-        except urllib.error.HTTPError as err:
-            return err.code, err.read()
-
-    def __enter__(self) -> FlakyServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def tserve(launched: None, tserve: ServerProcess) -> ServerProcess:
+    return tserve
 
 
 # ----- helpers -----

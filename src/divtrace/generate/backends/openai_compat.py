@@ -26,11 +26,10 @@ retries (``max_retries``) with exponential backoff and jitter (0.5 s doubling up
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import openai
 
@@ -42,6 +41,7 @@ from divtrace.generate.protocol import Completion, GenerationRequest
 from divtrace.generate.rendering import RenderedInput, chat_messages, render_input
 from divtrace.generate.stops import cut_at_stop
 from divtrace.generate.thinking import EMPTY_THINKING_BLOCK, THINK_CLOSE, THINK_OPEN, ThinkingMode, apply_thinking
+from divtrace.openai_calls import OpenAIServerError, gather_or_cancel, run_sync, server_error
 from divtrace.progress import TOKENS, ProgressSink, emit
 
 #: Server finish reasons that mean "ended by end-of-sequence or a stop string" / "ran out of ``max_tokens``".
@@ -50,8 +50,6 @@ LENGTH_REASONS = frozenset({"length", "max_tokens", "model_length"})
 #: Fields of a ``/v1/models`` entry left out of ``model_ref``: they change from call to call (``created`` is the
 #: time of the request on vLLM and llm-katan) and would change every sample key.
 VOLATILE_MODEL_FIELDS = frozenset({"id", "object", "created", "permission"})
-#: Statuses the openai package retries (with connection errors and timeouts).
-RETRIED_STATUSES = frozenset({408, 409, 429})
 #: ``extra_body`` that vLLM and SGLang accept, sent with ``extra_sampling_params=True``: top-k (-1 = off) and
 #: neutral values for the filters a server could otherwise take from the model's generation_config.json.
 NEUTRAL_EXTRA_SAMPLING = {"min_p": 0.0, "repetition_penalty": 1.0}
@@ -59,24 +57,6 @@ NEUTRAL_EXTRA_SAMPLING = {"min_p": 0.0, "repetition_penalty": 1.0}
 PREFILL_EXTRA_BODY = {"continue_final_message": True, "add_generation_prompt": False}
 #: The tiny request ``check`` sends to learn whether the server honours ``n``.
 PROBE_PROMPT = "Hello"
-
-T = TypeVar("T")
-
-
-class OpenAIServerError(DivtraceError):
-    """A request to the server failed for good: unreachable, timed out, or an error status after every retry.
-
-    Attributes:
-        base_url: the server's API root.
-        status_code: the last HTTP status, or None for connection errors and timeouts.
-        attempts: how many times the request was sent (1 + the retries spent; 1 for errors never retried).
-    """
-
-    def __init__(self, message: str, *, base_url: str, status_code: int | None, attempts: int) -> None:
-        super().__init__(message)
-        self.base_url = base_url
-        self.status_code = status_code
-        self.attempts = attempts
 
 
 @dataclass
@@ -114,33 +94,6 @@ def readable_chat(messages: Sequence[dict[str, str]]) -> str:
     else:
         blocks.append("<|assistant|>\n")
     return "".join(blocks)
-
-
-def _run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run the coroutine made by ``factory`` to completion from synchronous code.
-
-    In a thread without a running event loop the coroutine runs in a fresh loop of its own (``asyncio.run``);
-    called from inside a running loop (a notebook, an async caller) it runs in a fresh loop in a worker thread,
-    because a running loop cannot be re-entered.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(factory())
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="divtrace-openai") as pool:
-        return pool.submit(lambda: asyncio.run(factory())).result()
-
-
-async def _gather_or_cancel(coroutines: Sequence[Coroutine[Any, Any, T]]) -> list[T]:
-    """Await all ``coroutines`` concurrently; on the first failure cancel the rest and re-raise it."""
-    tasks = [asyncio.ensure_future(c) for c in coroutines]
-    try:
-        return list(await asyncio.gather(*tasks))
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 class OpenAIGenerator(GeneratorBase):
@@ -228,7 +181,7 @@ class OpenAIGenerator(GeneratorBase):
         """
         self._ensure_open()
         if not self._server_model_fetched:
-            self._server_model = _run_sync(self._fetch_server_model)
+            self._server_model = run_sync(self._fetch_server_model)
             self._server_model_fetched = True
         return dict(self._server_model) if self._server_model is not None else None
 
@@ -249,7 +202,7 @@ class OpenAIGenerator(GeneratorBase):
         self._ensure_open()
         self._check_supported(params)
         if params.k > 1 and self._n_native is None:
-            _run_sync(lambda: self._probe_n(params))
+            run_sync(lambda: self._probe_n(params))
         if params.k == 1:
             handling = "single"
             seeding = "one request per sample, seeded with the sample's own seed"
@@ -342,7 +295,7 @@ class OpenAIGenerator(GeneratorBase):
     ) -> list[list[Completion]]:
         """One :class:`Completion` per seed of each request, in order, drawn over concurrent HTTP requests.
 
-        Synchronous for the caller: the requests run in an event loop of their own (see :func:`_run_sync`).
+        Synchronous for the caller: the requests run in an event loop of their own (see :func:`run_sync`).
         ``progress`` gets the tokens of the call's budget as samples arrive. Chat requests need ``messages``
         (from :meth:`render`). Raises UnsupportedSamplingError as :meth:`check` does, OpenAIServerError when a
         request fails after its retries (the other requests in flight are cancelled), and DivtraceError when an
@@ -356,7 +309,7 @@ class OpenAIGenerator(GeneratorBase):
                 raise DivtraceError(f"chat requests need messages (render with this generator): {missing[:5]}")
         if not requests:
             return []
-        return _run_sync(lambda: self._generate_async(requests, params, progress))
+        return run_sync(lambda: self._generate_async(requests, params, progress))
 
     async def _generate_async(
         self, requests: Sequence[GenerationRequest], params: SamplingParams, progress: ProgressSink | None
@@ -371,7 +324,7 @@ class OpenAIGenerator(GeneratorBase):
                 samples=sum(len(request.seeds) for request in requests),
                 extra_body=self._sampling_extra_body(params),
             )
-            return await _gather_or_cancel([self._draw_request(run, request) for request in requests])
+            return await gather_or_cancel([self._draw_request(run, request) for request in requests])
 
     async def _draw_request(self, run: _Run, request: GenerationRequest) -> list[Completion]:
         """The completions of one request: native ``n`` when the server honours it, else one request each."""
@@ -441,7 +394,7 @@ class OpenAIGenerator(GeneratorBase):
             run.advance(1)
             return completion
 
-        return await _gather_or_cancel([one(seed) for seed in request.seeds])
+        return await gather_or_cancel([one(seed) for seed in request.seeds])
 
     def _learn_n(self, honoured: bool, note: str) -> None:
         if self.options.n_mode == "auto" and self._n_native is not False:
@@ -528,41 +481,31 @@ class OpenAIGenerator(GeneratorBase):
             if source and source[-1]["role"] == "assistant":
                 extra_body.update(PREFILL_EXTRA_BODY)
             return await client.chat.completions.create(messages=source, extra_body=extra_body or None, **kwargs)
-        except openai.APIStatusError as err:
-            raise self._status_error(err, bool(extra_body)) from err
-        except openai.APITimeoutError as err:
-            attempts = self.options.max_retries + 1
-            raise OpenAIServerError(
-                f"{self.base_url}: request timed out ({self.options.timeout:g} s) on each of {attempts} attempt(s)",
-                base_url=self.base_url,
-                status_code=None,
-                attempts=attempts,
-            ) from err
-        except openai.APIConnectionError as err:
-            attempts = self.options.max_retries + 1
-            cause = err.__cause__ or err
-            raise OpenAIServerError(
-                f"cannot reach the OpenAI-compatible server at {self.base_url} after {attempts} attempt(s): "
-                f"{type(cause).__name__}: {cause}",
-                base_url=self.base_url,
-                status_code=None,
-                attempts=attempts,
-            ) from err
+        except (openai.APIStatusError, openai.APIConnectionError) as err:
+            raise self._server_error(err, bool(extra_body)) from err
 
-    def _status_error(self, err: openai.APIStatusError, sent_extra_body: bool) -> OpenAIServerError:
-        status = err.status_code
-        retried = status in RETRIED_STATUSES or status >= 500
-        attempts = self.options.max_retries + 1 if retried else 1
-        route = "/completions" if self.options.endpoint == "completions" else "/chat/completions"
-        message = f"{self.base_url}: HTTP {status} on {route} after {attempts} attempt(s): {err.message}"
+    def _server_error(
+        self, err: openai.APIStatusError | openai.APIConnectionError, sent_extra_body: bool
+    ) -> OpenAIServerError:
+        """``err`` as an OpenAIServerError, with a hint for the statuses this backend can explain."""
+        status = err.status_code if isinstance(err, openai.APIStatusError) else None
+        hint = ""
         if status == 404 and self.options.endpoint == "completions":
-            message += " (the server may not offer the legacy completions endpoint: try endpoint='chat')"
+            hint = " (the server may not offer the legacy completions endpoint: try endpoint='chat')"
         elif status in (400, 422) and sent_extra_body:
-            message += (
+            hint = (
                 " (the request carried vLLM/SGLang fields in extra_body: top_k/min_p/repetition_penalty from "
                 "extra_sampling_params, or continue_final_message for suppressed thinking)"
             )
-        return OpenAIServerError(message, base_url=self.base_url, status_code=status, attempts=attempts)
+        return server_error(
+            err,
+            OpenAIServerError,
+            base_url=self.base_url,
+            route="/completions" if self.options.endpoint == "completions" else "/chat/completions",
+            max_retries=self.options.max_retries,
+            timeout=self.options.timeout,
+            hint=hint,
+        )
 
     async def _fetch_server_model(self) -> dict[str, Any] | None:
         async with self._client() as client:
@@ -571,13 +514,7 @@ class OpenAIGenerator(GeneratorBase):
             except openai.APIStatusError:
                 return None
             except openai.APIConnectionError as err:
-                cause = err.__cause__ or err
-                raise OpenAIServerError(
-                    f"cannot reach the OpenAI-compatible server at {self.base_url}: {type(cause).__name__}: {cause}",
-                    base_url=self.base_url,
-                    status_code=None,
-                    attempts=self.options.max_retries + 1,
-                ) from err
+                raise self._server_error(err, False) from err
         for entry in page.data:
             if entry.id == self.model:
                 fields = entry.model_dump(exclude_unset=True)  # what the server sent, no client-side defaults

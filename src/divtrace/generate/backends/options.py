@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -29,6 +28,8 @@ from pydantic import (
     model_serializer,
     model_validator,
 )
+
+from divtrace.openai_calls import normalize_base_url
 
 #: The backends that have an options model, by name (the ``backend`` of a checkpoint).
 BackendName = Literal["transformers", "vllm", "openai"]
@@ -131,16 +132,6 @@ class OpenAIOptions(_BackendOptions):
         if self.endpoint == "chat" and self.tokenizer is not None:
             raise ValueError("the chat endpoint renders prompts on the server: drop tokenizer, or use completions")
         return self
-
-
-def normalize_base_url(base_url: str) -> str:
-    """``base_url`` without a trailing slash, with ``/v1`` appended when it names only a host (``http://h:8000``);
-    ValueError when it is not an http(s) URL."""
-    parts = urlsplit(base_url.strip())
-    if not parts.scheme or not parts.netloc:
-        raise ValueError(f"base_url {base_url!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
-    path = parts.path.rstrip("/") or "/v1"
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
 #: A checkpoint's options: the model of its backend, chosen by the ``backend`` key.
