@@ -5,7 +5,7 @@ of tables out); :func:`write_analysis` and :func:`read_analysis` store and load 
 Table 1 per task and ``AnalysisResult.table1`` the study's Table 1 (mean over tasks). The building blocks live one
 concept per module: ``pipeline`` (the entry point), ``collapse`` (means, retained, edge deltas, collapse sites),
 ``qfd`` (quality-filtered decomposition), ``table1`` (the headline averaged over tasks), ``cot`` (thinking
-ablation), ``curves`` (diversity vs k, pass@k).
+ablation), ``curves`` (diversity vs k, pass@k), ``quality`` (diversity against quality: a judge's or pass@1).
 """
 
 from divtrace.analysis.collapse import (
@@ -30,6 +30,13 @@ from divtrace.analysis.qfd import (
     QFD_COLUMNS,
     quality_filtered_decomposition,
 )
+from divtrace.analysis.quality import (
+    DIVERSITY_QUALITY_COLUMNS,
+    QUALITY_EDGES_COLUMNS,
+    QUALITY_INPUT_COLUMNS,
+    diversity_quality_table,
+    quality_edges_table,
+)
 from divtrace.analysis.table1 import PAPER_TABLE1, TABLE1_COLUMNS, table_one
 
 __all__ = [
@@ -37,6 +44,7 @@ __all__ = [
     "CI_INCLUDES_ZERO_EXPLANATION",
     "COLLAPSE_COLUMNS",
     "CURVE_COLUMNS",
+    "DIVERSITY_QUALITY_COLUMNS",
     "EDGE_COLUMNS",
     "GAINED",
     "HEADLINE_COLUMNS",
@@ -46,6 +54,8 @@ __all__ = [
     "PAPER_TABLE1",
     "PASSK_COLUMNS",
     "QFD_COLUMNS",
+    "QUALITY_EDGES_COLUMNS",
+    "QUALITY_INPUT_COLUMNS",
     "RETAINED_COLUMNS",
     "SIGN_CONVENTION",
     "SITE",
@@ -55,8 +65,10 @@ __all__ = [
     "analyze",
     "collapse_step",
     "diversity_curves",
+    "diversity_quality_table",
     "headline_table",
     "passk_table",
+    "quality_edges_table",
     "quality_filtered_decomposition",
     "read_analysis",
     "table_one",

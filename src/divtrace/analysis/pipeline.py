@@ -30,6 +30,15 @@ from divtrace.analysis.qfd import (
     Pairing,
     quality_filtered_decomposition,
 )
+from divtrace.analysis.quality import (
+    ARENA_HARD_CREATIVE,
+    BASELINE_NOTE,
+    OPTIONAL_QUALITY_COLUMNS,
+    QUALITY_INPUT_COLUMNS,
+    diversity_quality_table,
+    quality_edges_table,
+    quality_protocols,
+)
 from divtrace.analysis.table1 import PAPER_SOURCE, PAPER_STUDY, table1_rows, table_one
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
@@ -45,8 +54,9 @@ OPTIONAL_SCORE_COLUMNS = ["unclosed_thinking"]
 VERDICT_INPUT_COLUMNS = ["checkpoint", "task", "prompt_id", "sample_index", "correct"]
 #: The analysis settings, next to the tables.
 SETTINGS_FILE = "analysis_settings.json"
-#: Tables an analysis written by an older divtrace may lack: read back empty (the report says to re-run analyze).
-_OPTIONAL_TABLES = frozenset({"table1"})
+#: Tables an analysis written by an older divtrace may lack: read back empty (the report says to re-run analyze,
+#: or leaves the section out).
+_OPTIONAL_TABLES = frozenset({"table1", "diversity_quality", "quality_edges"})
 
 
 @dataclass
@@ -67,6 +77,10 @@ class AnalysisResult:
         headline: Table 1 per task, long form (see :func:`headline_table`).
         table1: the study's Table 1: per lineage, each stage's change as % of base averaged over tasks, and
             retained %, with task-stratified CIs (see :mod:`divtrace.analysis.table1`).
+        diversity_quality: per task x metric x checkpoint: diversity and quality (a judge's win rate or WB-Score,
+            pass@1 on verifiable tasks), each with its CI (see :mod:`divtrace.analysis.quality`).
+        quality_edges: per edge x task x metric: the stage's diversity change (% of base) and quality change
+            (points), with a one-line sentence.
         settings: what determined the numbers (bootstrap with its seed, lineages, pairs, inputs seen) and the sign
             convention of every change (``sign_convention``: negative = diversity lost).
     """
@@ -81,6 +95,8 @@ class AnalysisResult:
     passk: pd.DataFrame
     headline: pd.DataFrame = field(default_factory=pd.DataFrame)
     table1: pd.DataFrame = field(default_factory=pd.DataFrame)
+    diversity_quality: pd.DataFrame = field(default_factory=pd.DataFrame)
+    quality_edges: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -97,6 +113,7 @@ def analyze(
     qfd_pairing: Pairing = "unpaired",
     study_name: str | None = None,
     mixed_k: Sequence[MixedK] = (),
+    quality: pd.DataFrame | None = None,
 ) -> AnalysisResult:
     """Run every analysis on per-prompt scores along ``graph``.
 
@@ -112,19 +129,26 @@ def analyze(
         study_name: the study's name; for ``olmo3-7b`` Table 1 carries the published row next to ours.
         mixed_k: the (checkpoint, task) whose imported samples were cut to their smallest K before scoring
             (:mod:`divtrace.samples.common_k`), recorded in ``settings["mixed_k"]`` with the rule.
+        quality: the LLM judge's quality table, one row per (checkpoint, task, protocol) with columns
+            :data:`divtrace.analysis.quality.QUALITY_INPUT_COLUMNS` (and ``baseline``, ``n_empty``), or None / empty
+            when no judge ran: then ``diversity_quality`` and ``quality_edges`` cover the verifiable tasks only
+            (pass@1 from the verdicts). No other table depends on it.
 
     Returns:
         An :class:`AnalysisResult`; deterministic for given inputs (every CI is seeded from ``bootstrap.seed``).
 
     Raises:
         DivtraceError: a required column is missing, ``qfd_pairing`` is unknown, or a (checkpoint, task,
-            prompt_id, metric, subset) key or a (checkpoint, task, prompt_id, sample_index) verdict key occurs twice.
+            prompt_id, metric, subset) key or a (checkpoint, task, prompt_id, sample_index) verdict key occurs twice;
+            the quality table lacks a column, names an unknown protocol, repeats a (checkpoint, task, protocol) or
+            rates one task with two protocols.
     """
     if qfd_pairing not in PAIRINGS:
         raise DivtraceError(f"qfd_pairing must be one of {list(PAIRINGS)}, got {qfd_pairing!r}")
     settings = bootstrap or BootstrapSettings()
     scores = _normalise_scores(scores)
     verdicts = _normalise_verdicts(verdicts)
+    quality = _normalise_quality(quality)
     wide_all = wide_scores(scores, "all")
     wide_correct = wide_scores(scores, "correct")
     n_correct = _wide_n_outputs(scores, "correct")
@@ -179,10 +203,20 @@ def analyze(
             "mixed_k": mixed_k_settings(mixed_k),
             "n_score_rows": len(scores),
             "n_verdict_rows": 0 if verdicts is None else len(verdicts),
+            "quality": {
+                "source": "the judge's protocol where the judge rated the task, else pass@1 from the verdicts",
+                "protocols": sorted(quality["protocol"].unique()) if quality is not None else [],
+                f"{ARENA_HARD_CREATIVE}_baseline": f"win rate 0.5, CI [0.5, 0.5]: {BASELINE_NOTE}",
+                "change": "child minus parent: percentage points (x 100) for win rates and pass@1, score points "
+                "for the WB-Score",
+                "n_quality_rows": 0 if quality is None else len(quality),
+            },
         },
     )
     result.headline = headline_table(result)
     result.table1 = table_one(wide_all, graph, settings, study_name=study_name)
+    result.diversity_quality = diversity_quality_table(means, quality, per_prompt_correct, graph, settings)
+    result.quality_edges = quality_edges_table(edges, result.diversity_quality)
     return result
 
 
@@ -220,7 +254,8 @@ def analysis_files(out_dir: str | Path) -> list[Path]:
 def read_analysis(out_dir: str | Path) -> AnalysisResult:
     """The tables :func:`write_analysis` wrote to ``out_dir`` (Parquet), as an :class:`AnalysisResult`.
 
-    A ``table1`` missing (an analysis written before it existed) reads back empty; any other missing table raises.
+    A ``table1``, ``diversity_quality`` or ``quality_edges`` missing (an analysis written before it existed) reads
+    back empty; any other missing table raises.
 
     Raises:
         DivtraceError: a table or ``analysis_settings.json`` is missing or cannot be read (naming the file).
@@ -292,6 +327,36 @@ def _normalise_verdicts(verdicts: pd.DataFrame | None) -> pd.DataFrame | None:
     frame["correct"] = frame["correct"].fillna(False).astype(bool)  # an unverifiable sample counts as incorrect
     _refuse_duplicates(frame, "verdicts", "sample", ["checkpoint", "task", "prompt_id", "sample_index"])
     return frame
+
+
+def _normalise_quality(quality: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The judge's quality table with its key columns as text and its numbers as numbers; None when empty."""
+    if quality is None or quality.empty:
+        return None
+    _require_columns(quality, "quality", QUALITY_INPUT_COLUMNS)
+    optional = [column for column in OPTIONAL_QUALITY_COLUMNS if column in quality.columns]
+    frame = quality[QUALITY_INPUT_COLUMNS + optional].copy()
+    _as_strings(frame, ("checkpoint", "task", "protocol"))
+    for column in ("n_prompts", "value", "ci_low", "ci_high", "n_unparseable", "n_empty"):
+        if column in frame.columns:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+    if "baseline" in frame.columns:
+        frame["baseline"] = frame["baseline"].map(lambda name: "" if _absent_name(name) else str(name))
+    unknown = sorted(set(frame["protocol"]) - set(quality_protocols()))
+    if unknown:
+        raise DivtraceError(f"quality table: unknown protocol(s) {unknown}; known: {quality_protocols()}")
+    _refuse_duplicates(frame, "quality", "row", ["checkpoint", "task", "protocol"])
+    protocols = frame.groupby("task")["protocol"].nunique()
+    if (protocols > 1).any():
+        task = str(protocols[protocols > 1].index[0])
+        both = sorted(frame.loc[frame["task"] == task, "protocol"].unique())
+        raise DivtraceError(f"quality table rates task {task!r} with {len(both)} protocols {both}; expected one")
+    return frame
+
+
+def _absent_name(value: object) -> bool:
+    """Whether a name cell is empty: None, NaN, pandas NA or the empty string."""
+    return value is None or value is pd.NA or value == "" or (isinstance(value, float) and np.isnan(value))
 
 
 def _wide_n_outputs(scores: pd.DataFrame, subset: str) -> dict[tuple[str, str], pd.DataFrame]:

@@ -25,10 +25,12 @@ from divtrace.study import RecordedSampling, Study
 
 #: Bumped when the analysis tables change for the same inputs (2: the paper's unpaired decomposition, Table 1, the
 #: study's pass@k levels).
-ANALYSIS_VERSION = 4  # 3: collapse_sites.status (a site is a significant loss), headline.change_pct_base, table1
+ANALYSIS_VERSION = 5  # 3: collapse_sites.status (a site is a significant loss), headline.change_pct_base, table1
 # significant/is_collapse_site, qfd.delta_all_ci_includes_zero. 4: one bootstrap engine (divtrace.stats.bootstrap):
 # every CI skips the resamples whose statistic is NaN (retained, edge and headline CIs were NaN then), and Table 1's
-# and the decomposition's CIs take scipy's percentile interpolation (the last bit of some ends moves)
+# and the decomposition's CIs take scipy's percentile interpolation (the last bit of some ends moves). 5: the
+# diversity_quality and quality_edges tables (diversity against quality: pass@1 on verifiable tasks, a judge's
+# win rate or WB-Score where a quality table is given) and settings["quality"]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from divtrace.analysis import (
     CI_INCLUDES_ZERO_EXPLANATION,
     COLLAPSE_COLUMNS,
     CURVE_COLUMNS,
+    DIVERSITY_QUALITY_COLUMNS,
     EDGE_COLUMNS,
     GAINED,
     HEADLINE_COLUMNS,
@@ -37,6 +38,7 @@ from divtrace.analysis import (
     OUTSIDE_UNIT_EXPLANATION,
     PASSK_COLUMNS,
     QFD_COLUMNS,
+    QUALITY_EDGES_COLUMNS,
     RETAINED_COLUMNS,
     SIGN_CONVENTION,
     SITE,
@@ -49,9 +51,18 @@ from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_atomic
 from divtrace.report import plots
 from divtrace.report.findings import headline_findings, table1_view
-from divtrace.report.numbers import pct_ci, plain, share_ci, signed, signed_ci, signed_pct_ci
+from divtrace.report.numbers import pct_ci, plain, plain_ci, share_ci, signed, signed_ci, signed_pct_ci
 from divtrace.report.study_info import StudyInfo
-from divtrace.report.summary_md import SITE_DEFINITION, render_summary_md, sampling_settings, site_text
+from divtrace.report.summary_md import (
+    SITE_DEFINITION,
+    quality_change_text,
+    quality_level,
+    quality_metric,
+    quality_text,
+    render_summary_md,
+    sampling_settings,
+    site_text,
+)
 from divtrace.samples import SampleRecord
 from divtrace.samples.thinking import unclosed_count
 from divtrace.study import CheckpointSpec
@@ -71,6 +82,8 @@ _COLUMNS: dict[str, list[str]] = {
     "passk": PASSK_COLUMNS,
     "headline": HEADLINE_COLUMNS,
     "table1": TABLE1_COLUMNS,
+    "diversity_quality": DIVERSITY_QUALITY_COLUMNS,
+    "quality_edges": QUALITY_EDGES_COLUMNS,
 }
 
 
@@ -176,6 +189,8 @@ def write_report(
         indistinguishable=context["indistinguishable"],
         table1=tables.table1,
         qfd=tables.qfd,
+        diversity_quality=tables.diversity_quality,
+        quality_edges=tables.quality_edges,
     )
     write_atomic(out / "summary.md", lambda tmp: tmp.write_text(summary, encoding="utf-8"))
     return path
@@ -196,6 +211,13 @@ def render_html(context: Mapping[str, Any]) -> str:
     env.filters["site"] = site_text
     env.filters["delta_ci"] = lambda r, name: signed_ci(r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"])
     env.filters["share_ci"] = lambda r, name: share_ci(r[name], r[f"{name}_ci_low"], r[f"{name}_ci_high"])
+    env.filters["quality"] = quality_text
+    env.filters["quality_change"] = quality_change_text
+    env.filters["quality_level"] = lambda r, name: quality_level(r["quality_source"], r[name])
+    env.filters["diversity"] = lambda r: plain_ci(r["diversity"], r["diversity_ci_low"], r["diversity_ci_high"])
+    env.filters["diversity_change"] = lambda r: signed_pct_ci(
+        r["diversity_change_pct_base"], r["diversity_change_pct_base_ci_low"], r["diversity_change_pct_base_ci_high"]
+    )
     return env.from_string(source).render(**context)
 
 
@@ -237,6 +259,7 @@ def build_context(
     table1 = table1_view(tables.table1, study_info.name, metrics)
     qfd = tables.qfd
     shares_defined = qfd["residual_share"].notna()
+    quality_order = {m: i for i, m in enumerate(metrics)}
     return {
         "study": _study_header(study_info, graph),
         "findings": headline_findings(table1),
@@ -257,6 +280,13 @@ def build_context(
         "outside_unit_explanation": OUTSIDE_UNIT_EXPLANATION,
         "includes_zero_explanation": CI_INCLUDES_ZERO_EXPLANATION,
         "table1": table1,
+        "quality_rows": _records(tables.diversity_quality),
+        "quality_edges": _records(
+            tables.quality_edges.assign(_o=tables.quality_edges["metric"].map(quality_order))
+            .sort_values(["task", "_o"], kind="stable")
+            .drop(columns="_o")
+        ),
+        "quality_baseline": bool(tables.diversity_quality["is_baseline"].eq(True).any()),
         "primary_metric": primary,
         "drilldown": drilldown,
         "drilldown_cut": output_chars if output_chars < max_output_chars else None,
@@ -336,6 +366,7 @@ def build_figures(
     colours = plots.checkpoint_colours(order)
     figures: dict[str, Any] = {"lineage": None, "heatmaps": [], "waterfalls": [], "qfd": [], "thinking": None}
     figures["curves"] = []
+    figures["quality"] = quality_figures(tables.diversity_quality, graph, metrics, tasks, primary, colours)
     retained = tables.retained.dropna(subset=["retained"])
     if len(retained):
         figures["lineage"] = Markup(plots.plot_lineage(graph, retained, [primary] if primary else metrics))
@@ -362,6 +393,29 @@ def build_figures(
     for task in tasks:
         if (curves["task"] == task).any() or (passk["task"] == task).any():
             figures["curves"].append((task, Markup(plots.plot_curves(curves, passk, task, metrics, colours))))
+    return figures
+
+
+def quality_figures(
+    diversity_quality: pd.DataFrame,
+    graph: LineageGraph,
+    metrics: Sequence[str],
+    tasks: Sequence[str],
+    primary: str | None,
+    colours: Mapping[str, tuple[float, float, float, float]],
+) -> list[dict[str, Any]]:
+    """Per task with a quality, quality against diversity: ``{task, metric, svg}``, the metric being ``primary``
+    where the task has it, else the first of SBERT and ``metrics`` (:func:`quality_metric`)."""
+    rows = diversity_quality.dropna(subset=["diversity", "quality"])
+    figures = []
+    for task in tasks:
+        frame = rows[rows["task"] == task]
+        if frame.empty:
+            continue
+        metric = primary if primary is not None and (frame["metric"] == primary).any() else None
+        metric = metric or quality_metric(frame, metrics)
+        svg = plots.plot_diversity_quality(frame, task, str(metric), graph.edges(), colours)
+        figures.append({"task": task, "metric": metric, "svg": Markup(svg)})
     return figures
 
 

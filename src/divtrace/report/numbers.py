@@ -49,19 +49,20 @@ def plain(value: Any, digits: int = 1) -> str:
 
 def signed_pct_ci(value: Any, low: Any, high: Any, digits: int = 1) -> str:
     """A change in percent units: ``-62.0% [-65.0, -59.0]`` (``+4.0%`` without a CI); an en dash when missing."""
-    return _percent_ci(signed, value, low, high, digits)
+    return _with_ci(signed, value, low, high, digits, "%")
 
 
 def pct_ci(value: Any, low: Any, high: Any, digits: int = 1) -> str:
     """A level in percent units: ``62.5% [58.1, 66.0]`` (``62.5%`` without a CI); an en dash when missing."""
-    return _percent_ci(plain, value, low, high, digits)
+    return _with_ci(plain, value, low, high, digits, "%")
 
 
-def _percent_ci(number: Callable[[Any, int], str], value: Any, low: Any, high: Any, digits: int) -> str:
-    """``value%`` and ``[low, high]`` written by ``number``; the CI left out when either end is missing."""
+def _with_ci(number: Callable[[Any, int], str], value: Any, low: Any, high: Any, digits: int, unit: str = "") -> str:
+    """``value`` and ``[low, high]`` written by ``number`` (``unit`` after the value); the CI left out when either
+    end is missing."""
     if missing(value):
         return DASH
-    text = f"{number(value, digits)}%"
+    text = f"{number(value, digits)}{unit}"
     if missing(low) or missing(high):
         return text
     return f"{text} [{number(low, digits)}, {number(high, digits)}]"
@@ -76,11 +77,12 @@ def share_ci(value: Any, low: Any, high: Any) -> str:
     return pct_ci(percent(value), percent(low), percent(high))
 
 
+def plain_ci(value: Any, low: Any, high: Any, digits: int = 3) -> str:
+    """A level in its own units with its CI: ``0.512 [0.498, 0.530]`` (``0.512`` without a CI); an en dash when
+    missing."""
+    return _with_ci(plain, value, low, high, digits)
+
+
 def signed_ci(value: Any, low: Any, high: Any, digits: int = 3) -> str:
     """A raw signed difference with its CI: ``-0.200 [-0.230, -0.170]``; an en dash when missing."""
-    if missing(value):
-        return DASH
-    text = signed(value, digits)
-    if missing(low) or missing(high):
-        return text
-    return f"{text} [{signed(low, digits)}, {signed(high, digits)}]"
+    return _with_ci(signed, value, low, high, digits)

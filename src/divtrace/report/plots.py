@@ -429,6 +429,67 @@ def plot_curves(
     return _finish(fig)
 
 
+def plot_diversity_quality(
+    rows: pd.DataFrame,
+    task: str,
+    metric: str,
+    edges: Sequence[tuple[str, str]],
+    colours: Mapping[str, tuple[float, float, float, float]],
+) -> str:
+    """Quality (y) against ``metric`` diversity (x) for one task: a point per checkpoint with its 95% CIs as error
+    bars, and an arrow along each lineage edge, parent -> child.
+
+    ``rows``: the ``diversity_quality`` table (columns task, metric, checkpoint, diversity and quality with their
+    ``_ci_low`` / ``_ci_high``, quality_kind, quality_source, is_baseline). Win rates and pass@1 are drawn in %
+    (a dashed line at 50% for a win rate against a baseline checkpoint), the WB-Score on its own 1-10 scale; a
+    baseline's point (win rate 50% by definition) is hollow.
+    """
+    frame = rows[(rows["task"] == task) & (rows["metric"] == metric)].reset_index(drop=True)
+    sources = [str(s) for s in frame["quality_source"].dropna().unique()]
+    scale = 1.0 if sources == ["judge:wb_score"] else 100.0
+    fig = Figure(figsize=(5.6, 3.6))
+    ax = fig.subplots()
+    points: dict[str, tuple[float, float]] = {}
+    for row in frame.itertuples(index=False):
+        x, y = float(row.diversity), scale * float(row.quality)
+        colour = colours.get(str(row.checkpoint), (0.3, 0.3, 0.3, 1.0))
+        xerr = _error(x, row.diversity_ci_low, row.diversity_ci_high, 1.0)
+        yerr = _error(y, row.quality_ci_low, row.quality_ci_high, scale)
+        hollow = bool(row.is_baseline)
+        ax.errorbar(
+            [x], [y], xerr=xerr, yerr=yerr, fmt="o", color=colour, ecolor=colour, elinewidth=0.9, capsize=2,
+            markersize=6, markerfacecolor="white" if hollow else colour, zorder=3,
+        )  # fmt: skip
+        ax.annotate(
+            str(row.checkpoint), (x, y), xytext=(5, 5), textcoords="offset points", fontsize=7, color="0.15", zorder=4
+        )
+        points[str(row.checkpoint)] = (x, y)
+    for parent, child in edges:
+        if parent in points and child in points:
+            ax.annotate(
+                "",
+                xy=points[child],
+                xytext=points[parent],
+                arrowprops={"arrowstyle": "-|>", "color": "0.45", "shrinkA": 5, "shrinkB": 5, "linewidth": 0.9},
+                zorder=2,
+            )
+    kinds = [str(k) for k in frame["quality_kind"].dropna().unique()]
+    if scale == 100.0 and any(k.startswith("win rate vs ") and k != "win rate vs reference" for k in kinds):
+        ax.axhline(50, color="0.6", linestyle="--", linewidth=0.8)
+    ax.set_xlabel(f"{metric} diversity (mean over prompts)")
+    ax.set_ylabel(" / ".join(kinds) + (" (%)" if scale == 100.0 else ""))
+    ax.set_title(f"{task}: quality against {metric} diversity (95% CI)")
+    return _finish(fig)
+
+
+def _error(centre: float, low: object, high: object, scale: float) -> list[list[float]] | None:
+    """Error-bar lengths [[below], [above]] of a CI scaled by ``scale``; None when either end is missing."""
+    ends = [scale * float(v) for v in (low, high) if v is not None and math.isfinite(float(v))]
+    if len(ends) < 2:
+        return None
+    return [[max(centre - ends[0], 0.0)], [max(ends[1] - centre, 0.0)]]
+
+
 def _by_checkpoint(frame: pd.DataFrame, order: Mapping[str, object]) -> list[tuple[str, pd.DataFrame]]:
     """``frame`` split by checkpoint, in ``order`` (then any others), each part sorted by k."""
     names = [n for n in order if (frame["checkpoint"] == n).any()]

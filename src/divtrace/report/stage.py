@@ -26,7 +26,8 @@ from divtrace.samples import SampleRecord
 from divtrace.study import Study
 
 #: Bumped when the report changes for the same inputs.
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: the "Diversity against quality" section (HTML and summary.md), from the analysis'
+# diversity_quality and quality_edges tables
 
 
 @dataclass(frozen=True)

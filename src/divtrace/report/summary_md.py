@@ -4,9 +4,10 @@ sites and the decomposition.
 Inputs are the analysis tables (canonical columns as in :func:`divtrace.report.html.report_tables`): ``table1``
 (per lineage, each stage's change as % of base averaged over tasks; with the published row for the ``olmo3-7b``
 study), ``headline`` (one Markdown table per lineage with one column per stage of its path, per task and metric),
-``collapse_sites`` and ``qfd`` (the quality-filtered decomposition, shares outside [0, 1] and shares of a ΔD_all
-whose CI includes 0 flagged and explained). Every change has one sign, stated once at the top
-(:data:`divtrace.analysis.SIGN_CONVENTION`: negative = diversity lost), and every number is written by
+``collapse_sites``, ``diversity_quality`` and ``quality_edges`` (diversity against quality: a table per task and a
+sentence per stage, only when some checkpoint has a quality) and ``qfd`` (the quality-filtered decomposition, shares
+outside [0, 1] and shares of a ΔD_all whose CI includes 0 flagged and explained). Every change has one sign, stated
+once at the top (:data:`divtrace.analysis.SIGN_CONVENTION`: negative = diversity lost), and every number is written by
 :mod:`divtrace.report.numbers`. A footnote or legend appears only when some cell uses its mark.
 """
 
@@ -20,8 +21,20 @@ import pandas as pd
 
 from divtrace.analysis import GAINED, NO_SIGNIFICANT_LOSS, SIGN_CONVENTION
 from divtrace.analysis.qfd import CI_INCLUDES_ZERO_EXPLANATION, OUTSIDE_UNIT_EXPLANATION
-from divtrace.report.findings import headline_findings, table1_view
-from divtrace.report.numbers import DASH, MINUS, absent, missing, pct_ci, share_ci, signed, signed_ci, signed_pct_ci
+from divtrace.analysis.quality import BASELINE_NOTE, points_per_unit
+from divtrace.report.findings import headline_findings, ordered_metrics, table1_view
+from divtrace.report.numbers import (
+    DASH,
+    MINUS,
+    absent,
+    missing,
+    pct_ci,
+    plain_ci,
+    share_ci,
+    signed,
+    signed_ci,
+    signed_pct_ci,
+)
 from divtrace.report.study_info import StudyInfo
 from divtrace.study import RecordedSampling, SamplingSpec
 
@@ -47,6 +60,8 @@ def render_summary_md(
     indistinguishable: Sequence[Mapping[str, Any]] | None = None,
     table1: pd.DataFrame | None = None,
     qfd: pd.DataFrame | None = None,
+    diversity_quality: pd.DataFrame | None = None,
+    quality_edges: pd.DataFrame | None = None,
 ) -> str:
     """The Markdown summary of a study.
 
@@ -69,6 +84,11 @@ def render_summary_md(
             missing.
         qfd: optional; the analysis' ``qfd`` table: one row per comparison, task and metric, every share with its
             CI, shares outside [0, 1] and shares of a ΔD_all whose CI includes 0 marked and explained.
+        diversity_quality: optional; the analysis' ``diversity_quality`` table: per task, a table of each
+            checkpoint's quality (with its CI and what it measures) and its diversity in each metric. None or empty
+            leaves the section out.
+        quality_edges: optional; the analysis' ``quality_edges`` table: per task, each stage's quality change next
+            to its diversity change in each metric, and the sentence of the first metric (SBERT first).
 
     Returns:
         Markdown text: title, caveat, the sentences and the sign convention, warnings, Table 1, then per lineage a
@@ -118,6 +138,8 @@ def render_summary_md(
     lines += _per_task_lines(headline, metrics)
     if collapse_sites is not None and not collapse_sites.empty:
         lines += _collapse_site_lines(collapse_sites)
+    if diversity_quality is not None and not diversity_quality.empty:
+        lines += _quality_lines(diversity_quality, quality_edges, metrics)
     if qfd is not None and not qfd.empty:
         lines += _qfd_lines(qfd, metrics)
     return "\n".join(lines)
@@ -169,6 +191,119 @@ def site_text(row: Mapping[Any, Any]) -> str:
     if absent(row.get("child")):
         return DASH
     return f"{row['parent']} → {row['child']} ({row['stage']})"
+
+
+def quality_level(source: Any, value: Any, low: Any = None, high: Any = None) -> str:
+    """A quality in its unit (``source``: ``quality_source``): a win rate or pass@1 in % (``62.0% [55.0, 69.0]``),
+    the WB-Score on its 1-10 scale (``6.42 [6.10, 6.75]``); the CI left out when not given."""
+    scale = points_per_unit(str(source))
+    if scale == 1.0:
+        return plain_ci(value, low, high, 2)
+    percent = [None if missing(v) else scale * float(v) for v in (value, low, high)]
+    return pct_ci(percent[0], percent[1], percent[2])
+
+
+def quality_text(row: Mapping[Any, Any]) -> str:
+    """A checkpoint's quality with its CI (:func:`quality_level`); a baseline's reads ``50.0% [50.0, 50.0], the
+    baseline (by definition)``."""
+    text = quality_level(
+        row.get("quality_source"), row.get("quality"), row.get("quality_ci_low"), row.get("quality_ci_high")
+    )
+    note = row.get("quality_note")
+    return f"{text}, {note}" if isinstance(note, str) and note else text
+
+
+def quality_change_text(row: Mapping[Any, Any]) -> str:
+    """A stage's quality change in points: ``+21.0 points`` (percentage points for win rates and pass@1)."""
+    points = row.get("quality_change_points")
+    return DASH if missing(points) else f"{signed(points, 1)} points"
+
+
+def quality_metric(frame: pd.DataFrame, metrics: Sequence[str] | None) -> str | None:
+    """The metric a diversity-against-quality sentence or plot uses: the first present of SBERT, then ``metrics``."""
+    present = [str(m) for m in frame["metric"].dropna().unique()]
+    return ordered_metrics(present, metrics)[0] if present else None
+
+
+def _quality_lines(
+    diversity_quality: pd.DataFrame, quality_edges: pd.DataFrame | None, metrics: Sequence[str] | None
+) -> list[str]:
+    """The diversity-against-quality section: per task, a table of checkpoints, then each stage's change of both."""
+    present = ordered_metrics([str(m) for m in diversity_quality["metric"].dropna().unique()], metrics)
+    lines = [
+        "## Diversity against quality",
+        "",
+        "Each checkpoint's quality (95% CI; a judge's win rate or WB-Score, pass@1 from the verdicts on verifiable "
+        "tasks) next to its diversity (mean over prompts, 95% CI), then each stage's quality change (child "
+        f"{MINUS} parent: percentage points for win rates and pass@1, score points for the WB-Score) next to its "
+        "diversity change (% of base).",
+        "",
+    ]
+    edges = quality_edges if quality_edges is not None else pd.DataFrame()
+    for task, frame in diversity_quality.groupby("task", sort=True):
+        lines += [f"### {_cell(task)}", ""]
+        header = [
+            "checkpoint",
+            "quality",
+            "measure",
+            *(f"{_cell(m)} diversity" for m in present if (frame["metric"] == m).any()),
+        ]
+        lines += [_row(header), _row(["---"] + ["---:"] + ["---"] + ["---:"] * (len(header) - 3))]
+        for checkpoint, rows in frame.groupby("checkpoint", sort=False):
+            first = rows.iloc[0]
+            by_metric = rows.set_index("metric")
+            cells = [_cell(checkpoint), _cell(quality_text(first.to_dict())), _cell(first["quality_kind"])]
+            for metric in (m for m in present if (frame["metric"] == m).any()):
+                r = by_metric.loc[metric] if metric in by_metric.index else None
+                cells.append(
+                    DASH if r is None else plain_ci(r["diversity"], r["diversity_ci_low"], r["diversity_ci_high"])
+                )
+            lines.append(_row(cells))
+        lines.append("")
+        stages = edges[edges["task"] == task] if not edges.empty else edges
+        if stages.empty:
+            continue
+        shown = [m for m in present if (stages["metric"] == m).any()]
+        header = ["stage", "quality change", *(f"{_cell(m)} change, % of base" for m in shown)]
+        lines += [_row(header), _row(["---"] + ["---:"] * (len(header) - 1))]
+        for (parent, child), rows in stages.groupby(["parent", "child"], sort=False):
+            by_metric = rows.set_index("metric")
+            first = rows.iloc[0]
+            cells = [
+                f"{_cell(parent)} → {_stage_label(first['stage'], child)}",
+                quality_change_text(first.to_dict()),
+            ]
+            for metric in shown:
+                r = by_metric.loc[metric] if metric in by_metric.index else None
+                cells.append(
+                    DASH
+                    if r is None
+                    else signed_pct_ci(
+                        r["diversity_change_pct_base"],
+                        r["diversity_change_pct_base_ci_low"],
+                        r["diversity_change_pct_base_ci_high"],
+                    )
+                )
+            lines.append(_row(cells))
+        lines.append("")
+        headline = quality_metric(stages, metrics)
+        lines += [f"- {_cell(r['sentence'])}" for r in stages[stages["metric"] == headline].to_dict("records")]
+        lines.append("")
+    if diversity_quality["is_baseline"].map(_true).any():
+        lines += [
+            f"A checkpoint marked _{BASELINE_NOTE}_ is the one the others are compared with: it is not judged "
+            "against itself, so its win rate is 50% by definition.",
+            "",
+        ]
+    unparseable = diversity_quality.drop_duplicates(["task", "checkpoint"])
+    unparseable = unparseable[pd.to_numeric(unparseable["n_unparseable"], errors="coerce").fillna(0) > 0]
+    if len(unparseable):
+        counts = ", ".join(
+            f"{_cell(r['checkpoint'])} \N{MULTIPLICATION SIGN} {_cell(r['task'])}: {int(r['n_unparseable'])}"
+            for r in unparseable.to_dict("records")
+        )
+        lines += [f"Judgments whose verdict could not be read (as the judge reports them): {counts}.", ""]
+    return lines
 
 
 def _table1_lines(view: Mapping[str, Any], absent: bool) -> list[str]:
