@@ -438,8 +438,9 @@ class JudgeOutcome:
         out: the output directory (``judgments.parquet``, ``quality.csv``, ``cache.jsonl``).
         judgments: one row per judge call (and per output not sent); empty after ``batch_prepare``.
         quality: one row per (checkpoint, task, protocol); empty after ``batch_prepare``.
-        requests: the judge calls the inputs need; ``answered_before``: of them, answered by the cache (or the batch
-            results) before any request was sent; ``sent``: sent to the endpoint now.
+        requests: the distinct judge calls the inputs need (two outputs judged with the same texts share one);
+            ``answered_before``: of them, answered by the cache (or the batch results) before any request was sent;
+            ``sent``: sent to the endpoint now.
         batch_files: the Batch API request files written (``batch_prepare``).
         skipped_records: the invalid records skipped (``skip_invalid``), one line each.
     """
@@ -509,7 +510,7 @@ def judge(
     from divtrace.io_atomic import write_atomic, write_table_atomic
     from divtrace.judge.aggregate import quality_table
     from divtrace.judge.batch import read_batch_results, write_batch_requests
-    from divtrace.judge.cache import JudgmentCache, resolve
+    from divtrace.judge.cache import JudgmentCache, resolve, store_results
     from divtrace.judge.client import JudgeClient, JudgeEndpoint
     from divtrace.judge.inputs import JudgeInputs, is_run_directory, read_run_directory
     from divtrace.judge.pipeline import JudgeConfig, judgments_table, plan_requests, study_protocols
@@ -547,15 +548,13 @@ def judge(
     out.mkdir(parents=True, exist_ok=True)
     cache = JudgmentCache(out / "cache.jsonl")
     if batch_results:
-        answers = read_batch_results([Path(f) for f in batch_results])
-        for request in work.requests:
-            if request.key in answers and cache.get(request.key) is None:
-                cache.put(request, answers[request.key])
-    pending = [request for request in work.requests if cache.get(request.key) is None]
-    answered_before = len(work.requests) - len(pending)
+        store_results(cache, work.requests, read_batch_results([Path(f) for f in batch_results]))
+    distinct = {request.key: request for request in work.requests}  # the same call for two outputs: asked once
+    pending = [request for key, request in distinct.items() if cache.get(key) is None]
+    answered_before = len(distinct) - len(pending)
     if batch_prepare is not None:
         files = write_batch_requests(pending, Path(batch_prepare))
-        return JudgeOutcome(out, pd.DataFrame(), pd.DataFrame(), len(work.requests), answered_before, 0, files, skipped)
+        return JudgeOutcome(out, pd.DataFrame(), pd.DataFrame(), len(distinct), answered_before, 0, files, skipped)
     client = None
     if endpoint is not None:
         client = JudgeClient(
@@ -574,4 +573,4 @@ def judge(
     quality = quality_table(judgments, bootstrap)
     write_table_atomic(judgments, out / "judgments.parquet")
     write_atomic(out / "quality.csv", lambda tmp: quality.to_csv(tmp, index=False))
-    return JudgeOutcome(out, judgments, quality, len(work.requests), answered_before, len(pending), [], skipped)
+    return JudgeOutcome(out, judgments, quality, len(distinct), answered_before, len(pending), [], skipped)

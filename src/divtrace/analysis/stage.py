@@ -8,7 +8,7 @@ cut to a common K (only when there are some, so other runs keep their keys) and 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,10 +35,11 @@ ANALYSIS_VERSION = 5  # 3: collapse_sites.status (a site is a significant loss),
 
 @dataclass(frozen=True)
 class AnalysisWork:
-    """The stored scores and verdicts of a run (empty frames where there are none)."""
+    """The stored scores, verdicts and judgments of a run (empty frames where there are none)."""
 
     scores: pd.DataFrame
     verdicts: pd.DataFrame
+    judgments: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,17 @@ class AnalyzeStage(Stage[AnalysisWork, AnalysisResult]):
         return [Unit("analysis", key, marker_for(layout.analysis_dir), tuple(analysis_files(layout.analysis_dir)))]
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[AnalysisWork]]:
-        """Every stored score and verdict, in study order, as one item; refused when a unit's scores are missing or
-        a unit's scores or verdicts are not complete."""
+        """Every stored score, verdict and judgment (when the study has a judge), in study order, as one item;
+        refused when a unit's scores are missing or a unit's scores, verdicts or judgments are not complete."""
         for cell in cells(self.study, self.tasks):
             layout.check_scores(*cell, self.name)
             layout.check_verdicts(*cell, self.name)
+            if self.study.judge is not None:
+                layout.check_judgments(*cell, self.name)
         scores = read_tables(layout.scores_file(*cell) for cell in cells(self.study, self.tasks))
         verdicts = read_tables(layout.verdicts_file(*cell) for cell in cells(self.study, self.tasks))
-        return [WorkItem(unit, AnalysisWork(scores, verdicts))]
+        judgments = read_tables(judgment_files(layout, self.study, self.tasks))
+        return [WorkItem(unit, AnalysisWork(scores, verdicts, judgments))]
 
     def open_worker(self, group: str, threads: int | None, progress: ProgressSink | None) -> Analysing:
         """A worker (it loads nothing)."""
@@ -93,7 +97,11 @@ class Analysing:
         self.study = study
 
     def compute(self, payload: AnalysisWork, progress: ProgressSink | None) -> AnalysisResult:
-        """Every analysis table along the study's lineage graph."""
+        """Every analysis table along the study's lineage graph (with the judge's quality table when there are
+        judgments)."""
+        from divtrace.judge.aggregate import quality_table
+
+        quality = quality_table(payload.judgments) if not payload.judgments.empty else None
         return analyze(
             payload.scores,
             payload.verdicts,
@@ -101,6 +109,7 @@ class Analysing:
             qfd_pairing=self.study.decomposition,
             study_name=self.study.name,
             mixed_k=mixed_k(self.study),
+            quality=quality,
         )
 
     def close(self) -> None:
@@ -119,7 +128,16 @@ def cells(study: Study, tasks: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def input_files(layout: RunLayout, study: Study, tasks: tuple[str, ...]) -> list[Path]:
-    """The stored score and verdict files of every (checkpoint, task), in study order (what the analysis and the
-    report are computed from)."""
+    """The stored score, verdict and (with a judge) judgment files of every (checkpoint, task), in study order (what
+    the analysis and the report are computed from)."""
     places = [place(*cell) for cell in cells(study, tasks) for place in (layout.scores_file, layout.verdicts_file)]
+    return [path for path in places if path.exists()] + judgment_files(layout, study, tasks)
+
+
+def judgment_files(layout: RunLayout, study: Study, tasks: tuple[str, ...]) -> list[Path]:
+    """The stored judgment files of every (checkpoint, task), in study order; none when the study has no judge
+    (judgments left by an earlier judge section are not read)."""
+    if study.judge is None:
+        return []
+    places = [layout.judgments_file(*cell) for cell in cells(study, tasks)]
     return [path for path in places if path.exists()]

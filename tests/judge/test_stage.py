@@ -1,0 +1,96 @@
+"""The judge stage of ``divtrace run``: a study's ``judge:`` section against a deterministic judge server on
+127.0.0.1, on the real quickstart models: units and markers like the other stages, the analysis and report's
+diversity against quality, a rerun that asks nothing, an interrupted judge that resumes, a dead endpoint found
+before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+import divtrace
+from divtrace.errors import DivtraceError
+from divtrace.judge.client import JudgeEndpointError
+from divtrace.runs.layout import RunLayout
+from divtrace.study import Study, small_quickstart_study
+from divtrace.study.spec import JudgeSpec, TaskSpec
+from tests.judge import judges
+from tests.judge_server import JudgeServer
+
+DATA = Path(__file__).parent.parent / "fixtures" / "judge" / "data"
+BASE, INSTRUCT = "gemma-3-270m", "smollm2-135m-instruct"
+
+
+def judge_answer(body: dict[str, Any]) -> str:
+    return judges.route(body["messages"])
+
+
+def judged_study(endpoint: str, **judge: Any) -> Study:
+    """The small quickstart (2 prompts, K = 2, 8 tokens) plus TL;DR from the test data, judged: TL;DR by Kirk et
+    al. (the study's protocol), open_ended by Arena-Hard against the lineage's base."""
+    study = small_quickstart_study(2, 2, 8, shard_size=2)
+    spec = JudgeSpec(
+        endpoint=endpoint,
+        model="judge-model",
+        protocols={"tldr": "kirk_summary", "open_ended": "arena_hard_creative"},
+        max_retries=0,
+        **judge,
+    )
+    return study.model_copy(
+        update={
+            "tasks": [*study.tasks, TaskSpec(name="tldr", n=2)],
+            "data_dir": str(DATA),
+            "judge": spec,
+            "metrics": ["ead"],
+        }
+    )
+
+
+@pytest.mark.slow
+def test_a_study_with_a_judge_runs_the_stage_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    layout = RunLayout(out)
+    with JudgeServer(judge_answer) as server:
+        study = judged_study(server.base_url)
+        divtrace.run(study, out)
+        calls = len(server.calls)
+        assert calls == 2 * 2 + 2 * 2  # tldr: 2 prompts x 2 checkpoints; open_ended: instruct vs base, 2 orders
+        assert layout.judgments_file(BASE, "tldr").exists() and layout.judgments_file(INSTRUCT, "tldr").exists()
+        assert layout.judgments_file(INSTRUCT, "open_ended").exists()
+        assert not layout.judgments_file(BASE, "open_ended").exists()  # the baseline is not judged against itself
+        arena = pd.read_parquet(layout.judgments_file(INSTRUCT, "open_ended"))
+        assert set(arena["baseline"]) == {BASE} and set(arena["order"]) == {"candidate_first", "baseline_first"}
+        dq = pd.read_parquet(layout.analysis_table("diversity_quality"))
+        judged = dq[dq["quality_source"].str.startswith("judge:")]
+        assert {(row.checkpoint, row.task) for row in judged.itertuples()} >= {
+            (BASE, "tldr"), (INSTRUCT, "tldr"), (INSTRUCT, "open_ended"), (BASE, "open_ended"),
+        }  # fmt: skip
+        assert judged[judged["is_baseline"]]["quality"].tolist() == [0.5]
+        assert "Diversity against quality" in layout.report_html.read_text()
+        outcome = divtrace.run(study, out)
+        assert len(server.calls) == calls  # nothing asked again
+        judge_report = next(report for report in outcome.reports if report.stage == "judge")
+        assert judge_report.ran == [] and len(judge_report.skipped) == 3
+
+
+@pytest.mark.slow
+def test_an_interrupted_judge_keeps_its_answers_and_a_dead_endpoint_is_found_first(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with (
+        JudgeServer(judge_answer, script=["answer"] * 3, default=500) as failing,
+        pytest.raises(JudgeEndpointError, match="500"),
+    ):
+        divtrace.run(judged_study(failing.base_url), out)
+    cache = RunLayout(out).judge_cache_file
+    kept = len(cache.read_text().splitlines())
+    assert kept == 3  # what arrived before the failure is kept
+    with JudgeServer(judge_answer) as server:
+        divtrace.run(judged_study(server.base_url), out)
+        assert len(server.calls) == 8 - kept  # only what was not answered
+    dead = tmp_path / "dead"
+    with pytest.raises(DivtraceError, match=r"127\.0\.0\.1:9"):
+        divtrace.run(judged_study("http://127.0.0.1:9/v1"), dead)
+    assert not RunLayout(dead).study_file.exists()  # refused before anything was written
