@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from divtrace.runs.stage import StageReport
     from divtrace.study import Study
     from divtrace.study.planned import PlannedTask
+    from divtrace.study.spec import JudgeSpec
 
 SamplesInput = str | Path | SampleRecord | Sequence[str | Path] | Sequence[SampleRecord]
 
@@ -348,6 +349,7 @@ def analyze(
     on_import: Callable[[dict[tuple[str, str], int]], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
     wait: bool = False,
+    judge: JudgeSpec | None = None,
 ) -> RunOutcome:
     """Verify, score, analyze (and report) samples generated elsewhere, along a lineage, into the run directory
     ``out``; resumable like :func:`run`.
@@ -374,6 +376,9 @@ def analyze(
             per (checkpoint, task); on_warning with each warning about the input (a cell cut to its common K;
             default: :func:`warnings.warn` with :class:`~divtrace.errors.DivtraceWarning`).
         wait: when another run holds ``out``, wait until it is done instead of raising (as :func:`run`).
+        judge: an LLM judge of quality (a study's ``judge:`` section, :class:`~divtrace.study.spec.JudgeSpec`; default:
+            ``study``'s): the judge stage runs after verification, and the analysis and report put diversity
+            against quality. Its endpoint is checked once the samples are imported, before any stage works.
 
     The analysis holds ``out`` from start to end, and ``out`` belongs to one study, as for :func:`run`: a run
     directory of ``divtrace run`` (or of another study) is refused before anything in it is written.
@@ -413,12 +418,17 @@ def analyze(
             task_map=task_map,
             mixed_k=common.mixed,
         )
+        judging = judge if judge is not None else base_study.judge if base_study is not None else None
+        if judging is not None:
+            chosen = chosen.with_judge(judging)
         layout = RunLayout(out)
         imported = import_samples(chosen, records, layout, strip_thinking=strip_thinking)
         if on_import is not None:
             on_import(dict(imported.counts))
         tasks = run_tasks(chosen)
         stages = study_stages(chosen, tasks, layout, generate=False, verify=verify, report=report)
+        for stage in stages:
+            stage.check_ready(layout)
         reports = run_stages(stages, layout, LocalExecutor(), progress=progress, on_stage=on_stage)
         return RunOutcome(Path(out), reports)
 

@@ -161,3 +161,21 @@ def test_unreachable_endpoint_and_missing_reference_are_named_before_any_work(tm
         assert server.calls == []
     assert missing.returncode == 2
     assert "prompt p9" in missing.stderr and "bad.jsonl" in missing.stderr and "references.summary" in missing.stderr
+
+
+def test_divtrace_analyze_judges_imported_samples(tmp_path: Path) -> None:
+    files = write_samples(tmp_path)
+    run = tmp_path / "run"
+    with JudgeServer(judge_answer) as server:
+        result = run_divtrace("analyze", *files, "--lineage", "base>sft", "--out", run, "--metrics", "ead",
+                              "--judge-endpoint", server.base_url, "--judge-model", JUDGE)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert len(server.calls) == 9
+    dq = pd.read_parquet(run / "analysis" / "diversity_quality.parquet")
+    judged = {(row.checkpoint, row.task): row.quality for row in dq[dq["metric"] == "ead"].itertuples()}
+    assert judged == pytest.approx({**EXPECTED, ("base", "writingprompts"): 0.5})  # the baseline: 0.5 by definition
+    summary = (run / "report" / "summary.md").read_text()
+    assert "Diversity against quality" in summary
+    bad = run_divtrace("analyze", *files, "--lineage", "base>sft", "--out", tmp_path / "other",
+                       "--judge-model", JUDGE)  # fmt: skip
+    assert bad.returncode == 2 and "--judge-endpoint" in bad.stderr

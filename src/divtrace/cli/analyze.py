@@ -25,9 +25,10 @@ from divtrace.cli.options import (
 )
 from divtrace.cli.outcome import print_outcome
 from divtrace.cli.progress import progress_display
+from divtrace.errors import DivtraceError
 
 if TYPE_CHECKING:
-    pass
+    from divtrace.study.spec import JudgeSpec
 
 
 @command()
@@ -67,8 +68,31 @@ def analyze(
     strict_k: StrictKOption = False,
     output_format: FormatOption = OutputFormat.table,
     wait: WaitOption = False,
+    judge_endpoint: Annotated[
+        str | None, typer.Option("--judge-endpoint", help="an OpenAI-compatible API root for the LLM judge")
+    ] = None,
+    judge_model: Annotated[
+        str | None,
+        typer.Option(
+            "--judge-model", help="judge quality with this model (the study: gpt-4.1-mini) at --judge-endpoint"
+        ),
+    ] = None,
+    judge_protocol: Annotated[
+        list[str] | None,
+        typer.Option("--judge-protocol", help="TASK=PROTOCOL, repeatable (default: the study's for its judged tasks)"),
+    ] = None,
+    judge_outputs: Annotated[
+        str, typer.Option("--judge-outputs", help="first (the study's) or all outputs per prompt")
+    ] = "first",
+    judge_baseline: Annotated[
+        str | None, typer.Option("--judge-baseline", help="checkpoint compared with (default: each lineage's base)")
+    ] = None,
+    judge_api_key_env: Annotated[
+        str, typer.Option("--judge-api-key-env", help="environment variable holding the judge endpoint's API key")
+    ] = "OPENAI_API_KEY",
 ) -> None:
-    """Analyze samples generated elsewhere along a lineage: verify, score, analyze (and report), resumably."""
+    """Analyze samples generated elsewhere along a lineage: verify, (judge,) score, analyze (and report),
+    resumably."""
     from divtrace.api import analyze as analyze_samples
     from divtrace.runs.lock import hold_run_directory
     from divtrace.study.imported import SampleSource
@@ -80,6 +104,7 @@ def analyze(
     mapping = parse_task_map(task_map or [])
     if study is not None:
         checks.existing_inputs([study], "study")
+    judge = judge_spec(judge_endpoint, judge_model, judge_protocol, judge_outputs, judge_baseline, judge_api_key_env)
 
     def imported(counts: dict[tuple[str, str], int]) -> None:
         say(
@@ -111,5 +136,37 @@ def analyze(
             on_problem=lambda problem: note(problem, "skipped"),
             on_import=imported,
             on_warning=lambda message: note(message, "warning"),
+            judge=judge,
         )
     print_outcome(outcome.reports, out, output_format)
+
+
+def judge_spec(
+    endpoint: str | None,
+    model: str | None,
+    protocols: list[str] | None,
+    outputs: str,
+    baseline: str | None,
+    api_key_env: str,
+) -> JudgeSpec | None:
+    """The judge the ``--judge-*`` flags ask for (None without ``--judge-model``); DivtraceError when a flag is
+    missing or wrong."""
+    from divtrace.cli.judge import parse_protocols
+    from divtrace.study.spec import JudgeSpec
+
+    if model is None:
+        if endpoint is not None or protocols:
+            raise DivtraceError("--judge-endpoint and --judge-protocol need --judge-model (the judge model's name)")
+        return None
+    if endpoint is None:
+        raise DivtraceError("--judge-model needs --judge-endpoint (an OpenAI-compatible API root)")
+    if outputs not in ("first", "all"):
+        raise DivtraceError(f"--judge-outputs {outputs!r}: first or all")
+    return JudgeSpec(
+        endpoint=endpoint,
+        model=model,
+        api_key_env=api_key_env,
+        protocols=parse_protocols(protocols),
+        outputs="all" if outputs == "all" else "first",
+        baseline=baseline,
+    )

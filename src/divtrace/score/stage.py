@@ -158,4 +158,3 @@ class Scoring:
 
     def close(self) -> None:
         """Nothing to release (the models stay cached in the process)."""
-

@@ -290,6 +290,16 @@ class Study(_Strict):
         self._judge_is_valid()
         return self
 
+    def with_judge(self, judge: JudgeSpec) -> Study:
+        """This study with ``judge`` as its judge (validated as a ``judge:`` section is: a DivtraceError names the
+        bad key)."""
+        study = self.model_copy(update={"judge": judge})
+        try:
+            study._judge_is_valid()
+        except ValueError as err:
+            raise DivtraceError(str(err)) from None
+        return study
+
     def _judge_is_valid(self) -> None:
         """The judge's protocols are known and name the study's tasks; its baseline is a checkpoint."""
         if self.judge is None:
