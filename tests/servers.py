@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 
@@ -150,7 +150,65 @@ def launch_transformers_serve(model_dir: str, logs: Path) -> ServerProcess | Non
     )  # fmt: skip
 
 
-class FlakyServer:
+class LoopbackServer:
+    """A stdlib ``ThreadingHTTPServer`` on 127.0.0.1, serving from a daemon thread inside a ``with`` block; a
+    subclass answers each request in :meth:`handle`."""
+
+    def __init__(self) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+            def do_GET(self) -> None:
+                owner.handle("GET", self)
+
+            def do_POST(self) -> None:
+                owner.handle("POST", self)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def handle(self, method: str, handler: BaseHTTPRequestHandler) -> None:
+        """Answer one ``method`` request through ``handler``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def body_of(handler: BaseHTTPRequestHandler) -> bytes:
+        """The request's body."""
+        return handler.rfile.read(int(handler.headers.get("Content-Length", "0")))
+
+    @staticmethod
+    def send(
+        handler: BaseHTTPRequestHandler, status: int, payload: bytes, headers: dict[str, str] | None = None
+    ) -> None:
+        """Answer ``status`` with the JSON ``payload`` and any extra ``headers``."""
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def error_payload(status: int, message: str) -> bytes:
+    """An OpenAI-style error body."""
+    return json.dumps({"error": {"message": message, "type": "server_error", "code": status}}).encode()
+
+
+class FlakyServer(LoopbackServer):
     """A real HTTP server on 127.0.0.1 that answers POSTs from a script, then a default action.
 
     Actions: an HTTP status (an OpenAI-style error body), ``"proxy"`` (forward to ``upstream`` and relay the
@@ -161,49 +219,33 @@ class FlakyServer:
     def __init__(
         self, script: list[int | str], default: int | str = "proxy", upstream: str | None = None, hang_s: float = 3.0
     ) -> None:
+        super().__init__()
         self.script = list(script)
         self.default = default
         self.upstream = upstream
         self.hang_s = hang_s
         self.posts: list[int] = []
         self._lock = threading.Lock()
-        flaky = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                self._relay(*flaky.forward("GET", self.path, None, self.headers.get("Authorization")))
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with flaky._lock:
-                    action = flaky.script.pop(0) if flaky.script else flaky.default
-                if action == "hang":
-                    flaky.posts.append(0)
-                    time.sleep(flaky.hang_s)
-                    return
-                if action == "proxy":
-                    status, payload = flaky.forward("POST", self.path, body, self.headers.get("Authorization"))
-                else:
-                    status = int(action)
-                    payload = json.dumps({"error": {"message": f"scripted {status}", "type": "server_error"}})
-                    payload = payload.encode()
-                flaky.posts.append(status)
-                self._relay(status, payload)
-
-            def _relay(self, status: int, payload: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+    def handle(self, method: str, handler: BaseHTTPRequestHandler) -> None:
+        auth = handler.headers.get("Authorization")
+        if method == "GET":
+            self.send(handler, *self.forward("GET", handler.path, None, auth))
+            return
+        body = self.body_of(handler)
+        with self._lock:
+            action = self.script.pop(0) if self.script else self.default
+        if action == "hang":
+            self.posts.append(0)
+            time.sleep(self.hang_s)
+            return
+        if action == "proxy":
+            status, payload = self.forward("POST", handler.path, body, auth)
+        else:
+            status = int(action)
+            payload = error_payload(status, f"scripted {status}")
+        self.posts.append(status)
+        self.send(handler, status, payload)
 
     def forward(self, method: str, path: str, body: bytes | None, auth: str | None) -> tuple[int, bytes]:
         if self.upstream is None:
@@ -215,11 +257,3 @@ class FlakyServer:
                 return answer.status, answer.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()
-
-    def __enter__(self) -> FlakyServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()

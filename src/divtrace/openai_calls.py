@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -98,8 +99,11 @@ def connection_failure(err: BaseException) -> str:
     first = err.__cause__ or err
     cause: BaseException | None = err
     while cause is not None:
-        if isinstance(cause, OSError) and cause.errno is not None and cause.strerror:
-            return cause.strerror[:1].lower() + cause.strerror[1:]
+        if isinstance(cause, OSError) and cause.errno is not None:
+            # errno's own words (asyncio words a refused connection "Connect call failed (host, port)")
+            reason = os.strerror(cause.errno) if cause.errno > 0 else cause.strerror
+            if reason:
+                return reason[:1].lower() + reason[1:]
         cause = cause.__cause__ or cause.__context__
     return f"{type(first).__name__}: {first}"
 

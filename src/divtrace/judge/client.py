@@ -193,7 +193,7 @@ class JudgeClient:
             completion = await client.chat.completions.create(**request.body())
         except openai.APIStatusError as err:
             if err.status_code in REFUSED_STATUSES:
-                return JudgeResponse(request.key, None, error=status_error(err.status_code, err.message))
+                return JudgeResponse(request.key, None, error=status_error(err.status_code, _server_message(err)))
             raise self._failure(err, "/chat/completions", self.endpoint.max_retries, request.settings.model) from err
         except openai.APIConnectionError as err:
             raise self._failure(err, "/chat/completions", self.endpoint.max_retries) from err
@@ -239,6 +239,13 @@ def response_from_completion(key: str, body: Mapping[str, Any], source: str) -> 
     if not isinstance(content, str):
         return JudgeResponse(key, None, error=NO_CONTENT, finish_reason=finish_reason, source=source)
     return JudgeResponse(key, content, finish_reason=finish_reason, source=source)
+
+
+def _server_message(err: openai.APIStatusError) -> str:
+    """The message of the server's error body (``{"error": {"message": ...}}``), else the package's message."""
+    body = err.body
+    message = body.get("message") if isinstance(body, Mapping) else None
+    return message if isinstance(message, str) and message else err.message
 
 
 def status_error(status: int, message: str) -> str:
