@@ -1,11 +1,12 @@
 """divtrace: find where output diversity collapses along a post-training lineage.
 
 The entry points: :func:`divtrace.run` (a study end to end, on this machine or a Ray cluster), :func:`divtrace.analyze`
-(samples generated elsewhere, along a lineage) and :func:`divtrace.score` (diversity of sample files). Metrics live in
-a registry (:func:`metric_names`, :func:`create_metric`, :func:`register_metric`).
+(samples generated elsewhere, along a lineage), :func:`divtrace.score` (diversity of sample files) and
+:func:`divtrace.judge_samples` (their quality by an LLM judge; the package :mod:`divtrace.judge` holds the
+judges). Metrics live in a registry (:func:`metric_names`, :func:`create_metric`, :func:`register_metric`).
 """
 
-from divtrace.api import RunOutcome, analyze, run, score
+from divtrace.api import JudgeOutcome, RunOutcome, analyze, judge_samples, run, score
 from divtrace.errors import DivtraceError, ModelLoadError, SampleFormatError
 from divtrace.samples import SampleRecord, read_samples, write_samples
 from divtrace.score.metrics import Metric, ScoringContext, create_metric, metric_names, register_metric
@@ -19,6 +20,7 @@ __all__ = [
     "DivtraceError",
     "EmbedderSettings",
     "EmbeddingStore",
+    "JudgeOutcome",
     "Metric",
     "ModelLoadError",
     "NLISettings",
@@ -29,6 +31,7 @@ __all__ = [
     "ScoringContext",
     "analyze",
     "create_metric",
+    "judge_samples",
     "metric_names",
     "read_samples",
     "register_metric",

@@ -40,6 +40,8 @@ from divtrace.stats.bootstrap import BootstrapSettings
 if TYPE_CHECKING:
     from divtrace.analysis.pipeline import AnalysisResult
     from divtrace.executors.driver import Executor as StageExecutor
+    from divtrace.judge.inputs import JudgeInputs
+    from divtrace.judge.requests import JudgeResponse
     from divtrace.runs.stage import StageReport
     from divtrace.study import Study
     from divtrace.study.planned import PlannedTask
@@ -465,7 +467,7 @@ class JudgeOutcome:
     skipped_records: list[str]
 
 
-def judge(
+def judge_samples(
     samples: str | Path | Sequence[str | Path],
     *,
     judge_model: str,
@@ -487,6 +489,7 @@ def judge(
     strip_thinking: bool = True,
     bootstrap: BootstrapSettings | None = None,
     progress: ProgressSink | None = None,
+    retry_refused: bool = False,
 ) -> JudgeOutcome:
     """Judge the quality of sampled outputs with an LLM judge, the study's protocols (:mod:`divtrace.judge`).
 
@@ -511,6 +514,7 @@ def judge(
             sample files are read (see :func:`score`).
         bootstrap: the quality CIs' settings (1000 resamples over prompts, seed 1234).
         progress: gets the judge calls as they are answered.
+        retry_refused: ask again the calls the server refused before (kept in the cache as errors, e.g. HTTP 400).
 
     Raises:
         DivtraceError: bad input (naming the file and line, or the record without a reference or checklist), no
@@ -522,7 +526,7 @@ def judge(
     from divtrace.judge.batch import read_batch_results, write_batch_requests
     from divtrace.judge.cache import JudgmentCache, resolve, store_results
     from divtrace.judge.client import JudgeClient, JudgeEndpoint
-    from divtrace.judge.inputs import JudgeInputs, is_run_directory, read_run_directory
+    from divtrace.judge.inputs import JudgeInputs, is_run_directory
     from divtrace.judge.pipeline import JudgeConfig, judgments_table, plan_requests, study_protocols
 
     inputs = JudgeInputs()
@@ -532,7 +536,7 @@ def judge(
         raise DivtraceError("no samples given")
     for path in paths:
         if is_run_directory(path):
-            read_run_directory(path, inputs)
+            _read_run_directory(path, inputs)
             continue
         records, problems = _load(
             path,
@@ -560,7 +564,7 @@ def judge(
     if batch_results:
         store_results(cache, work.requests, read_batch_results([Path(f) for f in batch_results]))
     distinct = {request.key: request for request in work.requests}  # the same call for two outputs: asked once
-    pending = [request for key, request in distinct.items() if cache.get(key) is None]
+    pending = [request for key, request in distinct.items() if not _answered(cache.get(key), retry_refused)]
     answered_before = len(distinct) - len(pending)
     if batch_prepare is not None:
         files = write_batch_requests(pending, Path(batch_prepare))
@@ -578,9 +582,34 @@ def judge(
         )
         if pending:
             client.check(judge_model)
-    responses = resolve(work.requests, cache, client, progress)
+    responses = resolve(work.requests, cache, client, progress, retry_errors=retry_refused)
     judgments = judgments_table(work, responses)
     quality = quality_table(judgments, bootstrap)
     write_table_atomic(judgments, out / "judgments.parquet")
     write_atomic(out / "quality.csv", lambda tmp: quality.to_csv(tmp, index=False))
     return JudgeOutcome(out, judgments, quality, len(distinct), answered_before, len(pending), [], skipped)
+
+
+def _answered(cached: JudgeResponse | None, retry_refused: bool) -> bool:
+    """Whether a cached answer stands (a refusal does not when it is to be asked again)."""
+    return cached is not None and not (retry_refused and cached.text is None)
+
+
+def _read_run_directory(path: Path, inputs: JudgeInputs) -> None:
+    """Add every (checkpoint, task) of the run directory ``path`` that has samples (read as the run stores them,
+    checked complete first) and each checkpoint's lineage base to ``inputs``."""
+    from divtrace.study.loading import load_study
+    from divtrace.tasks.yaml_task import task_file_label
+
+    layout = RunLayout(path)
+    study = load_study(layout.study_file)
+    graph = study.graph()
+    for checkpoint in study.checkpoints:
+        inputs.bases[checkpoint.name] = graph.base_of(checkpoint.name)
+        for spec in study.tasks:
+            task = task_file_label(spec.name) or spec.name
+            layout.check_samples(checkpoint.name, task, f"judge of {checkpoint.name}/{task}")
+            records = layout.read_samples(checkpoint.name, task)
+            if records:
+                labelled = [r.model_copy(update={"checkpoint": checkpoint.name, "task": task}) for r in records]
+                inputs.add(labelled, str(layout.samples_dir(checkpoint.name, task)))

@@ -179,3 +179,28 @@ def test_divtrace_analyze_judges_imported_samples(tmp_path: Path) -> None:
     bad = run_divtrace("analyze", *files, "--lineage", "base>sft", "--out", tmp_path / "other",
                        "--judge-model", JUDGE)  # fmt: skip
     assert bad.returncode == 2 and "--judge-endpoint" in bad.stderr
+
+
+def test_a_refused_call_is_kept_then_asked_again_on_request(tmp_path: Path) -> None:
+    files = write_samples(tmp_path)
+    out = tmp_path / "judged"
+    args = ("--judge-model", JUDGE, "--out", out, "--baseline", "base", "--protocol", "wildbench=wb_score")
+
+    def refuse_sorted(body: dict[str, Any]) -> int | None:
+        return 400 if "use sorted on it" in body["messages"][-1]["content"] else None
+
+    with JudgeServer(judge_answer, refuse=refuse_sorted) as server:
+        first = run_divtrace("judge", *files, "--endpoint", server.base_url, *args)
+        assert first.returncode == 0, first.stderr
+        assert len(server.calls) == 2
+    judgments = pd.read_parquet(out / "judgments.parquet")
+    refused = judgments[judgments["checkpoint"] == "base"].iloc[0]
+    assert refused["error"].startswith("HTTP 400") and pd.isna(refused["value"])
+    assert quality_of(out)[("sft", "wildbench")] == 1.0
+    with JudgeServer(judge_answer) as server:
+        again = run_divtrace("judge", *files, "--endpoint", server.base_url, *args)
+        assert again.returncode == 0 and server.calls == []  # a refusal is an answer: not asked again by default
+        retried = run_divtrace("judge", *files, "--endpoint", server.base_url, *args, "--retry-refused")
+        assert retried.returncode == 0, retried.stderr
+        assert len(server.calls) == 1
+    assert quality_of(out)[("base", "wildbench")] == 4.0

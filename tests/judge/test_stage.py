@@ -74,6 +74,24 @@ def test_a_study_with_a_judge_runs_the_stage_and_resumes(tmp_path: Path) -> None
         assert len(server.calls) == calls  # nothing asked again
         judge_report = next(report for report in outcome.reports if report.stage == "judge")
         assert judge_report.ran == [] and len(judge_report.skipped) == 3
+        # divtrace judge on the run directory: its samples and its lineage's base as the baseline, the same tables
+        judged = divtrace.judge_samples(
+            out, judge_model="judge-model", out=tmp_path / "judged", endpoint=server.base_url,
+            protocols={"tldr": "kirk_summary", "open_ended": "arena_hard_creative"},
+        )  # fmt: skip
+    stage_tables = pd.concat(
+        [
+            pd.read_parquet(layout.judgments_file(*cell))
+            for cell in ((BASE, "tldr"), (INSTRUCT, "tldr"), (INSTRUCT, "open_ended"))
+        ]
+    )
+    columns = ["checkpoint", "task", "prompt_id", "order", "baseline", "verdict", "value"]
+    ordered = ["checkpoint", "task", "prompt_id", "order"]
+    pd.testing.assert_frame_equal(
+        judged.judgments[columns].sort_values(ordered).reset_index(drop=True),
+        stage_tables[columns].sort_values(ordered).reset_index(drop=True),
+        check_dtype=False,  # text read back from Parquet is a string dtype
+    )
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from divtrace.cli.options import (
     RecordTaskOption,
     SkipInvalidOption,
     StripThinkingOption,
+    flag,
 )
 from divtrace.cli.progress import progress_display
 from divtrace.errors import DivtraceError
@@ -86,13 +87,20 @@ def judge(
     skip_invalid: SkipInvalidOption = False,
     input_format: InputFormatOption = InputFormat.auto,
     strip_thinking: StripThinkingOption = True,
+    retry_refused: Annotated[
+        bool,
+        flag(
+            "ask again the calls the server refused before (kept as errors in the cache)",
+            "--retry-refused/--no-retry-refused",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="seed of the bootstrap CIs")] = 1234,
     resamples: Annotated[int, typer.Option(min=1, help="bootstrap resamples")] = 1000,
 ) -> None:
     """Judge the quality of sampled outputs with an LLM judge (the study's protocols); print one row per
     checkpoint, task and protocol. Every answer is cached in --out: an interrupted run resumes, a rerun sends no
     request."""
-    from divtrace.api import judge as judge_samples
+    from divtrace.api import judge_samples
     from divtrace.stats.bootstrap import BootstrapSettings
 
     checks.existing_inputs(inputs)
@@ -127,6 +135,7 @@ def judge(
             strip_thinking=strip_thinking,
             bootstrap=BootstrapSettings(resamples=resamples, seed=seed),
             progress=scoped(display, stage="judge"),
+            retry_refused=retry_refused,
         )
     for problem in outcome.skipped_records:
         note(problem, "skipped")

@@ -1,6 +1,6 @@
 """What ``divtrace judge`` judges: sample records grouped by (checkpoint, task), from sample files or a run
-directory, with the name of where each cell came from (for errors) and, for a run directory, each checkpoint's
-lineage base (the default baseline)."""
+directory (read by :func:`divtrace.api.judge_samples`, above ``study``), with the name of where each cell came from (for
+errors) and, for a run directory, each checkpoint's lineage base (the default baseline)."""
 
 from __future__ import annotations
 
@@ -35,23 +35,3 @@ class JudgeInputs:
 def is_run_directory(path: Path) -> bool:
     """True for a divtrace run directory (it holds ``study.yaml``)."""
     return path.is_dir() and RunLayout(path).study_file.is_file()
-
-
-def read_run_directory(path: Path, inputs: JudgeInputs) -> None:
-    """Add every (checkpoint, task) of the run directory ``path`` that has samples (read as the run stores them,
-    checked complete first) and each checkpoint's lineage base to ``inputs``."""
-    from divtrace.study.loading import load_study
-    from divtrace.tasks.yaml_task import task_file_label
-
-    layout = RunLayout(path)
-    study = load_study(layout.study_file)
-    graph = study.graph()
-    for checkpoint in study.checkpoints:
-        inputs.bases[checkpoint.name] = graph.base_of(checkpoint.name)
-        for spec in study.tasks:
-            task = task_file_label(spec.name) or spec.name
-            layout.check_samples(checkpoint.name, task, f"judge of {checkpoint.name}/{task}")
-            records = layout.read_samples(checkpoint.name, task)
-            if records:
-                labelled = [r.model_copy(update={"checkpoint": checkpoint.name, "task": task}) for r in records]
-                inputs.add(labelled, str(layout.samples_dir(checkpoint.name, task)))
