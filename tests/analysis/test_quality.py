@@ -18,6 +18,7 @@ from divtrace.analysis import (
     write_analysis,
 )
 from divtrace.errors import DivtraceError
+from divtrace.report.summary_md import quality_text
 from divtrace.stats import BootstrapSettings
 from divtrace.stats.bootstrap import cell_mean_cis
 from divtrace.study.lineage import CheckpointNode, LineageGraph
@@ -227,3 +228,15 @@ def test_a_bad_quality_table_is_named() -> None:
     two = pd.concat([quality(), quality().iloc[:1].assign(protocol="wb_score")])
     with pytest.raises(DivtraceError, match="task 'tldr' with 2 protocols"):
         analyze(scores(), None, graph(), quality=two)
+
+
+def test_a_judged_cell_whose_answers_could_not_be_read_stays_and_says_so() -> None:
+    table = quality()
+    unread = table["checkpoint"].eq("sft") & table["task"].eq("tldr")
+    table.loc[unread, ["value", "ci_low", "ci_high", "n_prompts", "n_unparseable"]] = [np.nan, np.nan, np.nan, 0, 12]
+    analysed = analyze(scores(), verdicts(), graph(), bootstrap=FAST, quality=table)
+    sft = _row(analysed.diversity_quality, task="tldr", metric="sbert", checkpoint="sft")
+    assert pd.isna(sft["quality"]) and sft["quality_note"] == "no readable judgment (12 unparseable)"
+    edges = analysed.quality_edges
+    assert not ((edges["task"] == "tldr") & ((edges["child"] == "sft") | (edges["parent"] == "sft"))).any()
+    assert quality_text(sft.to_dict()).endswith(", no readable judgment (12 unparseable)")  # summary.md's cell

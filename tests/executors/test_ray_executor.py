@@ -38,7 +38,10 @@ from divtrace.generate.resume import ResumeMismatchError
 from divtrace.generate.store import read_shard_keys
 from divtrace.samples import read_samples
 from divtrace.study import ExecutorSpec, Study, small_quickstart_study
+from divtrace.study.spec import JudgeSpec
 from tests.interrupt import check_interrupted, check_resumed, interrupt_run
+from tests.judge import judges
+from tests.judge_server import JudgeServer
 
 pytest.importorskip("ray")
 
@@ -52,6 +55,13 @@ def small_study() -> Study:
     """The quickstart cut down, one prompt per shard, on the Ray executor with 2 replicas per checkpoint."""
     study = small_quickstart_study(PROMPTS, K, 8, seed=11, name="ray-small")
     return study.model_copy(update={"executor": ExecutorSpec(type="ray", replicas=2, cpus_per_worker=1)})
+
+
+def judged(study: Study, endpoint: str) -> Study:
+    """``study`` with a judge at ``endpoint``: open_ended by Arena-Hard against the base (the judge stage, which
+    runs in the driver's process on either executor)."""
+    spec = JudgeSpec(endpoint=endpoint, model="judge", protocols={"open_ended": "arena_hard_creative"})
+    return study.model_copy(update={"judge": spec})
 
 
 def free_port() -> int:
@@ -171,9 +181,16 @@ def scores_of(run: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def judge_endpoint() -> Iterator[str]:
+    """A deterministic judge server on 127.0.0.1 for the module (tests/judge/judges.py's rules)."""
+    with JudgeServer(lambda body: judges.route(body["messages"])) as server:
+        yield server.base_url
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory, judge_endpoint: str) -> Path:
     run = tmp_path_factory.mktemp("local") / "run"
-    divtrace.run(small_study().model_copy(update={"executor": ExecutorSpec()}), run)
+    divtrace.run(judged(small_study(), judge_endpoint).model_copy(update={"executor": ExecutorSpec()}), run)
     return run
 
 
@@ -181,7 +198,8 @@ def markers_of(run: Path) -> dict[str, object]:
     """Every unit marker of the run but the analysis' and the report's (their keys hash the score files, whose
     last digits may differ between machines' BLAS), by path relative to the run; the score markers' outputs by path
     only, for the same reason."""
-    found = [*run.glob("samples/*/*/_complete.json"), *run.glob("verdicts/*/*.json"), *run.glob("scores/*/*.json")]
+    found = [*run.glob("samples/*/*/_complete.json"), *run.glob("verdicts/*/*.json"), *run.glob("scores/*/*.json"),
+             *run.glob("judgments/*/*.json")]  # fmt: skip
     markers = {str(p.relative_to(run)): json.loads(p.read_text()) for p in found}
     for name, marker in markers.items():
         if name.startswith("scores/"):
@@ -195,11 +213,15 @@ def files_of(run: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ray_run_matches_local_and_second_run_does_nothing(ray_address: str, local_run: Path, tmp_path: Path) -> None:
+def test_ray_run_matches_local_and_second_run_does_nothing(
+    ray_address: str, local_run: Path, judge_endpoint: str, tmp_path: Path
+) -> None:
     run = tmp_path / "run"
-    outcome = divtrace.run(small_study(), run, address=ray_address)  # the study's executor: ray
+    study = judged(small_study(), judge_endpoint)
+    outcome = divtrace.run(study, run, address=ray_address)  # the study's executor: ray
     reports = {r.stage: r for r in outcome.reports}
     assert len(reports["generate"].ran) == 4 and len(reports["score"].ran) == 4 and len(reports["verify"].ran) == 2
+    assert reports["judge"].ran == ["smollm2-135m-instruct/open_ended"]  # the base is the baseline
     assert samples_of(run) == samples_of(local_run)
     names, markers, keys = generation_files(run)
     assert (names, markers, keys) == generation_files(local_run)  # same shard files, keys and unit markers
@@ -208,6 +230,12 @@ def test_ray_run_matches_local_and_second_run_does_nothing(ray_address: str, loc
     for checkpoint in CHECKPOINTS:  # verdicts are exact: the same bytes
         verdicts = f"verdicts/{checkpoint}/arithmetic.parquet"
         assert (run / verdicts).read_bytes() == (local_run / verdicts).read_bytes()
+    judgments = "judgments/smollm2-135m-instruct/open_ended.parquet"  # the same answers (from the run's own cache)
+    assert (
+        pd.read_parquet(run / judgments)
+        .drop(columns="source")
+        .equals(pd.read_parquet(local_run / judgments).drop(columns="source"))
+    )
     assert len(markers) == len(CHECKPOINTS) * len(TASKS) and len(keys) == len(markers) * PROMPTS  # multi-shard
     ours, theirs = scores_of(run), scores_of(local_run)
     assert ours[["checkpoint", "task", "prompt_id", "metric", "subset"]].equals(
@@ -219,13 +247,13 @@ def test_ray_run_matches_local_and_second_run_does_nothing(ray_address: str, loc
     # Again, through the command line: nothing to do, nothing rewritten.
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
     study_file = tmp_path / "study.yaml"
-    study_file.write_text(small_study().to_yaml())
+    study_file.write_text(study.to_yaml())
     result = CliRunner().invoke(
         app, ["run", str(study_file), "--out", str(run), "--executor", "ray", "--address", ray_address],
         env={"COLUMNS": "400"},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    for stage in ("generate", "verify", "score", "analyze", "report"):
+    for stage in ("generate", "verify", "judge", "score", "analyze", "report"):
         assert f"{stage}: ran 0" in result.output
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()} == before
 

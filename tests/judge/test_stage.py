@@ -50,14 +50,22 @@ def judged_study(endpoint: str, **judge: Any) -> Study:
 
 
 @pytest.mark.slow
-def test_a_study_with_a_judge_runs_the_stage_and_resumes(tmp_path: Path) -> None:
+def test_a_study_with_a_judge_runs_the_stage_resumes_and_finds_a_dead_endpoint_first(tmp_path: Path) -> None:
     out = tmp_path / "run"
     layout = RunLayout(out)
+    # a judge that fails for good after 3 answers: the run stops, what arrived is kept
+    with (
+        JudgeServer(judge_answer, script=["answer"] * 3, default=500) as failing,
+        pytest.raises(JudgeEndpointError, match="500"),
+    ):
+        divtrace.run(judged_study(failing.base_url), out)
+    kept = len(layout.judge_cache_file.read_text().splitlines())
+    assert kept == 3
     with JudgeServer(judge_answer) as server:
         study = judged_study(server.base_url)
         divtrace.run(study, out)
-        calls = len(server.calls)
-        assert calls == 2 * 2 + 2 * 2  # tldr: 2 prompts x 2 checkpoints; open_ended: instruct vs base, 2 orders
+        # tldr: 2 prompts x 2 checkpoints; open_ended: instruct against base, 2 orders; only the unanswered asked
+        assert len(server.calls) == 2 * 2 + 2 * 2 - kept
         assert layout.judgments_file(BASE, "tldr").exists() and layout.judgments_file(INSTRUCT, "tldr").exists()
         assert layout.judgments_file(INSTRUCT, "open_ended").exists()
         assert not layout.judgments_file(BASE, "open_ended").exists()  # the baseline is not judged against itself
@@ -70,44 +78,25 @@ def test_a_study_with_a_judge_runs_the_stage_and_resumes(tmp_path: Path) -> None
         }  # fmt: skip
         assert judged[judged["is_baseline"]]["quality"].tolist() == [0.5]
         assert "Diversity against quality" in layout.report_html.read_text()
+        calls = len(server.calls)
         outcome = divtrace.run(study, out)
         assert len(server.calls) == calls  # nothing asked again
         judge_report = next(report for report in outcome.reports if report.stage == "judge")
         assert judge_report.ran == [] and len(judge_report.skipped) == 3
         # divtrace judge on the run directory: its samples and its lineage's base as the baseline, the same tables
-        judged = divtrace.judge_samples(
+        from_files = divtrace.judge_samples(
             out, judge_model="judge-model", out=tmp_path / "judged", endpoint=server.base_url,
             protocols={"tldr": "kirk_summary", "open_ended": "arena_hard_creative"},
         )  # fmt: skip
-    stage_tables = pd.concat(
-        [
-            pd.read_parquet(layout.judgments_file(*cell))
-            for cell in ((BASE, "tldr"), (INSTRUCT, "tldr"), (INSTRUCT, "open_ended"))
-        ]
-    )
+    cells = ((BASE, "tldr"), (INSTRUCT, "tldr"), (INSTRUCT, "open_ended"))
+    stage_tables = pd.concat([pd.read_parquet(layout.judgments_file(*cell)) for cell in cells])
     columns = ["checkpoint", "task", "prompt_id", "order", "baseline", "verdict", "value"]
     ordered = ["checkpoint", "task", "prompt_id", "order"]
     pd.testing.assert_frame_equal(
-        judged.judgments[columns].sort_values(ordered).reset_index(drop=True),
+        from_files.judgments[columns].sort_values(ordered).reset_index(drop=True),
         stage_tables[columns].sort_values(ordered).reset_index(drop=True),
         check_dtype=False,  # text read back from Parquet is a string dtype
     )
-
-
-@pytest.mark.slow
-def test_an_interrupted_judge_keeps_its_answers_and_a_dead_endpoint_is_found_first(tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    with (
-        JudgeServer(judge_answer, script=["answer"] * 3, default=500) as failing,
-        pytest.raises(JudgeEndpointError, match="500"),
-    ):
-        divtrace.run(judged_study(failing.base_url), out)
-    cache = RunLayout(out).judge_cache_file
-    kept = len(cache.read_text().splitlines())
-    assert kept == 3  # what arrived before the failure is kept
-    with JudgeServer(judge_answer) as server:
-        divtrace.run(judged_study(server.base_url), out)
-        assert len(server.calls) == 8 - kept  # only what was not answered
     dead = tmp_path / "dead"
     with pytest.raises(DivtraceError, match=r"127\.0\.0\.1:9"):
         divtrace.run(judged_study("http://127.0.0.1:9/v1"), dead)

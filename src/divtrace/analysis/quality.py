@@ -94,12 +94,14 @@ def diversity_quality_table(
         settings: bootstrap settings of the pass@1 CIs.
 
     Returns columns :data:`DIVERSITY_QUALITY_COLUMNS`, one row per (task, metric, checkpoint) with both a diversity
-    mean and a finite quality: ``quality_kind`` (``win rate vs reference``, ``win rate vs <baseline>``,
-    ``WB-Score (1-10)``, ``pass@1``), ``quality_source`` (``judge:<protocol>`` or ``verifier``), the judge's
-    ``n_unparseable`` and ``n_empty`` (<NA> for the verifier, or where the judge does not say), ``is_baseline``
-    and ``quality_note`` (:data:`BASELINE_NOTE`; else empty) on an Arena-Hard baseline's row (0.5, CI
-    [0.5, 0.5]). A task the judge rated takes its quality from the judge only; a task with verdicts and no judge
-    rows, pass@1. Sorted by task, metric, then the graph's checkpoint order.
+    mean and a quality (finite, but for a judged cell whose answers could not be read): ``quality_kind`` (``win
+    rate vs reference``, ``win rate vs <baseline>``, ``WB-Score (1-10)``, ``pass@1``), ``quality_source``
+    (``judge:<protocol>`` or ``verifier``), the judge's ``n_unparseable`` and ``n_empty`` (<NA> for the verifier,
+    or where the judge does not say), ``is_baseline`` and ``quality_note`` (:data:`BASELINE_NOTE` on an
+    Arena-Hard baseline's row, 0.5 with CI [0.5, 0.5]; ``no readable judgment (N unparseable)`` on a judged cell
+    whose quality is NaN, kept so that a judge that failed shows; else empty). A task the judge rated takes its
+    quality from the judge only; a task with verdicts and no judge rows, pass@1. Sorted by task, metric, then the
+    graph's checkpoint order.
     """
     cells = _quality_cells(quality, per_prompt_correct, graph, settings)
     if means.empty or cells.empty:
@@ -151,6 +153,8 @@ def quality_edges_table(edges: pd.DataFrame, diversity_quality: pd.DataFrame) ->
         child = rated.get((edge.task, edge.metric, edge.child))
         if parent is None or child is None or parent.quality_kind != child.quality_kind:
             continue
+        if not (np.isfinite(float(parent.quality)) and np.isfinite(float(child.quality))):
+            continue  # a judged cell whose answers could not be read has no change to give
         points = points_per_unit(str(child.quality_source)) * (float(child.quality) - float(parent.quality))
         records.append(
             {
@@ -213,8 +217,11 @@ def _quality_cells(
     verified = _verifier_cells(per_prompt_correct[~per_prompt_correct["task"].isin(rated_tasks)], settings)
     columns = [c for c in DIVERSITY_QUALITY_COLUMNS if c.startswith(("quality", "n_", "is_"))]
     cells = pd.DataFrame(judged + verified, columns=["checkpoint", "task", *columns])
-    rated: pd.DataFrame = cells.loc[np.isfinite(cells["quality"].to_numpy(dtype=np.float64))]
-    return rated
+    # A judged cell stays without a value (no answer could be read: the note says how many), so a judge that failed
+    # is seen; a verified cell needs a pass@1.
+    finite = np.isfinite(cells["quality"].to_numpy(dtype=np.float64))
+    kept: pd.DataFrame = cells.loc[finite | cells["quality_source"].str.startswith("judge:").to_numpy()]
+    return kept
 
 
 def _judge_cells(quality: pd.DataFrame, graph: LineageGraph) -> list[dict[str, Any]]:
@@ -243,7 +250,7 @@ def _judge_cells(quality: pd.DataFrame, graph: LineageGraph) -> list[dict[str, A
                 "n_unparseable": row["n_unparseable"],
                 "n_empty": row.get("n_empty"),
                 "is_baseline": checkpoint == baseline,
-                "quality_note": BASELINE_NOTE if checkpoint == baseline else "",
+                "quality_note": BASELINE_NOTE if checkpoint == baseline else _unread_note(row),
             }
         )
     judged = {(cell["checkpoint"], cell["task"]) for cell in cells}
@@ -309,3 +316,13 @@ def _verifier_cells(per_prompt_correct: pd.DataFrame, settings: BootstrapSetting
             }
         )
     return cells
+
+
+def _unread_note(row: dict[str, Any]) -> str:
+    """The note of a judged cell without a value: no answer could be read (how many were not)."""
+    value = row.get("value")
+    if value is not None and np.isfinite(float(value)):
+        return ""
+    count = row.get("n_unparseable")
+    shown = int(count) if count is not None and np.isfinite(float(count)) else "?"
+    return f"no readable judgment ({shown} unparseable)"
