@@ -19,6 +19,7 @@ points: percentage points (x 100) for win rates and pass@1, score points for the
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 import numpy as np
@@ -318,7 +319,7 @@ def _verifier_cells(per_prompt_correct: pd.DataFrame, settings: BootstrapSetting
     return cells
 
 
-def _unread_note(row: dict[str, Any]) -> str:
+def _unread_note(row: Mapping[Hashable, Any]) -> str:
     """The note of a judged cell without a value: no answer could be read (how many were not)."""
     value = row.get("value")
     if value is not None and np.isfinite(float(value)):
