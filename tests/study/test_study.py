@@ -107,6 +107,22 @@ def test_round_trip_and_starter(tmp_path: Path) -> None:
     assert study.graph().lineages() == {"dpo": ["base", "sft", "dpo"]}
 
 
+#: A valid judge section (tests of the study's ``judge:`` validation).
+JUDGE = {"endpoint": "http://127.0.0.1:8000/v1", "model": "gpt-4.1-mini"}
+
+
+def test_a_judge_section_loads_with_the_study_protocols_and_each_lineage_base() -> None:
+    from divtrace.study.planned import run_tasks
+    from divtrace.study.stages import judge_config
+
+    raw = yaml.safe_load(STARTER_STUDY)
+    raw["judge"] = dict(JUDGE)
+    study = parse_study(raw, "study.yaml")
+    config = judge_config(study, run_tasks(study))
+    assert config is not None and dict(config.protocols) == {"writingprompts": "arena_hard_creative"}
+    assert dict(config.baselines) == {"base": "base", "sft": "base", "dpo": "base"} and config.outputs == "first"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -121,6 +137,17 @@ def test_round_trip_and_starter(tmp_path: Path) -> None:
         (lambda s: s.update(stops="sometimes"), "key 'stops'"),
         (lambda s: s["checkpoints"][1].update(stops="often"), "key 'checkpoints.1.stops'"),
         (lambda s: s["tasks"][0].update(stop=[""]), "key 'tasks.0.stop': stop strings must not be empty"),
+        (lambda s: s.update(judge={"model": "m"}), "key 'judge.endpoint': Field required"),
+        (
+            lambda s: s.update(judge={**JUDGE, "protocols": {"writingprompts": "mt_bench"}}),
+            "judge.protocols.writingprompts: unknown protocol 'mt_bench'",
+        ),
+        (
+            lambda s: s.update(judge={**JUDGE, "protocols": {"tldr": "kirk_summary"}}),
+            "judge.protocols.tldr: not a task of this study",
+        ),
+        (lambda s: s.update(judge={**JUDGE, "baseline": "nobody"}), "judge.baseline: 'nobody' is not a checkpoint"),
+        (lambda s: s.update(judge={**JUDGE, "outputs": "some"}), "key 'judge.outputs'"),
     ],
 )
 def test_validation_errors_name_the_key(change, message: str) -> None:  # type: ignore[no-untyped-def]
