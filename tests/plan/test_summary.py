@@ -256,3 +256,28 @@ def test_small_transformers_batches_cost_as_much_as_full_ones() -> None:
     assert batched_tokens(full, quickstart.shard_size, quickstart.checkpoints[0].options) == full.max_tokens
     vllm = CheckpointSpec(name="v", model="m", backend="vllm")
     assert batched_tokens(row, small.shard_size, vllm.options) == row.max_tokens
+
+
+def test_a_judge_counts_its_calls_in_the_plan(tmp_path: Path) -> None:
+    """The starter study (base > sft > dpo; gsm8k and writingprompts) with a judge: writingprompts by Arena-Hard,
+    both orders, sft and dpo against base (base not judged); with every output, K times as many."""
+    from divtrace.study.spec import JudgeSpec
+
+    path = tmp_path / "study.yaml"
+    path.write_text(STARTER_STUDY, encoding="utf-8")
+    study = load_study(path)
+    judged = study.model_copy(update={"judge": JudgeSpec(endpoint="http://127.0.0.1:8000/v1", model="m")})
+    rows = plan_without_data(judged)
+    prompts = next(row.prompts for row in rows if row.task == "writingprompts")
+    stage = next(
+        s for s in summarize_plan(judged, rows, cuda_available=False, slowdown=1.0).stages if s.stage == "judge"
+    )
+    assert stage.explanation.startswith(f"{2 * 2 * prompts:,} judge call(s) to m, 8 at once")
+    assert not stage.measured and stage.seconds == pytest.approx(2 * 2 * prompts * 3.0 / 8)
+    every = judged.model_copy(update={"judge": judged.judge.model_copy(update={"outputs": "all"})})  # type: ignore[union-attr]
+    k = next(row.k for row in rows if row.task == "writingprompts")
+    stage = next(
+        s for s in summarize_plan(every, rows, cuda_available=False, slowdown=1.0).stages if s.stage == "judge"
+    )
+    assert stage.explanation.startswith(f"{2 * 2 * prompts * k:,} judge call(s)")
+    assert all(s.stage != "judge" for s in summarize_plan(study, rows, cuda_available=False, slowdown=1.0).stages)

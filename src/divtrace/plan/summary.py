@@ -20,6 +20,7 @@ from divtrace.plan.rows import PlanRow
 from divtrace.plan.throughput import (
     ANALYSIS_S,
     EMBED_RATES,
+    JUDGE_S_PER_CALL,
     LOAD_S,
     METRIC_S_PER_PROMPT,
     NLI_S_PER_PAIR,
@@ -96,8 +97,8 @@ class CheckpointSubtotal:
 
 @dataclass(frozen=True)
 class StageEstimate:
-    """The estimated time of one part of the run besides drawing tokens: ``model loading``, ``verify``, ``score``
-    or ``analyze and report``; ``measured`` is False when any figure it uses is assumed (a guess)."""
+    """The estimated time of one part of the run besides drawing tokens: ``model loading``, ``verify``, ``judge``,
+    ``score`` or ``analyze and report``; ``measured`` is False when any figure it uses is assumed (a guess)."""
 
     stage: str
     seconds: float
@@ -319,6 +320,10 @@ def other_stages(study: Study, rows: list[PlanRow], cuda_available: bool, slowdo
             StageEstimate("verify", verify_s, measured, "the verifiable tasks' samples at each verifier's rate")
         )
 
+    judging = judge_estimate(study, todo)
+    if judging is not None:  # the judge runs after verification, before scoring
+        parts.append(judging)
+
     classes = [metric_class(name) for name in study.metric_names()]
     embeds = (
         sum(row.samples for row in todo) if any(m.uses_embeddings or m.uses_code_embeddings for m in classes) else 0
@@ -337,6 +342,33 @@ def other_stages(study: Study, rows: list[PlanRow], cuda_available: bool, slowdo
         "analyze and report", scaled(ANALYSIS_S.value, "cpu"), ANALYSIS_S.measured, ANALYSIS_S.note
     )
     return (*parts, analysis)
+
+
+def judge_estimate(study: Study, todo: list[PlanRow]) -> StageEstimate | None:
+    """The judge calls of the rows left to do (None without a judge or a judged row): per judged (checkpoint, task),
+    its prompts (times K with ``outputs: all``), twice for a protocol against a baseline, whose own cell is not
+    judged; their time at :data:`JUDGE_S_PER_CALL`, ``max_concurrency`` calls at once."""
+    if study.judge is None:
+        return None
+    from divtrace.judge.pipeline import study_protocols
+    from divtrace.judge.protocols import get_protocol
+
+    judge = study.judge
+    protocols = judge.protocols if judge.protocols is not None else study_protocols([row.task for row in todo])
+    graph = study.graph()
+    calls = 0
+    for row in todo:
+        if row.task not in protocols:
+            continue
+        protocol = get_protocol(protocols[row.task])
+        if protocol.needs_baseline and row.checkpoint == (judge.baseline or graph.base_of(row.checkpoint)):
+            continue
+        calls += row.prompts * (row.k if judge.outputs == "all" else 1) * (2 if protocol.needs_baseline else 1)
+    if not calls:
+        return None
+    seconds = calls * JUDGE_S_PER_CALL.value / judge.max_concurrency
+    how = f"{calls:,} judge call(s) to {judge.model}, {judge.max_concurrency} at once: {JUDGE_S_PER_CALL.note}"
+    return StageEstimate("judge", seconds, JUDGE_S_PER_CALL.measured, how)
 
 
 def _load_figure(spec: CheckpointSpec, device: str) -> tuple[Figure, str]:

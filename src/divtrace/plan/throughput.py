@@ -347,6 +347,8 @@ NLI_S_PER_PAIR: dict[str, Figure] = {
 }
 
 #: Seconds of the analysis and the report together (bootstraps, plots, the HTML), besides scoring.
+#: One judge call (gpt-4.1-mini answering a judge prompt): assumed, not measured here (no hosted judge offline).
+JUDGE_S_PER_CALL = Figure(3.0, "assumed", "an assumed 3 s per judge call (a hosted judge's latency)")
 ANALYSIS_S = Figure(2.0, QUICKSTART_MEASUREMENT, "analyze and report of 2 checkpoints x 2 tasks")
 
 
