@@ -352,6 +352,7 @@ def analyze(
     on_warning: Callable[[str], None] | None = None,
     wait: bool = False,
     judge: JudgeSpec | None = None,
+    homogenization: bool | None = None,
 ) -> RunOutcome:
     """Verify, score, analyze (and report) samples generated elsewhere, along a lineage, into the run directory
     ``out``; resumable like :func:`run`.
@@ -381,6 +382,8 @@ def analyze(
         judge: an LLM judge of quality (a study's ``judge:`` section, :class:`~divtrace.study.spec.JudgeSpec`; default:
             ``study``'s): the judge stage runs after verification, and the analysis and report put diversity
             against quality. Its endpoint is checked once the samples are imported, before any stage works.
+        homogenization: also compare every pair of checkpoints, per task (``analysis/homogenization.csv`` and a
+            heatmap in the report); default: ``study``'s setting, else off.
 
     The analysis holds ``out`` from start to end, and ``out`` belongs to one study, as for :func:`run`: a run
     directory of ``divtrace run`` (or of another study) is refused before anything in it is written.
@@ -423,6 +426,9 @@ def analyze(
         judging = judge if judge is not None else base_study.judge if base_study is not None else None
         if judging is not None:
             chosen = chosen.with_judge(judging)
+        homogenizing = homogenization if homogenization is not None else bool(base_study and base_study.homogenization)
+        if homogenizing:
+            chosen = chosen.with_homogenization(True)
         layout = RunLayout(out)
         imported = import_samples(chosen, records, layout, strip_thinking=strip_thinking)
         if on_import is not None:

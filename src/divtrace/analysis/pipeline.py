@@ -22,6 +22,7 @@ from divtrace.analysis.collapse import (
 )
 from divtrace.analysis.cot import thinking_ablation
 from divtrace.analysis.curves import correct_per_prompt, diversity_curves, passk_table
+from divtrace.analysis.homogenization import homogenization_table
 from divtrace.analysis.qfd import (
     CI_INCLUDES_ZERO_EXPLANATION,
     OUTSIDE_UNIT_EXPLANATION,
@@ -56,7 +57,9 @@ VERDICT_INPUT_COLUMNS = ["checkpoint", "task", "prompt_id", "sample_index", "cor
 SETTINGS_FILE = "analysis_settings.json"
 #: Tables an analysis written by an older divtrace may lack: read back empty (the report says to re-run analyze,
 #: or leaves the section out).
-_OPTIONAL_TABLES = frozenset({"table1", "diversity_quality", "quality_edges"})
+_OPTIONAL_TABLES = frozenset({"table1", "diversity_quality", "quality_edges", "homogenization"})
+#: Tables written only when the analysis was asked for them (``settings`` holds their entry then).
+_ON_REQUEST_TABLES = frozenset({"homogenization"})
 
 
 @dataclass
@@ -81,6 +84,9 @@ class AnalysisResult:
             pass@1 on verifiable tasks), each with its CI (see :mod:`divtrace.analysis.quality`).
         quality_edges: per edge x task x metric: the stage's diversity change (% of base) and quality change
             (points), with a one-line sentence.
+        homogenization: per task x metric x unordered pair of checkpoints (each with itself included): how alike
+            their outputs are, mean over shared prompts with its CI (see :mod:`divtrace.analysis.homogenization`);
+            empty unless asked for.
         settings: what determined the numbers (bootstrap with its seed, lineages, pairs, inputs seen) and the sign
             convention of every change (``sign_convention``: negative = diversity lost).
     """
@@ -97,6 +103,7 @@ class AnalysisResult:
     table1: pd.DataFrame = field(default_factory=pd.DataFrame)
     diversity_quality: pd.DataFrame = field(default_factory=pd.DataFrame)
     quality_edges: pd.DataFrame = field(default_factory=pd.DataFrame)
+    homogenization: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -114,6 +121,7 @@ def analyze(
     study_name: str | None = None,
     mixed_k: Sequence[MixedK] = (),
     quality: pd.DataFrame | None = None,
+    homogenization: pd.DataFrame | None = None,
 ) -> AnalysisResult:
     """Run every analysis on per-prompt scores along ``graph``.
 
@@ -133,6 +141,9 @@ def analyze(
             :data:`divtrace.analysis.quality.QUALITY_INPUT_COLUMNS` (and ``baseline``, ``n_empty``), or None / empty
             when no judge ran: then ``diversity_quality`` and ``quality_edges`` cover the verifiable tasks only
             (pass@1 from the verdicts). No other table depends on it.
+        homogenization: the homogenisation stage's per-prompt similarities (columns of
+            :data:`divtrace.score.homogenization.PROMPT_SIMILARITY_COLUMNS`), or None when not asked for: then the
+            ``homogenization`` table stays empty and is not written.
 
     Returns:
         An :class:`AnalysisResult`; deterministic for given inputs (every CI is seeded from ``bootstrap.seed``).
@@ -217,6 +228,14 @@ def analyze(
     result.table1 = table_one(wide_all, graph, settings, study_name=study_name)
     result.diversity_quality = diversity_quality_table(means, quality, per_prompt_correct, graph, settings)
     result.quality_edges = quality_edges_table(edges, result.diversity_quality)
+    if homogenization is not None:
+        result.homogenization = homogenization_table(homogenization, list(graph.nodes), settings)
+        result.settings["homogenization"] = {
+            "pairs": "every unordered pair of checkpoints and each checkpoint with itself, checkpoint_a first in "
+            "lineage order",
+            "prompts": "the prompts both checkpoints have; mean over them with a percentile bootstrap CI",
+            "n_prompt_rows": len(homogenization),
+        }
     return result
 
 
@@ -238,24 +257,32 @@ def write_analysis(result: AnalysisResult, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     written = []
     for name, table in result.tables().items():
+        if name in _ON_REQUEST_TABLES and name not in result.settings:
+            continue
         written.append(write_table_atomic(table, out / f"{name}.parquet"))
         written.append(write_table_atomic(table, out / f"{name}.csv"))
     written.append(write_json_atomic(result.settings, out / SETTINGS_FILE))
     return written
 
 
-def analysis_files(out_dir: str | Path) -> list[Path]:
-    """Every file :func:`write_analysis` writes to ``out_dir``, in the order it writes them."""
+def analysis_files(out_dir: str | Path, *, homogenization: bool = False) -> list[Path]:
+    """Every file :func:`write_analysis` writes to ``out_dir``, in the order it writes them (``homogenization``:
+    the analysis was asked for the homogenisation table)."""
     out = Path(out_dir)
-    names = [item.name for item in fields(AnalysisResult) if item.name != "settings"]
+    asked = {"homogenization"} if homogenization else set()
+    names = [
+        item.name
+        for item in fields(AnalysisResult)
+        if item.name != "settings" and (item.name not in _ON_REQUEST_TABLES or item.name in asked)
+    ]
     return [out / f"{name}.{suffix}" for name in names for suffix in ("parquet", "csv")] + [out / SETTINGS_FILE]
 
 
 def read_analysis(out_dir: str | Path) -> AnalysisResult:
     """The tables :func:`write_analysis` wrote to ``out_dir`` (Parquet), as an :class:`AnalysisResult`.
 
-    A ``table1``, ``diversity_quality`` or ``quality_edges`` missing (an analysis written before it existed) reads
-    back empty; any other missing table raises.
+    A ``table1``, ``diversity_quality``, ``quality_edges`` or ``homogenization`` missing (an analysis written
+    before it existed, or not asked for the homogenisation) reads back empty; any other missing table raises.
 
     Raises:
         DivtraceError: a table or ``analysis_settings.json`` is missing or cannot be read (naming the file).

@@ -1,6 +1,7 @@
 """The analyze stage: every analysis table of a run from its stored scores and verdicts, as one unit.
 
-Its key hashes the score and verdict files, the checkpoint graph (as ``study.yaml`` holds it), the decomposition's
+Its key hashes the score and verdict files (and the judgments and homogenisation files when the study asks for
+them), the checkpoint graph (as ``study.yaml`` holds it), the decomposition's
 pairing, the study's name (Table 1 shows the paper's row for the study it reproduces), the cells of imported samples
 cut to a common K (only when there are some, so other runs keep their keys) and :data:`ANALYSIS_VERSION`.
 """
@@ -25,21 +26,24 @@ from divtrace.study import RecordedSampling, Study
 
 #: Bumped when the analysis tables change for the same inputs (2: the paper's unpaired decomposition, Table 1, the
 #: study's pass@k levels).
-ANALYSIS_VERSION = 5  # 3: collapse_sites.status (a site is a significant loss), headline.change_pct_base, table1
+ANALYSIS_VERSION = 6  # 3: collapse_sites.status (a site is a significant loss), headline.change_pct_base, table1
 # significant/is_collapse_site, qfd.delta_all_ci_includes_zero. 4: one bootstrap engine (divtrace.stats.bootstrap):
 # every CI skips the resamples whose statistic is NaN (retained, edge and headline CIs were NaN then), and Table 1's
 # and the decomposition's CIs take scipy's percentile interpolation (the last bit of some ends moves). 5: the
 # diversity_quality and quality_edges tables (diversity against quality: pass@1 on verifiable tasks, a judge's
-# win rate or WB-Score where a quality table is given) and settings["quality"]
+# win rate or WB-Score where a quality table is given) and settings["quality"]. 6: the homogenization table (every
+# pair of checkpoints' output similarity per task) when the study asks for it
 
 
 @dataclass(frozen=True)
 class AnalysisWork:
-    """The stored scores, verdicts and judgments of a run (empty frames where there are none)."""
+    """The stored scores, verdicts, judgments and per-prompt homogenisation similarities of a run (empty frames where
+    there are none)."""
 
     scores: pd.DataFrame
     verdicts: pd.DataFrame
     judgments: pd.DataFrame = field(default_factory=pd.DataFrame)
+    homogenization: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -65,20 +69,25 @@ class AnalyzeStage(Stage[AnalysisWork, AnalysisResult]):
                 **({"mixed_k": [cell.model_dump(mode="json") for cell in mixed]} if mixed else {}),
             }
         )
-        return [Unit("analysis", key, marker_for(layout.analysis_dir), tuple(analysis_files(layout.analysis_dir)))]
+        outputs = analysis_files(layout.analysis_dir, homogenization=self.study.homogenization)
+        return [Unit("analysis", key, marker_for(layout.analysis_dir), tuple(outputs))]
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[AnalysisWork]]:
-        """Every stored score, verdict and judgment (when the study has a judge), in study order, as one item;
-        refused when a unit's scores are missing or a unit's scores, verdicts or judgments are not complete."""
+        """Every stored score, verdict, judgment (when the study has a judge) and homogenisation (when it asks for
+        it), in study order, as one item; refused when a unit's scores or homogenisation are missing or a unit's
+        scores, verdicts, judgments or homogenisation are not complete."""
         for cell in cells(self.study, self.tasks):
             layout.check_scores(*cell, self.name)
             layout.check_verdicts(*cell, self.name)
             if self.study.judge is not None:
                 layout.check_judgments(*cell, self.name)
+        for task in self.tasks if self.study.homogenization else ():
+            layout.check_homogenization(task, self.name)
         scores = read_tables(layout.scores_file(*cell) for cell in cells(self.study, self.tasks))
         verdicts = read_tables(layout.verdicts_file(*cell) for cell in cells(self.study, self.tasks))
         judgments = read_tables(judgment_files(layout, self.study, self.tasks))
-        return [WorkItem(unit, AnalysisWork(scores, verdicts, judgments))]
+        similarities = read_tables(homogenization_files(layout, self.study, self.tasks))
+        return [WorkItem(unit, AnalysisWork(scores, verdicts, judgments, similarities))]
 
     def open_worker(self, group: str, threads: int | None, progress: ProgressSink | None) -> Analysing:
         """A worker (it loads nothing)."""
@@ -110,6 +119,7 @@ class Analysing:
             study_name=self.study.name,
             mixed_k=mixed_k(self.study),
             quality=quality,
+            homogenization=payload.homogenization if self.study.homogenization else None,
         )
 
     def close(self) -> None:
@@ -128,10 +138,15 @@ def cells(study: Study, tasks: tuple[str, ...]) -> list[tuple[str, str]]:
 
 
 def input_files(layout: RunLayout, study: Study, tasks: tuple[str, ...]) -> list[Path]:
-    """The stored score, verdict and (with a judge) judgment files of every (checkpoint, task), in study order (what
-    the analysis and the report are computed from)."""
+    """The stored score, verdict, (with a judge) judgment files of every (checkpoint, task), in study order, and
+    (when the study asks for it) the homogenisation files of every task: what the analysis and the report are
+    computed from."""
     places = [place(*cell) for cell in cells(study, tasks) for place in (layout.scores_file, layout.verdicts_file)]
-    return [path for path in places if path.exists()] + judgment_files(layout, study, tasks)
+    return (
+        [path for path in places if path.exists()]
+        + judgment_files(layout, study, tasks)
+        + homogenization_files(layout, study, tasks)
+    )
 
 
 def judgment_files(layout: RunLayout, study: Study, tasks: tuple[str, ...]) -> list[Path]:
@@ -141,3 +156,10 @@ def judgment_files(layout: RunLayout, study: Study, tasks: tuple[str, ...]) -> l
         return []
     places = [layout.judgments_file(*cell) for cell in cells(study, tasks)]
     return [path for path in places if path.exists()]
+
+
+def homogenization_files(layout: RunLayout, study: Study, tasks: tuple[str, ...]) -> list[Path]:
+    """The stored homogenisation files of every task, in task order; none unless the study asks for them."""
+    if not study.homogenization:
+        return []
+    return [path for path in (layout.homogenization_file(task) for task in tasks) if path.exists()]

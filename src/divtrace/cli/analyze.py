@@ -90,6 +90,14 @@ def analyze(
     judge_api_key_env: Annotated[
         str, typer.Option("--judge-api-key-env", help="environment variable holding the judge endpoint's API key")
     ] = "OPENAI_API_KEY",
+    homogenization: Annotated[
+        bool | None,
+        typer.Option(
+            "--homogenization/--no-homogenization",
+            help="also compare every pair of checkpoints per task: analysis/homogenization.csv and a heatmap in the "
+            "report (default: the study's setting, else off)",
+        ),
+    ] = None,
 ) -> None:
     """Analyze samples generated elsewhere along a lineage: verify, (judge,) score, analyze (and report),
     resumably."""
@@ -137,6 +145,7 @@ def analyze(
             on_import=imported,
             on_warning=lambda message: note(message, "warning"),
             judge=judge,
+            homogenization=homogenization,
         )
     print_outcome(outcome.reports, out, output_format)
 

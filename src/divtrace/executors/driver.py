@@ -40,7 +40,7 @@ from divtrace.runs.stage import Stage, StageReport, Unit, WorkItem
 from divtrace.study import Study
 from divtrace.study.ownership import check_run_directory
 from divtrace.study.planned import PlannedTask, plan_tasks
-from divtrace.study.stages import generate_stage, judge_stage, score_stage, verify_stage
+from divtrace.study.stages import generate_stage, homogenize_stage, judge_stage, score_stage, verify_stage
 
 #: Called when a stage starts, with its name.
 StageStart = Callable[[str], None]
@@ -237,7 +237,8 @@ def study_stages(
     report: bool = True,
 ) -> list[AnyStage]:
     """The stages of ``study`` over ``tasks`` in ``layout``: generate, verify, judge (when the study has a judge),
-    score, analyze, report (``generate``, ``verify``, ``report`` False leave that one out)."""
+    score, homogenize (when the study asks for it), analyze, report (``generate``, ``verify``, ``report`` False
+    leave that one out)."""
     origins: Mapping[str, str] = {planned.name: planned.origin for planned in tasks}
     stages: list[AnyStage] = []
     if generate:
@@ -247,7 +248,11 @@ def study_stages(
     judging = judge_stage(study, tasks, layout)
     if judging is not None:
         stages.append(judging)
-    stages += [score_stage(study, tasks), AnalyzeStage(study, tuple(origins))]
+    stages.append(score_stage(study, tasks))
+    homogenizing = homogenize_stage(study, tasks)
+    if homogenizing is not None:
+        stages.append(homogenizing)
+    stages.append(AnalyzeStage(study, tuple(origins)))
     if report:
         stages.append(ReportStage(study, origins))
     return stages

@@ -171,6 +171,15 @@ class RunLayout:
         """Per-prompt scores of (checkpoint, task)."""
         return self.root / "scores" / safe_name(checkpoint) / f"{safe_name(task)}.parquet"
 
+    def homogenization_file(self, task: str) -> Path:
+        """Per-prompt similarities of every pair of checkpoints on ``task`` (the homogenisation stage)."""
+        return self.root / "homogenization" / f"{safe_name(task)}.parquet"
+
+    def check_homogenization(self, task: str, reader: str) -> None:
+        """Like :meth:`check_samples`, for the homogenisation of ``task``, which must be there."""
+        similarities = self.homogenization_file(task)
+        check_input(self.root, marker_for(similarities), reader, similarities)
+
     @property
     def analysis_dir(self) -> Path:
         """The analysis tables."""

@@ -275,6 +275,11 @@ class Study(_Strict):
     shard_size: int = Field(8, ge=1)
     executor: ExecutorSpec = Field(default_factory=ExecutorSpec)
     judge: JudgeSpec | None = Field(None, description="an LLM judge of quality on tasks without a verifier")
+    homogenization: bool = Field(
+        False,
+        description="also compare every pair of checkpoints: how alike their outputs are per task (SBERT and n-gram "
+        "similarity; analysis/homogenization.csv and a heatmap in the report)",
+    )
 
     @model_validator(mode="after")
     def _graph_is_valid(self) -> Study:
@@ -299,6 +304,10 @@ class Study(_Strict):
         except ValueError as err:
             raise DivtraceError(str(err)) from None
         return study
+
+    def with_homogenization(self, homogenization: bool) -> Study:
+        """This study with its ``homogenization`` setting replaced."""
+        return self.model_copy(update={"homogenization": homogenization})
 
     def _judge_is_valid(self) -> None:
         """The judge's protocols are known and name the study's tasks; its baseline is a checkpoint."""

@@ -1,4 +1,5 @@
-"""A study's settings as the stages below it take them: the generate, verify, judge and score stage objects of a run.
+"""A study's settings as the stages below it take them: the generate, verify, judge, score and homogenize stage
+objects of a run.
 
 The stages live in their packages and know nothing of a study (``generate``, ``verify`` and ``score`` sit below
 ``study``); these functions hand each one its typed settings. The analyze and report stages, above ``study``, take
@@ -15,6 +16,7 @@ from divtrace.judge.client import JudgeEndpoint
 from divtrace.judge.pipeline import JudgeConfig, study_protocols
 from divtrace.judge.stage import JudgeStage
 from divtrace.runs.layout import RunLayout
+from divtrace.score.homogenize_stage import HomogenizeStage
 from divtrace.score.stage import ScorerSpec, ScoreStage
 from divtrace.study.planned import PlannedTask
 from divtrace.study.spec import CheckpointSpec, Study
@@ -112,4 +114,16 @@ def judge_stage(study: Study, tasks: Sequence[PlannedTask], layout: RunLayout) -
         config,
         endpoint,
         str(layout.judge_cache_file),
+    )
+
+
+def homogenize_stage(study: Study, tasks: Sequence[PlannedTask]) -> HomogenizeStage | None:
+    """How alike every pair of ``study``'s checkpoints' outputs are on each task, with the study's sentence
+    embedder; None unless the study asks for it (``homogenization``)."""
+    if not study.homogenization:
+        return None
+    return HomogenizeStage(
+        study.embedder_settings(),
+        tuple(checkpoint.name for checkpoint in study.checkpoints),
+        tuple(planned.name for planned in tasks),
     )
