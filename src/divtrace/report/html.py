@@ -47,6 +47,7 @@ from divtrace.analysis import (
     AnalysisResult,
 )
 from divtrace.analysis.collapse import significant_gain, significant_loss
+from divtrace.analysis.homogenization import HOMOGENIZATION_COLUMNS
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_atomic
 from divtrace.report import plots
@@ -84,7 +85,10 @@ _COLUMNS: dict[str, list[str]] = {
     "table1": TABLE1_COLUMNS,
     "diversity_quality": DIVERSITY_QUALITY_COLUMNS,
     "quality_edges": QUALITY_EDGES_COLUMNS,
+    "homogenization": HOMOGENIZATION_COLUMNS,
 }
+#: The metric the homogenisation heatmaps show.
+HOMOGENIZATION_METRIC = "sbert"
 
 
 def report_tables(analysis: AnalysisResult) -> AnalysisResult:
@@ -191,6 +195,8 @@ def write_report(
         qfd=tables.qfd,
         diversity_quality=tables.diversity_quality,
         quality_edges=tables.quality_edges,
+        homogenization=tables.homogenization,
+        checkpoint_order=_checkpoint_order(graph),
     )
     write_atomic(out / "summary.md", lambda tmp: tmp.write_text(summary, encoding="utf-8"))
     return path
@@ -367,6 +373,7 @@ def build_figures(
     figures: dict[str, Any] = {"lineage": None, "heatmaps": [], "waterfalls": [], "qfd": [], "thinking": None}
     figures["curves"] = []
     figures["quality"] = quality_figures(tables.diversity_quality, graph, metrics, tasks, primary, colours)
+    figures["homogenization"] = homogenization_figures(tables.homogenization, order, tasks)
     retained = tables.retained.dropna(subset=["retained"])
     if len(retained):
         figures["lineage"] = Markup(plots.plot_lineage(graph, retained, [primary] if primary else metrics))
@@ -416,6 +423,20 @@ def quality_figures(
         metric = metric or quality_metric(frame, metrics)
         svg = plots.plot_diversity_quality(frame, task, str(metric), graph.edges(), colours)
         figures.append({"task": task, "metric": metric, "svg": Markup(svg)})
+    return figures
+
+
+def homogenization_figures(
+    homogenization: pd.DataFrame, order: Sequence[str], tasks: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Per task with a homogenisation, the checkpoint x checkpoint heatmap of SBERT similarity, lineage order on
+    both axes: ``{task, metric, svg}`` (none when the table is empty)."""
+    rows = homogenization[homogenization["metric"] == HOMOGENIZATION_METRIC].dropna(subset=["similarity"])
+    present = [str(t) for t in rows["task"].unique()]
+    figures = []
+    for task in [*[t for t in tasks if t in present], *[t for t in present if t not in tasks]]:
+        svg = plots.plot_homogenization(rows, task, HOMOGENIZATION_METRIC, order)
+        figures.append({"task": task, "metric": HOMOGENIZATION_METRIC, "svg": Markup(svg)})
     return figures
 
 
@@ -649,9 +670,10 @@ def _checkpoint_order(graph: LineageGraph) -> list[str]:
 
 
 def _values(tables: AnalysisResult, column: str) -> list[str]:
+    """The values of ``column`` over the diversity tables (not the homogenisation's, whose metrics are its own)."""
     seen: list[str] = []
-    for frame in tables.tables().values():
-        if column in frame.columns:
+    for name, frame in tables.tables().items():
+        if column in frame.columns and name != "homogenization":
             seen.extend(str(v) for v in frame[column].dropna().unique())
     return list(dict.fromkeys(seen))
 

@@ -185,6 +185,37 @@ def plot_heatmap(
     return _finish(fig)
 
 
+def plot_homogenization(homogenization: pd.DataFrame, task: str, metric: str, checkpoints: Sequence[str]) -> str:
+    """Checkpoint x checkpoint heatmap of how alike two checkpoints' outputs are on ``task`` (``metric``'s mean
+    similarity over prompts, annotated), ``checkpoints`` (lineage order) on both axes; the table's unordered pairs
+    fill both halves, each checkpoint with itself the diagonal.
+
+    ``homogenization``: columns task, metric, checkpoint_a, checkpoint_b, similarity.
+    """
+    frame = homogenization[(homogenization["task"] == task) & (homogenization["metric"] == metric)]
+    present = set(frame["checkpoint_a"].astype(str)) | set(frame["checkpoint_b"].astype(str))
+    names = [c for c in checkpoints if c in present] + sorted(present - set(checkpoints))
+    where = {name: index for index, name in enumerate(names)}
+    values = np.full((len(names), len(names)), np.nan)
+    for a, b, similarity in frame[["checkpoint_a", "checkpoint_b", "similarity"]].itertuples(index=False):
+        values[where[str(a)], where[str(b)]] = values[where[str(b)], where[str(a)]] = float(similarity)
+    cmap: Colormap = matplotlib.colormaps["viridis"]
+    finite = values[np.isfinite(values)]
+    norm = Normalize(float(finite.min()) if finite.size else 0.0, float(finite.max()) if finite.size else 1.0)
+    side = max(3.5, 0.75 * len(names) + 2.0)
+    fig = Figure(figsize=(side + 0.8, side))
+    ax = fig.subplots()
+    image = ax.imshow(values, cmap=cmap, norm=norm, aspect="equal")
+    ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    for (row, col), value in np.ndenumerate(values):
+        if math.isfinite(value):
+            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color=_ink(cmap(norm(value))))
+    ax.set_title(f"{task}: {metric} similarity of outputs")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return _finish(fig)
+
+
 #: The room left above and below a waterfall's data, as a fraction of the range it spans.
 WATERFALL_MARGIN = 0.05
 

@@ -26,8 +26,9 @@ from divtrace.samples import SampleRecord
 from divtrace.study import Study
 
 #: Bumped when the report changes for the same inputs.
-REPORT_VERSION = 2  # 2: the "Diversity against quality" section (HTML and summary.md), from the analysis'
-# diversity_quality and quality_edges tables
+REPORT_VERSION = 3  # 2: the "Diversity against quality" section (HTML and summary.md), from the analysis'
+# diversity_quality and quality_edges tables. 3: the "Homogenisation" section (a checkpoint x checkpoint heatmap per
+# task in HTML, tables in summary.md), from the analysis' homogenization table when there is one
 
 
 @dataclass(frozen=True)

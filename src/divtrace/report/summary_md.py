@@ -62,6 +62,8 @@ def render_summary_md(
     qfd: pd.DataFrame | None = None,
     diversity_quality: pd.DataFrame | None = None,
     quality_edges: pd.DataFrame | None = None,
+    homogenization: pd.DataFrame | None = None,
+    checkpoint_order: Sequence[str] = (),
 ) -> str:
     """The Markdown summary of a study.
 
@@ -89,6 +91,9 @@ def render_summary_md(
             leaves the section out.
         quality_edges: optional; the analysis' ``quality_edges`` table: per task, each stage's quality change next
             to its diversity change in each metric, and the sentence of the first metric (SBERT first).
+        homogenization: optional; the analysis' ``homogenization`` table: per task and metric, a checkpoint x
+            checkpoint table of how alike their outputs are (mean similarity [95% CI]), rows and columns in
+            ``checkpoint_order`` (the lineage order; others follow, sorted). None or empty leaves the section out.
 
     Returns:
         Markdown text: title, caveat, the sentences and the sign convention, warnings, Table 1, then per lineage a
@@ -140,6 +145,8 @@ def render_summary_md(
         lines += _collapse_site_lines(collapse_sites)
     if diversity_quality is not None and not diversity_quality.empty:
         lines += _quality_lines(diversity_quality, quality_edges, metrics)
+    if homogenization is not None and not homogenization.empty:
+        lines += _homogenization_lines(homogenization, checkpoint_order)
     if qfd is not None and not qfd.empty:
         lines += _qfd_lines(qfd, metrics)
     return "\n".join(lines)
@@ -223,6 +230,32 @@ def quality_metric(frame: pd.DataFrame, metrics: Sequence[str] | None) -> str | 
     """The metric a diversity-against-quality sentence or plot uses: the first present of SBERT, then ``metrics``."""
     present = [str(m) for m in frame["metric"].dropna().unique()]
     return ordered_metrics(present, metrics)[0] if present else None
+
+
+def _homogenization_lines(homogenization: pd.DataFrame, order: Sequence[str]) -> list[str]:
+    """The homogenisation section: per task and metric, a checkpoint x checkpoint table of mean similarity."""
+    lines = [
+        "## Homogenisation",
+        "",
+        "How alike two checkpoints' outputs are, per task: mean over the prompts both have of the similarity "
+        "between their output sets (sbert: mean cosine of sentence embeddings; ngram: mean Jaccard of word "
+        "1-4-gram sets), 95% CI in brackets. The diagonal compares a checkpoint with itself over its distinct "
+        f"pairs of outputs (for sbert: 1 {MINUS} its SBERT diversity).",
+        "",
+    ]
+    for (task, metric), frame in homogenization.groupby(["task", "metric"], sort=False):
+        present = set(frame["checkpoint_a"].astype(str)) | set(frame["checkpoint_b"].astype(str))
+        names = [c for c in order if c in present] + sorted(present - set(order))
+        cells: dict[tuple[str, str], str] = {}
+        for r in frame.to_dict("records"):
+            text = plain_ci(r["similarity"], r["ci_low"], r["ci_high"])
+            cells[(str(r["checkpoint_a"]), str(r["checkpoint_b"]))] = text
+            cells[(str(r["checkpoint_b"]), str(r["checkpoint_a"]))] = text
+        lines += [f"### {_cell(task)}: {_cell(metric)}", ""]
+        lines += [_row(["", *(_cell(n) for n in names)]), _row(["---"] + ["---:"] * len(names))]
+        lines += [_row([_cell(a), *(cells.get((a, b), DASH) for b in names)]) for a in names]
+        lines.append("")
+    return lines
 
 
 def _quality_lines(
