@@ -618,9 +618,13 @@ def test_write_analysis_round_trips_every_table(tmp_path: Path) -> None:
         "table1",
         "diversity_quality",
         "quality_edges",
+        "homogenization",
     ]
-    assert len(written) == 2 * len(names) + 1
+    assert len(written) == 2 * (len(names) - 1) + 1  # the homogenization table only when asked for
+    assert not (tmp_path / "homogenization.csv").exists()
     for name, table in result.tables().items():
+        if name == "homogenization":
+            continue
         from_parquet = pd.read_parquet(tmp_path / f"{name}.parquet")
         from_csv = pd.read_csv(tmp_path / f"{name}.csv")
         assert list(from_parquet.columns) == list(from_csv.columns) == list(table.columns)
