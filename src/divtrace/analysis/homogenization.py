@@ -65,9 +65,7 @@ def homogenization_table(prompt_rows: pd.DataFrame, order: Sequence[str], settin
     )
     table = table.sort_values(
         ["task", "metric", "checkpoint_a", "checkpoint_b"],
-        key=lambda column: column.map(
-            {"task": task_rank, "metric": metric_rank}.get(str(column.name), rank)
-        ),
+        key=lambda column: column.map({"task": task_rank, "metric": metric_rank}.get(str(column.name), rank)),
         kind="stable",
     )
     table["n_prompts"] = table["n_prompts"].astype("int64")
