@@ -7,7 +7,6 @@ model); the slow ones run real ``divtrace`` commands on a finished small study a
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -93,19 +92,11 @@ def test_the_python_api_refuses_before_touching_the_directory(tmp_path: Path) ->
     assert tree_digests(by_analyze) == before
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished run of the small study (``small_study``), made by ``divtrace run``."""
-    root = tmp_path_factory.mktemp("owned")
-    done = run_divtrace("run", small_study(root / "study.yaml"), "--out", root / "run")
-    assert done.returncode == 0, done.stderr
-    return root / "run"
-
-
 @pytest.fixture
-def run(finished: Path, tmp_path: Path) -> Path:
-    """A copy of the finished run, for one test to change."""
-    return Path(shutil.copytree(finished, tmp_path / "run"))
+def run(small_run_copy: tuple[Path, Path]) -> Path:
+    """A copy of a finished run of the small study (``small_study``), made by ``divtrace run`` (the session's
+    ``small_run``), for one test to change."""
+    return small_run_copy[1]
 
 
 @pytest.mark.slow
