@@ -3,8 +3,8 @@ shard, a verdicts file, a scores file, an analysis table, the report) is named a
 those of an undamaged run; a run killed (SIGKILL) at a random moment resumes to the same tables; Ctrl-C during
 generation counts the shards it kept; a run made before outputs were recorded is not redone.
 
-One finished run (the quickstart cut down, as ``tests/cli/test_run.py`` runs it: the session's ``small_run`` of
-tests/conftest.py) is shared by the module; each test damages a copy of it.
+One finished run (the quickstart cut down, as ``tests/cli/test_run.py`` runs it) is shared: the session's
+``small_run`` (tests/conftest.py); each test damages a copy of it.
 """
 
 from __future__ import annotations
