@@ -29,9 +29,10 @@ def tiny_nli_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory: pytest.TempPathFactory) -> SmallRun:
     """``divtrace run`` of the small study (``tests.run_commands.small_study``, unchanged) from a fresh directory in
-    a subprocess, its output piped: made once, as the study's models load and generate for a minute or more. Tests
-    read its output and its run directory, and never change them: a test that interrupts, damages, edits or reruns
-    takes a copy (:meth:`SmallRun.copy`, or the ``small_run_copy`` fixture), so tests cannot affect each other."""
+    a subprocess, its output piped: made once, as loading the two models and generating takes half a minute or
+    more. Tests read its output and its run directory, and never change them: a test that interrupts, damages,
+    edits or reruns takes a copy (:meth:`SmallRun.copy`, or the ``small_run_copy`` fixture), so tests cannot affect
+    each other."""
     return finish_small_run(tmp_path_factory.mktemp("small-run"))
 
 
