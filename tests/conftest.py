@@ -1,5 +1,6 @@
-"""Shared fixtures, each built once per session: a tiny random MNLI-style classifier built offline, and the
-OpenAI-compatible servers of :mod:`tests.servers` (llm-katan, ``transformers serve``)."""
+"""Shared fixtures, each built once per session: a tiny random MNLI-style classifier built offline, one finished run
+of the small study (:mod:`tests.run_commands`) on the packaged models, and the OpenAI-compatible servers of
+:mod:`tests.servers` (llm-katan, ``transformers serve``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.nli_model import build_tiny_nli_model
+from tests.run_commands import SmallRun, finish_small_run
 from tests.servers import ServerProcess, launch_katan, launch_transformers_serve, served_smollm2
 
 # A shell without job control that starts the suite in the background (`cmd &` in a script, nohup) makes it ignore
@@ -22,6 +24,22 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 @pytest.fixture(scope="session")
 def tiny_nli_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_nli_model(tmp_path_factory.mktemp("nli") / "tiny-mnli")
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> SmallRun:
+    """``divtrace run`` of the small study (``tests.run_commands.small_study``, unchanged) from a fresh directory in
+    a subprocess, its output piped: made once, as loading the two models and generating takes half a minute or
+    more. Tests read its output and its run directory, and never change them: a test that interrupts, damages,
+    edits or reruns takes a copy (:meth:`SmallRun.copy`, or the ``small_run_copy`` fixture), so tests cannot affect
+    each other."""
+    return finish_small_run(tmp_path_factory.mktemp("small-run"))
+
+
+@pytest.fixture
+def small_run_copy(small_run: SmallRun, tmp_path: Path) -> tuple[Path, Path]:
+    """(study file, run directory): this test's own copy of :func:`small_run`'s, under its ``tmp_path``."""
+    return small_run.copy(tmp_path)
 
 
 # ----- OpenAI-compatible servers on 127.0.0.1 (tests/servers.py), each started once per session -----

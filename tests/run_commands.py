@@ -1,13 +1,16 @@
 """Real ``divtrace`` commands in subprocesses on one run directory (the lock and ownership tests), with this checkout's
-``src`` first on PYTHONPATH (as in :mod:`tests.interrupt`), and what the tests compare: a tree's file digests."""
+``src`` first on PYTHONPATH (as in :mod:`tests.interrupt`), what the tests compare: a tree's file digests, and one
+finished run of the small study (:class:`SmallRun`, the session's ``small_run`` fixture in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +68,38 @@ def small_study(path: Path, **changes: Any) -> Path:
     assert isinstance(study, Study)
     path.write_text(study.to_yaml())
     return path
+
+
+@dataclass(frozen=True)
+class SmallRun:
+    """One finished ``divtrace run`` of :func:`small_study` (unchanged) from a fresh directory, its output piped."""
+
+    #: The study file it ran.
+    study: Path
+    #: Its run directory: read it, never change it (it is shared; :meth:`copy` gives one to change).
+    directory: Path
+    #: The command's exit code, stdout and stderr.
+    result: subprocess.CompletedProcess[str]
+
+    @property
+    def output(self) -> str:
+        """What the command printed: its stderr (the plan, progress, the stages' counts), then its stdout."""
+        return self.result.stderr + self.result.stdout
+
+    def copy(self, into: Path) -> tuple[Path, Path]:
+        """(a copy of the study file, a copy of the run directory) under ``into``, for one test to change: the
+        files' bytes and modification times as in the original (``shutil.copytree``)."""
+        study = Path(shutil.copy2(self.study, into / "study.yaml"))
+        return study, Path(shutil.copytree(self.directory, into / "run"))
+
+
+def finish_small_run(root: Path) -> SmallRun:
+    """``divtrace run`` of :func:`small_study`, written to ``root/study.yaml``, into ``root/run``, to its end."""
+    study = small_study(root / "study.yaml")
+    run = root / "run"
+    result = run_divtrace("run", study, "--out", run)
+    assert result.returncode == 0, result.stderr
+    return SmallRun(study, run, result)
 
 
 def tree_digests(root: Path) -> dict[str, str]:

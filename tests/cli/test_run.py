@@ -2,16 +2,15 @@
 
 The study is the quickstart cut down (3 prompts per task, K = 3, 8 new tokens, 2 prompts per shard), so the real
 path (both packaged models, the bundled tasks, the arithmetic verifier, MiniLM scoring, the analysis, the report)
-runs in about a minute.
+runs in about a minute. The run from a fresh directory is the session's ``small_run`` (tests/conftest.py), made once:
+the end-to-end test and the piped-output test read its output and files, and the end-to-end test reruns, damages and
+edits its own copy.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +21,7 @@ from divtrace.cli import app
 from divtrace.samples import read_samples
 from divtrace.score.metric_spec import MetricSpec
 from divtrace.study import small_quickstart_study
+from tests.run_commands import SmallRun
 
 PROMPTS = 3
 K = 3
@@ -43,16 +43,17 @@ def files_and_times(root: Path) -> dict[Path, int]:
 
 
 @pytest.mark.slow
-def test_run_small_study_end_to_end_and_again(tmp_path: Path) -> None:
-    study = small_quickstart(tmp_path / "study.yaml")
-    run = tmp_path / "run"
-
-    code, output = invoke("run", str(study), "--out", str(run), "--dry-run")
+def test_run_small_study_end_to_end_and_again(small_run: SmallRun, tmp_path: Path) -> None:
+    """The session's ``small_run`` is the first run (a fresh directory); what follows runs on a copy of it."""
+    planned = small_quickstart(tmp_path / "planned.yaml")
+    code, output = invoke("run", str(planned), "--out", str(tmp_path / "fresh"), "--dry-run")
     assert code == 0, output
     assert "36 samples to generate" in output and "to do" in output  # 2 checkpoints x 2 tasks x 3 prompts x K=3
+    assert planned.read_text() == small_run.study.read_text()  # the study small_run ran
 
-    code, output = invoke("run", str(study), "--out", str(run))
-    assert code == 0, output
+    assert small_run.result.returncode == 0, small_run.output
+    output = small_run.output
+    study, run = small_run.copy(tmp_path)
     for line in ("generate: ran 4", "verify: ran 2", "score: ran 4", "analyze: ran 1", "report: ran 1"):
         assert line in output
     assert "cross-family" in output or "NOT a lineage" in output  # the caveat is said plainly
@@ -133,16 +134,14 @@ STAGES = ("generate", "verify", "score", "analyze", "report")
 
 
 @pytest.mark.slow
-def test_piped_run_prints_short_plain_lines_a_few_per_stage(tmp_path: Path) -> None:
+def test_piped_run_prints_short_plain_lines_a_few_per_stage(small_run: SmallRun, tmp_path: Path) -> None:
     """``divtrace run`` into a pipe (a log file): the plan opens with its totals; progress is a few plain lines per
     stage (its first event, then at most one per interval, then a final line), never padded, without logging
-    locations or the libraries' own bars; no line is longer than 200 characters."""
-    study = small_quickstart(tmp_path / "study.yaml")
-    result = subprocess.run(
-        [sys.executable, "-m", "divtrace.cli", "run", str(study), "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, timeout=1200, check=False,
-        env={**os.environ, "DIVTRACE_PROGRESS_INTERVAL": "3600"},
-    )  # fmt: skip
+    locations or the libraries' own bars; no line is longer than 200 characters. The run is the session's
+    ``small_run``: the small study from a fresh directory in a subprocess, stdout and stderr piped,
+    DIVTRACE_PROGRESS_INTERVAL=3600."""
+    assert small_run.study.read_text() == small_quickstart(tmp_path / "study.yaml").read_text()
+    result = small_run.result
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines() + result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 200, max(lines, key=len)

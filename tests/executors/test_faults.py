@@ -3,8 +3,8 @@ shard, a verdicts file, a scores file, an analysis table, the report) is named a
 those of an undamaged run; a run killed (SIGKILL) at a random moment resumes to the same tables; Ctrl-C during
 generation counts the shards it kept; a run made before outputs were recorded is not redone.
 
-One finished run (the quickstart cut down, as ``tests/cli/test_run.py`` builds it) is shared by the module; each
-test damages a copy of it.
+One finished run (the quickstart cut down, as ``tests/cli/test_run.py`` runs it) is shared: the session's
+``small_run`` (tests/conftest.py); each test damages a copy of it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from divtrace.cli import app
 from divtrace.study import small_quickstart_study
 from tests.interrupt import check_interrupted, interrupt_run
+from tests.run_commands import SmallRun
 
 CHECKPOINTS = ("gemma-3-270m", "smollm2-135m-instruct")
 #: Where the damaged file is moved, under the run directory.
@@ -38,15 +39,12 @@ def invoke(*args: str) -> tuple[int, str]:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def finished(small_run: SmallRun) -> tuple[Path, Path]:
     """(the study file, its run directory after one uninterrupted run): 3 prompts per task, K = 3, 8 new tokens,
-    2 prompts per shard (2 shards per generation)."""
-    root = tmp_path_factory.mktemp("finished")
-    study = root / "study.yaml"
-    study.write_text(small_quickstart_study(3, 3, 8, shard_size=2, seed=7).to_yaml())
-    code, output = invoke("run", str(study), "--out", str(root / "run"))
-    assert code == 0, output
-    return study, root / "run"
+    2 prompts per shard (2 shards per generation). Shared with other modules: tests read both, and change only a
+    copy (:func:`copy_of`)."""
+    assert small_run.study.read_text() == small_quickstart_study(3, 3, 8, shard_size=2, seed=7).to_yaml()
+    return small_run.study, small_run.directory
 
 
 def copy_of(finished: tuple[Path, Path], tmp_path: Path) -> Path:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -226,9 +227,13 @@ def test_a_second_run_stops_at_once_and_a_waiting_one_finds_everything_done(tmp_
 
 
 @pytest.mark.slow
-def test_a_run_killed_with_sigkill_leaves_a_lock_the_next_run_takes_over(tmp_path: Path) -> None:
-    study = small_study(tmp_path / "study.yaml")
-    run = tmp_path / "run"
+def test_a_run_killed_with_sigkill_leaves_a_lock_the_next_run_takes_over(
+    small_run_copy: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The run directory is a copy of the session's finished ``small_run`` without its report: the next run takes
+    the lock over and still has a stage to run (the lock, not generation, is what this test is about)."""
+    study, run = small_run_copy
+    shutil.rmtree(run / "report")
     killed = start_divtrace("run", study, "--out", run, log=tmp_path / "killed.log")
     holder = wait_for_holder(run, killed)
     killed.send_signal(signal.SIGKILL)

@@ -2,24 +2,26 @@
 command, is refused before anything in the directory is touched; an edited study of the same name goes on.
 
 The fast tests refuse through ``divtrace.run`` / ``divtrace.analyze`` (the refusal comes before task data or any
-model); the slow ones run real ``divtrace`` commands on a finished small study and compare every file's bytes.
+model); the slow ones run ``divtrace`` commands (typer's CliRunner, in this process: exit code and output are
+what they check) on a copy of a finished small study and compare every file's bytes.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner, Result
 
 import divtrace
+from divtrace.cli import app
 from divtrace.errors import DivtraceError
 from divtrace.runs.layout import RunLayout
 from divtrace.study import Study, load_study, small_quickstart_study
 from divtrace.study.imported import parse_lineage
 from divtrace.study.ownership import check_run_directory, made_by
 from divtrace.study.spec import TaskSpec
-from tests.run_commands import run_divtrace, small_study, tree_digests
+from tests.run_commands import small_study, tree_digests
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "quickstart_samples.jsonl"
 CHAIN = "gemma-3-270m>smollm2-135m-instruct:instruct"
@@ -93,40 +95,37 @@ def test_the_python_api_refuses_before_touching_the_directory(tmp_path: Path) ->
     assert tree_digests(by_analyze) == before
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished run of the small study (``small_study``), made by ``divtrace run``."""
-    root = tmp_path_factory.mktemp("owned")
-    done = run_divtrace("run", small_study(root / "study.yaml"), "--out", root / "run")
-    assert done.returncode == 0, done.stderr
-    return root / "run"
+def invoke(*args: str | Path) -> Result:
+    """``divtrace ARGS`` to its end in this process: ``exit_code``, and ``output`` (its stdout and stderr)."""
+    return CliRunner().invoke(app, list(map(str, args)), env={"COLUMNS": "400"})
 
 
 @pytest.fixture
-def run(finished: Path, tmp_path: Path) -> Path:
-    """A copy of the finished run, for one test to change."""
-    return Path(shutil.copytree(finished, tmp_path / "run"))
+def run(small_run_copy: tuple[Path, Path]) -> Path:
+    """A copy of a finished run of the small study (``small_study``), made by ``divtrace run`` (the session's
+    ``small_run``), for one test to change."""
+    return small_run_copy[1]
 
 
 @pytest.mark.slow
 def test_another_study_into_a_run_directory_changes_no_byte_in_it(run: Path, tmp_path: Path) -> None:
     other = small_study(tmp_path / "other.yaml", name="other-study", seed=99, tasks=[TaskSpec(name="arithmetic", n=2)])
     before = tree_digests(run)
-    refused = run_divtrace("run", other, "--out", run)
-    assert refused.returncode == 2, refused.stderr
+    refused = invoke("run", other, "--out", run)
+    assert refused.exit_code == 2, refused.output
     assert (
-        f"error: {run} is the run directory of study 'small-quickstart', not of study 'other-study'" in refused.stderr
+        f"error: {run} is the run directory of study 'small-quickstart', not of study 'other-study'" in refused.output
     )
-    assert "plan of study" not in refused.stderr  # refused before task data loaded, let alone a model
+    assert "plan of study" not in refused.output  # refused before task data loaded, let alone a model
     assert tree_digests(run) == before
 
-    analyzed = run_divtrace("analyze", SAMPLES, "--lineage", CHAIN, "--out", run)
-    assert analyzed.returncode == 2, analyzed.stderr
-    assert "made by divtrace run; divtrace analyze cannot run study 'imported' in it" in analyzed.stderr
+    analyzed = invoke("analyze", SAMPLES, "--lineage", CHAIN, "--out", run)
+    assert analyzed.exit_code == 2, analyzed.output
+    assert "made by divtrace run; divtrace analyze cannot run study 'imported' in it" in analyzed.output
     assert tree_digests(run) == before
 
-    report = run_divtrace("report", run)  # the report still speaks of the study that made the samples
-    assert report.returncode == 0 and "report: ran 0" in report.stderr
+    report = invoke("report", run)  # the report still speaks of the study that made the samples
+    assert report.exit_code == 0 and "report: ran 0" in report.output
     assert tree_digests(run) == before
 
 
@@ -135,11 +134,11 @@ def test_the_same_study_with_another_temperature_is_refused_before_any_model_loa
     """Not another study: its stored samples were drawn at temperature 0.8, so the generate stage refuses to resume
     them at 0.7 (as it always did), but now before study.yaml is rewritten or a model loads."""
     before = tree_digests(run)
-    refused = run_divtrace("run", small_study(tmp_path / "hotter.yaml", temperature=0.7), "--out", run)
-    assert refused.returncode == 2, refused.stderr
-    assert "was generated with temperature=0.8, now 0.7; use a new --out or the same settings" in refused.stderr
-    assert "is the run directory of study" not in refused.stderr
-    assert "generate:" not in refused.stderr  # the stage never started: no model was loaded
+    refused = invoke("run", small_study(tmp_path / "hotter.yaml", temperature=0.7), "--out", run)
+    assert refused.exit_code == 2, refused.output
+    assert "was generated with temperature=0.8, now 0.7; use a new --out or the same settings" in refused.output
+    assert "is the run directory of study" not in refused.output
+    assert "generate:" not in refused.output  # the stage never started: no model was loaded
     assert tree_digests(run) == before
     assert load_study(str(run / "study.yaml")).sampling.temperature == 0.8
 
@@ -148,10 +147,10 @@ def test_the_same_study_with_another_temperature_is_refused_before_any_model_loa
 def test_the_same_study_edited_redoes_what_changed(run: Path, tmp_path: Path) -> None:
     edited = small_study(tmp_path / "edited.yaml", metrics=["ead", "vendi"])
     before = tree_digests(run)
-    again = run_divtrace("run", edited, "--out", run)
-    assert again.returncode == 0, again.stderr
+    again = invoke("run", edited, "--out", run)
+    assert again.exit_code == 0, again.output
     for line in ("generate: ran 0", "verify: ran 0", "score: ran 4", "analyze: ran 1", "report: ran 1"):
-        assert line in again.stderr
+        assert line in again.output
     after = tree_digests(run)
     assert all(after[name] == digest for name, digest in before.items() if name.startswith(("samples/", "verdicts/")))
     assert load_study(str(run / "study.yaml")).metrics == ["ead", "vendi"]  # study.yaml follows the edit
