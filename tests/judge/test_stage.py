@@ -45,6 +45,7 @@ def judged_study(endpoint: str, **judge: Any) -> Study:
             "data_dir": str(DATA),
             "judge": spec,
             "metrics": ["ead"],
+            "homogenization": True,  # the homogenize stage of divtrace run rides on this study's run
         }
     )
 
@@ -58,7 +59,8 @@ def test_a_study_with_a_judge_runs_the_stage_resumes_and_finds_a_dead_endpoint_f
         JudgeServer(judge_answer, script=["answer"] * 3, default=500) as failing,
         pytest.raises(JudgeEndpointError, match="500"),
     ):
-        divtrace.run(judged_study(failing.base_url), out)
+        # one call at a time, so exactly the first 3 are answered (concurrent calls could be cancelled in flight)
+        divtrace.run(judged_study(failing.base_url, max_concurrency=1), out)
     kept = len(layout.judge_cache_file.read_text().splitlines())
     assert kept == 3
     with JudgeServer(judge_answer) as server:
@@ -78,11 +80,16 @@ def test_a_study_with_a_judge_runs_the_stage_resumes_and_finds_a_dead_endpoint_f
         }  # fmt: skip
         assert judged[judged["is_baseline"]]["quality"].tolist() == [0.5]
         assert "Diversity against quality" in layout.report_html.read_text()
+        homogenization = pd.read_csv(layout.analysis_dir / "homogenization.csv")
+        pairs = {(row.checkpoint_a, row.checkpoint_b) for row in homogenization.itertuples()}
+        assert pairs == {(BASE, BASE), (BASE, INSTRUCT), (INSTRUCT, INSTRUCT)}
+        assert set(homogenization["task"]) == {"open_ended", "arithmetic", "tldr"}
         calls = len(server.calls)
         outcome = divtrace.run(study, out)
         assert len(server.calls) == calls  # nothing asked again
         judge_report = next(report for report in outcome.reports if report.stage == "judge")
         assert judge_report.ran == [] and len(judge_report.skipped) == 3
+        assert next(report for report in outcome.reports if report.stage == "homogenize").ran == []
         # divtrace judge on the run directory: its samples and its lineage's base as the baseline, the same tables
         from_files = divtrace.judge_samples(
             out, judge_model="judge-model", out=tmp_path / "judged", endpoint=server.base_url,
