@@ -44,6 +44,11 @@ class JudgeConfig:
     baseline: str | None = None
     baselines: Mapping[str, str] = field(default_factory=dict)
 
+    def baseline_for(self, checkpoint: str) -> str | None:
+        """The checkpoint ``checkpoint`` is compared with by a protocol against a baseline: its entry in
+        ``baselines``, else ``baseline`` (None when neither is set)."""
+        return self.baselines.get(checkpoint) or self.baseline
+
     def __post_init__(self) -> None:
         for protocol in self.protocols.values():
             get_protocol(protocol)
@@ -130,7 +135,7 @@ def baseline_of(config: JudgeConfig, checkpoint: str, task: str, cells: Mapping[
     """The baseline ``checkpoint`` is compared with on ``task`` (its entry in ``config.baselines``, else
     ``config.baseline``); DivtraceError when none is set or it has no samples of ``task``."""
     protocol = config.protocols[task]
-    baseline = config.baselines.get(checkpoint) or config.baseline
+    baseline = config.baseline_for(checkpoint)
     if not baseline:
         raise DivtraceError(
             f"task {task} is judged with {protocol}, which compares each checkpoint with a baseline checkpoint: name "

@@ -25,6 +25,7 @@ import pandas as pd
 
 from divtrace.fingerprint import files_fingerprint
 from divtrace.io_atomic import write_table_atomic
+from divtrace.judge.aggregate import SKIPPED
 from divtrace.judge.cache import JudgmentCache, resolve
 from divtrace.judge.client import JudgeClient, JudgeEndpoint
 from divtrace.judge.pipeline import JudgeConfig, judgments_table, plan_requests
@@ -76,7 +77,7 @@ class JudgeStage(Stage[JudgeWorkItem, pd.DataFrame]):
         """The checkpoint ``checkpoint`` is compared with on ``task`` (``""`` when its protocol has none)."""
         if not get_protocol(self.config.protocols[task]).needs_baseline:
             return ""
-        return self.config.baselines.get(checkpoint) or self.config.baseline or ""
+        return self.config.baseline_for(checkpoint) or ""
 
     def units(self, layout: RunLayout) -> list[Unit]:
         """Every judged (checkpoint, task) but a baseline's own, keyed as the module documentation says."""
@@ -134,7 +135,7 @@ class JudgeStage(Stage[JudgeWorkItem, pd.DataFrame]):
     def save(self, layout: RunLayout, item: WorkItem[JudgeWorkItem], result: pd.DataFrame) -> Mapping[str, Any]:
         """Write the judgments table atomically; its marker records the calls and the unreadable answers."""
         write_table_atomic(result, layout.judgments_file(item.unit.checkpoint, item.unit.task))
-        sent = result[result["order"] != "skipped"]
+        sent = result[result["order"] != SKIPPED]
         return {"judgments": len(sent), "unparseable": int(sent["value"].isna().sum())}
 
 
