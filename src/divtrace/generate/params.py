@@ -25,6 +25,14 @@ MIN_STUDY_K = 2
 Temperature = Annotated[float, Field(gt=0.0, description="> 0: sampling, never greedy")]
 TopP = Annotated[float, Field(gt=0.0, le=1.0)]
 TopK = Annotated[int, Field(ge=1, description="None: no top-k filtering")]
+MinP = Annotated[
+    float,
+    Field(
+        gt=0.0,
+        le=1.0,
+        description="None: off; else a token is kept when its probability is at least min_p times the top token's",
+    ),
+]
 MaxNewTokens = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0, description="base seed; each sample's seed derives from it (sample_seed)")]
 
@@ -50,6 +58,7 @@ class SamplingParams(BaseModel):
     temperature: Temperature = STUDY_TEMPERATURE
     top_p: TopP = STUDY_TOP_P
     top_k: TopK | None = None
+    min_p: MinP | None = None
     max_new_tokens: MaxNewTokens = 512
     stop: tuple[str, ...] = ()
     seed: Seed = STUDY_SEED
@@ -62,8 +71,13 @@ class SamplingParams(BaseModel):
         return value
 
     def as_record(self) -> dict[str, Any]:
-        """The parameters as stored in a record's ``sampling`` field (JSON-compatible)."""
-        return {**self.model_dump(exclude={"k"}), "stop": list(self.stop), "k": self.k}
+        """The parameters as stored in a record's ``sampling`` field (JSON-compatible).
+
+        ``min_p`` is left out when it is None (off), so samples drawn before divtrace knew ``min_p`` keep their
+        records and sample keys.
+        """
+        unset = {"k"} if self.min_p is not None else {"k", "min_p"}
+        return {**self.model_dump(exclude=unset), "stop": list(self.stop), "k": self.k}
 
 
 class SamplingSpec(BaseModel):
@@ -76,6 +90,7 @@ class SamplingSpec(BaseModel):
     temperature: Temperature = STUDY_TEMPERATURE
     top_p: TopP = STUDY_TOP_P
     top_k: TopK | None = None
+    min_p: MinP | None = None
     max_new_tokens: MaxNewTokens | None = Field(
         None, description="every task's cap when set (a task's own max_new_tokens in the study wins)"
     )
@@ -94,6 +109,7 @@ class SamplingSpec(BaseModel):
             temperature=self.temperature,
             top_p=self.top_p,
             top_k=self.top_k,
+            min_p=self.min_p,
             max_new_tokens=max_new_tokens or self.max_new_tokens or task_max_new_tokens,
             stop=stop,
             seed=self.seed,
