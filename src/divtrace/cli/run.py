@@ -154,10 +154,12 @@ def _print_plan(
 
     tasks = list(dict.fromkeys(row.task for row in rows))
     names = ", ".join(tasks)
-    line(
-        f"plan of study {study.name} -> {directory}: {len(summary.checkpoints)} checkpoint(s) x {len(tasks)} task(s)"
-        + (f" ({names})" if len(names) <= 80 else "")
+    conditions = len(summary.checkpoints) - len(study.checkpoints)
+    sampled = f"{len(study.checkpoints)} checkpoint(s)" + (
+        f" + {conditions} sweep condition(s) ({sweep_settings(study)})" if conditions else ""
     )
+    line(f"plan of study {study.name} -> {directory}: {sampled} x {len(tasks)} task(s)"
+         + (f" ({names})" if len(names) <= 80 else ""))  # fmt: skip
     if summary.samples_to_do:
         kind = "a guess: some figures are assumed, see the notes" if summary.guess else "from measured figures"
         total = (
@@ -185,6 +187,13 @@ def _print_plan(
         console.print(_detail_table(summary))
     elif dry_run:
         line("a row per (checkpoint, task): --detail; every row as CSV or JSON: --format csv|json")
+
+
+def sweep_settings(study: Study) -> str:
+    """The study's sweep in words: ``3 setting(s) of temperature x top_p`` (empty without a sweep)."""
+    if study.sweep is None:
+        return ""
+    return f"{len(study.sweep.settings())} setting(s) of {' x '.join(study.sweep.swept())}"
 
 
 def aligned(rows: list[tuple[str, ...]], numeric: frozenset[int] = frozenset()) -> list[str]:

@@ -28,8 +28,9 @@ class GenerationJob:
     """Draw ``params.k`` samples for every prompt of ``prompts`` as (``checkpoint``, ``task``), rendered with
     ``render``, stored under ``out_dir`` in shards of ``shard_size`` consecutive prompts.
 
-    ``params.stop`` are the task's stop sequences (the stop policy in ``render`` decides which apply). Raises
-    ValueError when ``shard_size`` is below 1.
+    ``params.stop`` are the task's stop sequences (the stop policy in ``render`` decides which apply).
+    ``model_of`` is the checkpoint whose model draws the samples when ``checkpoint`` is a sweep condition of it
+    (None: ``checkpoint``'s own). Raises ValueError when ``shard_size`` is below 1.
     """
 
     prompts: tuple[PromptItem, ...]
@@ -39,6 +40,7 @@ class GenerationJob:
     task: str
     render: RenderOptions = field(default_factory=RenderOptions)
     shard_size: int = 8
+    model_of: str | None = None
 
     def __post_init__(self) -> None:
         if self.shard_size < 1:
@@ -59,6 +61,11 @@ class GenerationJob:
     ) -> GenerationJob:
         """A job from any sequence of prompts and path (``render`` None: the default :class:`RenderOptions`)."""
         return cls(tuple(prompts), params, Path(out_dir), checkpoint, task, render or RenderOptions(), shard_size)
+
+    @property
+    def model_name(self) -> str:
+        """The checkpoint whose model draws this job's samples."""
+        return self.model_of or self.checkpoint
 
     @property
     def samples(self) -> int:

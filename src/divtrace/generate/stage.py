@@ -83,7 +83,8 @@ class ShardWork:
 @dataclass(frozen=True)
 class GenerateStage(Stage[ShardWork, ShardResult]):
     """Every (checkpoint, task) generation of a run: ``models`` by checkpoint, ``jobs`` in the order they run
-    (checkpoint, then task), each job's ``out_dir`` the run directory."""
+    (checkpoint, then task; a sweep condition's jobs right after its checkpoint's, drawn by its model), each job's
+    ``out_dir`` the run directory."""
 
     name: ClassVar[str] = "generate"
     version: ClassVar[int] = GENERATE_VERSION
@@ -107,14 +108,14 @@ class GenerateStage(Stage[ShardWork, ShardResult]):
         render = job.render
         return self.key(
             {
-                "model": self.model(job.checkpoint).identity(),
+                "model": self.model(job.model_name).identity(),
                 "render": {
                     "system_prompt": render.system_prompt,
                     "chat_template": render.chat_template,
                     "thinking": render.thinking.value,
                     "stop_policy": render.stops.value,
                 },
-                "sampling": job.params.model_dump(mode="json"),
+                "sampling": job.params.as_record(),  # min_p left out when off: older keys stand
                 "shard_size": job.shard_size,
                 "prompts": [(item.prompt_id, item.prompt) for item in job.prompts],
             }
@@ -155,9 +156,10 @@ class GenerateStage(Stage[ShardWork, ShardResult]):
         for unit in self.units(layout):
             if is_done(unit.marker, unit.key) or not layout.sample_files(unit.checkpoint, unit.task):
                 continue
-            model = self.model(unit.checkpoint)
+            job = self.job(unit.checkpoint, unit.task)
+            model = self.model(job.model_name)
             source = ModelSource(model.backend, model.model, model.revision, model.options)
-            generation_status(self.job(unit.checkpoint, unit.task), source)
+            generation_status(job, source)
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[ShardWork]]:
         """Every shard of the unit, with what its file holds now (which shards are finished is decided by the
@@ -167,7 +169,7 @@ class GenerateStage(Stage[ShardWork, ShardResult]):
             WorkItem(
                 unit,
                 ShardWork(job.checkpoint, job.task, index, read_shard_settings(job.shard_path(index))),
-                group=job.checkpoint,
+                group=job.model_name,
                 size=len(span) * job.params.k,
             )
             for index, span in enumerate(job.shard_ranges())

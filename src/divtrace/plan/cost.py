@@ -46,7 +46,8 @@ class CostRow(GenerationSize):
 
 
 def cost_rows(study: Study) -> list[CostRow]:
-    """Per (checkpoint, task): N (the study's override, else the task's default), K, max new tokens, GPUs.
+    """Per (checkpoint or sweep condition, task): N (the study's override, else the task's default), K, max new
+    tokens, GPUs.
 
     Needs no task data: N comes from the study and the task registry. GPUs per replica: the study's
     ``executor.gpus_per_model``, else a vLLM checkpoint's ``tensor_parallel_size``, else 1 (0 for openai).
@@ -55,15 +56,15 @@ def cost_rows(study: Study) -> list[CostRow]:
     for spec in study.tasks:
         task = get_task(spec.name)
         planned = PlannedTask(spec, task, [], "")
-        params = study.sampling_for(planned)
-        for checkpoint in study.checkpoints:
-            gpus = replica_gpus(study, checkpoint)
+        for sampled in study.sampled():
+            params = study.sampling_for(planned, sampled.condition)
+            gpus = replica_gpus(study, sampled.checkpoint)
             rows.append(
                 CostRow(
                     prompts=spec.n or task.default_n,
                     k=params.k,
                     max_new_tokens=params.max_new_tokens,
-                    checkpoint=checkpoint.name,
+                    checkpoint=sampled.name,
                     task=task.name,
                     gpus=gpus,
                 )

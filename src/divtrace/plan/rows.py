@@ -25,19 +25,19 @@ class PlanRow(GenerationSize):
 
 
 def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> list[PlanRow]:
-    """One row per (checkpoint, task), with whether its generation is already complete in ``layout`` (its marker
-    holds its key and its shards have their recorded sizes: digests are left to the run)."""
+    """One row per (checkpoint or sweep condition, task), with whether its generation is already complete in
+    ``layout`` (its marker holds its key and its shards have their recorded sizes: digests are left to the run)."""
     stage = generate_stage(study, tasks, layout)
-    units = iter(stage.units(layout))  # one per (checkpoint, task), in this order
+    units = iter(stage.units(layout))  # one per (sampled checkpoint, task), in this order
     rows = []
-    for checkpoint in study.checkpoints:
+    for sampled in study.sampled():
         for planned in tasks:
-            unit, params = next(units), study.sampling_for(planned)
+            unit, params = next(units), study.sampling_for(planned, sampled.condition)
             rows.append(
                 PlanRow(
-                    checkpoint=checkpoint.name,
+                    checkpoint=sampled.name,
                     task=planned.name,
-                    backend=checkpoint.backend,
+                    backend=sampled.checkpoint.backend,
                     prompts=len(planned.prompts),
                     k=params.k,
                     shards=len(shard_starts(len(planned.prompts), study.shard_size)),
@@ -51,7 +51,7 @@ def plan_study(study: Study, layout: RunLayout, tasks: list[PlannedTask]) -> lis
 def plan_without_data(study: Study) -> list[PlanRow]:
     """The plan from the study alone, for ``--dry-run`` where task data cannot be loaded: N is the study's override
     or the task's default (the real N may be smaller when a dataset has fewer rows); nothing counts as done."""
-    backends = {checkpoint.name: checkpoint.backend for checkpoint in study.checkpoints}
+    backends = {sampled.name: sampled.checkpoint.backend for sampled in study.sampled()}
     return [
         PlanRow(
             checkpoint=row.checkpoint,

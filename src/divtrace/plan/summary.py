@@ -236,7 +236,7 @@ def summarize_plan(
         measured_load = machine_load()
         slowdown = cpu_slowdown(*measured_load) if measured_load is not None else 1.0
         busy = measured_load if slowdown > 1.0 else None
-    specs = {checkpoint.name: checkpoint for checkpoint in study.checkpoints}
+    specs = sampled_specs(study)
     rates = {
         name: rate_for(spec.backend, checkpoint_device(spec, cuda_available), spec.model, table)
         for name, spec in specs.items()
@@ -254,7 +254,7 @@ def summarize_plan(
     for name, spec in specs.items():
         own = [estimate for estimate in estimates if estimate.row.checkpoint == name]
         if own:
-            subtotals.append(_subtotal(spec, checkpoint_device(spec, cuda_available), rates[name], own))
+            subtotals.append(_subtotal(name, spec, checkpoint_device(spec, cuda_available), rates[name], own))
     notes = [c.rate.explanation for c in subtotals if not c.rate.measured and c.samples_to_do]
     stages = other_stages(study, rows, cuda_available, slowdown)
     if busy is not None:
@@ -265,6 +265,12 @@ def summarize_plan(
     return PlanSummary(
         study.name, tuple(estimates), tuple(subtotals), (*dict.fromkeys(notes), UPPER_BOUND_NOTE), stages, slowdown
     )
+
+
+def sampled_specs(study: Study) -> dict[str, CheckpointSpec]:
+    """``{name: checkpoint}`` of everything ``study`` samples: each checkpoint by its name, each sweep condition by
+    the condition's (its checkpoint's spec: the same model, backend and device)."""
+    return {sampled.name: sampled.checkpoint for sampled in study.sampled()}
 
 
 def batched_tokens(row: PlanRow, shard_size: int, options: BackendOptions) -> int:
@@ -293,7 +299,7 @@ def other_stages(study: Study, rows: list[PlanRow], cuda_available: bool, slowdo
     todo = [row for row in rows if not row.done]
     if not todo:
         return ()
-    specs = {checkpoint.name: checkpoint for checkpoint in study.checkpoints}
+    specs = sampled_specs(study)
     tasks = {task.name: task for task in (get_task(spec.name) for spec in study.tasks)}
     on_gpu = cuda_available or any(checkpoint_device(spec, cuda_available) == "gpu" for spec in specs.values())
     scoring = "gpu" if on_gpu else "cpu"  # where the embedder and the NLI classifier run: where the study runs
@@ -301,8 +307,8 @@ def other_stages(study: Study, rows: list[PlanRow], cuda_available: bool, slowdo
     def scaled(seconds: float, device: str) -> float:
         return seconds * (slowdown if device == "cpu" else 1.0)
 
-    names = dict.fromkeys(row.checkpoint for row in todo)
-    loads = [_load_figure(specs[name], checkpoint_device(specs[name], cuda_available)) for name in names]
+    models = {specs[row.checkpoint].name: specs[row.checkpoint] for row in todo}  # a sweep condition loads no model
+    loads = [_load_figure(spec, checkpoint_device(spec, cuda_available)) for spec in models.values()]
     load_s = sum(scaled(figure.value, device) for figure, device in loads)
     how = "; ".join(f"{figure.value:g} s ({figure.note})" for figure, _ in loads)
     parts = [StageEstimate("model loading", load_s, all(f.measured for f, _ in loads), f"{len(loads)} model(s): {how}")]
@@ -356,12 +362,14 @@ def judge_estimate(study: Study, todo: list[PlanRow]) -> StageEstimate | None:
     judge = study.judge
     protocols = judge.protocols if judge.protocols is not None else study_protocols([row.task for row in todo])
     graph = study.graph()
+    specs = sampled_specs(study)
     calls = 0
     for row in todo:
         if row.task not in protocols:
             continue
         protocol = get_protocol(protocols[row.task])
-        if protocol.needs_baseline and row.checkpoint == (judge.baseline or graph.base_of(row.checkpoint)):
+        baseline = judge.baseline or graph.base_of(specs[row.checkpoint].name)
+        if protocol.needs_baseline and row.checkpoint == baseline:
             continue
         calls += row.prompts * (row.k if judge.outputs == "all" else 1) * (2 if protocol.needs_baseline else 1)
     if not calls:
@@ -383,10 +391,12 @@ def _load_figure(spec: CheckpointSpec, device: str) -> tuple[Figure, str]:
     return figure, device
 
 
-def _subtotal(spec: CheckpointSpec, device: str, rate: Rate, estimates: list[RowEstimate]) -> CheckpointSubtotal:
+def _subtotal(
+    name: str, spec: CheckpointSpec, device: str, rate: Rate, estimates: list[RowEstimate]
+) -> CheckpointSubtotal:
     todo = [e for e in estimates if not e.row.done]
     return CheckpointSubtotal(
-        checkpoint=spec.name,
+        checkpoint=name,
         backend=spec.backend,
         model=spec.model,
         device=device,

@@ -7,6 +7,7 @@ Built-in presets: ``quickstart`` (the packaged models, small enough for a laptop
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import yaml
@@ -42,6 +43,7 @@ from divtrace.samples.common_k import MixedK
 from divtrace.score.metric_spec import MetricSpec, as_spec
 from divtrace.score.settings import CodeEmbedderSettings, EmbedderSettings, ModelSettings, NLISettings
 from divtrace.study.lineage import CheckpointNode, LineageGraph
+from divtrace.study.sweep import SWEEP_PARAMETERS, SweepCondition, SweepSpec, sweep_conditions, swept_sampling
 
 if TYPE_CHECKING:
     from divtrace.study.planned import PlannedTask
@@ -280,6 +282,11 @@ class Study(_Strict):
         description="also compare every pair of checkpoints: how alike their outputs are per task (SBERT and n-gram "
         "similarity; analysis/homogenization.csv and a heatmap in the report)",
     )
+    sweep: SweepSpec | None = Field(
+        None,
+        description="also sample checkpoints at every combination of these sampling values (temperature, top_p, "
+        "min_p): the recovery frontier (analysis/sweep.csv, analysis/recovery.csv and a plot per task)",
+    )
 
     @model_validator(mode="after")
     def _graph_is_valid(self) -> Study:
@@ -293,6 +300,7 @@ class Study(_Strict):
         self._names_fit_run_directory()
         self._metrics_are_valid()
         self._judge_is_valid()
+        self._sweep_is_valid()
         return self
 
     def with_judge(self, judge: JudgeSpec) -> Study:
@@ -328,6 +336,22 @@ class Study(_Strict):
         if self.judge.baseline is not None and self.judge.baseline not in names:
             raise ValueError(f"judge.baseline: {self.judge.baseline!r} is not a checkpoint of this study")
 
+    def _sweep_is_valid(self) -> None:
+        """A sweep varies something, names checkpoints of this study, and has sampling settings to vary."""
+        if self.sweep is None:
+            return
+        if not self.sweep.swept():
+            raise ValueError(f"sweep: nothing to sweep; give values of one of {', '.join(SWEEP_PARAMETERS)}")
+        names = [c.name for c in self.checkpoints]
+        for index, name in enumerate(self.sweep.checkpoints or ()):
+            if name not in names:
+                raise ValueError(f"sweep.checkpoints.{index}: {name!r} is not a checkpoint of this study")
+        if not isinstance(self.sampling, SamplingSpec):
+            raise ValueError("sweep: a study of imported samples cannot sample again; remove the sweep section")
+        taken = [c.name for c in self.sweep_conditions() if not c.is_study_setting and c.name in names]
+        if taken:
+            raise ValueError(f"sweep: condition {taken[0]!r} has the name of a checkpoint of this study; rename it")
+
     def _names_fit_run_directory(self) -> None:
         """Every checkpoint and task gets its own files in a run directory: no two names become the same directory
         name (:func:`~divtrace.runs.layout.safe_name`) and none is too long for a file name. A task file's label is
@@ -336,7 +360,10 @@ class Study(_Strict):
         from divtrace.tasks.yaml_task import task_file_label
 
         labels = [task_file_label(task.name) for task in self.tasks]
-        problems = run_name_problems([c.name for c in self.checkpoints], "checkpoint") + run_name_problems(
+        sampled = [c.name for c in self.checkpoints] + [
+            c.name for c in self.sweep_conditions() if not c.is_study_setting
+        ]
+        problems = run_name_problems(sampled, "checkpoint") + run_name_problems(
             [label for label in labels if label is not None], "task"
         )
         if problems:
@@ -403,8 +430,29 @@ class Study(_Strict):
             self.stop_policy(checkpoint),
         )
 
-    def sampling_for(self, planned: PlannedTask) -> SamplingParams:
-        """The sampling parameters of one task: the study's, with the task's stops and token cap.
+    def sweep_conditions(self) -> list[SweepCondition]:
+        """Every condition of the study's sweep (:func:`~divtrace.study.sweep.sweep_conditions`), checkpoint by
+        checkpoint; none without a sweep."""
+        if self.sweep is None or not isinstance(self.sampling, SamplingSpec):
+            return []
+        return sweep_conditions(self.sweep, self.sampling, [c.name for c in self.checkpoints])
+
+    def sampled(self) -> list[SampledCheckpoint]:
+        """What the study samples: every checkpoint at the study's setting, each followed by its sweep's other
+        conditions (checkpoint by checkpoint, so one model load serves a checkpoint and its conditions)."""
+        extra: dict[str, list[SweepCondition]] = {}
+        for condition in self.sweep_conditions():
+            if not condition.is_study_setting:
+                extra.setdefault(condition.checkpoint, []).append(condition)
+        sampled = []
+        for checkpoint in self.checkpoints:
+            sampled.append(SampledCheckpoint(checkpoint.name, checkpoint, None))
+            sampled += [SampledCheckpoint(c.name, checkpoint, c) for c in extra.get(checkpoint.name, [])]
+        return sampled
+
+    def sampling_for(self, planned: PlannedTask, condition: SweepCondition | None = None) -> SamplingParams:
+        """The sampling parameters of one task: the study's (with ``condition``'s swept values when given), with the
+        task's stops and token cap.
 
         The cap is the study task's ``max_new_tokens``, else the study's ``sampling.max_new_tokens``, else the
         task's own; the stops are the study task's ``stop``, else the task's (before the stop policy, which
@@ -416,6 +464,8 @@ class Study(_Strict):
                 f"study {self.name!r} describes imported samples (sampling as recorded: {sampling.source}); "
                 "it cannot generate: give a study with sampling settings"
             )
+        if condition is not None:
+            sampling = swept_sampling(sampling, condition)
         return sampling.params(
             stop=planned.task.stop if planned.spec.stop is None else tuple(planned.spec.stop),
             task_max_new_tokens=planned.task.max_new_tokens,
@@ -432,6 +482,17 @@ class Study(_Strict):
     def to_yaml(self) -> str:
         """The study as YAML (every field, defaults included: the frozen, resolved study of a run)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+@dataclass(frozen=True)
+class SampledCheckpoint:
+    """One thing a study samples: ``checkpoint`` at the study's setting (``condition`` None, ``name`` the
+    checkpoint's) or at a sweep ``condition`` (``name`` the condition's). Its samples, verdicts, judgments and
+    scores are stored under ``name``."""
+
+    name: str
+    checkpoint: CheckpointSpec
+    condition: SweepCondition | None
 
 
 def _settings(kind: type[_S], value: str | _S | None) -> _S | None:

@@ -31,29 +31,37 @@ def checkpoint_model(checkpoint: CheckpointSpec) -> CheckpointModel:
 
 
 def generate_stage(study: Study, tasks: Sequence[PlannedTask], layout: RunLayout) -> GenerateStage:
-    """Every (checkpoint, task) generation of ``study`` into ``layout``, checkpoint by checkpoint: the task's
-    prompts, sampled as :meth:`Study.sampling_for` says, rendered as :meth:`Study.render_options` says, in shards of
-    the study's ``shard_size``."""
+    """Every (checkpoint, task) generation of ``study`` into ``layout``, checkpoint by checkpoint, each followed by
+    its sweep conditions' (:meth:`Study.sampled`, drawn by the checkpoint's model): the task's prompts, sampled as
+    :meth:`Study.sampling_for` says, rendered as :meth:`Study.render_options` says, in shards of the study's
+    ``shard_size``."""
     jobs = tuple(
         GenerationJob(
             tuple(planned.prompts),
-            study.sampling_for(planned),
+            study.sampling_for(planned, sampled.condition),
             layout.root,
-            checkpoint.name,
+            sampled.name,
             planned.name,
-            study.render_options(checkpoint),
+            study.render_options(sampled.checkpoint),
             study.shard_size,
+            None if sampled.condition is None else sampled.checkpoint.name,
         )
-        for checkpoint in study.checkpoints
+        for sampled in study.sampled()
         for planned in tasks
     )
     return GenerateStage(tuple(checkpoint_model(c) for c in study.checkpoints), jobs)
 
 
+def sampled_names(study: Study) -> tuple[str, ...]:
+    """The names under which ``study`` stores samples: its checkpoints and its sweep's conditions, in
+    :meth:`Study.sampled` order (what the verify, judge and score stages work through)."""
+    return tuple(sampled.name for sampled in study.sampled())
+
+
 def verify_stage(study: Study, tasks: Sequence[PlannedTask]) -> VerifyStage:
     """Verdicts of ``study``'s verifiable tasks; the others are named in the stage's notes, with why."""
     return VerifyStage(
-        tuple(checkpoint.name for checkpoint in study.checkpoints),
+        sampled_names(study),
         tuple(planned.task for planned in tasks if planned.task.verifiable),
         study.data_dir,
         tuple(not_verified_note(p.name, p.not_verified) for p in tasks if not p.task.verifiable),
@@ -76,9 +84,9 @@ def score_stage(study: Study, tasks: Sequence[PlannedTask]) -> ScoreStage:
     hand for EAD's ``tokenizer: generator``."""
     return ScoreStage(
         scorer_spec(study),
-        tuple(checkpoint.name for checkpoint in study.checkpoints),
+        sampled_names(study),
         tuple(planned.name for planned in tasks),
-        {checkpoint.name: checkpoint.generator_tokenizer() for checkpoint in study.checkpoints},
+        {sampled.name: sampled.checkpoint.generator_tokenizer() for sampled in study.sampled()},
     )
 
 
@@ -91,7 +99,7 @@ def judge_config(study: Study, tasks: Sequence[PlannedTask]) -> JudgeConfig | No
     judge = study.judge
     protocols = judge.protocols if judge.protocols is not None else study_protocols([p.name for p in tasks])
     graph = study.graph()
-    baselines = {} if judge.baseline else {c.name: graph.base_of(c.name) for c in study.checkpoints}
+    baselines = {} if judge.baseline else {s.name: graph.base_of(s.checkpoint.name) for s in study.sampled()}
     return JudgeConfig(judge.model, dict(protocols), judge.outputs, judge.baseline, baselines)
 
 
@@ -109,7 +117,7 @@ def judge_stage(study: Study, tasks: Sequence[PlannedTask], layout: RunLayout) -
         timeout=judge.timeout,
     )
     return JudgeStage(
-        tuple(checkpoint.name for checkpoint in study.checkpoints),
+        sampled_names(study),
         tuple(planned.name for planned in tasks),
         config,
         endpoint,
