@@ -619,11 +619,14 @@ def test_write_analysis_round_trips_every_table(tmp_path: Path) -> None:
         "diversity_quality",
         "quality_edges",
         "homogenization",
+        "sweep",
+        "recovery",
     ]
-    assert len(written) == 2 * (len(names) - 1) + 1  # the homogenization table only when asked for
-    assert not (tmp_path / "homogenization.csv").exists()
+    on_request = ("homogenization", "sweep", "recovery")  # written only when asked for
+    assert len(written) == 2 * (len(names) - len(on_request)) + 1
+    assert not any((tmp_path / f"{name}.csv").exists() for name in on_request)
     for name, table in result.tables().items():
-        if name == "homogenization":
+        if name in on_request:
             continue
         from_parquet = pd.read_parquet(tmp_path / f"{name}.parquet")
         from_csv = pd.read_csv(tmp_path / f"{name}.csv")

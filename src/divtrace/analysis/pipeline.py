@@ -37,9 +37,11 @@ from divtrace.analysis.quality import (
     OPTIONAL_QUALITY_COLUMNS,
     QUALITY_INPUT_COLUMNS,
     diversity_quality_table,
+    quality_cells,
     quality_edges_table,
     quality_protocols,
 )
+from divtrace.analysis.sweep import NOT_REACHED, SweepInputs, recovery_table, sweep_table
 from divtrace.analysis.table1 import PAPER_SOURCE, PAPER_STUDY, table1_rows, table_one
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_json_atomic, write_table_atomic
@@ -57,9 +59,9 @@ VERDICT_INPUT_COLUMNS = ["checkpoint", "task", "prompt_id", "sample_index", "cor
 SETTINGS_FILE = "analysis_settings.json"
 #: Tables an analysis written by an older divtrace may lack: read back empty (the report says to re-run analyze,
 #: or leaves the section out).
-_OPTIONAL_TABLES = frozenset({"table1", "diversity_quality", "quality_edges", "homogenization"})
-#: Tables written only when the analysis was asked for them (``settings`` holds their entry then).
-_ON_REQUEST_TABLES = frozenset({"homogenization"})
+_OPTIONAL_TABLES = frozenset({"table1", "diversity_quality", "quality_edges", "homogenization", "sweep", "recovery"})
+#: Tables written only when the analysis was asked for them (``settings`` holds the entry named here then).
+_ON_REQUEST_TABLES = {"homogenization": "homogenization", "sweep": "sweep", "recovery": "sweep"}
 
 
 @dataclass
@@ -87,6 +89,10 @@ class AnalysisResult:
         homogenization: per task x metric x unordered pair of checkpoints (each with itself included): how alike
             their outputs are, mean over shared prompts with its CI (see :mod:`divtrace.analysis.homogenization`);
             empty unless asked for.
+        sweep: per checkpoint x sweep setting x task x metric: diversity with its CI and the quality of the same
+            samples (see :mod:`divtrace.analysis.sweep`); empty for a study without a sweep.
+        recovery: per post-trained swept checkpoint x task x metric: the first setting whose diversity reaches the
+            base's at the study's setting, or ``not reached in the sweep``, and the quality there.
         settings: what determined the numbers (bootstrap with its seed, lineages, pairs, inputs seen) and the sign
             convention of every change (``sign_convention``: negative = diversity lost).
     """
@@ -104,6 +110,8 @@ class AnalysisResult:
     diversity_quality: pd.DataFrame = field(default_factory=pd.DataFrame)
     quality_edges: pd.DataFrame = field(default_factory=pd.DataFrame)
     homogenization: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
+    recovery: pd.DataFrame = field(default_factory=pd.DataFrame)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def tables(self) -> dict[str, pd.DataFrame]:
@@ -122,6 +130,7 @@ def analyze(
     mixed_k: Sequence[MixedK] = (),
     quality: pd.DataFrame | None = None,
     homogenization: pd.DataFrame | None = None,
+    sweep: SweepInputs | None = None,
 ) -> AnalysisResult:
     """Run every analysis on per-prompt scores along ``graph``.
 
@@ -144,6 +153,8 @@ def analyze(
         homogenization: the homogenisation stage's per-prompt similarities (columns of
             :data:`divtrace.score.homogenization.PROMPT_SIMILARITY_COLUMNS`), or None when not asked for: then the
             ``homogenization`` table stays empty and is not written.
+        sweep: the sweep's conditions with their scores, verdicts and judge's quality, or None for a study without
+            a sweep: then the ``sweep`` and ``recovery`` tables stay empty and are not written.
 
     Returns:
         An :class:`AnalysisResult`; deterministic for given inputs (every CI is seeded from ``bootstrap.seed``).
@@ -236,6 +247,30 @@ def analyze(
             "prompts": "the prompts both checkpoints have; mean over them with a percentile bootstrap CI",
             "n_prompt_rows": len(homogenization),
         }
+    if sweep is not None:
+        conditions = SweepInputs(
+            sweep.conditions,
+            sweep.study_values,
+            _normalise_scores(sweep.scores) if not sweep.scores.empty else pd.DataFrame(columns=SCORE_COLUMNS),
+            _normalise_verdicts(sweep.verdicts),
+            _normalise_quality(sweep.quality),
+        )
+        study_quality = quality_cells(quality, per_prompt_correct, graph, settings)
+        result.sweep = sweep_table(conditions, means, study_quality, per_prompt_correct, settings, graph)
+        result.recovery = recovery_table(result.sweep, conditions.parameters, graph)
+        result.settings["sweep"] = {
+            "parameters": conditions.parameters,
+            "study_setting": dict(conditions.study_values),
+            "conditions": [
+                {"checkpoint": c.checkpoint, "condition": c.name, **c.values(), "is_study_setting": c.is_study_setting}
+                for c in conditions.conditions
+            ],
+            "order": "the sweep's combinations, the first parameter varying slowest",
+            "reached": "the first setting in the sweep's order whose mean diversity is at least the base's at the "
+            f"study's setting; else {NOT_REACHED!r}",
+            "quality": "the judge's value where the judge rated the task, else pass@1; quality_change_points: there "
+            "minus at the study's setting (x 100 for win rates and pass@1)",
+        }
     return result
 
 
@@ -257,7 +292,7 @@ def write_analysis(result: AnalysisResult, out_dir: str | Path) -> list[Path]:
     out = Path(out_dir)
     written = []
     for name, table in result.tables().items():
-        if name in _ON_REQUEST_TABLES and name not in result.settings:
+        if name in _ON_REQUEST_TABLES and _ON_REQUEST_TABLES[name] not in result.settings:
             continue
         written.append(write_table_atomic(table, out / f"{name}.parquet"))
         written.append(write_table_atomic(table, out / f"{name}.csv"))
@@ -265,15 +300,15 @@ def write_analysis(result: AnalysisResult, out_dir: str | Path) -> list[Path]:
     return written
 
 
-def analysis_files(out_dir: str | Path, *, homogenization: bool = False) -> list[Path]:
+def analysis_files(out_dir: str | Path, *, homogenization: bool = False, sweep: bool = False) -> list[Path]:
     """Every file :func:`write_analysis` writes to ``out_dir``, in the order it writes them (``homogenization``:
-    the analysis was asked for the homogenisation table)."""
+    the analysis was asked for the homogenisation table; ``sweep``: for the sweep's tables)."""
     out = Path(out_dir)
-    asked = {"homogenization"} if homogenization else set()
+    asked = {name for name, on in (("homogenization", homogenization), ("sweep", sweep)) if on}
     names = [
         item.name
         for item in fields(AnalysisResult)
-        if item.name != "settings" and (item.name not in _ON_REQUEST_TABLES or item.name in asked)
+        if item.name != "settings" and (item.name not in _ON_REQUEST_TABLES or _ON_REQUEST_TABLES[item.name] in asked)
     ]
     return [out / f"{name}.{suffix}" for name in names for suffix in ("parquet", "csv")] + [out / SETTINGS_FILE]
 

@@ -104,7 +104,7 @@ def diversity_quality_table(
     quality from the judge only; a task with verdicts and no judge rows, pass@1. Sorted by task, metric, then the
     graph's checkpoint order.
     """
-    cells = _quality_cells(quality, per_prompt_correct, graph, settings)
+    cells = quality_cells(quality, per_prompt_correct, graph, settings)
     if means.empty or cells.empty:
         return pd.DataFrame(columns=DIVERSITY_QUALITY_COLUMNS)
     diversity = means[["checkpoint", "task", "metric", "stage", "n_prompts", "mean", "ci_low", "ci_high"]].rename(
@@ -206,13 +206,16 @@ def _signed(value: float, digits: int) -> str:
     return f"{value:+.{digits}f}".replace("-", "\N{MINUS SIGN}")
 
 
-def _quality_cells(
+def quality_cells(
     quality: pd.DataFrame | None,
     per_prompt_correct: pd.DataFrame,
     graph: LineageGraph,
     settings: BootstrapSettings,
 ) -> pd.DataFrame:
-    """Per (checkpoint, task): its quality (the judge's where the judge rated the task, else pass@1)."""
+    """Per (checkpoint, task): its quality (the judge's where the judge rated the task, else pass@1 from
+    ``per_prompt_correct``), with the :data:`DIVERSITY_QUALITY_COLUMNS` that describe it (``quality``, its CI,
+    ``quality_kind``, ``quality_source``, ...). A judged cell whose answers could not be read stays, with a NaN
+    quality and its note; a verified cell needs a pass@1."""
     judged = _judge_cells(quality, graph) if quality is not None and not quality.empty else []
     rated_tasks = {cell["task"] for cell in judged}
     verified = _verifier_cells(per_prompt_correct[~per_prompt_correct["task"].isin(rated_tasks)], settings)

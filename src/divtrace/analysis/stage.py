@@ -16,34 +16,40 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from divtrace.analysis.pipeline import AnalysisResult, analysis_files, analyze, write_analysis
+from divtrace.analysis.sweep import SweepInputs
 from divtrace.fingerprint import files_fingerprint
 from divtrace.progress import ProgressSink
 from divtrace.runs.layout import RunLayout, read_tables
 from divtrace.runs.markers import marker_for
 from divtrace.runs.stage import Stage, Unit, WorkItem
 from divtrace.samples.common_k import MixedK
-from divtrace.study import RecordedSampling, Study
+from divtrace.study import RecordedSampling, SamplingSpec, Study
+from divtrace.study.sweep import study_value
 
 #: Bumped when the analysis tables change for the same inputs (2: the paper's unpaired decomposition, Table 1, the
 #: study's pass@k levels).
-ANALYSIS_VERSION = 6  # 3: collapse_sites.status (a site is a significant loss), headline.change_pct_base, table1
+ANALYSIS_VERSION = 7  # 3: collapse_sites.status (a site is a significant loss), headline.change_pct_base, table1
 # significant/is_collapse_site, qfd.delta_all_ci_includes_zero. 4: one bootstrap engine (divtrace.stats.bootstrap):
 # every CI skips the resamples whose statistic is NaN (retained, edge and headline CIs were NaN then), and Table 1's
 # and the decomposition's CIs take scipy's percentile interpolation (the last bit of some ends moves). 5: the
 # diversity_quality and quality_edges tables (diversity against quality: pass@1 on verifiable tasks, a judge's
 # win rate or WB-Score where a quality table is given) and settings["quality"]. 6: the homogenization table (every
-# pair of checkpoints' output similarity per task) when the study asks for it
+# pair of checkpoints' output similarity per task) when the study asks for it. 7: the sweep and recovery tables
+# (the recovery frontier) for a study with a sweep
 
 
 @dataclass(frozen=True)
 class AnalysisWork:
-    """The stored scores, verdicts, judgments and per-prompt homogenisation similarities of a run (empty frames where
-    there are none)."""
+    """The stored scores, verdicts, judgments and per-prompt homogenisation similarities of a run, and the scores,
+    verdicts and judgments of its sweep's conditions (empty frames where there are none)."""
 
     scores: pd.DataFrame
     verdicts: pd.DataFrame
     judgments: pd.DataFrame = field(default_factory=pd.DataFrame)
     homogenization: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sweep_scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sweep_verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)
+    sweep_judgments: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass(frozen=True)
@@ -69,14 +75,17 @@ class AnalyzeStage(Stage[AnalysisWork, AnalysisResult]):
                 **({"mixed_k": [cell.model_dump(mode="json") for cell in mixed]} if mixed else {}),
             }
         )
-        outputs = analysis_files(layout.analysis_dir, homogenization=self.study.homogenization)
+        outputs = analysis_files(
+            layout.analysis_dir, homogenization=self.study.homogenization, sweep=self.study.sweep is not None
+        )
         return [Unit("analysis", key, marker_for(layout.analysis_dir), tuple(outputs))]
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[AnalysisWork]]:
         """Every stored score, verdict, judgment (when the study has a judge) and homogenisation (when it asks for
-        it), in study order, as one item; refused when a unit's scores or homogenisation are missing or a unit's
-        scores, verdicts, judgments or homogenisation are not complete."""
-        for cell in cells(self.study, self.tasks):
+        it), in study order, and the sweep conditions' (when the study has a sweep), as one item; refused when a
+        unit's scores or homogenisation are missing or a unit's scores, verdicts, judgments or homogenisation are not
+        complete."""
+        for cell in cells(self.study, self.tasks) + sweep_cells(self.study, self.tasks):
             layout.check_scores(*cell, self.name)
             layout.check_verdicts(*cell, self.name)
             if self.study.judge is not None:
@@ -87,7 +96,17 @@ class AnalyzeStage(Stage[AnalysisWork, AnalysisResult]):
         verdicts = read_tables(layout.verdicts_file(*cell) for cell in cells(self.study, self.tasks))
         judgments = read_tables(judgment_files(layout, self.study, self.tasks))
         similarities = read_tables(homogenization_files(layout, self.study, self.tasks))
-        return [WorkItem(unit, AnalysisWork(scores, verdicts, judgments, similarities))]
+        swept = sweep_cells(self.study, self.tasks)
+        work = AnalysisWork(
+            scores,
+            verdicts,
+            judgments,
+            similarities,
+            read_tables(layout.scores_file(*cell) for cell in swept),
+            read_tables(layout.verdicts_file(*cell) for cell in swept),
+            read_tables(judgment_files(layout, self.study, self.tasks, swept)),
+        )
+        return [WorkItem(unit, work)]
 
     def open_worker(self, group: str, threads: int | None, progress: ProgressSink | None) -> Analysing:
         """A worker (it loads nothing)."""
@@ -111,6 +130,15 @@ class Analysing:
         from divtrace.judge.aggregate import quality_table
 
         quality = quality_table(payload.judgments) if not payload.judgments.empty else None
+        sweep = None
+        if self.study.sweep is not None and isinstance(self.study.sampling, SamplingSpec):
+            sweep = SweepInputs(
+                tuple(self.study.sweep_conditions()),
+                {name: study_value(self.study.sampling, name) for name in self.study.sweep.swept()},
+                payload.sweep_scores,
+                payload.sweep_verdicts,
+                quality_table(payload.sweep_judgments) if not payload.sweep_judgments.empty else None,
+            )
         return analyze(
             payload.scores,
             payload.verdicts,
@@ -120,6 +148,7 @@ class Analysing:
             mixed_k=mixed_k(self.study),
             quality=quality,
             homogenization=payload.homogenization if self.study.homogenization else None,
+            sweep=sweep,
         )
 
     def close(self) -> None:
@@ -137,24 +166,35 @@ def cells(study: Study, tasks: tuple[str, ...]) -> list[tuple[str, str]]:
     return [(checkpoint.name, task) for checkpoint in study.checkpoints for task in tasks]
 
 
+def sweep_cells(study: Study, tasks: tuple[str, ...]) -> list[tuple[str, str]]:
+    """Every (sweep condition, task) of ``study`` whose samples are the condition's own (a condition at the study's
+    setting is its checkpoint's cell), in sweep order; none without a sweep."""
+    conditions = [c.name for c in study.sweep_conditions() if not c.is_study_setting]
+    return [(condition, task) for condition in conditions for task in tasks]
+
+
 def input_files(layout: RunLayout, study: Study, tasks: tuple[str, ...]) -> list[Path]:
-    """The stored score, verdict, (with a judge) judgment files of every (checkpoint, task), in study order, and
-    (when the study asks for it) the homogenisation files of every task: what the analysis and the report are
-    computed from."""
-    places = [place(*cell) for cell in cells(study, tasks) for place in (layout.scores_file, layout.verdicts_file)]
+    """The stored score, verdict, (with a judge) judgment files of every (checkpoint, task), in study order, then
+    of every (sweep condition, task), and (when the study asks for it) the homogenisation files of every task: what
+    the analysis and the report are computed from."""
+    every = cells(study, tasks) + sweep_cells(study, tasks)
+    places = [place(*cell) for cell in every for place in (layout.scores_file, layout.verdicts_file)]
     return (
         [path for path in places if path.exists()]
         + judgment_files(layout, study, tasks)
+        + judgment_files(layout, study, tasks, sweep_cells(study, tasks))
         + homogenization_files(layout, study, tasks)
     )
 
 
-def judgment_files(layout: RunLayout, study: Study, tasks: tuple[str, ...]) -> list[Path]:
-    """The stored judgment files of every (checkpoint, task), in study order; none when the study has no judge
-    (judgments left by an earlier judge section are not read)."""
+def judgment_files(
+    layout: RunLayout, study: Study, tasks: tuple[str, ...], which: list[tuple[str, str]] | None = None
+) -> list[Path]:
+    """The stored judgment files of ``which`` (None: every (checkpoint, task) of the study, in study order); none
+    when the study has no judge (judgments left by an earlier judge section are not read)."""
     if study.judge is None:
         return []
-    places = [layout.judgments_file(*cell) for cell in cells(study, tasks)]
+    places = [layout.judgments_file(*cell) for cell in (cells(study, tasks) if which is None else which)]
     return [path for path in places if path.exists()]
 
 

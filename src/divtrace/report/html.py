@@ -48,6 +48,7 @@ from divtrace.analysis import (
 )
 from divtrace.analysis.collapse import significant_gain, significant_loss
 from divtrace.analysis.homogenization import HOMOGENIZATION_COLUMNS
+from divtrace.analysis.sweep import recovery_columns, sweep_columns
 from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_atomic
 from divtrace.report import plots
@@ -86,6 +87,8 @@ _COLUMNS: dict[str, list[str]] = {
     "diversity_quality": DIVERSITY_QUALITY_COLUMNS,
     "quality_edges": QUALITY_EDGES_COLUMNS,
     "homogenization": HOMOGENIZATION_COLUMNS,
+    "sweep": sweep_columns(()),  # and one column per swept parameter, which a table with rows has
+    "recovery": recovery_columns(()),
 }
 #: The metric the homogenisation heatmaps show.
 HOMOGENIZATION_METRIC = "sbert"
