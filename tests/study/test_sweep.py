@@ -109,7 +109,7 @@ def test_a_bad_sweep_is_refused_naming_the_key(sweep: dict[str, Any], message: s
 def test_a_condition_may_not_take_a_checkpoints_name() -> None:
     raw = _starter(sweep={"temperature": [1.2], "checkpoints": ["base"]})
     raw["checkpoints"][2]["name"] = "base+temperature=1.2"
-    with pytest.raises(DivtraceError, match="condition 'base\\+temperature=1.2' has the name of a checkpoint"):
+    with pytest.raises(DivtraceError, match=r"condition 'base\+temperature=1\.2' has the name of a checkpoint"):
         parse_study(raw, "study.yaml")
 
 
