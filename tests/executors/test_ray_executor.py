@@ -39,6 +39,7 @@ from divtrace.generate.store import read_shard_keys
 from divtrace.samples import read_samples
 from divtrace.study import ExecutorSpec, Study, small_quickstart_study
 from divtrace.study.spec import JudgeSpec
+from divtrace.study.sweep import SweepSpec
 from tests.interrupt import check_interrupted, check_resumed, interrupt_run
 from tests.judge import judges
 from tests.judge_server import JudgeServer
@@ -456,3 +457,32 @@ def test_ctrl_c_ends_the_ray_run_with_units_done_and_a_rerun_resumes(
     divtrace.run(small_study(), run, address=ray_address)
     check_resumed(done_before, run)
     assert samples_of(run) == samples_of(local_run)
+
+
+@pytest.mark.slow
+def test_a_sweep_and_homogenisation_run_on_ray_like_every_stage(
+    ray_address: str, local_run: Path, judge_endpoint: str, tmp_path: Path
+) -> None:
+    """The finished local run gains a sweep of the instruct model and homogenisation, run on Ray: only the
+    condition's units and the new tasks' homogenisation run (the condition drawn by its checkpoint's actors, judged
+    against the base); the local executor then finds nothing to do (the same keys on both executors)."""
+    run = Path(shutil.copytree(local_run, tmp_path / "run"))
+    swept = "smollm2-135m-instruct+temperature=1.4"
+    study = judged(small_study(), judge_endpoint).model_copy(
+        update={"sweep": SweepSpec(temperature=[1.4], checkpoints=["smollm2-135m-instruct"]), "homogenization": True}
+    )
+    reports = {r.stage: r for r in divtrace.run(study, run, address=ray_address).reports}
+    assert reports["generate"].ran == [f"{swept}/{task}" for task in TASKS]
+    assert reports["verify"].ran == [f"{swept}/arithmetic"] and reports["judge"].ran == [f"{swept}/open_ended"]
+    assert reports["score"].ran == [f"{swept}/{task}" for task in TASKS]
+    assert sorted(reports["homogenize"].ran) == sorted(f"homogenization/{task}" for task in TASKS)
+    records = read_samples(sorted((run / "samples" / swept / "open_ended").glob("shard-*.parquet"))).records
+    assert len(records) == PROMPTS and all(r.sampling and r.sampling["temperature"] == 1.4 for r in records)
+    sweep = pd.read_csv(run / "analysis" / "sweep.csv")
+    assert set(sweep["condition"]) == {*CHECKPOINTS, swept}
+    judged_row = sweep[(sweep["condition"] == swept) & (sweep["task"] == "open_ended")].iloc[0]
+    assert judged_row["quality_kind"] == "win rate vs gemma-3-270m"
+    assert (run / "analysis" / "homogenization.csv").exists() and (run / "analysis" / "recovery.csv").exists()
+
+    local = divtrace.run(study.model_copy(update={"executor": ExecutorSpec()}), run)
+    assert all(not report.ran for report in local.reports)
