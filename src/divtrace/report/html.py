@@ -53,17 +53,34 @@ from divtrace.errors import DivtraceError
 from divtrace.io_atomic import write_atomic
 from divtrace.report import plots
 from divtrace.report.findings import headline_findings, table1_view
-from divtrace.report.numbers import pct_ci, plain, plain_ci, share_ci, signed, signed_ci, signed_pct_ci
+from divtrace.report.numbers import (
+    DASH,
+    missing,
+    pct_ci,
+    plain,
+    plain_ci,
+    share_ci,
+    signed,
+    signed_ci,
+    signed_pct_ci,
+)
 from divtrace.report.study_info import StudyInfo
 from divtrace.report.summary_md import (
+    RECOVERY_QUESTION,
+    RECOVERY_RULE,
     SITE_DEFINITION,
+    ordered_recovery,
     quality_change_text,
     quality_level,
     quality_metric,
     quality_text,
+    recovery_quality_text,
+    recovery_setting_text,
     render_summary_md,
     sampling_settings,
+    setting_text,
     site_text,
+    sweep_parameters,
 )
 from divtrace.samples import SampleRecord
 from divtrace.samples.thinking import unclosed_count
@@ -200,6 +217,7 @@ def write_report(
         quality_edges=tables.quality_edges,
         homogenization=tables.homogenization,
         checkpoint_order=_checkpoint_order(graph),
+        recovery=tables.recovery,
     )
     write_atomic(out / "summary.md", lambda tmp: tmp.write_text(summary, encoding="utf-8"))
     return path
@@ -296,6 +314,9 @@ def build_context(
             .drop(columns="_o")
         ),
         "quality_baseline": bool(tables.diversity_quality["is_baseline"].eq(True).any()),
+        "recovery": recovery_view(tables.sweep, tables.recovery, metrics, tasks),
+        "recovery_question": RECOVERY_QUESTION,
+        "recovery_rule": RECOVERY_RULE,
         "primary_metric": primary,
         "drilldown": drilldown,
         "drilldown_cut": output_chars if output_chars < max_output_chars else None,
@@ -377,6 +398,7 @@ def build_figures(
     figures["curves"] = []
     figures["quality"] = quality_figures(tables.diversity_quality, graph, metrics, tasks, primary, colours)
     figures["homogenization"] = homogenization_figures(tables.homogenization, order, tasks)
+    figures["recovery"] = recovery_figures(tables.sweep, graph, metrics, tasks, primary, colours)
     retained = tables.retained.dropna(subset=["retained"])
     if len(retained):
         figures["lineage"] = Markup(plots.plot_lineage(graph, retained, [primary] if primary else metrics))
@@ -422,11 +444,85 @@ def quality_figures(
         frame = rows[rows["task"] == task]
         if frame.empty:
             continue
-        metric = primary if primary is not None and (frame["metric"] == primary).any() else None
-        metric = metric or quality_metric(frame, metrics)
+        metric = figure_metric(frame, metrics, primary)
         svg = plots.plot_diversity_quality(frame, task, str(metric), graph.edges(), colours)
         figures.append({"task": task, "metric": metric, "svg": Markup(svg)})
     return figures
+
+
+def figure_metric(frame: pd.DataFrame, metrics: Sequence[str], primary: str | None) -> str | None:
+    """The metric a per-task quality or recovery figure shows: ``primary`` where ``frame`` (one task's rows, with a
+    ``metric`` column) has it, else the first present of SBERT and ``metrics`` (:func:`quality_metric`); None
+    when ``frame`` has no metric."""
+    if primary is not None and (frame["metric"] == primary).any():
+        return primary
+    return quality_metric(frame, metrics)
+
+
+def recovery_figures(
+    sweep: pd.DataFrame,
+    graph: LineageGraph,
+    metrics: Sequence[str],
+    tasks: Sequence[str],
+    primary: str | None,
+    colours: Mapping[str, tuple[float, float, float, float]],
+) -> list[dict[str, Any]]:
+    """Per task of a sweep, its recovery frontier (:func:`~divtrace.report.plots.plot_recovery`): ``{task,
+    metric, svg}``, the metric chosen as the quality section's (:func:`figure_metric`); none when ``sweep`` is
+    empty. The lines are the swept checkpoints (those with a row ``in_sweep``) in lineage order; the stars and
+    dashed lines their bases (:meth:`LineageGraph.base_of`) at the study's setting."""
+    rows = sweep.dropna(subset=["mean"])
+    if rows.empty:
+        return []
+    order = _checkpoint_order(graph)
+    present = [str(c) for c in rows.loc[rows["in_sweep"].eq(True), "checkpoint"].unique()]
+    swept = [c for c in order if c in present] + [c for c in present if c not in order]
+    bases = list(dict.fromkeys(graph.base_of(c) for c in swept if c in graph.nodes))
+    parameters = sweep_parameters(rows)
+    known = [str(t) for t in rows["task"].unique()]
+    figures = []
+    for task in [*[t for t in tasks if t in known], *[t for t in known if t not in tasks]]:
+        metric = figure_metric(rows[rows["task"] == task], metrics, primary)
+        if metric is None:
+            continue
+        svg = plots.plot_recovery(rows, task, metric, parameters, swept, bases, colours)
+        figures.append({"task": task, "metric": metric, "svg": Markup(svg)})
+    return figures
+
+
+def recovery_view(
+    sweep: pd.DataFrame, recovery: pd.DataFrame, metrics: Sequence[str], tasks: Sequence[str]
+) -> dict[str, Any] | None:
+    """What the recovery section writes besides its figures, None without a sweep: ``study_setting`` (the
+    study's values of the swept parameters, :func:`setting_text`) and ``rows``, one per ``recovery`` row
+    (:func:`ordered_recovery`) with its numbers as text: ``base_mean`` and ``there`` (mean [95% CI]),
+    ``study_mean``, ``setting`` (:func:`recovery_setting_text`), ``quality_change``
+    (:func:`recovery_quality_text`, an en dash without a quality), ``reached``."""
+    if sweep.empty:
+        return None
+    parameters = sweep_parameters(sweep)
+    own = sweep[sweep["is_study_setting"].eq(True)]
+    study = own.iloc[0] if len(own) else None
+    rows = []
+    for r in ordered_recovery(recovery, metrics, tasks).to_dict("records") if len(recovery) else []:
+        rows.append(
+            {
+                "checkpoint": r["checkpoint"],
+                "task": r["task"],
+                "metric": r["metric"],
+                "base": r["base"],
+                "base_mean": plain_ci(r["base_mean"], r["base_ci_low"], r["base_ci_high"]),
+                "study_mean": plain(r["study_mean"], 3),
+                "reached": not missing(r["reached"]) and bool(r["reached"]),
+                "setting": recovery_setting_text(r, parameters),
+                "there": plain_ci(r["mean"], r["ci_low"], r["ci_high"]),
+                "quality_change": recovery_quality_text(r) or DASH,
+            }
+        )
+    return {
+        "study_setting": setting_text({p: study[p] for p in parameters}) if study is not None else "",
+        "rows": rows,
+    }
 
 
 def homogenization_figures(

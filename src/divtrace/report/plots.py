@@ -14,17 +14,22 @@ import itertools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.transforms import offset_copy
 
+from divtrace.report.numbers import missing
 from divtrace.study.lineage import LineageGraph
+from divtrace.study.sweep import format_value
 
 #: Colour map of retained diversity (red: collapsed, green: kept).
 RETAINED_CMAP = "RdYlGn"
@@ -476,8 +481,7 @@ def plot_diversity_quality(
     baseline's point (win rate 50% by definition) is hollow.
     """
     frame = rows[(rows["task"] == task) & (rows["metric"] == metric)].reset_index(drop=True)
-    sources = [str(s) for s in frame["quality_source"].dropna().unique()]
-    scale = 1.0 if sources == ["judge:wb_score"] else 100.0
+    scale, quality_label = _quality_axis(frame)
     fig = Figure(figsize=(5.6, 3.6))
     ax = fig.subplots()
     points: dict[str, tuple[float, float]] = {}
@@ -508,9 +512,167 @@ def plot_diversity_quality(
     if scale == 100.0 and any(k.startswith("win rate vs ") and k != "win rate vs reference" for k in kinds):
         ax.axhline(50, color="0.6", linestyle="--", linewidth=0.8)
     ax.set_xlabel(f"{metric} diversity (mean over prompts)")
-    ax.set_ylabel(" / ".join(kinds) + (" (%)" if scale == 100.0 else ""))
+    ax.set_ylabel(quality_label)
     ax.set_title(f"{task}: quality against {metric} diversity (95% CI)")
     return _finish(fig)
+
+
+def _quality_axis(frame: pd.DataFrame) -> tuple[float, str]:
+    """How a figure draws the quality of ``frame`` (columns quality_kind, quality_source): its scale (100: win
+    rates and pass@1 in %; 1: the WB-Score alone, on its 1-10 scale) and its axis label (the kinds shown)."""
+    sources = [str(s) for s in frame["quality_source"].dropna().unique()]
+    scale = 1.0 if sources == ["judge:wb_score"] else 100.0
+    kinds = [str(k) for k in frame["quality_kind"].dropna().unique() if str(k)]
+    return scale, " / ".join(kinds) + (" (%)" if scale == 100.0 else "")
+
+
+#: How a point's label abbreviates each swept parameter (``T1.4 m0.1``).
+SETTING_ABBREVIATIONS = {"temperature": "T", "top_p": "p", "min_p": "m"}
+
+
+def setting_label(values: Mapping[str, Any]) -> str:
+    """A sweep setting in a few characters, for a figure: ``T1.4 p0.95 m0.1``; a missing value (min-p off) reads
+    ``m off``; a parameter without an abbreviation keeps its name (``name=value``)."""
+    parts = []
+    for name, value in values.items():
+        short = SETTING_ABBREVIATIONS.get(name, f"{name}=")
+        number = _number(value)
+        parts.append(f"{short}{format_value(number)}" if number is not None else f"{short} {format_value(None)}")
+    return " ".join(parts)
+
+
+def plot_recovery(
+    sweep: pd.DataFrame,
+    task: str,
+    metric: str,
+    parameters: Sequence[str],
+    checkpoints: Sequence[str],
+    bases: Sequence[str],
+    colours: Mapping[str, tuple[float, float, float, float]],
+) -> str:
+    """The recovery frontier of one task: ``metric`` diversity (y, mean over prompts with its 95% CI) of each
+    checkpoint at each setting of a sampling sweep.
+
+    ``sweep``: the analysis' ``sweep`` table (columns checkpoint, task, metric, the swept ``parameters``,
+    is_study_setting, in_sweep, mean, ci_low, ci_high, quality, quality_kind, quality_source), each checkpoint's
+    rows in the sweep's order. One line per checkpoint of ``checkpoints`` (in that order, coloured by ``colours``)
+    through its settings in the sweep's order, its point at the study's setting ringed. Each checkpoint of
+    ``bases`` at the study's setting is a star, with a dashed line across at its diversity.
+
+    x is the quality of the same samples (win rates and pass@1 in %, the WB-Score on its 1-10 scale) when every
+    point of the lines has a finite quality, each point labelled with its setting (:func:`setting_label`; a base
+    without a quality keeps its dashed line but has no star). Otherwise (the task has no quality, or some setting
+    lacks one) x is the setting's position in the sweep's order (the study's setting first when the sweep does not
+    list it), the settings as tick labels.
+
+    The SVG's groups are identifiable: ``base-star-N`` and ``base-line-N`` (N: the base's index in ``bases``)
+    and ``study-setting-N`` (N: the checkpoint's index in ``checkpoints``).
+    """
+    frame = sweep[(sweep["task"] == task) & (sweep["metric"] == metric)]
+    frame = frame[frame["checkpoint"].isin([*checkpoints, *bases])].reset_index(drop=True)
+    keys = [_setting_key(row, parameters) for row in frame.to_dict("records")]
+    listed = [key for key, in_sweep in zip(keys, frame["in_sweep"].eq(True), strict=True) if in_sweep]
+    study = [key for key, own in zip(keys, frame["is_study_setting"].eq(True), strict=True) if own]
+    order = list(dict.fromkeys([*study[:1], *listed] if study and study[0] not in listed else listed))
+    position = {key: index for index, key in enumerate(order)}
+    quality = frame["quality"].to_numpy(dtype=np.float64)
+    on_lines = (
+        frame["checkpoint"].isin(checkpoints) & np.isfinite(frame["mean"].to_numpy(dtype=np.float64))
+    ).to_numpy()
+    some_quality = bool(np.isfinite(quality).any())
+    by_quality = some_quality and bool(np.isfinite(quality[on_lines]).all())
+    scale, quality_label = _quality_axis(frame[np.isfinite(quality)]) if by_quality else (1.0, "")
+    width = 6.4 if by_quality else max(5.6, 0.75 * len(order) + 3.0)
+    fig = Figure(figsize=(width, 3.9))
+    ax = fig.subplots()
+    handles: list[Artist] = []
+    spread = 0.08 if len(checkpoints) > 1 else 0.0
+    for index, checkpoint in enumerate(checkpoints):
+        colour = colours.get(checkpoint, (0.3, 0.3, 0.3, 1.0))
+        shift = (index - (len(checkpoints) - 1) / 2) * spread
+        points = []
+        for key, row in zip(keys, frame.to_dict("records"), strict=True):
+            if row["checkpoint"] != checkpoint or key not in position:
+                continue
+            x = scale * float(row["quality"]) if by_quality else position[key] + shift
+            if math.isfinite(x) and math.isfinite(float(row["mean"])):
+                points.append((position[key], x, row, key))
+        points.sort(key=lambda point: point[0])
+        if not points:
+            continue
+        xs = [x for _, x, _, _ in points]
+        ys = [float(row["mean"]) for _, _, row, _ in points]
+        below = [_below(row) for _, _, row, _ in points]
+        above = [_above(row) for _, _, row, _ in points]
+        line = ax.errorbar(
+            xs, ys, yerr=[below, above], fmt="-o", color=colour, ecolor=colour, elinewidth=0.9, capsize=2,
+            markersize=4, linewidth=1.1, zorder=3, label=checkpoint,
+        )  # fmt: skip
+        handles.append(line)
+        for _, x, row, key in points:
+            if by_quality:
+                label = setting_label(dict(zip(parameters, key, strict=True)))
+                ax.annotate(label, (x, float(row["mean"])), xytext=(4, 4), textcoords="offset points", fontsize=6)
+            if bool(row["is_study_setting"]):
+                ax.scatter(
+                    [x], [float(row["mean"])], s=150, facecolors="none", edgecolors=colour, linewidths=1.3,
+                    zorder=4, gid=f"study-setting-{index}",
+                )  # fmt: skip
+    if any(frame["checkpoint"].isin(checkpoints) & frame["is_study_setting"].eq(True)):
+        ring = Line2D([], [], linestyle="none", marker="o", markersize=9, markerfacecolor="none", color="0.3")
+        ring.set_label("the study's setting")
+        handles.append(ring)
+    for index, base in enumerate(bases):
+        rows = frame[(frame["checkpoint"] == base) & frame["is_study_setting"].eq(True)]
+        if rows.empty or not math.isfinite(float(rows["mean"].iloc[0])):
+            continue
+        row = rows.iloc[0]
+        y = float(row["mean"])
+        colour = colours.get(base, (0.3, 0.3, 0.3, 1.0))
+        ax.axhline(y, color=colour, linestyle="--", linewidth=0.9, zorder=1, gid=f"base-line-{index}")
+        key = _setting_key(row.to_dict(), parameters)
+        x = scale * float(row["quality"]) if by_quality else float(position.get(key, np.nan))
+        if math.isfinite(x):
+            ax.scatter(
+                [x], [y], marker="*", s=190, color=colour, edgecolors="0.1", linewidths=0.6, zorder=5,
+                gid=f"base-star-{index}",
+            )  # fmt: skip
+        marker = Line2D([], [], color=colour, linestyle="--", marker="*", markersize=10, markeredgecolor="0.1")
+        marker.set_label(f"{base} at the study's setting")
+        handles.append(marker)
+    if by_quality:
+        ax.set_xlabel(f"quality of the same samples: {quality_label}")
+    else:
+        labels = [setting_label(dict(zip(parameters, key, strict=True))) for key in order]
+        ax.set_xticks(range(len(order)), labels, rotation=30, ha="right")
+        why = "quality missing at some settings" if some_quality else "no quality for this task"
+        ax.set_xlabel(f"setting, in the sweep's order ({why})")
+    ax.set_ylabel(f"{metric} diversity (mean over prompts)")
+    ax.set_title(f"{task}: {metric} diversity across the sweep (95% CI)")
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _finish(fig)
+
+
+def _setting_key(row: Mapping[str, Any], parameters: Sequence[str]) -> tuple[float | None, ...]:
+    """A row's setting as a comparable key: its swept values, a missing one (off) as None."""
+    return tuple(_number(row.get(name)) for name in parameters)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float; None when it is missing (None, NaN, pandas NA, not a number)."""
+    return None if missing(value) else float(value)
+
+
+def _below(row: Mapping[str, Any]) -> float:
+    """How far a sweep row's CI reaches below its mean (0 without a CI)."""
+    low = _number(row.get("ci_low"))
+    return 0.0 if low is None else max(float(row["mean"]) - low, 0.0)
+
+
+def _above(row: Mapping[str, Any]) -> float:
+    """How far a sweep row's CI reaches above its mean (0 without a CI)."""
+    high = _number(row.get("ci_high"))
+    return 0.0 if high is None else max(high - float(row["mean"]), 0.0)
 
 
 def _error(centre: float, low: object, high: object, scale: float) -> list[list[float]] | None:

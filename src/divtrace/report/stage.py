@@ -26,9 +26,11 @@ from divtrace.samples import SampleRecord
 from divtrace.study import Study
 
 #: Bumped when the report changes for the same inputs.
-REPORT_VERSION = 3  # 2: the "Diversity against quality" section (HTML and summary.md), from the analysis'
+REPORT_VERSION = 4  # 2: the "Diversity against quality" section (HTML and summary.md), from the analysis'
 # diversity_quality and quality_edges tables. 3: the "Homogenisation" section (a checkpoint x checkpoint heatmap per
-# task in HTML, tables in summary.md), from the analysis' homogenization table when there is one
+# task in HTML, tables in summary.md), from the analysis' homogenization table when there is one. 4: the "Recovery
+# frontier" section (a plot per task and the recovery table in HTML, a line per recovery row in summary.md), from
+# the analysis' sweep and recovery tables when the study has a sweep
 
 
 @dataclass(frozen=True)

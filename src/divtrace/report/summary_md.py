@@ -5,10 +5,12 @@ Inputs are the analysis tables (canonical columns as in :func:`divtrace.report.h
 (per lineage, each stage's change as % of base averaged over tasks; with the published row for the ``olmo3-7b``
 study), ``headline`` (one Markdown table per lineage with one column per stage of its path, per task and metric),
 ``collapse_sites``, ``diversity_quality`` and ``quality_edges`` (diversity against quality: a table per task and a
-sentence per stage, only when some checkpoint has a quality) and ``qfd`` (the quality-filtered decomposition, shares
-outside [0, 1] and shares of a ΔD_all whose CI includes 0 flagged and explained). Every change has one sign, stated
-once at the top (:data:`divtrace.analysis.SIGN_CONVENTION`: negative = diversity lost), and every number is written by
-:mod:`divtrace.report.numbers`. A footnote or legend appears only when some cell uses its mark.
+sentence per stage, only when some checkpoint has a quality), ``recovery`` (the recovery frontier, only for a study
+with a sweep: a line per post-trained swept checkpoint, task and metric), ``homogenization`` and ``qfd`` (the
+quality-filtered decomposition, shares outside [0, 1] and shares of a ΔD_all whose CI includes 0 flagged and
+explained). Every change has one sign, stated once at the top (:data:`divtrace.analysis.SIGN_CONVENTION`: negative
+= diversity lost), and every number is written by :mod:`divtrace.report.numbers`. A footnote or legend appears only
+when some cell uses its mark.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 from divtrace.analysis import GAINED, NO_SIGNIFICANT_LOSS, SIGN_CONVENTION
 from divtrace.analysis.qfd import CI_INCLUDES_ZERO_EXPLANATION, OUTSIDE_UNIT_EXPLANATION
 from divtrace.analysis.quality import BASELINE_NOTE, points_per_unit
+from divtrace.analysis.sweep import NOT_REACHED
 from divtrace.report.findings import headline_findings, ordered_metrics, table1_view
 from divtrace.report.numbers import (
     DASH,
@@ -29,6 +32,7 @@ from divtrace.report.numbers import (
     absent,
     missing,
     pct_ci,
+    plain,
     plain_ci,
     share_ci,
     signed,
@@ -37,6 +41,7 @@ from divtrace.report.numbers import (
 )
 from divtrace.report.study_info import StudyInfo
 from divtrace.study import RecordedSampling, SamplingSpec
+from divtrace.study.sweep import SWEEP_PARAMETERS, format_value
 
 #: How a collapse-site row without a site reads, by its ``status``.
 NO_SITE_TEXT = {
@@ -64,6 +69,7 @@ def render_summary_md(
     quality_edges: pd.DataFrame | None = None,
     homogenization: pd.DataFrame | None = None,
     checkpoint_order: Sequence[str] = (),
+    recovery: pd.DataFrame | None = None,
 ) -> str:
     """The Markdown summary of a study.
 
@@ -94,6 +100,8 @@ def render_summary_md(
         homogenization: optional; the analysis' ``homogenization`` table: per task and metric, a checkpoint x
             checkpoint table of how alike their outputs are (mean similarity [95% CI]), rows and columns in
             ``checkpoint_order`` (the lineage order; others follow, sorted). None or empty leaves the section out.
+        recovery: optional; the analysis' ``recovery`` table (a study with a sweep): the "Recovery frontier"
+            section, one line per checkpoint, task and metric (:func:`recovery_line`). None or empty leaves it out.
 
     Returns:
         Markdown text: title, caveat, the sentences and the sign convention, warnings, Table 1, then per lineage a
@@ -145,6 +153,8 @@ def render_summary_md(
         lines += _collapse_site_lines(collapse_sites)
     if diversity_quality is not None and not diversity_quality.empty:
         lines += _quality_lines(diversity_quality, quality_edges, metrics)
+    if recovery is not None and not recovery.empty:
+        lines += _recovery_lines(recovery, metrics)
     if homogenization is not None and not homogenization.empty:
         lines += _homogenization_lines(homogenization, checkpoint_order)
     if qfd is not None and not qfd.empty:
@@ -230,6 +240,90 @@ def quality_metric(frame: pd.DataFrame, metrics: Sequence[str] | None) -> str | 
     """The metric a diversity-against-quality sentence or plot uses: the first present of SBERT, then ``metrics``."""
     present = [str(m) for m in frame["metric"].dropna().unique()]
     return ordered_metrics(present, metrics)[0] if present else None
+
+
+#: What the recovery frontier answers, in one sentence (the report's section and summary.md's say it the same way).
+RECOVERY_QUESTION = (
+    'Karouzos, Tan and Aletras conclude that the collapse "cannot be addressed at inference time alone": this '
+    "tests it on this study's models, each swept checkpoint sampled again at every setting of the sweep."
+)
+#: The rule that says where a checkpoint's diversity is recovered.
+RECOVERY_RULE = (
+    "A checkpoint reaches its base at the first setting, in the sweep's order, whose mean diversity is at least the "
+    "base's mean diversity at the study's setting; the quality change is how the quality of the same samples moves "
+    "from the study's setting to there (percentage points for win rates and pass@1, score points for the WB-Score)."
+)
+
+
+def sweep_parameters(table: pd.DataFrame) -> list[str]:
+    """The swept parameters of a ``sweep`` or ``recovery`` table: those of
+    :data:`~divtrace.study.sweep.SWEEP_PARAMETERS` it has a column for, in that order."""
+    return [name for name in SWEEP_PARAMETERS if name in table.columns]
+
+
+def setting_text(values: Mapping[str, Any]) -> str:
+    """A sweep setting as condition names write it: ``temperature=1.4, min_p=off`` (a missing value is off)."""
+    return ", ".join(
+        f"{name}={format_value(None if absent(value) else float(value))}" for name, value in values.items()
+    )
+
+
+def recovery_setting_text(row: Mapping[Any, Any], parameters: Sequence[str]) -> str:
+    """Where a ``recovery`` row's checkpoint reaches its base: its setting (``temperature=1.4``), with ``(the
+    study's setting)`` when the study's own setting already does; the row's note (not reached, with the sweep's
+    highest mean) when no setting does."""
+    if not _true(row.get("reached")):
+        return _text(row.get("note")) or NOT_REACHED
+    text = setting_text({name: row.get(name) for name in parameters})
+    return f"{text} (the study's setting)" if _text(row.get("note")) else text
+
+
+def recovery_quality_text(row: Mapping[Any, Any]) -> str:
+    """A ``recovery`` row's quality change where its diversity is recovered: ``pass@1 -12.5 points`` (a true
+    minus sign); empty without a quality there."""
+    if missing(row.get("quality_change_points")):
+        return ""
+    return f"{_text(row.get('quality_kind')) or 'quality'} {quality_change_text(row)}"
+
+
+def recovery_line(row: Mapping[Any, Any], parameters: Sequence[str]) -> str:
+    """One ``recovery`` row in a sentence: ``sft on gsm8k (sbert): reaches base's 0.410 at temperature=1.6 (0.430
+    [0.400, 0.460]); pass@1 -12.5 points`` (true minus signs), or ``sft on gsm8k (sbert): base's 0.410 not
+    reached in the sweep (highest: ...)``."""
+    subject = f"{row['checkpoint']} on {row['task']} ({row['metric']})"
+    base = f"{row['base']}'s {plain(row.get('base_mean'), 3)}"
+    if not _true(row.get("reached")):
+        return f"{subject}: {base} {_text(row.get('note')) or NOT_REACHED}"
+    there = plain_ci(row.get("mean"), row.get("ci_low"), row.get("ci_high"))
+    setting = setting_text({name: row.get(name) for name in parameters})
+    where = f"at the study's setting, {setting}" if _text(row.get("note")) else f"at {setting}"
+    quality = recovery_quality_text(row)
+    return f"{subject}: reaches {base} {where} ({there})" + (f"; {quality}" if quality else "")
+
+
+def ordered_recovery(
+    recovery: pd.DataFrame, metrics: Sequence[str] | None, tasks: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """``recovery``'s rows by task (``tasks``' order, then sorted), metric (:func:`ordered_metrics`), then as they
+    are (the lineage order of the checkpoints)."""
+    present_tasks = [str(t) for t in recovery["task"].dropna().unique()]
+    task_order = [t for t in (tasks or []) if t in present_tasks] + sorted(set(present_tasks) - set(tasks or []))
+    metric_order = ordered_metrics([str(m) for m in recovery["metric"].dropna().unique()], metrics)
+    keys = recovery.assign(
+        _t=recovery["task"].astype(str).map(task_order.index), _m=recovery["metric"].astype(str).map(metric_order.index)
+    )
+    return keys.sort_values(["_t", "_m"], kind="stable").drop(columns=["_t", "_m"]).reset_index(drop=True)
+
+
+def _recovery_lines(recovery: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
+    """The recovery frontier: what it answers, its rule, then one line per checkpoint, task and metric."""
+    parameters = sweep_parameters(recovery)
+    lines = ["## Recovery frontier", "", f"{RECOVERY_QUESTION} {RECOVERY_RULE}", ""]
+    lines += [
+        f"- {_cell(recovery_line(r, parameters))}" for r in ordered_recovery(recovery, metrics).to_dict("records")
+    ]
+    lines.append("")
+    return lines
 
 
 def _homogenization_lines(homogenization: pd.DataFrame, order: Sequence[str]) -> list[str]:
@@ -544,6 +638,11 @@ def _cell(value: Any) -> str:
     text = str(value).replace("\\", "\\\\").replace("|", "\\|")
     text = re.sub(r"<(?=[A-Za-z/!?])", r"\\<", text)
     return text.replace("\r", " ").replace("\n", " ")
+
+
+def _text(value: Any) -> str:
+    """A text cell as text: empty when it is missing (None, NaN) or not text."""
+    return value if isinstance(value, str) else ""
 
 
 def _true(value: Any) -> bool:
