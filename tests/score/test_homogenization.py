@@ -10,6 +10,9 @@ import pytest
 from divtrace.samples import SampleRecord
 from divtrace.score.homogenization import (
     PROMPT_SIMILARITY_COLUMNS,
+    jaccard,
+    jaccard_matrix,
+    ngram_set,
     ngram_similarity,
     prompt_similarities,
     set_similarity,
@@ -98,3 +101,24 @@ def test_a_paraphrasing_checkpoint_is_closer_to_the_base_than_an_unrelated_one(s
         / np.outer(np.linalg.norm(store.embed(BASE), axis=1), np.linalg.norm(store.embed(PARAPHRASE), axis=1))
     )
     assert value("base", "sft", "sbert") == pytest.approx(float(cross.mean()), abs=1e-6)
+
+
+def test_the_matrix_path_gives_each_pairs_own_jaccard_exactly(store: EmbeddingStore) -> None:
+    """prompt_similarities takes every pair's intersection from one sparse product per prompt: the same float64
+    values as the set-by-set definition (ngram_similarity), empty outputs and repeated texts included."""
+    rng = np.random.default_rng(3)
+    words = [f"w{i}" for i in range(40)]
+
+    def texts(k: int) -> list[str]:
+        return [" ".join(rng.choice(words, size=int(rng.integers(0, 30)))) for _ in range(k)] + ["", "w1 w2"]
+
+    sets = {name: texts(5) for name in ("a", "b", "c")}
+    sets["c"][0] = sets["a"][0]  # the same text in two checkpoints
+    rows = prompt_similarities({name: records(name, group) for name, group in sets.items()}, store.embed)
+    ngram = rows[rows["metric"] == "ngram"].set_index(["checkpoint_a", "checkpoint_b"])["similarity"]
+    for first, second in ngram.index:
+        expected = ngram_similarity(sets[first], None if first == second else sets[second])
+        assert ngram[first, second] == expected  # exactly, not approximately
+    matrix = jaccard_matrix([ngram_set(text) for text in sets["a"]])
+    assert matrix.shape == (7, 7) and (matrix == matrix.T).all() and matrix[5, 5] == 1.0  # "" with "": 1
+    assert matrix[5, 6] == 0.0 and matrix[0, 1] == jaccard(ngram_set(sets["a"][0]), ngram_set(sets["a"][1]))

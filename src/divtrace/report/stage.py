@@ -1,6 +1,7 @@
 """The report stage: ``index.html`` and ``summary.md`` from the stored analysis, scores and samples, as one unit.
 
-Its key hashes the score and verdict files, the analysis tables, the study and :data:`REPORT_VERSION`.
+Its key hashes the score and verdict files, the analysis tables, the study (but its executor: where a run ran
+changes no report) and :data:`REPORT_VERSION`.
 :func:`~divtrace.report.write_report` renders and writes in one call, so the report is rendered when it is saved,
 in the driver's process (the stage is never distributed): the worker only passes its inputs on.
 """
@@ -66,7 +67,7 @@ class ReportStage(Stage[ReportWork, ReportWork]):
             {
                 "inputs": files_fingerprint(input_files(layout, self.study, self.task_names)),
                 "analysis": files_fingerprint(analysis),
-                "study": self.study.model_dump(mode="json"),
+                "study": self.study.model_dump(mode="json", exclude={"executor"}),  # where it ran shows nowhere
             }
         )
         return [Unit("report", key, marker_for(layout.report_dir), (layout.report_html, layout.report_summary))]
