@@ -5,7 +5,7 @@ LLM judges): never a mocked HTTP layer.
   :func:`launch_katan` and :func:`launch_transformers_serve` on :func:`served_smollm2` (the session fixtures of
   ``tests/conftest.py`` start each once per session).
 - :class:`FlakyServer`: a stdlib loopback server that answers scripted errors (429, 503, a hang) and forwards the
-  rest to an upstream server, counting the POSTs it answered.
+  rest to an upstream server, counting the POSTs it answered and keeping their bodies.
 - :mod:`tests.judge_server` has the deterministic judge server.
 """
 
@@ -213,7 +213,8 @@ class FlakyServer(LoopbackServer):
 
     Actions: an HTTP status (an OpenAI-style error body), ``"proxy"`` (forward to ``upstream`` and relay the
     answer) or ``"hang"`` (answer nothing for ``hang_s`` seconds). GETs are always forwarded (404 without an
-    upstream). ``posts`` lists the status answered to each POST (0 for a hang).
+    upstream). ``posts`` lists the status answered to each POST (0 for a hang), ``bodies`` each POST's JSON body, in
+    order of arrival.
     """
 
     def __init__(
@@ -225,6 +226,7 @@ class FlakyServer(LoopbackServer):
         self.upstream = upstream
         self.hang_s = hang_s
         self.posts: list[int] = []
+        self.bodies: list[dict[str, Any]] = []
         self._lock = threading.Lock()
 
     def handle(self, method: str, handler: BaseHTTPRequestHandler) -> None:
@@ -234,6 +236,7 @@ class FlakyServer(LoopbackServer):
             return
         body = self.body_of(handler)
         with self._lock:
+            self.bodies.append(json.loads(body or b"{}"))
             action = self.script.pop(0) if self.script else self.default
         if action == "hang":
             self.posts.append(0)

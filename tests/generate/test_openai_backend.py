@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
@@ -311,14 +312,104 @@ def test_unreachable_server_and_request_timeout_raise_clear_errors() -> None:
     assert hanging.posts == [0, 0]
 
 
-def test_top_k_is_refused_without_extra_sampling_params() -> None:
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"top_k": 20}, "top_k=20 has"),
+        ({"min_p": 0.1}, "min_p=0.1 has"),
+        ({"top_k": 20, "min_p": 0.1}, "top_k=20 and min_p=0.1 have"),
+    ],
+)
+def test_top_k_and_min_p_are_refused_without_extra_sampling_params(settings: dict[str, Any], named: str) -> None:
     generator = OpenAIGenerator("m", OpenAIOptions(base_url=f"http://127.0.0.1:{free_port()}/v1"))
-    params = SamplingParams(top_k=20)
-    with pytest.raises(UnsupportedSamplingError, match="top_k=20"):
+    params = SamplingParams(**settings)
+    with pytest.raises(UnsupportedSamplingError, match=f"^{named} no field in the OpenAI API") as caught:
         generator.check(params)  # refused before any request
-    with pytest.raises(UnsupportedSamplingError, match="top_k=20"):
+    assert "extra_sampling_params=True (divtrace generate: --extra-sampling-params)" in str(caught.value)
+    with pytest.raises(UnsupportedSamplingError, match=named):
         generator.generate([GenerationRequest("q0", "Hi", "Hi", (1,))], params)
-    assert SamplingParams().top_k is None  # the study's default sampling needs no top_k
+    # the study's default sampling needs neither
+    assert (SamplingParams().top_k, SamplingParams().min_p) == (None, None)
+
+
+def test_min_p_is_sent_in_extra_body_and_named_when_the_server_refuses_it() -> None:
+    """With extra_sampling_params, min_p goes in extra_body (the request's top level) as set, or 0 when unset as
+    before min_p existed; a server refusing the request gets an error naming what it carried and what to change."""
+    requests = [GenerationRequest("q0", "Hi", "Hi", (1,))]
+    with FlakyServer([], default=422) as strict:  # refuses every POST, as a server rejecting unknown fields
+        generator = OpenAIGenerator("m", OpenAIOptions(base_url=strict.base_url, extra_sampling_params=True))
+        params = SamplingParams(k=1, min_p=0.1, max_new_tokens=4)
+        effective = generator.check(params)  # k=1: no probe request
+        assert effective["min_p"] == 0.1
+        assert effective["extra_body"] == {"top_k": -1, "min_p": 0.1, "repetition_penalty": 1.0}
+        with pytest.raises(OpenAIServerError, match=r"HTTP 422 on /completions") as caught:
+            generator.generate(requests, params)
+        message = str(caught.value)
+        assert "extra_body: top_k=-1, min_p=0.1, repetition_penalty=1.0" in message
+        assert "min_p=0.1 can only be sent this way: drop it, or use a server that takes it" in message
+
+        unset = SamplingParams(k=1, max_new_tokens=4)
+        effective = generator.check(unset)
+        assert "min_p" not in effective  # the record and keys of samples drawn before min_p existed
+        assert effective["extra_body"] == {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0}
+        with pytest.raises(OpenAIServerError, match="come from extra_sampling_params: turn it off"):
+            generator.generate(requests, unset)
+    assert strict.posts == [422, 422]
+    sent, neutral = strict.bodies
+    assert (sent["min_p"], sent["top_k"], sent["repetition_penalty"], sent["prompt"]) == (0.1, -1, 1.0, "Hi")
+    assert (neutral["min_p"], neutral["top_k"]) == (0.0, -1)
+
+
+def test_cli_min_p_flag_is_validated_refused_or_sent(tmp_path: Path) -> None:
+    """``divtrace generate --min-p``: a bad value names the flag; without --extra-sampling-params the openai
+    backend refuses it before any request; with it, the requests carry it (here to a server refusing them all)."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Hi\n")
+    with FlakyServer([], default=422) as server:
+
+        def generate(out: str, *flags: str) -> subprocess.CompletedProcess[str]:
+            command = [
+                sys.executable, "-m", "divtrace.cli", "generate", "--backend", "openai", "--model", "m",
+                "--base-url", server.base_url, "--prompts", str(prompts), "-k", "2", "--max-new-tokens", "4",
+                "--out", str(tmp_path / out), *flags,
+            ]  # fmt: skip
+            return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+        bad = generate("bad", "--min-p", "0")
+        assert bad.returncode == 2 and "error: invalid value for --min-p: Input should be greater than 0" in text(bad)
+        refused = generate("refused", "--min-p", "0.1")
+        assert refused.returncode == 2 and "error: min_p=0.1 has no field in the OpenAI API" in text(refused)
+        assert "--extra-sampling-params" in text(refused) and server.posts == []  # before any request
+        sent = generate("sent", "--min-p", "0.1", "--extra-sampling-params")
+        assert sent.returncode == 2 and "HTTP 422" in text(sent) and "min_p=0.1 can only be sent this way" in text(sent)
+    assert server.posts and {body["min_p"] for body in server.bodies} == {0.1}
+
+
+def text(result: subprocess.CompletedProcess[str]) -> str:
+    """A command's stderr with its lines joined (the console may fold a long message)."""
+    return " ".join(result.stderr.split())
+
+
+@pytest.mark.slow
+def test_min_p_reaches_a_real_server_and_is_recorded(katan: ServerProcess, tmp_path: Path) -> None:
+    """Samples drawn with min_p through a real server: every request carried it, every record holds it (llm-katan
+    ignores the field: what a server does with it is recorded as sent, not verified)."""
+    from divtrace.generate.job import GenerationJob
+    from divtrace.generate.prompts import PromptItem
+    from divtrace.generate.runner import generate_samples
+
+    params = PARAMS.model_copy(update={"k": 2, "max_new_tokens": 4, "min_p": 0.2})
+    items = [PromptItem("p0", PROMPTS[0])]
+    with FlakyServer([], upstream=katan.base_url) as proxy:
+        generator = create_generator(
+            "openai", SERVED, {"base_url": proxy.base_url, "endpoint": "chat", "extra_sampling_params": True}
+        )
+        generate_samples(generator, GenerationJob.of(items, params, out_dir=tmp_path, checkpoint="served", task="t"))
+        generator.close()
+    assert proxy.posts == [200, 200] and [body["min_p"] for body in proxy.bodies] == [0.2, 0.2]
+    [record] = read_samples(tmp_path / "samples").records
+    assert record.sampling and record.sampling["min_p"] == 0.2
+    assert record.sampling["extra_body"] == {"top_k": -1, "min_p": 0.2, "repetition_penalty": 1.0}
 
 
 def test_rendering_per_endpoint() -> None:

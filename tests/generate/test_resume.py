@@ -116,6 +116,7 @@ def test_other_temperature_is_refused_naming_it_before_and_after_loading(
     [
         ({"params": PARAMS.model_copy(update={"seed": 5})}, "seed=4, now 5"),
         ({"params": PARAMS.model_copy(update={"k": 3})}, "k=2, now 3"),
+        ({"params": PARAMS.model_copy(update={"min_p": 0.5})}, "min_p=(not set), now 0.5"),
         ({"thinking": ThinkingMode.suppressed}, "thinking='native', now 'suppressed'"),
         ({"system_prompt": "Be brief."}, "system_prompt=None, now 'Be brief.'"),
         ({"chat_template": False}, "chat_template=True, now False"),
@@ -132,6 +133,12 @@ def test_each_requested_setting_is_named(finished: Path, change: dict[str, objec
     source = change.pop("source", SOURCE)
     with pytest.raises(ResumeMismatchError, match=r"shard-00000 .* was generated with " + re.escape(named)):
         status(finished, params, source, **change)  # type: ignore[arg-type]
+
+
+def test_min_p_stored_but_now_off_is_named_before_loading(finished: Path, tmp_path: Path) -> None:
+    copy = _copy_shards(finished, tmp_path, sampling={"min_p": 0.5})  # as if drawn with min_p=0.5
+    with pytest.raises(ResumeMismatchError, match=re.escape("was generated with min_p=0.5, now (not set)")):
+        generate_if_needed(no_model, job(ITEMS, PARAMS, copy), SOURCE)
 
 
 def test_other_prompts_are_named(finished: Path) -> None:

@@ -4,6 +4,7 @@ stop-string cut shared by the backends."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,10 @@ from divtrace.generate.backends.options import (
     VLLMOptions,
     tensor_parallel_size,
 )
-from divtrace.generate.params import MIN_STUDY_K, SamplingParams, SamplingSpec
+from divtrace.generate.params import MIN_STUDY_K, SamplingParams, SamplingSpec, sample_seed
+from divtrace.generate.resume import UNKEYED_SAMPLING
 from divtrace.generate.stops import cut_at_stop
+from divtrace.generate.store import sample_key
 from divtrace.study import CheckpointSpec, load_study, parse_study
 
 
@@ -188,6 +191,51 @@ def test_sampling_params_are_made_from_the_study_sampling() -> None:
     with pytest.raises(ValueError, match="greater than 0"):
         SamplingSpec(temperature=0)
     assert SamplingParams(k=1).k == 1  # a backend may be asked for a single sample
+
+
+def test_min_p_is_a_study_setting_left_out_of_records_when_unset() -> None:
+    # the record as it was before min_p existed: no min_p key
+    assert SamplingParams().as_record() == {
+        "temperature": 0.6, "top_p": 0.95, "top_k": None, "max_new_tokens": 512, "stop": [], "seed": 1234, "k": 16,
+    }  # fmt: skip
+    spec = SamplingSpec(k=4, temperature=1.2, min_p=0.05)
+    params = spec.params(stop=(), task_max_new_tokens=64)
+    assert params.min_p == 0.05
+    assert list(params.as_record().items()) == [
+        ("temperature", 1.2), ("top_p", 0.95), ("top_k", None), ("min_p", 0.05), ("max_new_tokens", 64),
+        ("stop", []), ("seed", 1234), ("k", 4),
+    ]  # fmt: skip
+    assert SamplingSpec(min_p=1.0).min_p == 1.0  # 1: only the top token(s)
+    for bad, message in ((0.0, "greater than 0"), (1.5, "less than or equal to 1"), (-0.1, "greater than 0")):
+        with pytest.raises(ValueError, match=message):
+            SamplingSpec(min_p=bad)
+        with pytest.raises(ValueError, match=message):
+            SamplingParams(min_p=bad)
+
+
+def test_sample_keys_made_before_min_p_existed_are_made_again_without_it() -> None:
+    """The shard in tests/fixtures/samples was written before divtrace knew min_p: its keys come out again from
+    today's SamplingParams (min_p unset) with the rest of its records; setting min_p gives other keys."""
+    fixture = Path(__file__).parents[1] / "fixtures" / "samples" / "generated-shard.jsonl"
+    records = [json.loads(line) for line in fixture.read_text().splitlines()]
+    params = SamplingParams(k=2, temperature=0.8, top_p=0.95, max_new_tokens=4, seed=4)
+    for record in records:
+        stored = record["sampling"]
+        backend = {key: value for key, value in stored.items() if key not in params.as_record()}
+        assert stored == {**params.as_record(), **backend} and "min_p" not in stored
+        keyed = {key: value for key, value in {**params.as_record(), **backend}.items() if key not in UNKEYED_SAMPLING}
+        assert record_keys(record, params, keyed) == record["sample_keys"]
+        with_min_p = {**keyed, **params.model_copy(update={"min_p": 0.05}).as_record()}
+        assert record_keys(record, params, with_min_p) != record["sample_keys"]
+
+
+def record_keys(record: dict[str, Any], params: SamplingParams, keyed_sampling: dict[str, Any]) -> list[str]:
+    """The sample keys of ``record``'s prompt drawn with ``params`` (seeds derived from them) and the keyed
+    ``sampling`` given, as the runner computes them."""
+    seeds = [sample_seed(params.seed, record["prompt_id"], k) for k in range(params.k)]
+    assert seeds == record["sample_seeds"]
+    model_ref, rendered = record["model_ref"], record["rendered_prompt"]
+    return [sample_key(model_ref, rendered, keyed_sampling, seed, k) for k, seed in enumerate(seeds)]
 
 
 @pytest.mark.parametrize(

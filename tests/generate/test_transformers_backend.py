@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from transformers import GenerationConfig, MinPLogitsWarper, TemperatureLogitsWarper
 
 from divtrace.generate.backends.options import TransformersOptions
-from divtrace.generate.backends.transformers_backend import TransformersGenerator
+from divtrace.generate.backends.transformers_backend import TransformersGenerator, sampling_warpers
 from divtrace.generate.job import GenerationJob
 from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams
@@ -161,6 +163,61 @@ def test_stop_policy_auto_applies_stops_to_completion_prompts_only(
     assert not any(" " in output for output in records["plain-auto"].outputs)
     keys = {label: tuple(r.sample_keys) for label, r in records.items()}
     assert keys["chat-auto"] != keys["chat-always"] and keys["plain-auto"] != keys["plain-never"]
+
+
+def test_min_p_near_greedy_narrows_the_samples_and_is_recorded(instruct: TransformersGenerator, tmp_path: Path) -> None:
+    """At a high temperature, min_p=0.9 keeps only the tokens nearly as likely as the top one: fewer distinct
+    samples than without min_p at the same seeds. min_p is recorded (and keyed) when set, absent when not."""
+    items = [PromptItem(f"q{i}", p) for i, p in enumerate(PROMPTS[:2])]
+    drawn = {}
+    for label, min_p in (("off", None), ("near-greedy", 0.9)):
+        params = SamplingParams(k=6, temperature=1.5, min_p=min_p, max_new_tokens=12, seed=3)
+        generate_samples(instruct, GenerationJob.of(items, params, out_dir=tmp_path, checkpoint=label, task="t"))
+        drawn[label] = read_samples(tmp_path / "samples" / label).records
+    for off, narrowed in zip(drawn["off"], drawn["near-greedy"], strict=True):
+        assert off.sample_seeds == narrowed.sample_seeds
+        assert len(set(off.outputs)) == 6  # temperature 1.5 alone: every sample its own
+        assert len(set(narrowed.outputs)) < len(set(off.outputs))
+        assert "min_p" not in (off.sampling or {}) and (narrowed.sampling or {})["min_p"] == 0.9
+        assert not set(off.sample_keys) & set(narrowed.sample_keys)
+
+
+def test_warpers_are_transformers_own_in_its_order_with_its_min_p_rule(instruct: TransformersGenerator) -> None:
+    """On constructed logits, the warpers divtrace samples after give what transformers' own sampling processors
+    give (built by the installed transformers' ``_get_logits_processor``: its choice and order), and min-p keeps
+    exactly the tokens whose probability is at least min_p times the top token's."""
+    scores = torch.randn(4, 2000, generator=torch.Generator().manual_seed(0)) * 3
+    ids = torch.zeros(4, 1, dtype=torch.long)
+    # each filter removes tokens the ones before it kept, in some row
+    params = SamplingParams(temperature=2.0, top_k=40, top_p=0.9, min_p=0.1)
+    config = GenerationConfig(do_sample=True, temperature=2.0, top_k=40, top_p=0.9, min_p=0.1)
+    theirs = instruct.model._get_logits_processor(generation_config=config, device="cpu")
+    ours = sampling_warpers(params)
+    assert [type(w).__name__ for w in theirs] == [
+        "TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper", "MinPLogitsWarper",
+    ]  # fmt: skip
+    assert [type(w).__name__ for w in ours] == [
+        "TemperatureLogitsWarper", "TopKLogitsWarper", "NucleusFilter", "MinPLogitsWarper",
+    ]  # fmt: skip
+    warped = ours(ids, scores.clone())
+    assert torch.equal(warped, theirs(ids, scores.clone()))
+    without_min_p = sampling_warpers(params.model_copy(update={"min_p": None}))(ids, scores.clone())
+    assert torch.isfinite(warped).sum() < torch.isfinite(without_min_p).sum()  # min-p removed some
+
+    for min_p in (0.05, 0.5, 0.9, 1.0):
+        only = SamplingParams(temperature=1.5, top_p=1.0, min_p=min_p)
+        warped = sampling_warpers(only)(ids, scores.clone())
+        reference = MinPLogitsWarper(min_p)(ids, TemperatureLogitsWarper(1.5)(ids, scores.clone()))
+        assert torch.equal(warped, reference)
+        probs = torch.softmax(scores / 1.5, dim=-1)
+        kept = probs >= min_p * probs.max(dim=-1, keepdim=True).values
+        assert torch.equal(torch.isfinite(warped), kept)
+        assert kept.sum(dim=-1).min() >= 1
+    # min_p unset: the warpers divtrace sampled after before it knew min_p
+    assert [type(w).__name__ for w in sampling_warpers(SamplingParams())] == [
+        "TemperatureLogitsWarper",
+        "NucleusFilter",
+    ]
 
 
 def test_cached_quickstart_load_is_fast() -> None:

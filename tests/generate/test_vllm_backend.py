@@ -86,6 +86,23 @@ def test_engine_settings_are_recorded_and_keyed(generator: VLLMGenerator) -> Non
     assert effective["seeding"] == "one request per sample with n=1 and seed = the sample's recorded seed"
 
 
+def test_min_p_is_passed_and_recorded(generator: VLLMGenerator, tmp_path: Path) -> None:
+    """min_p=1 keeps only the top token: at a high temperature every seed then draws the same sample, where the
+    same seeds without min_p draw different ones. min_p is recorded when set, and absent when not."""
+    narrowed = SamplingParams(k=4, temperature=1.5, min_p=1.0, max_new_tokens=16, seed=7)
+    free = narrowed.model_copy(update={"min_p": None})
+    for label, params in (("min-p", narrowed), ("free", free)):
+        job = GenerationJob.of(PROMPTS, params, out_dir=tmp_path, checkpoint=label, task="t")
+        generate_samples(generator, job)
+    only_top = read_samples(tmp_path / "samples" / "min-p").records
+    unfiltered = read_samples(tmp_path / "samples" / "free").records
+    for top, other in zip(only_top, unfiltered, strict=True):
+        assert top.sample_seeds == other.sample_seeds
+        assert len(set(top.outputs)) == 1 and len(set(other.outputs)) >= 3
+        assert (top.sampling or {})["min_p"] == 1.0 and "min_p" not in (other.sampling or {})
+    assert generator.check(narrowed)["min_p"] == 1.0 and "min_p" not in generator.check(free)
+
+
 def test_close_ends_the_engine_processes() -> None:
     before = set(_engine_children())  # the module's other engine, if it is up
     made = VLLMGenerator(MODEL, ENGINE)

@@ -86,6 +86,10 @@ def generate(
     temperature: Annotated[float, typer.Option(help="sampling temperature (> 0)")] = 0.6,
     top_p: Annotated[float, typer.Option(help="nucleus sampling mass, in (0, 1]")] = 0.95,
     top_k: Annotated[int | None, typer.Option(help="top-k filtering (default: off)")] = None,
+    min_p: Annotated[
+        float | None,
+        typer.Option(help="min-p filtering, in (0, 1]: keep tokens at least min_p times the top one (default: off)"),
+    ] = None,
     max_new_tokens: Annotated[
         int | None, typer.Option(help="tokens per sample at most (default: the task's, or 512 with --prompts)")
     ] = (None),
@@ -166,7 +170,7 @@ def generate(
     extra_sampling_params: Annotated[
         bool | None,
         flag(
-            "openai: send top_k etc. in extra_body (vLLM/SGLang servers) "
+            "openai: send top_k, min_p etc. in extra_body (vLLM/SGLang servers) "
             + _default(OpenAIOptions, "extra_sampling_params"),
             "--extra-sampling-params/--no-extra-sampling-params",
         ),
@@ -225,7 +229,7 @@ def generate(
         checks.existing_inputs([prompts], "prompts")
         items = read_prompts(prompts)[:limit] if limit is not None else read_prompts(prompts)
         default_label = prompts.stem
-    settings = SamplingSpec(k=k, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
+    settings = SamplingSpec(k=k, temperature=temperature, top_p=top_p, top_k=top_k, min_p=min_p, seed=seed)
     params = settings.params(
         stop=tuple(stop) if stop is not None else task_stop,
         task_max_new_tokens=task_max_new_tokens,

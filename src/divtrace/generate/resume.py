@@ -163,6 +163,8 @@ def generation_status(job: GenerationJob, source: ModelSource) -> GenerationStat
         "thinking": render.thinking.value,
     }
     requested.pop("stop")  # compared per row: it depends on the chat template in use
+    # A setting a record leaves out when it is off (min_p) is requested off: a stored shard must not hold it either.
+    requested.update({name: _ABSENT for name in SamplingParams.model_fields if name not in params.as_record()})
     if render.chat_template is not None:
         requested["chat_template"] = render.chat_template
     explicit, environment, known_keys, why_not = _environment(source)

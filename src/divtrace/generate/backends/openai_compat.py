@@ -50,9 +50,12 @@ LENGTH_REASONS = frozenset({"length", "max_tokens", "model_length"})
 #: Fields of a ``/v1/models`` entry left out of ``model_ref``: they change from call to call (``created`` is the
 #: time of the request on vLLM and llm-katan) and would change every sample key.
 VOLATILE_MODEL_FIELDS = frozenset({"id", "object", "created", "permission"})
-#: ``extra_body`` that vLLM and SGLang accept, sent with ``extra_sampling_params=True``: top-k (-1 = off) and
-#: neutral values for the filters a server could otherwise take from the model's generation_config.json.
+#: ``extra_body`` that vLLM and SGLang accept, sent with ``extra_sampling_params=True`` after ``top_k`` (-1 = off):
+#: neutral values for the filters a server could otherwise take from the model's generation_config.json. ``min_p``
+#: is sent as set when it is; these neutral values otherwise (so records made before divtrace knew min_p match).
 NEUTRAL_EXTRA_SAMPLING = {"min_p": 0.0, "repetition_penalty": 1.0}
+#: Sampling fields of :class:`SamplingParams` without a field in the OpenAI API: sent in ``extra_body`` only.
+BEYOND_OPENAI = ("top_k", "min_p")
 #: ``extra_body`` of a chat request whose last message is an assistant pre-fill (vLLM and SGLang).
 PREFILL_EXTRA_BODY = {"continue_final_message": True, "add_generation_prompt": False}
 #: The tiny request ``check`` sends to learn whether the server honours ``n``.
@@ -117,9 +120,10 @@ class OpenAIGenerator(GeneratorBase):
             when the server honours it, checked by a probe, else one request per sample) or ``native`` (always
             ``n=K``; a server that ignores ``n`` is an error).
         extra_sampling_params: send vLLM/SGLang sampling fields in ``extra_body``: ``top_k`` (-1 when off),
-            ``min_p=0`` and ``repetition_penalty=1``, so the server's own defaults (vLLM applies the model's
-            generation_config.json unless started with ``--generation-config vllm``) cannot change the sampling.
-            Needed for ``top_k``; servers that reject unknown fields (``transformers serve``) refuse it.
+            ``min_p`` (0 when off) and ``repetition_penalty=1``, so the server's own defaults (vLLM applies the
+            model's generation_config.json unless started with ``--generation-config vllm``) cannot change the
+            sampling. Needed for ``top_k`` and ``min_p``; servers that reject unknown fields (``transformers
+            serve``) refuse it.
 
     Thinking ``suppressed`` on the ``chat`` endpoint appends an assistant message holding the empty thinking block
     and sends ``continue_final_message=True, add_generation_prompt=False`` in ``extra_body``, so the model continues
@@ -188,15 +192,17 @@ class OpenAIGenerator(GeneratorBase):
     def check(self, params: SamplingParams) -> dict[str, Any]:
         """The effective sampling parameters recorded on each sample, after learning how the server treats ``n``.
 
-        Contract: the result holds ``params`` (temperature, top_p, top_k, max_new_tokens, stop, seed, k) plus
-        ``backend`` ("openai"), ``openai_version`` (the openai package), ``base_url``, ``served_model``,
-        ``endpoint``, ``tokenizer``, ``n_handling`` (``native``, ``separate`` or ``single``), ``seeding`` (how
-        seeds are applied), ``extra_body`` (sampling fields sent beyond the OpenAI API) and ``server_model`` (the
-        ``/v1/models`` metadata, or None). With ``n_mode`` auto or native and ``k > 1`` it sends one tiny probe
-        request (``n=2``, one token) to see whether ``n`` is honoured.
+        Contract: the result holds ``params`` (temperature, top_p, top_k, min_p when set, max_new_tokens, stop,
+        seed, k: :meth:`SamplingParams.as_record`) plus ``backend`` ("openai"), ``openai_version`` (the openai
+        package), ``base_url``, ``served_model``, ``endpoint``, ``tokenizer``, ``n_handling`` (``native``,
+        ``separate`` or ``single``), ``seeding`` (how seeds are applied), ``extra_body`` (the sampling fields sent
+        beyond the OpenAI API: empty, or with ``extra_sampling_params`` ``top_k`` (-1: off), ``min_p`` (0: off)
+        and ``repetition_penalty`` 1) and ``server_model`` (the ``/v1/models`` metadata, or None). With
+        ``n_mode`` auto or native and ``k > 1`` it sends one tiny probe request (``n=2``, one token) to see
+        whether ``n`` is honoured.
 
-        Raises UnsupportedSamplingError for what the OpenAI API cannot carry as asked: ``top_k`` without
-        ``extra_sampling_params=True``; ``n_mode="native"`` on a server that ignores ``n``. Raises
+        Raises UnsupportedSamplingError for what the OpenAI API cannot carry as asked: ``top_k`` or ``min_p``
+        without ``extra_sampling_params=True``; ``n_mode="native"`` on a server that ignores ``n``. Raises
         OpenAIServerError when the server fails the probe (unreachable, or rejecting the request).
         """
         self._ensure_open()
@@ -448,15 +454,25 @@ class OpenAIGenerator(GeneratorBase):
         return request.rendered if self.options.endpoint == "completions" else [dict(m) for m in request.messages or ()]
 
     def _sampling_extra_body(self, params: SamplingParams) -> dict[str, Any]:
+        """The sampling fields sent in ``extra_body``: none without ``extra_sampling_params``; else ``top_k``
+        (-1: off), ``min_p`` as set (0: off) and ``repetition_penalty`` 1 (:data:`NEUTRAL_EXTRA_SAMPLING`)."""
         if not self.options.extra_sampling_params:
             return {}
-        return {"top_k": params.top_k if params.top_k is not None else -1, **NEUTRAL_EXTRA_SAMPLING}
+        body = {"top_k": params.top_k if params.top_k is not None else -1, **NEUTRAL_EXTRA_SAMPLING}
+        if params.min_p is not None:
+            body["min_p"] = params.min_p
+        return body
 
     def _check_supported(self, params: SamplingParams) -> None:
-        if params.top_k is not None and not self.options.extra_sampling_params:
+        """Raise UnsupportedSamplingError when ``params`` sets a field the OpenAI API has none for (top_k, min_p)
+        and ``extra_sampling_params`` is off, so it could not be sent."""
+        beyond = beyond_openai(params)
+        if beyond and not self.options.extra_sampling_params:
+            them = "it" if len(beyond) == 1 else "them"
             raise UnsupportedSamplingError(
-                f"top_k={params.top_k} has no field in the OpenAI API; with a vLLM or SGLang server pass "
-                "extra_sampling_params=True to send it in extra_body, or drop top_k"
+                f"{' and '.join(beyond)} {'has' if len(beyond) == 1 else 'have'} no field in the OpenAI API; with "
+                f"a vLLM or SGLang server pass extra_sampling_params=True (divtrace generate: "
+                f"--extra-sampling-params) to send {them} in extra_body, or drop {them}"
             )
 
     async def _create(
@@ -482,21 +498,23 @@ class OpenAIGenerator(GeneratorBase):
                 extra_body.update(PREFILL_EXTRA_BODY)
             return await client.chat.completions.create(messages=source, extra_body=extra_body or None, **kwargs)
         except (openai.APIStatusError, openai.APIConnectionError) as err:
-            raise self._server_error(err, bool(extra_body)) from err
+            raise self._server_error(err, extra_body, params) from err
 
     def _server_error(
-        self, err: openai.APIStatusError | openai.APIConnectionError, sent_extra_body: bool
+        self,
+        err: openai.APIStatusError | openai.APIConnectionError,
+        extra_body: dict[str, Any],
+        params: SamplingParams | None = None,
     ) -> OpenAIServerError:
-        """``err`` as an OpenAIServerError, with a hint for the statuses this backend can explain."""
+        """``err`` as an OpenAIServerError, with a hint for the statuses this backend can explain: a 400/422 to a
+        request with ``extra_body`` names every field it carried and what to change (the settings of ``params``
+        that need those fields, such as ``min_p``, first)."""
         status = err.status_code if isinstance(err, openai.APIStatusError) else None
         hint = ""
         if status == 404 and self.options.endpoint == "completions":
             hint = " (the server may not offer the legacy completions endpoint: try endpoint='chat')"
-        elif status in (400, 422) and sent_extra_body:
-            hint = (
-                " (the request carried vLLM/SGLang fields in extra_body: top_k/min_p/repetition_penalty from "
-                "extra_sampling_params, or continue_final_message for suppressed thinking)"
-            )
+        elif status in (400, 422) and extra_body:
+            hint = self._extra_body_hint(extra_body, params)
         return server_error(
             err,
             OpenAIServerError,
@@ -507,6 +525,28 @@ class OpenAIGenerator(GeneratorBase):
             hint=hint,
         )
 
+    def _extra_body_hint(self, extra_body: dict[str, Any], params: SamplingParams | None) -> str:
+        """Why a server may have refused a request carrying ``extra_body`` (fields beyond the OpenAI API that vLLM
+        and SGLang accept), and what to change: drop the settings that need them, or extra_sampling_params, or
+        the suppressed thinking that needs continue_final_message."""
+        sent = ", ".join(f"{key}={value!r}" for key, value in extra_body.items())
+        advice = []
+        asked = beyond_openai(params) if params is not None else []
+        if asked:
+            them = "it" if len(asked) == 1 else "them"
+            advice.append(
+                f"{' and '.join(asked)} can only be sent this way: drop {them}, or use a server that takes {them} "
+                "(vLLM, SGLang)"
+            )
+        elif "top_k" in extra_body:
+            advice.append("top_k, min_p and repetition_penalty come from extra_sampling_params: turn it off")
+        if "continue_final_message" in extra_body:
+            advice.append(
+                "continue_final_message comes from suppressed thinking on the chat endpoint: use "
+                "endpoint='completions' with a tokenizer"
+            )
+        return f" (the request carried fields beyond the OpenAI API in extra_body: {sent}; {'; '.join(advice)})"
+
     async def _fetch_server_model(self) -> dict[str, Any] | None:
         async with self._client() as client:
             try:
@@ -514,7 +554,7 @@ class OpenAIGenerator(GeneratorBase):
             except openai.APIStatusError:
                 return None
             except openai.APIConnectionError as err:
-                raise self._server_error(err, False) from err
+                raise self._server_error(err, {}) from err
         for entry in page.data:
             if entry.id == self.model:
                 fields = entry.model_dump(exclude_unset=True)  # what the server sent, no client-side defaults
@@ -566,6 +606,12 @@ class OpenAIGenerator(GeneratorBase):
         """
         self._closed = True
         self._tokenizer = None
+
+
+def beyond_openai(params: SamplingParams) -> list[str]:
+    """The settings of ``params`` that the OpenAI API has no field for, as ``NAME=VALUE`` (``top_k`` and
+    ``min_p`` when set, :data:`BEYOND_OPENAI`); empty when every setting fits the API."""
+    return [f"{name}={value}" for name in BEYOND_OPENAI if (value := getattr(params, name)) is not None]
 
 
 def _usage_tokens(response: Any) -> int | None:

@@ -2,12 +2,12 @@
 
 Per-sample seeds in batched generation: ``transformers`` samples every row of a batch from one global RNG, so a
 sample would depend on the rows it shares a batch with. No library option gives each row its own generator, so
-this module does it by hand (:class:`SeededRowSampler`): transformers' temperature and top-k warpers and the
-top-p rule of its ``TopPLogitsWarper`` (computed without a full sort, :mod:`.nucleus`) are applied, then each
-row draws its next token by inverse-CDF sampling with a uniform from its own ``torch.Generator`` (seeded with
-the sample's seed), and generation runs in greedy mode over scores whose only finite entry is the drawn token.
-This is exact sampling from the warped distribution (the same distribution ``do_sample=True`` samples from) with
-one independent, reproducible random stream per sample.
+this module does it by hand (:class:`SeededRowSampler`): transformers' temperature and top-k warpers, the top-p
+rule of its ``TopPLogitsWarper`` (computed without a full sort, :mod:`.nucleus`) and its min-p warper are applied
+in transformers' own order (:func:`sampling_warpers`), then each row draws its next token by inverse-CDF sampling
+with a uniform from its own ``torch.Generator`` (seeded with the sample's seed), and generation runs in greedy mode
+over scores whose only finite entry is the drawn token. This is exact sampling from the warped distribution (the
+same distribution ``do_sample=True`` samples from) with one independent, reproducible random stream per sample.
 
 The K samples of a prompt are K rows of the batch (the prompt repeated, as ``num_return_sequences`` does), and
 rows of several prompts share a batch (left padding).
@@ -51,7 +51,8 @@ class SeededRowSampler:
     Args:
         uniforms: ``[rows, max_new_tokens]`` float64 uniforms in [0, 1), row ``r`` drawn from a generator seeded
             with row ``r``'s sample seed.
-        warpers: transformers' temperature / top-k / top-p warpers, in transformers' own order.
+        warpers: transformers' temperature / top-k / top-p / min-p warpers, in transformers' own order
+            (:func:`sampling_warpers`).
         prompt_length: the (padded) prompt length, to know the step from ``input_ids``.
 
     Returns (when called) scores that are 0 at the drawn token and -inf elsewhere, so greedy selection picks it.
@@ -69,11 +70,28 @@ class SeededRowSampler:
         warped = self.warpers(input_ids, scores.float())
         cdf = torch.softmax(warped, dim=-1).cumsum_(dim=-1)
         # Inverse CDF: the first token whose cumulative probability exceeds u * total. Tokens with probability 0
-        # (filtered by top-k/top-p) never come first, because their cumulative value equals their predecessor's.
+        # (filtered by top-k/top-p/min-p) never come first, because their cumulative value equals their predecessor's.
         threshold = (self.uniforms[:, step].to(cdf.device, cdf.dtype) * cdf[:, -1]).unsqueeze(1)
         tokens = torch.searchsorted(cdf, threshold, right=True).clamp_(max=cdf.shape[1] - 1)
         chosen = torch.full_like(scores, float("-inf"))
         return chosen.scatter_(1, tokens, 0.0)
+
+
+def sampling_warpers(params: SamplingParams) -> LogitsProcessorList:
+    """The warpers ``params`` asks for, in the order transformers' ``_get_logits_processor`` applies them when
+    sampling: temperature, top-k (when set), top-p (when below 1; :class:`~.nucleus.NucleusFilter`, the rule of
+    ``TopPLogitsWarper`` without a full sort), min-p (``MinPLogitsWarper``, when set). Each keeps at least one
+    token, as transformers' do when not beam searching (``min_tokens_to_keep=1``)."""
+    from transformers import LogitsProcessorList, MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper
+
+    warpers = LogitsProcessorList([TemperatureLogitsWarper(params.temperature)])
+    if params.top_k is not None:
+        warpers.append(TopKLogitsWarper(params.top_k))
+    if params.top_p < 1.0:
+        warpers.append(NucleusFilter(params.top_p))
+    if params.min_p is not None:
+        warpers.append(MinPLogitsWarper(params.min_p))  # after temperature, as transformers applies it
+    return warpers
 
 
 class StepReport:
@@ -214,12 +232,7 @@ class TransformersGenerator(TokenizerRendering):
     ) -> list[Completion]:
         """The completions of one batch; ``steps``, when given, reports each decoding step."""
         import torch
-        from transformers import (
-            GenerationConfig,
-            LogitsProcessorList,
-            TemperatureLogitsWarper,
-            TopKLogitsWarper,
-        )
+        from transformers import GenerationConfig, LogitsProcessorList
 
         # Chat templates already contain the special tokens; plain prompts get the tokenizer's usual BOS.
         add_special = not any(self.tokenizer.bos_token and t.startswith(self.tokenizer.bos_token) for t in texts)
@@ -232,11 +245,7 @@ class TransformersGenerator(TokenizerRendering):
                 for seed in seeds
             ]
         )
-        warpers = LogitsProcessorList([TemperatureLogitsWarper(params.temperature)])
-        if params.top_k is not None:
-            warpers.append(TopKLogitsWarper(params.top_k))
-        if params.top_p < 1.0:
-            warpers.append(NucleusFilter(params.top_p))  # TopPLogitsWarper's rule without a full sort
+        warpers = sampling_warpers(params)
         config = GenerationConfig(
             do_sample=False,
             max_new_tokens=params.max_new_tokens,

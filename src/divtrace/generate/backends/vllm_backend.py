@@ -8,6 +8,11 @@ Seeds: each sample is its own request with ``n=1`` and ``seed`` = the sample's r
 can be drawn again from its record. (A request with ``n=K`` and one seed would draw child k with an internal,
 unrecorded seed.) The K requests of a prompt share its prefix, which vLLM's prefix cache computes once.
 
+Filters: top-k and min-p are passed only when set (their "off" values are vLLM's own). vLLM applies min-p after
+temperature and before top-k/top-p, where transformers applies it last, so with top-p < 1 as well the two
+backends keep slightly different tokens (vLLM's nucleus is taken over what min-p left); the backend is recorded
+on every sample and is part of its key.
+
 Engine options that can change the samples (dtype, eager vs compiled, context length, KV-cache size, parallelism,
 the platform) are part of the effective parameters recorded on every sample, hence of every sample key: samples
 drawn under other settings are never taken for these.
@@ -153,7 +158,8 @@ class VLLMGenerator(TokenizerRendering):
 
         prompts = []
         sampling = []
-        top_k = {"top_k": params.top_k} if params.top_k is not None else {}  # vLLM's "disabled" sentinel changed
+        # Filters are passed only when set: "off" is left to vLLM's own defaults (top_k's sentinel has changed).
+        filters = {name: value for name in ("top_k", "min_p") if (value := getattr(params, name)) is not None}
         for request in requests:
             ids = self.prompt_ids(request.rendered)
             for seed in request.seeds:
@@ -166,7 +172,7 @@ class VLLMGenerator(TokenizerRendering):
                         max_tokens=params.max_new_tokens,
                         stop=list(params.stop) or None,
                         seed=seed,
-                        **top_k,
+                        **filters,
                     )
                 )
         total = len(prompts) * params.max_new_tokens
