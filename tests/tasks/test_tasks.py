@@ -122,6 +122,21 @@ def test_the_quickstart_tasks_are_registered_and_listed() -> None:
     assert len(items) == 8 and items[0].prompt_id == "open-0"
 
 
+def test_the_lab_prompts_are_bundled_registered_and_load() -> None:
+    # The lab distils a teacher on them: more, and more varied, than the quickstart's 8 open-ended prompts.
+    names = task_names()
+    assert names.index("lab_prompts") > names.index("arithmetic")  # after the quickstart's, the study's untouched
+    task = get_task("lab_prompts")
+    assert get_task(str(Path(__file__).parents[2] / "src/divtrace/tasks/bundled/lab_prompts.yaml")) == task
+    assert not task.verifiable and task.template == "{prompt}" and task.default_n == 64
+    items, origin = load_prompts(task)
+    assert len(items) == 64 and "64 of 64 rows" in origin
+    assert [item.prompt_id for item in items] == [f"lab-{i}" for i in range(64)]
+    assert len({item.prompt for item in items}) == 64 and all(0 < len(item.prompt) <= 80 for item in items)
+    assert items[0].prompt == "Write a one-sentence story about a lighthouse." and items[0].references is None
+    assert [item.prompt_id for item in load_prompts(task, n=3)[0]] == ["lab-0", "lab-1", "lab-2"]
+
+
 def test_cli_tasks_list_and_show() -> None:
     env = {"COLUMNS": "200", "PATH": "", "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     listing = subprocess.run([sys.executable, "-m", "divtrace.cli", "tasks"], capture_output=True, text=True,

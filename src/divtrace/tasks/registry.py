@@ -1,6 +1,6 @@
-"""Tasks in the plug-in registry (:mod:`divtrace.plugins`, kind ``task``): the study's built-in tasks, the
-quickstart's bundled tasks, and tasks registered at run time or read from YAML. Tasks are data, so their entries
-are the Task objects themselves, registered when this module is imported."""
+"""Tasks in the plug-in registry (:mod:`divtrace.plugins`, kind ``task``): the study's built-in tasks, the bundled
+tasks (the quickstart's and the lab's), and tasks registered at run time or read from YAML. Tasks are data, so their
+entries are the Task objects themselves, registered when this module is imported."""
 
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from divtrace.tasks.builtin import BUILTIN_TASKS
 
 
 def _register_builtin() -> None:
-    """Register the study's tasks, then the quickstart study's bundled ones (``open_ended``, ``arithmetic``)."""
-    from divtrace.tasks.bundled import QUICKSTART_TASK_FILES
+    """Register the study's tasks, then the bundled ones: the quickstart study's (``open_ended``, ``arithmetic``)
+    and the lab's (``lab_prompts``)."""
+    from divtrace.tasks.bundled import BUNDLED_TASK_FILES
     from divtrace.tasks.yaml_task import load_task_file
 
     for task in BUILTIN_TASKS:
         plugins.register("task", task.name, task, replace_existing=True)
-    for path in QUICKSTART_TASK_FILES:
+    for path in BUNDLED_TASK_FILES:
         task = load_task_file(path)
         if task.name not in plugins.names("task"):
             plugins.register("task", task.name, task)
