@@ -161,7 +161,8 @@ def test_each_plot_marks_the_base_with_a_star_and_a_dashed_line(swept: tuple[str
         # Each swept checkpoint's study setting ringed: sft, dpo, rlzero.
         assert len(re.findall(r'<g id="f\d+-study-setting-\d">', svg)) == 3
         for checkpoint in ("sft", "dpo", "rlzero"):
-            assert f">{checkpoint}</text>" in svg
+            # one line per min_p value, each through the temperatures
+            assert f">{checkpoint} (m off)</text>" in svg and f">{checkpoint} (m0.1)</text>" in svg
     # arith has pass@1: x is the quality, each point labelled with its setting.
     assert "quality of the same samples: pass@1 (%)" in figures["arith"]
     assert figures["arith"].count(">T1.4 m off</text>") == 3

@@ -530,6 +530,10 @@ def _quality_axis(frame: pd.DataFrame) -> tuple[float, str]:
 SETTING_ABBREVIATIONS = {"temperature": "T", "top_p": "p", "min_p": "m"}
 
 
+#: Line styles of one checkpoint's lines in the recovery plot, one per value of the swept parameters after the first.
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
 def setting_label(values: Mapping[str, Any]) -> str:
     """A sweep setting in a few characters, for a figure: ``T1.4 p0.95 m0.1``; a missing value (min-p off) reads
     ``m off``; a parameter without an abbreviation keeps its name (``name=value``)."""
@@ -600,15 +604,23 @@ def plot_recovery(
         points.sort(key=lambda point: point[0])
         if not points:
             continue
-        xs = [x for _, x, _, _ in points]
-        ys = [float(row["mean"]) for _, _, row, _ in points]
-        below = [_below(row) for _, _, row, _ in points]
-        above = [_above(row) for _, _, row, _ in points]
-        line = ax.errorbar(
-            xs, ys, yerr=[below, above], fmt="-o", color=colour, ecolor=colour, elinewidth=0.9, capsize=2,
-            markersize=4, linewidth=1.1, zorder=3, label=checkpoint,
-        )  # fmt: skip
-        handles.append(line)
+        # One line per value of the other swept parameters, through the first one's values (T at min_p off, T at
+        # min_p 0.1): a single line through every combination would zigzag between them.
+        strands: dict[tuple[float | None, ...], list[tuple[int, float, dict[str, Any], tuple[float | None, ...]]]]
+        strands = {}
+        for point in points:
+            strands.setdefault(point[3][1:], []).append(point)
+        for number, (rest, strand) in enumerate(strands.items()):
+            style = LINE_STYLES[number % len(LINE_STYLES)]
+            others = f" ({setting_label(dict(zip(parameters[1:], rest, strict=True)))})" if rest else ""
+            line = ax.errorbar(
+                [x for _, x, _, _ in strand], [float(row["mean"]) for _, _, row, _ in strand],
+                yerr=[[_below(row) for _, _, row, _ in strand], [_above(row) for _, _, row, _ in strand]],
+                fmt="o", linestyle=style, color=colour, ecolor=colour, elinewidth=0.9, capsize=2, markersize=4,
+                linewidth=1.1, zorder=3,
+                label=checkpoint + others,
+            )  # fmt: skip
+            handles.append(line)
         for _, x, row, key in points:
             if by_quality:
                 label = setting_label(dict(zip(parameters, key, strict=True)))
