@@ -27,11 +27,13 @@ SAMPLES = "samples"
 TOKENS = "tokens"
 #: Judge requests answered (by the judge server, the judgment cache or OpenAI Batch API results).
 JUDGMENTS = "judgments"
+#: Optimizer steps of a training run (a lineage lab stage).
+STEPS = "steps"
 #: Units of work of a stage (a (checkpoint, task), the analysis, the report).
 UNITS_OF_WORK = "units"
 #: Every count a :class:`ProgressEvent` may carry (besides ``""``: a step that counts nothing, such as loading a
 #: model).
-UNITS = (TEXTS, PAIRS, PROMPTS, SAMPLES, TOKENS, JUDGMENTS, UNITS_OF_WORK)
+UNITS = (TEXTS, PAIRS, PROMPTS, SAMPLES, TOKENS, JUDGMENTS, STEPS, UNITS_OF_WORK)
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from divtrace.errors import DivtraceError
 from divtrace.text_files import read_utf8
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+#: A part of a validation error's location that names no key (a union's tag): ``(location, index) -> bool``.
+NotAKey = Callable[[tuple[int | str, ...], int], bool]
 
 
 def read_yaml_mapping(path: Path, *, missing: str, not_a_mapping: str) -> dict[str, Any]:
@@ -40,3 +47,17 @@ def read_yaml_mapping(path: Path, *, missing: str, not_a_mapping: str) -> dict[s
     if not isinstance(raw, dict):
         raise DivtraceError(f"{path}: {not_a_mapping}")
     return raw
+
+
+def key_problems(error: ValidationError, not_a_key: NotAKey, explain: Mapping[str, str] | None = None) -> list[str]:
+    """Each problem of a pydantic ``error`` in a file's terms: ``key 'stages.1.parent': message``, the key dotted
+    from the error's location without the parts ``not_a_key`` says are none (the tags of unions), the message
+    without pydantic's ``Value error, `` prefix, or ``explain``'s sentence for the error's type; a problem of the
+    whole file is its message alone."""
+    problems = []
+    for item in error.errors():
+        location = tuple(item["loc"])
+        key = ".".join(str(part) for index, part in enumerate(location) if not not_a_key(location, index))
+        message = (explain or {}).get(item["type"]) or str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"key '{key}': {message}" if key else message)
+    return problems

@@ -3,7 +3,7 @@ and ``init`` share :mod:`.catalog`), registered on :data:`app` (see :mod:`.app`)
 under the one error handler of :mod:`.errors`; checks that run before work are in :mod:`.checks`, progress in
 :mod:`.progress`, consoles and table output in :mod:`.console`."""
 
-from divtrace.cli import analyze, catalog, generate, judge, report, run, score, verify  # noqa: F401  (register the commands)
+from divtrace.cli import analyze, catalog, generate, judge, lab, report, run, score, verify  # noqa: F401  (register the commands)
 from divtrace.cli.app import app
 
 __all__ = ["app", "main"]

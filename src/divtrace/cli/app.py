@@ -59,6 +59,18 @@ app = typer.Typer(
 _Command = TypeVar("_Command", bound=Callable[..., Any])
 
 
+def command_group(name: str, help: str) -> typer.Typer:
+    """A group of divtrace commands registered as ``divtrace NAME`` (``divtrace lab build``), with the same error
+    handler, ``-h`` and help display as every command; register its commands with ``group.command(NAME,
+    cls=DivtraceCommand)``."""
+    group = typer.Typer(
+        name=name, cls=DivtraceGroup, help=help, no_args_is_help=True, context_settings=CONTEXT_SETTINGS,
+        add_completion=False,
+    )  # fmt: skip
+    app.add_typer(group, name=name)
+    return group
+
+
 def command(name: str | None = None) -> Callable[[_Command], _Command]:
     """Register the decorated function as the divtrace command ``name`` (default: the function's name)."""
     return app.command(name, cls=DivtraceCommand)

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from divtrace.errors import DivtraceError
 from divtrace.study.presets import PRESETS
 from divtrace.study.spec import _UNION_TAGS, Study
-from divtrace.yaml_files import read_yaml_mapping
+from divtrace.yaml_files import key_problems, read_yaml_mapping
 
 
 def load_study(source: str | Path) -> Study:
@@ -34,11 +34,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
     try:
         return Study.model_validate(raw)
     except ValidationError as err:
-        problems = []
-        for error in err.errors():
-            key = ".".join(str(part) for part in error["loc"] if part not in _UNION_TAGS)
-            message = str(error["msg"]).removeprefix("Value error, ")
-            problems.append(f"key '{key}': {message}" if key else message)
+        problems = key_problems(err, lambda location, index: location[index] in _UNION_TAGS)
         raise DivtraceError(f"{where}: " + "; ".join(problems)) from None
     except DivtraceError as err:
         raise DivtraceError(f"{where}: key 'checkpoints': {err}") from None
