@@ -5,15 +5,12 @@ through divtrace.lab.data, and the study written for divtrace run."""
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from divtrace.errors import DivtraceError
 from divtrace.lab.build import LabBuild, build_lab
 from divtrace.lab.data_specs import DataSpec
 from divtrace.lab.recipe import load_recipe
@@ -226,12 +223,6 @@ def test_made_data_comes_from_divtrace_lab_data(
     recipe = write_recipe(tmp_path / "recipe.yaml", {"name": "made", "base": str(base_model), "stages": stages})
     out = tmp_path / "lab"
 
-    monkeypatch.setitem(sys.modules, "divtrace.lab.data", None)  # as before divtrace.lab.data lands
-    with pytest.raises(
-        DivtraceError, match=r"recipe\.yaml: key 'stages\.1\.data': data of kind 'pairs' is not available"
-    ):
-        build(recipe, out, StandIn())
-
     calls: list[tuple[Any, ...]] = []
 
     def prepare_data(data: DataSpec, parent_model: str, parent_adapter: str | None, out_dir: Path) -> Path:
@@ -239,9 +230,7 @@ def test_made_data_comes_from_divtrace_lab_data(
         out_dir.mkdir(parents=True, exist_ok=True)
         return write_jsonl(out_dir / "pairs.jsonl", [{"prompt": "p", "chosen": "c", "rejected": "r"}])
 
-    module = types.ModuleType("divtrace.lab.data")
-    module.prepare_data = prepare_data  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "divtrace.lab.data", module)
+    monkeypatch.setattr("divtrace.lab.data.prepare_data", prepare_data)  # the build's side of the contract only
     trainer = StandIn()
     build(recipe, out, trainer)
     sft_dir = str((out / "checkpoints" / "sft").resolve())

@@ -22,21 +22,19 @@ into a hidden staging directory and moved into place only when it is complete, t
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import yaml
 
-from divtrace.errors import DivtraceError
 from divtrace.fingerprint import file_digest, fingerprint
 from divtrace.generate.models import QUICKSTART_PREFIX, ResolvedModel, resolve_model
 from divtrace.io_atomic import temporary_path, write_atomic, write_json_atomic
-from divtrace.lab.data_specs import DatasetData, DataSpec
+from divtrace.lab.data_specs import DatasetData
 from divtrace.lab.recipe import BASE, DEFAULT_BETA, Recipe, StageSpec
 from divtrace.lab.rows import dataset_rows, read_training_file, write_training_file
 from divtrace.lab.train import ParentWeights, Trainer, TrainingRun, TrainRequest, library_versions, train_stage
@@ -113,14 +111,6 @@ class LabBuild:
     stages: tuple[StageOutcome, ...]
     study_file: Path
     study_validated: bool
-
-
-class PrepareData(Protocol):
-    """``divtrace.lab.data.prepare_data``: the made data of a stage (distillation, preference pairs) from its
-    parent's model (``parent_model``, a checkpoint's ``model``) and LoRA adapter (``parent_adapter``, a directory,
-    or None), written under ``out_dir``; returns the JSON Lines training file."""
-
-    def __call__(self, data: DataSpec, parent_model: str, parent_adapter: str | None, out_dir: Path) -> Path: ...
 
 
 def build_lab(
@@ -251,24 +241,10 @@ def _training_data(context: _StageContext, recipe_dir: Path) -> tuple[Path, list
         path = data_dir / TRAINING_FILE
         write_training_file(rows, path)
         return path, rows
-    prepare = _prepare_data(stage, context.where)
-    made = Path(prepare(stage.data, parent.model, str(parent.adapter) if parent.adapter else None, data_dir))
+    from divtrace.lab import data as made_data  # generation and verification: imported only for made data
+
+    made = made_data.prepare_data(stage.data, parent.model, str(parent.adapter) if parent.adapter else None, data_dir)
     return made, read_training_file(made, stage.method, context.where)
-
-
-def _prepare_data(stage: StageSpec, where: str) -> PrepareData:
-    """``divtrace.lab.data.prepare_data``; DivtraceError saying so when this divtrace has no such module."""
-    try:
-        module = importlib.import_module("divtrace.lab.data")
-    except ModuleNotFoundError as err:
-        if err.name != "divtrace.lab.data":
-            raise
-        raise DivtraceError(
-            f"{where}: data of kind {stage.data.kind!r} is not available in this divtrace (it is made by "
-            "divtrace.lab.data, which this install does not have); give a 'dataset' instead"
-        ) from None
-    prepare: PrepareData = module.prepare_data
-    return prepare
 
 
 def _key_inputs(context: _StageContext, data_sha256: str) -> dict[str, Any]:
