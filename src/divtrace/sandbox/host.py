@@ -49,6 +49,8 @@ _BOOTSTRAP = (
 )
 _UID_RANGE = (2_000_000_000, 2_100_000_000)  # far above real users, subuid ranges and systemd's dynamic uids
 _DRAIN_GRACE_S = 2.0
+#: How long a run waits for its namespace's processes to exit after its end (:func:`_wait_until_gone`).
+_EXIT_WAIT_S = 10.0
 
 
 class SandboxError(DivtraceError):
@@ -225,6 +227,33 @@ def _allocate_uid() -> int:
             if uid not in _uids_in_use:
                 _uids_in_use.add(uid)
                 return uid
+
+
+def _live_tasks(uid: int) -> int:
+    """Processes of ``uid`` that have not exited yet (zombies do not count: they hold no resources but a pid)."""
+    live = 0
+    for _, fields in process_statuses():
+        try:
+            if int(fields[b"Uid"].split()[0]) == uid and fields[b"State"].split()[0] not in (b"Z", b"X"):
+                live += 1
+        except (KeyError, IndexError, ValueError):
+            continue
+    return live
+
+
+def _wait_until_gone(uid: int) -> None:
+    """Kill what is left of the run's ``uid`` and wait until none of its processes is alive.
+
+    When a PID namespace's first process dies, the kernel kills every other process in it, but each one exits in
+    its own time: on a loaded machine a fork bomb's processes can still be running when the namespace's first
+    process has been reaped. The uid is not handed to another run (nor is ``run_python`` done) before they are
+    gone, so every run starts without anything of an earlier one. Bounded by :data:`_EXIT_WAIT_S`.
+    """
+    deadline = time.monotonic() + _EXIT_WAIT_S
+    if _live_tasks(uid):
+        kill_stragglers(uid, "")  # by uid: the host sees the namespace's processes too
+    while _live_tasks(uid) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 def _release_uid(uid: int) -> None:
@@ -435,6 +464,8 @@ def _execute(code: str, limits: SandboxLimits, plan: _Plan) -> tuple[SandboxResu
                 proc.wait(timeout=5)
         if not plan.namespace and proc is not None:
             kill_stragglers(uid, run_id)
+        if plan.namespace and uid is not None:
+            _wait_until_gone(uid)
         for fd in (status_r, status_w):
             if fd >= 0:
                 os.close(fd)
