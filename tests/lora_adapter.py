@@ -6,6 +6,7 @@ so that the adapter changes what the model samples. Built from a seed: the same 
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,8 @@ ADAPTER_BASE = "quickstart:gemma-3-270m"
 
 
 def build_lora_adapter(out: Path, seed: int = 0) -> Path:
-    """Save a rank-4 LoRA adapter of :data:`ADAPTER_BASE` with random A and B weights (``seed``) in ``out``."""
+    """Save a rank-4 LoRA adapter of :data:`ADAPTER_BASE` with random A and B weights (``seed``) in ``out``; the
+    same seed writes the same files."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -27,6 +29,12 @@ def build_lora_adapter(out: Path, seed: int = 0) -> Path:
         r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM"
     )
     get_peft_model(base, config).save_pretrained(out)
+    # peft writes target_modules from a set, in an order that changes with the process's hash seed: sorted, the
+    # files (and so the adapter's digest, and the vLLM tests' merged copy in the cache) are the same every session.
+    saved = out / "adapter_config.json"
+    settings = json.loads(saved.read_text(encoding="utf-8"))
+    settings["target_modules"] = sorted(settings["target_modules"])
+    saved.write_text(json.dumps(settings, indent=2, sort_keys=True), encoding="utf-8")
     return out
 
 
