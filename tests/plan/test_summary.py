@@ -281,3 +281,18 @@ def test_a_judge_counts_its_calls_in_the_plan(tmp_path: Path) -> None:
     )
     assert stage.explanation.startswith(f"{2 * 2 * prompts * k:,} judge call(s)")
     assert all(s.stage != "judge" for s in summarize_plan(study, rows, cuda_available=False, slowdown=1.0).stages)
+
+
+def test_an_adapter_checkpoint_is_estimated_as_its_base_model(lora_adapter: Path, tmp_path: Path) -> None:
+    """A checkpoint that is ``gemma-3-270m + LoRA adapter`` runs at gemma-3-270m's rate, with its size and its load
+    figure (the adapter is merged into the base's weights, so it samples at the base's speed)."""
+    study = small_quickstart_study(2, 2, 8)
+    base = next(c for c in study.checkpoints if c.model == "quickstart:gemma-3-270m")
+    tuned = CheckpointSpec(name="gemma-sft", model=base.model, adapter=str(lora_adapter), stage="sft", parent=base.name)
+    study = study.model_copy(update={"checkpoints": [base, tuned]})
+    rows = plan_study(study, RunLayout(tmp_path / "run"), plan_tasks(study))  # keyed with the adapter's digest
+    summary = summarize_plan(study, rows, cuda_available=False, slowdown=1.0)
+    plain, adapted = summary.checkpoints
+    assert (adapted.model, adapted.parameters, adapted.rate) == (plain.model, plain.parameters, plain.rate)
+    assert adapted.rate.measured and adapted.seconds == pytest.approx(plain.seconds)
+    assert_adds_up(summary)

@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from divtrace.errors import DivtraceError
+from divtrace.errors import DivtraceError, ModelLoadError
 
 
 def writable_directory(path: Path, flag: str = "--out") -> None:
@@ -56,6 +56,20 @@ def metric_list(text: str | None, flag: str = "--metrics") -> list[str] | None:
     if unknown:
         raise DivtraceError(f"{flag}: unknown metric(s) {', '.join(unknown)}; known: {', '.join(known)}")
     return names
+
+
+def adapter_reference(adapter: str, backend: str, flag: str = "--adapter") -> None:
+    """Raise when ``adapter`` cannot be applied: the openai backend (its server serves adapters), an unknown
+    ``quickstart:`` adapter, or a path that is not a PEFT adapter directory (checked without loading anything)."""
+    from divtrace.generate.backends.options import OPENAI_ADAPTER_REFUSAL
+    from divtrace.generate.models import resolve_adapter
+
+    if backend == "openai":
+        raise DivtraceError(f"{flag}: {OPENAI_ADAPTER_REFUSAL}")
+    try:
+        resolve_adapter(adapter)
+    except ModelLoadError as err:
+        raise DivtraceError(f"{flag} {adapter}: {err}") from None
 
 
 def model_reference(model: str, flag: str = "--model") -> None:

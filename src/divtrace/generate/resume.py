@@ -21,6 +21,7 @@ from typing import Any
 from divtrace.errors import DivtraceError
 from divtrace.generate.backends.options import BackendOptions, TransformersOptions, tag_options
 from divtrace.generate.job import GenerationJob
+from divtrace.generate.models import ADAPTER_REF_KEYS
 from divtrace.generate.params import SamplingParams, sample_seed
 from divtrace.generate.prompts import PromptItem
 from divtrace.generate.stops import StopPolicy, effective_stops
@@ -170,6 +171,10 @@ def generation_status(job: GenerationJob, source: ModelSource) -> GenerationStat
     explicit, environment, known_keys, why_not = _environment(source)
     requested.update(explicit)
     model_ref, commit_known = _known_model_ref(source)
+    # Without an adapter, a stored shard drawn with one differs in the model (named before anything else of it).
+    certain_ref = _without(model_ref, "commit")
+    if certain_ref is not None and _adapter_of(source) is None:
+        certain_ref.update({key: _ABSENT for key in ADAPTER_REF_KEYS})
     shards = len(job.shard_ranges())
     finished: list[int] = []
     missing: list[int] = []
@@ -181,7 +186,7 @@ def generation_status(job: GenerationJob, source: ModelSource) -> GenerationStat
         if stored is None:
             missing.append(index)
             continue
-        certain = Expectation(chunk, params, requested, _without(model_ref, "commit"), stop_policy=stop_policy)
+        certain = Expectation(chunk, params, requested, certain_ref, stop_policy=stop_policy)
         found = difference(stored, certain)
         if found is not None:
             raise ResumeMismatchError(mismatch_message(path, found))
@@ -212,7 +217,7 @@ def _environment(source: ModelSource) -> tuple[dict[str, Any], dict[str, Any], s
         if key in options.model_fields_set and (value := getattr(options, key)) is not None
     }
     device = options.device or default_device()
-    environment = {
+    environment: dict[str, Any] = {
         "backend_version": transformers.__version__,
         "torch_version": torch.__version__,
         "device": device,
@@ -220,22 +225,33 @@ def _environment(source: ModelSource) -> tuple[dict[str, Any], dict[str, Any], s
         "ignore_eos": options.ignore_eos,
         "seeding": SEEDING,
     }
+    if options.adapter is not None:
+        from divtrace.generate.backends.transformers_backend import adapter_settings
+
+        environment.update(adapter_settings())
     return explicit, environment, {*environment, *_PINNED_BY_WEIGHTS, "chat_template", "stop"}, None
 
 
 def _known_model_ref(source: ModelSource) -> tuple[dict[str, Any] | None, bool]:
-    """The model's identity as far as it is known unloaded, and whether that includes its hub commit."""
+    """The model's identity as far as it is known unloaded (its adapter's included), and whether that includes its
+    hub commit."""
     if source.backend == "openai":
         return None, False
-    from divtrace.generate.models import resolve_model
+    from divtrace.generate.models import resolve_adapter, resolve_model
 
     resolved = resolve_model(source.model, source.revision, convert=False)
-    identity = dict(resolved.identity)
+    adapter = _adapter_of(source)
+    identity = {**resolved.identity, **(resolve_adapter(adapter).identity if adapter is not None else {})}
     if resolved.is_local:
         return identity, True
     if source.revision is not None and _COMMIT.fullmatch(source.revision):
         return {**identity, "commit": source.revision}, True
     return identity, False
+
+
+def _adapter_of(source: ModelSource) -> str | None:
+    """The adapter ``source``'s options apply on its model (None: none, or a backend without adapters)."""
+    return getattr(source.options, "adapter", None)
 
 
 def _unconfirmed(

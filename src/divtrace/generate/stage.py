@@ -37,7 +37,8 @@ ShardResult = list[SampleRecord] | None
 @dataclass(frozen=True)
 class CheckpointModel:
     """A checkpoint's model as the generate stage loads it: ``backend`` (``transformers``, ``vllm``, ``openai``),
-    the model reference, its revision and the backend's typed options (the revision included for local backends)."""
+    the model reference, its revision and the backend's typed options (the revision and the adapter included for
+    local backends: a Ray actor gets this object and loads the same model + adapter from it)."""
 
     name: str
     backend: str
@@ -45,14 +46,23 @@ class CheckpointModel:
     revision: str | None
     options: BackendOptions
 
+    @property
+    def adapter(self) -> str | None:
+        """The LoRA adapter applied on the model (its reference), or None."""
+        return getattr(self.options, "adapter", None)
+
     def identity(self) -> dict[str, Any]:
-        """What the model's samples depend on, for the generation key."""
-        return {
-            "backend": self.backend,
-            "model": self.model,
-            "revision": self.revision,
-            "options": self.options.model_dump(mode="json"),
-        }
+        """What the model's samples depend on, for the generation key. With an adapter, its content digest in place
+        of its path (a changed adapter file redoes the generation, whose stored shards are then refused naming the
+        adapter; a moved one does not); without one, exactly what it was before adapters existed."""
+        options = self.options.model_dump(mode="json")
+        identity = {"backend": self.backend, "model": self.model, "revision": self.revision, "options": options}
+        if self.adapter is not None:
+            from divtrace.generate.models import resolve_adapter
+
+            options.pop("adapter")
+            identity["adapter"] = resolve_adapter(self.adapter).identity
+        return identity
 
     def gpus(self) -> float:
         """GPUs one replica holds: vLLM's ``tensor_parallel_size``, else 1; 0 for a served model (its GPUs are the

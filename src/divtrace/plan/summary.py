@@ -224,7 +224,9 @@ def summarize_plan(
     :func:`~divtrace.plan.rows.plan_without_data`) for ``study``.
 
     Each checkpoint's rate comes from ``table`` (:func:`~divtrace.plan.throughput.rate_for`) for its backend,
-    device (:func:`checkpoint_device`; ``cuda_available`` None asks torch) and model; done rows cost 0 s. The
+    device (:func:`checkpoint_device`; ``cuda_available`` None asks torch) and model; done rows cost 0 s. A
+    checkpoint with an adapter is estimated as its base model (its ``model``: the rate, size and load figure), as
+    the adapter is merged into the base's weights (the transformers backend, and vLLM's default ``adapter_mode``). The
     other stages of the rows left to do are estimated by :func:`other_stages`. CPU work is multiplied by
     ``slowdown`` (None: :func:`~divtrace.plan.throughput.cpu_slowdown` of this machine's load now).
     Raises KeyError when a row names a checkpoint the study does not have.

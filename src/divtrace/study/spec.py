@@ -8,7 +8,7 @@ Built-in presets: ``quickstart`` (the packaged models, small enough for a laptop
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeVar
 
 import yaml
 from pydantic import (
@@ -24,8 +24,9 @@ from pydantic import (
     model_validator,
 )
 
-from divtrace.errors import DivtraceError
+from divtrace.errors import DivtraceError, ModelLoadError
 from divtrace.generate.backends.options import (
+    OPENAI_ADAPTER_REFUSAL,
     OPTIONS_MODELS,
     BackendName,
     BackendOptions,
@@ -34,6 +35,7 @@ from divtrace.generate.backends.options import (
     VLLMOptions,
     tag_options,
 )
+from divtrace.generate.models import QUICKSTART_PREFIX, quickstart_adapter, resolve_adapter
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.params import SamplingSpec as SamplingSpec  # the study's sampling, re-exported
 from divtrace.generate.render_options import RenderOptions
@@ -66,11 +68,20 @@ class _Strict(BaseModel):
 
 
 class CheckpointSpec(_Strict):
-    """One checkpoint: where its weights are, its place in the lineage, and how to sample it."""
+    """One checkpoint: where its weights are, its place in the lineage, and how to sample it.
+
+    ``adapter`` is a LoRA adapter applied on ``model`` (a PEFT adapter directory, or ``quickstart:NAME`` for one
+    shipped as package data): the checkpoint is ``model + adapter``, what the lineage lab builds for every
+    post-trained checkpoint. Only the local backends apply adapters (an ``openai`` server serves its own: name the
+    served adapter as the model). It is dumped only when set, so a study without adapters dumps as before.
+    """
 
     name: str = Field(min_length=1, description="unique label used in every table")
     model: str = Field(min_length=1, description="quickstart:NAME, hub id, local dir, .gguf, or served model name")
     revision: str | None = None
+    adapter: str | None = Field(
+        None, min_length=1, description="a LoRA adapter applied on model: a PEFT adapter directory or quickstart:NAME"
+    )
     stage: str = Field("base", description="base, sft, dpo, rl, rl-zero, instruct, ...")
     parent: str | None = Field(None, description="the checkpoint this one was trained from")
     variant_of: str | None = Field(None, description="same weights as this checkpoint, sampled differently")
@@ -91,18 +102,54 @@ class CheckpointSpec(_Strict):
         backend = info.data.get("backend")
         return value if backend is None else tag_options(backend, value)
 
+    @model_validator(mode="after")
+    def _adapter_is_valid(self) -> Self:
+        """An adapter is the checkpoint's ``adapter`` key (not an option), on a local backend, a known
+        ``quickstart:`` one on the model it was trained on; vLLM's ``adapter_mode`` goes with an adapter."""
+        given = self.options.model_dump()
+        if "adapter" in given:
+            raise ValueError("options.adapter: give the adapter as the checkpoint's adapter key")
+        if self.adapter is None:
+            if "adapter_mode" in given:
+                raise ValueError("options.adapter_mode: the checkpoint has no adapter")
+            return self
+        if isinstance(self.options, OpenAIOptions):
+            raise ValueError(f"adapter: {OPENAI_ADAPTER_REFUSAL}")
+        if self.adapter.startswith(QUICKSTART_PREFIX):
+            try:
+                shipped = quickstart_adapter(self.adapter)
+            except ModelLoadError as err:
+                raise ValueError(f"adapter: {err}") from None
+            if shipped.base != self.model:
+                raise ValueError(f"adapter: {self.adapter} applies to model {shipped.base}, not {self.model}")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_no_adapter(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Every field, ``adapter`` only when set (a study without adapters dumps, and is keyed, as before)."""
+        data: dict[str, Any] = handler(self)
+        if self.adapter is None:
+            data.pop("adapter", None)
+        return data
+
     def backend_options(self) -> BackendOptions:
-        """The options its generator is built with: ``options``, plus the checkpoint's revision for the local
-        backends (an options ``revision`` wins)."""
+        """The options its generator is built with: ``options``, plus the checkpoint's revision (an options
+        ``revision`` wins) and adapter for the local backends."""
         if isinstance(self.options, TransformersOptions | VLLMOptions):
-            return self.options.with_defaults(revision=self.revision)
+            return self.options.with_defaults(revision=self.revision, adapter=self.adapter)
         return self.options
 
     def generator_tokenizer(self) -> tuple[str, str | None] | None:
-        """The tokenizer its generator uses, as (reference, revision) (EAD's V under ``tokenizer: generator``);
-        None when it is unknown here (imported samples, a served model without a ``tokenizer`` option)."""
+        """The tokenizer its generator uses, as (reference, revision) (EAD's V under ``tokenizer: generator``): an
+        adapter's own when its directory ships one, else the model's; None when it is unknown here (imported
+        samples, a served model without a ``tokenizer`` option). Raises ModelLoadError when the adapter cannot be
+        resolved."""
         if isinstance(self.options, OpenAIOptions):
             return (self.options.tokenizer, None) if self.options.tokenizer else None
+        if self.adapter is not None:
+            adapter = resolve_adapter(self.adapter)
+            if adapter.ships_tokenizer:
+                return str(adapter.path), None
         return None if self.model == IMPORTED_MODEL else (self.model, self.revision)
 
 

@@ -22,7 +22,13 @@ from divtrace.errors import ModelLoadError
 from divtrace.generate.backends.base import TokenizerRendering
 from divtrace.generate.backends.nucleus import NucleusFilter
 from divtrace.generate.backends.options import TransformersOptions
-from divtrace.generate.models import ResolvedModel, resolve_model
+from divtrace.generate.models import (
+    ResolvedAdapter,
+    ResolvedModel,
+    resolve_adapter,
+    resolve_model,
+    tokenizer_source,
+)
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.protocol import Completion, GenerationRequest
 from divtrace.generate.stops import cut_at_stop
@@ -128,15 +134,28 @@ def default_dtype(device: str) -> str:
     return "float32"
 
 
+def adapter_settings() -> dict[str, Any]:
+    """What the sampling of a checkpoint with an adapter records on this backend: the adapter was merged into the
+    weights, with this peft."""
+    from divtrace.generate.adapters import peft_version
+
+    return {"adapter_merged": True, "peft_version": peft_version()}
+
+
 class TransformersGenerator(TokenizerRendering):
     """Sample from a causal LM with transformers.
 
     Args:
         model: a model reference (``quickstart:NAME``, hub id, local directory, ``.gguf`` file).
-        options: the backend's settings (:class:`~.options.TransformersOptions`: revision, device, dtype,
+        options: the backend's settings (:class:`~.options.TransformersOptions`: revision, adapter, device, dtype,
             batch_size, ignore_eos, threads); None: every default. Decided here, once loaded, when not given: the
             device (:func:`default_device`, ``cuda`` when torch sees a GPU) and the dtype (:func:`default_dtype`,
             by device); both are recorded on every sample. ``threads`` sets torch's CPU threads for the process.
+
+    An ``adapter`` is applied on the loaded base with peft and merged into its weights
+    (:func:`~divtrace.generate.adapters.merge_adapter`), so it samples at the base's speed; the adapter's
+    identity is part of ``model_ref``, and ``adapter_merged`` and peft's version are recorded with the sampling.
+    The tokenizer (and its chat template) is the adapter's when its directory ships one, else the base's.
     """
 
     backend = "transformers"
@@ -152,17 +171,24 @@ class TransformersGenerator(TokenizerRendering):
         self.dtype = self.options.dtype or default_dtype(self.device)
         revision = self.options.revision
         self.resolved: ResolvedModel = resolve_model(model, revision)
+        self.adapter: ResolvedAdapter | None = resolve_adapter(self.options.adapter) if self.options.adapter else None
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.resolved.load_path, revision=revision)
+            tokenizer, tokenizer_revision = tokenizer_source(self.resolved, self.adapter)
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer, revision=tokenizer_revision)
             self.model = AutoModelForCausalLM.from_pretrained(
                 self.resolved.load_path, revision=revision, dtype=getattr(torch, self.dtype)
             )
-            self.model.to(self.device).eval()
+            self.model.to(self.device)
         except Exception as err:
             raise ModelLoadError(
                 f"cannot load model {model!r} with transformers ({type(err).__name__}: {err}). Give a hub id "
                 "(needs the hub or a cached copy), a local model directory, a .gguf file or a quickstart: model."
             ) from err
+        if self.adapter is not None:
+            from divtrace.generate.adapters import merge_adapter
+
+            self.model = merge_adapter(self.model, self.adapter)
+        self.model.eval()
         commit = getattr(self.model.config, "_commit_hash", None)
         if commit and not self.resolved.is_local:
             self.resolved.identity["commit"] = commit
@@ -183,15 +209,18 @@ class TransformersGenerator(TokenizerRendering):
         )
 
     def model_ref(self) -> dict[str, Any]:
-        """The identity of the loaded weights (see :class:`~divtrace.generate.models.ResolvedModel`)."""
-        return dict(self.resolved.identity)
+        """The identity of the loaded weights (see :class:`~divtrace.generate.models.ResolvedModel`), with the
+        adapter's (:data:`~divtrace.generate.models.ADAPTER_REF_KEYS`) when one is applied."""
+        return {**self.resolved.identity, **(self.adapter.identity if self.adapter is not None else {})}
 
     def check(self, params: SamplingParams) -> dict[str, Any]:
-        """The effective sampling parameters; transformers can honour every :class:`SamplingParams` field."""
+        """The effective sampling parameters; transformers can honour every :class:`SamplingParams` field. With an
+        adapter, also ``adapter_merged`` (True) and ``peft_version``; without one, neither key."""
         import torch
         import transformers
 
         return {
+            **(adapter_settings() if self.adapter is not None else {}),
             **params.as_record(),
             "backend": self.backend,
             "backend_version": transformers.__version__,

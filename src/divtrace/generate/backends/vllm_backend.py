@@ -16,6 +16,12 @@ on every sample and is part of its key.
 Engine options that can change the samples (dtype, eager vs compiled, context length, KV-cache size, parallelism,
 the platform) are part of the effective parameters recorded on every sample, hence of every sample key: samples
 drawn under other settings are never taken for these.
+
+Adapters (:class:`~.options.VLLMOptions` ``adapter`` and ``adapter_mode``, where the default is argued):
+``merged`` loads the cached base + adapter copy (:func:`~divtrace.generate.adapters.merged_model_dir`, made on first
+use); ``lora`` starts the engine on the base with ``enable_lora`` and loads the adapter once at start (so a bad
+adapter fails there, not at the first request), then sends every request with its ``LoRARequest``. Either way
+``model_ref`` carries the adapter's identity and the sampling records ``adapter_mode``.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from divtrace.errors import DivtraceError, ModelLoadError
 from divtrace.generate.backends import check_installed
 from divtrace.generate.backends.base import TokenizerRendering
 from divtrace.generate.backends.options import DEFAULT_CPU_KV_CACHE_GIB, VLLMOptions
-from divtrace.generate.models import resolve_model
+from divtrace.generate.models import ResolvedAdapter, resolve_adapter, resolve_model, tokenizer_source
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.protocol import Completion, GenerationRequest
 from divtrace.progress import TOKENS, ProgressSink, emit
@@ -71,7 +77,9 @@ class VLLMGenerator(TokenizerRendering):
         options: the engine's settings (:class:`~.options.VLLMOptions`); None: every default. Decided here, once
             vLLM's platform is known: the KV-cache size on CPU when none is given
             (:data:`~.options.DEFAULT_CPU_KV_CACHE_GIB`, vLLM's own default reserving a share of all memory), and
-            a ``device`` other than ``auto`` that is not the build's platform is a DivtraceError.
+            a ``device`` other than ``auto`` that is not the build's platform is a DivtraceError. An adapter is
+            served as ``adapter_mode`` says (see the module docstring); the tokenizer is the adapter's when its
+            directory ships one.
     """
 
     backend = "vllm"
@@ -79,7 +87,18 @@ class VLLMGenerator(TokenizerRendering):
     def __init__(self, model: str, options: VLLMOptions | None = None) -> None:
         self.options = options if options is not None else VLLMOptions()
         self.resolved = resolve_model(model, self.options.revision)
+        self.adapter: ResolvedAdapter | None = resolve_adapter(self.options.adapter) if self.options.adapter else None
         check_installed("vllm")
+        self.load_path, self.load_revision = self.resolved.load_path, self.resolved.revision
+        self.merge_record: dict[str, Any] | None = None
+        self.max_lora_rank: int | None = None
+        if self.adapter is not None and self.options.adapter_mode == "merged":
+            from divtrace.generate.adapters import merged_model_dir
+
+            merged, self.merge_record = merged_model_dir(self.resolved, self.adapter)
+            self.load_path, self.load_revision = str(merged), None
+        elif self.adapter is not None:
+            self.max_lora_rank = lora_rank_slot(self.adapter.rank)
         self.platform = _platform()
         wanted = self.options.device
         if wanted != "auto" and wanted != self.platform:
@@ -90,14 +109,34 @@ class VLLMGenerator(TokenizerRendering):
         others = set(_engine_children())
         self.engine: Any = self._start_engine()
         self._workers = [pid for pid in _engine_children() if pid not in others]  # this engine's processes
+        self.lora_request: Any = None
+        if self.max_lora_rank is not None and self.adapter is not None:
+            self.lora_request = self._load_lora(self.adapter)
         self.tokenizer = self.engine.get_tokenizer()
+
+    def _load_lora(self, adapter: ResolvedAdapter) -> Any:
+        """The ``LoRARequest`` of ``adapter``, loaded into the engine now (ModelLoadError, the engine shut down,
+        when vLLM cannot load it)."""
+        from vllm.lora.request import LoRARequest
+
+        request = LoRARequest(f"adapter-{adapter.identity['adapter_dir_sha256']}", 1, str(adapter.path))
+        try:
+            self.engine.llm_engine.add_lora(request)
+        except Exception as err:
+            self.close()
+            raise ModelLoadError(
+                f"vLLM cannot load adapter {adapter.ref!r} on {self.resolved.ref!r} ({type(err).__name__}: {err}); "
+                "adapter_mode: merged applies it with peft instead"
+            ) from err
+        return request
 
     def _start_engine(self) -> Any:
         from vllm import LLM
 
+        tokenizer, tokenizer_revision = tokenizer_source(self.resolved, self.adapter)
         engine: dict[str, Any] = {
-            "model": self.resolved.load_path,
-            "revision": self.resolved.revision,
+            "model": self.load_path,
+            "revision": self.load_revision,
             "dtype": self.options.dtype or "auto",
             "tensor_parallel_size": self.options.tensor_parallel_size,
             "enforce_eager": self.options.enforce_eager,
@@ -109,14 +148,20 @@ class VLLMGenerator(TokenizerRendering):
             engine["gpu_memory_utilization"] = self.options.gpu_memory_utilization
         if self.kv_cache_gib is not None:
             engine["kv_cache_memory_bytes"] = int(self.kv_cache_gib * (1 << 30))
+        if self.max_lora_rank is not None:
+            engine.update(enable_lora=True, max_lora_rank=self.max_lora_rank, max_loras=1)
+            if self.adapter is not None and self.adapter.ships_tokenizer:
+                engine.update(tokenizer=tokenizer, tokenizer_revision=tokenizer_revision)
         try:
             return LLM(**engine)
         except Exception as err:
             raise ModelLoadError(f"vLLM cannot load {self.resolved.ref!r}: {type(err).__name__}: {err}") from err
 
     def model_ref(self) -> dict[str, Any]:
-        """The identity of the loaded weights."""
-        return dict(self.resolved.identity)
+        """The identity of the loaded weights: the base's (with the hub commit a merged copy was made from), then
+        the adapter's (:data:`~divtrace.generate.models.ADAPTER_REF_KEYS`) when one is applied."""
+        base = self.merge_record["base"] if self.merge_record is not None else self.resolved.identity
+        return {**base, **(self.adapter.identity if self.adapter is not None else {})}
 
     def check(self, params: SamplingParams) -> dict[str, Any]:
         """The effective parameters: every :class:`SamplingParams` field as given, plus each engine setting that can
@@ -137,7 +182,17 @@ class VLLMGenerator(TokenizerRendering):
             "gpu_memory_utilization": self.options.gpu_memory_utilization,
             "seeding": "one request per sample with n=1 and seed = the sample's recorded seed",
             "model_generation_defaults_applied": False,
+            **self._adapter_settings(),
         }
+
+    def _adapter_settings(self) -> dict[str, Any]:
+        """What the sampling records of the adapter: ``adapter_mode``, with ``max_lora_rank`` (lora) or
+        ``peft_version`` (merged); nothing without an adapter."""
+        if self.adapter is None:
+            return {}
+        if self.merge_record is not None:
+            return {"adapter_mode": "merged", "peft_version": self.merge_record["peft_version"]}
+        return {"adapter_mode": "lora", "max_lora_rank": self.max_lora_rank}
 
     def prompt_ids(self, rendered: str) -> list[int]:
         """The token ids fed to the engine for ``rendered``: special tokens added unless the text already starts
@@ -180,7 +235,7 @@ class VLLMGenerator(TokenizerRendering):
         bar: bool | Callable[..., Any] = False
         if progress is not None and _takes_bar_factory(self.engine):
             bar = _request_bar(progress, params.max_new_tokens, total)
-        outputs = iter(self.engine.generate(prompts, sampling, use_tqdm=bar))
+        outputs = iter(self.engine.generate(prompts, sampling, use_tqdm=bar, lora_request=self.lora_request))
         results: list[list[Completion]] = []
         for request in requests:
             completions = []
@@ -220,6 +275,23 @@ class VLLMGenerator(TokenizerRendering):
                 if done:
                     break
                 time.sleep(0.1)
+
+
+def lora_rank_slot(rank: int) -> int:
+    """The ``max_lora_rank`` vLLM is started with for an adapter of LoRA rank ``rank``: the smallest rank vLLM
+    accepts (``MaxLoRARanks``: 1, 8, 16, ...) that holds it. ModelLoadError when ``rank`` is above them all."""
+    from typing import get_args
+
+    try:
+        from vllm.config.lora import MaxLoRARanks
+
+        allowed = sorted(int(value) for value in get_args(MaxLoRARanks))
+    except ImportError:  # another vLLM layout: let vLLM judge the rank itself
+        return rank
+    fits = [value for value in allowed if value >= rank]
+    if not fits:
+        raise ModelLoadError(f"a LoRA adapter of rank {rank}: vLLM serves ranks up to {allowed[-1]}")
+    return fits[0]
 
 
 def _takes_bar_factory(engine: Any) -> bool:
