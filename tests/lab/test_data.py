@@ -95,14 +95,16 @@ def test_a_task_without_a_verifier_is_refused_for_pairs(tmp_path: Path, monkeypa
     assert not (tmp_path / "out").exists()
 
 
-def test_a_parent_adapter_is_refused_until_the_backends_load_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(lab_data, "create_generator", no_model)
-    if lab_data.ADAPTER_OPTION in lab_data.TransformersOptions.model_fields:
-        pytest.skip("the transformers backend loads adapters now: this refusal is gone")
-    with pytest.raises(DivtraceError, match="adapters are not loadable by divtrace's backends yet"):
-        prepare_data(PAIRS, PARENT, str(tmp_path / "adapter"), tmp_path / "out")
+@pytest.mark.slow
+def test_pairs_of_a_parent_with_an_adapter_are_drawn_by_base_and_adapter(lora_adapter: Path, tmp_path: Path) -> None:
+    """A stage's parent that is base + LoRA adapter samples as such: its records' model_ref names the adapter."""
+    small = PairsData(task="arithmetic", n=2, k=2, temperature=1.0, max_new_tokens=8, seed=3, pairs_per_prompt=1)
+    try:
+        prepare_data(small, PARENT, str(lora_adapter), tmp_path / "out")
+    except DivtraceError as err:  # two prompts may give no (correct, incorrect) pair: the samples are still there
+        assert "pairs data made no training rows" in str(err)
+    records = read_samples(sorted((tmp_path / "out").rglob("shard-*.parquet"))).records
+    assert records and all(r.model_ref and r.model_ref.get("adapter_dir_sha256") for r in records)
 
 
 def test_teacher_options_are_checked_by_the_backend_options_model(

@@ -158,20 +158,9 @@ def prepare_data(
 
 def parent_options(adapter: str | None) -> TransformersOptions:
     """The transformers options the stage's parent is loaded with: the defaults, plus ``adapter`` (a PEFT adapter
-    directory on the parent's weights) as the backend's :data:`ADAPTER_OPTION` option.
-
-    Raises DivtraceError for an adapter while the transformers backend has no such option. Wiring: when adapters
-    land as that option, this works as it is; should they land elsewhere (``CheckpointSpec.adapter``), the one line
-    to change is the ``validate_options`` call below.
-    """
+    directory on the parent's weights) as the backend's :data:`ADAPTER_OPTION` option."""
     if adapter is None:
         return TransformersOptions()
-    if ADAPTER_OPTION not in TransformersOptions.model_fields:
-        raise DivtraceError(
-            f"parent adapter {adapter!r}: adapters are not loadable by divtrace's backends yet (the transformers "
-            f"backend has no {ADAPTER_OPTION!r} option); merge the adapter into the parent's weights and give the "
-            "merged directory as the parent model, or train the stage with full fine-tuning"
-        )
     options = validate_options(PARENT_BACKEND, {ADAPTER_OPTION: adapter})
     assert isinstance(options, TransformersOptions)
     return options
