@@ -108,3 +108,31 @@ def test_the_command_refuses_a_bad_recipe_before_any_work(tmp_path: Path) -> Non
     )
     refused = cli("lab", "build", str(missing_data), "--out", str(out))
     assert_user_error(refused, f"error: {recipe}: key 'stages.0.data': {tmp_path / 'none.jsonl'}: no such file")
+
+
+@pytest.mark.slow
+def test_divtrace_run_takes_the_built_lineage_as_it_is(tmp_path: Path) -> None:
+    """The lab's study.yaml, cut to 2 prompts x K = 2 x 4 tokens, runs end to end: each adapter checkpoint samples
+    as base + its adapter (its own adapter digest in every record), the report traces base -> sft -> dpo."""
+    from divtrace.samples import read_samples
+
+    recipe = lineage_recipe(tmp_path, BASE)
+    out = tmp_path / "lab"
+    assert cli("lab", "build", str(recipe), "--out", str(out)).returncode == 0
+    study = yaml.safe_load((out / "study.yaml").read_text())
+    study["tasks"] = [{"name": "arithmetic", "n": 2}, {"name": "open_ended", "n": 2}]
+    study["sampling"] = {**study["sampling"], "k": 2, "max_new_tokens": 4}
+    cut = tmp_path / "study.yaml"
+    cut.write_text(yaml.safe_dump(study))
+    run = tmp_path / "run"
+    result = cli("run", str(cut), "--out", str(run))
+    assert result.returncode == 0, result.stderr
+    digests = {}
+    for checkpoint in ("base", "sft", "dpo"):
+        records = read_samples(sorted((run / "samples" / checkpoint / "open_ended").glob("shard-*.parquet"))).records
+        digests[checkpoint] = {str((r.model_ref or {}).get("adapter_dir_sha256")) for r in records}
+    assert digests["base"] == {"None"} and len(digests["sft"]) == len(digests["dpo"]) == 1
+    assert digests["sft"] != digests["dpo"]
+    assert (
+        "base -> sft -> dpo" in (run / "report" / "summary.md").read_text() or (run / "report" / "index.html").exists()
+    )
