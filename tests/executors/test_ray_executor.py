@@ -505,9 +505,10 @@ def test_a_sweep_and_homogenisation_run_on_ray_like_every_stage(
         update={"sweep": SweepSpec(temperature=[1.4], checkpoints=["smollm2-135m-instruct"]), "homogenization": True}
     )
     reports = {r.stage: r for r in divtrace.run(study, run, address=ray_address).reports}
-    assert reports["generate"].ran == [f"{swept}/{task}" for task in TASKS]
+    # units finish on Ray in any order: compare them as sets
+    assert sorted(reports["generate"].ran) == sorted(f"{swept}/{task}" for task in TASKS)
     assert reports["verify"].ran == [f"{swept}/arithmetic"] and reports["judge"].ran == [f"{swept}/open_ended"]
-    assert reports["score"].ran == [f"{swept}/{task}" for task in TASKS]
+    assert sorted(reports["score"].ran) == sorted(f"{swept}/{task}" for task in TASKS)
     assert sorted(reports["homogenize"].ran) == sorted(f"homogenization/{task}" for task in TASKS)
     records = read_samples(sorted((run / "samples" / swept / "open_ended").glob("shard-*.parquet"))).records
     assert len(records) == PROMPTS and all(r.sampling and r.sampling["temperature"] == 1.4 for r in records)
