@@ -28,6 +28,7 @@ import pandas as pd
 from divtrace.analysis.collapse import checkpoint_means
 from divtrace.analysis.curves import correct_per_prompt
 from divtrace.analysis.quality import points_per_unit, quality_cells
+from divtrace.stats import pass_at_k_per_prompt
 from divtrace.stats.bootstrap import BootstrapSettings
 from divtrace.study.lineage import LineageGraph
 from divtrace.study.sweep import SweepCondition
@@ -253,10 +254,12 @@ def _points(inputs: SweepInputs, graph: LineageGraph) -> list[tuple[str, str, di
 
 
 def _accuracy(correct: pd.DataFrame) -> dict[tuple[str, str], tuple[float, float]]:
-    """``{(checkpoint, task): (first-sample accuracy, pass@1)}``, each a mean over prompts."""
+    """``{(checkpoint, task): (first-sample accuracy, pass@1)}``, each a mean over prompts; pass@1 per prompt by
+    :func:`~divtrace.stats.pass_at_k_per_prompt`, as ``diversity_quality`` takes it."""
     if correct.empty:
         return {}
-    frame = correct.assign(rate=correct["n_correct"] / correct["n_samples"])
+    rate = pass_at_k_per_prompt(correct["n_samples"].to_numpy(), correct["n_correct"].to_numpy(), 1)
+    frame = correct.assign(rate=rate)
     grouped = frame.groupby(["checkpoint", "task"], sort=False)
     return {
         (str(key[0]), str(key[1])): (float(group["first_correct"].mean()), float(group["rate"].mean()))
