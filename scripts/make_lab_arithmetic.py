@@ -3,8 +3,10 @@ problems in the GSM8K format (``answer`` ends ``#### N``), checked by the ``gsm8
 
 The bundled ``arithmetic`` task has 8 problems, too few for a DPO stage's verifier pairs (a pair needs a prompt with
 a correct and an incorrect sample). This script makes :data:`N_PROBLEMS` from templates, one operation each
-(addition, subtraction, multiplication, exact division), with numbers drawn from ``random.Random(SEED)``: the same
-script writes the same file, byte for byte. Every answer is a whole number >= 0.
+(addition, subtraction, multiplication, exact division), with small numbers (answers of at most 18, as the bundled
+``arithmetic``'s) drawn from ``random.Random(SEED)``: the same script writes the same file, byte for byte. Small,
+because the pairs need a parent that is sometimes right: gemma-3-270m's SFT stage, sampled at temperature 1.0, got 5
+of 192 answers right on two-digit operands, and DPO needs prompts with a correct and an incorrect sample.
 
 Run from the repository root (no dependencies beyond the standard library)::
 
@@ -36,7 +38,7 @@ ITEMS = ("apples", "marbles", "stickers", "books", "pencils", "cookies", "stamps
 
 def _add(rng: random.Random) -> Problem:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    a, b = rng.randint(2, 60), rng.randint(2, 40)
+    a, b = rng.randint(2, 9), rng.randint(2, 9)
     question = rng.choice(
         (
             f"{name} has {a} {item} and gets {b} more. How many {item} does {name} have now?",
@@ -49,8 +51,8 @@ def _add(rng: random.Random) -> Problem:
 
 def _subtract(rng: random.Random) -> Problem:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    a = rng.randint(10, 90)
-    b = rng.randint(1, a - 1)
+    a = rng.randint(6, 15)
+    b = rng.randint(1, min(a - 1, 9))
     question = rng.choice(
         (
             f"{name} had {a} {item} and gave away {b}. How many {item} does {name} have left?",
@@ -63,7 +65,7 @@ def _subtract(rng: random.Random) -> Problem:
 
 def _multiply(rng: random.Random) -> Problem:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    a, b = rng.randint(2, 12), rng.randint(2, 12)
+    a, b = rng.randint(2, 5), rng.randint(2, 6)
     question = rng.choice(
         (
             f"A bag holds {a} {item}. How many {item} are in {b} bags?",
@@ -76,7 +78,7 @@ def _multiply(rng: random.Random) -> Problem:
 
 def _divide(rng: random.Random) -> Problem:
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    b, quotient = rng.randint(2, 9), rng.randint(2, 12)
+    b, quotient = rng.randint(2, 5), rng.randint(2, 5)
     a = b * quotient
     question = rng.choice(
         (
