@@ -5,8 +5,10 @@ The bundled ``arithmetic`` task has 8 problems, too few for a DPO stage's verifi
 a correct and an incorrect sample). This script makes :data:`N_PROBLEMS` from templates, one operation each
 (addition, subtraction, multiplication, exact division), with small numbers (answers of at most 18, as the bundled
 ``arithmetic``'s) drawn from ``random.Random(SEED)``: the same script writes the same file, byte for byte. Small,
-because the pairs need a parent that is sometimes right: gemma-3-270m's SFT stage, sampled at temperature 1.0, got 5
-of 192 answers right on two-digit operands, and DPO needs prompts with a correct and an incorrect sample.
+because the pairs need a parent that is sometimes right. For the same reason the task's template gives the problem's
+one step (``equation``: ``Answer: 5 + 6 =``) and the model computes it: gemma-3-270m's SFT stage, sampled at
+temperature 1.0, got 5 of 192 answers right on two-digit operands and 0 of 128 on small ones when it had to find
+the step itself, and DPO needs prompts with both a correct and an incorrect sample.
 
 Run from the repository root (no dependencies beyond the standard library)::
 
@@ -95,8 +97,8 @@ OPERATIONS: tuple[Callable[[random.Random], Problem], ...] = (_add, _subtract, _
 
 
 def problems(n: int = N_PROBLEMS, seed: int = SEED) -> list[dict[str, str]]:
-    """``n`` problems as task rows ``{"id": "lab-arith-I", "question", "answer": "a op b = c\\n#### c"}``; the same
-    ``n`` and ``seed`` give the same rows, no question twice."""
+    """``n`` problems as task rows ``{"id": "lab-arith-I", "question", "equation": "a op b", "answer": "a op b =
+    c\\n#### c"}``; the same ``n`` and ``seed`` give the same rows, no question twice."""
     rng = random.Random(seed)
     rows: list[dict[str, str]] = []
     seen: set[str] = set()
@@ -105,7 +107,8 @@ def problems(n: int = N_PROBLEMS, seed: int = SEED) -> list[dict[str, str]]:
         if question in seen:
             continue
         seen.add(question)
-        rows.append({"id": f"lab-arith-{len(rows)}", "question": question, "answer": f"{worked}\n#### {answer}"})
+        row = {"id": f"lab-arith-{len(rows)}", "question": question, "equation": worked.split(" = ")[0]}
+        rows.append({**row, "answer": f"{worked}\n#### {answer}"})
     return rows
 
 
