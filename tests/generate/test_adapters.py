@@ -217,7 +217,8 @@ def test_the_adapter_s_own_tokenizer_is_used(lora_adapter: Path, tmp_path: Path)
 def test_adapter_references_and_their_errors(
     lora_adapter: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(ModelLoadError, match=r"unknown quickstart adapter 'quickstart:nope'; known: none is shipped"):
+    shipped_names = "quickstart:gemma-3-270m-sft, quickstart:gemma-3-270m-dpo"  # the tiny lineage (tests/lab)
+    with pytest.raises(ModelLoadError, match=f"unknown quickstart adapter 'quickstart:nope'; known: {shipped_names}$"):
         resolve_adapter("quickstart:nope")
     with pytest.raises(ModelLoadError, match="no such directory"):
         resolve_adapter(str(tmp_path / "missing"))
@@ -249,7 +250,9 @@ def test_adapter_references_and_their_errors(
     assert CheckpointSpec(name="sft", model=ADAPTER_BASE, adapter="quickstart:lab-sft").adapter == "quickstart:lab-sft"
     with pytest.raises(ValueError, match="adapter: quickstart:lab-sft applies to model quickstart:gemma-3-270m, not x"):
         CheckpointSpec(name="sft", model="x", adapter="quickstart:lab-sft")
-    unknown = "unknown quickstart adapter 'quickstart:other'; known: quickstart:lab-sft, quickstart:lab-dpo"
+    unknown = (
+        f"unknown quickstart adapter 'quickstart:other'; known: {shipped_names}, quickstart:lab-sft, quickstart:lab-dpo"
+    )
     with pytest.raises(ValueError, match=re.escape(unknown)):
         CheckpointSpec(name="sft", model=ADAPTER_BASE, adapter="quickstart:other")
 

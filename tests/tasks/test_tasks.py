@@ -169,3 +169,41 @@ def test_generate_with_a_task_carries_references(tmp_path: Path) -> None:
     # a chat-template checkpoint: the task's stops do not apply (stop policy auto), as the record says
     assert record.sampling and record.sampling["chat_template"] is True and record.sampling["stop"] == []
     assert record.sampling["stop_policy"] == "auto"
+
+
+def test_the_lab_arithmetic_task_is_bundled_registered_loads_and_its_answers_verify() -> None:
+    # The lab's DPO stages pair a parent's correct and incorrect answers to it: a verifiable task with enough prompts.
+    from divtrace.samples import SampleRecord
+    from divtrace.verify.pipeline import verify_records
+
+    names = task_names()
+    assert names.index("lab_arithmetic") > names.index("lab_prompts")
+    task = get_task("lab_arithmetic")
+    assert get_task(str(Path(__file__).parents[2] / "src/divtrace/tasks/bundled/lab_arithmetic.yaml")) == task
+    assert task.verifier == "gsm8k" and task.default_n == 96
+    items, origin = load_prompts(task)
+    assert len(items) == 96 and "96 of 96 rows" in origin
+    assert [item.prompt_id for item in items] == [f"lab-arith-{i}" for i in range(96)]
+    assert len({item.prompt for item in items}) == 96
+    # the template gives the problem's one step and the model computes it: "...\n\nAnswer: 5 + 6 ="
+    for item in items:
+        answer = item.references["answer"]  # type: ignore[index]
+        assert item.prompt.startswith("Question: ") and item.prompt.endswith(f"\n\nAnswer: {answer.split(' = ')[0]} =")
+    # Each reference answer, given as the output, is correct; a wrong number is not.
+    answers = [item.references["answer"] for item in items]  # type: ignore[index]
+    assert all(answer.rsplit("#### ", 1)[1].isdigit() for answer in answers)
+    wrong = [answer.rsplit("#### ", 1)[0] + f"#### {int(answer.rsplit('#### ', 1)[1]) + 1}" for answer in answers]
+    records = [
+        SampleRecord(prompt_id=item.prompt_id, prompt=item.prompt, outputs=[answer, bad], references=item.references)
+        for item, answer, bad in zip(items, answers, wrong, strict=True)
+    ]
+    verdicts = verify_records(records, task=task).verdicts
+    assert len(verdicts) == 192
+    assert verdicts.loc[verdicts["sample_index"] == 0, "correct"].all()
+    assert not verdicts.loc[verdicts["sample_index"] == 1, "correct"].any()
+
+
+def test_the_lab_arithmetic_file_is_what_its_script_makes() -> None:
+    script = Path(__file__).parents[2] / "scripts" / "make_lab_arithmetic.py"
+    checked = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -128,9 +128,46 @@ class QuickstartAdapter(Shipped):
     base: str
 
 
-#: The adapters shipped as package data, by name. Whoever packages one adds its entry here; a ``quickstart:`` adapter
-#: not listed is refused when the study loads (and by :func:`resolve_adapter`).
-QUICKSTART_ADAPTERS: dict[str, QuickstartAdapter] = {}
+#: Where the lab's shipped lineages lie inside divtrace (package data): ``LINEAGE/STAGE/`` is a PEFT adapter
+#: directory with the lab's card (``card.json``, ``card.md``).
+SHIPPED_LINEAGES = ("divtrace.lab", "shipped")
+#: The shipped tiny lineage: gemma-3-270m base -> SFT -> DPO, built by ``divtrace lab build`` from the packaged recipe
+#: ``divtrace/lab/recipes/tiny_lineage.yaml`` (``scripts/rebuild_tiny_lineage.py`` builds it again and compares).
+TINY_LINEAGE = "tiny-lineage"
+
+
+def shipped_adapter_dir(lineage: str, stage: str) -> Path:
+    """The directory of stage ``stage`` of the lineage ``lineage`` that divtrace ships as package data (through
+    :mod:`importlib.resources`, so wherever divtrace is installed); it is not checked to exist."""
+    from importlib.resources import files
+
+    package, folder = SHIPPED_LINEAGES
+    return Path(str(files(package).joinpath(folder, lineage, stage)))
+
+
+def _tiny_lineage_adapter(stage: str) -> QuickstartAdapter:
+    parent = "the base" if stage == "sft" else "the sft adapter"
+    what = {
+        "sft": "SFT distilled from SmolLM2-135M-Instruct on the lab_prompts instructions",
+        "dpo": "DPO from the SFT adapter on verifier pairs of its answers to lab_arithmetic",
+    }[stage]
+    return QuickstartAdapter(
+        name=f"gemma-3-270m-{stage}",
+        package="divtrace",
+        install="pip install divtrace",
+        stage=stage,
+        base="quickstart:gemma-3-270m",
+        locate=lambda: shipped_adapter_dir(TINY_LINEAGE, stage),
+        notes=f"LoRA r=8 on q/k/v/o trained from {parent}: {what} (recipe {TINY_LINEAGE})",
+    )
+
+
+#: The adapters shipped as package data, by name: the tiny lineage's SFT and DPO stages on ``quickstart:gemma-3-270m``
+#: (divtrace's own). Whoever packages another adds its entry here; a ``quickstart:`` adapter not listed is refused
+#: when the study loads (and by :func:`resolve_adapter`).
+QUICKSTART_ADAPTERS: dict[str, QuickstartAdapter] = {
+    adapter.name: adapter for adapter in (_tiny_lineage_adapter("sft"), _tiny_lineage_adapter("dpo"))
+}
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from divtrace.tasks.builtin import BUILTIN_TASKS
 
 def _register_builtin() -> None:
     """Register the study's tasks, then the bundled ones: the quickstart study's (``open_ended``, ``arithmetic``)
-    and the lab's (``lab_prompts``)."""
+    and the lab's (``lab_prompts``, ``lab_arithmetic``)."""
     from divtrace.tasks.bundled import BUNDLED_TASK_FILES
     from divtrace.tasks.yaml_task import load_task_file
 
