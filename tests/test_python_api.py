@@ -32,7 +32,7 @@ def test_run_returns_what_it_did_and_the_analysis(finished: divtrace.RunOutcome)
     assert list(stages) == ["generate", "verify", "score", "analyze", "report"]
     assert len(stages["generate"].ran) == 4  # 2 checkpoints x 2 tasks
     means = finished.analysis().checkpoint_means
-    assert set(means["checkpoint"]) == {"gemma-3-270m", "smollm2-135m-instruct"} and not means["mean"].isna().all()
+    assert set(means["checkpoint"]) == {"base", "sft"} and not means["mean"].isna().all()
     assert finished.report_path == finished.directory / "report" / "index.html"
 
     again = divtrace.run(finished.directory / "study.yaml", finished.directory)  # a study file, the same directory
@@ -63,12 +63,12 @@ def test_analyze_imported_samples_gives_the_same_scores(finished: divtrace.RunOu
     outcome = divtrace.analyze(
         [finished.directory / "samples"],
         tmp_path / "imported",
-        lineage=["gemma-3-270m>smollm2-135m-instruct:instruct"],
+        lineage=["base>sft:sft"],
         report=False,
         on_import=imported.append,
     )
     assert [report.stage for report in outcome.reports] == ["verify", "score", "analyze"]
-    assert imported == [{(c, t): 2 for c in ("gemma-3-270m", "smollm2-135m-instruct")
+    assert imported == [{(c, t): 2 for c in ("base", "sft")
                          for t in ("arithmetic", "open_ended")}]  # fmt: skip
     assert outcome.report_path is None
     keys = ["checkpoint", "task", "metric"]

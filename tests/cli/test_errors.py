@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from divtrace.study import STARTER_STUDY
 from tests.cli.test_cli import assert_user_error, cli
+from tests.olmo_study import OLMO_INSTRUCT_STUDY
 
 INSTRUCT = "quickstart:smollm2-135m-instruct"
 
@@ -74,7 +74,7 @@ def test_analyze_refuses_lineage_names_and_task_labels_that_share_a_directory(tm
     )
     assert not run.exists()
     study = tmp_path / "study.yaml"
-    raw = yaml.safe_load(STARTER_STUDY)
+    raw = yaml.safe_load(OLMO_INSTRUCT_STUDY)
     raw["checkpoints"][1]["name"] = "sft?"
     raw["checkpoints"][2].update(name="sft", parent="sft?")
     study.write_text(yaml.safe_dump(raw))

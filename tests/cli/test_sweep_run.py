@@ -13,7 +13,7 @@ import yaml
 from divtrace.samples import read_samples
 from tests.run_commands import run_divtrace
 
-INSTRUCT = "smollm2-135m-instruct"
+INSTRUCT = "sft"
 TASKS = ("open_ended", "arithmetic")
 
 
@@ -46,7 +46,7 @@ def test_a_sweep_draws_only_its_new_conditions_and_maps_the_frontier(small_run_c
         by_temperature = ead[ead["task"] == task].set_index("temperature")["mean"]
         assert by_temperature[1.6] > by_temperature[0.8] > by_temperature[0.2], task  # hotter, more diverse
     study_rows = sweep[sweep["is_study_setting"]]
-    assert set(study_rows["checkpoint"]) == {"gemma-3-270m", INSTRUCT}  # the base's point at the study setting
+    assert set(study_rows["checkpoint"]) == {"base", INSTRUCT}  # the base's point at the study setting
     assert not study_rows["in_sweep"].any()  # 0.8 is not one of the sweep's settings
     arithmetic = sweep[(sweep["task"] == "arithmetic")]
     assert arithmetic["pass_at_1"].notna().all() and (arithmetic["quality_kind"] == "pass@1").all()

@@ -26,7 +26,7 @@ from divtrace.study import small_quickstart_study
 from tests.interrupt import check_interrupted, interrupt_run
 from tests.run_commands import SmallRun
 
-CHECKPOINTS = ("gemma-3-270m", "smollm2-135m-instruct")
+CHECKPOINTS = ("base", "sft")
 #: Where the damaged file is moved, under the run directory.
 DAMAGED = "damaged"
 
@@ -83,16 +83,16 @@ Damage = Callable[[Path], None]
     "damages",
     [
         {
-            "samples/gemma-3-270m/arithmetic/shard-00001.parquet": Path.unlink,
-            "verdicts/smollm2-135m-instruct/arithmetic.parquet": Path.unlink,
-            "scores/smollm2-135m-instruct/open_ended.parquet": Path.unlink,
+            "samples/base/arithmetic/shard-00001.parquet": Path.unlink,
+            "verdicts/sft/arithmetic.parquet": Path.unlink,
+            "scores/sft/open_ended.parquet": Path.unlink,
             "analysis/edges.parquet": Path.unlink,
             "report/summary.md": Path.unlink,
         },
         {
-            "samples/smollm2-135m-instruct/open_ended/shard-00000.parquet": truncate,
-            "verdicts/gemma-3-270m/arithmetic.parquet": flip_last_byte,
-            "scores/gemma-3-270m/open_ended.parquet": truncate,
+            "samples/sft/open_ended/shard-00000.parquet": truncate,
+            "verdicts/base/arithmetic.parquet": flip_last_byte,
+            "scores/base/open_ended.parquet": truncate,
             "analysis/table1.parquet": truncate,
             "report/index.html": flip_last_byte,
         },

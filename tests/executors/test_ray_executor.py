@@ -48,7 +48,7 @@ pytest.importorskip("ray")
 
 PROMPTS = 3
 K = 3
-CHECKPOINTS = ("gemma-3-270m", "smollm2-135m-instruct")
+CHECKPOINTS = ("base", "sft")
 TASKS = ("open_ended", "arithmetic")
 
 
@@ -222,7 +222,7 @@ def test_ray_run_matches_local_and_second_run_does_nothing(
     outcome = divtrace.run(study, run, address=ray_address)  # the study's executor: ray
     reports = {r.stage: r for r in outcome.reports}
     assert len(reports["generate"].ran) == 4 and len(reports["score"].ran) == 4 and len(reports["verify"].ran) == 2
-    assert reports["judge"].ran == ["smollm2-135m-instruct/open_ended"]  # the base is the baseline
+    assert reports["judge"].ran == ["sft/open_ended"]  # the base is the baseline
     assert samples_of(run) == samples_of(local_run)
     names, markers, keys = generation_files(run)
     assert (names, markers, keys) == generation_files(local_run)  # same shard files, keys and unit markers
@@ -231,7 +231,7 @@ def test_ray_run_matches_local_and_second_run_does_nothing(
     for checkpoint in CHECKPOINTS:  # verdicts are exact: the same bytes
         verdicts = f"verdicts/{checkpoint}/arithmetic.parquet"
         assert (run / verdicts).read_bytes() == (local_run / verdicts).read_bytes()
-    judgments = "judgments/smollm2-135m-instruct/open_ended.parquet"  # the same answers (from the run's own cache)
+    judgments = "judgments/sft/open_ended.parquet"  # the same answers (from the run's own cache)
     assert (
         pd.read_parquet(run / judgments)
         .drop(columns="source")
@@ -500,9 +500,9 @@ def test_a_sweep_and_homogenisation_run_on_ray_like_every_stage(
     condition's units and the new tasks' homogenisation run (the condition drawn by its checkpoint's actors, judged
     against the base); the local executor then finds nothing to do (the same keys on both executors)."""
     run = Path(shutil.copytree(local_run, tmp_path / "run"))
-    swept = "smollm2-135m-instruct+temperature=1.4"
+    swept = "sft+temperature=1.4"
     study = judged(small_study(), judge_endpoint).model_copy(
-        update={"sweep": SweepSpec(temperature=[1.4], checkpoints=["smollm2-135m-instruct"]), "homogenization": True}
+        update={"sweep": SweepSpec(temperature=[1.4], checkpoints=["sft"]), "homogenization": True}
     )
     reports = {r.stage: r for r in divtrace.run(study, run, address=ray_address).reports}
     # units finish on Ray in any order: compare them as sets
@@ -515,7 +515,7 @@ def test_a_sweep_and_homogenisation_run_on_ray_like_every_stage(
     sweep = pd.read_csv(run / "analysis" / "sweep.csv")
     assert set(sweep["condition"]) == {*CHECKPOINTS, swept}
     judged_row = sweep[(sweep["condition"] == swept) & (sweep["task"] == "open_ended")].iloc[0]
-    assert judged_row["quality_kind"] == "win rate vs gemma-3-270m"
+    assert judged_row["quality_kind"] == "win rate vs base"
     assert (run / "analysis" / "homogenization.csv").exists() and (run / "analysis" / "recovery.csv").exists()
 
     local = divtrace.run(study.model_copy(update={"executor": ExecutorSpec()}), run)

@@ -21,7 +21,7 @@ from tests.judge import judges
 from tests.judge_server import JudgeServer
 
 DATA = Path(__file__).parent.parent / "fixtures" / "judge" / "data"
-BASE, INSTRUCT = "gemma-3-270m", "smollm2-135m-instruct"
+BASE, INSTRUCT = "base", "sft"
 
 
 def judge_answer(body: dict[str, Any]) -> str:

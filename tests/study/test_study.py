@@ -17,6 +17,7 @@ from divtrace.study.lineage import CheckpointNode, LineageGraph
 from divtrace.study.planned import PlannedTask
 from divtrace.study.stages import generate_stage
 from divtrace.tasks import get_task
+from tests.olmo_study import OLMO_INSTRUCT_STUDY
 
 
 def test_lineage_graph_edges_lineages_and_variants() -> None:
@@ -65,12 +66,15 @@ def test_presets() -> None:
         [ead] = [m for m in build_metrics(study.metrics, nli=nli) if m.name == "ead"]
         assert ead.settings()["vocab_size"] == 50257 and not ead.needs_generator_vocab
     quick = load_study("quickstart")
-    assert quick.caveat and "not a lineage" in quick.caveat.lower()
-    assert [c.model for c in quick.checkpoints] == ["quickstart:gemma-3-270m", "quickstart:smollm2-135m-instruct"]
+    # One model's weights and the two adapters divtrace ships: a real lineage, so no caveat.
+    assert quick.caveat is None and quick.graph().lineages() == {"dpo": ["base", "sft", "dpo"]}
+    assert {c.model for c in quick.checkpoints} == {"quickstart:gemma-3-270m"}
+    adapters = [None, "quickstart:gemma-3-270m-sft", "quickstart:gemma-3-270m-dpo"]
+    assert [c.adapter for c in quick.checkpoints] == adapters
 
 
 def test_generation_settings_come_from_the_task_unless_the_study_overrides_them() -> None:
-    raw = yaml.safe_load(STARTER_STUDY)  # gsm8k and writingprompts
+    raw = yaml.safe_load(OLMO_INSTRUCT_STUDY)  # gsm8k and writingprompts
     raw["checkpoints"][1]["stops"] = "always"
     raw["tasks"][1].update(stop=["\nTHE END"], max_new_tokens=2000)
     study = parse_study(raw)
@@ -105,6 +109,11 @@ def test_round_trip_and_starter(tmp_path: Path) -> None:
     starter.write_text(STARTER_STUDY)
     study = load_study(starter)
     assert study.graph().lineages() == {"dpo": ["base", "sft", "dpo"]}
+    # The starter runs offline: the shipped lineage on the bundled tasks (the quickstart's lineage, settings and tasks).
+    assert [(c.name, c.model, c.adapter) for c in study.checkpoints] == [
+        (c.name, c.model, c.adapter) for c in quick.checkpoints
+    ]
+    assert [t.name for t in study.tasks] == ["arithmetic", "open_ended"] and study.sampling == quick.sampling
 
 
 #: A valid judge section (tests of the study's ``judge:`` validation).
@@ -115,7 +124,7 @@ def test_a_judge_section_loads_with_the_study_protocols_and_each_lineage_base() 
     from divtrace.study.planned import run_tasks
     from divtrace.study.stages import judge_config
 
-    raw = yaml.safe_load(STARTER_STUDY)
+    raw = yaml.safe_load(OLMO_INSTRUCT_STUDY)
     raw["judge"] = dict(JUDGE)
     study = parse_study(raw, "study.yaml")
     config = judge_config(study, run_tasks(study))
@@ -151,7 +160,7 @@ def test_a_judge_section_loads_with_the_study_protocols_and_each_lineage_base() 
     ],
 )
 def test_validation_errors_name_the_key(change, message: str) -> None:  # type: ignore[no-untyped-def]
-    raw = yaml.safe_load(STARTER_STUDY)
+    raw = yaml.safe_load(OLMO_INSTRUCT_STUDY)
     change(raw)
     with pytest.raises(DivtraceError, match=message):
         parse_study(raw, "study.yaml")
@@ -175,6 +184,8 @@ def test_cli_init_lineages_and_dry_run(tmp_path: Path) -> None:
     assert cli("init").returncode == 2  # never overwrites silently
     shown = cli("lineages")
     assert "olmo3-7b" in shown.stdout and "quickstart" in shown.stdout and "base -> think-sft" in shown.stdout
+    assert "lineage dpo: base -> sft -> dpo" in shown.stdout and "quickstart:gemma-3-270m-dpo" in shown.stdout
+    assert "caveat" not in shown.stdout  # the quickstart is one lineage
     plan = cli("run", "--dry-run", "--out", str(tmp_path / "run"))
     assert plan.returncode == 0, plan.stderr
     assert "gemma-3-270m" in plan.stdout and "open_ended" in plan.stdout and "arithmetic" in plan.stdout
@@ -216,7 +227,7 @@ def test_dry_run_without_task_data_plans_from_the_study(tmp_path: Path) -> None:
 
 
 def test_names_that_share_a_run_directory_or_are_too_long_are_refused_at_load(tmp_path: Path) -> None:
-    raw = yaml.safe_load(STARTER_STUDY)
+    raw = yaml.safe_load(OLMO_INSTRUCT_STUDY)
     raw["checkpoints"][1]["name"] = "sft/v2 final"
     raw["checkpoints"][2].update(name="sft_v2_final", parent="sft/v2 final")
     path = tmp_path / "study.yaml"
@@ -225,7 +236,7 @@ def test_names_that_share_a_run_directory_or_are_too_long_are_refused_at_load(tm
                        r"stored under one name, 'sft_v2_final', in the run directory"):  # fmt: skip
         load_study(path)
 
-    raw = yaml.safe_load(STARTER_STUDY)
+    raw = yaml.safe_load(OLMO_INSTRUCT_STUDY)
     raw["checkpoints"][0]["name"] = "b" * 300
     raw["checkpoints"][1]["parent"] = "b" * 300
     with pytest.raises(DivtraceError, match=r"checkpoint 'b{48}'… \(300 characters\) is too long"):
@@ -240,7 +251,7 @@ def test_a_task_file_is_checked_by_the_name_it_holds(tmp_path: Path) -> None:
     short_task = tmp_path / ("d" * 200) / "short.yaml"  # a long path, a short name: fine
     short_task.parent.mkdir()
     short_task.write_text(f"name: short\nprompts: {prompts}\ntemplate: '{{q}}'\n")
-    raw = yaml.safe_load(STARTER_STUDY)
+    raw = yaml.safe_load(OLMO_INSTRUCT_STUDY)
     raw["tasks"] = [{"name": str(short_task)}]
     assert parse_study(raw).tasks[0].name == str(short_task)
     raw["tasks"] = [{"name": str(long_task)}, {"name": "arithmetic"}]

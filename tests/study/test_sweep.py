@@ -15,18 +15,19 @@ from divtrace.generate.params import SamplingSpec
 from divtrace.plan.rows import plan_without_data
 from divtrace.plan.summary import summarize_plan
 from divtrace.runs.layout import RunLayout
-from divtrace.study import STARTER_STUDY, Study, load_study, parse_study
+from divtrace.study import Study, load_study, parse_study
 from divtrace.study.planned import PlannedTask
 from divtrace.study.spec import JudgeSpec
 from divtrace.study.stages import generate_stage, judge_config, sampled_names, score_stage, verify_stage
 from divtrace.study.sweep import SweepSpec, condition_name, sweep_conditions
 from divtrace.tasks import get_task
+from tests.olmo_study import OLMO_INSTRUCT_STUDY
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sweep_study.yaml"
 
 
 def _starter(**changes: Any) -> dict[str, Any]:
-    raw: dict[str, Any] = yaml.safe_load(STARTER_STUDY)
+    raw: dict[str, Any] = yaml.safe_load(OLMO_INSTRUCT_STUDY)
     raw.update(changes)
     return raw
 
@@ -134,6 +135,6 @@ def test_the_example_studys_dry_run_counts_its_conditions(tmp_path: Path) -> Non
     )  # fmt: skip
     assert plan.returncode == 0, plan.stderr
     first = plan.stdout.splitlines()[0]
-    assert "2 checkpoint(s) + 5 sweep condition(s) (6 setting(s) of temperature x min_p) x 2 task(s)" in first
-    assert "smollm2-135m-instruct+temperature=1.6+min_p=0.1" in plan.stdout
+    assert "3 checkpoint(s) + 5 sweep condition(s) (6 setting(s) of temperature x min_p) x 2 task(s)" in first
+    assert "dpo+temperature=1.6+min_p=0.1" in plan.stdout
     assert not (tmp_path / "run").exists()

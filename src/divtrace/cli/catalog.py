@@ -27,6 +27,7 @@ def lineages(output_format: FormatOption = OutputFormat.table) -> None:
         for checkpoint in study.checkpoints:
             relation = checkpoint.parent or (f"variant of {checkpoint.variant_of}" if checkpoint.variant_of else "-")
             rows.append({"preset": name, "checkpoint": checkpoint.name, "model": checkpoint.model,
+                         "adapter": checkpoint.adapter or "-",
                          "stage": checkpoint.stage, "parent / variant of": relation, "thinking": checkpoint.thinking,
                          "backend": checkpoint.backend})  # fmt: skip
     frame = pd.DataFrame(rows)
@@ -36,7 +37,10 @@ def lineages(output_format: FormatOption = OutputFormat.table) -> None:
     console = stdout_console()
     for name, make in PRESETS.items():
         study = make()
-        console.print(frame_table(frame[frame.preset == name].drop(columns="preset"), f"{name}: {study.description}"))
+        shown = frame[frame.preset == name].drop(columns="preset")
+        if (shown.adapter == "-").all():
+            shown = shown.drop(columns="adapter")
+        console.print(frame_table(shown, f"{name}: {study.description}"))
         for leaf, path in study.graph().lineages().items():
             console.print(f"  lineage {leaf}: {' -> '.join(path)}", markup=False)
         if study.caveat:

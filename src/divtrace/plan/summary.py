@@ -310,7 +310,12 @@ def other_stages(study: Study, rows: list[PlanRow], cuda_available: bool, slowdo
         return seconds * (slowdown if device == "cpu" else 1.0)
 
     models = {specs[row.checkpoint].name: specs[row.checkpoint] for row in todo}  # a sweep condition loads no model
-    loads = [_load_figure(spec, checkpoint_device(spec, cuda_available)) for spec in models.values()]
+    # A packaged model is de-quantised on its first load only: the checkpoints after it that share it (the
+    # quickstart's base and its adapters) load it from the cache.
+    loads = [
+        _load_figure(spec, checkpoint_device(spec, cuda_available), loaded_before=spec.model in seen)
+        for spec, seen in zip(models.values(), _models_before(list(models.values())), strict=True)
+    ]
     load_s = sum(scaled(figure.value, device) for figure, device in loads)
     how = "; ".join(f"{figure.value:g} s ({figure.note})" for figure, _ in loads)
     parts = [StageEstimate("model loading", load_s, all(f.measured for f, _ in loads), f"{len(loads)} model(s): {how}")]
@@ -381,14 +386,20 @@ def judge_estimate(study: Study, todo: list[PlanRow]) -> StageEstimate | None:
     return StageEstimate("judge", seconds, JUDGE_S_PER_CALL.measured, how)
 
 
-def _load_figure(spec: CheckpointSpec, device: str) -> tuple[Figure, str]:
-    """The figure of loading ``spec``'s model on ``device``, and the device (CPU figures are slowed by load)."""
+def _models_before(specs: list[CheckpointSpec]) -> list[set[str]]:
+    """For each of ``specs`` in order, the models of the ones before it."""
+    return [{spec.model for spec in specs[:i]} for i in range(len(specs))]
+
+
+def _load_figure(spec: CheckpointSpec, device: str, *, loaded_before: bool = False) -> tuple[Figure, str]:
+    """The figure of loading ``spec``'s model on ``device``, and the device (CPU figures are slowed by load). A
+    packaged model counts as loaded from the cache when it is converted already or ``loaded_before`` in this run."""
     from divtrace.generate.models import QUICKSTART_PREFIX, quickstart_converted
 
     if spec.model.startswith(QUICKSTART_PREFIX) and spec.model[len(QUICKSTART_PREFIX) :] in QUICKSTART_LOAD_S:
         name = spec.model[len(QUICKSTART_PREFIX) :]
         first, later = QUICKSTART_LOAD_S[name]
-        return (later if quickstart_converted(name) else first), "cpu"
+        return (later if loaded_before or quickstart_converted(name) else first), "cpu"
     figure = LOAD_S.get((spec.backend, device), Figure(60.0, "assumed", f"no figure for {spec.backend}/{device}"))
     return figure, device
 

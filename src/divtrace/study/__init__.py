@@ -5,7 +5,7 @@ from divtrace.study.lineage import CheckpointNode, LineageGraph
 from divtrace.study.loading import load_study, parse_study
 from divtrace.study.presets import (
     PRESETS,
-    QUICKSTART_CAVEAT,
+    QUICKSTART_LINEAGE,
     STARTER_STUDY,
     olmo3_7b_study,
     quickstart_study,
@@ -26,7 +26,7 @@ from divtrace.study.spec import (
 __all__ = [
     "IMPORTED_MODEL",
     "PRESETS",
-    "QUICKSTART_CAVEAT",
+    "QUICKSTART_LINEAGE",
     "STARTER_STUDY",
     "UNKNOWN",
     "CheckpointNode",

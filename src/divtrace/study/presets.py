@@ -1,35 +1,50 @@
-"""The built-in studies: ``quickstart`` (the packaged models, small enough for a laptop CPU) and ``olmo3-7b`` (the 13
-Olmo 3 7B checkpoints of the published study, plus the Think checkpoints again with thinking suppressed)."""
+"""The built-in studies: ``quickstart`` (the lineage divtrace ships: gemma-3-270m base -> SFT -> DPO, small enough
+for a laptop CPU) and ``olmo3-7b`` (the 13 Olmo 3 7B checkpoints of the published study, plus the Think checkpoints
+again with thinking suppressed)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from divtrace.score.settings import NLISettings
 from divtrace.study.spec import CheckpointSpec, ExecutorSpec, SamplingSpec, Study, TaskSpec
 
-QUICKSTART_CAVEAT = (
-    "The two quickstart models come from different families (google/gemma-3-270m, a base model, and "
-    "HuggingFaceTB/SmolLM2-135M-Instruct): this report compares across families, it is NOT a lineage. "
-    "It demonstrates the pipeline; draw no conclusion about post-training from it."
-)
+#: The quickstart's lineage: the shipped tiny lineage of ``divtrace/lab/recipes/tiny_lineage.yaml`` (gemma-3-270m
+#: base, its SFT adapter, the DPO adapter trained from that SFT), as checkpoint name -> (stage, parent, adapter).
+QUICKSTART_LINEAGE: dict[str, tuple[str | None, str | None]] = {
+    "base": (None, None),
+    "sft": ("base", "quickstart:gemma-3-270m-sft"),
+    "dpo": ("sft", "quickstart:gemma-3-270m-dpo"),
+}
+
+
+def quickstart_checkpoints(names: Sequence[str] | None = None) -> list[CheckpointSpec]:
+    """The quickstart's checkpoints (all three of :data:`QUICKSTART_LINEAGE`, or those of ``names`` in lineage
+    order): each is ``quickstart:gemma-3-270m``, the SFT and DPO stages with their shipped LoRA adapters. A name
+    outside the lineage, or a stage kept without its parent, raises ValueError."""
+    chosen = list(QUICKSTART_LINEAGE) if names is None else [n for n in QUICKSTART_LINEAGE if n in names]
+    unknown = sorted(set(names or ()) - set(QUICKSTART_LINEAGE))
+    orphans = [n for n in chosen if (parent := QUICKSTART_LINEAGE[n][0]) is not None and parent not in chosen]
+    if unknown or orphans or not chosen:
+        known = list(QUICKSTART_LINEAGE)
+        raise ValueError(f"quickstart checkpoints {names}: choose from {known}, each with its parent")
+    return [
+        CheckpointSpec(name=name, model="quickstart:gemma-3-270m", adapter=adapter, stage=name, parent=parent)
+        for name in chosen
+        for parent, adapter in [QUICKSTART_LINEAGE[name]]
+    ]
 
 
 def quickstart_study() -> Study:
-    """The built-in offline demo: two packaged models, two bundled tasks, small K, short outputs."""
+    """The built-in offline study: the shipped tiny lineage (gemma-3-270m base -> SFT -> DPO, one model's weights
+    and two LoRA adapters divtrace ships), two bundled tasks, K = 8, 48 tokens."""
     from divtrace.tasks.bundled import QUICKSTART_TASK_FILES
 
     return Study(
         name="quickstart",
-        description="Offline demo on the packaged models (2 CPU cores, a few minutes).",
-        caveat=QUICKSTART_CAVEAT,
-        checkpoints=[
-            CheckpointSpec(name="gemma-3-270m", model="quickstart:gemma-3-270m", stage="base"),
-            CheckpointSpec(
-                name="smollm2-135m-instruct",
-                model="quickstart:smollm2-135m-instruct",
-                stage="instruct (other family)",
-                parent="gemma-3-270m",
-            ),
-        ],
+        description="gemma-3-270m base -> SFT -> DPO, the lineage divtrace ships (LoRA adapters built by "
+        "divtrace lab from its recipe tiny_lineage.yaml); offline, a few minutes on 2 CPU cores.",
+        checkpoints=quickstart_checkpoints(),
         tasks=[TaskSpec(name=str(path)) for path in QUICKSTART_TASK_FILES],
         sampling=SamplingSpec(k=8, temperature=0.8, top_p=0.95, max_new_tokens=48, seed=1234),
         metrics=["ead", "sbert", "vendi"],
@@ -38,14 +53,23 @@ def quickstart_study() -> Study:
 
 
 def small_quickstart_study(
-    prompts: int, k: int, max_new_tokens: int, *, shard_size: int = 1, seed: int = 1234, name: str = "small-quickstart"
+    prompts: int,
+    k: int,
+    max_new_tokens: int,
+    *,
+    shard_size: int = 1,
+    seed: int = 1234,
+    name: str = "small-quickstart",
+    checkpoints: Sequence[str] = ("base", "sft"),
 ) -> Study:
-    """The quickstart cut down to ``prompts`` prompts per task, K = ``k``, ``max_new_tokens`` tokens (tests and
-    benchmarks that need the real end-to-end path in seconds)."""
+    """The quickstart cut down to ``prompts`` prompts per task, K = ``k``, ``max_new_tokens`` tokens, and to the
+    lineage's ``checkpoints`` (default: base -> sft, the one edge; all three: ``("base", "sft", "dpo")``;
+    :func:`quickstart_checkpoints`): tests and benchmarks that need the real end-to-end path in seconds."""
     study = quickstart_study()
     return study.model_copy(
         update={
             "name": name,
+            "checkpoints": quickstart_checkpoints(checkpoints),
             "tasks": [TaskSpec(name=task.name, n=prompts) for task in study.tasks],
             "sampling": SamplingSpec(k=k, temperature=0.8, top_p=0.95, max_new_tokens=max_new_tokens, seed=seed),
             "shard_size": shard_size,
@@ -127,41 +151,59 @@ PRESETS = {"quickstart": quickstart_study, "olmo3-7b": olmo3_7b_study}
 STARTER_STUDY = """\
 # A divtrace study: one lineage of checkpoints, the tasks to sample, and how.
 # Run it with: divtrace run study.yaml --out runs/my-study   (add --dry-run to see the plan first)
+# As written it runs offline on the lineage divtrace ships (gemma-3-270m base -> SFT -> DPO, LoRA adapters built by
+# `divtrace lab build` from the recipe tiny_lineage.yaml): a few minutes on a laptop CPU.
 name: my-study
 # caveat: shown at the top of the report, e.g. when the checkpoints are not one lineage.
 
 checkpoints:                # the lineage as a graph: each checkpoint names the one it was trained from
   - name: base
-    model: allenai/Olmo-3-1025-7B          # hub id, local dir, .gguf file, or quickstart:NAME
+    model: quickstart:gemma-3-270m         # hub id, local dir, .gguf file, or quickstart:NAME
     stage: base
-    chat_template: false                   # base models get the raw prompt
   - name: sft
-    model: allenai/Olmo-3-7B-Instruct-SFT
-    # revision: main                       # pin a revision for reproducibility
+    model: quickstart:gemma-3-270m
+    adapter: quickstart:gemma-3-270m-sft   # a LoRA adapter on the model: PEFT dir or quickstart:NAME
     stage: sft
     parent: base
   - name: dpo
-    model: allenai/Olmo-3-7B-Instruct-DPO
+    model: quickstart:gemma-3-270m
+    adapter: quickstart:gemma-3-270m-dpo
     stage: dpo
     parent: sft
-  # - name: think-nothink                  # same weights, thinking suppressed (chain-of-thought ablation)
-  #   model: allenai/Olmo-3-7B-Think
-  #   variant_of: think
-  #   thinking: suppressed
-  # backend: transformers | vllm | openai  (per checkpoint; options: {dtype: bfloat16, base_url: ...})
+
+# The published study's Instruct lineage instead (hub models; a GPU and backend: vllm advised):
+#   - name: base
+#     model: allenai/Olmo-3-1025-7B
+#     stage: base
+#     chat_template: false                 # base models get the raw prompt
+#   - name: sft
+#     model: allenai/Olmo-3-7B-Instruct-SFT
+#     revision: main                       # pin a revision for reproducibility
+#     stage: sft
+#     parent: base
+#   - name: dpo
+#     model: allenai/Olmo-3-7B-Instruct-DPO
+#     stage: dpo
+#     parent: sft
+#   - name: think-nothink                  # same weights, thinking suppressed (chain-of-thought ablation)
+#     model: allenai/Olmo-3-7B-Think
+#     variant_of: think
+#     thinking: suppressed
+#   backend: transformers | vllm | openai  (per checkpoint; options: {dtype: bfloat16, base_url: ...})
 
 tasks:                      # divtrace tasks lists them; a task .yaml file works too
-  - name: gsm8k
-    n: 100                  # default: the study's N for the task
-  - name: writingprompts
-    n: 100
+  - name: arithmetic        # bundled, verifiable (pass@1 and the quality-control decomposition)
+  - name: open_ended        # bundled, open-ended
+  # - name: gsm8k           # the study's tasks (data from the hub, or data_dir: below)
+  #   n: 100                # default: the study's N for the task
+  # - name: writingprompts
 
-sampling:                   # the study's defaults
-  k: 16
-  temperature: 0.6
+sampling:                   # the study's defaults are k 16, temperature 0.6, top_p 0.95
+  k: 8
+  temperature: 0.8
   top_p: 0.95
   seed: 1234
-  # max_new_tokens: 512     # default: each task's own
+  max_new_tokens: 48        # default: each task's own (the study's caps; 512 for gsm8k)
 
 metrics: [ead, sbert, vendi]          # add nli with nli_model: roberta-large-mnli
 # embedder: sentence-transformers/all-mpnet-base-v2   # the study's; default: packaged all-MiniLM-L6-v2
