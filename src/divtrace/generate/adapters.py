@@ -32,10 +32,16 @@ def merge_adapter(model: Any, adapter: ResolvedAdapter) -> Any:
     ``PeftModel.from_pretrained`` and merged into its weights (``merge_and_unload``): a plain transformers model
     again, as fast as its base. Raises ModelLoadError naming the adapter when peft cannot apply it (another base's
     shapes, modules the base lacks)."""
+    import warnings
+
     from peft import PeftModel
 
     try:
-        return PeftModel.from_pretrained(model, str(adapter.path)).merge_and_unload()
+        with warnings.catch_warnings():
+            # peft 0.21 asks transformers 5 ``is_gradient_checkpointing``, which warns it is deprecated: a message
+            # about the two libraries, nothing the user can act on.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            return PeftModel.from_pretrained(model, str(adapter.path)).merge_and_unload()
     except Exception as err:
         raise ModelLoadError(
             f"cannot apply adapter {adapter.ref!r} with peft ({type(err).__name__}: {err}); is it an adapter of this "
