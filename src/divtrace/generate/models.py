@@ -19,7 +19,8 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, distribution, version
@@ -331,8 +332,9 @@ def converted_gguf_dir(gguf: Path, digest: str | None = None) -> Path:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        with gguf_parsed_once():
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         # transformers de-quantises GGUF weights on load but keeps its GGUF "quantizer", which refuses to save;
         # the weights in memory are plain float32 tensors, so drop the marker and save them as such.
         model.hf_quantizer = None
@@ -343,6 +345,34 @@ def converted_gguf_dir(gguf: Path, digest: str | None = None) -> Path:
 
     target = cache_dir() / "models" / f"{gguf.stem}-{digest[:16]}"
     return cached_model_dir(target, convert, f"convert GGUF file {gguf} to safetensors")
+
+
+@contextmanager
+def gguf_parsed_once() -> Iterator[None]:
+    """Within the block, every ``gguf.GGUFReader`` of one file (and mode) is one object, parsed once.
+
+    transformers parses a GGUF file's metadata anew for the config, the weights and the tokenizer (three
+    ``GGUFReader``s), and gguf reads a vocabulary string by string: for gemma-3-270m's 262k tokens each parse costs
+    about 15 s of CPU, most of a first run's conversion. Neither library offers to share the reader, so this swaps
+    ``gguf.GGUFReader`` (which transformers imports when it loads a GGUF file) for a memoising factory and puts it
+    back on exit. The readers are read-only memory maps; nothing here changes what is loaded.
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[tuple[str, str], Any] = {}
+
+    def shared(path: Any, mode: str = "r") -> Any:
+        key = (str(Path(path).resolve()), mode)
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
 
 
 def cached_model_dir(target: Path, build: Callable[[Path], None], what: str) -> Path:
