@@ -14,7 +14,7 @@ change once (:data:`divtrace.analysis.SIGN_CONVENTION`: negative = diversity los
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -64,6 +64,7 @@ from divtrace.report.numbers import (
     signed_ci,
     signed_pct_ci,
 )
+from divtrace.report.stored_samples import StoredSamples
 from divtrace.report.study_info import StudyInfo
 from divtrace.report.summary_md import (
     RECOVERY_QUESTION,
@@ -151,7 +152,7 @@ def write_report(
     out_dir: str | Path,
     *,
     analysis: AnalysisResult,
-    samples: Sequence[SampleRecord] | pd.DataFrame,
+    samples: Iterable[SampleRecord] | pd.DataFrame,
     per_prompt_scores: pd.DataFrame,
     graph: LineageGraph,
     study_info: StudyInfo,
@@ -167,7 +168,9 @@ def write_report(
         out_dir: created if missing; both files are written atomically.
         analysis: the analysis tables, read through :func:`report_tables`.
         samples: the sample records (or a DataFrame with checkpoint, task, prompt_id, prompt and responses or
-            outputs), for the drill-down; only the prompts shown are used.
+            outputs), for the drill-down (only the prompts shown are used) and the unclosed-thinking counts: a
+            collection or a :class:`~divtrace.report.stored_samples.StoredSamples` (read from disk cell by cell,
+            only the drill-down's cells for the drill-down), iterated twice.
         per_prompt_scores: checkpoint, task, prompt_id, metric, value (and ``subset``: only ``all`` rows are
             used), to rank prompts by how much their diversity changed from base to leaf.
         graph: the study's lineage graph.
@@ -251,7 +254,7 @@ def render_html(context: Mapping[str, Any]) -> str:
 def build_context(
     tables: AnalysisResult,
     *,
-    samples: Sequence[SampleRecord] | pd.DataFrame,
+    samples: Iterable[SampleRecord] | pd.DataFrame,
     per_prompt_scores: pd.DataFrame,
     graph: LineageGraph,
     study_info: StudyInfo,
@@ -345,7 +348,7 @@ def indistinguishable_cells(per_prompt_scores: pd.DataFrame) -> list[dict[str, A
 
 
 def unclosed_thinking_cells(
-    samples: Sequence[SampleRecord] | pd.DataFrame, checkpoint_means: pd.DataFrame
+    samples: Iterable[SampleRecord] | pd.DataFrame, checkpoint_means: pd.DataFrame
 ) -> list[dict[str, Any]]:
     """The (checkpoint, task) cells with outputs whose thinking never closed, for the report's warning.
 
@@ -541,7 +544,7 @@ def homogenization_figures(
 
 def build_drilldown(
     per_prompt_scores: pd.DataFrame,
-    samples: Sequence[SampleRecord] | pd.DataFrame,
+    samples: Iterable[SampleRecord] | pd.DataFrame,
     lineages: Mapping[str, Sequence[str]],
     metric: str,
     n: int,
@@ -644,7 +647,7 @@ def _drill_entry(
 
 
 def _sample_texts(
-    samples: Sequence[SampleRecord] | pd.DataFrame, wanted: set[tuple[str, str, str]]
+    samples: Iterable[SampleRecord] | pd.DataFrame, wanted: set[tuple[str, str, str]]
 ) -> dict[tuple[str, str, str], tuple[str, list[str]]]:
     """``{(checkpoint, task, prompt_id): (prompt, responses)}`` for the ``wanted`` keys found in ``samples``.
 
@@ -660,7 +663,8 @@ def _sample_texts(
             texts = responses if _is_list(responses) else row.get("outputs")
             out[key] = (str(row.get("prompt", "")), [str(t) for t in (texts if _is_list(texts) else [])])
         return out
-    for record in samples:
+    records = samples.of_cells({key[:2] for key in wanted}) if isinstance(samples, StoredSamples) else samples
+    for record in records:
         key = (record.checkpoint or "", record.task or "", record.prompt_id)
         if key in wanted:
             out[key] = (record.prompt, list(record.scored_texts()))

@@ -19,11 +19,11 @@ from divtrace.analysis.stage import cells, input_files
 from divtrace.fingerprint import files_fingerprint
 from divtrace.progress import ProgressSink
 from divtrace.report.html import write_report
+from divtrace.report.stored_samples import StoredSamples
 from divtrace.report.study_info import StudyInfo
 from divtrace.runs.layout import RunLayout, read_tables
 from divtrace.runs.markers import marker_for
 from divtrace.runs.stage import Stage, Unit, WorkItem
-from divtrace.samples import SampleRecord
 from divtrace.study import Study
 
 #: Bumped when the report changes for the same inputs.
@@ -36,10 +36,12 @@ REPORT_VERSION = 4  # 2: the "Diversity against quality" section (HTML and summa
 
 @dataclass(frozen=True)
 class ReportWork:
-    """What the report is made of: the analysis, the samples (for the drill-down) and the per-prompt scores."""
+    """What the report is made of: the analysis, the samples (for the drill-down and the unclosed-thinking counts;
+    read from the run directory cell by cell when the report is written, never all held at once) and the
+    per-prompt scores."""
 
     analysis: AnalysisResult
-    samples: list[SampleRecord]
+    samples: StoredSamples
     scores: pd.DataFrame
 
 
@@ -73,16 +75,15 @@ class ReportStage(Stage[ReportWork, ReportWork]):
         return [Unit("report", key, marker_for(layout.report_dir), (layout.report_html, layout.report_summary))]
 
     def items(self, layout: RunLayout, unit: Unit) -> list[WorkItem[ReportWork]]:
-        """The stored analysis, every sample and every per-prompt score, as one item; refused when one of them is
-        not complete."""
+        """The stored analysis, every sample (as :class:`StoredSamples`: read when the report is written) and every
+        per-prompt score, as one item; refused when one of them is not complete."""
         every = cells(self.study, self.task_names)
         layout.check_analysis(self.name)
         for cell in every:
             layout.check_scores(*cell, self.name)
             layout.check_samples(*cell, self.name)
-        samples = [record for cell in every for record in layout.read_samples(*cell)]
         scores = read_tables(layout.scores_file(*cell) for cell in every)
-        return [WorkItem(unit, ReportWork(read_analysis(layout.analysis_dir), samples, scores))]
+        return [WorkItem(unit, ReportWork(read_analysis(layout.analysis_dir), StoredSamples(layout, every), scores))]
 
     def open_worker(self, group: str, threads: int | None, progress: ProgressSink | None) -> PassOn:
         """A worker (it loads nothing)."""
