@@ -186,3 +186,48 @@ def test_a_supervisor_that_died_while_idle_is_replaced_transparently(isolation: 
         assert runner._worker is not first_worker
     finally:
         runner.close()
+
+
+def test_no_ipc_object_is_left_for_the_next_program(isolation: str) -> None:
+    if not sandbox_capabilities(cast(Isolation, isolation)).pid_namespace:
+        pytest.skip("without an IPC namespace, System V objects are the host's")
+    key = 0x5D000000 + secrets.randbelow(1 << 20)
+    ipc = (
+        "import ctypes, os\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "libc.mq_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_int, ctypes.c_void_p]\n"
+    )
+    creator = (
+        _sandbox_id(isolation)
+        + ipc
+        + textwrap.dedent(
+            f"""
+        os.umask(0)
+        print("shm", libc.shmget({key}, 4096, 0o1000 | 0o666) >= 0)
+        print("msg", libc.msgget({key}, 0o1000 | 0o666) >= 0)
+        print("sem", libc.semget({key}, 1, 0o1000 | 0o666) >= 0)
+        print("mq", libc.mq_open(b"/divtrace-{key}", os.O_CREAT | os.O_RDWR, 0o666, None) >= 0)
+        """
+        )
+    )
+    finder = (
+        _sandbox_id(isolation)
+        + ipc
+        + textwrap.dedent(
+            f"""
+        print("shm", libc.shmget({key}, 0, 0) >= 0)
+        print("msg", libc.msgget({key}, 0) >= 0)
+        print("sem", libc.semget({key}, 0, 0) >= 0)
+        print("mq", libc.mq_open(b"/divtrace-{key}", os.O_RDONLY, 0, None) >= 0)
+        """
+        )
+    )
+    created, found = run_many([creator, finder], LIMITS, workers=1, isolation=isolation)
+    assert created.status == "ok" and found.status == "ok", (created.stderr, found.stderr)
+    assert len(_sandbox_ids([created.stdout, found.stdout])) == 1
+    assert "shm True" in created.stdout and "msg True" in created.stdout and "sem True" in created.stdout
+    assert [line for line in found.stdout.splitlines() if not line.startswith("sandbox")] == [
+        "shm False",
+        "msg False",
+        "sem False",
+        "mq False",
+    ]

@@ -129,6 +129,11 @@ def _notes(plan: Plan, setup: dict[str, Any]) -> tuple[str, ...]:
             notes.append("the filesystem could not be made read-only (kernel without mount_setattr)")
         if not setup.get("private_tmp"):
             notes.append("/var/tmp or /dev/shm could not be replaced by a private tmpfs")
+        if not setup.get("no_mqueue"):
+            notes.append(
+                "POSIX message queues could not be disabled in the sandbox: one program could leave a queue for the "
+                "next program of the same worker"
+            )
     if not plan.drop_uid:
         notes.append(
             "not root: no uid drop; the program runs as the invoking user"

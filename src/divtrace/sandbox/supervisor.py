@@ -69,6 +69,7 @@ _MOUNT_ATTR_NOSUID = 0x2
 _SYS_MOUNT_SETATTR = 442  # the same number on every Linux architecture
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
 _MNT_DETACH = 2
+_IPC_RMID = 0
 _TMP_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm")
 _MARKER_VAR = "DIVTRACE_SANDBOX_RUN"
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -267,8 +268,16 @@ def _umount(target: str) -> None:
 
 def _prepare_namespace() -> dict[str, Any]:
     """Once per sandbox, inside fresh namespaces: the filesystem read-only, private tmpfs mounts on the temporary
-    directories. What worked, as ``readonly_filesystem``, ``private_tmp`` and ``tmp_mounts`` (the mount points)."""
+    directories, POSIX message queues disabled. What worked, as ``readonly_filesystem``, ``private_tmp``,
+    ``no_mqueue`` and ``tmp_mounts`` (the mount points)."""
+    try:  # POSIX message queues off in this IPC namespace (per-namespace sysctl): none can outlive a program
+        with open("/proc/sys/fs/mqueue/queues_max", "w") as handle:
+            handle.write("0")
+        no_mqueue = True
+    except OSError:
+        no_mqueue = False
     setup: dict[str, Any] = {"readonly_filesystem": _make_filesystem_readonly(), "private_tmp": True}
+    setup["no_mqueue"] = no_mqueue
     mounts = []
     for target in _TMP_MOUNTS:
         if not os.path.isdir(target):
@@ -375,10 +384,31 @@ def _kill_namespace() -> None:
             return
 
 
+def _remove_sysv_ipc() -> None:
+    """Remove every System V shared memory segment, message queue and semaphore set of this IPC namespace (the
+    sandbox's own), so that a program cannot leave one for the next."""
+    libc = _libc()
+    for kind in ("shm", "msg", "sem"):
+        try:
+            with open(f"/proc/sysvipc/{kind}", "rb") as handle:
+                rows = handle.read().split(b"\n")[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 1 and fields[1].isdigit():
+                ident = ctypes.c_int(int(fields[1]))
+                if kind == "sem":
+                    libc.semctl(ident, ctypes.c_int(0), ctypes.c_int(_IPC_RMID))
+                else:  # shmctl / msgctl (id, IPC_RMID, NULL)
+                    getattr(libc, f"{kind}ctl")(ident, ctypes.c_int(_IPC_RMID), None)
+
+
 def kill_run(config: dict[str, Any], uid: int | None, run_id: str) -> None:
     """After a program: kill everything it left (a detached daemon, a fork bomb) before the next one starts."""
     if config["namespace"]:
         _kill_namespace()
+        _remove_sysv_ipc()
     else:
         _kill_descendants()
         kill_stragglers(uid, run_id, exclude=frozenset({os.getpid()}))
@@ -482,7 +512,7 @@ def _supervise(config: dict[str, Any]) -> int:
     except Exception as exc:
         report(f"setup_error preparing the sandbox: {type(exc).__name__}: {exc}")
         return 70
-    report(f"ready {int(setup['readonly_filesystem'])} {int(setup['private_tmp'])}")
+    report(f"ready {int(setup['readonly_filesystem'])} {int(setup['private_tmp'])} {int(setup.get('no_mqueue', 0))}")
     while (received := _receive(sock)) is not None:
         request, fds = received
         report(_run_one(config, setup, request, fds))

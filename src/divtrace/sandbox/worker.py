@@ -146,7 +146,11 @@ class Worker:
             detail = line or f"exit status {self._proc.returncode}: {self._stderr_tail()}"
             raise SandboxError(f"sandbox setup failed: {detail}")
         words = line.split()
-        self.setup = {"readonly_filesystem": words[1] == "1", "private_tmp": words[2] == "1"}
+        self.setup = {
+            "readonly_filesystem": words[1] == "1",
+            "private_tmp": words[2] == "1",
+            "no_mqueue": words[3] == "1",
+        }
 
     def _stderr_tail(self) -> str:
         assert self._proc.stderr is not None
