@@ -28,10 +28,15 @@ def _plan(isolation: str) -> Plan:
 
 
 def _sandbox_id(isolation: str) -> str:
-    """Python lines printing ``sandbox <start time of the supervisor>``: the same value in two programs means that
-    the same sandbox ran both (the supervisor is PID 1 of a PID namespace, else the program's parent)."""
-    pid = "1" if sandbox_capabilities(cast(Isolation, isolation)).pid_namespace else "os.getppid()"
-    return f"import os\nprint('sandbox', open(f'/proc/{{{pid}}}/stat').read().rsplit(')', 1)[1].split()[19])\n"
+    """Python lines printing ``sandbox <identity>``: the same value in two programs means that the same sandbox ran
+    both (its PID namespace, else the program's parent, the supervisor, by pid and start time)."""
+    if sandbox_capabilities(cast(Isolation, isolation)).pid_namespace:
+        return "import os\nprint('sandbox', os.readlink('/proc/self/ns/pid'))\n"
+    return (
+        "import os\nparent = os.getppid()\n"
+        "start = open(f'/proc/{parent}/stat').read().rsplit(')', 1)[1].split()[19]\n"
+        "print('sandbox', f'{parent}-{start}')\n"
+    )
 
 
 def _sandbox_ids(stdouts: list[str]) -> set[str]:
