@@ -236,3 +236,50 @@ def test_no_ipc_object_is_left_for_the_next_program(isolation: str) -> None:
         "sem False",
         "mq False",
     ]
+
+
+def test_hostile_leftovers_in_tmp_are_cleared_and_its_size_follows_the_limits(isolation: str) -> None:
+    if not sandbox_capabilities(cast(Isolation, isolation)).private_tmp:
+        pytest.skip("no private /tmp: the program writes to the host's")
+    litter = textwrap.dedent(
+        """
+        import os
+        os.makedirs("/tmp/locked/inner")
+        open("/tmp/locked/inner/file", "w").write("x")
+        os.chmod("/tmp/locked/inner", 0)
+        os.chmod("/tmp/locked", 0)
+        os.symlink("/", "/tmp/root-link")
+        os.symlink("/tmp/loop", "/tmp/loop")
+        os.mkfifo("/dev/shm/fifo")
+        os.chdir("/var/tmp")
+        for _ in range(40):  # deeper than PATH_MAX from /var/tmp: only replacing the mount removes it
+            os.mkdir("d" * 200)
+            os.chdir("d" * 200)
+        print("littered")
+        """
+    )
+    lister = textwrap.dedent(
+        """
+        import json, os
+        print(json.dumps([sorted(os.listdir("/tmp")), os.listdir("/var/tmp"), os.listdir("/dev/shm")]))
+        """
+    )
+    small, large = SandboxLimits(timeout_s=10, tmp_mb=1), SandboxLimits(timeout_s=10, tmp_mb=8)
+    write = "open('/tmp/big', 'wb').write(b'x' * 3 * 1024 * 1024)\nprint('wrote')\n"
+    runner = sandbox_worker.Runner(_plan(isolation))
+    try:
+        littered = runner.run(litter, LIMITS)
+        assert littered.status == "ok", littered.stderr
+        sandbox = runner._worker
+        listed = runner.run(lister, LIMITS)
+        assert listed.status == "ok", listed.stderr
+        tmp, var_tmp, shm = json.loads(listed.stdout)
+        assert len(tmp) == 1 and tmp[0].startswith("divtrace-sandbox-")  # its own working directory only
+        assert var_tmp == [] and shm == []
+        too_big = runner.run(write, small)
+        assert too_big.status == "error" and "No space left on device" in too_big.stderr
+        fits = runner.run(write, large)
+        assert fits.status == "ok" and fits.stdout == "wrote\n", fits.stderr
+        assert runner._worker is sandbox  # one sandbox ran all four
+    finally:
+        runner.close()

@@ -62,6 +62,8 @@ _PR_SET_DUMPABLE = 4
 _SECBITS_LOCKED_NOROOT = 0x2F  # NOROOT, NO_SETUID_FIXUP and KEEP_CAPS_LOCKED, each locked
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
+_MS_REMOUNT = 0x20
+_CLEAR_BUDGET = 10_000  # entries deleted one by one after a program; past it, the tmpfs is replaced
 _AT_FDCWD = -100
 _AT_RECURSIVE = 0x8000
 _MOUNT_ATTR_RDONLY = 0x1
@@ -103,8 +105,13 @@ exec(_divtrace_code)
 """
 
 
+_LIBC: list[ctypes.CDLL] = []
+
+
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
 
 
 def _prctl(option: int, arg: int) -> None:
@@ -291,16 +298,53 @@ def _prepare_namespace() -> dict[str, Any]:
             continue
         mounts.append(target)
     setup["tmp_mounts"] = mounts
+    setup["tmp_sizes"] = dict.fromkeys(mounts, 1)
     return setup
 
 
-def _fresh_tmp(mounts: list[str], tmp_mb: int) -> None:
-    """Replace each private tmpfs by an empty one (``/tmp``: ``tmp_mb`` MiB, the others 1 MiB), so nothing a
-    program wrote there is left for the next. Called with no program process alive."""
-    for target in mounts:
-        _umount(target)
-        size = f"size={int(tmp_mb)}m" if target == "/tmp" else "size=1m"
-        _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, size + ",mode=1777")
+def _clear_directory(top: str, budget: int) -> None:
+    """Delete everything in ``top`` (not ``top`` itself), depth first, without following symbolic links.
+
+    Raises OSError when something cannot be deleted (e.g. a path longer than PATH_MAX) or when there are more than
+    ``budget`` entries; the caller then replaces the whole mount.
+    """
+    pending = [(top, False)]
+    while pending:
+        path, visited = pending.pop()
+        if visited:
+            os.rmdir(path)
+            continue
+        if path != top:
+            pending.append((path, True))
+        with os.scandir(path) as entries:
+            for entry in entries:
+                budget -= 1
+                if budget < 0:
+                    raise OSError(f"more than {_CLEAR_BUDGET} entries in {top}: replacing the mount instead")
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, False))
+                else:
+                    os.unlink(entry.path)
+
+
+def _clear_tmp(setup: dict[str, Any]) -> None:
+    """After a program, with none of its processes alive (so nothing can be added meanwhile): empty each private
+    tmpfs, so nothing the program wrote there is left for the next; a mount that cannot be emptied quickly is
+    replaced by a new one."""
+    for target in setup["tmp_mounts"]:
+        try:
+            _clear_directory(target, _CLEAR_BUDGET)
+        except OSError:
+            _umount(target)
+            size = setup["tmp_sizes"][target]
+            _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size}m,mode=1777")
+
+
+def _size_tmp(setup: dict[str, Any], tmp_mb: int) -> None:
+    """Before a program: give the (empty) ``/tmp`` the program's size limit, ``tmp_mb`` MiB."""
+    if "/tmp" in setup["tmp_sizes"] and setup["tmp_sizes"]["/tmp"] != int(tmp_mb):
+        _mount("tmpfs", "/tmp", "tmpfs", _MS_REMOUNT | _MS_NOSUID | _MS_NODEV, f"size={int(tmp_mb)}m,mode=1777")
+        setup["tmp_sizes"]["/tmp"] = int(tmp_mb)
 
 
 def _exec_program(config: dict[str, Any], request: dict[str, Any], fds: tuple[int, int, int], workdir: str) -> None:
@@ -404,11 +448,13 @@ def _remove_sysv_ipc() -> None:
                     getattr(libc, f"{kind}ctl")(ident, ctypes.c_int(_IPC_RMID), None)
 
 
-def kill_run(config: dict[str, Any], uid: int | None, run_id: str) -> None:
-    """After a program: kill everything it left (a detached daemon, a fork bomb) before the next one starts."""
+def _clean_up(config: dict[str, Any], setup: dict[str, Any], uid: int | None, run_id: str) -> None:
+    """After a program: kill everything it left (a detached daemon, a fork bomb), then, in the namespace, remove its
+    IPC objects and files, before the next one starts."""
     if config["namespace"]:
         _kill_namespace()
         _remove_sysv_ipc()
+        _clear_tmp(setup)
     else:
         _kill_descendants()
         kill_stragglers(uid, run_id, exclude=frozenset({os.getpid()}))
@@ -448,7 +494,7 @@ def _run_one(config: dict[str, Any], setup: dict[str, Any], request: dict[str, A
         if len(fds) != 2:
             raise ValueError(f"expected 2 descriptors with the request, got {len(fds)}")
         if config["namespace"]:
-            _fresh_tmp(setup["tmp_mounts"], request["tmp_mb"])
+            _size_tmp(setup, request["tmp_mb"])
             workdir = f"/tmp/divtrace-sandbox-{request['run_id']}"
             os.mkdir(workdir, 0o700)
             if uid is not None:
@@ -463,6 +509,8 @@ def _run_one(config: dict[str, Any], setup: dict[str, Any], request: dict[str, A
     except Exception as exc:
         for fd in fds:
             os.close(fd)
+        if config["namespace"]:
+            _clear_tmp(setup)
         return f"setup_error preparing the run: {type(exc).__name__}: {exc}"
     err_r, err_w = os.pipe()  # close-on-exec: EOF without data means the exec worked
     pid = os.fork()
@@ -481,14 +529,14 @@ def _run_one(config: dict[str, Any], setup: dict[str, Any], request: dict[str, A
     os.close(err_r)
     if failure:
         os.waitpid(pid, 0)
-        kill_run(config, uid, request["run_id"])
+        _clean_up(config, setup, uid, request["run_id"])
         return f"setup_error starting the program: {failure.decode(errors='replace')}"
     status = _wait_for(pid, request["timeout_s"])
     timed_out = status is None
     if status is None:
         os.kill(pid, SIGKILL)
         _, status = os.waitpid(pid, 0)
-    kill_run(config, uid, request["run_id"])
+    _clean_up(config, setup, uid, request["run_id"])
     returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
     return f"exited {returncode} {int(timed_out)}"
 
@@ -507,7 +555,7 @@ def _supervise(config: dict[str, Any]) -> int:
         if config["namespace"]:
             setup = _prepare_namespace()
         else:
-            setup = {"readonly_filesystem": False, "private_tmp": False, "tmp_mounts": []}
+            setup = {"readonly_filesystem": False, "private_tmp": False, "tmp_mounts": [], "tmp_sizes": {}}
             _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # detached descendants become our children, so we can kill them
     except Exception as exc:
         report(f"setup_error preparing the sandbox: {type(exc).__name__}: {exc}")
