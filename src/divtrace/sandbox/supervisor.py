@@ -433,11 +433,17 @@ def _remove_sysv_ipc() -> None:
     sandbox's own), so that a program cannot leave one for the next."""
     libc = _libc()
     for kind in ("shm", "msg", "sem"):
-        try:
-            with open(f"/proc/sysvipc/{kind}", "rb") as handle:
-                rows = handle.read().split(b"\n")[1:]
+        try:  # os.open/os.read: no buffered file object (this runs after every program)
+            fd = os.open(f"/proc/sysvipc/{kind}", os.O_RDONLY)
+            try:
+                listing = b""
+                while chunk := os.read(fd, 65536):
+                    listing += chunk
+            finally:
+                os.close(fd)
         except OSError:
             continue
+        rows = listing.split(b"\n")[1:]
         for row in rows:
             fields = row.split()
             if len(fields) > 1 and fields[1].isdigit():
