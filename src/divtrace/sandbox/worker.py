@@ -268,7 +268,7 @@ class Worker:
                     if outcome is not None:
                         break  # killed, and stragglers still hold the pipes: stop listening
                     outcome = "timeout"
-                    self._abandon(uid, run_id)
+                    self._abandon(uid, run_id, selector)
                     deadline = time.monotonic() + _DRAIN_GRACE_S
                     continue
                 for key, _ in selector.select(timeout=remaining):
@@ -293,7 +293,7 @@ class Worker:
                         truncated[name] = True
                         if outcome is None:
                             outcome = "output_limit"
-                            self._abandon(uid, run_id)
+                            self._abandon(uid, run_id, selector)
                             deadline = time.monotonic() + _DRAIN_GRACE_S
             duration = time.monotonic() - start
             answered = line is not None
@@ -339,9 +339,12 @@ class Worker:
             if uid is not None:
                 release_uid(uid)
 
-    def _abandon(self, uid: int | None, run_id: str) -> None:
+    def _abandon(self, uid: int | None, run_id: str, selector: selectors.BaseSelector) -> None:
         """Stop a run the host gives up on (deadline, output limit): kill the whole sandbox, then, without a PID
-        namespace, the program's stragglers."""
+        namespace, the program's stragglers. The control socket leaves ``selector`` first (it is closed: no answer
+        will come), so the run ends as soon as the program's pipes do."""
+        if self._sock.fileno() in selector.get_map():
+            selector.unregister(self._sock)
         self.kill()
         if not self.plan.namespace:
             kill_stragglers(uid, run_id)
