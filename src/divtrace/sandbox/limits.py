@@ -126,9 +126,11 @@ class Plan:
 
     @property
     def isolation(self) -> str:
+        """``namespace`` or ``basic``."""
         return "namespace" if self.namespace else "basic"
 
     def prefix(self) -> list[str]:
+        """The command that puts the supervisor in new namespaces (``unshare ... --``); empty for ``basic``."""
         if not self.namespace:
             return []
         assert self.unshare is not None
