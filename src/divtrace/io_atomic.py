@@ -8,9 +8,10 @@ import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # only annotations: the frame's own method writes it
+    import pandas as pd
 
 
 def temporary_path(target: Path) -> Path:

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from divtrace.sandbox import (
-    SandboxError,
     SandboxLimits,
     run_many,
     run_python,
@@ -26,15 +25,6 @@ from divtrace.sandbox import (
 )
 
 FAST = SandboxLimits(timeout_s=1.5)
-
-
-@pytest.fixture(params=["namespace", "basic"])
-def isolation(request: pytest.FixtureRequest) -> str:
-    try:
-        sandbox_capabilities(request.param)
-    except SandboxError as exc:
-        pytest.skip(f"{request.param} isolation unavailable here: {exc}")
-    return str(request.param)
 
 
 @pytest.fixture

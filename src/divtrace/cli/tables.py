@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:  # pandas is imported where it is used: the command line starts without it
+    import pandas as pd
 
 
 def verify_table(summary: pd.DataFrame) -> Table:
@@ -59,6 +61,8 @@ def collapse_frame(sites_path: Path, retained_path: Path) -> pd.DataFrame:
     ``collapse site``); without one the site reads why (no significant loss, or diversity gained) and the change is
     ``-``. Changes are signed, negative = diversity lost.
     """
+    import pandas as pd
+
     from divtrace.report.summary_md import NO_SITE_TEXT
 
     sites = pd.read_parquet(sites_path)
@@ -115,6 +119,8 @@ def collapse_table(frame: pd.DataFrame) -> Table:
 
 def known_count(value: Any) -> int | None:
     """A nullable count (None, NaN or pandas NA: unknown) as an int or None."""
+    import pandas as pd
+
     return None if value is None or pd.isna(value) else int(value)
 
 

@@ -25,15 +25,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Literal
 
 from divtrace.errors import SampleFormatError
 from divtrace.io_atomic import temporary_path, write_atomic
 from divtrace.runs.markers import marker_for, read_marker
 from divtrace.runs.outputs import UnreadableOutputError, check_input
 from divtrace.samples import SampleRecord, read_samples
+
+if TYPE_CHECKING:  # pandas is imported where tables are read: the command line starts without it
+    import pandas as pd
 
 #: The directory of the generated samples in a run directory (and under ``divtrace generate --out``).
 SAMPLES_DIR = "samples"
@@ -272,6 +273,8 @@ class RunLayout:
 def read_table(path: Path) -> pd.DataFrame:
     """The Parquet table at ``path``; :class:`~divtrace.runs.outputs.UnreadableOutputError` when it cannot be
     read."""
+    import pandas as pd
+
     try:
         return pd.read_parquet(path)
     except FileNotFoundError:
@@ -282,5 +285,7 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def read_tables(paths: Iterable[Path]) -> pd.DataFrame:
     """The tables at ``paths`` that exist, concatenated in order (empty when there are none)."""
+    import pandas as pd
+
     frames = [read_table(path) for path in paths if path.exists()]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

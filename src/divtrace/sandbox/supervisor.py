@@ -1,31 +1,37 @@
-"""The sandbox supervisor: the program that runs inside the sandbox, one process per run.
+"""The sandbox supervisor: the program that runs inside the sandbox, one long-lived process per worker.
 
-It is loaded by :mod:`divtrace.sandbox.host` with ``python -I -S``, so it may import the standard library only, and
-few modules of it (it starts once per run); tests/sandbox/test_layout.py checks this. The supervisor prepares the
-sandbox, forks the program (``main.py`` in an empty working directory) with resource limits and without privileges,
-waits for it and reports how it ended on a private pipe. The best isolation the machine allows is chosen once per
+It is loaded by :mod:`divtrace.sandbox.worker` with ``python -I -S``, so it may import the standard library only,
+and few modules of it; tests/sandbox/test_layout.py checks this. The supervisor prepares the sandbox once, then
+serves the host's requests one at a time over a private control socket: for each program it empties the temporary
+directories, writes the code to ``main.py`` in a fresh working directory, forks the program with resource limits
+and without privileges (a fresh uid per program as root), waits for it within its wall-clock limit, kills
+everything the program left, and reports how it ended. The best isolation the machine allows is chosen once per
 process (see :func:`divtrace.sandbox.sandbox_capabilities`):
 
 ``namespace``
     The supervisor runs under ``unshare`` in new network, PID, mount, IPC and UTS namespaces (as root; otherwise
-    inside a new user namespace too). No network interface but a down loopback; the supervisor is PID 1, so when it
-    exits the kernel kills every process left in the namespace (detached ``setsid`` children included), and the
-    program cannot see or signal any host process. The whole filesystem is remounted read-only and nosuid, with
-    small private tmpfs mounts on ``/tmp``, ``/var/tmp`` and ``/dev/shm`` (the working directory lives there and
-    vanishes with the namespace).
+    inside a new user namespace too). No network interface but a down loopback; the supervisor is PID 1, so after
+    each program it kills every other process of the namespace (``kill(-1)``: detached ``setsid`` children
+    included) and reaps them all before the next program starts, and the program cannot see or signal any host
+    process. The whole filesystem is remounted read-only and nosuid, with small private tmpfs mounts on ``/tmp``,
+    ``/var/tmp`` and ``/dev/shm``, replaced by empty ones before each program (the working directory lives in
+    ``/tmp``).
 ``basic``
-    No namespaces: a private working directory removed afterwards, sockets disabled by a Python prelude (which
-    code can undo), and stragglers found and killed by uid (when running as root) or by a marker environment
-    variable (otherwise).
+    No namespaces: a private working directory per program (made and removed by the host), sockets disabled by a
+    Python prelude (which code can undo), and stragglers found and killed by uid (when running as root) or by a
+    marker environment variable (otherwise).
 
-In both, as root the program runs under a fresh unprivileged uid/gid (one per run, so ``RLIMIT_NPROC`` is enforced
-and parallel runs cannot signal each other), with ``no_new_privs``, rlimits on CPU time, address space, processes,
-file size and open files, a minimal environment, stdin from ``/dev/null``, stdout/stderr captured up to a cap, and a
-wall-clock timeout after which the whole process tree is killed. docs/sandbox.md lists the guarantees and the gaps.
+In both, as root the program runs under a fresh unprivileged uid/gid (one per program, so ``RLIMIT_NPROC`` is
+enforced and parallel runs cannot signal each other), with ``no_new_privs``, rlimits on CPU time, address space,
+processes, file size and open files, a minimal environment, stdin from ``/dev/null``, stdout/stderr on pipes of
+the host's (passed with the request), and a wall-clock timeout after which the whole process tree is killed.
+docs/sandbox.md lists the guarantees and the gaps.
 """
 
 from __future__ import annotations
 
+import _socket
+import array
 import ctypes
 import marshal
 import os
@@ -43,8 +49,8 @@ else:  # not ``signal``: its enums cost milliseconds on every sandbox start
     from _signal import SIGKILL, SIGSTOP
 
 # --------------------------------------------------------------------------------------------------------------
-# The supervisor. It runs inside the sandbox, loaded by divtrace.sandbox.host._BOOTSTRAP under the name
-# SUPERVISOR_NAME with ``python -I -S``: standard library only, and few imports (it starts once per run).
+# The supervisor. It runs inside the sandbox, loaded by divtrace.sandbox.worker._BOOTSTRAP under the name
+# SUPERVISOR_NAME with ``python -I -S``: standard library only, and few imports (it starts once per worker).
 # --------------------------------------------------------------------------------------------------------------
 
 _PR_SET_PDEATHSIG = 1
@@ -56,12 +62,17 @@ _PR_SET_DUMPABLE = 4
 _SECBITS_LOCKED_NOROOT = 0x2F  # NOROOT, NO_SETUID_FIXUP and KEEP_CAPS_LOCKED, each locked
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
+_MS_REMOUNT = 0x20
+_CLEAR_BUDGET = 10_000  # entries deleted one by one after a program; past it, the tmpfs is replaced
 _AT_FDCWD = -100
 _AT_RECURSIVE = 0x8000
 _MOUNT_ATTR_RDONLY = 0x1
 _MOUNT_ATTR_NOSUID = 0x2
 _SYS_MOUNT_SETATTR = 442  # the same number on every Linux architecture
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
+_MNT_DETACH = 2
+_IPC_RMID = 0
+_TMP_MOUNTS = ("/tmp", "/var/tmp", "/dev/shm")
 _MARKER_VAR = "DIVTRACE_SANDBOX_RUN"
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 SUPERVISOR_GRACE_S = 3.0
@@ -94,8 +105,13 @@ exec(_divtrace_code)
 """
 
 
+_LIBC: list[ctypes.CDLL] = []
+
+
 def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
 
 
 def _prctl(option: int, arg: int) -> None:
@@ -251,41 +267,105 @@ def _kill_descendants() -> None:
             return
 
 
-def _prepare_namespace(config: dict[str, Any], uid: int | None) -> tuple[str, dict[str, Any]]:
-    """Inside fresh namespaces: read-only filesystem, private tmpfs mounts, the working directory on one of them."""
-    setup = {"readonly_filesystem": _make_filesystem_readonly(), "private_tmp": False}
-    tmp_size = f"size={int(config['tmp_mb'])}m,mode=1777"
-    _mount("tmpfs", "/tmp", "tmpfs", _MS_NOSUID | _MS_NODEV, tmp_size)
-    setup["private_tmp"] = True
-    for extra in ("/var/tmp", "/dev/shm"):
-        if os.path.isdir(extra):
-            try:
-                _mount("tmpfs", extra, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=1777")
-            except OSError:
-                setup["private_tmp"] = False
-    workdir = f"/tmp/divtrace-sandbox-{config['run_id']}"
-    os.mkdir(workdir, 0o700)
-    if uid is not None:
-        os.chown(workdir, uid, uid)
-    return workdir, setup
+def _umount(target: str) -> None:
+    if _libc().umount2(target.encode(), ctypes.c_int(_MNT_DETACH)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount {target}: {os.strerror(err)}")
 
 
-def _set_limits(config: dict[str, Any]) -> None:
-    limits = config["rlimits"]
-    for name, value in limits.items():
-        soft, hard = value
-        resource.setrlimit(getattr(resource, name), (soft, hard))
+def _prepare_namespace() -> dict[str, Any]:
+    """Once per sandbox, inside fresh namespaces: the filesystem read-only, private tmpfs mounts on the temporary
+    directories, POSIX message queues disabled. What worked, as ``readonly_filesystem``, ``private_tmp``,
+    ``no_mqueue`` and ``tmp_mounts`` (the mount points)."""
+    try:  # POSIX message queues off in this IPC namespace (per-namespace sysctl): none can outlive a program
+        with open("/proc/sys/fs/mqueue/queues_max", "w") as handle:
+            handle.write("0")
+        no_mqueue = True
+    except OSError:
+        no_mqueue = False
+    setup: dict[str, Any] = {"readonly_filesystem": _make_filesystem_readonly(), "private_tmp": True}
+    setup["no_mqueue"] = no_mqueue
+    mounts = []
+    for target in _TMP_MOUNTS:
+        if not os.path.isdir(target):
+            continue
+        try:
+            _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=1777")
+        except OSError:
+            if target == "/tmp":
+                raise
+            setup["private_tmp"] = False
+            continue
+        mounts.append(target)
+    setup["tmp_mounts"] = mounts
+    setup["tmp_sizes"] = dict.fromkeys(mounts, 1)
+    return setup
 
 
-def _exec_program(config: dict[str, Any], workdir: str, uid: int | None) -> None:
-    """In the forked child: limits, credentials, then exec the interpreter on main.py. Never returns."""
-    os.close(config["status_fd"])
+def _clear_directory(top: str, budget: int) -> None:
+    """Delete everything in ``top`` (not ``top`` itself), depth first, without following symbolic links.
+
+    Raises OSError when something cannot be deleted (e.g. a path longer than PATH_MAX) or when there are more than
+    ``budget`` entries; the caller then replaces the whole mount.
+    """
+    pending = [(top, False)]
+    while pending:
+        path, visited = pending.pop()
+        if visited:
+            os.rmdir(path)
+            continue
+        if path != top:
+            pending.append((path, True))
+        with os.scandir(path) as entries:
+            for entry in entries:
+                budget -= 1
+                if budget < 0:
+                    raise OSError(f"more than {_CLEAR_BUDGET} entries in {top}: replacing the mount instead")
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append((entry.path, False))
+                else:
+                    os.unlink(entry.path)
+
+
+def _clear_tmp(setup: dict[str, Any]) -> None:
+    """After a program, with none of its processes alive (so nothing can be added meanwhile): empty each private
+    tmpfs, so nothing the program wrote there is left for the next; a mount that cannot be emptied quickly is
+    replaced by a new one."""
+    for target in setup["tmp_mounts"]:
+        try:
+            _clear_directory(target, _CLEAR_BUDGET)
+        except OSError:
+            _umount(target)
+            size = setup["tmp_sizes"][target]
+            _mount("tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size}m,mode=1777")
+
+
+def _size_tmp(setup: dict[str, Any], tmp_mb: int) -> None:
+    """Before a program: give the (empty) ``/tmp`` the program's size limit, ``tmp_mb`` MiB."""
+    if "/tmp" in setup["tmp_sizes"] and setup["tmp_sizes"]["/tmp"] != int(tmp_mb):
+        _mount("tmpfs", "/tmp", "tmpfs", _MS_REMOUNT | _MS_NOSUID | _MS_NODEV, f"size={int(tmp_mb)}m,mode=1777")
+        setup["tmp_sizes"]["/tmp"] = int(tmp_mb)
+
+
+def _exec_program(config: dict[str, Any], request: dict[str, Any], fds: tuple[int, int, int], workdir: str) -> None:
+    """In the forked child: stdio, limits, credentials, then exec the interpreter on main.py. Never returns.
+
+    ``fds``: the program's stdout and stderr (pipes the host reads) and the close-on-exec pipe that reports a
+    failure to exec. Every other descriptor is closed.
+    """
+    out, err, failure = fds
     devnull = os.open("/dev/null", os.O_RDONLY)
     os.dup2(devnull, 0)
-    os.close(devnull)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    low, high = sorted((3, failure))
+    os.closerange(low, high)
+    os.closerange(failure + 1, 1 << 20)
     os.chdir(workdir)
     os.umask(0o077)
-    _set_limits(config)
+    for name, (soft, hard) in request["rlimits"].items():
+        resource.setrlimit(getattr(resource, name), (soft, hard))
+    uid = request["uid"]
     if uid is not None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
@@ -294,8 +374,9 @@ def _exec_program(config: dict[str, Any], workdir: str, uid: int | None) -> None
         _drop_capabilities()
     _prctl(_PR_SET_PDEATHSIG, SIGKILL)  # after the uid change, which clears it
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
-    python = config["python"]
-    argv = [python, "-I", "-B", "-c", _SOCKET_PRELUDE] if config["socket_prelude"] else [python, "-I", "-B", "main.py"]
+    python = request["python"]
+    prelude = config["socket_prelude"]
+    argv = [python, "-I", "-B", "-c", _SOCKET_PRELUDE] if prelude else [python, "-I", "-B", "main.py"]
     env = {
         "PATH": SAFE_PATH,
         "HOME": workdir,
@@ -304,7 +385,7 @@ def _exec_program(config: dict[str, Any], workdir: str, uid: int | None) -> None
         "OMP_NUM_THREADS": "1",
         "OPENBLAS_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",
-        _MARKER_VAR: config["run_id"],
+        _MARKER_VAR: request["run_id"],
     }
     os.execve(python, argv, env)
 
@@ -333,60 +414,162 @@ def _wait_for(pid: int, timeout_s: float) -> int | None:
             os.close(pidfd)
 
 
-def _supervise(config: dict[str, Any]) -> int:
-    """Prepare the sandbox, run the program, report on the status pipe; the exit status means nothing."""
-    status_fd = config["status_fd"]
+def _kill_namespace() -> None:
+    """As PID 1 of the sandbox's PID namespace: kill every other process in it and reap them all.
 
-    def report(*words: object) -> None:  # one line per event: "started RO TMP", "exited RC TIMED_OUT", ...
-        os.write(status_fd, (" ".join(str(word).replace("\n", " ") for word in words) + "\n").encode())
+    ``kill(-1)`` from the namespace's init reaches every process of the namespace (and nothing outside it); every
+    orphan is re-parented to init, so once ``waitpid`` reports no child left, nothing the program started lives.
+    """
+    while True:
+        _signal_quietly(-1, SIGKILL)  # ESRCH when nothing is left to signal; zombies may still wait to be reaped
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
 
-    _prctl(_PR_SET_DUMPABLE, 0)  # the program may share our uid: keep it out of /proc/<us>/fd and ptrace
-    code = sys.stdin.buffer.read()
-    uid = config["uid"]
+
+def _remove_sysv_ipc() -> None:
+    """Remove every System V shared memory segment, message queue and semaphore set of this IPC namespace (the
+    sandbox's own), so that a program cannot leave one for the next."""
+    libc = _libc()
+    for kind in ("shm", "msg", "sem"):
+        try:  # os.open/os.read: no buffered file object (this runs after every program)
+            fd = os.open(f"/proc/sysvipc/{kind}", os.O_RDONLY)
+            try:
+                listing = b""
+                while chunk := os.read(fd, 65536):
+                    listing += chunk
+            finally:
+                os.close(fd)
+        except OSError:
+            continue
+        rows = listing.split(b"\n")[1:]
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 1 and fields[1].isdigit():
+                ident = ctypes.c_int(int(fields[1]))
+                if kind == "sem":
+                    libc.semctl(ident, ctypes.c_int(0), ctypes.c_int(_IPC_RMID))
+                else:  # shmctl / msgctl (id, IPC_RMID, NULL)
+                    getattr(libc, f"{kind}ctl")(ident, ctypes.c_int(_IPC_RMID), None)
+
+
+def _clean_up(config: dict[str, Any], setup: dict[str, Any], uid: int | None, run_id: str) -> None:
+    """After a program: kill everything it left (a detached daemon, a fork bomb), then, in the namespace, remove its
+    IPC objects and files, before the next one starts."""
+    if config["namespace"]:
+        _kill_namespace()
+        _remove_sysv_ipc()
+        _clear_tmp(setup)
+    else:
+        _kill_descendants()
+        kill_stragglers(uid, run_id, exclude=frozenset({os.getpid()}))
+
+
+def _receive(sock: Any) -> tuple[dict[str, Any], list[int]] | None:
+    """The next request from the host: its fields and the descriptors sent with it; None at EOF (host gone)."""
+    header, ancillary, _, _ = sock.recvmsg(8, _socket.CMSG_SPACE(2 * 4))
+    fds: list[int] = []
+    for level, kind, data in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds += array.array("i", data[: len(data) - len(data) % 4]).tolist()
+    while header and len(header) < 8:
+        more = sock.recv(8 - len(header))
+        if not more:
+            break
+        header += more
+    if len(header) < 8:
+        for fd in fds:
+            os.close(fd)
+        return None
+    size = int.from_bytes(header, "big")
+    chunks = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        size -= len(chunk)
+    return marshal.loads(b"".join(chunks)), fds
+
+
+def _run_one(config: dict[str, Any], setup: dict[str, Any], request: dict[str, Any], fds: list[int]) -> str:
+    """Run one program (``request``) with ``fds`` (its stdout and stderr) and clean up after it; the report line."""
+    uid = request["uid"]
     try:
+        if len(fds) != 2:
+            raise ValueError(f"expected 2 descriptors with the request, got {len(fds)}")
         if config["namespace"]:
-            workdir, setup = _prepare_namespace(config, uid)
+            _size_tmp(setup, request["tmp_mb"])
+            workdir = f"/tmp/divtrace-sandbox-{request['run_id']}"
+            os.mkdir(workdir, 0o700)
+            if uid is not None:
+                os.chown(workdir, uid, uid)
         else:
-            workdir, setup = config["workdir"], {"readonly_filesystem": False, "private_tmp": False}
+            workdir = request["workdir"]
         main = os.path.join(workdir, "main.py")
         with open(main, "wb") as handle:
-            handle.write(code)
+            handle.write(request["code"])
         if uid is not None:
             os.chown(main, uid, uid)
     except Exception as exc:
-        report("setup_error", f"preparing the sandbox: {type(exc).__name__}: {exc}")
-        return 70
-    if not config["namespace"]:
-        _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # detached descendants become our children, so we can kill them
+        for fd in fds:
+            os.close(fd)
+        if config["namespace"]:
+            _clear_tmp(setup)
+        return f"setup_error preparing the run: {type(exc).__name__}: {exc}"
     err_r, err_w = os.pipe()  # close-on-exec: EOF without data means the exec worked
     pid = os.fork()
     if pid == 0:
         try:
             os.close(err_r)
-            _exec_program(config, workdir, uid)
+            _exec_program(config, request, (fds[0], fds[1], err_w), workdir)
         except BaseException as exc:
             os.write(err_w, f"{type(exc).__name__}: {exc}".encode()[:2000])
         os._exit(127)
-    os.close(err_w)
+    for fd in (err_w, *fds):
+        os.close(fd)
     failure = b""
     while chunk := os.read(err_r, 4096):
         failure += chunk
     os.close(err_r)
     if failure:
         os.waitpid(pid, 0)
-        report("setup_error", f"starting the program: {failure.decode(errors='replace')}")
-        return 70
-    report("started", int(setup["readonly_filesystem"]), int(setup["private_tmp"]))
-    status = _wait_for(pid, config["timeout_s"])
+        _clean_up(config, setup, uid, request["run_id"])
+        return f"setup_error starting the program: {failure.decode(errors='replace')}"
+    status = _wait_for(pid, request["timeout_s"])
     timed_out = status is None
     if status is None:
         os.kill(pid, SIGKILL)
         _, status = os.waitpid(pid, 0)
-    if not config["namespace"]:  # in a PID namespace, our exit kills everything left
-        _kill_descendants()
-        kill_stragglers(uid, config["run_id"], exclude=frozenset({os.getpid()}))
+    _clean_up(config, setup, uid, request["run_id"])
     returncode = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-    report("exited", returncode, int(timed_out))
+    return f"exited {returncode} {int(timed_out)}"
+
+
+def _supervise(config: dict[str, Any]) -> int:
+    """Prepare the sandbox once, then run one program per request from the host until it closes the control
+    socket; one report line per event on that socket. The exit status means nothing."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, config["control_fd"])
+    os.set_inheritable(config["control_fd"], False)
+
+    def report(line: str) -> None:  # "ready RO TMP", "exited RC TIMED_OUT", "setup_error MESSAGE"
+        sock.sendall((line.replace("\n", " ") + "\n").encode())
+
+    _prctl(_PR_SET_DUMPABLE, 0)  # the program may share our uid: keep it out of /proc/<us>/fd and ptrace
+    try:
+        if config["namespace"]:
+            setup = _prepare_namespace()
+        else:
+            setup = {"readonly_filesystem": False, "private_tmp": False, "tmp_mounts": [], "tmp_sizes": {}}
+            _prctl(_PR_SET_CHILD_SUBREAPER, 1)  # detached descendants become our children, so we can kill them
+    except Exception as exc:
+        report(f"setup_error preparing the sandbox: {type(exc).__name__}: {exc}")
+        return 70
+    report(f"ready {int(setup['readonly_filesystem'])} {int(setup['private_tmp'])} {int(setup.get('no_mqueue', 0))}")
+    while (received := _receive(sock)) is not None:
+        request, fds = received
+        report(_run_one(config, setup, request, fds))
     return 0
 
 
