@@ -66,8 +66,13 @@ def test_a_study_with_a_judge_runs_the_stage_resumes_and_finds_a_dead_endpoint_f
     with JudgeServer(judge_answer) as server:
         study = judged_study(server.base_url)
         divtrace.run(study, out)
-        # tldr: 2 prompts x 2 checkpoints; open_ended: instruct against base, 2 orders; only the unanswered asked
-        assert len(server.calls) == 2 * 2 + 2 * 2 - kept
+        # tldr: 2 prompts x 2 checkpoints; open_ended: sft against base, 2 orders: 8 judgments. Only the requests
+        # not answered before are asked, each distinct one once (sft is base + a small adapter drawn with the same
+        # seeds, so an 8-token output of both can be the same text, and its request the same).
+        judgments = sum(len(pd.read_parquet(path)) for path in (out / "judgments").rglob("*.parquet"))
+        distinct = len(layout.judge_cache_file.read_text().splitlines())
+        assert judgments == 2 * 2 + 2 * 2 and kept < distinct <= judgments
+        assert len(server.calls) == distinct - kept
         assert layout.judgments_file(BASE, "tldr").exists() and layout.judgments_file(INSTRUCT, "tldr").exists()
         assert layout.judgments_file(INSTRUCT, "open_ended").exists()
         assert not layout.judgments_file(BASE, "open_ended").exists()  # the baseline is not judged against itself
