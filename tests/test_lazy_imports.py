@@ -25,5 +25,17 @@ def test_every_public_name_resolves() -> None:
     for name in divtrace.__all__:
         assert getattr(divtrace, name) is not None
     assert set(divtrace.__all__) <= set(dir(divtrace))
-    loaded = _modules_after("import divtrace\ndivtrace.score")
+    loaded = _modules_after("import divtrace\ndivtrace.run")
     assert "pandas" in loaded  # used: imported
+
+
+def test_score_is_the_function_even_after_its_subpackage_is_imported() -> None:
+    """``divtrace.score`` names a function and a subpackage: importing ``divtrace.score.*`` first must not leave
+    the module in its place (the order of the full test suite did, once the names became lazy)."""
+    code = (
+        "import divtrace.score.metrics, divtrace\n"
+        "assert callable(divtrace.score) and divtrace.score.__module__ == 'divtrace', divtrace.score\n"
+        "from divtrace import score\n"
+        "assert score is divtrace.score\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

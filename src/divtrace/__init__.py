@@ -14,8 +14,12 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# The subpackage divtrace.score (a docstring only: light) is imported first, so that the function ``score`` below
+# keeps the name: importing a subpackage binds its name on the package, and a lazy ``score`` would lose to it.
+import divtrace.score as _score_package  # noqa: F401
+
 if TYPE_CHECKING:
-    from divtrace.api import JudgeOutcome, RunOutcome, analyze, judge_samples, run, score
+    from divtrace.api import JudgeOutcome, RunOutcome, analyze, judge_samples, run
     from divtrace.errors import DivtraceError, ModelLoadError, SampleFormatError
     from divtrace.samples import SampleRecord, read_samples, write_samples
     from divtrace.score.metrics import Metric, ScoringContext, create_metric, metric_names, register_metric
@@ -27,7 +31,7 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _LAZY = {
-    **dict.fromkeys(("JudgeOutcome", "RunOutcome", "analyze", "judge_samples", "run", "score"), "divtrace.api"),
+    **dict.fromkeys(("JudgeOutcome", "RunOutcome", "analyze", "judge_samples", "run"), "divtrace.api"),
     **dict.fromkeys(("DivtraceError", "ModelLoadError", "SampleFormatError"), "divtrace.errors"),
     **dict.fromkeys(("SampleRecord", "read_samples", "write_samples"), "divtrace.samples"),
     **dict.fromkeys(
@@ -61,6 +65,14 @@ __all__ = [
     "score",
     "write_samples",
 ]
+
+
+def score(*args: Any, **kwargs: Any) -> ScoreResult:
+    """Score the diversity of sampled outputs: :func:`divtrace.api.score` (its arguments and contract), imported on
+    the first call."""
+    from divtrace.api import score as score_samples
+
+    return score_samples(*args, **kwargs)
 
 
 def __getattr__(name: str) -> Any:
