@@ -32,6 +32,17 @@ def test_pass_at_k_per_prompt_is_the_scalar_estimator_exactly() -> None:
                 assert np.isnan(values[index])
 
 
+def test_pass_at_k_per_prompt_of_many_prompts_with_repeated_counts_is_the_scalar_estimator() -> None:
+    rng = np.random.default_rng(3)
+    n = rng.integers(1, 17, size=5000)  # K from 1 to 16: each (n, c) pair repeats many times
+    c = rng.integers(0, n + 1)
+    for k in (1, 5, 16):
+        values = pass_at_k_per_prompt(n, c, k)
+        expected = [pass_at_k(int(a), int(b), k) if a >= k else np.nan for a, b in zip(n, c, strict=True)]
+        np.testing.assert_array_equal(values, np.array(expected))  # bit for bit, NaN where n < k
+    assert np.isnan(pass_at_k_per_prompt(np.array([2, 3]), np.array([1, 1]), 4)).all()  # no prompt has k samples
+
+
 def test_pass_at_k_per_prompt_rejects_bad_budgets() -> None:
     with pytest.raises(ValueError):
         pass_at_k_per_prompt(np.array([4]), np.array([1]), 0)
