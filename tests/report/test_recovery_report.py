@@ -90,11 +90,14 @@ def study_scores() -> pd.DataFrame:
 
 
 def sweep_study(
-    temperatures: tuple[float, ...] = (0.6, 1.0, 1.4), *, verified: bool = True
+    temperatures: tuple[float, ...] = (0.6, 1.0, 1.4),
+    *,
+    verified: bool = True,
+    swept_checkpoints: tuple[str, ...] = ("sft", "dpo", "rlzero"),
 ) -> tuple[AnalysisResult, pd.DataFrame]:
     """(the analysis with its sweep, the study's per-prompt scores) of the constructed study; ``verified`` False
     leaves the swept conditions without verdicts (the study's checkpoints keep theirs)."""
-    spec = SweepSpec(temperature=list(temperatures), min_p=[None, 0.1], checkpoints=["sft", "dpo", "rlzero"])
+    spec = SweepSpec(temperature=list(temperatures), min_p=[None, 0.1], checkpoints=list(swept_checkpoints))
     conditions = sweep_conditions(spec, SAMPLING, list(LEVEL))
     swept = [c for c in conditions if not c.is_study_setting]
     scores = study_scores()
@@ -192,6 +195,12 @@ def test_the_recovery_table_says_where_each_checkpoint_reaches_its_base(swept: t
     # poems has no quality: the change is an en dash.
     poems = re.search(r'<tr data-task="poems" data-metric="sbert" data-reached="1">(.*?)</tr>', section, re.S)
     assert poems is not None and poems.group(1).rstrip().endswith('<td class="num">\N{EN DASH}</td>')
+
+
+def test_a_checkpoint_the_sweep_leaves_out_has_no_recovery_row() -> None:
+    analysis, _ = sweep_study(swept_checkpoints=("dpo",))
+    assert set(analysis.sweep["checkpoint"]) == set(LEVEL)  # every checkpoint's study-setting point is there
+    assert set(analysis.recovery["checkpoint"]) == {"dpo"}  # sft and rlzero were not swept: nothing to say of them
 
 
 def test_summary_md_has_a_line_per_recovery_row(swept: tuple[str, str]) -> None:

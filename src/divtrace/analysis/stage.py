@@ -28,14 +28,14 @@ from divtrace.study.sweep import study_value
 
 #: Bumped when the analysis tables change for the same inputs (2: the paper's unpaired decomposition, Table 1, the
 #: study's pass@k levels).
-ANALYSIS_VERSION = 7  # 3: collapse_sites.status (a site is a significant loss), headline.change_pct_base, table1
+ANALYSIS_VERSION = 8  # 3: collapse_sites.status (a site is a significant loss), headline.change_pct_base, table1
 # significant/is_collapse_site, qfd.delta_all_ci_includes_zero. 4: one bootstrap engine (divtrace.stats.bootstrap):
 # every CI skips the resamples whose statistic is NaN (retained, edge and headline CIs were NaN then), and Table 1's
 # and the decomposition's CIs take scipy's percentile interpolation (the last bit of some ends moves). 5: the
 # diversity_quality and quality_edges tables (diversity against quality: pass@1 on verifiable tasks, a judge's
 # win rate or WB-Score where a quality table is given) and settings["quality"]. 6: the homogenization table (every
 # pair of checkpoints' output similarity per task) when the study asks for it. 7: the sweep and recovery tables
-# (the recovery frontier) for a study with a sweep
+# (the recovery frontier) for a study with a sweep. 8: no recovery row for a checkpoint the sweep leaves out
 
 
 @dataclass(frozen=True)

@@ -176,7 +176,8 @@ def recovery_table(sweep: pd.DataFrame, parameters: Sequence[str], graph: Lineag
     at least the
     base's: its condition, parameter values, mean with CI, quality and ``quality_change_points`` (quality there
     minus quality at the study's setting, in points); else ``note`` :data:`NOT_REACHED` with the sweep's highest
-    mean. A checkpoint that is its own base (or whose base has no study-setting row) has no row.
+    mean. A checkpoint that is its own base (or whose base has no study-setting row), or that the sweep leaves out,
+    has no row.
     """
     rows = []
     if sweep.empty:
@@ -194,8 +195,10 @@ def recovery_table(sweep: pd.DataFrame, parameters: Sequence[str], graph: Lineag
         own = frame[frame["is_study_setting"]]
         if base_rows.empty or own.empty:
             continue
-        base_row, study_row = base_rows.iloc[0], own.iloc[0]
         swept = frame[frame["in_sweep"]]
+        if swept.empty:  # not swept: only its study-setting row is in the table (a base's point for the others)
+            continue
+        base_row, study_row = base_rows.iloc[0], own.iloc[0]
         hits = swept[swept["mean"].to_numpy(dtype=np.float64) >= float(base_row["mean"])]
         row: dict[str, Any] = {
             "checkpoint": checkpoint,
