@@ -312,10 +312,10 @@ def other_stages(study: Study, rows: list[PlanRow], cuda_available: bool, slowdo
     models = {specs[row.checkpoint].name: specs[row.checkpoint] for row in todo}  # a sweep condition loads no model
     # A packaged model is de-quantised on its first load only: the checkpoints after it that share it (the
     # quickstart's base and its adapters) load it from the cache.
-    loads = [
-        _load_figure(spec, checkpoint_device(spec, cuda_available), loaded_before=spec.model in seen)
-        for spec, seen in zip(models.values(), _models_before(list(models.values())), strict=True)
-    ]
+    loads, seen = [], set()
+    for spec in models.values():
+        loads.append(_load_figure(spec, checkpoint_device(spec, cuda_available), loaded_before=spec.model in seen))
+        seen.add(spec.model)
     load_s = sum(scaled(figure.value, device) for figure, device in loads)
     how = "; ".join(f"{figure.value:g} s ({figure.note})" for figure, _ in loads)
     parts = [StageEstimate("model loading", load_s, all(f.measured for f, _ in loads), f"{len(loads)} model(s): {how}")]
@@ -384,11 +384,6 @@ def judge_estimate(study: Study, todo: list[PlanRow]) -> StageEstimate | None:
     seconds = calls * JUDGE_S_PER_CALL.value / judge.max_concurrency
     how = f"{calls:,} judge call(s) to {judge.model}, {judge.max_concurrency} at once: {JUDGE_S_PER_CALL.note}"
     return StageEstimate("judge", seconds, JUDGE_S_PER_CALL.measured, how)
-
-
-def _models_before(specs: list[CheckpointSpec]) -> list[set[str]]:
-    """For each of ``specs`` in order, the models of the ones before it."""
-    return [{spec.model for spec in specs[:i]} for i in range(len(specs))]
 
 
 def _load_figure(spec: CheckpointSpec, device: str, *, loaded_before: bool = False) -> tuple[Figure, str]:
