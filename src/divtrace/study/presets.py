@@ -10,7 +10,8 @@ from divtrace.score.settings import NLISettings
 from divtrace.study.spec import CheckpointSpec, ExecutorSpec, SamplingSpec, Study, TaskSpec
 
 #: The quickstart's lineage: the shipped tiny lineage of ``divtrace/lab/recipes/tiny_lineage.yaml`` (gemma-3-270m
-#: base, its SFT adapter, the DPO adapter trained from that SFT), as checkpoint name -> (stage, parent, adapter).
+#: base, its SFT adapter, the DPO adapter trained from that SFT), as checkpoint name -> (parent, adapter); each
+#: checkpoint's stage is its name.
 QUICKSTART_LINEAGE: dict[str, tuple[str | None, str | None]] = {
     "base": (None, None),
     "sft": ("base", "quickstart:gemma-3-270m-sft"),
