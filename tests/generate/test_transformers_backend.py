@@ -20,6 +20,7 @@ from divtrace.generate.job import GenerationJob
 from divtrace.generate.models import resolve_model
 from divtrace.generate.params import SamplingParams
 from divtrace.generate.prompts import PromptItem, read_prompts
+from divtrace.generate.protocol import GenerationRequest
 from divtrace.generate.runner import RenderOptions, generate_samples
 from divtrace.generate.stops import StopPolicy
 from divtrace.generate.thinking import ThinkingMode
@@ -136,6 +137,32 @@ def test_stop_strings_and_suppressed_thinking(instruct: TransformersGenerator, t
     assert record.rendered_prompt.endswith("<think>\n</think>\n")
     assert "Answer briefly." in record.rendered_prompt
     assert record.sampling and record.sampling["stop"] == [" ", "\n"] and record.sampling["thinking"] == "suppressed"
+
+
+def test_rows_that_end_leave_the_batch_and_each_row_draws_what_it_draws_alone(
+    instruct: TransformersGenerator,
+) -> None:
+    """A batch of 8 rows where some end early (end of sequence, or the stop string at the end of their output): the
+    model computes fewer rows after each ending (its forward pass sees a shrinking batch), and every row's
+    completion is the one it gets decoded alone."""
+    params = SamplingParams(k=8, temperature=1.0, max_new_tokens=16, stop=(".",), seed=2)
+    item = GenerationRequest("q0", PROMPTS[0], instruct.render(PROMPTS[0])[0], tuple(range(100, 108)))
+    batch_rows: list[int] = []
+    hook = instruct.model.register_forward_pre_hook(
+        lambda module, args, kwargs: batch_rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        [together] = instruct.generate([item], params)
+    finally:
+        hook.remove()
+    ended_early = [c for c in together if c.output_tokens < params.max_new_tokens]
+    assert ended_early and len(ended_early) < 8
+    assert batch_rows[0] == 8 and batch_rows == sorted(batch_rows, reverse=True) and batch_rows[-1] < 8
+    assert len(batch_rows) == max(c.output_tokens for c in together)  # one forward pass per step of the longest
+    for seed, completion in zip(item.seeds, together, strict=True):
+        [[alone]] = instruct.generate([GenerationRequest("q0", item.prompt, item.rendered, (seed,))], params)
+        assert alone == completion
+    assert any(c.finish_reason == "stop" for c in together)
 
 
 def test_stop_policy_auto_applies_stops_to_completion_prompts_only(

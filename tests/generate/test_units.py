@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
-from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers import (
+    LogitsProcessorList,
+    MinPLogitsWarper,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from divtrace.errors import SampleFormatError
-from divtrace.generate.backends.transformers_backend import SeededRowSampler
+from divtrace.generate.backends.row_decoding import RowDraw
 from divtrace.generate.params import SamplingParams, sample_seed
 from divtrace.generate.prompts import read_prompts
 from divtrace.generate.store import safe_name, sample_key, shard_path
@@ -117,22 +123,51 @@ def test_read_prompts_formats_and_errors(tmp_path: Path) -> None:
         read_prompts(empty)
 
 
-def test_seeded_row_sampler_draws_from_the_warped_distribution() -> None:
-    """Many rows (one seed each) over one logits vector: frequencies match transformers' warped softmax."""
-    logits = torch.tensor([[2.0, 1.5, 1.0, 0.0, -1.0, -3.0]])
+@pytest.mark.parametrize(
+    "params",
+    [
+        SamplingParams(temperature=0.7, top_p=0.9),  # the study's kind: drawn within the nucleus
+        SamplingParams(temperature=0.7, top_p=0.9, top_k=5, min_p=0.05),  # the whole row warped
+        SamplingParams(temperature=1.3, top_p=1.0),
+    ],
+)
+def test_row_draw_samples_the_warped_distribution(params: SamplingParams) -> None:
+    """Many rows (one seeded uniform each) over one logits vector: frequencies match transformers' warped softmax,
+    a filtered token is never drawn, and the same uniforms draw the same tokens."""
+    logits = torch.tensor([[2.0, 1.5, 1.0, 0.0, -1.0, -3.0, -3.5]])
     rows = 20000
-    warpers = LogitsProcessorList([TemperatureLogitsWarper(0.7), TopPLogitsWarper(0.9)])
-    expected = torch.softmax(warpers(torch.zeros(1, 1, dtype=torch.long), logits.clone()), dim=-1)[0].numpy()
-    uniforms = torch.stack(
+    theirs = LogitsProcessorList([TemperatureLogitsWarper(params.temperature)])  # transformers' own, in its order
+    theirs += [TopKLogitsWarper(params.top_k)] if params.top_k else []
+    theirs += [TopPLogitsWarper(params.top_p)] if params.top_p < 1.0 else []
+    theirs += [MinPLogitsWarper(params.min_p)] if params.min_p else []
+    expected = torch.softmax(theirs(torch.zeros(1, 1, dtype=torch.long), logits.clone()), dim=-1)[0].numpy()
+    uniforms = torch.cat(
         [torch.rand(1, generator=torch.Generator().manual_seed(s), dtype=torch.float64) for s in range(rows)]
     )
-    sampler = SeededRowSampler(uniforms, warpers, prompt_length=1)
-    scores = sampler(torch.zeros(rows, 1, dtype=torch.long), logits.repeat(rows, 1))
-    assert torch.isfinite(scores).sum(dim=1).eq(1).all()  # exactly one finite score per row: the drawn token
-    drawn = scores.argmax(dim=1).numpy()
-    frequencies = np.bincount(drawn, minlength=6) / rows
-    assert expected[-2:].sum() == 0  # top-p removed the tail ...
+    draw = RowDraw(params)
+    drawn = draw(logits.repeat(rows, 1), uniforms).numpy()
+    frequencies = np.bincount(drawn, minlength=7) / rows
+    if params.top_p < 1.0:
+        assert expected[-2:].sum() == 0  # the filters removed the tail ...
     assert frequencies[expected == 0].sum() == 0  # ... and it is never drawn
     assert np.abs(frequencies - expected).max() < 0.015  # 20000 draws: standard error < 0.0036
-    again = sampler(torch.zeros(rows, 1, dtype=torch.long), logits.repeat(rows, 1)).argmax(dim=1).numpy()
-    assert (again == drawn).all()
+    assert (draw(logits.repeat(rows, 1), uniforms).numpy() == drawn).all()
+
+
+def test_drawing_within_the_nucleus_draws_what_the_whole_row_draws() -> None:
+    """On a 262k vocabulary, from sharp rows (a one-token nucleus) to flat ones (a nucleus past the first
+    candidates, grown), the nucleus-only draw gives the token the whole-row inverse CDF gives, row for row."""
+    generator = torch.Generator().manual_seed(7)
+    spread = torch.tensor([0.05, 0.5, 1.0, 2.0, 4.0, 8.0, 30.0]).repeat_interleave(8).unsqueeze(1)
+    scores = torch.randn(spread.shape[0], 262_144, generator=generator) * spread
+    uniforms = torch.rand(spread.shape[0], generator=generator, dtype=torch.float64)
+    params = SamplingParams(temperature=0.8, top_p=0.95)
+    fast = RowDraw(params)
+    whole = RowDraw(params)
+    whole.on_nucleus = False
+    assert fast.on_nucleus
+    assert torch.equal(fast(scores.clone(), uniforms), whole(scores.clone(), uniforms))
+    edge = torch.full((2,), 1.0 - 2.0**-30, dtype=torch.float64)  # u rounding up to the total in float32
+    for draw in (fast, whole):
+        tokens = draw(scores[:2].clone(), edge)
+        assert torch.isfinite(whole.warpers(None, scores[:2].clone()).gather(1, tokens.unsqueeze(1))).all()

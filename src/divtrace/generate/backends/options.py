@@ -83,7 +83,7 @@ class TransformersOptions(_BackendOptions):
     adapter: str | None = Field(None, description=ADAPTER_HELP + "; merged into the weights once loaded")
     device: str | None = Field(None, description="cpu, cuda, cuda:1...; default: cuda when available")
     dtype: str | None = Field(None, description="float32, bfloat16, float16; default: by device")
-    batch_size: int = Field(32, ge=1, description="rows (samples) per forward batch")
+    batch_size: int = Field(64, ge=1, description="rows (samples) per forward batch (a row that ends leaves it)")
     ignore_eos: bool = Field(False, description="generate past end-of-sequence up to max_new_tokens (benchmarks)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
 

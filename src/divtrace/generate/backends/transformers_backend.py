@@ -1,13 +1,11 @@
 """The transformers backend: Hugging Face ids, local directories and GGUF files, on CPU or GPU.
 
 Per-sample seeds in batched generation: ``transformers`` samples every row of a batch from one global RNG, so a
-sample would depend on the rows it shares a batch with. No library option gives each row its own generator, so
-this module does it by hand (:class:`SeededRowSampler`): transformers' temperature and top-k warpers, the top-p
-rule of its ``TopPLogitsWarper`` (computed without a full sort, :mod:`.nucleus`) and its min-p warper are applied
-in transformers' own order (:func:`sampling_warpers`), then each row draws its next token by inverse-CDF sampling
-with a uniform from its own ``torch.Generator`` (seeded with the sample's seed), and generation runs in greedy mode
-over scores whose only finite entry is the drawn token. This is exact sampling from the warped distribution (the
-same distribution ``do_sample=True`` samples from) with one independent, reproducible random stream per sample.
+sample would depend on the rows it shares a batch with. Each row here draws with uniforms from its own
+``torch.Generator`` (seeded with the sample's seed), by inverse-CDF sampling from the distribution transformers'
+warpers define, and a row that ends leaves the batch (:mod:`.row_decoding`, which decodes with the model's own
+forward pass and cache). This is exact sampling from the warped distribution (the same distribution
+``do_sample=True`` samples from) with one independent, reproducible random stream per sample.
 
 The K samples of a prompt are K rows of the batch (the prompt repeated, as ``num_return_sequences`` does), and
 rows of several prompts share a batch (left padding).
@@ -20,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from divtrace.errors import ModelLoadError
 from divtrace.generate.backends.base import TokenizerRendering
-from divtrace.generate.backends.nucleus import NucleusFilter
 from divtrace.generate.backends.options import TransformersOptions
+from divtrace.generate.backends.row_decoding import RowDraw, decode_rows, sampling_warpers
 from divtrace.generate.models import (
     ResolvedAdapter,
     ResolvedModel,
@@ -35,8 +33,9 @@ from divtrace.generate.stops import cut_at_stop
 from divtrace.progress import TOKENS, ProgressSink, emit
 
 if TYPE_CHECKING:
-    import torch
-    from transformers import LogitsProcessorList
+    from transformers import StoppingCriteria
+
+__all__ = ["TransformersGenerator", "sampling_warpers"]
 
 #: Sampling-related keys of a model's own generation_config that divtrace does NOT apply (recorded when set).
 _MODEL_DEFAULT_KEYS = (
@@ -51,67 +50,17 @@ _MODEL_DEFAULT_KEYS = (
 )
 
 
-class SeededRowSampler:
-    """A logits processor that samples each row's next token with that row's own random stream.
-
-    Args:
-        uniforms: ``[rows, max_new_tokens]`` float64 uniforms in [0, 1), row ``r`` drawn from a generator seeded
-            with row ``r``'s sample seed.
-        warpers: transformers' temperature / top-k / top-p / min-p warpers, in transformers' own order
-            (:func:`sampling_warpers`).
-        prompt_length: the (padded) prompt length, to know the step from ``input_ids``.
-
-    Returns (when called) scores that are 0 at the drawn token and -inf elsewhere, so greedy selection picks it.
-    """
-
-    def __init__(self, uniforms: torch.Tensor, warpers: LogitsProcessorList, prompt_length: int) -> None:
-        self.uniforms = uniforms
-        self.warpers = warpers
-        self.prompt_length = prompt_length
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        import torch
-
-        step = input_ids.shape[1] - self.prompt_length
-        warped = self.warpers(input_ids, scores.float())
-        cdf = torch.softmax(warped, dim=-1).cumsum_(dim=-1)
-        # Inverse CDF: the first token whose cumulative probability exceeds u * total. Tokens with probability 0
-        # (filtered by top-k/top-p/min-p) never come first, because their cumulative value equals their predecessor's.
-        threshold = (self.uniforms[:, step].to(cdf.device, cdf.dtype) * cdf[:, -1]).unsqueeze(1)
-        tokens = torch.searchsorted(cdf, threshold, right=True).clamp_(max=cdf.shape[1] - 1)
-        chosen = torch.full_like(scores, float("-inf"))
-        return chosen.scatter_(1, tokens, 0.0)
-
-
-def sampling_warpers(params: SamplingParams) -> LogitsProcessorList:
-    """The warpers ``params`` asks for, in the order transformers' ``_get_logits_processor`` applies them when
-    sampling: temperature, top-k (when set), top-p (when below 1; :class:`~.nucleus.NucleusFilter`, the rule of
-    ``TopPLogitsWarper`` without a full sort), min-p (``MinPLogitsWarper``, when set). Each keeps at least one
-    token, as transformers' do when not beam searching (``min_tokens_to_keep=1``)."""
-    from transformers import LogitsProcessorList, MinPLogitsWarper, TemperatureLogitsWarper, TopKLogitsWarper
-
-    warpers = LogitsProcessorList([TemperatureLogitsWarper(params.temperature)])
-    if params.top_k is not None:
-        warpers.append(TopKLogitsWarper(params.top_k))
-    if params.top_p < 1.0:
-        warpers.append(NucleusFilter(params.top_p))
-    if params.min_p is not None:
-        warpers.append(MinPLogitsWarper(params.min_p))  # after temperature, as transformers applies it
-    return warpers
-
-
 class StepReport:
-    """A logits processor that changes nothing and reports the decoding steps of one batch to ``progress``: tokens
-    of the call's budget, ``before`` plus ``rows`` per step taken, out of ``total``."""
+    """Reports the decoding steps of one batch to ``progress`` when called: tokens of the call's budget, ``before``
+    plus ``rows`` per step taken, out of ``total``."""
 
     def __init__(self, progress: ProgressSink, before: int, rows: int, total: int) -> None:
         self.progress, self.before, self.rows, self.total = progress, before, rows, total
         self.steps = 0
 
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        self.steps += 1  # called once per new token of every row
+    def __call__(self) -> None:
+        self.steps += 1  # once per new token of every row (a row that ended still counts: tokens of the budget)
         emit(self.progress, self.before + self.steps * self.rows, self.total, TOKENS)
-        return scores
 
 
 #: How this backend seeds samples, recorded on every sample (part of its key).
@@ -242,64 +191,64 @@ class TransformersGenerator(TokenizerRendering):
         budget = params.max_new_tokens
         total = len(rows) * budget
         emit(progress, 0, total, TOKENS)
+        draw = RowDraw(params)
+        stop = self._stop_criterion(params.stop)
         for start in range(0, len(rows), self.options.batch_size):
             batch = rows[start : start + self.options.batch_size]
             texts = [requests[r].rendered for r, _ in batch]
             seeds = [requests[r].seeds[i] for r, i in batch]
             steps = StepReport(progress, start * budget, len(batch), total) if progress is not None else None
-            for (r, i), completion in zip(batch, self._generate_batch(texts, seeds, params, steps), strict=True):
+            completions = self._generate_batch(texts, seeds, params, draw, stop, steps)
+            for (r, i), completion in zip(batch, completions, strict=True):
                 results[r][i] = completion
             emit(progress, (start + len(batch)) * budget, total, TOKENS)
         return [[c for c in per_request if c is not None] for per_request in results]
+
+    def _stop_criterion(self, stop: Sequence[str]) -> StoppingCriteria | None:
+        """transformers' ``StopStringCriteria`` for ``stop`` with this tokenizer (None without stop strings)."""
+        from transformers import StopStringCriteria
+
+        return StopStringCriteria(self.tokenizer, list(stop)) if stop else None
 
     def _generate_batch(
         self,
         texts: list[str],
         seeds: list[int],
         params: SamplingParams,
+        draw: RowDraw,
+        stop: StoppingCriteria | None,
         steps: StepReport | None = None,
     ) -> list[Completion]:
-        """The completions of one batch; ``steps``, when given, reports each decoding step."""
+        """The completions of one batch (:func:`~.row_decoding.decode_rows`); ``steps``, when given, reports each
+        decoding step."""
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList
 
         # Chat templates already contain the special tokens; plain prompts get the tokenizer's usual BOS.
         add_special = not any(self.tokenizer.bos_token and t.startswith(self.tokenizer.bos_token) for t in texts)
         encoded = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add_special)
         encoded = encoded.to(self.device)
-        prompt_length = encoded["input_ids"].shape[1]
         uniforms = torch.stack(
             [
                 torch.rand(params.max_new_tokens, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
                 for seed in seeds
             ]
         )
-        warpers = sampling_warpers(params)
-        config = GenerationConfig(
-            do_sample=False,
-            max_new_tokens=params.max_new_tokens,
-            min_new_tokens=params.max_new_tokens if self.options.ignore_eos else None,
-            eos_token_id=self.eos_ids or None,
-            pad_token_id=self.tokenizer.pad_token_id,
-            stop_strings=list(params.stop) or None,
-        )
-        processors = LogitsProcessorList([SeededRowSampler(uniforms, warpers, prompt_length)])
-        if steps is not None:
-            processors.insert(0, steps)
         with torch.inference_mode():
-            output = self.model.generate(
-                **encoded,
-                generation_config=config,
-                logits_processor=processors,
-                tokenizer=self.tokenizer if params.stop else None,
+            new_tokens = decode_rows(
+                self.model,
+                encoded["input_ids"],
+                encoded["attention_mask"],
+                uniforms,
+                draw,
+                end_ids=() if self.options.ignore_eos else self.eos_ids,
+                banned_ids=self.eos_ids if self.options.ignore_eos else (),  # transformers' min_new_tokens rule
+                stop=stop,
+                on_step=steps,
             )
-        return [
-            self._completion(row[prompt_length:].tolist(), seed, params)
-            for row, seed in zip(output, seeds, strict=True)
-        ]
+        return [self._completion(tokens, seed, params) for tokens, seed in zip(new_tokens, seeds, strict=True)]
 
     def _completion(self, new_ids: list[int], seed: int, params: SamplingParams) -> Completion:
-        """Decode one row: cut at end-of-sequence (kept in the token count) or padding, then at a stop string."""
+        """Decode one row's new tokens: cut at end-of-sequence (kept in the token count), then at a stop string."""
         ends = set(self.eos_ids) if not self.options.ignore_eos else set()
         length, hit_eos = len(new_ids), False
         for position, token in enumerate(new_ids):
@@ -310,12 +259,7 @@ class TransformersGenerator(TokenizerRendering):
         text = self.tokenizer.decode(kept, skip_special_tokens=True)
         cut = cut_at_stop(text, params.stop)
         if cut is not None:
-            text = cut
-            # Rows stopped by a stop string are padded after it: count only the tokens before the padding.
-            pad = self.tokenizer.pad_token_id
-            while kept and kept[-1] == pad and pad not in ends:
-                kept.pop()
-            length = len(kept)
+            text = cut  # the row ended at the token that completed the stop string: all its tokens count
         finish = "stop" if hit_eos or cut is not None else "length"
         return Completion(text=text, finish_reason=finish, output_tokens=length, seed=seed)
 
