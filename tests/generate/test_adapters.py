@@ -114,6 +114,7 @@ def test_base_sample_keys_are_those_made_before_adapters_existed(drawn: dict[str
     for record in records(drawn["base"]):
         sampling = {key: value for key, value in (record.sampling or {}).items() if key not in UNKEYED_SAMPLING}
         assert sampling.keys() >= PINNED_VERSIONS.keys()
+        assert sampling.pop("linear") == "onednn"  # recorded since the oneDNN linear layers, after these keys
         sampling.update(PINNED_VERSIONS)
         model_ref = {**(record.model_ref or {}), "package": PINNED_PACKAGE}
         seeds = record.sample_seeds or []

@@ -206,6 +206,7 @@ def _environment(source: ModelSource) -> tuple[dict[str, Any], dict[str, Any], s
     import torch
     import transformers
 
+    from divtrace.generate.backends.onednn_linear import linear_setting
     from divtrace.generate.backends.transformers_backend import SEEDING, default_device, default_dtype
 
     # None: the model's defaults (an options model of another backend is refused by ModelSource).
@@ -217,14 +218,17 @@ def _environment(source: ModelSource) -> tuple[dict[str, Any], dict[str, Any], s
         if key in options.model_fields_set and (value := getattr(options, key)) is not None
     }
     device = options.device or default_device()
+    dtype = options.dtype or default_dtype(device)
     environment: dict[str, Any] = {
         "backend_version": transformers.__version__,
         "torch_version": torch.__version__,
         "device": device,
-        "dtype": options.dtype or default_dtype(device),
+        "dtype": dtype,
         "ignore_eos": options.ignore_eos,
         "seeding": SEEDING,
     }
+    if linear := linear_setting(options.onednn, device, dtype):
+        environment["linear"] = linear
     if options.adapter is not None:
         from divtrace.generate.backends.transformers_backend import adapter_settings
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from divtrace.errors import ModelLoadError
 from divtrace.generate.backends.base import TokenizerRendering
+from divtrace.generate.backends.onednn_linear import ONEDNN_LINEAR, linear_setting, to_onednn_linear
 from divtrace.generate.backends.options import TransformersOptions
 from divtrace.generate.backends.row_decoding import RowDraw, decode_rows, sampling_warpers
 from divtrace.generate.models import (
@@ -97,9 +98,11 @@ class TransformersGenerator(TokenizerRendering):
     Args:
         model: a model reference (``quickstart:NAME``, hub id, local directory, ``.gguf`` file).
         options: the backend's settings (:class:`~.options.TransformersOptions`: revision, adapter, device, dtype,
-            batch_size, ignore_eos, threads); None: every default. Decided here, once loaded, when not given: the
-            device (:func:`default_device`, ``cuda`` when torch sees a GPU) and the dtype (:func:`default_dtype`,
-            by device); both are recorded on every sample. ``threads`` sets torch's CPU threads for the process.
+            batch_size, ignore_eos, threads, onednn); None: every default. Decided here, once loaded, when not
+            given: the device (:func:`default_device`, ``cuda`` when torch sees a GPU) and the dtype
+            (:func:`default_dtype`, by device); both are recorded on every sample. ``threads`` sets torch's CPU
+            threads for the process. With ``onednn`` (the default), a float32 model on the CPU computes its linear
+            layers with oneDNN (:mod:`.onednn_linear`), recorded as ``linear: onednn`` in the sampling settings.
 
     An ``adapter`` is applied on the loaded base with peft and merged into its weights
     (:func:`~divtrace.generate.adapters.merge_adapter`), so it samples at the base's speed; the adapter's
@@ -138,6 +141,10 @@ class TransformersGenerator(TokenizerRendering):
 
             self.model = merge_adapter(self.model, self.adapter)
         self.model.eval()
+        # how the linear layers are computed, when not torch's default
+        self.linear = linear_setting(self.options.onednn, self.device, self.dtype)
+        if self.linear == ONEDNN_LINEAR:
+            to_onednn_linear(self.model)
         commit = getattr(self.model.config, "_commit_hash", None)
         if commit and not self.resolved.is_local:
             self.resolved.identity["commit"] = commit
@@ -176,6 +183,7 @@ class TransformersGenerator(TokenizerRendering):
             "torch_version": torch.__version__,
             "device": self.device,
             "dtype": self.dtype,
+            **({"linear": self.linear} if self.linear else {}),
             "ignore_eos": self.options.ignore_eos,
             "seeding": SEEDING,
             "model_generation_defaults_not_applied": self.model_defaults_not_applied,
