@@ -7,8 +7,9 @@ wrong body, ``return None``), so 328 distinct programs (no duplicate is shared).
 - baseline: ``subprocess.run([python, "-c", program])`` per sample from a thread pool: no isolation, no limits;
 - divtrace: ``HumanEvalVerifier(workers=...).verify_batch`` in chunks of ``VERIFY_BATCH`` samples, as
   ``divtrace verify`` calls it: every program in a fresh sandboxed process (its own working directory, temporary
-  directories and uid) on ``--workers`` long-lived sandboxes (see ``sandbox_capabilities`` in the output for the isolation in force). The
-  sandboxes are started by the first round (their start-up counts there) and reused by the later ones.
+  directories and uid) on ``--workers`` long-lived sandboxes (see ``sandbox_capabilities`` in the output for the
+  isolation in force). The sandboxes are started by the first round (their start-up counts there) and reused by
+  the later ones.
 
 Rounds alternate (baseline, divtrace, baseline, divtrace...) and the median of each side is reported, with the
 throughput ratio (divtrace samples/s over bare samples/s; the goal is >= 0.9).
