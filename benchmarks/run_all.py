@@ -6,14 +6,18 @@ Runs, each in its own process (so one's caches and threads do not disturb the ne
 2. ``bench_generate.py``: generation overhead vs a bare transformers ``generate`` (SmolLM2-135M);
 3. ``bench_verify.py``: sandboxed HumanEval verification throughput, 4 parallel sandboxes;
 4. ``bench_executors.py``: the same small study under the local executor and the Ray executor (2 and 4 workers);
-5. the cost model (:mod:`divtrace.plan.cost`): generated tokens and GPU-hours of the full ``olmo3-7b`` study.
+5. ``bench_first_run.py``: the quickstart from an empty divtrace cache, warm, and with one scoring setting changed;
+6. ``bench_scaling.py``: time and peak memory of scoring, the analysis and the report from 1x the quickstart to
+   the ``olmo3-7b`` study's shape (``--quick``: scoring up to 10x, no olmo3-7b shape);
+7. the cost model (:mod:`divtrace.plan.cost`): generated tokens and GPU-hours of the full ``olmo3-7b`` study.
 
 The GPU rate of the cost model is ``--gpu-tokens-per-s`` per model replica: a measured vLLM figure when one is at
 hand (``benchmarks/results/vllm.json`` with ``tokens_per_s``, written when a GPU was available), else the
-stated assumption, labelled as such. ``--quick`` scores 100 prompts instead of the issue's 500.
+stated assumption, labelled as such. ``--quick`` scores 100 prompts instead of the issue's 500 and shortens the
+scaling record.
 
-Run: ``python benchmarks/run_all.py [--quick] [--skip score generate verify executors]``. Prints the table and
-writes ``benchmarks/results/record.md`` and ``record.json``.
+Run: ``python benchmarks/run_all.py [--quick] [--skip score generate verify executors first_run scaling]``.
+Prints the table and writes ``benchmarks/results/record.md`` and ``record.json``.
 """
 
 from __future__ import annotations
@@ -48,7 +52,9 @@ def load(name: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="score 100 prompts instead of 500")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["score", "generate", "verify", "executors"])
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["score", "generate", "verify", "executors", "first_run", "scaling"]
+    )
     parser.add_argument("--gpu-tokens-per-s", type=float, default=None, help="vLLM tokens/s per model replica")
     parser.add_argument("--length-fraction", type=float, default=0.5, help="mean sample length / max_new_tokens")
     args = parser.parse_args()
@@ -61,6 +67,10 @@ def main() -> None:
         run("bench_verify.py")
     if "executors" not in args.skip:
         run("bench_executors.py")
+    if "first_run" not in args.skip:
+        run("bench_first_run.py")
+    if "scaling" not in args.skip:
+        run("bench_scaling.py", *(["--score-sizes", "1", "10", "--no-olmo"] if args.quick else []))
 
     score, generate, verify, executors = (
         load(n) for n in ("score.json", "generate.json", "verify.json", "executors.json")
@@ -106,6 +116,26 @@ def main() -> None:
                 f"small quickstart: {study['shards']} shards, K={study['k']}, {study['max_new_tokens']} tokens",
                 f"{entry['run_s']} s ({entry['ratio_to_local']} x local)"
                 + (f"; same samples: {entry['same_samples_as_local']}" if "same_samples_as_local" in entry else ""),
+            )
+        )
+    first_run = load("first_run.json")
+    if first_run:
+        rows.append(
+            (
+                "first divtrace run (quickstart)",
+                "3 checkpoints x 2 tasks x 8 prompts x K=8, empty divtrace cache; then warm; then a changed study",
+                f"fresh {first_run['fresh_s']} s (target {first_run['target_s']} s: "
+                f"{'met' if first_run['meets_target'] else 'missed'}), warm {first_run['warm_s']} s, "
+                f"changed {first_run['changed_s']} s",
+            )
+        )
+    for entry in load("scaling.json").get("rows", []):
+        metrics = f", {entry['metrics']}" if entry.get("metrics") else ""
+        rows.append(
+            (
+                f"scaling: {entry['step']}",
+                f"{entry['size']} ({entry['outputs']:,} outputs){metrics}",
+                f"{entry['seconds']} s, peak {entry['peak_mib']:,.0f} MiB",
             )
         )
     olmo = load_study("olmo3-7b")
