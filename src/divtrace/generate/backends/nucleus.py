@@ -40,6 +40,12 @@ class Nucleus:
     ids: torch.Tensor
     sizes: torch.Tensor
 
+    def kept(self, width: int) -> torch.Tensor:
+        """``[rows, width]`` True where a candidate of the first ``width`` columns is in its row's nucleus."""
+        import torch
+
+        return torch.arange(width, device=self.sizes.device) < self.sizes.unsqueeze(1)
+
 
 def nucleus(scores: torch.Tensor, top_p: float, candidates: int = FIRST_CANDIDATES) -> Nucleus:
     """Each row's top-p nucleus of ``scores`` (``[rows, vocab]`` float32 logits; -inf allowed), by the rule in the
@@ -151,7 +157,7 @@ class NucleusFilter:
         if self.top_p >= 1.0:
             return scores
         found = nucleus(scores, self.top_p, self.candidates)
-        in_nucleus = torch.arange(found.ids.shape[1], device=scores.device) < found.sizes.unsqueeze(1)
+        in_nucleus = found.kept(found.ids.shape[1])
         rows = torch.arange(scores.shape[0], device=scores.device).unsqueeze(1).expand_as(found.ids)
         keep = torch.zeros_like(scores, dtype=torch.bool)
         keep[rows[in_nucleus], found.ids[in_nucleus]] = True

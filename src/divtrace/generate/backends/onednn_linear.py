@@ -1,8 +1,8 @@
 """Float32 linear layers through oneDNN on a CPU.
 
-torch's CPU wheels compute a float32 ``nn.Linear`` with MKL's GEMM, which runs well below the CPU's speed on AMD
-processors (measured on the development machine, an AMD EPYC with AVX-512: the 640 x 262,144 output layer of
-gemma-3-270m for 64 rows took 358 ms with MKL and 165 ms with oneDNN, both float32, 2 threads). oneDNN ships inside
+torch's CPU wheels compute a float32 ``nn.Linear`` with MKL's GEMM, which ran at less than half oneDNN's speed on the
+development machine, an AMD EPYC with AVX-512 (the 640 x 262,144 output layer of gemma-3-270m for 64 rows: 358 ms
+with MKL, 165 ms with oneDNN, both float32, 2 threads; other CPUs were not measured). oneDNN ships inside
 torch (``torch.backends.mkldnn``), but no torch or transformers setting routes a float32 ``nn.Linear`` to it (the
 ``torch.utils.mkldnn`` converter builds TorchScript modules), so this module swaps the layers by hand.
 

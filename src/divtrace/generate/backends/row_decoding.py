@@ -82,7 +82,7 @@ class RowDraw:
         scaled = scores.div_(self.params.temperature)  # transformers' TemperatureLogitsWarper, in place
         found = nucleus(scaled, self.params.top_p)
         width = int(found.sizes.max())
-        in_nucleus = torch.arange(width, device=scores.device) < found.sizes.unsqueeze(1)
+        in_nucleus = found.kept(width)
         # the nucleus in vocabulary order (positions outside it last), as the whole-row inverse CDF walks it
         vocab_order = found.ids[:, :width].masked_fill(~in_nucleus, scores.shape[1]).argsort(dim=1)
         ids = found.ids[:, :width].gather(1, vocab_order)
@@ -134,12 +134,12 @@ def decode_rows(
     cache_keyword = _cache_keyword(model)
     live = torch.arange(rows, device=input_ids.device)  # the batch row each live row is
     new_tokens: list[list[int]] = [[] for _ in range(rows)]
-    generated = input_ids.new_empty((rows, 0))
+    generated = input_ids.new_empty((rows, 0))  # each live row's last new tokens, for ``stop``
     positions = (attention_mask.long().cumsum(-1) - 1).masked_fill_(attention_mask == 0, 0)
     ends = torch.tensor(list(end_ids), dtype=torch.long, device=input_ids.device)
     banned = list(banned_ids)
     # the stop criterion reads only the last tokens (transformers' StopStringCriteria: its maximum_token_len)
-    window = max(int(getattr(stop, "maximum_token_len", 0)) - 1, 0) if stop is not None else 1
+    window: int | None = getattr(stop, "maximum_token_len", None)
     cache = None
     step_input, step_positions = input_ids, positions
     for step in range(max_new_tokens):
@@ -158,13 +158,15 @@ def decode_rows(
         tokens = draw(scores, uniforms[live, step])
         for row, token in zip(live.tolist(), tokens.tolist(), strict=True):
             new_tokens[row].append(token)
-        generated = torch.cat([generated[:, -window:] if window else generated, tokens.unsqueeze(1)], dim=1)
         if on_step is not None:
             on_step()
         if step == max_new_tokens - 1:
             break
         ended = torch.isin(tokens, ends)
         if stop is not None:
+            generated = torch.cat([generated, tokens.unsqueeze(1)], dim=1)
+            if window:
+                generated = generated[:, -window:]
             ended |= stop(generated, scores)
         if bool(ended.any()):
             going = (~ended).nonzero().squeeze(1)

@@ -141,6 +141,7 @@ class TransformersGenerator(TokenizerRendering):
 
             self.model = merge_adapter(self.model, self.adapter)
         self.model.eval()
+        self._stop_criteria: dict[tuple[str, ...], StoppingCriteria] = {}
         # how the linear layers are computed, when not torch's default
         self.linear = linear_setting(self.options.onednn, self.device, self.dtype)
         if self.linear == ONEDNN_LINEAR:
@@ -213,10 +214,16 @@ class TransformersGenerator(TokenizerRendering):
         return [[c for c in per_request if c is not None] for per_request in results]
 
     def _stop_criterion(self, stop: Sequence[str]) -> StoppingCriteria | None:
-        """transformers' ``StopStringCriteria`` for ``stop`` with this tokenizer (None without stop strings)."""
+        """transformers' ``StopStringCriteria`` for ``stop`` with this tokenizer (None without stop strings), built
+        once per set of stop strings (it indexes the whole vocabulary: 0.5-1.6 s for gemma-3-270m's)."""
         from transformers import StopStringCriteria
 
-        return StopStringCriteria(self.tokenizer, list(stop)) if stop else None
+        if not stop:
+            return None
+        key = tuple(stop)
+        if key not in self._stop_criteria:
+            self._stop_criteria[key] = StopStringCriteria(self.tokenizer, list(stop))
+        return self._stop_criteria[key]
 
     def _generate_batch(
         self,
