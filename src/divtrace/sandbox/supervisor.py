@@ -1,11 +1,15 @@
 """The sandbox supervisor: the program that runs inside the sandbox, one long-lived process per worker.
 
-It is loaded by :mod:`divtrace.sandbox.worker` with ``python -I -S``, so it may import the standard library only,
-and few modules of it; tests/sandbox/test_layout.py checks this. The supervisor prepares the sandbox once, then
-serves the host's requests one at a time over a private control socket: for each program it empties the temporary
-directories, writes the code to ``main.py`` in a fresh working directory, forks the program with resource limits
-and without privileges (a fresh uid per program as root), waits for it within its wall-clock limit, kills
-everything the program left, and reports how it ended. The best isolation the machine allows is chosen once per
+It is loaded by :mod:`divtrace.sandbox.worker` under the programs' interpreter with their flags (``python -I
+-B``: a *warm* worker), or under the host's interpreter with ``python -I -S`` (a *cold* one), so it may import the
+standard library only, and few modules of it; tests/sandbox/test_layout.py checks this. The supervisor prepares
+the sandbox once, then serves the host's requests one at a time over a private control socket: for each program it
+empties the temporary directories, writes the code to ``main.py`` in a fresh working directory, forks a child that
+takes the program's resource limits, drops its privileges (a fresh uid per program as root) and becomes the
+program, waits for it within its wall-clock limit, kills everything the program left, and reports how it ended. In
+a warm worker the child runs main.py itself (:func:`run_as_main`: no interpreter start-up per program, which is
+most of a short program's cost); in a cold one, or for a program under another interpreter, it execs
+``python -I -B main.py``. The best isolation the machine allows is chosen once per
 process (see :func:`divtrace.sandbox.sandbox_capabilities`):
 
 ``namespace``
@@ -33,6 +37,7 @@ from __future__ import annotations
 import _socket
 import array
 import ctypes
+import gc
 import marshal
 import os
 import resource
@@ -347,11 +352,13 @@ def _size_tmp(setup: dict[str, Any], tmp_mb: int) -> None:
         setup["tmp_sizes"]["/tmp"] = int(tmp_mb)
 
 
-def _exec_program(config: dict[str, Any], request: dict[str, Any], fds: tuple[int, int, int], workdir: str) -> None:
-    """In the forked child: stdio, limits, credentials, then exec the interpreter on main.py. Never returns.
+def _enter_program(config: dict[str, Any], request: dict[str, Any], fds: tuple[int, int, int], workdir: str) -> None:
+    """In the forked child: stdio, limits, credentials, then either exec the interpreter on main.py (never returns)
+    or, when the program runs under this very interpreter (:func:`_runs_here`), make this process the program's
+    environment and return, the failure pipe closed: the caller then runs main.py in this process.
 
     ``fds``: the program's stdout and stderr (pipes the host reads) and the close-on-exec pipe that reports a
-    failure to exec. Every other descriptor is closed.
+    failure before the program starts. Every other descriptor is closed.
     """
     out, err, failure = fds
     devnull = os.open("/dev/null", os.O_RDONLY)
@@ -375,8 +382,6 @@ def _exec_program(config: dict[str, Any], request: dict[str, Any], fds: tuple[in
     _prctl(_PR_SET_PDEATHSIG, SIGKILL)  # after the uid change, which clears it
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     python = request["python"]
-    prelude = config["socket_prelude"]
-    argv = [python, "-I", "-B", "-c", _SOCKET_PRELUDE] if prelude else [python, "-I", "-B", "main.py"]
     env = {
         "PATH": SAFE_PATH,
         "HOME": workdir,
@@ -387,7 +392,67 @@ def _exec_program(config: dict[str, Any], request: dict[str, Any], fds: tuple[in
         "MKL_NUM_THREADS": "1",
         _MARKER_VAR: request["run_id"],
     }
+    if _runs_here(config, request):
+        os.environ.clear()
+        os.environ.update(env)
+        os.close(failure)  # the program starts: what fails from here on is the program's
+        return
+    prelude = config["socket_prelude"]
+    argv = [python, "-I", "-B", "-c", _SOCKET_PRELUDE] if prelude else [python, "-I", "-B", "main.py"]
     os.execve(python, argv, env)
+
+
+def _runs_here(config: dict[str, Any], request: dict[str, Any]) -> bool:
+    """Whether the program runs in a fork of this supervisor (started under the program's interpreter with the
+    program's flags, ``-I -B``) rather than in a newly exec'd interpreter."""
+    return bool(config.get("python")) and config["python"] == request["python"]
+
+
+class _BecomeProgram(BaseException):
+    """Raised in a forked child that is now the program (:func:`_runs_here`): it unwinds the supervisor's frames up
+    to the top level, where :func:`run_as_main` runs main.py; args: (path of main.py, socket prelude or not)."""
+
+
+def _program_excepthook(main_globals: dict[str, Any]) -> Callable[..., None]:
+    """``sys.excepthook`` for a program run by :func:`run_as_main`: the traceback as ``python main.py`` prints it,
+    without the supervisor's frames (every frame before the first of the program's own module)."""
+
+    def excepthook(kind: type[BaseException], value: BaseException, traceback: Any) -> None:
+        while traceback is not None and traceback.tb_frame.f_globals is not main_globals:
+            traceback = traceback.tb_next
+        sys.__excepthook__(kind, value.with_traceback(traceback), traceback)
+
+    return excepthook
+
+
+def run_as_main(path: str, socket_prelude: bool) -> None:
+    """In a forked child that is the program (limits, uid and environment already set, see :func:`_enter_program`):
+    run ``path`` (main.py) as ``python -I -B main.py`` would, in a fresh ``__main__`` module (``__file__`` its
+    absolute path, ``sys.argv`` ``["main.py"]``); with ``socket_prelude``, run :data:`_SOCKET_PRELUDE` as ``-c``
+    would instead (``basic`` isolation). Exceptions propagate: at the top level the interpreter prints them and
+    exits as it would after the program, with its usual finalisation (non-daemon threads joined, atexit, flushes).
+    Written by hand: no library runs a file as ``__main__`` in an already started interpreter without frames of
+    its own in tracebacks (``runpy`` keeps its frames and a temporary module)."""
+    import builtins
+    from _frozen_importlib import BuiltinImporter
+    from _frozen_importlib_external import SourceFileLoader
+
+    main = type(sys)("__main__")
+    namespace = main.__dict__  # the names ``python main.py`` (or ``-c``) gives its __main__ module
+    namespace.update(__builtins__=builtins, __annotations__={})
+    if socket_prelude:
+        source, filename = _SOCKET_PRELUDE.encode(), "<string>"
+        namespace["__loader__"] = BuiltinImporter
+    else:
+        with open(path, "rb") as handle:
+            source = handle.read()
+        filename = path
+        namespace.update(__file__=path, __loader__=SourceFileLoader("__main__", path), __cached__=None)
+    sys.modules["__main__"] = main
+    sys.argv[:] = ["-c" if socket_prelude else "main.py"]
+    sys.excepthook = _program_excepthook(namespace)
+    code = compile(source, filename, "exec", dont_inherit=True)
+    exec(code, namespace)
 
 
 def _wait_for(pid: int, timeout_s: float) -> int | None:
@@ -518,15 +583,19 @@ def _run_one(config: dict[str, Any], setup: dict[str, Any], request: dict[str, A
         if config["namespace"]:
             _clear_tmp(setup)
         return f"setup_error preparing the run: {type(exc).__name__}: {exc}"
-    err_r, err_w = os.pipe()  # close-on-exec: EOF without data means the exec worked
+    err_r, err_w = os.pipe()  # close-on-exec: EOF without data means the program started
     pid = os.fork()
     if pid == 0:
+        # The supervisor's objects out of the child's cyclic GC: a collection writes to every object it visits,
+        # which would copy nearly every page of the supervisor into the child (measured: 2 ms of a 5 ms program).
+        gc.freeze()
         try:
             os.close(err_r)
-            _exec_program(config, request, (fds[0], fds[1], err_w), workdir)
+            _enter_program(config, request, (fds[0], fds[1], err_w), workdir)
         except BaseException as exc:
             os.write(err_w, f"{type(exc).__name__}: {exc}".encode()[:2000])
-        os._exit(127)
+            os._exit(127)
+        raise _BecomeProgram(os.path.join(workdir, "main.py"), config["socket_prelude"])
     for fd in (err_w, *fds):
         os.close(fd)
     failure = b""
@@ -566,12 +635,25 @@ def _supervise(config: dict[str, Any]) -> int:
     except Exception as exc:
         report(f"setup_error preparing the sandbox: {type(exc).__name__}: {exc}")
         return 70
+    gc.freeze()  # what the supervisor has built stays out of later collections, here and in forked children
     report(f"ready {int(setup['readonly_filesystem'])} {int(setup['private_tmp'])} {int(setup.get('no_mqueue', 0))}")
-    while (received := _receive(sock)) is not None:
-        request, fds = received
-        report(_run_one(config, setup, request, fds))
+    try:
+        while (received := _receive(sock)) is not None:
+            request, fds = received
+            report(_run_one(config, setup, request, fds))
+    except _BecomeProgram:
+        sock.detach()  # already closed in this child: its number may be the program's next file
+        raise
     return 0
 
 
 if __name__ == SUPERVISOR_NAME:  # inside the sandbox; what follows is neither needed nor importable (-S) there
-    sys.exit(_supervise(marshal.loads(bytes.fromhex(sys.argv[1]))))
+    try:
+        _status: int | None = _supervise(marshal.loads(bytes.fromhex(sys.argv[1])))
+        _program: tuple[Any, ...] = ()
+    except _BecomeProgram as _child:  # a forked child, now the program: run it outside this handler
+        _status, _program = None, _child.args
+    if _status is not None:
+        sys.exit(_status)
+    del _status
+    run_as_main(*_program)

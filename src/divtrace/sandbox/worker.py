@@ -107,21 +107,30 @@ class Worker:
     Raises SandboxError when the sandbox cannot be started.
     """
 
-    def __init__(self, plan: Plan) -> None:
-        """Start the supervisor for ``plan`` (its isolation; the interpreter is chosen per program) and wait until
-        it has prepared the sandbox."""
+    def __init__(self, plan: Plan, *, warm: bool = True) -> None:
+        """Start the supervisor for ``plan`` and wait until it has prepared the sandbox.
+
+        With ``warm`` and ``plan.python`` set, the supervisor runs under that interpreter with the programs' flags
+        (``-I -B``) and each program under it is a fork of the supervisor that runs main.py in-process (no
+        interpreter start-up per program); otherwise the supervisor runs under this process's interpreter
+        (``-I -S``) and each program execs its interpreter.
+        """
         self.plan = plan
         self.key = worker_key(plan)
         self.alive = False
         self._buffer = bytearray()
+        warm = warm and bool(plan.python)
+        self.warm = warm
         host_end, supervisor_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         config = {
             "control_fd": supervisor_end.fileno(),
             "namespace": plan.namespace,
             "drop_capabilities": plan.user_namespace,
             "socket_prelude": not plan.namespace,
+            "python": plan.python if warm else None,
         }
-        command = [*plan.prefix(), sys.executable, "-I", "-S", "-c", _BOOTSTRAP, marshal.dumps(config).hex()]
+        interpreter = [plan.python, "-I", "-B"] if warm else [sys.executable, "-I", "-S"]
+        command = [*plan.prefix(), *interpreter, "-c", _BOOTSTRAP, marshal.dumps(config).hex()]
         try:
             self._proc = subprocess.Popen(
                 command,
@@ -350,30 +359,48 @@ class Worker:
             kill_stragglers(uid, run_id)
 
 
-def worker_key(plan: Plan) -> tuple[bool, bool, bool, str | None]:
-    """What makes two plans' sandboxes interchangeable (the interpreter is chosen per program)."""
-    return (plan.namespace, plan.user_namespace, plan.drop_uid, plan.unshare)
+def worker_key(plan: Plan) -> tuple[bool, bool, bool, str | None, str]:
+    """What makes two plans' sandboxes interchangeable: the isolation and the interpreter (a warm supervisor runs
+    under the programs' interpreter)."""
+    return (plan.namespace, plan.user_namespace, plan.drop_uid, plan.unshare, plan.python)
 
 
 _pool_lock = threading.Lock()
-_idle: dict[tuple[bool, bool, bool, str | None], list[Worker]] = {}
+_idle: dict[tuple[bool, bool, bool, str | None, str], list[Worker]] = {}
 _pool_pid = os.getpid()
+#: Whether new workers run their programs as forks of a supervisor started under the programs' interpreter (see
+#: :class:`Worker`); False execs an interpreter per program (the tests run both).
+WARM_START = True
+#: Plans (keys) whose interpreter could not run a warm supervisor: their workers start cold.
+_cold: set[tuple[bool, bool, bool, str | None, str]] = set()
 
 
 def acquire(plan: Plan) -> Worker:
-    """An idle worker for ``plan`` from this process's pool, else a new one (SandboxError if it cannot start)."""
+    """An idle worker for ``plan`` from this process's pool, else a new one (SandboxError if it cannot start).
+
+    Warm (see :class:`Worker`) when :data:`WARM_START` and the plan names its interpreter, unless that interpreter
+    could not run a warm supervisor before; an idle worker is taken only if it starts programs that way too.
+    """
     global _pool_pid
+    key = worker_key(plan)
     with _pool_lock:
         if _pool_pid != os.getpid():  # a forked child: the workers belong to the parent
             _idle.clear()
             _pool_pid = os.getpid()
-        idle = _idle.get(worker_key(plan), [])
-        while idle:
-            worker = idle.pop()
+        warm = WARM_START and bool(plan.python) and key not in _cold
+        idle = _idle.get(key, [])
+        for worker in [worker for worker in idle if worker.warm == warm]:
+            idle.remove(worker)
             if worker.alive and worker._proc.poll() is None:
                 return worker
             worker.kill()
-    return Worker(plan)
+    if warm:
+        try:
+            return Worker(plan)
+        except SandboxError:
+            with _pool_lock:
+                _cold.add(key)  # e.g. an interpreter too old for the supervisor: exec each program instead
+    return Worker(plan, warm=False)
 
 
 def release(worker: Worker) -> None:
