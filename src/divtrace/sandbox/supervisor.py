@@ -22,8 +22,8 @@ process (see :func:`divtrace.sandbox.sandbox_capabilities`):
     ``/tmp``).
 ``basic``
     No namespaces: a private working directory per program (made and removed by the host), sockets disabled by a
-    Python prelude (which code can undo), and stragglers found and killed by uid (when running as root) or by a
-    marker environment variable (otherwise).
+    Python prelude (which code can undo), and stragglers killed by uid (as root: a helper with the run's uid calls
+    ``kill(-1)``) or found in /proc by a marker environment variable (otherwise).
 
 In both, as root the program runs under a fresh unprivileged uid/gid (one per program, so ``RLIMIT_NPROC`` is
 enforced and parallel runs cannot signal each other), with ``no_new_privs``, rlimits on CPU time, address space,
@@ -263,13 +263,7 @@ def _kill_descendants() -> None:
     """As a child subreaper: kill every descendant (orphans are re-parented to us) and reap them all."""
     me = os.getpid()
     _stop_and_kill(lambda table: _descendants(table, me))
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        try:
-            if os.waitpid(-1, os.WNOHANG)[0] == 0:
-                time.sleep(0.002)
-        except ChildProcessError:
-            return
+    _reap_children()
 
 
 def _umount(target: str) -> None:
@@ -526,9 +520,42 @@ def _clean_up(config: dict[str, Any], setup: dict[str, Any], uid: int | None, ru
         _kill_namespace()
         _remove_sysv_ipc()
         _clear_tmp(setup)
+    elif uid is not None and _kill_uid(uid):
+        _reap_children()
     else:
         _kill_descendants()
         kill_stragglers(uid, run_id, exclude=frozenset({os.getpid()}))
+
+
+def _kill_uid(uid: int) -> bool:
+    """SIGKILL every process of ``uid`` (a per-run uid, as root): a forked helper takes the uid and calls
+    ``kill(-1)``, which reaches exactly the processes it may signal, i.e. that uid's, except itself. One call is
+    enough: a process with SIGKILL pending cannot fork any more. False when the helper failed (scan /proc instead).
+    """
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            _signal_quietly(-1, SIGKILL)  # ESRCH: nothing of the uid's was left
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return status == 0
+
+
+def _reap_children() -> None:
+    """Wait for every child of ours (the killed program's processes, re-parented to us as child subreaper) to exit,
+    for at most 2 s; a process killed but not our descendant is not waited for."""
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                time.sleep(0.001)
+        except ChildProcessError:
+            return
 
 
 def _receive(sock: Any) -> tuple[dict[str, Any], list[int]] | None:

@@ -339,8 +339,8 @@ class Worker:
                 os.close(fd)
             if not answered and self.alive:
                 self.kill()  # the caller failed mid-run: nothing of this run may outlive it
-            if not plan.namespace and sent:
-                kill_stragglers(uid, run_id)
+            if not plan.namespace and sent and not answered:
+                kill_stragglers(uid, run_id)  # an answer comes after the supervisor's own sweep
             if plan.namespace and uid is not None and sent and not answered:
                 _wait_until_gone(uid)  # the supervisor did not get to reap the program's processes
             if workdir is not None:
