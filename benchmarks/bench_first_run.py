@@ -70,10 +70,20 @@ def samples_of(run: Path) -> dict[str, list[str]]:
 def main() -> None:
     """Run the three runs, print a table, write ``benchmarks/results/first_run.json``."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--work", type=Path, default=None, help="where the runs and the cache go (default: a temp dir)")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="where the runs and the cache go, kept (default: a temp dir, removed)"
+    )
     args = parser.parse_args()
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-first-run-"))
-    work.mkdir(parents=True, exist_ok=True)
+    if args.work is None:  # a temp dir of its own, removed at the end (the runs and the cache take over 1 GB)
+        with tempfile.TemporaryDirectory(prefix="bench-first-run-") as work:
+            run_benchmark(Path(work))
+    else:
+        args.work.mkdir(parents=True, exist_ok=True)
+        run_benchmark(args.work)
+
+
+def run_benchmark(work: Path) -> None:
+    """The three runs in ``work`` (its ``cache`` must be empty or absent), the table and the results file."""
     cache = work / "cache"
     if cache.exists() and any(cache.iterdir()):
         raise SystemExit(f"{cache} is not empty: the first run must start from an empty cache")
