@@ -4,7 +4,7 @@ Runs, each in its own process (so one's caches and threads do not disturb the ne
 
 1. ``bench_score.py``: scoring throughput (texts/s) and its ratio to the bare encoder forward pass;
 2. ``bench_generate.py``: generation overhead vs a bare transformers ``generate`` (SmolLM2-135M);
-3. ``bench_verify.py``: sandboxed HumanEval verification throughput, 4 parallel sandboxes;
+3. ``bench_verify.py --cold``: sandboxed HumanEval verification throughput, 4 parallel sandboxes, warm and cold;
 4. ``bench_executors.py``: the same small study under the local executor and the Ray executor (2 and 4 workers);
 5. ``bench_first_run.py``: the quickstart from an empty divtrace cache, warm, and with one scoring setting changed;
 6. ``bench_scaling.py``: time and peak memory of scoring, the analysis and the report from 1x the quickstart to
@@ -64,7 +64,7 @@ def main() -> None:
     if "generate" not in args.skip:
         run("bench_generate.py")
     if "verify" not in args.skip:
-        run("bench_verify.py")
+        run("bench_verify.py", "--cold")
     if "executors" not in args.skip:
         run("bench_executors.py")
     if "first_run" not in args.skip:
@@ -103,8 +103,9 @@ def main() -> None:
                 "sandboxed verification (HumanEval)",
                 f"{verify['input']['samples']} samples, {verify['input']['workers']} sandboxes, "
                 f"{verify['sandbox']['isolation']} isolation",
-                f"{verify['divtrace_samples_per_s']} samples/s "
-                f"(bare subprocesses {verify['baseline_samples_per_s']}/s)",
+                f"{verify['divtrace_samples_per_s']} samples/s, {verify['throughput_ratio_divtrace_to_baseline']} x "
+                f"bare subprocesses ({verify['baseline_samples_per_s']}/s)"
+                + (f"; cold sandboxes {verify['cold_samples_per_s']}/s" if "cold_samples_per_s" in verify else ""),
             )
         )
     for entry in executors.get("runs", []):
