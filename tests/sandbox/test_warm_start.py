@@ -15,6 +15,7 @@ from divtrace.sandbox import SandboxError, SandboxLimits, run_python
 from divtrace.sandbox import host as sandbox_host
 from divtrace.sandbox import worker as sandbox_worker
 from divtrace.sandbox.limits import Isolation
+from tests.sandbox.conftest import use_start
 
 LIMITS = SandboxLimits(timeout_s=10)
 
@@ -48,8 +49,7 @@ def _normalise(text: str) -> str:
 
 
 def _run_all(isolation: str, warm: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, tuple[str, int, str, str]]:
-    sandbox_worker.shutdown()
-    monkeypatch.setattr(sandbox_worker, "WARM_START", warm)
+    use_start(warm, monkeypatch)
     try:
         results = {}
         for name, code in PROGRAMS.items():
@@ -60,9 +60,9 @@ def _run_all(isolation: str, warm: bool, monkeypatch: pytest.MonkeyPatch) -> dic
         sandbox_worker.shutdown()
 
 
-def test_a_forked_program_behaves_as_an_execd_one(isolation: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    warm = _run_all(isolation, True, monkeypatch)
-    cold = _run_all(isolation, False, monkeypatch)
+def test_a_forked_program_behaves_as_an_execd_one(isolation_kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    warm = _run_all(isolation_kind, True, monkeypatch)
+    cold = _run_all(isolation_kind, False, monkeypatch)
     assert warm == cold
     assert warm["exit status"][:2] == ("error", 3)
     assert warm["atexit and threads"][2].splitlines() == ["main done", "thread joined before exit", "atexit"]
@@ -91,14 +91,13 @@ def test_random_state_is_not_shared_between_forked_programs(isolation: str) -> N
 
 
 def test_an_interpreter_that_cannot_run_the_supervisor_falls_back_to_exec(
-    isolation: str, start: str, monkeypatch: pytest.MonkeyPatch
+    isolation_kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A plan whose interpreter is gone: no warm supervisor can start, so the worker starts cold (under this
     process's interpreter), and running a program says why it cannot."""
-    if start == "cold":
-        pytest.skip("the fallback is from a warm start")
+    use_start(True, monkeypatch)
     monkeypatch.setattr(sandbox_worker, "_cold", set())
-    plan = sandbox_host._plan_for(cast(Isolation, isolation))[0]
+    plan = sandbox_host._plan_for(cast(Isolation, isolation_kind))[0]
     gone = dataclasses.replace(plan, python="/nonexistent/python3")
     worker = sandbox_worker.acquire(gone)
     try:

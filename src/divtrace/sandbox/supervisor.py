@@ -346,6 +346,13 @@ def _size_tmp(setup: dict[str, Any], tmp_mb: int) -> None:
         setup["tmp_sizes"]["/tmp"] = int(tmp_mb)
 
 
+def _become_uid(uid: int) -> None:
+    """As root: take ``uid`` as every user and group id, with no supplementary groups (and so no capability)."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+
+
 def _enter_program(config: dict[str, Any], request: dict[str, Any], fds: tuple[int, int, int], workdir: str) -> None:
     """In the forked child: stdio, limits, credentials, then either exec the interpreter on main.py (never returns)
     or, when the program runs under this very interpreter (:func:`_runs_here`), make this process the program's
@@ -368,9 +375,7 @@ def _enter_program(config: dict[str, Any], request: dict[str, Any], fds: tuple[i
         resource.setrlimit(getattr(resource, name), (soft, hard))
     uid = request["uid"]
     if uid is not None:
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
+        _become_uid(uid)
     elif config["drop_capabilities"]:
         _drop_capabilities()
     _prctl(_PR_SET_PDEATHSIG, SIGKILL)  # after the uid change, which clears it
@@ -535,9 +540,7 @@ def _kill_uid(uid: int) -> bool:
     pid = os.fork()
     if pid == 0:
         try:
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
+            _become_uid(uid)
             _signal_quietly(-1, SIGKILL)  # ESRCH: nothing of the uid's was left
             os._exit(0)
         except BaseException:

@@ -359,20 +359,24 @@ class Worker:
             kill_stragglers(uid, run_id)
 
 
-def worker_key(plan: Plan) -> tuple[bool, bool, bool, str | None, str]:
+#: What :func:`worker_key` returns: namespace, user namespace, uid drop, unshare command, interpreter.
+WorkerKey = tuple[bool, bool, bool, str | None, str]
+
+
+def worker_key(plan: Plan) -> WorkerKey:
     """What makes two plans' sandboxes interchangeable: the isolation and the interpreter (a warm supervisor runs
     under the programs' interpreter)."""
     return (plan.namespace, plan.user_namespace, plan.drop_uid, plan.unshare, plan.python)
 
 
 _pool_lock = threading.Lock()
-_idle: dict[tuple[bool, bool, bool, str | None, str], list[Worker]] = {}
+_idle: dict[WorkerKey, list[Worker]] = {}
 _pool_pid = os.getpid()
 #: Whether new workers run their programs as forks of a supervisor started under the programs' interpreter (see
 #: :class:`Worker`); False execs an interpreter per program (the tests run both).
 WARM_START = True
 #: Plans (keys) whose interpreter could not run a warm supervisor: their workers start cold.
-_cold: set[tuple[bool, bool, bool, str | None, str]] = set()
+_cold: set[WorkerKey] = set()
 
 
 def acquire(plan: Plan) -> Worker:
